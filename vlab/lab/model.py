@@ -1,0 +1,285 @@
+"""The lab file as typed, immutable objects.
+
+A lab describes *intent*: ESXi hosts with their uplinks, vSwitches, port groups
+and VMkernel adapters; VMs and where they start; physical switches, routers and
+plain hosts; sites and DCI links. Which host a VM is on *now* and which uplink a
+port is pinned to are *bindings*, kept elsewhere (see ``controller.bindings``).
+
+Every model forbids unknown keys and is frozen; scalar fields are strict (a
+quoted "10" is not a VLAN). Cross-references (a VM's port group exists on its
+host, a port group's uplinks are on its vSwitch, ...) are checked by
+``vlab.lab.validate`` once the whole file has parsed.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal, Optional
+
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
+                      StrictBool, StrictFloat, StrictInt, StrictStr, StringConstraints)
+
+# Node and object names: they end up in Linux interface names and OVS port
+# names, so keep them to letters, digits, '-' and '_' (no dots, no spaces).
+Name = Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$",
+                                              max_length=15)]
+VlanId = Annotated[StrictInt, Field(ge=0, le=4095)]
+SwitchVlan = Annotated[StrictInt, Field(ge=1, le=4094)]
+PortNumber = Annotated[StrictInt, Field(ge=1, le=4096)]
+Mtu = Annotated[StrictInt, Field(ge=1280, le=9000)]
+
+
+def _mac(value: str) -> str:
+    parts = value.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
+        raise ValueError("MAC address must look like 00:50:56:aa:bb:cc")
+    try:
+        octets = [int(p, 16) for p in parts]
+    except ValueError:
+        raise ValueError("MAC address must look like 00:50:56:aa:bb:cc") from None
+    if octets[0] & 1:
+        raise ValueError("MAC address must be unicast (first octet even)")
+    if octets == [0] * 6:
+        raise ValueError("MAC address must not be all zeros")
+    return value.lower()
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _ipv4_interface(value: object) -> ipaddress.IPv4Interface:
+    value = _text(value)
+    if "/" not in value:
+        raise ValueError("expected an address with prefix length, like 10.0.0.1/24")
+    try:
+        iface = ipaddress.IPv4Interface(value)
+    except ValueError as exc:
+        raise ValueError(f"not an IPv4 address/prefix: {exc}") from None
+    if iface.network.prefixlen < 31 and iface.ip in (iface.network.network_address,
+                                                     iface.network.broadcast_address):
+        raise ValueError(f"{value} is the network or broadcast address of its subnet")
+    return iface
+
+
+def _ipv4_address(value: object) -> ipaddress.IPv4Address:
+    value = _text(value)
+    try:
+        return ipaddress.IPv4Address(value)
+    except ValueError as exc:
+        raise ValueError(f"not an IPv4 address: {exc}") from None
+
+
+def _ipv4_network(value: object) -> ipaddress.IPv4Network:
+    value = _text(value)
+    try:
+        return ipaddress.IPv4Network(value)
+    except ValueError as exc:
+        raise ValueError(f"not an IPv4 network: {exc}") from None
+
+
+Mac = Annotated[StrictStr, AfterValidator(_mac)]
+IPv4If = Annotated[ipaddress.IPv4Interface, BeforeValidator(_ipv4_interface)]
+IPv4Addr = Annotated[ipaddress.IPv4Address, BeforeValidator(_ipv4_address)]
+IPv4Net = Annotated[ipaddress.IPv4Network, BeforeValidator(_ipv4_network)]
+Policy = Literal["accept", "reject"]
+
+
+class LabModel(BaseModel):
+    """Base of every lab object: unknown keys are errors, objects are immutable."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Security(LabModel):
+    """vSphere security policy. ``None`` means "inherit" (from the vSwitch, or
+    the vSwitch type's default: standard Reject/Accept/Accept, distributed
+    Reject/Reject/Reject)."""
+    promiscuous: Optional[Policy] = None
+    mac_changes: Optional[Policy] = None
+    forged_transmits: Optional[Policy] = None
+
+
+class Teaming(LabModel):
+    """NIC teaming and failover. Fields left unset inherit from the vSwitch;
+    on the vSwitch, ``active=None`` means every uplink of the vSwitch is active."""
+    policy: Optional[Literal["originating_port", "source_mac_hash", "ip_hash",
+                             "explicit_failover"]] = None
+    active: Optional[tuple[Name, ...]] = None
+    standby: Optional[tuple[Name, ...]] = None
+    unused: Optional[tuple[Name, ...]] = None
+    failure_detection: Optional[Literal["link_status", "beacon_probing"]] = None
+    notify_switches: Optional[StrictBool] = None
+    failback: Optional[StrictBool] = None
+
+
+class PortGroup(LabModel):
+    """A port group: VLAN 0 = external switch tagging (untagged), 1-4094 =
+    virtual switch tagging, 4095 = virtual guest tagging (trunk to the guest)."""
+    name: Name
+    vlan: VlanId = 0
+    teaming: Teaming = Teaming()
+    security: Security = Security()
+
+
+class StandardSwitch(LabModel):
+    """A vSphere standard switch (vSS) on one host; ``uplinks`` are vmnic names."""
+    name: Name
+    uplinks: tuple[Name, ...] = ()
+    mtu: Mtu = 1500
+    teaming: Teaming = Teaming()
+    security: Security = Security()
+    port_groups: tuple[PortGroup, ...] = ()
+
+
+class DistributedSwitch(LabModel):
+    """A vSphere distributed switch (VDS): port groups defined once for every
+    member host; ``uplinks`` are dvUplink names each member maps to a vmnic."""
+    name: Name
+    uplinks: tuple[Name, ...] = ()
+    mtu: Mtu = 1500
+    teaming: Teaming = Teaming()
+    security: Security = Security()
+    port_groups: tuple[PortGroup, ...] = ()
+
+
+class DistributedSwitchMember(LabModel):
+    """A host's membership of a distributed switch: dvUplink name -> vmnic."""
+    name: Name
+    uplinks: dict[Name, Name] = Field(default_factory=dict)
+
+
+class Uplink(LabModel):
+    """A physical NIC (vmnic) and the physical switch port it plugs into."""
+    name: Name
+    speed: Literal[1, 10, 25] = Field(description="link speed in GbE")
+    switch: Name
+    port: PortNumber
+
+
+class VmkernelAdapter(LabModel):
+    """A VMkernel adapter: an internal port of a vSwitch whose IP lives in the
+    host namespace's routing table (the VMkernel TCP/IP stack)."""
+    name: Annotated[StrictStr, StringConstraints(pattern=r"^vmk[0-9]+$")]
+    port_group: Name
+    ip: IPv4If
+    stack: Literal["default", "vmotion", "provisioning"] = "default"
+    gateway: Optional[IPv4Addr] = None
+    mac: Optional[Mac] = None
+
+
+class EsxiHost(LabModel):
+    """An ESXi host: a namespace running its own Open vSwitch instance."""
+    name: Name
+    site: Optional[Name] = None
+    uplinks: tuple[Uplink, ...] = ()
+    vswitches: tuple[StandardSwitch, ...] = ()
+    distributed_switches: tuple[DistributedSwitchMember, ...] = ()
+    vmkernel: tuple[VmkernelAdapter, ...] = ()
+
+
+class Vnic(LabModel):
+    """A VM's virtual NIC: its configured MAC and the guest's IP settings."""
+    name: Name = "eth0"
+    port_group: Name
+    mac: Mac
+    ip: Optional[IPv4If] = None
+    gateway: Optional[IPv4Addr] = None
+
+
+class Vm(LabModel):
+    """A virtual machine (a Mininet host with a real TCP/IP stack); ``host`` is
+    where it starts."""
+    name: Name
+    host: Name
+    vnics: tuple[Vnic, ...] = Field(min_length=1)
+
+
+class SwitchPort(LabModel):
+    """Configuration of one physical switch port (ports not listed are trunks
+    carrying every VLAN, untagged frames on the native VLAN)."""
+    port: PortNumber
+    mode: Literal["trunk", "access"] = "trunk"
+    vlan: Optional[SwitchVlan] = None
+    allowed_vlans: Optional[tuple[SwitchVlan, ...]] = None
+
+
+class Lag(LabModel):
+    """A static EtherChannel (no LACP) bundling physical switch ports."""
+    name: Name
+    ports: tuple[PortNumber, ...] = Field(min_length=2)
+
+
+class PhysicalSwitch(LabModel):
+    """A MAC-learning physical switch with a readable MAC table."""
+    name: Name
+    site: Optional[Name] = None
+    mac_aging: Annotated[StrictInt, Field(ge=10, le=3600)] = 300
+    igmp_snooping: StrictBool = False
+    ports: tuple[SwitchPort, ...] = ()
+    lags: tuple[Lag, ...] = ()
+
+
+class HostInterface(LabModel):
+    """A plain host's or router's NIC, plugged into a physical switch port;
+    ``vlan`` makes that switch port an access port in that VLAN."""
+    name: Name
+    switch: Name
+    port: PortNumber
+    vlan: Optional[SwitchVlan] = None
+    ip: Optional[IPv4If] = None
+    mac: Optional[Mac] = None
+
+
+class Route(LabModel):
+    """A static route."""
+    to: IPv4Net
+    via: IPv4Addr
+
+
+class Host(LabModel):
+    """A router (IP forwarding on) or a plain host (backup proxy, monitor, user)."""
+    name: Name
+    kind: Literal["host", "router"] = "host"
+    site: Optional[Name] = None
+    interfaces: tuple[HostInterface, ...] = Field(min_length=1)
+    gateway: Optional[IPv4Addr] = None
+    routes: tuple[Route, ...] = ()
+
+
+class SwitchPortRef(LabModel):
+    """One end of a switch-to-switch link."""
+    switch: Name
+    port: PortNumber
+
+
+class DciLink(LabModel):
+    """A link between physical switches (a stretched L2 DCI when the ends are
+    in different sites)."""
+    name: Name
+    a: SwitchPortRef
+    b: SwitchPortRef
+    speed: Annotated[StrictInt | StrictFloat, Field(gt=0, le=100)] = Field(
+        description="link speed in Gbit/s")
+
+
+class Site(LabModel):
+    """A data centre site."""
+    name: Name
+
+
+class Lab(LabModel):
+    """A whole lab. ``link_scale`` multiplies every link speed (1/100 turns
+    1 GbE into 10 Mbit/s) because a userspace OVS datapath tops out near
+    1 Gbit/s per flow on these machines (DESIGN.md section 2)."""
+    name: Name
+    description: StrictStr = ""
+    link_scale: Annotated[StrictFloat | StrictInt, Field(gt=0, le=1)] = 0.01
+    datapath: Literal["netdev", "system"] = "netdev"
+    sites: tuple[Site, ...] = ()
+    physical_switches: tuple[PhysicalSwitch, ...] = ()
+    distributed_switches: tuple[DistributedSwitch, ...] = ()
+    esxi_hosts: tuple[EsxiHost, ...] = ()
+    vms: tuple[Vm, ...] = ()
+    hosts: tuple[Host, ...] = ()
+    dci_links: tuple[DciLink, ...] = ()

@@ -1,0 +1,157 @@
+"""The effective configuration of each host's vSwitches.
+
+Port groups inherit teaming and security from their vSwitch, and a distributed
+switch's port groups appear on every member host with dvUplink names mapped to
+that host's vmnics. This module resolves all of that once, so topologies and
+flow compilers read plain, fully specified values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from .model import (DistributedSwitch, EsxiHost, Lab, PortGroup, Security,
+                    StandardSwitch, Teaming)
+
+# vSphere defaults: a standard switch is Reject/Accept/Accept, a distributed
+# switch Reject/Reject/Reject (promiscuous, MAC changes, forged transmits).
+DEFAULT_SECURITY = {
+    "standard": ("reject", "accept", "accept"),
+    "distributed": ("reject", "reject", "reject"),
+}
+
+
+@dataclass(frozen=True)
+class EffectiveSecurity:
+    """Security policy with inheritance resolved."""
+    promiscuous: str
+    mac_changes: str
+    forged_transmits: str
+
+
+@dataclass(frozen=True)
+class EffectiveTeaming:
+    """Teaming with inheritance resolved; uplinks are this host's vmnic names."""
+    policy: str
+    active: tuple[str, ...]
+    standby: tuple[str, ...]
+    unused: tuple[str, ...]
+    failure_detection: str
+    notify_switches: bool
+    failback: bool
+
+
+@dataclass(frozen=True)
+class HostPortGroup:
+    """A port group as it exists on one host's vSwitch."""
+    name: str
+    vlan: int
+    teaming: EffectiveTeaming
+    security: EffectiveSecurity
+
+
+@dataclass(frozen=True)
+class HostSwitch:
+    """One vSwitch (standard, or a distributed switch's host proxy switch) on
+    one host: an OVS bridge in that host's OVS instance."""
+    host: str
+    name: str
+    kind: Literal["standard", "distributed"]
+    index: int                       # position on the host, 0-based
+    uplinks: tuple[str, ...]         # vmnic names, in the switch's order
+    mtu: int
+    port_groups: tuple[HostPortGroup, ...]
+
+    def port_group(self, name: str) -> HostPortGroup:
+        for pg in self.port_groups:
+            if pg.name == name:
+                return pg
+        raise KeyError(name)
+
+
+def _pick(*values):
+    for v in values:
+        if v is not None:
+            return v
+    return None
+
+
+def effective_security(kind: str, switch: Security, pg: Security) -> EffectiveSecurity:
+    dflt = DEFAULT_SECURITY[kind]
+    return EffectiveSecurity(
+        promiscuous=_pick(pg.promiscuous, switch.promiscuous, dflt[0]),
+        mac_changes=_pick(pg.mac_changes, switch.mac_changes, dflt[1]),
+        forged_transmits=_pick(pg.forged_transmits, switch.forged_transmits, dflt[2]))
+
+
+def _failover_order(t: Teaming) -> bool:
+    return any(x is not None for x in (t.active, t.standby, t.unused))
+
+
+def effective_teaming(uplinks: tuple[str, ...], switch: Teaming, pg: Teaming,
+                      rename: Optional[dict[str, str]] = None) -> EffectiveTeaming:
+    """Merge port-group over vSwitch teaming. The failover order (active,
+    standby, unused) is overridden as a unit, as in the vSphere client: an
+    uplink the order does not list is unused when ``active`` is given and
+    active otherwise. ``rename`` maps dvUplink names to vmnic names."""
+    order = pg if _failover_order(pg) else switch
+    rename = rename or {}
+    standby = tuple(order.standby or ())
+    unused = tuple(order.unused or ())
+    if order.active is not None:
+        active = tuple(order.active)
+        unused += tuple(u for u in uplinks if u not in active + standby + unused)
+    else:
+        active = tuple(u for u in uplinks if u not in standby + unused)
+    r = lambda names: tuple(rename.get(n, n) for n in names)  # noqa: E731
+    return EffectiveTeaming(
+        policy=_pick(pg.policy, switch.policy, "originating_port"),
+        active=r(active), standby=r(standby), unused=r(unused),
+        failure_detection=_pick(pg.failure_detection, switch.failure_detection,
+                                "link_status"),
+        notify_switches=_pick(pg.notify_switches, switch.notify_switches, True),
+        failback=_pick(pg.failback, switch.failback, True))
+
+
+def _resolve(host: EsxiHost, sw: StandardSwitch | DistributedSwitch, kind: str,
+             index: int, uplink_map: Optional[dict[str, str]]) -> HostSwitch:
+    pgs = tuple(
+        HostPortGroup(
+            name=pg.name, vlan=pg.vlan,
+            teaming=effective_teaming(sw.uplinks, sw.teaming, pg.teaming, uplink_map),
+            security=effective_security(kind, sw.security, pg.security))
+        for pg in sw.port_groups)
+    vmnics = tuple((uplink_map or {}).get(u, u) for u in sw.uplinks
+                   if uplink_map is None or u in uplink_map)
+    return HostSwitch(host=host.name, name=sw.name, kind=kind, index=index,
+                      uplinks=vmnics, mtu=sw.mtu, port_groups=pgs)
+
+
+def host_switches(lab: Lab, host: EsxiHost) -> tuple[HostSwitch, ...]:
+    """Every vSwitch of ``host``: its standard switches, then its distributed
+    switch memberships. Assumes ``lab`` passed ``check_references``."""
+    out = [_resolve(host, sw, "standard", i, None) for i, sw in enumerate(host.vswitches)]
+    dvs = {d.name: d for d in lab.distributed_switches}
+    for member in host.distributed_switches:
+        out.append(_resolve(host, dvs[member.name], "distributed", len(out),
+                            dict(member.uplinks)))
+    return tuple(out)
+
+
+def switch_of_port_group(lab: Lab, host: EsxiHost, pg_name: str) -> tuple[HostSwitch, HostPortGroup]:
+    """The vSwitch of ``host`` that carries port group ``pg_name``."""
+    for sw in host_switches(lab, host):
+        for pg in sw.port_groups:
+            if pg.name == pg_name:
+                return sw, pg
+    raise KeyError(f"{host.name} has no port group {pg_name}")
+
+
+def find(items, name: str):
+    """The element of a tuple of named lab objects called ``name`` (or None)."""
+    return next((i for i in items if i.name == name), None)
+
+
+__all__ = ["EffectiveSecurity", "EffectiveTeaming", "HostPortGroup", "HostSwitch",
+           "host_switches", "switch_of_port_group", "effective_teaming",
+           "effective_security", "find", "PortGroup"]

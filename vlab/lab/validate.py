@@ -1,0 +1,268 @@
+"""Cross-reference checks a schema cannot express.
+
+``check_references(lab)`` returns the first problem as ``(path, text)``, or
+None. Checks follow the file's order (sites, switches, hosts, VMs, ...) so the
+reported problem is the first one a reader meets.
+"""
+from __future__ import annotations
+
+from ipaddress import IPv4Interface
+from typing import Iterator, Optional
+
+from .. import naming
+from .model import Lab
+
+Problem = tuple[str, str]
+
+
+def _dupes(items, what: str, base: str, key=lambda x: x.name) -> Iterator[Problem]:
+    seen: dict = {}
+    for i, item in enumerate(items):
+        k = key(item)
+        if k in seen:
+            yield f"{base}[{i}]", f"duplicate {what} {k!r} (first at {base}[{seen[k]}])"
+        seen.setdefault(k, i)
+
+
+def _ifname(name: str, path: str, role: str) -> Iterator[Problem]:
+    if len(name) > naming.IFNAMSIZ:
+        yield path, (f"{role} interface name {name!r} is {len(name)} characters; "
+                     f"Linux allows at most {naming.IFNAMSIZ}")
+
+
+def _gateway(ip: Optional[IPv4Interface], gw, path: str) -> Iterator[Problem]:
+    if gw is None:
+        return
+    if ip is None:
+        yield path, "gateway given without an ip"
+    elif gw not in ip.network:
+        yield path, f"gateway {gw} is not in the subnet {ip.network}"
+    elif gw == ip.ip:
+        yield path, f"gateway {gw} is the interface's own address"
+
+
+def _checks(lab: Lab) -> Iterator[Problem]:
+    sites = {s.name for s in lab.sites}
+    yield from _dupes(lab.sites, "site", "sites")
+
+    # --- physical switches -------------------------------------------------
+    yield from _dupes(lab.physical_switches, "physical switch", "physical_switches")
+    switch_ports: dict[str, set[int]] = {}
+    for i, sw in enumerate(lab.physical_switches):
+        base = f"physical_switches[{i}]"
+        if sw.site is not None and sw.site not in sites:
+            yield f"{base}.site", f"unknown site {sw.site!r}"
+        yield from _dupes(sw.ports, "port", f"{base}.ports", key=lambda p: p.port)
+        for j, p in enumerate(sw.ports):
+            if p.mode == "access" and p.vlan is None:
+                yield f"{base}.ports[{j}].vlan", "an access port needs a vlan"
+            if p.mode == "trunk" and p.vlan is not None:
+                yield f"{base}.ports[{j}].vlan", "vlan is for access ports; trunks use allowed_vlans"
+            yield from _ifname(naming.fabric_port(sw.name, p.port), f"{base}.ports[{j}].port",
+                               "switch port")
+        yield from _dupes(sw.lags, "LAG", f"{base}.lags")
+        in_lag: dict[int, str] = {}
+        for j, lag in enumerate(sw.lags):
+            for k, port in enumerate(lag.ports):
+                if port in in_lag:
+                    yield (f"{base}.lags[{j}].ports[{k}]",
+                           f"port {port} is already in LAG {in_lag[port]!r}")
+                in_lag[port] = lag.name
+        switch_ports[sw.name] = set()
+
+    used_ports: dict[tuple[str, int], str] = {}
+
+    def plug(switch: str, port: int, path: str, who: str) -> Iterator[Problem]:
+        if switch not in switch_ports:
+            yield f"{path}.switch", f"unknown physical switch {switch!r}"
+            return
+        if (switch, port) in used_ports:
+            yield f"{path}.port", (f"{switch} port {port} is already used by "
+                                   f"{used_ports[(switch, port)]}")
+            return
+        used_ports[(switch, port)] = who
+        yield from _ifname(naming.fabric_port(switch, port), f"{path}.port", "switch port")
+
+    # --- distributed switches ----------------------------------------------
+    yield from _dupes(lab.distributed_switches, "distributed switch", "distributed_switches")
+    for i, dvs in enumerate(lab.distributed_switches):
+        base = f"distributed_switches[{i}]"
+        yield from _dupes([type("U", (), {"name": u}) for u in dvs.uplinks], "dvUplink",
+                          f"{base}.uplinks")
+        yield from _switch_body(dvs, base, "distributed switch")
+
+    # --- node names are one namespace (Mininet node names) -----------------
+    nodes: dict[str, str] = {}
+    for section, items in (("esxi_hosts", lab.esxi_hosts), ("vms", lab.vms),
+                           ("hosts", lab.hosts)):
+        for i, item in enumerate(items):
+            path = f"{section}[{i}].name"
+            if item.name in naming.RESERVED_NODE_NAMES:
+                yield path, f"{item.name!r} is reserved for the testbed's own node"
+            if item.name in nodes:
+                yield path, f"duplicate node name {item.name!r} (first at {nodes[item.name]})"
+            nodes.setdefault(item.name, path)
+
+    macs: dict[str, str] = {}
+    ips: dict[object, str] = {}
+
+    def unique_addr(mac, ip, path: str) -> Iterator[Problem]:
+        if mac is not None:
+            if mac in macs:
+                yield f"{path}.mac", f"duplicate MAC {mac} (first at {macs[mac]})"
+            macs.setdefault(mac, f"{path}.mac")
+        if ip is not None:
+            if ip.ip in ips:
+                yield f"{path}.ip", f"duplicate IP {ip.ip} (first at {ips[ip.ip]})"
+            ips.setdefault(ip.ip, f"{path}.ip")
+
+    # --- ESXi hosts ----------------------------------------------------------
+    dvs_by_name = {d.name: d for d in lab.distributed_switches}
+    host_pgs: dict[str, dict[str, int]] = {}
+    for i, host in enumerate(lab.esxi_hosts):
+        base = f"esxi_hosts[{i}]"
+        if host.site is not None and host.site not in sites:
+            yield f"{base}.site", f"unknown site {host.site!r}"
+        yield from _ifname(naming.control_port(host.name), f"{base}.name", "control")
+        yield from _dupes(host.uplinks, "uplink", f"{base}.uplinks")
+        vmnics = {u.name for u in host.uplinks}
+        for j, up in enumerate(host.uplinks):
+            yield from plug(up.switch, up.port, f"{base}.uplinks[{j}]", f"{host.name}/{up.name}")
+        owner: dict[str, str] = {}      # vmnic -> vSwitch using it
+        bridges = [sw.name for sw in host.vswitches] + [m.name for m in host.distributed_switches]
+        pgs: dict[str, int] = {}
+        for j, sw in enumerate(host.vswitches):
+            sbase = f"{base}.vswitches[{j}]"
+            if sw.name in vmnics:
+                yield f"{sbase}.name", f"vSwitch name {sw.name!r} clashes with an uplink name"
+            for k, up in enumerate(sw.uplinks):
+                if up not in vmnics:
+                    yield f"{sbase}.uplinks[{k}]", f"{host.name} has no uplink {up!r}"
+                elif up in owner:
+                    yield f"{sbase}.uplinks[{k}]", f"{up} is already an uplink of {owner[up]}"
+                owner.setdefault(up, sw.name)
+            yield from _switch_body(sw, sbase, "vSwitch")
+            for k, pg in enumerate(sw.port_groups):
+                if pg.name in pgs:
+                    yield f"{sbase}.port_groups[{k}].name", f"duplicate port group {pg.name!r} on {host.name}"
+                pgs[pg.name] = pg.vlan
+        for j, member in enumerate(host.distributed_switches):
+            mbase = f"{base}.distributed_switches[{j}]"
+            dvs = dvs_by_name.get(member.name)
+            if dvs is None:
+                yield f"{mbase}.name", f"unknown distributed switch {member.name!r}"
+                continue
+            for dvup, vmnic in member.uplinks.items():
+                if dvup not in dvs.uplinks:
+                    yield f"{mbase}.uplinks.{dvup}", f"{dvs.name} has no dvUplink {dvup!r}"
+                if vmnic not in vmnics:
+                    yield f"{mbase}.uplinks.{dvup}", f"{host.name} has no uplink {vmnic!r}"
+                elif vmnic in owner:
+                    yield f"{mbase}.uplinks.{dvup}", f"{vmnic} is already an uplink of {owner[vmnic]}"
+                owner.setdefault(vmnic, dvs.name)
+            for pg in dvs.port_groups:
+                if pg.name in pgs:
+                    yield f"{mbase}.name", f"port group {pg.name!r} of {dvs.name} clashes with one on {host.name}"
+                pgs[pg.name] = pg.vlan
+        yield from _dupes([type("B", (), {"name": b}) for b in bridges], "vSwitch",
+                          f"{base}.vswitches")
+        host_pgs[host.name] = pgs
+        yield from _dupes(host.vmkernel, "VMkernel adapter", f"{base}.vmkernel")
+        for j, vmk in enumerate(host.vmkernel):
+            vbase = f"{base}.vmkernel[{j}]"
+            if vmk.port_group not in pgs:
+                yield f"{vbase}.port_group", f"{host.name} has no port group {vmk.port_group!r}"
+            elif pgs[vmk.port_group] == 4095:
+                yield f"{vbase}.port_group", "a VMkernel adapter cannot use a VLAN 4095 (trunk) port group"
+            yield from unique_addr(vmk.mac, vmk.ip, vbase)
+            yield from _gateway(vmk.ip, vmk.gateway, f"{vbase}.gateway")
+
+    # --- VMs -----------------------------------------------------------------
+    for i, vm in enumerate(lab.vms):
+        base = f"vms[{i}]"
+        if vm.host not in host_pgs:
+            yield f"{base}.host", f"unknown ESXi host {vm.host!r}"
+            continue
+        yield from _dupes(vm.vnics, "vNIC", f"{base}.vnics")
+        for j, nic in enumerate(vm.vnics):
+            nbase = f"{base}.vnics[{j}]"
+            if nic.port_group not in host_pgs[vm.host]:
+                yield f"{nbase}.port_group", f"{vm.host} has no port group {nic.port_group!r}"
+            yield from _ifname(naming.vnic_port(vm.name, nic.name), f"{nbase}.name", "vNIC port")
+            yield from unique_addr(nic.mac, nic.ip, nbase)
+            yield from _gateway(nic.ip, nic.gateway, f"{nbase}.gateway")
+
+    # --- routers and plain hosts ---------------------------------------------
+    sw_cfg = {sw.name: {p.port: p for p in sw.ports} for sw in lab.physical_switches}
+    for i, h in enumerate(lab.hosts):
+        base = f"hosts[{i}]"
+        if h.site is not None and h.site not in sites:
+            yield f"{base}.site", f"unknown site {h.site!r}"
+        yield from _dupes(h.interfaces, "interface", f"{base}.interfaces")
+        for j, intf in enumerate(h.interfaces):
+            ibase = f"{base}.interfaces[{j}]"
+            yield from plug(intf.switch, intf.port, ibase, f"{h.name}/{intf.name}")
+            cfg = sw_cfg.get(intf.switch, {}).get(intf.port)
+            if intf.vlan is not None and cfg is not None:
+                yield f"{ibase}.vlan", (f"{intf.switch} port {intf.port} is configured under "
+                                        "physical_switches; set the VLAN in one place")
+            yield from unique_addr(intf.mac, intf.ip, ibase)
+        if h.gateway is not None and not any(
+                x.ip is not None and h.gateway in x.ip.network for x in h.interfaces):
+            yield f"{base}.gateway", f"gateway {h.gateway} is in none of {h.name}'s subnets"
+        for j, r in enumerate(h.routes):
+            if not any(x.ip is not None and r.via in x.ip.network for x in h.interfaces):
+                yield f"{base}.routes[{j}].via", f"next hop {r.via} is in none of {h.name}'s subnets"
+
+    # --- links between switches ----------------------------------------------
+    yield from _dupes(lab.dci_links, "DCI link", "dci_links")
+    for i, link in enumerate(lab.dci_links):
+        for end in ("a", "b"):
+            ref = getattr(link, end)
+            yield from plug(ref.switch, ref.port, f"dci_links[{i}].{end}", f"DCI {link.name}")
+
+    # --- teaming that needs the physical side --------------------------------
+    yield from _ip_hash_needs_lag(lab)
+
+
+def _switch_body(sw, base: str, what: str) -> Iterator[Problem]:
+    """Checks shared by standard and distributed switches."""
+    uplinks = set(sw.uplinks)
+    yield from _dupes(sw.port_groups, "port group", f"{base}.port_groups")
+    for tpath, teaming in [(f"{base}.teaming", sw.teaming)] + [
+            (f"{base}.port_groups[{k}].teaming", pg.teaming)
+            for k, pg in enumerate(sw.port_groups)]:
+        listed: dict[str, str] = {}
+        for field in ("active", "standby", "unused"):
+            for k, up in enumerate(getattr(teaming, field) or ()):
+                if up not in uplinks:
+                    yield f"{tpath}.{field}[{k}]", f"{up!r} is not an uplink of {what} {sw.name}"
+                elif up in listed:
+                    yield f"{tpath}.{field}[{k}]", f"{up} is already listed as {listed[up]}"
+                listed.setdefault(up, field)
+        if teaming.active == () and teaming.standby in (None, ()):
+            yield f"{tpath}.active", "no active or standby uplink: the port group could not send"
+
+
+def _ip_hash_needs_lag(lab: Lab) -> Iterator[Problem]:
+    """IP-hash teaming needs its uplinks in one static EtherChannel."""
+    from .resolve import host_switches
+    lag_of = {(sw.name, p): lag.name for sw in lab.physical_switches
+              for lag in sw.lags for p in lag.ports}
+    for i, host in enumerate(lab.esxi_hosts):
+        plugs = {u.name: (u.switch, u.port) for u in host.uplinks}
+        for sw in host_switches(lab, host):
+            for pg in sw.port_groups:
+                t = pg.teaming
+                if t.policy != "ip_hash":
+                    continue
+                lags = {lag_of.get(plugs.get(u)) for u in t.active}
+                if None in lags or len(lags) != 1:
+                    yield (f"esxi_hosts[{i}].{sw.name}.port_groups.{pg.name}.teaming.policy",
+                           "ip_hash needs every active uplink in one static LAG "
+                           "(physical_switches[].lags)")
+
+
+def check_references(lab: Lab) -> Optional[Problem]:
+    """The first cross-reference problem of ``lab`` or None."""
+    return next(_checks(lab), None)

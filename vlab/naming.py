@@ -1,0 +1,42 @@
+"""Names of everything the testbed creates on the machine.
+
+Every process we start carries ``VLAB_RUN=<run id>`` in its environment and
+every file lives under ``/run/vlab/<run id>/``; interfaces live inside our own
+namespaces and vanish with them. That is how ``vlab clean`` finds what is ours
+and nothing else. Interface names are derived from lab names here, in one
+place, so the lab checker can reject names Linux would refuse (> 15 chars).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+
+PREFIX = "vlab"
+RUN_ROOT = os.environ.get("VLAB_RUN_ROOT", "/run/vlab")
+RUN_ENV = "VLAB_RUN"          # environment marker on every process we start
+IFNAMSIZ = 15                 # Linux interface name limit (IFNAMSIZ - 1)
+
+
+def new_run_id() -> str:
+    return PREFIX + secrets.token_hex(3)
+
+
+def vnic_port(vm: str, vnic: str) -> str:
+    """The vSwitch-side end of a vNIC's veth, inside the ESXi host namespace."""
+    return f"{vm}-{vnic}"
+
+
+def fabric_port(switch: str, port: int) -> str:
+    """A physical switch port, inside the fabric namespace."""
+    return f"{switch}-{port}"
+
+
+def control_port(host: str) -> str:
+    """The management-network end of a host's control link (mgmt namespace)."""
+    return f"c-{host}"
+
+
+CONTROL_IFACE = "mgmt0"       # the host-side end of the control link
+FABRIC_NODE = "fabric"        # Mininet node holding every physical switch
+MGMT_NODE = "mgmt"            # Mininet node holding the controller (vCenter/NSX)
+RESERVED_NODE_NAMES = (FABRIC_NODE, MGMT_NODE)

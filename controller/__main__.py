@@ -1,0 +1,38 @@
+"""Run the controller: ``python -m controller --lab FILE --state DIR [--port N]``.
+
+os-ken 4.x has no ``osken-manager``; apps are started in-process with
+``AppManager.run_apps`` (DESIGN.md section 2). The testbed runs this inside its
+management namespace, so listening on every address exposes nothing outside.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m controller")
+    parser.add_argument("--lab", required=True)
+    parser.add_argument("--state", required=True, help="run state directory")
+    parser.add_argument("--port", type=int, default=6653)
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from os_ken import cfg
+    from os_ken.base.app_manager import AppManager
+    import os_ken.controller.controller  # noqa: F401  (registers the ofp-* options)
+
+    from .app import Settings
+    Settings.lab_file, Settings.state_dir = args.lab, args.state
+    cfg.CONF(args=["--ofp-tcp-listen-port", str(args.port)], project="os_ken")
+    # SIGTERM from the testbed: leave through the normal exit path.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    AppManager.run_apps(["controller.app"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Translate library-independent ``FlowSpec``s into os-ken OpenFlow 1.3 messages.
+
+The only module that knows os-ken's message classes; compilers never import it.
+"""
+from __future__ import annotations
+
+from .pipeline import FlowSpec
+
+
+def _action(parser, action: tuple):
+    kind = action[0]
+    if kind == "output":
+        return parser.OFPActionOutput(action[1])
+    if kind == "push_vlan":
+        return parser.OFPActionPushVlan(action[1])
+    if kind == "pop_vlan":
+        return parser.OFPActionPopVlan()
+    if kind == "set_field":
+        return parser.OFPActionSetField(**{action[1]: action[2]})
+    raise ValueError(f"unknown action {action!r}")
+
+
+def flow_mod(datapath, spec: FlowSpec):
+    """An OFPFC_ADD message for ``spec``."""
+    ofp, parser = datapath.ofproto, datapath.ofproto_parser
+    instructions = []
+    if spec.actions:
+        instructions.append(parser.OFPInstructionActions(
+            ofp.OFPIT_APPLY_ACTIONS, [_action(parser, a) for a in spec.actions]))
+    if spec.goto is not None:
+        instructions.append(parser.OFPInstructionGotoTable(spec.goto))
+    return parser.OFPFlowMod(datapath=datapath, cookie=spec.cookie, table_id=spec.table,
+                             priority=spec.priority, match=parser.OFPMatch(**dict(spec.match)),
+                             instructions=instructions, command=ofp.OFPFC_ADD)
+
+
+def delete_all(datapath):
+    """Remove every flow in every table (used before a full resync)."""
+    ofp, parser = datapath.ofproto, datapath.ofproto_parser
+    return parser.OFPFlowMod(datapath=datapath, table_id=ofp.OFPTT_ALL,
+                             command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY,
+                             out_group=ofp.OFPG_ANY, match=parser.OFPMatch())
+
+
+def barrier(datapath):
+    return datapath.ofproto_parser.OFPBarrierRequest(datapath)

@@ -1,0 +1,382 @@
+"""Turn a lab into a running Mininet network, and tear it down.
+
+Nodes (all Mininet hosts, i.e. network namespaces):
+
+* ``mgmt``    the management network: runs the os-ken controller (the vCenter /
+              NSX Manager stand-in), reached by each ESXi host over its own
+              point-to-point control link (out of band, like vmk0 to vCenter).
+* ESXi hosts  each runs its own ovsdb-server + ovs-vswitchd; one bridge per
+              vSwitch, fail mode ``secure``; uplinks vmnicN, VMkernel adapters
+              as internal ports whose IPs live in the host namespace.
+* ``fabric``  every physical switch, as a standalone (MAC-learning) bridge of
+              one more OVS instance.
+* VMs, routers, plain hosts: real Linux stacks.
+
+This module builds and wires; it holds no forwarding logic (that is the
+controller's). ``LabNetwork.start`` returns only once every vSwitch is
+connected, holds exactly its compiled flows, and a probe ping succeeds.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from ipaddress import IPv4Interface
+from pathlib import Path
+from typing import Callable, Optional
+
+from mininet.link import Link, TCLink
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+from mininet.node import Host
+
+from controller.vswitch import compile_vswitch
+from vlab import naming
+from vlab.bindings import SwitchBinding, switch_bindings
+from vlab.lab.model import Lab
+from vlab.lab.resolve import find
+from vlab.reachability import Endpoint, endpoints, expected_reachability
+from vlab.runtime import Run
+
+from .ovs import OvsInstance
+
+LOG = logging.getLogger("vlab.topology")
+CONTROLLER_PORT = 6653
+
+
+class NotReady(RuntimeError):
+    """Bring-up did not reach a ready state in time; the message says what is missing."""
+
+
+def wait_until(check: Callable[[], Optional[str]], timeout: float, what: str,
+               interval: float = 0.05) -> None:
+    """Poll ``check`` (returns None when satisfied, else what is still missing)."""
+    deadline = time.monotonic() + timeout
+    missing = check()
+    while missing is not None:
+        if time.monotonic() > deadline:
+            raise NotReady(f"{what}: not ready after {timeout:.0f}s: {missing}")
+        time.sleep(interval)
+        missing = check()
+
+
+def control_addresses(index: int) -> tuple[str, str]:
+    """(/30 on the mgmt side, /30 on the host side) of host ``index``'s control link."""
+    base = (100 << 24) | (64 << 16) | (index * 4)      # 100.64.0.0/16, one /30 each
+    ip = lambda n: ".".join(str((n >> s) & 0xFF) for s in (24, 16, 8, 0))  # noqa: E731
+    return f"{ip(base + 1)}/30", f"{ip(base + 2)}/30"
+
+
+def link_mbps(lab: Lab, gbps: float) -> float:
+    return gbps * 1000 * lab.link_scale
+
+
+class LabNetwork:
+    """A lab brought up on this machine."""
+
+    def __init__(self, lab: Lab, lab_file: Path, run: Run):
+        self.lab, self.lab_file, self.run = lab, Path(lab_file).resolve(), run
+        self.net: Optional[Mininet] = None
+        self.ovs: dict[str, OvsInstance] = {}          # node name -> its OVS instance
+        self.bindings: tuple[SwitchBinding, ...] = switch_bindings(lab)
+        self.controller_proc: Optional[subprocess.Popen] = None
+        self.timings: dict[str, float] = {}
+        self._t0 = 0.0
+
+    # -- public -----------------------------------------------------------
+    def start(self, timeout: float = 60.0) -> "LabNetwork":
+        self._t0 = t0 = time.monotonic()
+        setLogLevel("error")
+        self.net = Mininet(topo=None, build=False, controller=None)
+        self._add_nodes()
+        self._add_links()
+        self._disable_tx_offload()
+        self._start_controller()
+        self._start_fabric()
+        self._wait_controller_listening(timeout)
+        for host in self.lab.esxi_hosts:
+            self._start_esxi(host)
+        self._configure_guests()
+        self.timings["build_s"] = time.monotonic() - t0
+        self._wait_ready(timeout)
+        self.timings["bringup_s"] = time.monotonic() - t0
+        return self
+
+    def stop(self) -> None:
+        """Tear everything down; safe to call on a half-built network."""
+        if self.controller_proc is not None and self.controller_proc.poll() is None:
+            self.controller_proc.terminate()
+            try:
+                self.controller_proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.controller_proc.kill()
+        for inst in self.ovs.values():
+            try:
+                inst.stop()
+            except Exception as exc:          # keep tearing down the rest
+                LOG.warning("stopping OVS of %s: %s", inst.node.name, exc)
+        if self.net is not None:
+            self.net.stop()
+            self.net = None
+
+    def node(self, name: str) -> Host:
+        return self.net.get(name)
+
+    def endpoints(self) -> list[Endpoint]:
+        return endpoints(self.lab)
+
+    def ping(self, src: Endpoint, dst: Endpoint, count: int = 2, wait: float = 1.0) -> bool:
+        """True when ``src`` gets at least one echo reply from ``dst``."""
+        out = self.node(src.node).cmd(
+            f"ping -n -q -c {count} -i 0.2 -W {wait} -I {src.ip.ip} {dst.ip.ip} >/dev/null 2>&1;"
+            " echo rc=$?")
+        return out.strip().endswith("rc=0")
+
+    # -- build ------------------------------------------------------------
+    def _add_host(self, name: str) -> Host:
+        return self.net.addHost(name, cls=Host, ip=None, inNamespace=True)
+
+    def _add_nodes(self) -> None:
+        self._add_host(naming.MGMT_NODE)
+        self._add_host(naming.FABRIC_NODE)
+        for group in (self.lab.esxi_hosts, self.lab.vms, self.lab.hosts):
+            for item in group:
+                self._add_host(item.name)
+
+    def _add_links(self) -> None:
+        net, lab = self.net, self.lab
+        mgmt, fabric = self.node(naming.MGMT_NODE), self.node(naming.FABRIC_NODE)
+        # Mininet logs tc's harmless "htb quantum is big" notice as an error.
+        setLogLevel("critical")
+        for i, host in enumerate(lab.esxi_hosts):
+            net.addLink(self.node(host.name), mgmt, cls=Link,
+                        intfName1=naming.CONTROL_IFACE, intfName2=naming.control_port(host.name))
+            for up in host.uplinks:
+                net.addLink(self.node(host.name), fabric, cls=TCLink,
+                            intfName1=up.name, intfName2=naming.fabric_port(up.switch, up.port),
+                            bw=link_mbps(lab, up.speed))
+        for vm in lab.vms:
+            for nic in vm.vnics:
+                net.addLink(self.node(vm.name), self.node(vm.host), cls=Link,
+                            intfName1=nic.name, intfName2=naming.vnic_port(vm.name, nic.name),
+                            addr1=nic.mac)
+        for h in lab.hosts:
+            for intf in h.interfaces:
+                params = {"addr1": intf.mac} if intf.mac else {}
+                net.addLink(self.node(h.name), fabric, cls=Link, intfName1=intf.name,
+                            intfName2=naming.fabric_port(intf.switch, intf.port), **params)
+        for link in lab.dci_links:
+            net.addLink(fabric, fabric, cls=TCLink,
+                        intfName1=naming.fabric_port(link.a.switch, link.a.port),
+                        intfName2=naming.fabric_port(link.b.switch, link.b.port),
+                        bw=link_mbps(lab, link.speed))
+        setLogLevel("error")
+
+    def _disable_tx_offload(self) -> None:
+        # veth TX checksum offload + userspace datapath = stalled TCP (DESIGN.md 2).
+        for node in self.net.hosts:
+            names = [i for i in node.intfNames() if i != "lo"]
+            if names:
+                node.cmd("; ".join(f"ethtool -K {n} tx off >/dev/null 2>&1" for n in names))
+
+    # -- management network and controller ----------------------------------
+    def _start_controller(self) -> None:
+        mgmt = self.node(naming.MGMT_NODE)
+        for i, host in enumerate(self.lab.esxi_hosts):
+            mine, theirs = control_addresses(i)
+            mgmt.cmd(f"ip addr add {mine} dev {naming.control_port(host.name)}")
+            esx = self.node(host.name)
+            esx.cmd(f"ip addr add {theirs} dev {naming.CONTROL_IFACE}")
+        log = open(self.run.dir / "controller.log", "w")
+        self.controller_proc = mgmt.popen(
+            [sys.executable, "-m", "controller", "--lab", str(self.lab_file),
+             "--state", str(self.run.dir), "--port", str(CONTROLLER_PORT)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=str(Path(__file__).resolve().parents[1]))
+
+    def _wait_controller_listening(self, timeout: float) -> None:
+        mgmt = self.node(naming.MGMT_NODE)
+
+        def listening() -> Optional[str]:
+            if self.controller_proc.poll() is not None:
+                log = (self.run.dir / "controller.log").read_text()[-2000:]
+                raise NotReady(f"controller exited with {self.controller_proc.returncode}:\n{log}")
+            out = mgmt.cmd(f"ss -Hltn 'sport = :{CONTROLLER_PORT}'")
+            return None if "LISTEN" in out else f"nothing listens on port {CONTROLLER_PORT}"
+        wait_until(listening, timeout, "controller start")
+
+    # -- physical switches --------------------------------------------------
+    def _start_fabric(self) -> None:
+        fabric = self.node(naming.FABRIC_NODE)
+        inst = self.ovs[naming.FABRIC_NODE] = OvsInstance(fabric, self.run.dir / "fabric")
+        inst.start()
+        plugged = self._fabric_ports()
+        for sw in self.lab.physical_switches:
+            cmds = ["--", "add-br", sw.name,
+                    "--", "set", "bridge", sw.name, f"datapath_type={self.lab.datapath}",
+                    "fail_mode=standalone", f"other_config:mac-aging-time={sw.mac_aging}",
+                    f"mcast_snooping_enable={'true' if sw.igmp_snooping else 'false'}"]
+            config = {p.port: p for p in sw.ports}
+            in_lag = {p for lag in sw.lags for p in lag.ports}
+            for port, access_vlan in sorted(plugged.get(sw.name, {}).items()):
+                if port in in_lag:
+                    continue
+                name = naming.fabric_port(sw.name, port)
+                cmds += ["--", "add-port", sw.name, name]
+                cfg = config.get(port)
+                vlan = access_vlan or (cfg.vlan if cfg and cfg.mode == "access" else None)
+                if vlan:
+                    cmds += ["--", "set", "port", name, f"tag={vlan}"]
+                elif cfg and cfg.allowed_vlans:
+                    cmds += ["--", "set", "port", name,
+                             "trunks=" + ",".join(map(str, cfg.allowed_vlans))]
+            for lag in sw.lags:
+                members = [naming.fabric_port(sw.name, p) for p in lag.ports
+                           if p in plugged.get(sw.name, {})]
+                if len(members) >= 2:
+                    # A static EtherChannel: no LACP, hash by L2 source.
+                    cmds += ["--", "add-bond", sw.name, lag.name, *members,
+                             "bond_mode=balance-slb", "lacp=off"]
+            inst.vsctl(*cmds)
+
+    def _fabric_ports(self) -> dict[str, dict[int, Optional[int]]]:
+        """switch -> {port: access VLAN from a host interface, or None}."""
+        out: dict[str, dict[int, Optional[int]]] = {}
+        for host in self.lab.esxi_hosts:
+            for up in host.uplinks:
+                out.setdefault(up.switch, {})[up.port] = None
+        for h in self.lab.hosts:
+            for intf in h.interfaces:
+                out.setdefault(intf.switch, {})[intf.port] = intf.vlan
+        for link in self.lab.dci_links:
+            for end in (link.a, link.b):
+                out.setdefault(end.switch, {})[end.port] = None
+        return out
+
+    # -- ESXi hosts -----------------------------------------------------------
+    def _start_esxi(self, host) -> None:
+        esx = self.node(host.name)
+        inst = self.ovs[host.name] = OvsInstance(esx, self.run.dir / host.name)
+        inst.start()
+        index = [h.name for h in self.lab.esxi_hosts].index(host.name)
+        mgmt_ip = control_addresses(index)[0].split("/")[0]
+        vmks = {v.name: v for v in host.vmkernel}
+        for b in (b for b in self.bindings if b.host == host.name):
+            br, mtu = b.bridge, b.switch.mtu
+            # Secure fail mode and the controller first: no frame is switched
+            # before the controller has programmed the bridge.
+            cmds = ["--", "add-br", br,
+                    "--", "set", "bridge", br, f"datapath_type={self.lab.datapath}",
+                    "fail_mode=secure", "protocols=OpenFlow13",
+                    f"other_config:datapath-id={b.dpid:016x}",
+                    "other_config:disable-in-band=true",
+                    "--", "set-controller", br, f"tcp:{mgmt_ip}:{CONTROLLER_PORT}",
+                    # Reconnect quickly if the controller restarts (default backoff is 8 s).
+                    "--", "set", "controller", br, "max_backoff=1000"]
+            for p in b.ports:
+                cmds += ["--", "add-port", br, p.name,
+                         "--", "set", "interface", p.name, f"ofport_request={p.ofport}",
+                         f"mtu_request={mtu}"]
+                if p.kind == "vmk":
+                    cmds += ["type=internal", f'mac="{p.mac}"']
+            inst.vsctl(*cmds)
+            for p in b.ports:
+                if p.kind == "vmk":
+                    vmk = vmks[p.name]
+                    esx.cmd(f"ethtool -K {p.name} tx off >/dev/null 2>&1; "
+                            f"ip addr add {vmk.ip} dev {p.name}; ip link set {p.name} up")
+                    if vmk.gateway and vmk.stack == "default":
+                        esx.cmd(f"ip route replace default via {vmk.gateway} dev {p.name}")
+                else:
+                    esx.cmd(f"ip link set {p.name} mtu {mtu} up")
+
+    # -- guests -----------------------------------------------------------------
+    def _configure_guests(self) -> None:
+        for vm in self.lab.vms:
+            node = self.node(vm.name)
+            for nic in vm.vnics:
+                if nic.ip is not None:
+                    node.cmd(f"ip addr flush dev {nic.name}; ip addr add {nic.ip} dev {nic.name}")
+                node.cmd(f"ip link set {nic.name} up")
+                if nic.gateway is not None:
+                    node.cmd(f"ip route replace default via {nic.gateway}")
+        for h in self.lab.hosts:
+            node = self.node(h.name)
+            for intf in h.interfaces:
+                if intf.ip is not None:
+                    node.cmd(f"ip addr flush dev {intf.name}; ip addr add {intf.ip} dev {intf.name}")
+                node.cmd(f"ip link set {intf.name} up")
+            if h.kind == "router":
+                node.cmd("sysctl -qw net.ipv4.ip_forward=1")
+            if h.gateway is not None:
+                node.cmd(f"ip route replace default via {h.gateway}")
+            for r in h.routes:
+                node.cmd(f"ip route replace {r.to} via {r.via}")
+
+    # -- readiness ----------------------------------------------------------------
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        left = lambda: max(1.0, deadline - time.monotonic())  # noqa: E731
+
+        def controller_alive() -> None:
+            if self.controller_proc.poll() is not None:
+                log = (self.run.dir / "controller.log").read_text()[-2000:]
+                raise NotReady(f"controller exited with {self.controller_proc.returncode}:\n{log}")
+
+        # The controller writes synced/<dpid> after a barrier reply on that
+        # switch's connection: proof the connection is up and flows were taken.
+        # (OVS refreshes the database's is_connected column only every ~5 s.)
+        def connections() -> Optional[str]:
+            controller_alive()
+            down = [f"{b.host}/{b.bridge}" for b in self.bindings
+                    if not (self.run.dir / "synced" / f"{b.dpid:016x}").exists()]
+            return f"not synced by the controller: {', '.join(down)}" if down else None
+        wait_until(connections, left(), "controller connections")
+        self.timings["connected_s"] = time.monotonic() - self._t0
+
+        expected = {b.dpid: len(compile_vswitch(b)) for b in self.bindings}
+
+        def flows() -> Optional[str]:
+            controller_alive()
+            wrong = []
+            for b in self.bindings:
+                marker = self.run.dir / "synced" / f"{b.dpid:016x}"
+                have = self.ovs[b.host].flow_count(b.bridge)
+                if not marker.exists() or have != expected[b.dpid]:
+                    wrong.append(f"{b.host}/{b.bridge} has {have}/{expected[b.dpid]} flows")
+            return "; ".join(wrong) if wrong else None
+        wait_until(flows, left(), "flow installation")
+
+        probe = self._probe_pair()
+        if probe is not None:
+            src, dst = probe
+            wait_until(lambda: None if self.ping(src, dst, count=1, wait=0.5)
+                       else f"{src.name} cannot ping {dst.name}", left(), "probe")
+
+    def _mgmt_ip(self, host: str) -> str:
+        index = [h.name for h in self.lab.esxi_hosts].index(host)
+        return control_addresses(index)[0].split("/")[0]
+
+    def _probe_pair(self) -> Optional[tuple[Endpoint, Endpoint]]:
+        eps = {e.name: e for e in self.endpoints()}
+        for (a, b), ok in sorted(expected_reachability(self.lab).items()):
+            if ok:
+                return eps[a], eps[b]
+        return None
+
+    def describe(self) -> dict:
+        """A JSON-able description of what runs where (for results and `inspect`)."""
+        return {
+            "run": self.run.id,
+            "nodes": [n.name for n in self.net.hosts] if self.net else [],
+            "vswitches": [{"host": b.host, "bridge": b.bridge, "dpid": f"{b.dpid:016x}",
+                           "ports": [p.__dict__ for p in b.ports]} for b in self.bindings],
+        }
+
+
+def dump_json(obj) -> str:
+    return json.dumps(obj, indent=2, default=str)
+
+
+__all__ = ["LabNetwork", "NotReady", "wait_until", "find"]

@@ -1,0 +1,109 @@
+"""One Open vSwitch instance: ovsdb-server + ovs-vswitchd with a private run
+directory, running inside one network namespace.
+
+Each emulated ESXi host needs its own instance: userspace VXLAN tunnels and
+routes of several "hosts" collide inside one ovs-vswitchd (DESIGN.md section 2).
+Control commands (ovs-vsctl, ovs-ofctl, ovs-appctl) reach the daemons through
+unix sockets in the run directory, so they work from the root namespace.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+
+
+class OvsError(RuntimeError):
+    pass
+
+
+class OvsInstance:
+    """ovsdb-server and ovs-vswitchd for one node, files under ``rundir``."""
+
+    def __init__(self, node, rundir: Path):
+        self.node = node                 # a Mininet node: commands run in its namespace
+        self.dir = Path(rundir)
+        self.db_sock = self.dir / "db.sock"
+        self.vswitchd_ctl = self.dir / "ovs-vswitchd.ctl"
+        self.ovsdb_ctl = self.dir / "ovsdb-server.ctl"
+        self.procs: list[subprocess.Popen] = []
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self, timeout: float = 20.0) -> None:
+        """Start both daemons as children of this process (not ``--detach``:
+        a detached daemon is re-parented to PID 1, which may never reap it)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        d = self.dir
+        self._node_cmd(f"ovsdb-tool create {d}/conf.db {SCHEMA}")
+        self.procs.append(self._spawn(
+            ["ovsdb-server", f"{d}/conf.db", f"--remote=punix:{self.db_sock}",
+             f"--pidfile={d}/ovsdb-server.pid", f"--unixctl={self.ovsdb_ctl}",
+             f"--log-file={d}/ovsdb-server.log", "--no-chdir"], "ovsdb-server"))
+        self._wait_for(self.db_sock, timeout)
+        self.vsctl("--no-wait", "init")
+        self.procs.append(self._spawn(
+            ["ovs-vswitchd", f"unix:{self.db_sock}", f"--pidfile={d}/ovs-vswitchd.pid",
+             f"--unixctl={self.vswitchd_ctl}", f"--log-file={d}/ovs-vswitchd.log",
+             "--no-chdir"], "ovs-vswitchd"))
+        self._wait_for(self.vswitchd_ctl, timeout)
+
+    def _spawn(self, argv: list[str], name: str) -> subprocess.Popen:
+        # OVS_RUNDIR puts bridge .mgmt sockets in our directory, not /var/run.
+        env = {**os.environ, "OVS_RUNDIR": str(self.dir), "OVS_LOGDIR": str(self.dir),
+               "OVS_DBDIR": str(self.dir)}
+        out = open(self.dir / f"{name}.stderr", "w")
+        return self.node.popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                               stderr=subprocess.STDOUT, env=env)
+
+    def _wait_for(self, path: Path, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            dead = [p for p in self.procs if p.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                logs = " ".join(str(f) for f in self.dir.glob("*.log"))
+                raise OvsError(f"{self.node.name}: {path.name} did not appear "
+                               f"(exited: {[p.args[0] for p in dead]}); see {logs}")
+            time.sleep(0.02)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask both daemons to exit, then make sure they did (and reap them)."""
+        for ctl in (self.vswitchd_ctl, self.ovsdb_ctl):
+            if ctl.exists():
+                subprocess.run(["ovs-appctl", "-T", "5", "-t", str(ctl), "exit"],
+                               capture_output=True, timeout=10)
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+    def _node_cmd(self, cmd: str) -> None:
+        out = self.node.cmd(cmd + " 2>&1; echo rc=$?").strip()
+        if not out.endswith("rc=0"):
+            raise OvsError(f"{self.node.name}: `{cmd}` failed: {out}")
+
+    # -- control -----------------------------------------------------------
+    def _run(self, argv: list[str]) -> str:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0:
+            raise OvsError(f"{self.node.name}: {' '.join(argv)}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def vsctl(self, *args: str) -> str:
+        return self._run(["ovs-vsctl", "--timeout=20", f"--db=unix:{self.db_sock}", *args])
+
+    def ofctl(self, command: str, bridge: str, *args: str) -> str:
+        return self._run(["ovs-ofctl", "-O", "OpenFlow13", command,
+                          f"unix:{self.dir}/{bridge}.mgmt", *args])
+
+    def appctl(self, *args: str) -> str:
+        return self._run(["ovs-appctl", "-t", str(self.vswitchd_ctl), *args])
+
+    def flow_count(self, bridge: str) -> int:
+        out = self.ofctl("dump-flows", bridge, "--no-stats")
+        return sum(1 for line in out.splitlines() if "actions=" in line)

@@ -1,0 +1,141 @@
+"""A run of the testbed: its private directory, its marker, its cleanup.
+
+Every run gets ``/run/vlab/<run id>/`` holding ``owner.pid`` (the vlab process
+that made it) and every OVS instance's files. Every process started for it
+inherits ``VLAB_RUN=<run id>`` in its environment. ``clean_dead_runs`` removes
+the leftovers of runs whose owner died (crash, SIGKILL): it kills only
+processes carrying a dead run's marker, and touches nothing else.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from . import naming
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def processes_of_run(run_id: str) -> list[int]:
+    """PIDs whose initial environment carries ``VLAB_RUN=<run_id>``."""
+    marker = f"{naming.RUN_ENV}={run_id}".encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            env = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker in env.split(b"\0"):
+            pids.append(int(entry))
+    return pids
+
+
+def kill_run_processes(run_id: str, grace: float = 2.0) -> int:
+    """SIGTERM, then SIGKILL after ``grace`` seconds, every process of the run."""
+    pids = processes_of_run(run_id)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    for pid in processes_of_run(run_id):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(pids)
+
+
+class Run:
+    """The directory and identity of one testbed run."""
+
+    def __init__(self, run_id: str | None = None):
+        self.id = run_id or naming.new_run_id()
+        self.dir = Path(naming.RUN_ROOT) / self.id
+
+    def create(self) -> "Run":
+        self.dir.mkdir(parents=True, exist_ok=False)
+        (self.dir / "owner.pid").write_text(str(os.getpid()))
+        # Children (Mininet shells, OVS daemons, the controller) inherit it.
+        os.environ[naming.RUN_ENV] = self.id
+        return self
+
+    def remove(self) -> None:
+        kill_run_processes(self.id)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if os.environ.get(naming.RUN_ENV) == self.id:
+            del os.environ[naming.RUN_ENV]
+
+
+def existing_runs() -> list[Run]:
+    root = Path(naming.RUN_ROOT)
+    if not root.is_dir():
+        return []
+    return [Run(p.name) for p in sorted(root.iterdir())
+            if p.is_dir() and p.name.startswith(naming.PREFIX)]
+
+
+def owner_alive(run: Run) -> bool:
+    try:
+        pid = int((run.dir / "owner.pid").read_text())
+    except (OSError, ValueError):
+        return False
+    return _alive(pid)
+
+
+def clean_dead_runs(include_live: bool = False) -> list[str]:
+    """Remove runs whose owner process is gone (or all runs with ``include_live``)."""
+    cleaned = []
+    for run in existing_runs():
+        if include_live or not owner_alive(run):
+            run.remove()
+            cleaned.append(run.id)
+    return cleaned
+
+
+@contextmanager
+def signals_as_exceptions() -> Iterator[None]:
+    """Turn SIGTERM (and SIGHUP) into KeyboardInterrupt so ``finally`` blocks
+    tear the lab down exactly as for Ctrl-C."""
+    def handler(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextmanager
+def uninterruptible() -> Iterator[None]:
+    """Defer SIGINT/SIGTERM while tearing down, so a second Ctrl-C cannot
+    leave half a lab behind; the deferred signal is re-raised afterwards."""
+    caught: list[int] = []
+    old = {s: signal.signal(s, lambda n, _f: caught.append(n))
+           for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if caught:
+        raise KeyboardInterrupt(f"signal {caught[0]} during teardown")

@@ -1,1 +1,16 @@
-"""placeholder"""
+"""Experiments, one module each: ``run(params) -> result`` and ``plot(result, outdir)``.
+
+``REGISTRY`` maps the experiment name used on the command line and under
+``results/`` to its module; ``vlab run`` runs them in this order.
+"""
+from importlib import import_module
+
+REGISTRY = {
+    "two-hosts": "experiments.two_hosts",
+}
+
+
+def get(name: str):
+    if name not in REGISTRY:
+        raise KeyError(f"unknown experiment {name!r}; known: {', '.join(REGISTRY)}")
+    return import_module(REGISTRY[name])

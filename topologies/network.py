@@ -69,6 +69,16 @@ def control_addresses(index: int) -> tuple[str, str]:
     return f"{ip(base + 1)}/30", f"{ip(base + 2)}/30"
 
 
+# OVS resets a port's qdisc when it adds the port, which would silently undo
+# Mininet's htb shaping (TCLink). QoS type linux-noop tells OVS that traffic
+# control on the port is managed by someone else.
+KEEP_QDISC_RECORD = ("--", "--id=@keepqdisc", "create", "qos", "type=linux-noop")
+
+
+def keep_qdisc(port: str) -> list[str]:
+    return ["--", "set", "port", port, "qos=@keepqdisc"]
+
+
 def link_mbps(lab: Lab, gbps: float) -> float:
     return gbps * 1000 * lab.link_scale
 
@@ -223,7 +233,7 @@ class LabNetwork:
                 if port in in_lag:
                     continue
                 name = naming.fabric_port(sw.name, port)
-                cmds += ["--", "add-port", sw.name, name]
+                cmds += ["--", "add-port", sw.name, name] + keep_qdisc(name)
                 cfg = config.get(port)
                 vlan = access_vlan or (cfg.vlan if cfg and cfg.mode == "access" else None)
                 if vlan:
@@ -238,7 +248,7 @@ class LabNetwork:
                     # A static EtherChannel: no LACP, hash by L2 source.
                     cmds += ["--", "add-bond", sw.name, lag.name, *members,
                              "bond_mode=balance-slb", "lacp=off"]
-            inst.vsctl(*cmds)
+            inst.vsctl(*cmds, *KEEP_QDISC_RECORD)
 
     def _fabric_ports(self) -> dict[str, dict[int, Optional[int]]]:
         """switch -> {port: access VLAN from a host interface, or None}."""
@@ -280,7 +290,9 @@ class LabNetwork:
                          f"mtu_request={mtu}"]
                 if p.kind == "vmk":
                     cmds += ["type=internal", f'mac="{p.mac}"']
-            inst.vsctl(*cmds)
+                if p.kind == "uplink":
+                    cmds += keep_qdisc(p.name)
+            inst.vsctl(*cmds, *KEEP_QDISC_RECORD)
             for p in b.ports:
                 if p.kind == "vmk":
                     vmk = vmks[p.name]

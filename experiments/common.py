@@ -1,0 +1,129 @@
+"""What every experiment shares: a lab session with guaranteed teardown,
+environment metadata, measurement helpers and result files.
+
+An experiment is ``run(params) -> result dict`` (written to
+``results/<experiment>/result.json``) plus ``plot(result, outdir)`` that needs
+only that JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Iterator
+
+from topologies.network import LabNetwork, wait_until
+from vlab.lab.load import load_lab
+from vlab.reachability import Endpoint
+from vlab.runtime import Run, signals_as_exceptions, uninterruptible
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(os.environ.get("VLAB_RESULTS", REPO / "results"))
+
+
+@contextmanager
+def lab_session(lab_file: str | Path, timeout: float = 90.0) -> Iterator[LabNetwork]:
+    """A running lab; torn down on return, exception, Ctrl-C or SIGTERM."""
+    lab = load_lab(lab_file)
+    run = Run().create()
+    net = LabNetwork(lab, lab_file, run)
+    try:
+        with signals_as_exceptions():
+            net.start(timeout=timeout)
+            yield net
+    finally:
+        with uninterruptible():
+            try:
+                net.stop()
+            finally:
+                run.remove()
+
+
+def _version(cmd: list[str], pattern: str) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+    except OSError:
+        return "unknown"
+    m = re.search(pattern, out)
+    return m.group(1) if m else "unknown"
+
+
+def environment(net: LabNetwork | None = None) -> dict:
+    """Where and with what a result was measured."""
+    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    env = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "ovs": _version(["ovs-vswitchd", "--version"], r"(\d+\.\d+\.\d+)"),
+        "mininet": _version(["mn", "--version"], r"(\d+\.\d+\.\d+\S*)"),
+        "os_ken": metadata.version("os-ken"),
+        "cpus": os.cpu_count(),
+        "git": git + ("-dirty" if dirty else ""),
+        "netem_available": Path("/lib/modules").exists() and bool(
+            subprocess.run(["modinfo", "sch_netem"], capture_output=True).returncode == 0),
+    }
+    if net is not None:
+        env.update({"datapath": net.lab.datapath, "link_scale": net.lab.link_scale,
+                    "bringup_s": round(net.timings.get("bringup_s", 0.0), 3)})
+    return env
+
+
+def write_result(name: str, result: dict) -> Path:
+    out = RESULTS / name
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "result.json"
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return path
+
+
+def read_result(name: str) -> dict:
+    return json.loads((RESULTS / name / "result.json").read_text())
+
+
+# -- measurements ----------------------------------------------------------------
+def ping_sweep(net: LabNetwork, src: Endpoint, dsts: list[Endpoint]) -> dict[str, bool]:
+    """Ping every destination from ``src`` in parallel; name -> got a reply."""
+    node = net.node(src.node)
+    script = " ".join(
+        f"(ping -n -q -c 3 -i 0.2 -W 1 -I {src.ip.ip} {d.ip.ip} >/dev/null 2>&1 "
+        f"&& echo OK {d.name}) &" for d in dsts)
+    out = node.cmd(f"{script} wait")
+    ok = {line.split()[1] for line in out.splitlines() if line.startswith("OK ")}
+    return {d.name: d.name in ok for d in dsts}
+
+
+def iperf3(net: LabNetwork, server: Endpoint, client: Endpoint, seconds: float = 5.0,
+           port: int = 5201) -> dict:
+    """One TCP iperf3 run client -> server; returns throughput and retransmits."""
+    srv = net.node(server.node)
+    proc = srv.popen(["iperf3", "-s", "-1", "-B", str(server.ip.ip), "-p", str(port)],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: None if "LISTEN" in srv.cmd(f"ss -Hltn 'sport = :{port}'")
+                   else "iperf3 not listening", 10, f"iperf3 server on {server.name}")
+        t0 = time.monotonic()
+        out = net.node(client.node).cmd(
+            f"iperf3 -c {server.ip.ip} -B {client.ip.ip} -p {port} -t {seconds} -J")
+        data = json.loads(out)
+        if "error" in data:
+            raise RuntimeError(f"iperf3 {client.name} -> {server.name}: {data['error']}")
+        end = data["end"]
+        return {"mbps": end["sum_received"]["bits_per_second"] / 1e6,
+                "retransmits": end["sum_sent"].get("retransmits", 0),
+                "seconds": end["sum_received"]["seconds"],
+                "wall_s": time.monotonic() - t0}
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=10)

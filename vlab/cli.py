@@ -1,0 +1,145 @@
+"""The ``vlab`` command.
+
+    vlab check LAB...          validate lab files (no root needed)
+    vlab run [EXPERIMENT...]   run experiments (all by default), write results/ and figures
+    vlab plot [EXPERIMENT...]  redraw figures from results/<experiment>/result.json
+    vlab up LAB                bring a lab up and open the Mininet CLI
+    vlab clean [--all]         remove what crashed runs left behind (ours only)
+
+Exit codes: 0 success, 1 a verdict or check failed, 2 bad input (lab file,
+arguments, not root).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .lab.load import LabError, load_lab
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        print("vlab: this command creates namespaces and OVS instances: run it as root",
+              file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def cmd_check(args) -> int:
+    for path in args.labs:
+        lab = load_lab(path)     # LabError is reported by main()
+        print(f"{path}: ok ({len(lab.esxi_hosts)} ESXi hosts, {len(lab.vms)} VMs, "
+              f"{len(lab.physical_switches)} physical switches, {len(lab.hosts)} other hosts)")
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    _need_root()
+    import experiments
+    names = args.experiments or list(experiments.REGISTRY)
+    modules = [experiments.get(n) for n in names]      # unknown names fail before any start
+    from experiments.common import RESULTS, write_result
+    failed = []
+    for name, module in zip(names, modules):
+        t0 = time.monotonic()
+        _say(args, f"[{name}] running")
+        result = module.run({})
+        result.setdefault("environment", {})["wall_s"] = round(time.monotonic() - t0, 1)
+        path = write_result(name, result)
+        figures = module.plot(result, RESULTS / name)
+        verdicts = result.get("verdicts", {})
+        for claim, ok in verdicts.items():
+            _say(args, f"[{name}] {'PASS' if ok else 'FAIL'} {claim}")
+        _say(args, f"[{name}] wrote {path} and {', '.join(str(f) for f in figures)} "
+                   f"({time.monotonic() - t0:.0f}s)")
+        if not all(verdicts.values()):
+            failed.append(name)
+    if failed:
+        print(f"vlab run: verdicts failed in: {', '.join(failed)}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_plot(args) -> int:
+    import experiments
+    from experiments.common import RESULTS, read_result
+    names = args.experiments or [n for n in experiments.REGISTRY
+                                 if (RESULTS / n / "result.json").exists()]
+    for name in names:
+        module = experiments.get(name)
+        for path in module.plot(read_result(name), RESULTS / name):
+            print(path)
+    return EXIT_OK
+
+
+def cmd_up(args) -> int:
+    _need_root()
+    from mininet.cli import CLI
+    from experiments.common import lab_session
+    load_lab(args.lab)
+    with lab_session(args.lab) as net:
+        print(f"lab {net.lab.name} is up (run {net.run.id}, {net.timings['bringup_s']:.1f}s); "
+              "nodes: " + " ".join(n.name for n in net.net.hosts))
+        CLI(net.net)
+    return EXIT_OK
+
+
+def cmd_clean(args) -> int:
+    _need_root()
+    from .runtime import clean_dead_runs
+    cleaned = clean_dead_runs(include_live=args.all)
+    print(f"removed {len(cleaned)} run(s)" + (f": {' '.join(cleaned)}" if cleaned else ""))
+    return EXIT_OK
+
+
+def _say(args, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(text, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vlab", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("check", help="validate lab files")
+    p.add_argument("labs", nargs="+", metavar="LAB")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("run", help="run experiments (all by default)")
+    p.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only failures")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("plot", help="redraw figures from stored results")
+    p.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
+    p.set_defaults(func=cmd_plot)
+    p = sub.add_parser("up", help="bring a lab up and open the Mininet CLI")
+    p.add_argument("lab", metavar="LAB")
+    p.set_defaults(func=cmd_up)
+    p = sub.add_parser("clean", help="remove leftovers of crashed runs (ours only)")
+    p.add_argument("--all", action="store_true", help="also runs whose owner is still alive")
+    p.set_defaults(func=cmd_clean)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LabError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyError as exc:                  # unknown experiment name
+        print(f"vlab: {exc.args[0]}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("vlab: interrupted; everything this run created was removed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main", "build_parser"]

@@ -13,15 +13,38 @@ host, a port group's uplinks are on its vSwitch, ...) are checked by
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Literal, Optional
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
-                      StrictBool, StrictFloat, StrictInt, StrictStr, StringConstraints)
+                      StrictBool, StrictFloat, StrictInt, StrictStr)
+
+NAME_MAX = 15     # Linux IFNAMSIZ - 1: a name may become a whole interface name
+_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_VMK_RE = re.compile(r"vmk[0-9]+")
+
+
+def _name(value: str) -> str:
+    # Checked here rather than with StringConstraints so the user reads a
+    # sentence, not a regular expression.
+    if not _NAME_RE.fullmatch(value):
+        raise ValueError("must start with a letter and contain only letters, digits, "
+                         "'-' and '_'")
+    if len(value) > NAME_MAX:
+        raise ValueError(f"must be at most {NAME_MAX} characters, as it becomes part of "
+                         "Linux interface names")
+    return value
+
+
+def _vmk_name(value: str) -> str:
+    if not _VMK_RE.fullmatch(value):
+        raise ValueError("must be vmk followed by a number, like vmk0")
+    return value
+
 
 # Node and object names: they end up in Linux interface names and OVS port
 # names, so keep them to letters, digits, '-' and '_' (no dots, no spaces).
-Name = Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$",
-                                              max_length=15)]
+Name = Annotated[StrictStr, AfterValidator(_name)]
 VlanId = Annotated[StrictInt, Field(ge=0, le=4095)]
 SwitchVlan = Annotated[StrictInt, Field(ge=1, le=4094)]
 PortNumber = Annotated[StrictInt, Field(ge=1, le=4096)]
@@ -44,22 +67,24 @@ def _mac(value: str) -> str:
 
 
 def _text(value: object) -> str:
+    # Same wording as pydantic's own string_type error; the loader appends
+    # the value it got.
     if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {type(value).__name__}")
+        raise ValueError("must be a valid string")
     return value
 
 
 def _ipv4_interface(value: object) -> ipaddress.IPv4Interface:
     value = _text(value)
     if "/" not in value:
-        raise ValueError("expected an address with prefix length, like 10.0.0.1/24")
+        raise ValueError("must include the prefix length, like 10.0.0.1/24")
     try:
         iface = ipaddress.IPv4Interface(value)
     except ValueError as exc:
         raise ValueError(f"not an IPv4 address/prefix: {exc}") from None
     if iface.network.prefixlen < 31 and iface.ip in (iface.network.network_address,
                                                      iface.network.broadcast_address):
-        raise ValueError(f"{value} is the network or broadcast address of its subnet")
+        raise ValueError("must not be the network or broadcast address of its subnet")
     return iface
 
 
@@ -79,7 +104,16 @@ def _ipv4_network(value: object) -> ipaddress.IPv4Network:
         raise ValueError(f"not an IPv4 network: {exc}") from None
 
 
+def _speed(value: int) -> int:
+    if value not in (1, 10, 25):
+        raise ValueError("must be 1, 10 or 25")
+    return value
+
+
 Mac = Annotated[StrictStr, AfterValidator(_mac)]
+# Not Literal[1, 10, 25]: a Literal compares with ==, so it takes True (YAML
+# 'yes') as 1 and 10.0 as 10; a strict int refuses both.
+Speed = Annotated[StrictInt, AfterValidator(_speed)]
 IPv4If = Annotated[ipaddress.IPv4Interface, BeforeValidator(_ipv4_interface)]
 IPv4Addr = Annotated[ipaddress.IPv4Address, BeforeValidator(_ipv4_address)]
 IPv4Net = Annotated[ipaddress.IPv4Network, BeforeValidator(_ipv4_network)]
@@ -152,7 +186,7 @@ class DistributedSwitchMember(LabModel):
 class Uplink(LabModel):
     """A physical NIC (vmnic) and the physical switch port it plugs into."""
     name: Name
-    speed: Literal[1, 10, 25] = Field(description="link speed in GbE")
+    speed: Speed = Field(description="link speed in GbE")
     switch: Name
     port: PortNumber
 
@@ -160,7 +194,7 @@ class Uplink(LabModel):
 class VmkernelAdapter(LabModel):
     """A VMkernel adapter: an internal port of a vSwitch whose IP lives in the
     host namespace's routing table (the VMkernel TCP/IP stack)."""
-    name: Annotated[StrictStr, StringConstraints(pattern=r"^vmk[0-9]+$")]
+    name: Annotated[StrictStr, AfterValidator(_vmk_name)]
     port_group: Name
     ip: IPv4If
     stack: Literal["default", "vmotion", "provisioning"] = "default"
@@ -259,7 +293,9 @@ class DciLink(LabModel):
     name: Name
     a: SwitchPortRef
     b: SwitchPortRef
-    speed: Annotated[StrictInt | StrictFloat, Field(gt=0, le=100)] = Field(
+    # float first: a union reports its first member's error, and "must be a
+    # valid number" is the right message for a speed that may be 2.5.
+    speed: Annotated[StrictFloat | StrictInt, Field(gt=0, le=100)] = Field(
         description="link speed in Gbit/s")
 
 

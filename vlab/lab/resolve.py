@@ -95,7 +95,6 @@ def effective_teaming(uplinks: tuple[str, ...], switch: Teaming, pg: Teaming,
     uplink the order does not list is unused when ``active`` is given and
     active otherwise. ``rename`` maps dvUplink names to vmnic names."""
     order = pg if _failover_order(pg) else switch
-    rename = rename or {}
     standby = tuple(order.standby or ())
     unused = tuple(order.unused or ())
     if order.active is not None:
@@ -103,7 +102,12 @@ def effective_teaming(uplinks: tuple[str, ...], switch: Teaming, pg: Teaming,
         unused += tuple(u for u in uplinks if u not in active + standby + unused)
     else:
         active = tuple(u for u in uplinks if u not in standby + unused)
-    r = lambda names: tuple(rename.get(n, n) for n in names)  # noqa: E731
+    # On a distributed switch, a dvUplink this host does not map to a vmnic
+    # does not exist here: drop it rather than hand out a non-vmnic name.
+    def r(names):
+        if rename is None:
+            return tuple(names)
+        return tuple(rename[n] for n in names if n in rename)
     return EffectiveTeaming(
         policy=_pick(pg.policy, switch.policy, "originating_port"),
         active=r(active), standby=r(standby), unused=r(unused),

@@ -10,7 +10,8 @@ from ipaddress import IPv4Interface
 from typing import Iterator, Optional
 
 from .. import naming
-from .model import Lab
+from .model import Lab, Teaming
+from .resolve import effective_teaming
 
 Problem = tuple[str, str]
 
@@ -41,6 +42,20 @@ def _gateway(ip: Optional[IPv4Interface], gw, path: str) -> Iterator[Problem]:
         yield path, f"gateway {gw} is the interface's own address"
 
 
+# Mininet's htb shaping refuses rates above 1000 Mbit/s (it logs and leaves
+# the link unshaped), and a userspace OVS datapath carries < 1 Gbit/s per
+# flow here anyway: a lab asking for more would silently measure the CPU.
+MAX_LINK_MBPS = 1000
+
+
+def _shapeable(lab: Lab, gbps: float, path: str) -> Iterator[Problem]:
+    mbps = gbps * 1000 * lab.link_scale
+    if mbps > MAX_LINK_MBPS:
+        yield path, (f"{gbps:g} Gbit/s x link_scale {lab.link_scale:g} = {mbps:g} Mbit/s; "
+                     f"emulated links must stay at or below {MAX_LINK_MBPS} Mbit/s "
+                     "(lower link_scale)")
+
+
 def _checks(lab: Lab) -> Iterator[Problem]:
     sites = {s.name for s in lab.sites}
     yield from _dupes(lab.sites, "site", "sites")
@@ -58,6 +73,9 @@ def _checks(lab: Lab) -> Iterator[Problem]:
                 yield f"{base}.ports[{j}].vlan", "an access port needs a vlan"
             if p.mode == "trunk" and p.vlan is not None:
                 yield f"{base}.ports[{j}].vlan", "vlan is for access ports; trunks use allowed_vlans"
+            if p.mode == "access" and p.allowed_vlans is not None:
+                yield (f"{base}.ports[{j}].allowed_vlans",
+                       "allowed_vlans is for trunk ports; an access port carries only its vlan")
             yield from _ifname(naming.fabric_port(sw.name, p.port), f"{base}.ports[{j}].port",
                                "switch port")
         yield from _dupes(sw.lags, "LAG", f"{base}.lags")
@@ -128,8 +146,20 @@ def _checks(lab: Lab) -> Iterator[Problem]:
         vmnics = {u.name for u in host.uplinks}
         for j, up in enumerate(host.uplinks):
             yield from plug(up.switch, up.port, f"{base}.uplinks[{j}]", f"{host.name}/{up.name}")
+            yield from _shapeable(lab, up.speed, f"{base}.uplinks[{j}].speed")
         owner: dict[str, str] = {}      # vmnic -> vSwitch using it
-        bridges = [sw.name for sw in host.vswitches] + [m.name for m in host.distributed_switches]
+        # Every vSwitch, standard or distributed, is an OVS bridge in the
+        # host's namespace, next to the vmnics: one namespace for all names.
+        # Checked before the port groups, or joining a distributed switch twice
+        # would first show up as its port groups clashing with themselves.
+        yield from _dupes(host.vswitches, "vSwitch", f"{base}.vswitches")
+        yield from _dupes(host.distributed_switches, "distributed switch membership",
+                          f"{base}.distributed_switches")
+        vss_names = {sw.name for sw in host.vswitches}
+        for j, member in enumerate(host.distributed_switches):
+            if member.name in vss_names:
+                yield (f"{base}.distributed_switches[{j}].name",
+                       f"{member.name!r} is also a standard vSwitch of {host.name}")
         pgs: dict[str, int] = {}
         for j, sw in enumerate(host.vswitches):
             sbase = f"{base}.vswitches[{j}]"
@@ -138,6 +168,8 @@ def _checks(lab: Lab) -> Iterator[Problem]:
             for k, up in enumerate(sw.uplinks):
                 if up not in vmnics:
                     yield f"{sbase}.uplinks[{k}]", f"{host.name} has no uplink {up!r}"
+                elif owner.get(up) == sw.name:
+                    yield f"{sbase}.uplinks[{k}]", f"{up} is listed twice"
                 elif up in owner:
                     yield f"{sbase}.uplinks[{k}]", f"{up} is already an uplink of {owner[up]}"
                 owner.setdefault(up, sw.name)
@@ -152,11 +184,17 @@ def _checks(lab: Lab) -> Iterator[Problem]:
             if dvs is None:
                 yield f"{mbase}.name", f"unknown distributed switch {member.name!r}"
                 continue
+            if member.name in vmnics:
+                yield (f"{mbase}.name",
+                       f"distributed switch name {member.name!r} clashes with an uplink name")
             for dvup, vmnic in member.uplinks.items():
                 if dvup not in dvs.uplinks:
                     yield f"{mbase}.uplinks.{dvup}", f"{dvs.name} has no dvUplink {dvup!r}"
                 if vmnic not in vmnics:
                     yield f"{mbase}.uplinks.{dvup}", f"{host.name} has no uplink {vmnic!r}"
+                elif owner.get(vmnic) == dvs.name:
+                    yield (f"{mbase}.uplinks.{dvup}",
+                           f"{vmnic} is already mapped to another dvUplink")
                 elif vmnic in owner:
                     yield f"{mbase}.uplinks.{dvup}", f"{vmnic} is already an uplink of {owner[vmnic]}"
                 owner.setdefault(vmnic, dvs.name)
@@ -164,8 +202,6 @@ def _checks(lab: Lab) -> Iterator[Problem]:
                 if pg.name in pgs:
                     yield f"{mbase}.name", f"port group {pg.name!r} of {dvs.name} clashes with one on {host.name}"
                 pgs[pg.name] = pg.vlan
-        yield from _dupes([type("B", (), {"name": b}) for b in bridges], "vSwitch",
-                          f"{base}.vswitches")
         host_pgs[host.name] = pgs
         yield from _dupes(host.vmkernel, "VMkernel adapter", f"{base}.vmkernel")
         for j, vmk in enumerate(host.vmkernel):
@@ -220,6 +256,7 @@ def _checks(lab: Lab) -> Iterator[Problem]:
         for end in ("a", "b"):
             ref = getattr(link, end)
             yield from plug(ref.switch, ref.port, f"dci_links[{i}].{end}", f"DCI {link.name}")
+        yield from _shapeable(lab, link.speed, f"dci_links[{i}].speed")
 
     # --- teaming that needs the physical side --------------------------------
     yield from _ip_hash_needs_lag(lab)
@@ -229,8 +266,10 @@ def _switch_body(sw, base: str, what: str) -> Iterator[Problem]:
     """Checks shared by standard and distributed switches."""
     uplinks = set(sw.uplinks)
     yield from _dupes(sw.port_groups, "port group", f"{base}.port_groups")
-    for tpath, teaming in [(f"{base}.teaming", sw.teaming)] + [
-            (f"{base}.port_groups[{k}].teaming", pg.teaming)
+    # (path, teaming as written, what it overrides the vSwitch's with): the
+    # vSwitch's own teaming resolves against nothing but itself.
+    for tpath, teaming, override in [(f"{base}.teaming", sw.teaming, Teaming())] + [
+            (f"{base}.port_groups[{k}].teaming", pg.teaming, pg.teaming)
             for k, pg in enumerate(sw.port_groups)]:
         listed: dict[str, str] = {}
         for field in ("active", "standby", "unused"):
@@ -240,27 +279,62 @@ def _switch_body(sw, base: str, what: str) -> Iterator[Problem]:
                 elif up in listed:
                     yield f"{tpath}.{field}[{k}]", f"{up} is already listed as {listed[up]}"
                 listed.setdefault(up, field)
-        if teaming.active == () and teaming.standby in (None, ()):
-            yield f"{tpath}.active", "no active or standby uplink: the port group could not send"
+        # Judge the resolved order: the failover order is inherited as a unit,
+        # so a port group listing only ``unused`` leaves every other uplink active.
+        # A vSwitch without uplinks is internal-only; nothing to check there.
+        eff = effective_teaming(sw.uplinks, sw.teaming, override)
+        if sw.uplinks and not eff.active and not eff.standby:
+            field = "unused" if teaming.active is None else "active"
+            yield (f"{tpath}.{field}", "no active or standby uplink left: traffic could not "
+                                       "leave the host")
 
 
 def _ip_hash_needs_lag(lab: Lab) -> Iterator[Problem]:
-    """IP-hash teaming needs its uplinks in one static EtherChannel."""
-    from .resolve import host_switches
-    lag_of = {(sw.name, p): lag.name for sw in lab.physical_switches
+    """IP-hash teaming needs each host's active uplinks in one static
+    EtherChannel. The problem is reported at the ``teaming.policy`` that asks
+    for ip_hash: the port group's own, or its switch's when it is inherited."""
+    lag_of = {(sw.name, p): (sw.name, lag.name) for sw in lab.physical_switches
               for lag in sw.lags for p in lag.ports}
+    dvs_index = {d.name: d_i for d_i, d in enumerate(lab.distributed_switches)}
     for i, host in enumerate(lab.esxi_hosts):
         plugs = {u.name: (u.switch, u.port) for u in host.uplinks}
-        for sw in host_switches(lab, host):
-            for pg in sw.port_groups:
-                t = pg.teaming
+        switches = [(f"esxi_hosts[{i}].vswitches[{j}]", sw, None)
+                    for j, sw in enumerate(host.vswitches)]
+        switches += [(f"distributed_switches[{dvs_index[m.name]}]",
+                      lab.distributed_switches[dvs_index[m.name]], dict(m.uplinks))
+                     for m in host.distributed_switches if m.name in dvs_index]
+        for sbase, sw, dv_map in switches:
+            for k, pg in enumerate(sw.port_groups):
+                t = effective_teaming(sw.uplinks, sw.teaming, pg.teaming)
                 if t.policy != "ip_hash":
                     continue
-                lags = {lag_of.get(plugs.get(u)) for u in t.active}
-                if None in lags or len(lags) != 1:
-                    yield (f"esxi_hosts[{i}].{sw.name}.port_groups.{pg.name}.teaming.policy",
-                           "ip_hash needs every active uplink in one static LAG "
-                           "(physical_switches[].lags)")
+                active = t.active
+                if dv_map is not None:
+                    # dvUplink -> vmnic; one this host does not map has no NIC here.
+                    active = tuple(dv_map[u] for u in active if u in dv_map)
+                problem = _lag_problem(active, plugs, lag_of)
+                if problem is not None:
+                    where = (f"{sbase}.port_groups[{k}].teaming.policy"
+                             if pg.teaming.policy is not None else f"{sbase}.teaming.policy")
+                    yield where, ("ip_hash needs every active uplink in one static LAG "
+                                  f"(physical_switches[].lags); {pg.name} on {host.name}: "
+                                  f"{problem}")
+
+
+def _lag_problem(active, plugs, lag_of) -> Optional[str]:
+    """Why the ``active`` vmnics are not all in one LAG, or None."""
+    if not active:
+        return "no active uplink"
+    lags = set()
+    for vmnic in active:
+        switch, port = plugs[vmnic]
+        if (switch, port) not in lag_of:
+            return f"{vmnic} ({switch} port {port}) is in no LAG"
+        lags.add(lag_of[(switch, port)])
+    if len(lags) > 1:
+        return "active uplinks are in different LAGs (" + ", ".join(
+            f"{sw}/{lag}" for sw, lag in sorted(lags)) + ")"
+    return None
 
 
 def check_references(lab: Lab) -> Optional[Problem]:

@@ -32,18 +32,23 @@ RESULTS = Path(os.environ.get("VLAB_RESULTS", REPO / "results"))
 def lab_session(lab_file: str | Path, timeout: float = 90.0) -> Iterator[LabNetwork]:
     """A running lab; torn down on return, exception, Ctrl-C or SIGTERM."""
     lab = load_lab(lab_file)
-    run = Run().create()
-    net = LabNetwork(lab, lab_file, run)
-    try:
-        with signals_as_exceptions():
+    run, net = Run(), None
+    # Signals become exceptions before anything exists, so there is no moment
+    # where a SIGTERM could end the process with half a lab on the machine.
+    with signals_as_exceptions():
+        try:
+            run.create()
+            net = LabNetwork(lab, lab_file, run)
             net.start(timeout=timeout)
             yield net
-    finally:
-        with uninterruptible():
-            try:
-                net.stop()
-            finally:
-                run.remove()
+        finally:
+            with uninterruptible():
+                try:
+                    if net is not None:
+                        net.stop()
+                finally:
+                    # Whatever stop() could not reach dies by its run marker.
+                    run.remove()
 
 
 def _version(cmd: list[str], pattern: str) -> str:

@@ -128,7 +128,13 @@ class LabNetwork:
             except Exception as exc:          # keep tearing down the rest
                 LOG.warning("stopping OVS of %s: %s", inst.node.name, exc)
         if self.net is not None:
-            self.net.stop()
+            try:
+                self.net.stop()
+            except Exception as exc:
+                # e.g. a shell interrupted mid-command refuses new commands;
+                # Run.remove() still kills every process of the run, and the
+                # namespaces and veths go with them.
+                LOG.warning("mininet stop: %s", exc)
             self.net = None
 
     def node(self, name: str) -> Host:

@@ -59,8 +59,8 @@ def test_reachability_matrix_matches_design(two_hosts):
     assert any(expected.values()) and not all(expected.values())
 
 
-def _capture(node, intf: str, bpf: str, pcap: str):
-    proc = node.popen(["tcpdump", "-i", intf, "-n", "-U", "-w", pcap, bpf],
+def _capture(node, intf: str, bpf: str, pcap: str, direction: str = "inout"):
+    proc = node.popen(["tcpdump", "-i", intf, "-Q", direction, "-n", "-U", "-w", pcap, bpf],
                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     # tcpdump says "listening on" once the capture is armed
     line = proc.stderr.readline().decode()
@@ -90,8 +90,11 @@ def test_unknown_unicast_is_not_flooded_to_other_vms(two_hosts, tmp_path):
         uplink_pcaps = {}
         for p in (1, 2):
             name = naming.fabric_port("pswitch1", p)
+            # "in" on the switch side = sent by esx1 (the switch itself floods
+            # the unknown MAC back out of esx1's other uplink, as it should)
             uplink_pcaps[p] = (_capture(fabric, name, f"ether dst {ghost_mac}",
-                                        str(tmp_path / f"{name}.pcap")), str(tmp_path / f"{name}.pcap"))
+                                        str(tmp_path / f"{name}.pcap"), direction="in"),
+                               str(tmp_path / f"{name}.pcap"))
         vm1a.cmd(f"ping -c 5 -i 0.05 -W 0.2 {ghost_ip} >/dev/null 2>&1")
         # the frames have been sent; give tcpdump time to drain its ring
         def seen_on_uplinks():

@@ -1,7 +1,7 @@
 """Run the controller: ``python -m controller --lab FILE --state DIR [--port N]``.
 
 os-ken 4.x has no ``osken-manager``; apps are started in-process with
-``AppManager.run_apps`` (DESIGN.md section 2). The testbed runs this inside its
+``AppManager.run_apps`` (README, "Design notes"). The testbed runs this inside its
 management namespace, so listening on every address exposes nothing outside.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 # Install everything the testbed needs on Debian 12, idempotently:
 #  - the Debian packages (apt-get update only when one is missing),
 #  - a virtualenv in .venv/ built on the distro Python (Mininet comes from the
-#    distro package, see DESIGN.md section 2), with the pinned deps of setup.cfg.
+#    distro package, see README "Design notes"), with the pinned deps of setup.cfg.
 # It starts no service: every lab starts and stops its own OVS instances.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -191,7 +191,7 @@ class LabNetwork:
         setLogLevel("error")
 
     def _disable_tx_offload(self) -> None:
-        # veth TX checksum offload + userspace datapath = stalled TCP (DESIGN.md 2).
+        # veth TX checksum offload + userspace datapath = stalled TCP (README, "Design notes").
         for node in self.net.hosts:
             names = [i for i in node.intfNames() if i != "lo"]
             if names:

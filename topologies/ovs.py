@@ -2,7 +2,7 @@
 directory, running inside one network namespace.
 
 Each emulated ESXi host needs its own instance: userspace VXLAN tunnels and
-routes of several "hosts" collide inside one ovs-vswitchd (DESIGN.md section 2).
+routes of several "hosts" collide inside one ovs-vswitchd (README, "Design notes").
 Control commands (ovs-vsctl, ovs-ofctl, ovs-appctl) reach the daemons through
 unix sockets in the run directory, so they work from the root namespace.
 """

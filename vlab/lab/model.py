@@ -307,7 +307,7 @@ class Site(LabModel):
 class Lab(LabModel):
     """A whole lab. ``link_scale`` multiplies every link speed (1/100 turns
     1 GbE into 10 Mbit/s) because a userspace OVS datapath tops out near
-    1 Gbit/s per flow on these machines (DESIGN.md section 2)."""
+    1 Gbit/s per flow on these machines (README, "Design notes")."""
     name: Name
     description: StrictStr = ""
     link_scale: Annotated[StrictFloat | StrictInt, Field(gt=0, le=1)] = 0.01

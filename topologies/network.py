@@ -97,6 +97,9 @@ class LabNetwork:
 
     # -- public -----------------------------------------------------------
     def start(self, timeout: float = 60.0) -> "LabNetwork":
+        if self.lab.datapath == "system" and not Path("/sys/module/openvswitch").exists():
+            raise NotReady(f"{self.lab_file}: datapath: system needs the openvswitch kernel "
+                           "module, which is not loaded here; use datapath: netdev")
         self._t0 = t0 = time.monotonic()
         setLogLevel("error")
         self.net = Mininet(topo=None, build=False, controller=None)
@@ -139,6 +142,39 @@ class LabNetwork:
 
     def node(self, name: str) -> Host:
         return self.net.get(name)
+
+    def mac_table(self, switch: str) -> list[dict]:
+        """A physical switch's MAC table: [{port, vlan, mac, age}], port by name."""
+        inst = self.ovs[naming.FABRIC_NODE]
+        numbers = self._port_numbers(inst, switch)
+        rows = []
+        for line in inst.appctl("fdb/show", switch).splitlines()[1:]:
+            port, vlan, mac, age = line.split()
+            rows.append({"port": numbers.get(port, port), "vlan": int(vlan), "mac": mac,
+                         "age": int(age)})
+        return rows
+
+    def switch_counters(self, switch: str) -> dict[str, dict[str, int]]:
+        """Per-port counters of a physical switch (rx/tx packets, bytes, drops)."""
+        inst = self.ovs[naming.FABRIC_NODE]
+        out = json.loads(inst.vsctl("--format=json", "--columns=name,statistics", "list",
+                                    "interface"))
+        counters = {}
+        for name, stats in out["data"]:
+            if name.startswith(f"{switch}-"):
+                counters[name] = dict(stats[1])
+        return counters
+
+    @staticmethod
+    def _port_numbers(inst: OvsInstance, bridge: str) -> dict[str, str]:
+        """OpenFlow port number (as text) -> port name, for one bridge."""
+        numbers = {}
+        for line in inst.ofctl("show", bridge).splitlines():
+            line = line.strip()
+            if "(" in line and "): addr:" in line:
+                number, rest = line.split("(", 1)
+                numbers[number.strip()] = rest.split(")", 1)[0]
+        return numbers
 
     def endpoints(self) -> list[Endpoint]:
         return endpoints(self.lab)

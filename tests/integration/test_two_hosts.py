@@ -112,9 +112,19 @@ def test_unknown_unicast_is_not_flooded_to_other_vms(two_hosts, tmp_path):
         assert _count(pcap) == 0, f"{vm} received frames for an unknown MAC"
 
 
-def test_physical_switch_learned_vm_macs_on_one_uplink_each(two_hosts):
-    fdb = two_hosts.ovs[naming.FABRIC_NODE].appctl("fdb/show", "pswitch1")
+def test_physical_switch_mac_table_and_counters_are_readable(two_hosts):
+    """After traffic, each VM MAC is learned once, on a port of its own host,
+    in its VLAN; and the switch's port counters moved."""
+    table = two_hosts.mac_table("pswitch1")
+    host_ports = {h.name: {naming.fabric_port(u.switch, u.port) for u in h.uplinks}
+                  for h in two_hosts.lab.esxi_hosts}
+    vlan_of = {"PG-1G": 10, "PG-10G": 20}
     for vm in two_hosts.lab.vms:
-        mac = vm.vnics[0].mac
-        lines = [l for l in fdb.splitlines() if mac in l]
-        assert len(lines) == 1, fdb
+        nic = vm.vnics[0]
+        rows = [r for r in table if r["mac"] == nic.mac]
+        assert len(rows) == 1, table
+        assert rows[0]["port"] in host_ports[vm.host]
+        assert rows[0]["vlan"] == vlan_of[nic.port_group]
+    counters = two_hosts.switch_counters("pswitch1")
+    assert set(counters) >= set().union(*host_ports.values())
+    assert sum(c.get("rx_packets", 0) for c in counters.values()) > 0

@@ -1,0 +1,33 @@
+"""The vlab command's rootless parts, through its Python entry point."""
+import pytest
+
+from vlab.cli import main
+
+LAB = "labs/two-hosts.yaml"
+
+
+def test_check_valid_lab(capsys):
+    assert main(["check", LAB]) == 0
+    assert capsys.readouterr().out.startswith(f"{LAB}: ok (2 ESXi hosts, 4 VMs")
+
+
+def test_check_broken_lab_prints_one_error_and_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(open(LAB).read().replace("port_group: PG-10G, mac: \"00:50:56:00:01:0b\"",
+                                            "port_group: PG-X, mac: \"00:50:56:00:01:0b\""))
+    assert main(["check", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"{bad}: vms[1].vnics[0].port_group: esx1 has no port group 'PG-X'"
+
+
+def test_unknown_experiment_is_bad_input(capsys, monkeypatch):
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert main(["run", "no-such-experiment"]) == 2
+    assert "unknown experiment" in capsys.readouterr().err
+
+
+def test_root_commands_refuse_non_root(monkeypatch):
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    with pytest.raises(SystemExit) as exc:
+        main(["up", LAB])
+    assert exc.value.code == 2

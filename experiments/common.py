@@ -53,7 +53,8 @@ def lab_session(lab_file: str | Path, timeout: float = 90.0) -> Iterator[LabNetw
 
 def _version(cmd: list[str], pattern: str) -> str:
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        out = proc.stdout + proc.stderr          # mn prints its version to stderr
     except OSError:
         return "unknown"
     m = re.search(pattern, out)

@@ -36,7 +36,6 @@ from controller.vswitch import compile_vswitch
 from vlab import naming
 from vlab.bindings import SwitchBinding, switch_bindings
 from vlab.lab.model import Lab
-from vlab.lab.resolve import find
 from vlab.reachability import Endpoint, endpoints, expected_reachability
 from vlab.runtime import Run
 
@@ -350,23 +349,26 @@ class LabNetwork:
         for vm in self.lab.vms:
             node = self.node(vm.name)
             for nic in vm.vnics:
-                if nic.ip is not None:
-                    node.cmd(f"ip addr flush dev {nic.name}; ip addr add {nic.ip} dev {nic.name}")
-                node.cmd(f"ip link set {nic.name} up")
+                self._address(node, nic.name, nic.ip)
                 if nic.gateway is not None:
                     node.cmd(f"ip route replace default via {nic.gateway}")
         for h in self.lab.hosts:
             node = self.node(h.name)
             for intf in h.interfaces:
-                if intf.ip is not None:
-                    node.cmd(f"ip addr flush dev {intf.name}; ip addr add {intf.ip} dev {intf.name}")
-                node.cmd(f"ip link set {intf.name} up")
+                self._address(node, intf.name, intf.ip)
             if h.kind == "router":
                 node.cmd("sysctl -qw net.ipv4.ip_forward=1")
             if h.gateway is not None:
                 node.cmd(f"ip route replace default via {h.gateway}")
             for r in h.routes:
                 node.cmd(f"ip route replace {r.to} via {r.via}")
+
+    @staticmethod
+    def _address(node: Host, intf: str, ip: Optional[IPv4Interface]) -> None:
+        """Give a guest interface exactly the lab's address and bring it up."""
+        if ip is not None:
+            node.cmd(f"ip addr flush dev {intf}; ip addr add {ip} dev {intf}")
+        node.cmd(f"ip link set {intf} up")
 
     # -- readiness ----------------------------------------------------------------
     def _wait_ready(self, timeout: float) -> None:
@@ -429,8 +431,4 @@ class LabNetwork:
         }
 
 
-def dump_json(obj) -> str:
-    return json.dumps(obj, indent=2, default=str)
-
-
-__all__ = ["LabNetwork", "NotReady", "wait_until", "find"]
+__all__ = ["LabNetwork", "NotReady", "wait_until"]

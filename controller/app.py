@@ -17,6 +17,7 @@ from os_ken.controller import ofp_event
 from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from os_ken.ofproto import ofproto_v1_3
 
+from vlab import naming
 from vlab.bindings import switch_bindings
 from vlab.lab.load import load_lab
 
@@ -40,8 +41,8 @@ class VSwitchController(app_manager.OSKenApp):
         super().__init__(*args, **kwargs)
         self.lab = load_lab(Settings.lab_file)
         self.bindings = {b.dpid: b for b in switch_bindings(self.lab)}
-        self.synced_dir = Path(Settings.state_dir) / "synced"
-        self.synced_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = Path(Settings.state_dir)
+        naming.synced_marker(self.state_dir, 0).parent.mkdir(parents=True, exist_ok=True)
         self.pending: dict[int, int] = {}     # dpid -> flow count awaiting barrier
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -81,4 +82,4 @@ class VSwitchController(app_manager.OSKenApp):
                   ev.msg.type, ev.msg.code)
 
     def _marker(self, dpid: int) -> Path:
-        return self.synced_dir / f"{dpid:016x}"
+        return naming.synced_marker(self.state_dir, dpid)

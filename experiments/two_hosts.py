@@ -11,6 +11,9 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from topologies.network import link_mbps
+from vlab.lab.model import Lab
+from vlab.lab.resolve import find, switch_of_port_group
 from vlab.reachability import expected_reachability
 
 from .common import environment, iperf3, lab_session, ping_sweep
@@ -19,6 +22,17 @@ NAME = "two-hosts"
 LAB = Path(__file__).resolve().parents[1] / "labs" / "two-hosts.yaml"
 DEFAULTS = {"iperf_seconds": 5.0, "repeats": 3, "ratio_tolerance": 0.15,
             "pairs": {"1G": ["vm1a", "vm2a"], "10G": ["vm1b", "vm2b"]}}
+
+
+def configured_mbps(lab: Lab, vm_name: str) -> float:
+    """The shaped rate of the uplinks a VM's first vNIC can be pinned to (its
+    port group's active team), from the lab: the ceiling its TCP should reach."""
+    vm = find(lab.vms, vm_name)
+    host = find(lab.esxi_hosts, vm.host)
+    _, pg = switch_of_port_group(lab, host, vm.vnics[0].port_group)
+    speeds = {find(host.uplinks, u).speed for u in pg.teaming.active}
+    assert len(speeds) == 1, f"{vm_name}'s active team mixes speeds {speeds}"
+    return link_mbps(lab, speeds.pop())
 
 
 def run(params: dict | None = None) -> dict:
@@ -42,10 +56,11 @@ def run(params: dict | None = None) -> dict:
                                      seconds=p["iperf_seconds"], port=5201 + i)
                               for i in range(p["repeats"])]
         env = environment(net)
+        configured = {label: configured_mbps(net.lab, client)
+                      for label, (client, _) in p["pairs"].items()}
 
     mean = {k: statistics.mean(s["mbps"] for s in v) for k, v in samples.items()}
     ratio = mean["10G"] / mean["1G"] if mean["1G"] else float("inf")
-    configured = {"1G": 1000 * env["link_scale"], "10G": 10000 * env["link_scale"]}
     return {
         "experiment": NAME,
         "lab": str(LAB.relative_to(LAB.parents[1])),

@@ -250,9 +250,7 @@ class LabNetwork:
         mgmt = self.node(naming.MGMT_NODE)
 
         def listening() -> Optional[str]:
-            if self.controller_proc.poll() is not None:
-                log = (self.run.dir / "controller.log").read_text()[-2000:]
-                raise NotReady(f"controller exited with {self.controller_proc.returncode}:\n{log}")
+            self._check_controller_alive()
             out = mgmt.cmd(f"ss -Hltn 'sport = :{CONTROLLER_PORT}'")
             return None if "LISTEN" in out else f"nothing listens on port {CONTROLLER_PORT}"
         wait_until(listening, timeout, "controller start")
@@ -310,8 +308,7 @@ class LabNetwork:
         esx = self.node(host.name)
         inst = self.ovs[host.name] = OvsInstance(esx, self.run.dir / host.name)
         inst.start()
-        index = [h.name for h in self.lab.esxi_hosts].index(host.name)
-        mgmt_ip = control_addresses(index)[0].split("/")[0]
+        mgmt_ip = self._mgmt_ip(host.name)
         vmks = {v.name: v for v in host.vmkernel}
         for b in (b for b in self.bindings if b.host == host.name):
             br, mtu = b.bridge, b.switch.mtu
@@ -375,18 +372,13 @@ class LabNetwork:
         deadline = time.monotonic() + timeout
         left = lambda: max(1.0, deadline - time.monotonic())  # noqa: E731
 
-        def controller_alive() -> None:
-            if self.controller_proc.poll() is not None:
-                log = (self.run.dir / "controller.log").read_text()[-2000:]
-                raise NotReady(f"controller exited with {self.controller_proc.returncode}:\n{log}")
-
         # The controller writes synced/<dpid> after a barrier reply on that
         # switch's connection: proof the connection is up and flows were taken.
         # (OVS refreshes the database's is_connected column only every ~5 s.)
         def connections() -> Optional[str]:
-            controller_alive()
+            self._check_controller_alive()
             down = [f"{b.host}/{b.bridge}" for b in self.bindings
-                    if not (self.run.dir / "synced" / f"{b.dpid:016x}").exists()]
+                    if not naming.synced_marker(self.run.dir, b.dpid).exists()]
             return f"not synced by the controller: {', '.join(down)}" if down else None
         wait_until(connections, left(), "controller connections")
         self.timings["connected_s"] = time.monotonic() - self._t0
@@ -394,10 +386,10 @@ class LabNetwork:
         expected = {b.dpid: len(compile_vswitch(b)) for b in self.bindings}
 
         def flows() -> Optional[str]:
-            controller_alive()
+            self._check_controller_alive()
             wrong = []
             for b in self.bindings:
-                marker = self.run.dir / "synced" / f"{b.dpid:016x}"
+                marker = naming.synced_marker(self.run.dir, b.dpid)
                 have = self.ovs[b.host].flow_count(b.bridge)
                 if not marker.exists() or have != expected[b.dpid]:
                     wrong.append(f"{b.host}/{b.bridge} has {have}/{expected[b.dpid]} flows")
@@ -410,7 +402,14 @@ class LabNetwork:
             wait_until(lambda: None if self.ping(src, dst, count=1, wait=0.5)
                        else f"{src.name} cannot ping {dst.name}", left(), "probe")
 
+    def _check_controller_alive(self) -> None:
+        """Fail bring-up at once, with the controller's last words, if it died."""
+        if self.controller_proc.poll() is not None:
+            log = (self.run.dir / "controller.log").read_text()[-2000:]
+            raise NotReady(f"controller exited with {self.controller_proc.returncode}:\n{log}")
+
     def _mgmt_ip(self, host: str) -> str:
+        """The controller's address on ``host``'s control link."""
         index = [h.name for h in self.lab.esxi_hosts].index(host)
         return control_addresses(index)[0].split("/")[0]
 

@@ -79,7 +79,6 @@ def cmd_up(args) -> int:
     _need_root()
     from mininet.cli import CLI
     from experiments.common import lab_session
-    load_lab(args.lab)
     with lab_session(args.lab) as net:
         print(f"lab {net.lab.name} is up (run {net.run.id}, {net.timings['bringup_s']:.1f}s); "
               "nodes: " + " ".join(n.name for n in net.net.hosts))

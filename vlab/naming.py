@@ -36,6 +36,12 @@ def control_port(host: str) -> str:
     return f"c-{host}"
 
 
+def synced_marker(run_dir, dpid: int):
+    """File the controller writes once a switch acknowledged its flows (barrier)."""
+    from pathlib import Path
+    return Path(run_dir) / "synced" / f"{dpid:016x}"
+
+
 CONTROL_IFACE = "mgmt0"       # the host-side end of the control link
 FABRIC_NODE = "fabric"        # Mininet node holding every physical switch
 MGMT_NODE = "mgmt"            # Mininet node holding the controller (vCenter/NSX)

@@ -5,7 +5,9 @@ ingress for VST port groups, kept for VGT and uplinks, absent for VLAN 0/EST),
 so forwarding matches one field and trunk outputs need no rewriting.
 
     table 0  INGRESS   classify by input port; tag VST frames; drop the rest
-    table 1  FORWARD   deliver to vNICs/vmks or the pinned uplink
+    table 1  FORWARD   deliver to vNICs/vmks or the pinned uplink; each flow
+                       carries the PortOutput captures and VnicRx filters of
+                       the ports it delivers to (see controller.vswitch)
 
 Cookies say which concern (manager) installed a flow: the top byte is the
 concern id, so a resync can tell our flows from anything else.
@@ -25,14 +27,14 @@ class Table:
 
 
 class Priority:
-    """Higher wins. Named by what the flow does."""
-    UPLINK_TO_PINNED_PORT = 300    # unicast from an uplink to a local port pinned to it
-    UPLINK_TO_OTHER_PORT = 290     # same MAC, other uplink: reverse-teaming drop
-    LOCAL_UNICAST = 280            # known unicast between local ports
-    FLOOD = 200                    # broadcast / multicast
-    PORT_DEFAULT = 100             # unknown unicast from a local port -> its uplink
+    """Higher wins. Named by what the flow matches."""
+    EXACT = 300                    # one destination MAC in one VLAN
+    EXACT_ANY_VLAN = 250           # a VGT port's MAC in a VLAN no port group uses
+    MULTICAST = 200                # any other multicast in one VLAN
+    MULTICAST_ANY_VLAN = 150
+    DEFAULT = 100                  # unknown unicast in one VLAN
+    DEFAULT_ANY_VLAN = 50
     INGRESS_CLASSIFY = 100
-    INGRESS_DROP = 0
 
 
 class Concern:

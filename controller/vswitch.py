@@ -1,33 +1,49 @@
-"""Base vSwitch semantics as a pure flow compiler.
+"""vSwitch semantics as a pure flow compiler.
 
 What an ESXi vSwitch does, and so what these flows do:
 
-* No MAC learning: the hypervisor knows every vNIC's and vmk's MAC and port,
-  so known unicast goes straight to the owning port.
+* No MAC learning, in any mode: the hypervisor knows every vNIC's and vmk's
+  MAC and port, so known unicast goes straight to the owning port, and unknown
+  unicast from a guest goes to its pinned uplink only, never to other guests.
 * VLANs per port group: 0 = EST (untagged), 1-4094 = VST (tagged on uplinks,
   untagged to the guest), 4095 = VGT (the guest sees and sends tags). A VLAN on
   a vSwitch is one broadcast domain, as on ESXi, whatever port group it is in.
-* Each local port transmits on one pinned uplink (``teaming.pinned_uplink``).
-  Unknown unicast from a guest goes to that uplink only, never to other guests;
-  broadcast and multicast go to the other local ports of the VLAN and out the
-  pinned uplink.
-* Frames from an uplink are never sent to another uplink (no loops without
-  STP), and reach a local port only if they came in on the uplink that port is
-  pinned to ("reverse teaming": the physical switch delivers a flooded frame on
-  every uplink, and only one copy may reach the guest).
+* Teaming pins each local port to one uplink (``teaming.pinned_uplink``).
+  Frames from an uplink never go to another uplink (no loops without STP).
+* Security policy per port group. Forged transmits = reject: a guest frame
+  whose source MAC is not the configured MAC is dropped at ingress. MAC
+  address changes = reject: once the guest's effective MAC differs from the
+  configured one, nothing is delivered to the port; = accept: frames to the
+  effective MAC are delivered. Promiscuous = accept and the guest's NIC is in
+  promiscuous mode: the port also receives every frame of its VLAN that the
+  vSwitch handles on this host (the automatic monitor port; no mirror session).
+* Multicast is delivered by each vNIC's own multicast filter (what the guest
+  driver programmed; no IGMP snooping on the vSwitch), so a group sharing a
+  MAC with a joined group (the 32:1 overlap) is delivered too.
+
+Delivery to a local port happens in two steps, named after pktcap-uw's
+capture points. ``PortOutput``: the ports a frame is dispatched to (its
+destination, broadcast/multicast members, promiscuous ports). ``VnicRx``: what
+passes the port's receive filters: reverse teaming (a frame that came in on an
+uplink passes only if it is the uplink the port transmits on, because the
+physical switch floods BUM frames to every uplink and only one copy may reach
+the guest; promiscuous ports are filtered the same way), the MAC-change
+policy and the multicast filter. A port with a PortOutput capture session gets
+a copy of every dispatched frame, 802.1Q tag included, before the filters.
 
 ``compile_vswitch(binding)`` returns the complete, sorted flow set of one bridge.
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from dataclasses import dataclass
+from typing import Optional
 
-from vlab.bindings import PortBinding, SwitchBinding
+from vlab.bindings import CAPTURE_BASE, PortBinding, SwitchBinding
 
-from .pipeline import (OFPVID_NONE, OFPVID_PRESENT, Concern, FlowSpec, Priority,
-                       Table, cookie)
-from .teaming import pinned_uplink
+from .pipeline import OFPVID_NONE, OFPVID_PRESENT, Concern, FlowSpec, Priority, Table, cookie
+from .teaming import pinned_uplink, reverse_teaming
 
+BROADCAST = "ff:ff:ff:ff:ff:ff"
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 VGT = 4095
 COOKIE = cookie(Concern.VSWITCH)
@@ -38,132 +54,201 @@ def _vid(vlan: int) -> int:
     return OFPVID_PRESENT | vlan if vlan else OFPVID_NONE
 
 
+@dataclass(frozen=True)
+class Dst:
+    """A class of destination address, as forwarding distinguishes them."""
+    kind: str                     # unicast | broadcast | group | multicast | unknown
+    mac: Optional[str] = None
+
+
+def capture_port(p: PortBinding) -> int:
+    """OpenFlow number of ``p``'s PortOutput capture port."""
+    return CAPTURE_BASE + p.ofport
+
+
 class _View:
-    """Per-bridge facts the flow builders share: each local port's VLAN and
-    pinned uplink, the uplinks' OpenFlow numbers."""
+    """Per-bridge facts the flow builders share."""
 
     def __init__(self, b: SwitchBinding):
         self.b = b
         self.uplink_no = {p.name: p.ofport for p in b.uplink_ports()}
-        self.vlan: dict[str, int] = {}
-        self.pin: dict[str, Optional[str]] = {}
-        for p in b.local_ports():
-            pg = b.switch.port_group(p.port_group)
-            self.vlan[p.name] = pg.vlan
-            self.pin[p.name] = pinned_uplink(p, pg.teaming, b.uplinks_down)
         self.locals = b.local_ports()
+        self.vlan = {p.name: b.switch.port_group(p.port_group).vlan for p in self.locals}
+        self.pin: dict[str, Optional[int]] = {}
+        self.security = {}
+        self.teaming = {}
+        for p in self.locals:
+            team = b.teaming(p.port_group)
+            up = pinned_uplink(p, team, b.uplinks_down)
+            self.pin[p.name] = self.uplink_no[up] if up is not None else None
+            self.teaming[p.name] = team
+            self.security[p.name] = b.switch.port_group(p.port_group).security
         self.domains = sorted({v for v in self.vlan.values() if v != VGT})
 
-    def members(self, vlan: int) -> list[PortBinding]:
-        return [p for p in self.locals if self.vlan[p.name] == vlan]
+    # -- who is who --------------------------------------------------------
+    def members(self, vlan: Optional[int]) -> list[PortBinding]:
+        """Local ports in a VLAN (VGT ports are in every VLAN); None = VGT only."""
+        return [p for p in self.locals
+                if self.vlan[p.name] == VGT or self.vlan[p.name] == vlan]
 
-    def vgt_ports(self) -> list[PortBinding]:
-        return [p for p in self.locals if self.vlan[p.name] == VGT]
+    def rx_blocked(self, p: PortBinding) -> bool:
+        """MAC changes rejected and the guest changed its MAC: deliver nothing."""
+        return (self.security[p.name].mac_changes == "reject"
+                and p.effective_mac.lower() != p.mac.lower())
 
-    def uplink_of(self, p: PortBinding) -> Optional[int]:
-        up = self.pin[p.name]
-        return self.uplink_no[up] if up is not None else None
+    def delivery_mac(self, p: PortBinding) -> str:
+        """The unicast address frames reach ``p`` by: the effective MAC when
+        MAC changes are accepted, else the configured one."""
+        mac = p.effective_mac if self.security[p.name].mac_changes == "accept" else p.mac
+        return mac.lower()
+
+    def promiscuous(self, p: PortBinding) -> bool:
+        return self.security[p.name].promiscuous == "accept" and p.guest.promiscuous
+
+    # -- the two delivery steps --------------------------------------------
+    def port_output(self, src: Optional[PortBinding], vlan: Optional[int], dst: Dst
+                    ) -> list[PortBinding]:
+        """Local ports a frame is dispatched to (pktcap-uw PortOutput)."""
+        members = [p for p in self.members(vlan) if p is not src]
+        if dst.kind == "unicast":
+            return [p for p in members
+                    if self.delivery_mac(p) == dst.mac or self.promiscuous(p)]
+        if dst.kind == "unknown":
+            return [p for p in members if self.promiscuous(p)]
+        return members
+
+    def vnic_rx(self, p: PortBinding, from_uplink: Optional[int], dst: Dst) -> bool:
+        """Does a dispatched frame pass ``p``'s receive filters (VnicRx)?"""
+        if self.rx_blocked(p):
+            return False
+        if from_uplink is not None and reverse_teaming(self.teaming[p.name]) \
+                and from_uplink != self.pin[p.name]:
+            return False
+        if dst.kind in ("group", "multicast"):
+            if self.promiscuous(p) or p.guest.allmulti or p.guest.mcast is None:
+                return True
+            return dst.kind == "group" and dst.mac in p.guest.mcast
+        return True
+
+    # -- address classes seen in a VLAN -------------------------------------
+    def exact_destinations(self, vlan: Optional[int]) -> list[Dst]:
+        members = self.members(vlan)
+        unicast = sorted({self.delivery_mac(p) for p in members})
+        groups = sorted({m for p in members if p.guest.mcast for m in p.guest.mcast}
+                        - {BROADCAST})
+        return ([Dst("unicast", m) for m in unicast] + [Dst("broadcast", BROADCAST)]
+                + [Dst("group", m) for m in groups])
 
 
-def _out(tagged: Iterable[int], untagged: Iterable[int], vlan: int) -> tuple:
-    """Actions delivering one frame of ``vlan`` (as carried inside the
-    pipeline) to trunk-like ports as is and to access ports without its tag."""
-    tagged, untagged = sorted(set(tagged)), sorted(set(untagged))
-    actions = [("output", p) for p in tagged]
+def _actions(v: _View, vlan: Optional[int], uplinks: list[int],
+             dispatched: list[PortBinding], from_uplink: Optional[int], dst: Dst) -> tuple:
+    """Capture copies and tagged outputs first, then pop the tag for access ports."""
+    accepted = [p for p in dispatched if v.vnic_rx(p, from_uplink, dst)]
+    tagged = sorted(set(uplinks) | {capture_port(p) for p in dispatched if p.capture}
+                    | {p.ofport for p in accepted if v.vlan[p.name] == VGT})
+    untagged = sorted({p.ofport for p in accepted if v.vlan[p.name] != VGT})
+    actions = [("output", n) for n in tagged]
     if untagged:
         if vlan:
             actions.append(("pop_vlan",))
-        actions += [("output", p) for p in untagged]
+        actions += [("output", n) for n in untagged]
     return tuple(actions)
 
 
+def _flow(table, priority, match, actions=(), goto=None) -> FlowSpec:
+    return FlowSpec.make(table, priority, match, actions, goto, cookie=COOKIE)
+
+
 def _ingress(v: _View) -> list[FlowSpec]:
-    flows = [FlowSpec.make(Table.INGRESS, Priority.INGRESS_CLASSIFY, {"in_port": p.ofport},
-                           goto=Table.FORWARD, cookie=COOKIE)
-             for p in v.b.uplink_ports()]
+    flows = [_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, {"in_port": p.ofport},
+                   goto=Table.FORWARD) for p in v.b.uplink_ports()]
     for p in v.locals:
+        match: dict = {"in_port": p.ofport}
+        if p.kind == "vnic" and v.security[p.name].forged_transmits == "reject":
+            # Only frames sourced from the configured (.vmx) MAC get in.
+            match["eth_src"] = p.mac.lower()
         vlan = v.vlan[p.name]
         if vlan == VGT:
-            flows.append(FlowSpec.make(Table.INGRESS, Priority.INGRESS_CLASSIFY,
-                                       {"in_port": p.ofport}, goto=Table.FORWARD, cookie=COOKIE))
+            flows.append(_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, match,
+                               goto=Table.FORWARD))
             continue
         # A guest on an EST/VST port group sends untagged frames; tagged ones
         # are dropped (only VGT lets the guest choose its VLAN).
         actions = (("push_vlan", 0x8100), ("set_field", "vlan_vid", _vid(vlan))) if vlan else ()
-        flows.append(FlowSpec.make(Table.INGRESS, Priority.INGRESS_CLASSIFY,
-                                   {"in_port": p.ofport, "vlan_vid": OFPVID_NONE},
-                                   actions, goto=Table.FORWARD, cookie=COOKIE))
+        flows.append(_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY,
+                           {**match, "vlan_vid": OFPVID_NONE}, actions, goto=Table.FORWARD))
     return flows
 
 
-def _unicast(v: _View) -> list[FlowSpec]:
+def _forward_from(v: _View, in_port: int, src: Optional[PortBinding], vlan: int) -> list[FlowSpec]:
+    """FORWARD flows for frames of ``vlan`` entering on ``in_port`` (an uplink
+    when ``src`` is None, else the local port ``src``)."""
+    from_uplink = in_port if src is None else None
+    own_uplink = [v.pin[src.name]] if src is not None and v.pin[src.name] is not None else []
+    base = {"in_port": in_port, "vlan_vid": _vid(vlan)}
     flows = []
-    for p in v.locals:
-        vlan = v.vlan[p.name]
-        match = {"eth_dst": p.mac}
-        if vlan != VGT:
-            match["vlan_vid"] = _vid(vlan)
-        deliver = _out([p.ofport], [], 0) if vlan == VGT else _out([], [p.ofport], vlan)
-        pinned = v.uplink_of(p)
-        for up in v.b.uplink_ports():
-            if up.ofport == pinned:
-                flows.append(FlowSpec.make(Table.FORWARD, Priority.UPLINK_TO_PINNED_PORT,
-                                           {**match, "in_port": up.ofport}, deliver, cookie=COOKIE))
-            else:
-                flows.append(FlowSpec.make(Table.FORWARD, Priority.UPLINK_TO_OTHER_PORT,
-                                           {**match, "in_port": up.ofport}, (), cookie=COOKIE))
-        flows.append(FlowSpec.make(Table.FORWARD, Priority.LOCAL_UNICAST, match, deliver,
-                                   cookie=COOKIE))
+    for dst in v.exact_destinations(vlan):
+        # Known unicast stays on the host; everything else also leaves by the
+        # source's own uplink (never from one uplink to another).
+        out = [] if dst.kind == "unicast" else own_uplink
+        flows.append(_flow(Table.FORWARD, Priority.EXACT, {**base, "eth_dst": dst.mac},
+                           _actions(v, vlan, out, v.port_output(src, vlan, dst),
+                                    from_uplink, dst)))
+    for dst, prio, match in ((Dst("multicast"), Priority.MULTICAST, {**base, "eth_dst": MULTICAST}),
+                             (Dst("unknown"), Priority.DEFAULT, base)):
+        flows.append(_flow(Table.FORWARD, prio, match,
+                           _actions(v, vlan, own_uplink, v.port_output(src, vlan, dst),
+                                    from_uplink, dst)))
     return flows
 
 
-def _flood_from_local(v: _View) -> list[FlowSpec]:
-    flows = []
-    vgt = v.vgt_ports()
-    for p in v.locals:
-        uplink = [v.uplink_of(p)] if v.uplink_of(p) is not None else []
-        others_vgt = [q.ofport for q in vgt if q is not p]
-        if v.vlan[p.name] == VGT:
-            # A VGT guest picks the VLAN per frame: flood within that VLAN.
-            for vlan in v.domains:
-                members = [q.ofport for q in v.members(vlan)]
-                flows.append(FlowSpec.make(
-                    Table.FORWARD, Priority.FLOOD,
-                    {"in_port": p.ofport, "vlan_vid": _vid(vlan), "eth_dst": MULTICAST},
-                    _out(uplink + others_vgt, members, vlan), cookie=COOKIE))
-            flows.append(FlowSpec.make(
-                Table.FORWARD, Priority.FLOOD - 10, {"in_port": p.ofport, "eth_dst": MULTICAST},
-                _out(uplink + others_vgt, [], 0), cookie=COOKIE))
-        else:
-            vlan = v.vlan[p.name]
-            members = [q.ofport for q in v.members(vlan) if q is not p]
-            flows.append(FlowSpec.make(
-                Table.FORWARD, Priority.FLOOD, {"in_port": p.ofport, "eth_dst": MULTICAST},
-                _out(uplink + others_vgt, members, vlan), cookie=COOKIE))
-        # Unknown unicast: to the pinned uplink only (never flooded to guests).
-        flows.append(FlowSpec.make(Table.FORWARD, Priority.PORT_DEFAULT, {"in_port": p.ofport},
-                                   _out(uplink, [], 0), cookie=COOKIE))
+def _forward_vgt_other_vlans(v: _View, in_port: int, src: Optional[PortBinding]) -> list[FlowSpec]:
+    """Frames of VLANs no EST/VST port group uses here: only VGT ports and
+    the uplink carry them."""
+    from_uplink = in_port if src is None else None
+    own_uplink = [v.pin[src.name]] if src is not None and v.pin[src.name] is not None else []
+    vgt = [p for p in v.members(None) if p is not src]
+    if not vgt and not own_uplink:
+        return []
+    flows = [_flow(Table.FORWARD, Priority.MULTICAST_ANY_VLAN,
+                   {"in_port": in_port, "eth_dst": MULTICAST},
+                   _actions(v, None, own_uplink, vgt, from_uplink, Dst("multicast")))]
+    for p in vgt:
+        dst = Dst("unicast", v.delivery_mac(p))
+        flows.append(_flow(Table.FORWARD, Priority.EXACT_ANY_VLAN,
+                           {"in_port": in_port, "eth_dst": dst.mac},
+                           _actions(v, None, [], [p], from_uplink, dst)))
+    if own_uplink:
+        flows.append(_flow(Table.FORWARD, Priority.DEFAULT_ANY_VLAN, {"in_port": in_port},
+                           _actions(v, None, own_uplink, [], None, Dst("unknown"))))
     return flows
 
 
-def _flood_from_uplinks(v: _View) -> list[FlowSpec]:
+def _forward(v: _View) -> list[FlowSpec]:
     flows = []
     for up in v.b.uplink_ports():
-        pinned_here = lambda ports: [q.ofport for q in ports if v.uplink_of(q) == up.ofport]  # noqa: E731
-        vgt = pinned_here(v.vgt_ports())
         for vlan in v.domains:
-            flows.append(FlowSpec.make(
-                Table.FORWARD, Priority.FLOOD,
-                {"in_port": up.ofport, "vlan_vid": _vid(vlan), "eth_dst": MULTICAST},
-                _out(vgt, pinned_here(v.members(vlan)), vlan), cookie=COOKIE))
-        if vgt:
-            flows.append(FlowSpec.make(Table.FORWARD, Priority.FLOOD - 10,
-                                       {"in_port": up.ofport, "eth_dst": MULTICAST},
-                                       _out(vgt, [], 0), cookie=COOKIE))
+            flows += _forward_from(v, up.ofport, None, vlan)
+        flows += _forward_vgt_other_vlans(v, up.ofport, None)
+    for p in v.locals:
+        vlan = v.vlan[p.name]
+        if vlan == VGT:
+            for domain in v.domains:
+                flows += _forward_from(v, p.ofport, p, domain)
+            flows += _forward_vgt_other_vlans(v, p.ofport, p)
+        else:
+            flows += _forward_from(v, p.ofport, p, vlan)
     return flows
 
 
 def compile_vswitch(binding: SwitchBinding) -> list[FlowSpec]:
     """Every flow of one vSwitch bridge, sorted (stable for diffing)."""
     v = _View(binding)
-    return sorted(_ingress(v) + _unicast(v) + _flood_from_local(v) + _flood_from_uplinks(v))
+    return sorted(_ingress(v) + _forward(v), key=lambda f: (f.table, -f.priority, repr(f.match)))
+
+
+def pinning(binding: SwitchBinding) -> dict[str, Optional[str]]:
+    """Local port name -> the uplink it transmits on (esxtop's TEAM-PNIC)."""
+    v = _View(binding)
+    names = {n: name for name, n in v.uplink_no.items()}
+    return {p.name: names.get(v.pin[p.name]) for p in v.locals}

@@ -4,7 +4,9 @@ The lab file is intent; a binding says which vSwitch port of which host a vNIC
 or VMkernel adapter occupies, its OpenFlow port number, and which uplinks are
 up. The topology builds ports from bindings and the controller compiles flows
 from them, so both agree on port numbers without talking to each other.
-vMotion and link failures change bindings, never the lab.
+vMotion and link failures change bindings, never the lab, and so does what
+a guest does to its own NIC (``GuestNic``: the effective MAC, promiscuous
+mode, the multicast filter), which the hypervisor sees and reports.
 """
 from __future__ import annotations
 
@@ -14,11 +16,43 @@ from typing import Literal, Optional
 
 from . import naming
 from .lab.model import Lab
-from .lab.resolve import HostSwitch, host_switches, switch_of_port_group
+from .lab.resolve import EffectiveTeaming, HostSwitch, host_switches, switch_of_port_group
 
 # OpenFlow port numbers are requested from OVS (ofport_request) so they are
-# known before the switch exists: uplinks 1.., VMkernel adapters 100.., vNICs 200..
-UPLINK_BASE, VMK_BASE, VNIC_BASE = 1, 100, 200
+# known before the switch exists: uplinks 1.., VMkernel adapters 100.., vNICs
+# 200.. numbered across the whole lab (a VM keeps its port number when it
+# vMotions), PortOutput capture ports at CAPTURE_BASE + the captured port.
+UPLINK_BASE, VMK_BASE, VNIC_BASE, CAPTURE_BASE = 1, 100, 200, 1000
+
+
+@dataclass(frozen=True)
+class GuestNic:
+    """What the guest has done to its NIC, as the hypervisor sees it: the
+    unicast address loaded into the filter (effective MAC), the promiscuous
+    and all-multicast flags, and the multicast MAC filter. ``mcast=None``
+    means "not reported yet": every multicast frame passes."""
+    effective_mac: Optional[str] = None          # None = the configured MAC
+    promiscuous: bool = False
+    allmulti: bool = False
+    mcast: Optional[frozenset[str]] = None
+
+    def to_json(self) -> dict:
+        return {"effective_mac": self.effective_mac, "promiscuous": self.promiscuous,
+                "allmulti": self.allmulti,
+                "mcast": sorted(self.mcast) if self.mcast is not None else None}
+
+    @staticmethod
+    def from_json(d: dict) -> "GuestNic":
+        mc = d.get("mcast")
+        return GuestNic(d.get("effective_mac"), bool(d.get("promiscuous")),
+                        bool(d.get("allmulti")), frozenset(mc) if mc is not None else None)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one vNIC is plugged in right now (host, OpenFlow port number)."""
+    host: str
+    ofport: int
 
 
 @dataclass(frozen=True)
@@ -30,6 +64,12 @@ class PortBinding:
     port_group: Optional[str] = None           # None for uplinks
     mac: Optional[str] = None                  # configured MAC (None for uplinks)
     owner: Optional[str] = None                # VM name, or host name for a vmk
+    guest: GuestNic = GuestNic()               # vNICs only: the guest's filter state
+    capture: bool = False                      # a PortOutput capture session is open
+
+    @property
+    def effective_mac(self) -> Optional[str]:
+        return self.guest.effective_mac or self.mac
 
 
 @dataclass(frozen=True)
@@ -40,6 +80,9 @@ class SwitchBinding:
     dpid: int
     ports: tuple[PortBinding, ...]
     uplinks_down: frozenset[str] = field(default_factory=frozenset)
+    # Teaming as it stands after failovers without failback (port group ->
+    # EffectiveTeaming); port groups not listed use the configured teaming.
+    teams: tuple[tuple[str, EffectiveTeaming], ...] = ()
 
     @property
     def bridge(self) -> str:
@@ -58,6 +101,18 @@ class SwitchBinding:
         down = self.uplinks_down - {uplink} if up else self.uplinks_down | {uplink}
         return replace(self, uplinks_down=frozenset(down))
 
+    def teaming(self, port_group: str) -> EffectiveTeaming:
+        """The port group's teaming as it stands now."""
+        return dict(self.teams).get(port_group) or self.switch.port_group(port_group).teaming
+
+    def with_guests(self, guests: dict[str, GuestNic]) -> "SwitchBinding":
+        ports = tuple(replace(p, guest=guests.get(p.name, p.guest)) for p in self.ports)
+        return replace(self, ports=ports)
+
+    def with_captures(self, names: frozenset[str]) -> "SwitchBinding":
+        ports = tuple(replace(p, capture=p.name in names) for p in self.ports)
+        return replace(self, ports=ports)
+
 
 def datapath_id(host_index: int, switch_index: int) -> int:
     """A stable DPID per (host, vSwitch): the controller identifies bridges by it."""
@@ -71,11 +126,23 @@ def vmk_mac(host: str, vmk: str) -> str:
     return "00:50:56:%02x:%02x:%02x" % (0x40 | (digest[0] & 0x3F), digest[1], digest[2])
 
 
-def switch_bindings(lab: Lab, vm_hosts: Optional[dict[str, str]] = None) -> tuple[SwitchBinding, ...]:
-    """Bindings of every vSwitch of every ESXi host. ``vm_hosts`` overrides
-    where VMs are (vMotion); by default each VM is on its lab ``host``."""
-    placement = {vm.name: vm.host for vm in lab.vms}
-    placement.update(vm_hosts or {})
+def default_placement(lab: Lab) -> dict[str, Placement]:
+    """vNIC port name -> its lab host and a port number unique in the lab."""
+    out, n = {}, 0
+    for vm in lab.vms:
+        for nic in vm.vnics:
+            out[naming.vnic_port(vm.name, nic.name)] = Placement(vm.host, VNIC_BASE + n)
+            n += 1
+    return out
+
+
+def switch_bindings(lab: Lab, placement: Optional[dict[str, Placement]] = None
+                    ) -> tuple[SwitchBinding, ...]:
+    """Bindings of every vSwitch of every ESXi host. ``placement`` overrides
+    where vNICs are plugged in (vMotion, reconnect to a new port); by default
+    each VM is on its lab ``host``."""
+    where = default_placement(lab)
+    where.update(placement or {})
     out = []
     for h_index, host in enumerate(lab.esxi_hosts):
         ports: dict[str, list[PortBinding]] = {}
@@ -88,16 +155,15 @@ def switch_bindings(lab: Lab, vm_hosts: Optional[dict[str, str]] = None) -> tupl
             ports[sw.name].append(PortBinding(
                 name=vmk.name, ofport=VMK_BASE + i, kind="vmk", port_group=vmk.port_group,
                 mac=vmk.mac or vmk_mac(host.name, vmk.name), owner=host.name))
-        n = 0
         for vm in lab.vms:
-            if placement[vm.name] != host.name:
-                continue
             for nic in vm.vnics:
+                name = naming.vnic_port(vm.name, nic.name)
+                if where[name].host != host.name:
+                    continue
                 sw, _ = switch_of_port_group(lab, host, nic.port_group)
                 ports[sw.name].append(PortBinding(
-                    name=naming.vnic_port(vm.name, nic.name), ofport=VNIC_BASE + n,
-                    kind="vnic", port_group=nic.port_group, mac=nic.mac, owner=vm.name))
-                n += 1
+                    name=name, ofport=where[name].ofport, kind="vnic",
+                    port_group=nic.port_group, mac=nic.mac, owner=vm.name))
         for sw in switches:
             out.append(SwitchBinding(host=host.name, switch=sw,
                                      dpid=datapath_id(h_index, sw.index),

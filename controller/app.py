@@ -1,30 +1,51 @@
 """The os-ken application: vCenter/NSX Manager's view pushed to every vSwitch.
 
-A thin driver: when a host's vSwitch connects, look up its binding by DPID,
-compile its flows (pure functions) and install them, then confirm with a
-barrier and write ``synced/<dpid>`` under the run's state directory so the
-testbed knows the switch is programmed. No flow is learned from packet-ins.
+A thin driver around ``ControllerState`` and the pure compilers:
+
+* a vSwitch connects -> install its compiled flows (full resync), barrier,
+  then write ``synced/<dpid>``;
+* an uplink's link goes down or up (OpenFlow port status: failure detection
+  by link status) -> recompile, install the difference, and send RARPs for
+  ports whose uplink moved when their port group notifies switches;
+* hostd sees a guest change its vNIC filter (MAC, promiscuous, multicast),
+  or the testbed asks for a new placement or capture session
+  (``desired.json``) -> recompile and install the difference;
+* a vNIC that vMotioned comes up on its new host -> RARP from its MAC and,
+  if asked, a spoofed IGMP general query to the guest.
+
+After every change is acknowledged by a barrier on each affected switch the
+driver writes ``applied.json`` (see ``vlab.control``). No flow is learned
+from packet-ins.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import threading
+import time
 from pathlib import Path
+from typing import Optional
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3
 
-from vlab import naming
-from vlab.bindings import switch_bindings
+from vlab import control, naming
+from vlab.bindings import VMK_BASE, Placement
 from vlab.lab.load import load_lab
 
-from . import ofdriver
+from . import notify, ofdriver
+from .hostd import GuestObserver, WatchedNic
+from .pipeline import FlowSpec
+from .state import ControllerState, Notification
 from .vswitch import compile_vswitch
 
 LOG = logging.getLogger("vlab.controller")
+POLL_S = 0.02              # how often desired.json is looked at
+GUEST_POLL_S = 0.1         # how often hostd reads the guests' vNIC filters
 
 
 class Settings:
@@ -34,52 +55,219 @@ class Settings:
 
 
 class VSwitchController(app_manager.OSKenApp):
-    """Programs each ESXi host's vSwitch bridges from the lab's bindings."""
+    """Programs each ESXi host's vSwitch bridges from the lab and its changes."""
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.lab = load_lab(Settings.lab_file)
-        self.bindings = {b.dpid: b for b in switch_bindings(self.lab)}
-        self.state_dir = Path(Settings.state_dir)
-        naming.synced_marker(self.state_dir, 0).parent.mkdir(parents=True, exist_ok=True)
-        self.pending: dict[int, int] = {}     # dpid -> flow count awaiting barrier
+        self.state = ControllerState(self.lab)
+        self.run_dir = Path(Settings.state_dir)
+        naming.synced_marker(self.run_dir, 0).parent.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()
+        self.datapaths: dict[int, object] = {}
+        self.installed: dict[int, set[FlowSpec]] = {}
+        self.pending: dict[int, dict[int, int]] = {}    # dpid -> {xid: flow count}
+        self.generation = 0
+        self.moves: dict[str, dict] = {}                # port -> post-vMotion options
+        self.moving: set[str] = set()                   # ports awaiting their new host
+        self._desired_mtime = 0.0
+        self._observer: Optional[GuestObserver] = None
+        self._guests_read = 0.0
+        hub.spawn(self._watch)
 
+    # -- OpenFlow events ---------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def on_switch_features(self, ev):
         dp = ev.msg.datapath
-        binding = self.bindings.get(dp.id)
-        if binding is None:
+        if dp.id not in self.state.dpids:
             LOG.warning("unknown datapath %016x connected; ignoring it", dp.id)
             return
-        flows = compile_vswitch(binding)
-        # Full resync: the compiled set is the whole truth for this bridge.
-        self._marker(dp.id).unlink(missing_ok=True)
-        dp.send_msg(ofdriver.delete_all(dp))
-        for spec in flows:
-            dp.send_msg(ofdriver.flow_mod(dp, spec))
-        self.pending[dp.id] = len(flows)
-        dp.send_msg(ofdriver.barrier(dp))
-        LOG.info("%s/%s (dpid %016x): sent %d flows", binding.host, binding.bridge,
-                 dp.id, len(flows))
+        with self.lock:
+            self.datapaths[dp.id] = dp
+            flows = set(compile_vswitch(self.state.binding(dp.id)))
+            # Full resync on connect: the compiled set is the whole truth.
+            self._marker(dp.id).unlink(missing_ok=True)
+            dp.send_msg(ofdriver.delete_all(dp))
+            for spec in sorted(flows, key=_order):
+                dp.send_msg(ofdriver.flow_mod(dp, spec))
+            self.installed[dp.id] = flows
+            self._barrier(dp)
+        LOG.info("%s (dpid %016x): sent %d flows", self.state.host_of(dp.id), dp.id, len(flows))
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def on_barrier(self, ev):
-        dpid = ev.msg.datapath.id
-        count = self.pending.pop(dpid, None)
-        if count is None:
-            return
-        binding = self.bindings[dpid]
-        tmp = self._marker(dpid).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"host": binding.host, "bridge": binding.bridge,
-                                   "flows": count}))
-        os.replace(tmp, self._marker(dpid))
-        LOG.info("%s/%s synced", binding.host, binding.bridge)
+        dpid, xid = ev.msg.datapath.id, ev.msg.xid
+        with self.lock:
+            waiting = self.pending.get(dpid, {})
+            if xid not in waiting:
+                return
+            count = waiting.pop(xid)
+            if not waiting:
+                tmp = self._marker(dpid).with_suffix(".tmp")
+                tmp.write_text(json.dumps({"host": self.state.host_of(dpid), "flows": count,
+                                           "generation": self.generation}))
+                os.replace(tmp, self._marker(dpid))
+            if not any(self.pending.values()):
+                self._write_applied()
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def on_port_status(self, ev):
+        msg, dp = ev.msg, ev.msg.datapath
+        desc, ofp = msg.desc, dp.ofproto
+        name = desc.name.decode() if isinstance(desc.name, bytes) else desc.name
+        up = msg.reason != ofp.OFPPR_DELETE and not desc.state & ofp.OFPPS_LINK_DOWN
+        with self.lock:
+            if dp.id not in self.datapaths:
+                return
+            if desc.port_no < VMK_BASE:                  # an uplink (vmnic)
+                notes = self.state.uplink_changed(dp.id, name, up)
+                self._event("uplink_up" if up else "uplink_down", host=self.state.host_of(dp.id),
+                            uplink=name)
+                self._apply({dp.id})
+                self._send_notifications(notes)
+            elif up and name in self.moving and \
+                    any(p.name == name for p in self.state.binding(dp.id).ports):
+                self.moving.discard(name)
+                self._vmotion_arrived(dp, name)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def on_error(self, ev):
         LOG.error("OpenFlow error from %016x: type=%s code=%s", ev.msg.datapath.id,
                   ev.msg.type, ev.msg.code)
 
+    # -- hostd and the testbed's requests ------------------------------------
+    def _watch(self):
+        """Poll desired.json and the guests' vNIC filters (hostd)."""
+        while True:
+            try:
+                self._poll_once()
+            except SystemExit:           # SIGTERM while reading a guest: just stop
+                return
+            except Exception:
+                LOG.exception("watch loop")
+            hub.sleep(POLL_S)
+
+    def _poll_once(self) -> None:
+        if self._observer is None:
+            nodes = control.read_json(self.run_dir / control.NODES)
+            if nodes is None:
+                return
+            self._observer = GuestObserver([
+                WatchedNic(naming.vnic_port(vm.name, nic.name), nodes["pids"][vm.name], nic.name)
+                for vm in self.lab.vms for nic in vm.vnics])
+        guests = {}
+        if time.monotonic() - self._guests_read >= GUEST_POLL_S:
+            guests, self._guests_read = self._observer.snapshot(), time.monotonic()
+        desired = self._read_desired()
+        with self.lock:
+            dirty: set[int] = set()
+            if guests and self.state.set_guests(guests):
+                for port, g in guests.items():
+                    LOG.info("hostd: %s %s", port, g.to_json())
+                dirty |= set(self.datapaths)
+            if desired is not None:
+                dirty |= self._take_desired(desired)
+            if dirty or desired is not None:
+                self._apply(dirty)
+
+    def _read_desired(self) -> Optional[dict]:
+        path = self.run_dir / control.DESIRED
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        if mtime == self._desired_mtime:
+            return None
+        self._desired_mtime = mtime
+        return control.read_json(path)
+
+    def _take_desired(self, desired: dict) -> set[int]:
+        self.generation = desired.get("generation", self.generation)
+        placement = {port: Placement(p["host"], p["ofport"])
+                     for port, p in desired.get("placement", {}).items()}
+        dirty = self.state.set_placement(placement)
+        # A move carries its own sequence number, so a VM moving twice to the
+        # same host still gets its notifications.
+        for port, options in desired.get("moves", {}).items():
+            if self.moves.get(port) != options:
+                self.moves[port] = options
+                self.moving.add(port)
+        if self.state.set_captures(frozenset(desired.get("captures", []))):
+            dirty |= set(self.datapaths)
+        return dirty
+
+    # -- installing ----------------------------------------------------------
+    def _apply(self, dpids: set[int]) -> None:
+        """Install the difference between compiled and installed flows."""
+        for dpid in sorted(dpids):
+            dp = self.datapaths.get(dpid)
+            if dp is None:
+                continue
+            new = set(compile_vswitch(self.state.binding(dpid)))
+            old = self.installed.get(dpid, set())
+            new_keys = {f.key for f in new}
+            # Add (or overwrite) first, delete stale last: no moment without a flow.
+            for spec in sorted(new - old, key=_order):
+                dp.send_msg(ofdriver.flow_mod(dp, spec))
+            for spec in sorted(old, key=_order):
+                if spec.key not in new_keys:
+                    dp.send_msg(ofdriver.delete_strict(dp, spec))
+            self.installed[dpid] = new
+            self._barrier(dp)
+        if not any(self.pending.values()):
+            self._write_applied()
+
+    def _barrier(self, dp) -> None:
+        msg = ofdriver.barrier(dp)
+        dp.set_xid(msg)
+        self.pending.setdefault(dp.id, {})[msg.xid] = len(self.installed[dp.id])
+        dp.send_msg(msg)
+
+    def _write_applied(self) -> None:
+        control.write_json(self.run_dir / control.APPLIED, {
+            "generation": self.generation,
+            "connected": sorted(f"{d:016x}" for d in self.datapaths),
+            "guests": {k: g.to_json() for k, g in sorted(self.state.guests.items())},
+            "uplinks_down": {self.state.host_of(d): sorted(u) for d, u in self.state.down.items()},
+            "pinning": {self.state.host_of(d): pins for d, pins in self.state.pinning().items()},
+            "flows": {f"{d:016x}": len(f) for d, f in self.installed.items()},
+        })
+
+    # -- frames sent on a guest's behalf -------------------------------------
+    def _send_notifications(self, notes: list[Notification]) -> None:
+        for n in notes:
+            dp = self.datapaths.get(n.dpid)
+            if dp is None:
+                continue
+            dp.send_msg(ofdriver.packet_out(dp, n.uplink_ofport, notify.rarp(n.mac, n.vlan)))
+            self._event("rarp", host=self.state.host_of(n.dpid), uplink=n.uplink, mac=n.mac,
+                        vlan=n.vlan, port=n.port, reason=n.reason)
+
+    def _vmotion_arrived(self, dp, port: str) -> None:
+        options = self.moves.get(port, {})
+        self._event("vmotion_port_up", host=self.state.host_of(dp.id), port=port)
+        self._send_notifications(self.state.vmotion_notifications(dp.id, port))
+        guest = self.state.guests.get(port)
+        joined = guest is not None and guest.mcast and any(
+            m.startswith("01:00:5e:") and m != notify.ALL_HOSTS_MAC for m in guest.mcast)
+        if options.get("igmp_query") and joined:
+            ofport = self.state.binding(dp.id).port(port).ofport
+            frame = notify.igmp_general_query(options.get("query_mac", "00:50:56:00:ff:fe"),
+                                              options.get("query_source", "0.0.0.0"),
+                                              float(options.get("max_response_s", 10.0)))
+            dp.send_msg(ofdriver.packet_out(dp, ofport, frame))
+            self._event("igmp_query", host=self.state.host_of(dp.id), port=port,
+                        source=options.get("query_source", "0.0.0.0"),
+                        max_response_s=float(options.get("max_response_s", 10.0)))
+
+    def _event(self, kind: str, **fields) -> None:
+        LOG.info("event %s %s", kind, fields)
+        control.append_event(self.run_dir, {"t": time.time(), "event": kind, **fields})
+
     def _marker(self, dpid: int) -> Path:
-        return naming.synced_marker(self.state_dir, dpid)
+        return naming.synced_marker(self.run_dir, dpid)
+
+
+def _order(spec: FlowSpec):
+    return (spec.table, -spec.priority, repr(spec.match))

@@ -42,5 +42,21 @@ def delete_all(datapath):
                              out_group=ofp.OFPG_ANY, match=parser.OFPMatch())
 
 
+def delete_strict(datapath, spec: FlowSpec):
+    """Remove exactly the flow with ``spec``'s table, priority and match."""
+    ofp, parser = datapath.ofproto, datapath.ofproto_parser
+    return parser.OFPFlowMod(datapath=datapath, table_id=spec.table, priority=spec.priority,
+                             command=ofp.OFPFC_DELETE_STRICT, out_port=ofp.OFPP_ANY,
+                             out_group=ofp.OFPG_ANY, match=parser.OFPMatch(**dict(spec.match)))
+
+
+def packet_out(datapath, port: int, frame: bytes):
+    """Send ``frame`` out of ``port`` as if the host itself transmitted it."""
+    ofp, parser = datapath.ofproto, datapath.ofproto_parser
+    return parser.OFPPacketOut(datapath=datapath, buffer_id=ofp.OFP_NO_BUFFER,
+                               in_port=ofp.OFPP_CONTROLLER,
+                               actions=[parser.OFPActionOutput(port)], data=frame)
+
+
 def barrier(datapath):
     return datapath.ofproto_parser.OFPBarrierRequest(datapath)

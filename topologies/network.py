@@ -32,13 +32,13 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import Host
 
-from controller.vswitch import compile_vswitch
-from vlab import naming
+from vlab import control, naming
 from vlab.bindings import SwitchBinding, switch_bindings
 from vlab.lab.model import Lab
 from vlab.reachability import Endpoint, endpoints, expected_reachability
 from vlab.runtime import Run
 
+from .operations import LabControl
 from .ovs import OvsInstance
 
 LOG = logging.getLogger("vlab.topology")
@@ -92,6 +92,7 @@ class LabNetwork:
         self.bindings: tuple[SwitchBinding, ...] = switch_bindings(lab)
         self.controller_proc: Optional[subprocess.Popen] = None
         self.timings: dict[str, float] = {}
+        self.control: Optional[LabControl] = None       # operations, once started
         self._t0 = 0.0
 
     # -- public -----------------------------------------------------------
@@ -103,6 +104,7 @@ class LabNetwork:
         setLogLevel("error")
         self.net = Mininet(topo=None, build=False, controller=None)
         self._add_nodes()
+        self._write_nodes()
         self._add_links()
         self._disable_tx_offload()
         self._start_controller()
@@ -114,6 +116,7 @@ class LabNetwork:
         self.timings["build_s"] = time.monotonic() - t0
         self._wait_ready(timeout)
         self.timings["bringup_s"] = time.monotonic() - t0
+        self.control = LabControl(self.run.dir)
         return self
 
     def stop(self) -> None:
@@ -195,6 +198,16 @@ class LabNetwork:
         for group in (self.lab.esxi_hosts, self.lab.vms, self.lab.hosts):
             for item in group:
                 self._add_host(item.name)
+
+    def _write_nodes(self) -> None:
+        """Node PIDs for the controller's hostd and for ``LabControl``. IPv6 is
+        off in every node: an IPv4 testbed, and captures without IPv6 chatter."""
+        for node in self.net.hosts:
+            node.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+                     "net.ipv6.conf.default.disable_ipv6=1")
+        control.write_json(self.run.dir / control.NODES, {
+            "lab_file": str(self.lab_file),
+            "pids": {n.name: n.pid for n in self.net.hosts}})
 
     def _add_links(self) -> None:
         net, lab = self.net, self.lab
@@ -383,16 +396,29 @@ class LabNetwork:
         wait_until(connections, left(), "controller connections")
         self.timings["connected_s"] = time.monotonic() - self._t0
 
-        expected = {b.dpid: len(compile_vswitch(b)) for b in self.bindings}
+        # hostd must have seen every guest's NIC up (the all-hosts group is in
+        # its filter once the interface is up) before flows can be final.
+        vnics = [naming.vnic_port(vm.name, nic.name) for vm in self.lab.vms for nic in vm.vnics]
 
+        def guests_seen() -> Optional[str]:
+            self._check_controller_alive()
+            seen = (control.read_json(self.run.dir / control.APPLIED) or {}).get("guests", {})
+            missing = [p for p in vnics
+                       if "01:00:5e:00:00:01" not in ((seen.get(p) or {}).get("mcast") or [])]
+            return f"hostd has not reported {', '.join(missing)} up" if missing else None
+        wait_until(guests_seen, left(), "guest NIC state")
+
+        # Guests' NIC filters shape the flows, so the controller's marker (what
+        # it installed, confirmed by a barrier) says how many to expect.
         def flows() -> Optional[str]:
             self._check_controller_alive()
             wrong = []
             for b in self.bindings:
-                marker = naming.synced_marker(self.run.dir, b.dpid)
+                marker = control.read_json(naming.synced_marker(self.run.dir, b.dpid))
                 have = self.ovs[b.host].flow_count(b.bridge)
-                if not marker.exists() or have != expected[b.dpid]:
-                    wrong.append(f"{b.host}/{b.bridge} has {have}/{expected[b.dpid]} flows")
+                want = marker["flows"] if marker else "?"
+                if have != want:
+                    wrong.append(f"{b.host}/{b.bridge} has {have}/{want} flows")
             return "; ".join(wrong) if wrong else None
         wait_until(flows, left(), "flow installation")
 

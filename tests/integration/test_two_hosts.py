@@ -5,6 +5,7 @@ from controller.vswitch import compile_vswitch
 from experiments.common import ping_sweep
 from topologies.network import wait_until
 from vlab import naming
+from vlab.bindings import GuestNic
 from vlab.reachability import expected_reachability
 
 
@@ -13,7 +14,10 @@ def test_every_vswitch_is_secure_userspace_and_holds_exactly_its_flows(two_hosts
         ovs = two_hosts.ovs[b.host]
         assert ovs.vsctl("get", "bridge", b.bridge, "fail_mode").strip() == "secure"
         assert ovs.vsctl("get", "bridge", b.bridge, "datapath_type").strip() == "netdev"
-        assert ovs.flow_count(b.bridge) == len(compile_vswitch(b))
+        # Exactly the compiled flows for the guests' NIC state hostd reported.
+        guests = {port: GuestNic.from_json(g)
+                  for port, g in two_hosts.control.applied()["guests"].items()}
+        assert ovs.flow_count(b.bridge) == len(compile_vswitch(b.with_guests(guests)))
         # Each host runs its own vswitchd: its bridge holds only its own ports.
         assert sorted(ovs.vsctl("list-ports", b.bridge).split()) == sorted(p.name for p in b.ports)
 

@@ -1,0 +1,89 @@
+"""What hostd/vmx know about each vNIC: the guest driver's receive filter.
+
+On ESXi the guest's driver tells the hypervisor which unicast address to
+accept (the effective MAC), whether the NIC is promiscuous or all-multicast,
+and which multicast MACs to pass; the vSwitch uses exactly that, with no
+snooping. Here the guest is a Linux namespace and its vNIC a veth, so the
+same facts are read from the guest's own interface: the link's address,
+promiscuity count (tcpdump without -p counts too) and all-multicast flag over
+netlink (pyroute2), and its link-layer multicast list from the guest's
+``/proc/<pid>/net/dev_mcast``. Only what the guest itself does changes them.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+from pyroute2 import IPRoute
+
+from vlab.bindings import GuestNic
+
+LOG = logging.getLogger("vlab.hostd")
+IFF_ALLMULTI = 0x200
+
+
+def _colon(hexmac: str) -> str:
+    return ":".join(hexmac[i:i + 2] for i in range(0, 12, 2)).lower()
+
+
+def multicast_filter(pid: int, ifname: str) -> frozenset[str]:
+    """Link-layer multicast addresses ``ifname`` accepts in ``pid``'s namespace."""
+    macs = set()
+    with open(f"/proc/{pid}/net/dev_mcast") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 5 and fields[1] == ifname:
+                macs.add(_colon(fields[4]))
+    return frozenset(macs)
+
+
+@dataclass
+class WatchedNic:
+    """One vNIC to observe: the vSwitch port it is, the guest side of it."""
+    port: str           # vSwitch port name (vm-vnic)
+    pid: int            # a process in the guest's network namespace
+    ifname: str         # interface name inside the guest
+
+
+class GuestObserver:
+    """Reads every watched vNIC's filter state; one netlink socket per guest.
+
+    Use from a single thread (pyroute2 sockets are not shared across threads)."""
+
+    def __init__(self, nics: list[WatchedNic]):
+        self.nics = nics
+        self._ipr: dict[int, IPRoute] = {}
+
+    def _ipr_for(self, pid: int) -> IPRoute:
+        if pid not in self._ipr:
+            self._ipr[pid] = IPRoute(netns=f"/proc/{pid}/ns/net")
+        return self._ipr[pid]
+
+    def read(self, nic: WatchedNic) -> Optional[GuestNic]:
+        """The guest's current filter state, or None when it cannot be read
+        (the guest is gone or the interface does not exist yet)."""
+        try:
+            link = self._ipr_for(nic.pid).link("get", ifname=nic.ifname)[0]
+            mcast = multicast_filter(nic.pid, nic.ifname)
+        except Exception as exc:             # guest gone or not ready: report nothing
+            LOG.debug("cannot read %s: %s", nic.port, exc)
+            return None
+        return GuestNic(effective_mac=link.get("IFLA_ADDRESS").lower(),
+                        promiscuous=(link.get("IFLA_PROMISCUITY") or 0) > 0,
+                        allmulti=bool(link["flags"] & IFF_ALLMULTI)
+                        or (link.get("IFLA_ALLMULTI") or 0) > 0,
+                        mcast=mcast)
+
+    def snapshot(self) -> dict[str, GuestNic]:
+        out = {}
+        for nic in self.nics:
+            state = self.read(nic)
+            if state is not None:
+                out[nic.port] = state
+        return out
+
+    def close(self) -> None:
+        for ipr in self._ipr.values():
+            ipr.close()
+        self._ipr.clear()

@@ -1,0 +1,112 @@
+"""vCenter's view of the running lab: intent (the lab) plus what changed since
+(placement, guests' NIC filters, uplink failures, capture sessions).
+
+Pure: no sockets, no files. The os-ken driver feeds it events and installs
+what ``binding(dpid)`` compiles to; the RARP notifications a change calls for
+come back as ``Notification``s, so tests can check them without a switch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from vlab.bindings import GuestNic, Placement, SwitchBinding, switch_bindings
+from vlab.lab.model import Lab
+
+from .teaming import after_recovery
+from .vswitch import pinning
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A RARP to send on a guest's behalf out of ``uplink`` of bridge ``dpid``."""
+    dpid: int
+    uplink: str
+    uplink_ofport: int
+    mac: str
+    vlan: Optional[int]        # None: untagged; VGT ports are not notified
+    port: str
+    reason: str                # failover | failback | vmotion
+
+
+class ControllerState:
+    """Everything the flow compilers need, kept current by events."""
+
+    def __init__(self, lab: Lab):
+        self.lab = lab
+        self.placement: dict[str, Placement] = {}
+        self.guests: dict[str, GuestNic] = {}
+        self.captures: frozenset[str] = frozenset()
+        self.down: dict[int, frozenset[str]] = {}
+        self.teams: dict[int, dict[str, object]] = {}
+        self._base = {b.dpid: b for b in switch_bindings(lab)}
+
+    @property
+    def dpids(self) -> list[int]:
+        return sorted(self._base)
+
+    def binding(self, dpid: int) -> SwitchBinding:
+        b = {x.dpid: x for x in switch_bindings(self.lab, self.placement)}[dpid]
+        b = b.with_guests(self.guests).with_captures(self.captures)
+        return replace(b, uplinks_down=self.down.get(dpid, frozenset()),
+                       teams=tuple(sorted(self.teams.get(dpid, {}).items())))
+
+    def host_of(self, dpid: int) -> str:
+        return self._base[dpid].host
+
+    def pinning(self) -> dict[int, dict[str, Optional[str]]]:
+        return {d: pinning(self.binding(d)) for d in self.dpids}
+
+    # -- events ------------------------------------------------------------
+    def set_placement(self, placement: dict[str, Placement]) -> set[int]:
+        """New placement; returns the bridges whose flows change."""
+        before = {d: self.binding(d).ports for d in self.dpids}
+        self.placement = dict(placement)
+        return {d for d in self.dpids if self.binding(d).ports != before[d]}
+
+    def set_guests(self, guests: dict[str, GuestNic]) -> bool:
+        changed = guests != {k: self.guests.get(k) for k in guests}
+        self.guests.update(guests)
+        return changed
+
+    def set_captures(self, ports: frozenset[str]) -> bool:
+        changed, self.captures = ports != self.captures, ports
+        return changed
+
+    def uplink_changed(self, dpid: int, uplink: str, up: bool) -> list[Notification]:
+        """Link status of an uplink changed (failure detection: link status).
+        Returns the RARPs notify-switches asks for (ports whose uplink moved)."""
+        down = self.down.get(dpid, frozenset())
+        if (uplink not in down) == up:
+            return []
+        before = pinning(self.binding(dpid))
+        if up:
+            base = self._base[dpid]
+            teams = dict(self.teams.get(dpid, {}))
+            for pg in base.switch.port_groups:
+                teams[pg.name] = after_recovery(self.binding(dpid).teaming(pg.name), uplink, down)
+            self.teams[dpid] = teams
+            self.down[dpid] = down - {uplink}
+        else:
+            self.down[dpid] = down | {uplink}
+        after = pinning(self.binding(dpid))
+        reason = "failback" if up else "failover"
+        return [n for n in (self._notification(dpid, name, reason)
+                            for name in after if after[name] != before.get(name)) if n]
+
+    def vmotion_notifications(self, dpid: int, port: str) -> list[Notification]:
+        n = self._notification(dpid, port, "vmotion")
+        return [n] if n else []
+
+    def _notification(self, dpid: int, port_name: str, reason: str) -> Optional[Notification]:
+        b = self.binding(dpid)
+        port = next((p for p in b.ports if p.name == port_name), None)
+        if port is None:
+            return None
+        team = b.teaming(port.port_group)
+        vlan = b.switch.port_group(port.port_group).vlan
+        uplink = pinning(b).get(port_name)
+        if not team.notify_switches or uplink is None or vlan == 4095:
+            return None
+        return Notification(dpid, uplink, b.port(uplink).ofport, port.effective_mac, vlan or None,
+                            port_name, reason)

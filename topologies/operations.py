@@ -1,0 +1,279 @@
+"""Operations on a running lab: what an operator does to ESXi hosts and cables.
+
+* ``uplink(host, vmnic, up)``  pull or plug an uplink's cable (the physical
+  switch port goes down, so the host sees link down: failure detection by
+  link status, as on ESXi).
+* ``vmotion(vm, host)``        move a running VM: stun it, program the
+  destination, move its vNIC's backend into the destination host, resume.
+  The guest keeps its interface, MAC, IP and TCP sessions.
+* ``reconnect(vm)``            give a vNIC a new virtual port (as a VM power
+  cycle or reconnect does), which can change its port-ID teaming uplink.
+* ``capture(...)``             pktcap-uw: a pcap at a vNIC's PortOutput or
+  VnicRx point, or at an uplink.
+
+Everything works from the run directory alone (node PIDs, OVS sockets, the
+controller's files), so a second ``vlab`` process can act on a lab another
+process brought up. Every process started here carries the run's marker.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+from vlab import control, naming
+from vlab.bindings import CAPTURE_BASE, Placement, default_placement
+from vlab.lab.load import load_lab
+from vlab.lab.resolve import switch_of_port_group
+
+from .ovs import OvsInstance
+
+
+class OperationError(RuntimeError):
+    """An operation that cannot be done on this lab (bad name, wrong state)."""
+
+
+def wait_for(check, timeout: float, what: str, interval: float = 0.02):
+    """Poll ``check`` until it returns something truthy; raise with ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise OperationError(f"{what}: not done after {timeout:.1f}s")
+        time.sleep(interval)
+
+
+class Capture:
+    """A running tcpdump writing a pcap; ``stop()`` returns the file."""
+
+    def __init__(self, proc: subprocess.Popen, pcap: Path, on_stop=None):
+        self.proc, self.pcap, self._on_stop = proc, pcap, on_stop
+
+    def stop(self) -> Path:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(timeout=10)
+        if self._on_stop:
+            self._on_stop()
+        return self.pcap
+
+
+class LabControl:
+    """Operations on the lab running in ``run_dir``."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = Path(run_dir)
+        nodes = control.read_json(self.dir / control.NODES)
+        if nodes is None:
+            raise OperationError(f"{self.dir}: no {control.NODES}; is the lab running?")
+        self.pids: dict[str, int] = nodes["pids"]
+        self.lab = load_lab(nodes["lab_file"])
+        self.run_id = self.dir.name
+        self._seq = itertools.count(1)
+
+    # -- plumbing -----------------------------------------------------------
+    def _env(self) -> dict:
+        return {**os.environ, naming.RUN_ENV: self.run_id}
+
+    def sh(self, node: str, cmd: str, check: bool = True) -> str:
+        """Run ``cmd`` in ``node``'s network namespace."""
+        proc = subprocess.run(["nsenter", "-t", str(self.pids[node]), "-n", "sh", "-c", cmd],
+                              capture_output=True, text=True, env=self._env(), timeout=60)
+        if check and proc.returncode != 0:
+            raise OperationError(f"{node}: `{cmd}` failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def popen(self, node: str, argv: list[str], **kw) -> subprocess.Popen:
+        return subprocess.Popen(["nsenter", "-t", str(self.pids[node]), "-n", *argv],
+                                env=self._env(), **kw)
+
+    def ovs(self, node: str) -> OvsInstance:
+        return OvsInstance(None, self.dir / node)
+
+    def esxi(self, name: str):
+        host = next((h for h in self.lab.esxi_hosts if h.name == name), None)
+        if host is None:
+            raise OperationError(f"no ESXi host {name!r} in lab {self.lab.name} "
+                                 f"(hosts: {', '.join(h.name for h in self.lab.esxi_hosts)})")
+        return host
+
+    def vm(self, name: str):
+        vm = next((v for v in self.lab.vms if v.name == name), None)
+        if vm is None:
+            raise OperationError(f"no VM {name!r} in lab {self.lab.name}")
+        return vm
+
+    # -- talking to the controller --------------------------------------------
+    def desired(self) -> dict:
+        return control.read_json(self.dir / control.DESIRED) or {
+            "generation": 0, "placement": {}, "captures": [], "moves": {}}
+
+    def applied(self) -> dict:
+        return control.read_json(self.dir / control.APPLIED) or {}
+
+    def request(self, timeout: float = 10.0, **changes) -> dict:
+        """Ask the controller for a change; return once every switch has it."""
+        want = self.desired()
+        want.update(changes)
+        want["generation"] = want.get("generation", 0) + 1
+        control.write_json(self.dir / control.DESIRED, want)
+        return wait_for(lambda: (lambda a: a if a.get("generation", 0) >= want["generation"]
+                                 else None)(self.applied()),
+                        timeout, "controller applying the request")
+
+    def wait_guest(self, port: str, predicate, timeout: float = 5.0) -> dict:
+        """Wait until hostd has reported ``port``'s guest state matching ``predicate``."""
+        return wait_for(lambda: (lambda g: g if g and predicate(g) else None)(
+            self.applied().get("guests", {}).get(port)), timeout,
+            f"hostd reporting the guest state of {port}")
+
+    def placement(self) -> dict[str, Placement]:
+        where = default_placement(self.lab)
+        for port, p in self.desired().get("placement", {}).items():
+            where[port] = Placement(p["host"], p["ofport"])
+        return where
+
+    def events(self) -> list[dict]:
+        return control.read_events(self.dir)
+
+    # -- uplinks -----------------------------------------------------------------
+    def uplink(self, host: str, vmnic: str, up: bool) -> None:
+        """Pull (up=False) or plug the cable of ``host``'s ``vmnic``."""
+        uplink = next((u for u in self.esxi(host).uplinks if u.name == vmnic), None)
+        if uplink is None:
+            raise OperationError(f"{host} has no uplink {vmnic!r}")
+        self.sh(naming.FABRIC_NODE, f"ip link set {naming.fabric_port(uplink.switch, uplink.port)}"
+                                    f" {'up' if up else 'down'}")
+
+    # -- vMotion and reconnect ----------------------------------------------------
+    def _vnic_ports(self, vm) -> list[tuple[str, str]]:
+        return [(naming.vnic_port(vm.name, nic.name), nic.port_group) for nic in vm.vnics]
+
+    def _bridge_of(self, host_name: str, port_group: str) -> str:
+        sw, _ = switch_of_port_group(self.lab, self.esxi(host_name), port_group)
+        return sw.name
+
+    def vmotion(self, vm_name: str, dest: str, stun_s: float = 0.1, igmp_query: bool = True,
+                max_response_s: float = 10.0, query_source: str = "0.0.0.0") -> dict:
+        """Move ``vm_name`` to ``dest``; returns when it runs there (times in
+        ``time.time()`` seconds: stun start and resume)."""
+        vm, where = self.vm(vm_name), self.placement()
+        ports = self._vnic_ports(vm)
+        src = where[ports[0][0]].host
+        self.esxi(dest)
+        if src == dest:
+            raise OperationError(f"{vm_name} already runs on {dest}")
+        for port, pg in ports:
+            try:
+                self._bridge_of(dest, pg)
+            except Exception:
+                raise OperationError(f"{dest} has no port group {pg!r} for {port}") from None
+        t_stun = time.time()
+        for port, pg in ports:
+            self.ovs(src).vsctl("--if-exists", "del-port", self._bridge_of(src, pg), port)
+            self.sh(src, f"ip link set {port} netns {self.pids[dest]}")
+        seq = next(self._seq)
+        placement = {k: {"host": v.host, "ofport": v.ofport}
+                     for k, v in self.desired().get("placement", {}).items()}
+        moves = dict(self.desired().get("moves", {}))
+        for port, _ in ports:
+            placement[port] = {"host": dest, "ofport": where[port].ofport}
+            moves[port] = {"seq": f"{time.time():.6f}-{seq}", "igmp_query": igmp_query,
+                           "max_response_s": max_response_s, "query_source": query_source}
+        # The destination is programmed before the VM resumes there.
+        self.request(placement=placement, moves=moves)
+        programmed = time.time()
+        remaining = stun_s - (time.time() - t_stun)
+        if remaining > 0:
+            time.sleep(remaining)        # the configured stun time (model, not polling)
+        self._plug(dest, ports, {p: where[p].ofport for p, _ in ports})
+        return {"vm": vm_name, "from": src, "to": dest, "stun_start": t_stun,
+                "programmed": programmed, "resumed": time.time(), "stun_s": stun_s}
+
+    def _plug(self, host: str, ports: list[tuple[str, str]], ofports: dict[str, int]) -> None:
+        for port, pg in ports:
+            bridge = self._bridge_of(host, pg)
+            mtu = switch_of_port_group(self.lab, self.esxi(host), pg)[0].mtu
+            self.ovs(host).vsctl("add-port", bridge, port, "--", "set", "interface", port,
+                                 f"ofport_request={ofports[port]}", f"mtu_request={mtu}")
+            self.sh(host, f"ethtool -K {port} tx off >/dev/null 2>&1; "
+                          f"ip link set {port} mtu {mtu} up")
+
+    def reconnect(self, vm_name: str) -> dict[str, int]:
+        """Plug the VM's vNICs into new virtual ports (new port IDs)."""
+        vm, where = self.vm(vm_name), self.placement()
+        ports = self._vnic_ports(vm)
+        host = where[ports[0][0]].host
+        used = {p.ofport for p in where.values()}
+        new = {}
+        candidate = max(used) + 1
+        for port, pg in ports:
+            new[port] = candidate
+            candidate += 1
+            self.ovs(host).vsctl("--if-exists", "del-port", self._bridge_of(host, pg), port)
+        placement = {k: {"host": v.host, "ofport": v.ofport}
+                     for k, v in self.desired().get("placement", {}).items()}
+        for port, _ in ports:
+            placement[port] = {"host": host, "ofport": new[port]}
+        self.request(placement=placement)
+        self._plug(host, ports, new)
+        return new
+
+    # -- pktcap-uw ------------------------------------------------------------------
+    def capture(self, pcap: Path, *, port: Optional[str] = None, point: str = "VnicRx",
+                uplink: Optional[tuple[str, str]] = None, bpf: str = "") -> Capture:
+        """Start a capture; ``port`` is a vNIC port name (``vm-eth0``) with
+        ``point`` PortOutput or VnicRx, or ``uplink`` is (host, vmnic)."""
+        pcap = Path(pcap)
+        pcap.parent.mkdir(parents=True, exist_ok=True)
+        on_stop = None
+        if uplink is not None:
+            host, iface, direction = uplink[0], uplink[1], []
+        else:
+            where = self.placement()
+            if port not in where:
+                raise OperationError(f"no vNIC port {port!r}")
+            host = where[port].host
+            if point == "VnicRx":
+                # What the vSwitch hands to the vNIC leaves the backend veth.
+                iface, direction = port, ["-Q", "out"]
+            elif point == "PortOutput":
+                iface, direction = self._open_port_output(host, port, where[port].ofport)
+                on_stop = lambda: self._close_port_output(host, port, iface)  # noqa: E731
+            else:
+                raise OperationError(f"unknown capture point {point!r} (PortOutput, VnicRx)")
+        err = pcap.with_suffix(".log")
+        proc = self.popen(host, ["tcpdump", "-n", "-p", "-U", "-i", iface, *direction,
+                                 "-w", str(pcap), *([bpf] if bpf else [])],
+                          stdout=subprocess.DEVNULL, stderr=open(err, "w"))
+        wait_for(lambda: proc.poll() is not None or "listening on" in err.read_text(), 10,
+                 f"tcpdump on {host}/{iface}")
+        if proc.poll() is not None:
+            raise OperationError(f"tcpdump on {host}/{iface} failed: {err.read_text().strip()}")
+        return Capture(proc, pcap, on_stop)
+
+    def _open_port_output(self, host: str, port: str, ofport: int) -> tuple[str, list]:
+        name = f"pcap{ofport}"
+        bridge = next(b for b in self._bridges(host) if port in self._ports_of(host, b))
+        self.ovs(host).vsctl("--may-exist", "add-port", bridge, name, "--", "set", "interface",
+                             name, "type=internal", f"ofport_request={CAPTURE_BASE + ofport}")
+        self.sh(host, f"ip link set {name} up")
+        captures = sorted(set(self.desired().get("captures", [])) | {port})
+        self.request(captures=captures)
+        return name, []
+
+    def _close_port_output(self, host: str, port: str, iface: str) -> None:
+        self.request(captures=sorted(set(self.desired().get("captures", [])) - {port}))
+        for bridge in self._bridges(host):
+            self.ovs(host).vsctl("--if-exists", "del-port", bridge, iface)
+
+    def _bridges(self, host: str) -> list[str]:
+        return self.ovs(host).vsctl("list-br").split()
+
+    def _ports_of(self, host: str, bridge: str) -> list[str]:
+        return self.ovs(host).vsctl("list-ports", bridge).split()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -21,6 +22,8 @@ def main(argv=None) -> int:
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if os.environ.get("VLAB_DEBUG"):
+        logging.getLogger("vlab").setLevel(logging.DEBUG)
     from os_ken import cfg
     from os_ken.base.app_manager import AppManager
     import os_ken.controller.controller  # noqa: F401  (registers the ofp-* options)

@@ -117,6 +117,7 @@ class VSwitchController(app_manager.OSKenApp):
         desc, ofp = msg.desc, dp.ofproto
         name = desc.name.decode() if isinstance(desc.name, bytes) else desc.name
         up = msg.reason != ofp.OFPPR_DELETE and not desc.state & ofp.OFPPS_LINK_DOWN
+        LOG.debug("port status %016x %s reason=%s state=%s", dp.id, name, msg.reason, desc.state)
         with self.lock:
             if dp.id not in self.datapaths:
                 return

@@ -7,6 +7,8 @@ from importlib import import_module
 
 REGISTRY = {
     "two-hosts": "experiments.two_hosts",
+    "vswitch-nuggets": "experiments.vswitch_nuggets",
+    "reverse-teaming": "experiments.reverse_teaming",
 }
 
 

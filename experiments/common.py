@@ -7,11 +7,13 @@ only that JSON.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
 import re
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -133,3 +135,67 @@ def iperf3(net: LabNetwork, server: Endpoint, client: Endpoint, seconds: float =
         if proc.poll() is None:
             proc.terminate()
         proc.wait(timeout=10)
+
+
+# -- guests, captures ------------------------------------------------------------------
+def guest_tool(net: LabNetwork, node: str, tool: str, *args: str, wait: bool = True):
+    """Run ``python -m experiments.tools.<tool>`` inside a node (a guest's own
+    stack). With ``wait`` return its exit code, else the running process."""
+    argv = [sys.executable, "-m", f"experiments.tools.{tool}", *map(str, args)]
+    proc = net.node(node).popen(argv, cwd=str(REPO), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    if not wait:
+        return proc
+    out, err = proc.communicate(timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{tool} on {node} failed: {err.strip()[-500:]}")
+    return proc.returncode
+
+
+def wait_ready_line(proc: subprocess.Popen, what: str, timeout: float = 10.0) -> None:
+    """Block until a tool prints its "ready" line (it has joined/bound)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.strip() == "ready":
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {proc.stderr.read()[-500:]}")
+    raise RuntimeError(f"{what}: no ready line after {timeout}s")
+
+
+def stop_tool(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    proc.wait(timeout=10)
+
+
+def quiesce(pcaps: list[Path], quiet_s: float = 0.3, timeout: float = 5.0) -> None:
+    """Wait until no capture file has grown for ``quiet_s``: frames in flight
+    have landed (a drain condition, not a fixed delay)."""
+    def sizes():
+        return [p.stat().st_size if p.exists() else 0 for p in pcaps]
+    deadline = time.monotonic() + timeout
+    last, since = sizes(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = sizes()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+
+
+def read_pcap(pcap: Path) -> list:
+    # Register Ethernet, IP, ... and IGMP before dissecting.
+    for module in ("scapy.layers.all", "scapy.contrib.igmp"):
+        importlib.import_module(module)
+    from scapy.utils import PcapReader
+    if not Path(pcap).exists() or Path(pcap).stat().st_size == 0:
+        return []
+    with PcapReader(str(pcap)) as reader:
+        return list(reader)
+
+
+def count_frames(pcap: Path, predicate=None) -> int:
+    return sum(1 for p in read_pcap(pcap) if predicate is None or predicate(p))

@@ -156,6 +156,18 @@ class LabNetwork:
                          "age": int(age)})
         return rows
 
+    def snooped_groups(self, switch: str) -> list[dict]:
+        """A physical switch's IGMP snooping table: [{port, vlan, group, age}]."""
+        inst = self.ovs[naming.FABRIC_NODE]
+        numbers = self._port_numbers(inst, switch)
+        rows = []
+        for line in inst.appctl("mdb/show", switch).splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 4:
+                rows.append({"port": numbers.get(fields[0], fields[0]), "vlan": int(fields[1]),
+                             "group": fields[2], "age": int(fields[3])})
+        return rows
+
     def switch_counters(self, switch: str) -> dict[str, dict[str, int]]:
         """Per-port counters of a physical switch (rx/tx packets, bytes, drops)."""
         inst = self.ovs[naming.FABRIC_NODE]
@@ -278,7 +290,8 @@ class LabNetwork:
             cmds = ["--", "add-br", sw.name,
                     "--", "set", "bridge", sw.name, f"datapath_type={self.lab.datapath}",
                     "fail_mode=standalone", f"other_config:mac-aging-time={sw.mac_aging}",
-                    f"mcast_snooping_enable={'true' if sw.igmp_snooping else 'false'}"]
+                    f"mcast_snooping_enable={'true' if sw.igmp_snooping else 'false'}",
+                    f"other_config:mcast-snooping-aging-time={sw.igmp_aging}"]
             config = {p.port: p for p in sw.ports}
             in_lag = {p for lag in sw.lags for p in lag.ports}
             for port, access_vlan in sorted(plugged.get(sw.name, {}).items()):
@@ -300,7 +313,31 @@ class LabNetwork:
                     # A static EtherChannel: no LACP, hash by L2 source.
                     cmds += ["--", "add-bond", sw.name, lag.name, *members,
                              "bond_mode=balance-slb", "lacp=off"]
+            cmds += self._span_commands(sw, plugged.get(sw.name, {}))
             inst.vsctl(*cmds, *KEEP_QDISC_RECORD)
+
+    @staticmethod
+    def _span_commands(sw, plugged) -> list[str]:
+        """SPAN sessions as OVS mirrors (tx = frames the switch sends out of
+        a source port = OVS select_dst_port)."""
+        cmds = []
+        for span in sw.spans:
+            if span.destination not in plugged:
+                continue
+            sources = [naming.fabric_port(sw.name, p) for p in span.source_ports if p in plugged]
+            ids = ",".join(f"@{span.name}{i}" for i in range(len(sources)))
+            for i, src in enumerate(sources):
+                cmds += ["--", f"--id=@{span.name}{i}", "get", "port", src]
+            dst = naming.fabric_port(sw.name, span.destination)
+            cmds += ["--", f"--id=@{span.name}out", "get", "port", dst,
+                     "--", f"--id=@{span.name}", "create", "mirror", f"name={span.name}",
+                     f"output_port=@{span.name}out"]
+            if span.direction in ("tx", "both"):
+                cmds.append(f"select_dst_port={ids}")
+            if span.direction in ("rx", "both"):
+                cmds.append(f"select_src_port={ids}")
+            cmds += ["--", "add", "bridge", sw.name, "mirrors", f"@{span.name}"]
+        return cmds
 
     def _fabric_ports(self) -> dict[str, dict[int, Optional[int]]]:
         """switch -> {port: access VLAN from a host interface, or None}."""

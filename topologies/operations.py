@@ -178,8 +178,7 @@ class LabControl:
             self.ovs(src).vsctl("--if-exists", "del-port", self._bridge_of(src, pg), port)
             self.sh(src, f"ip link set {port} netns {self.pids[dest]}")
         seq = next(self._seq)
-        placement = {k: {"host": v.host, "ofport": v.ofport}
-                     for k, v in self.desired().get("placement", {}).items()}
+        placement = dict(self.desired().get("placement", {}))
         moves = dict(self.desired().get("moves", {}))
         for port, _ in ports:
             placement[port] = {"host": dest, "ofport": where[port].ofport}
@@ -199,10 +198,12 @@ class LabControl:
         for port, pg in ports:
             bridge = self._bridge_of(host, pg)
             mtu = switch_of_port_group(self.lab, self.esxi(host), pg)[0].mtu
-            self.ovs(host).vsctl("add-port", bridge, port, "--", "set", "interface", port,
-                                 f"ofport_request={ofports[port]}", f"mtu_request={mtu}")
+            # Link up before OVS opens the port: the port then appears up at
+            # once (OVS notices a later carrier change on a re-used name late).
             self.sh(host, f"ethtool -K {port} tx off >/dev/null 2>&1; "
                           f"ip link set {port} mtu {mtu} up")
+            self.ovs(host).vsctl("add-port", bridge, port, "--", "set", "interface", port,
+                                 f"ofport_request={ofports[port]}", f"mtu_request={mtu}")
 
     def reconnect(self, vm_name: str) -> dict[str, int]:
         """Plug the VM's vNICs into new virtual ports (new port IDs)."""
@@ -216,8 +217,7 @@ class LabControl:
             new[port] = candidate
             candidate += 1
             self.ovs(host).vsctl("--if-exists", "del-port", self._bridge_of(host, pg), port)
-        placement = {k: {"host": v.host, "ofport": v.ofport}
-                     for k, v in self.desired().get("placement", {}).items()}
+        placement = dict(self.desired().get("placement", {}))
         for port, _ in ports:
             placement[port] = {"host": host, "ofport": new[port]}
         self.request(placement=placement)
@@ -226,35 +226,64 @@ class LabControl:
 
     # -- pktcap-uw ------------------------------------------------------------------
     def capture(self, pcap: Path, *, port: Optional[str] = None, point: str = "VnicRx",
-                uplink: Optional[tuple[str, str]] = None, bpf: str = "") -> Capture:
-        """Start a capture; ``port`` is a vNIC port name (``vm-eth0``) with
-        ``point`` PortOutput or VnicRx, or ``uplink`` is (host, vmnic)."""
-        pcap = Path(pcap)
-        pcap.parent.mkdir(parents=True, exist_ok=True)
+                uplink: Optional[tuple[str, str]] = None, direction: str = "rx",
+                bpf: str = "") -> Capture:
+        """Start a capture, as ``pktcap-uw`` would: ``port`` is a vNIC port
+        name (``vm-eth0``) with ``point`` PortOutput or VnicRx; or ``uplink``
+        is (host, vmnic) with ``direction`` rx (into the host) or tx.
+
+        Frames the userspace datapath transmits bypass packet taps on the
+        sending interface, so every capture listens where a frame is
+        *received*: VnicRx in the guest, an uplink's tx at the physical
+        switch port, PortOutput on an internal port the frames are copied to."""
         on_stop = None
         if uplink is not None:
-            host, iface, direction = uplink[0], uplink[1], []
-        else:
-            where = self.placement()
-            if port not in where:
-                raise OperationError(f"no vNIC port {port!r}")
-            host = where[port].host
-            if point == "VnicRx":
-                # What the vSwitch hands to the vNIC leaves the backend veth.
-                iface, direction = port, ["-Q", "out"]
-            elif point == "PortOutput":
-                iface, direction = self._open_port_output(host, port, where[port].ofport)
-                on_stop = lambda: self._close_port_output(host, port, iface)  # noqa: E731
+            host, vmnic = uplink
+            up = next((u for u in self.esxi(host).uplinks if u.name == vmnic), None)
+            if up is None:
+                raise OperationError(f"{host} has no uplink {vmnic!r}")
+            if direction == "rx":
+                node, iface = host, vmnic
+            elif direction == "tx":
+                node, iface = naming.FABRIC_NODE, naming.fabric_port(up.switch, up.port)
             else:
-                raise OperationError(f"unknown capture point {point!r} (PortOutput, VnicRx)")
+                raise OperationError(f"unknown direction {direction!r} (rx, tx)")
+            return self.tcpdump(node, iface, pcap, bpf, ["-Q", "in"])
+        where = self.placement()
+        if port not in where:
+            raise OperationError(f"no vNIC port {port!r}")
+        if point == "VnicRx":
+            vm, nic = self._vm_nic_of(port)
+            return self.tcpdump(vm, nic, pcap, bpf, ["-Q", "in"])
+        if point != "PortOutput":
+            raise OperationError(f"unknown capture point {point!r} (PortOutput, VnicRx)")
+        host = where[port].host
+        iface = self._open_port_output(host, port, where[port].ofport)
+        on_stop = lambda: self._close_port_output(host, port, iface)  # noqa: E731
+        return self.tcpdump(host, iface, pcap, bpf, ["-Q", "in"], on_stop)
+
+    def _vm_nic_of(self, port: str) -> tuple[str, str]:
+        for vm in self.lab.vms:
+            for nic in vm.vnics:
+                if naming.vnic_port(vm.name, nic.name) == port:
+                    return vm.name, nic.name
+        raise OperationError(f"no vNIC port {port!r}")
+
+    def tcpdump(self, node: str, iface: str, pcap: Path, bpf: str = "",
+                direction: Optional[list] = None, on_stop=None) -> Capture:
+        """A capture on any node's interface (``-p``: never makes it promiscuous,
+        which on a guest would change what the vSwitch delivers)."""
+        pcap = Path(pcap)
+        pcap.parent.mkdir(parents=True, exist_ok=True)
         err = pcap.with_suffix(".log")
-        proc = self.popen(host, ["tcpdump", "-n", "-p", "-U", "-i", iface, *direction,
+        proc = self.popen(node, ["tcpdump", "-n", "-p", "-U", "--immediate-mode", "-i", iface,
+                                 *(direction or []),
                                  "-w", str(pcap), *([bpf] if bpf else [])],
                           stdout=subprocess.DEVNULL, stderr=open(err, "w"))
         wait_for(lambda: proc.poll() is not None or "listening on" in err.read_text(), 10,
-                 f"tcpdump on {host}/{iface}")
+                 f"tcpdump on {node}/{iface}")
         if proc.poll() is not None:
-            raise OperationError(f"tcpdump on {host}/{iface} failed: {err.read_text().strip()}")
+            raise OperationError(f"tcpdump on {node}/{iface} failed: {err.read_text().strip()}")
         return Capture(proc, pcap, on_stop)
 
     def _open_port_output(self, host: str, port: str, ofport: int) -> tuple[str, list]:
@@ -265,7 +294,7 @@ class LabControl:
         self.sh(host, f"ip link set {name} up")
         captures = sorted(set(self.desired().get("captures", [])) | {port})
         self.request(captures=captures)
-        return name, []
+        return name
 
     def _close_port_output(self, host: str, port: str, iface: str) -> None:
         self.request(captures=sorted(set(self.desired().get("captures", [])) - {port}))

@@ -244,14 +244,28 @@ class Lag(LabModel):
     ports: tuple[PortNumber, ...] = Field(min_length=2)
 
 
+class Span(LabModel):
+    """A SPAN session: copies of the frames ``source_ports`` send (tx),
+    receive (rx) or both, delivered to ``destination``. As on most switches,
+    the destination port then carries only mirrored frames and ignores what
+    it receives."""
+    name: Name
+    source_ports: tuple[PortNumber, ...] = Field(min_length=1)
+    direction: Literal["tx", "rx", "both"] = "both"
+    destination: PortNumber
+
+
 class PhysicalSwitch(LabModel):
     """A MAC-learning physical switch with a readable MAC table."""
     name: Name
     site: Optional[Name] = None
     mac_aging: Annotated[StrictInt, Field(ge=10, le=3600)] = 300
     igmp_snooping: StrictBool = False
+    # How long a snooped group membership lives without a new report (s).
+    igmp_aging: Annotated[StrictInt, Field(ge=15, le=3600)] = 300
     ports: tuple[SwitchPort, ...] = ()
     lags: tuple[Lag, ...] = ()
+    spans: tuple[Span, ...] = ()
 
 
 class HostInterface(LabModel):

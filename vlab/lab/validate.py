@@ -86,6 +86,14 @@ def _checks(lab: Lab) -> Iterator[Problem]:
                     yield (f"{base}.lags[{j}].ports[{k}]",
                            f"port {port} is already in LAG {in_lag[port]!r}")
                 in_lag[port] = lag.name
+        yield from _dupes(sw.spans, "SPAN session", f"{base}.spans")
+        for j, span in enumerate(sw.spans):
+            if span.destination in span.source_ports:
+                yield (f"{base}.spans[{j}].destination",
+                       f"port {span.destination} is also a source of the session")
+            if span.destination in in_lag:
+                yield (f"{base}.spans[{j}].destination",
+                       f"port {span.destination} is in LAG {in_lag[span.destination]!r}")
         switch_ports[sw.name] = set()
 
     used_ports: dict[tuple[str, int], str] = {}

@@ -1,0 +1,478 @@
+"""Experiment ``vswitch-nuggets``: every claim of seed 001, measured.
+
+Lab ``labs/vswitch-nuggets.yaml``. Each ``measure_*`` function drives real
+guests (their own kernels, scapy for hand-made frames) and counts real frames
+in pcaps; each returns its numbers and a verdict. Tests call the same
+functions, so what the experiment reports is what the tests check.
+
+1. no learning: the vSwitch has no MAC table; unknown unicast from a guest
+   leaves by its uplink and reaches no other guest;
+2. MAC address changes: reject drops inbound frames / accept delivers to the
+   new MAC;
+3. forged transmits: reject drops / accept forwards (scapy-forged source MAC);
+4. multicast by the vNIC filter: subscribers only, including a guest that
+   joined a different group sharing the MAC (32:1 overlap);
+5. promiscuous guest = monitor port, with no mirror session;
+6. vMotion of a quiet VM: delivery to it over time with notify switches on
+   and off (off: lost until the physical switch ages the MAC out);
+7. multicast after vMotion with the IGMP snooping switch: outage without the
+   spoofed query vs with it, against the query's max response time; the
+   query itself captured (source IP, max response time).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from experiments.common import (RESULTS, count_frames, environment, guest_tool, lab_session,
+                                quiesce, read_pcap, stop_tool, wait_ready_line, write_result)
+from topologies.network import LabNetwork
+from topologies.operations import wait_for
+from vlab import naming
+
+NAME = "vswitch-nuggets"
+LAB = Path(__file__).resolve().parents[1] / "labs" / "vswitch-nuggets.yaml"
+UNKNOWN_MAC = "00:50:56:99:99:99"
+NEW_MAC = "00:50:56:77:77:77"
+FORGED_MAC = "00:50:56:66:66:66"
+N_FRAMES = 20
+
+DEFAULTS = {"frames": N_FRAMES, "quiet_pps": 50, "quiet_after_s": 2.0, "stun_s": 0.1,
+            "mcast_pps": 50, "max_response_s": [1.0, 3.0]}
+
+
+def _vnic(vm: str) -> str:
+    return naming.vnic_port(vm, "eth0")
+
+
+def _mac(net: LabNetwork, vm: str) -> str:
+    return next(v for v in net.lab.vms if v.name == vm).vnics[0].mac.lower()
+
+
+def _ip(net: LabNetwork, name: str) -> str:
+    for v in net.lab.vms:
+        if v.name == name:
+            return str(v.vnics[0].ip.ip)
+    host = next(h for h in net.lab.hosts if h.name == name)
+    return str(host.interfaces[0].ip.ip)
+
+
+def _ext_mac(net: LabNetwork) -> str:
+    return next(h for h in net.lab.hosts if h.name == "ext").interfaces[0].mac.lower()
+
+
+def _tagged(tag: str):
+    return lambda p: bytes(p).find(tag.encode()) >= 0
+
+
+def _send_frames(net, node, src, dst, tag, count=N_FRAMES):
+    guest_tool(net, node, "frames", "--src", src, "--dst", dst, "--count", count, "--tag", tag)
+
+
+def _wait_guest(net, vm, predicate):
+    return net.control.wait_guest(_vnic(vm), predicate)
+
+
+# -- 1. no MAC learning ------------------------------------------------------------------
+def measure_no_learning(net: LabNetwork, work: Path) -> dict:
+    ctl = net.control
+    pin = ctl.applied()["pinning"]["esx1"][_vnic("strict")]
+    others = ["open", "m1", "quiet1"]
+    caps = {vm: ctl.capture(work / f"unknown-{vm}.pcap", port=_vnic(vm)) for vm in others}
+    caps["uplink"] = ctl.capture(work / "unknown-uplink.pcap", uplink=("esx1", pin),
+                                 direction="tx")
+    _send_frames(net, "strict", _mac(net, "strict"), UNKNOWN_MAC, "unknown")
+    quiesce([c.pcap for c in caps.values()])
+    counts = {k: count_frames(c.stop(), _tagged("unknown")) for k, c in caps.items()}
+    fdb = net.ovs["esx1"].appctl("fdb/show", "vSwitch0").splitlines()[1:]
+    learn_actions = "learn(" in net.ovs["esx1"].ofctl("dump-flows", "vSwitch0")
+    ok = (counts["uplink"] == N_FRAMES and all(counts[vm] == 0 for vm in others)
+          and not fdb and not learn_actions)
+    return {"sent": N_FRAMES, "left_by_pinned_uplink": counts["uplink"], "pinned_uplink": pin,
+            "received_by_other_vms": {vm: counts[vm] for vm in others},
+            "vswitch_mac_table_entries": len(fdb), "learn_actions_in_flows": learn_actions,
+            "verdict": ok}
+
+
+# -- 2. MAC address changes -----------------------------------------------------------------
+def _set_mac(net, vm, mac):
+    net.node(vm).cmd(f"ip link set eth0 address {mac}")
+    _wait_guest(net, vm, lambda g: g["effective_mac"] == mac.lower())
+
+
+def measure_mac_change(net: LabNetwork, work: Path, vm: str) -> dict:
+    """The guest loads a new MAC; ext sends frames to the new and the old MAC."""
+    ctl, configured = net.control, _mac(net, vm)
+    policy = "reject" if vm == "strict" else "accept"
+    _set_mac(net, vm, NEW_MAC)
+    try:
+        cap = ctl.capture(work / f"macchange-{vm}.pcap", port=_vnic(vm))
+        _send_frames(net, "ext", _ext_mac(net), NEW_MAC, f"new-{vm}")
+        _send_frames(net, "ext", _ext_mac(net), configured, f"old-{vm}")
+        quiesce([cap.pcap])
+        pcap = cap.stop()
+        to_new = count_frames(pcap, _tagged(f"new-{vm}"))
+        to_old = count_frames(pcap, _tagged(f"old-{vm}"))
+    finally:
+        _set_mac(net, vm, configured)
+    # Changed back: delivery resumes.
+    cap = ctl.capture(work / f"macrestored-{vm}.pcap", port=_vnic(vm))
+    _send_frames(net, "ext", _ext_mac(net), configured, f"back-{vm}")
+    quiesce([cap.pcap])
+    restored = count_frames(cap.stop(), _tagged(f"back-{vm}"))
+    expect_new = 0 if policy == "reject" else N_FRAMES
+    ok = to_new == expect_new and to_old == 0 and restored == N_FRAMES
+    return {"policy": policy, "sent_each": N_FRAMES, "delivered_to_new_mac": to_new,
+            "delivered_to_configured_mac_while_changed": to_old,
+            "delivered_after_change_back": restored, "verdict": ok}
+
+
+# -- 3. forged transmits ----------------------------------------------------------------------
+def measure_forged(net: LabNetwork, work: Path, vm: str) -> dict:
+    ctl = net.control
+    policy = "reject" if vm == "strict" else "accept"
+    cap = ctl.tcpdump("ext", "eth0", work / f"forged-{vm}.pcap")
+    _send_frames(net, vm, FORGED_MAC, _ext_mac(net), f"forged-{vm}")
+    _send_frames(net, vm, _mac(net, vm), _ext_mac(net), f"genuine-{vm}")
+    quiesce([cap.pcap])
+    pcap = cap.stop()
+    forged = count_frames(pcap, _tagged(f"forged-{vm}"))
+    genuine = count_frames(pcap, _tagged(f"genuine-{vm}"))
+    expect = 0 if policy == "reject" else N_FRAMES
+    return {"policy": policy, "sent_each": N_FRAMES, "forged_received_outside": forged,
+            "genuine_received_outside": genuine,
+            "verdict": forged == expect and genuine == N_FRAMES}
+
+
+# -- 4. multicast by vNIC filter -------------------------------------------------------------
+GROUP, OVERLAP, GROUP_MAC = "239.1.1.1", "239.129.1.1", "01:00:5e:01:01:01"
+
+
+def measure_multicast_filter(net: LabNetwork, work: Path) -> dict:
+    """m1 joins 239.1.1.1, m2 joins 239.129.1.1 (same MAC), m3 joins nothing;
+    a VM on the same host sends to 239.1.1.1."""
+    ctl = net.control
+    recv = {
+        "m1": guest_tool(net, "m1", "udp", "recv", "--bind", _ip(net, "m1"), "--group", GROUP,
+                         "--port", 5000, "--out", work / "mc-m1.txt", wait=False),
+        "m2": guest_tool(net, "m2", "udp", "recv", "--bind", _ip(net, "m2"), "--group", OVERLAP,
+                         "--port", 5000, "--out", work / "mc-m2.txt", wait=False),
+    }
+    try:
+        for vm, proc in recv.items():
+            wait_ready_line(proc, f"receiver on {vm}")
+            _wait_guest(net, vm, lambda g: GROUP_MAC in (g["mcast"] or []))
+        caps = {vm: ctl.capture(work / f"mc-{vm}.pcap", port=_vnic(vm), bpf="udp port 5000")
+                for vm in ("m1", "m2", "m3")}
+        guest_tool(net, "open", "udp", "send", "--src", _ip(net, "open"), "--dst", GROUP,
+                   "--port", 5000, "--pps", 200, "--count", N_FRAMES)
+        quiesce([c.pcap for c in caps.values()])
+        at_vnic = {vm: count_frames(c.stop()) for vm, c in caps.items()}
+    finally:
+        for proc in recv.values():
+            stop_tool(proc)
+    at_app = {vm: len(_arrivals(work / f"mc-{vm}.txt")) for vm in recv}
+    ok = (at_vnic == {"m1": N_FRAMES, "m2": N_FRAMES, "m3": 0}
+          and at_app == {"m1": N_FRAMES, "m2": 0})
+    return {"group": GROUP, "group_mac": GROUP_MAC, "overlap_group": OVERLAP, "sent": N_FRAMES,
+            "joined": {"m1": GROUP, "m2": OVERLAP, "m3": None},
+            "delivered_to_vnic": at_vnic, "received_by_application": at_app, "verdict": ok}
+
+
+# -- 5. promiscuous guest = monitor port -------------------------------------------------------
+def measure_promiscuous(net: LabNetwork, work: Path) -> dict:
+    """strict -> ext traffic, seen at spy's vNIC before and after the spy's
+    guest turns promiscuous mode on (PG-Open accepts it)."""
+    ctl, seen = net.control, {}
+    for phase, flag in (("guest_not_promiscuous", "off"), ("guest_promiscuous", "on")):
+        net.node("spy").cmd(f"ip link set eth0 promisc {flag}")
+        _wait_guest(net, "spy", lambda g: g["promiscuous"] == (flag == "on"))
+        cap = ctl.capture(work / f"promisc-{phase}.pcap", port=_vnic("spy"))
+        _send_frames(net, "strict", _mac(net, "strict"), _ext_mac(net), f"spy-{phase}")
+        quiesce([cap.pcap])
+        seen[phase] = count_frames(cap.stop(), _tagged(f"spy-{phase}"))
+    net.node("spy").cmd("ip link set eth0 promisc off")
+    mirrors = net.ovs["esx1"].vsctl("--columns=name", "list", "mirror").strip()
+    ok = seen["guest_not_promiscuous"] == 0 and seen["guest_promiscuous"] == N_FRAMES and not mirrors
+    return {"sent": N_FRAMES, "seen_by_spy": seen, "mirror_sessions_on_vswitch": bool(mirrors),
+            "verdict": ok}
+
+
+# -- 6. vMotion of quiet VMs ---------------------------------------------------------------------
+def _arrivals(path: Path) -> list[float]:
+    """Arrival times a ``udp recv`` wrote (complete lines only: it may be running)."""
+    if not path.exists():
+        return []
+    return [float(line.split()[0]) for line in path.read_text().splitlines()
+            if len(line.split()) == 2]
+
+
+def _outage(arrivals: list[float], since: float) -> float:
+    """Longest gap between deliveries that starts at or after ``since`` - a
+    bit (the gap containing the stun)."""
+    times = [since] + sorted(t for t in arrivals if t >= since)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    return max(gaps) if gaps else float("inf")
+
+
+def measure_quiet_vmotion(net: LabNetwork, work: Path, pps: float = 50, after_s: float = 2.0,
+                          stun_s: float = 0.1) -> dict:
+    """quiet1 (notify yes) and quiet2 (notify no) only receive a UDP stream
+    from ext; both vMotion to esx2. Delivered packets over time tell how long
+    the physical switch kept sending to the old host."""
+    ctl = net.control
+    aging = net.lab.physical_switches[0].mac_aging
+    vms = {"quiet1": 6001, "quiet2": 6002}
+    ext = net.node("ext")
+    for vm in vms:
+        # ext knows the VMs' MACs statically, so it never ARPs (a reply would
+        # teach the switch); each VM speaks once, so the switch learns it on esx1.
+        ext.cmd(f"ip neigh replace {_ip(net, vm)} lladdr {_mac(net, vm)} nud permanent dev eth0")
+        net.node(vm).cmd(f"ping -c1 -W1 {_ip(net, 'ext')} >/dev/null")
+    duration = after_s + aging * 2 + 4
+    count = int(duration * pps)
+    recv = {vm: guest_tool(net, vm, "udp", "recv", "--bind", _ip(net, vm), "--port", port,
+                           "--out", work / f"quiet-{vm}.txt", wait=False)
+            for vm, port in vms.items()}
+    senders, moves = [], {}
+    try:
+        for vm, proc in recv.items():
+            wait_ready_line(proc, f"receiver on {vm}")
+        t0 = time.time()
+        senders = [guest_tool(net, "ext", "udp", "send", "--src", _ip(net, "ext"),
+                              "--dst", _ip(net, vm), "--port", port, "--pps", pps,
+                              "--count", count, wait=False) for vm, port in vms.items()]
+        time.sleep(after_s)              # traffic flows normally before the move
+        for vm in vms:
+            moves[vm] = ctl.vmotion(vm, "esx2", stun_s=stun_s)
+        for s in senders:
+            s.wait(timeout=duration + 30)
+        time.sleep(0.2)
+    finally:
+        for s in senders:
+            stop_tool(s)
+        for proc in recv.values():
+            stop_tool(proc)
+    out = {"pps": pps, "stun_s": stun_s, "mac_aging_s": aging, "t0": t0, "series": {}}
+    for vm in vms:
+        arrivals = _arrivals(work / f"quiet-{vm}.txt")
+        out["series"][vm] = {
+            "notify_switches": vm == "quiet1",
+            "arrivals_rel": [round(t - t0, 4) for t in arrivals],
+            "vmotion_rel": round(moves[vm]["stun_start"] - t0, 4),
+            "resumed_rel": round(moves[vm]["resumed"] - t0, 4),
+            "outage_s": round(_outage(arrivals, moves[vm]["stun_start"]), 3),
+            "sent": count, "delivered": len(arrivals)}
+        out["series"][vm]["outage_minus_stun_s"] = round(out["series"][vm]["outage_s"] - stun_s, 3)
+    rarps = [e for e in ctl.events() if e["event"] == "rarp" and e.get("reason") == "vmotion"]
+    out["rarp_sent_for"] = sorted({e["port"] for e in rarps})
+    q1, q2 = out["series"]["quiet1"], out["series"]["quiet2"]
+    out["verdict"] = (q1["outage_s"] < 1.0 and q2["outage_s"] >= aging * 0.5
+                      and out["rarp_sent_for"] == [_vnic("quiet1")])
+    return out
+
+
+# -- 7. multicast after vMotion --------------------------------------------------------------------
+def _uplink_ports(net: LabNetwork, host: str) -> set[str]:
+    return {naming.fabric_port(u.switch, u.port)
+            for h in net.lab.esxi_hosts if h.name == host for u in h.uplinks}
+
+
+def measure_multicast_vmotion(net: LabNetwork, work: Path, max_responses=(1.0, 3.0),
+                              pps: float = 50, stun_s: float = 0.1) -> dict:
+    """mv receives 239.2.2.2 from ext through the IGMP-snooping switch and
+    vMotions back and forth: once without the spoofed query, then with it
+    for each max response time. Before each move the guest joins afresh and
+    the switch must list the group on the VM's current host only (stale
+    memberships aged out), so no leftover entry masks an outage."""
+    ctl = net.control
+    group, port = "239.2.2.2", 5002
+    switch = net.lab.physical_switches[0]
+    # IGMPv2 in the guest (ESXi's query is v2 anyway, which puts a v3 guest in
+    # v2 mode): its pending unsolicited report is then a per-group timer the
+    # experiment can see in /proc/net/igmp, and it repeats after <= 1 s.
+    net.node("mv").cmd("sysctl -qw net.ipv4.conf.eth0.force_igmp_version=2 "
+                       "net.ipv4.conf.eth0.igmpv2_unsolicited_report_interval=1000")
+    cases = [(False, None)] + [(True, m) for m in max_responses]
+    guest_cap = ctl.tcpdump("mv", "eth0", work / "mcv-guest-igmp.pcap", bpf="igmp")
+    sender = guest_tool(net, "ext", "udp", "send", "--src", _ip(net, "ext"), "--dst", group,
+                        "--port", port, "--pps", pps, "--count", int(pps * 3600), wait=False)
+    results, here = [], "esx1"
+    try:
+        for i, (query, max_resp) in enumerate(cases):
+            out = work / f"mcv-mv-{i}.txt"
+            recv = guest_tool(net, "mv", "udp", "recv", "--bind", _ip(net, "mv"), "--group",
+                              group, "--port", port, "--out", out, wait=False)
+            try:
+                wait_ready_line(recv, "receiver on mv")
+                mine = _uplink_ports(net, here)
+                ports = lambda: {r["port"] for r in net.snooped_groups(switch.name)  # noqa: E731
+                                 if r["group"] == group}
+                wait_for(lambda: ports() and ports() <= mine, switch.igmp_aging + 15,
+                         f"{switch.name} listing {group} only on {here}'s ports")
+                # The guest has sent all its unsolicited reports for the join,
+                # so a report after the move can only come from the query.
+                wait_for(lambda: not _igmp_report_pending(net, "mv", group), 15,
+                         "mv's unsolicited IGMP reports")
+                # Delivery is flowing before the move.
+                wait_for(lambda: len(_arrivals(out)) >= 5, 10, f"{group} reaching mv")
+                first = len(_arrivals(out))
+                dest = "esx2" if here == "esx1" else "esx1"
+                move = ctl.vmotion("mv", dest, stun_s=stun_s, igmp_query=query,
+                                   max_response_s=max_resp or 10.0)
+                here = dest
+                # Until a second of stream has arrived after the move (or the
+                # switch had ample time to forget the group): an outage that
+                # never ends shows up as such in the result.
+                deadline = time.time() + switch.igmp_aging + 10
+                while time.time() < deadline and sum(
+                        t > move["resumed"] for t in _arrivals(out)) < pps:
+                    time.sleep(0.1)
+            finally:
+                stop_tool(recv)
+            arrivals = _arrivals(out)
+            results.append({"igmp_query": query, "max_response_s": max_resp, "to": dest,
+                            "stun_start": move["stun_start"], "packets_before": first,
+                            "outage_s": round(_outage(arrivals, move["stun_start"]), 3),
+                            "arrivals_rel": [round(t - move["stun_start"], 4) for t in arrivals
+                                             if t >= move["stun_start"] - 2]})
+    finally:
+        stop_tool(sender)
+        guest_cap.stop()
+    queries = [q for q in map(_igmp_query, read_pcap(work / "mcv-guest-igmp.pcap")) if q]
+    reports = [q for q in map(_igmp_report, read_pcap(work / "mcv-guest-igmp.pcap")) if q]
+    for r in results:
+        t = r.pop("stun_start")
+        q = next((q for q in queries if t <= q["t"] <= t + 5), None)
+        r["query_seen_by_guest"] = q and {k: v for k, v in q.items() if k != "t"}
+        rep = next((x for x in reports if q and x["t"] >= q["t"]), None)
+        r["report_after_query_s"] = round(rep["t"] - q["t"], 3) if q and rep else None
+    no_query = results[0]["outage_s"]
+    with_query = results[1:]
+    ok = (no_query >= switch.igmp_aging * 0.5
+          and all(r["outage_s"] <= r["max_response_s"] + stun_s + 1.0 for r in with_query)
+          and all(r["query_seen_by_guest"] for r in with_query))
+    return {"group": group, "pps": pps, "igmp_aging_s": switch.igmp_aging, "stun_s": stun_s,
+            "moves": results, "verdict": ok}
+
+
+def _igmp_report_pending(net: LabNetwork, vm: str, group: str) -> bool:
+    """Is the guest kernel's report timer for ``group`` running (/proc/net/igmp)?"""
+    want = "".join(f"{int(x):02X}" for x in reversed(group.split(".")))
+    for line in net.node(vm).cmd("cat /proc/net/igmp").splitlines():
+        fields = line.split()
+        if fields and fields[0] == want:
+            return not fields[2].startswith("0:")
+    return False
+
+
+def _igmp_report(pkt):
+    from scapy.contrib.igmp import IGMP
+    if IGMP in pkt and pkt[IGMP].type in (0x12, 0x16, 0x22):
+        return {"t": float(pkt.time)}
+    return None
+
+
+def _igmp_query(pkt):
+    from scapy.contrib.igmp import IGMP
+    from scapy.layers.inet import IP
+    if IGMP in pkt and pkt[IGMP].type == 0x11:
+        return {"t": float(pkt.time), "source_ip": pkt[IP].src, "dst": pkt[IP].dst,
+                "max_response_s": pkt[IGMP].mrcode / 10.0}
+    return None
+
+
+# -- run and plot -------------------------------------------------------------------------------
+def run(params: dict | None = None, lab_file: Path = LAB) -> dict:
+    p = {**DEFAULTS, **(params or {})}
+    t_start = time.monotonic()
+    work = RESULTS / NAME / "pcaps"
+    work.mkdir(parents=True, exist_ok=True)
+    with lab_session(lab_file) as net:
+        claims = {
+            "no_learning_unknown_unicast_not_flooded": measure_no_learning(net, work),
+            "mac_change_reject_drops": measure_mac_change(net, work, "strict"),
+            "mac_change_accept_delivers": measure_mac_change(net, work, "open"),
+            "forged_transmit_reject_drops": measure_forged(net, work, "strict"),
+            "forged_transmit_accept_delivers": measure_forged(net, work, "open"),
+            "multicast_only_to_subscribers_with_32_to_1_overlap": measure_multicast_filter(net, work),
+            "promiscuous_guest_is_monitor_port": measure_promiscuous(net, work),
+            "quiet_vm_vmotion_notify_switches": measure_quiet_vmotion(
+                net, work, p["quiet_pps"], p["quiet_after_s"], p["stun_s"]),
+            "multicast_after_vmotion_spoofed_igmp_query": measure_multicast_vmotion(
+                net, work, tuple(p["max_response_s"]), p["mcast_pps"], p["stun_s"]),
+        }
+        env = environment(net)
+    result = {"experiment": NAME, "seed": "001_d0eaf9e6ebb9b045.txt", "lab": str(lab_file.name),
+              "params": p, "environment": env, "claims": claims,
+              "verdicts": {k: bool(v["verdict"]) for k, v in claims.items()},
+              "wall_s": round(time.monotonic() - t_start, 1)}
+    write_result(NAME, result)
+    return result
+
+
+def plot(result: dict, outdir: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    palette = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+
+    quiet = result["claims"]["quiet_vm_vmotion_notify_switches"]
+    ax = axes[0]
+    bin_s = 0.5
+    for i, (vm, s) in enumerate(quiet["series"].items()):
+        arr = s["arrivals_rel"]
+        if not arr:
+            continue
+        nbins = int(max(arr) / bin_s) + 2
+        counts = [0] * nbins
+        for t in arr:
+            counts[int(t / bin_s)] += 1
+        label = f"{vm}: notify switches {'yes' if s['notify_switches'] else 'no'}" \
+                f" (outage {s['outage_s']:.2f} s)"
+        ax.step([k * bin_s for k in range(nbins)], [c / bin_s for c in counts], where="post",
+                color=palette[i], label=label)
+        ax.axvline(s["vmotion_rel"], color=palette[i], linestyle=":", linewidth=1)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("packets delivered to the VM (pkt/s)")
+    ax.set_title(f"Quiet VM vMotion (MAC aging {quiet['mac_aging_s']} s)")
+    ax.legend(fontsize=8, loc="lower right")
+
+    mc = result["claims"]["multicast_after_vmotion_spoofed_igmp_query"]
+    ax = axes[1]
+    arr = mc["arrivals_rel"]
+    if arr:
+        nbins = int(max(arr) / bin_s) + 2
+        counts = [0] * nbins
+        for t in arr:
+            counts[int(t / bin_s)] += 1
+        ax.step([k * bin_s for k in range(nbins)], [c / bin_s for c in counts], where="post",
+                color=palette[0])
+    for m in mc["moves"]:
+        label = "no query" if not m["igmp_query"] else f"query, max resp {m['max_response_s']:g} s"
+        ax.axvline(m["stun_start_rel"], color=palette[1], linestyle=":")
+        ax.text(m["stun_start_rel"], ax.get_ylim()[1] * 0.95 if ax.get_ylim()[1] else 1,
+                f" {label}", fontsize=7, rotation=90, va="top")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("multicast packets delivered (pkt/s)")
+    ax.set_title(f"Multicast across vMotions (IGMP aging {mc['igmp_aging_s']} s)")
+
+    ax = axes[2]
+    labels = ["no query"] + [f"max resp {m['max_response_s']:g} s" for m in mc["moves"][1:]]
+    values = [m["outage_s"] for m in mc["moves"]]
+    ax.bar(labels, values, color=[palette[1]] + [palette[2]] * (len(values) - 1))
+    for m, x in zip(mc["moves"][1:], range(1, len(values))):
+        ax.plot([x - 0.4, x + 0.4], [m["max_response_s"]] * 2, color="black", linewidth=1)
+    ax.set_ylabel("multicast outage after vMotion (s)")
+    ax.set_title("Outage vs spoofed IGMP query (line = max response)")
+    fig.tight_layout()
+    paths = []
+    for ext in ("png", "pdf"):
+        path = outdir / f"{NAME}.{ext}"
+        fig.savefig(path, dpi=150)
+        paths.append(path)
+    plt.close(fig)
+    return paths

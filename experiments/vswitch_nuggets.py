@@ -21,6 +21,8 @@ functions, so what the experiment reports is what the tests check.
 """
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -198,6 +200,90 @@ def measure_promiscuous(net: LabNetwork, work: Path) -> dict:
             "verdict": ok}
 
 
+# -- NIC teaming: failover, failback and notify switches ----------------------------------------
+def _is_rarp_from(mac: str):
+    from scapy.layers.l2 import Ether
+    return lambda p: Ether in p and p[Ether].src.lower() == mac and (
+        p[Ether].type == 0x8035 or bytes(p)[16:18] == b"\x80\x35")
+
+
+def _mac_port(net: LabNetwork, mac: str):
+    return next((r["port"] for r in net.mac_table("pswitch1") if r["mac"] == mac), None)
+
+
+def measure_failover(net: LabNetwork, work: Path) -> dict:
+    """Pull the cable of each esx1 uplink in turn and plug it back: the ports
+    pinned to it move to the other uplink (failback returns them); ports whose
+    port group notifies switches announce their MAC with RARP, and the
+    physical switch's MAC table follows; PG-Quiet's VM sends nothing."""
+    ctl, out = net.control, {}
+    pins = ctl.applied()["pinning"]["esx1"]
+    for vm in ("quiet1", "quiet2"):
+        mac, uplink = _mac(net, vm), pins[_vnic(vm)]
+        net.node(vm).cmd(f"ping -c1 -W1 {_ip(net, 'ext')} >/dev/null")   # switch learns it
+        cap = ctl.tcpdump("ext", "eth0", work / f"failover-{vm}.pcap")
+        before = _mac_port(net, mac)
+        t_down = time.time()
+        ctl.uplink("esx1", uplink, up=False)
+        moved = wait_for(lambda: (lambda p: p if p != uplink else None)(
+            ctl.applied().get("pinning", {}).get("esx1", {}).get(_vnic(vm))), 10,
+            f"{vm} failing over from {uplink}")
+        t_failover = time.time()
+        after_failover = _mac_port(net, mac)
+        ctl.uplink("esx1", uplink, up=True)
+        wait_for(lambda: ctl.applied()["pinning"]["esx1"][_vnic(vm)] == uplink, 10,
+                 f"{vm} failing back to {uplink}")
+        quiesce([cap.pcap])
+        rarps = count_frames(cap.stop(), _is_rarp_from(mac))
+        notify = vm == "quiet1"
+        events = [e for e in ctl.events() if e["event"] == "rarp" and e["port"] == _vnic(vm)
+                  and e["t"] >= t_down]
+        out[vm] = {"notify_switches": notify, "uplink": uplink, "failed_over_to": moved,
+                   "detect_and_repin_s": round(t_failover - t_down, 3),
+                   "switch_port_before": before, "switch_port_after_failover": after_failover,
+                   "rarps_seen_outside": rarps, "rarp_reasons": [e["reason"] for e in events]}
+    q1, q2 = out["quiet1"], out["quiet2"]
+    out["verdict"] = (q1["rarps_seen_outside"] == 2 and q1["rarp_reasons"] == ["failover", "failback"]
+                      and q1["switch_port_after_failover"] != q1["switch_port_before"]
+                      and q2["rarps_seen_outside"] == 0 and q2["rarp_reasons"] == []
+                      and q1["failed_over_to"] != q1["uplink"])
+    return out
+
+
+# -- vMotion keeps MAC, IP and TCP sessions --------------------------------------------------
+def measure_vmotion_tcp(net: LabNetwork, work: Path, seconds: float = 4.0,
+                        stun_s: float = 0.1) -> dict:
+    """A TCP transfer from ext to m3 runs while m3 vMotions to esx2 and back."""
+    ctl = net.control
+    vm_ip, port = _ip(net, "m3"), 5201
+    server = net.node("m3").popen(["iperf3", "-s", "-1", "-B", vm_ip, "-p", str(port)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "LISTEN" in net.node("m3").cmd(f"ss -Hltn 'sport = :{port}'"), 10,
+                 "iperf3 on m3")
+        client = net.node("ext").popen(
+            ["iperf3", "-c", vm_ip, "-p", str(port), "-t", str(seconds), "-J"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(seconds / 4)              # the transfer is under way (schedule, not polling)
+        there = ctl.vmotion("m3", "esx2", stun_s=stun_s)
+        time.sleep(seconds / 4)
+        back = ctl.vmotion("m3", "esx1", stun_s=stun_s)
+        out, _ = client.communicate(timeout=seconds + 30)
+    finally:
+        if server.poll() is None:
+            server.terminate()
+        server.wait(timeout=10)
+    data = json.loads(out)
+    error = data.get("error")
+    received = 0 if error else data["end"]["sum_received"]["bytes"]
+    intervals = [] if error else [round(i["sum"]["bits_per_second"] / 1e6, 3)
+                                  for i in data["intervals"]]
+    return {"seconds": seconds, "stun_s": stun_s, "moves": [there["to"], back["to"]],
+            "error": error, "bytes_received": received, "mbps_per_second": intervals,
+            "same_mac_after": net.node("m3").cmd("cat /sys/class/net/eth0/address").strip(),
+            "verdict": error is None and received > 0}
+
+
 # -- 6. vMotion of quiet VMs ---------------------------------------------------------------------
 def _arrivals(path: Path) -> list[float]:
     """Arrival times a ``udp recv`` wrote (complete lines only: it may be running)."""
@@ -264,7 +350,8 @@ def measure_quiet_vmotion(net: LabNetwork, work: Path, pps: float = 50, after_s:
             "outage_s": round(_outage(arrivals, moves[vm]["stun_start"]), 3),
             "sent": count, "delivered": len(arrivals)}
         out["series"][vm]["outage_minus_stun_s"] = round(out["series"][vm]["outage_s"] - stun_s, 3)
-    rarps = [e for e in ctl.events() if e["event"] == "rarp" and e.get("reason") == "vmotion"]
+    rarps = [e for e in ctl.events() if e["event"] == "rarp" and e.get("reason") == "vmotion"
+             and e["t"] >= t0 and e["port"] in {_vnic(vm) for vm in vms}]
     out["rarp_sent_for"] = sorted({e["port"] for e in rarps})
     q1, q2 = out["series"]["quiet1"], out["series"]["quiet2"]
     out["verdict"] = (q1["outage_s"] < 1.0 and q2["outage_s"] >= aging * 0.5
@@ -397,6 +484,8 @@ def run(params: dict | None = None, lab_file: Path = LAB) -> dict:
             "forged_transmit_accept_delivers": measure_forged(net, work, "open"),
             "multicast_only_to_subscribers_with_32_to_1_overlap": measure_multicast_filter(net, work),
             "promiscuous_guest_is_monitor_port": measure_promiscuous(net, work),
+            "failover_failback_notify_switches": measure_failover(net, work),
+            "vmotion_keeps_tcp_sessions": measure_vmotion_tcp(net, work),
             "quiet_vm_vmotion_notify_switches": measure_quiet_vmotion(
                 net, work, p["quiet_pps"], p["quiet_after_s"], p["stun_s"]),
             "multicast_after_vmotion_spoofed_igmp_query": measure_multicast_vmotion(

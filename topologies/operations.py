@@ -227,7 +227,7 @@ class LabControl:
     # -- pktcap-uw ------------------------------------------------------------------
     def capture(self, pcap: Path, *, port: Optional[str] = None, point: str = "VnicRx",
                 uplink: Optional[tuple[str, str]] = None, direction: str = "rx",
-                bpf: str = "") -> Capture:
+                bpf: str = "", extra: Optional[list[str]] = None) -> Capture:
         """Start a capture, as ``pktcap-uw`` would: ``port`` is a vNIC port
         name (``vm-eth0``) with ``point`` PortOutput or VnicRx; or ``uplink``
         is (host, vmnic) with ``direction`` rx (into the host) or tx.
@@ -248,19 +248,19 @@ class LabControl:
                 node, iface = naming.FABRIC_NODE, naming.fabric_port(up.switch, up.port)
             else:
                 raise OperationError(f"unknown direction {direction!r} (rx, tx)")
-            return self.tcpdump(node, iface, pcap, bpf, ["-Q", "in"])
+            return self.tcpdump(node, iface, pcap, bpf, ["-Q", "in", *(extra or [])])
         where = self.placement()
         if port not in where:
             raise OperationError(f"no vNIC port {port!r}")
         if point == "VnicRx":
             vm, nic = self._vm_nic_of(port)
-            return self.tcpdump(vm, nic, pcap, bpf, ["-Q", "in"])
+            return self.tcpdump(vm, nic, pcap, bpf, ["-Q", "in", *(extra or [])])
         if point != "PortOutput":
             raise OperationError(f"unknown capture point {point!r} (PortOutput, VnicRx)")
         host = where[port].host
         iface = self._open_port_output(host, port, where[port].ofport)
         on_stop = lambda: self._close_port_output(host, port, iface)  # noqa: E731
-        return self.tcpdump(host, iface, pcap, bpf, ["-Q", "in"], on_stop)
+        return self.tcpdump(host, iface, pcap, bpf, ["-Q", "in", *(extra or [])], on_stop)
 
     def _vm_nic_of(self, port: str) -> tuple[str, str]:
         for vm in self.lab.vms:
@@ -282,7 +282,7 @@ class LabControl:
                           stdout=subprocess.DEVNULL, stderr=open(err, "w"))
         wait_for(lambda: proc.poll() is not None or "listening on" in err.read_text(), 10,
                  f"tcpdump on {node}/{iface}")
-        if proc.poll() is not None:
+        if proc.poll() is not None and proc.returncode != 0:
             raise OperationError(f"tcpdump on {node}/{iface} failed: {err.read_text().strip()}")
         return Capture(proc, pcap, on_stop)
 

@@ -6,6 +6,12 @@
     vlab up LAB                bring a lab up and open the Mininet CLI
     vlab clean [--all]         remove what crashed runs left behind (ours only)
 
+On a running lab (``--run ID``; the only running lab by default):
+    vlab uplink down|up HOST VMNIC         pull or plug an uplink's cable
+    vlab vmotion VM HOST [--stun-ms N]     move a running VM to another host
+    vlab pktcap (--switchport PORT [--capture PortOutput|VnicRx] | --uplink HOST/VMNIC
+                [--dir rx|tx]) -o FILE [-c COUNT] [--seconds S]
+
 Exit codes: 0 success, 1 a verdict or check failed, 2 bad input (lab file,
 arguments, not root).
 """
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 
@@ -94,6 +101,65 @@ def cmd_clean(args) -> int:
     return EXIT_OK
 
 
+def _running_lab(args):
+    """LabControl of ``--run``, or of the only running lab."""
+    from topologies.operations import LabControl
+    from .runtime import Run, existing_runs, owner_alive
+    if args.run:
+        run = Run(args.run)
+        if not run.dir.is_dir():
+            raise UsageError(f"no run {args.run!r} under {run.dir.parent}")
+    else:
+        live = [r for r in existing_runs() if owner_alive(r)]
+        if len(live) != 1:
+            raise UsageError(f"{len(live)} labs are running ({' '.join(r.id for r in live)}); "
+                             "name one with --run")
+        run = live[0]
+    return LabControl(run.dir)
+
+
+def cmd_uplink(args) -> int:
+    _need_root()
+    ctl = _running_lab(args)
+    ctl.uplink(args.host, args.vmnic, up=args.state == "up")
+    print(f"{args.host} {args.vmnic}: cable {'plugged' if args.state == 'up' else 'pulled'}")
+    return EXIT_OK
+
+
+def cmd_vmotion(args) -> int:
+    _need_root()
+    ctl = _running_lab(args)
+    move = ctl.vmotion(args.vm, args.host, stun_s=args.stun_ms / 1000,
+                       igmp_query=not args.no_igmp_query, max_response_s=args.max_response)
+    print(f"{args.vm}: {move['from']} -> {move['to']}, stunned "
+          f"{(move['resumed'] - move['stun_start']) * 1000:.0f} ms")
+    return EXIT_OK
+
+
+def cmd_pktcap(args) -> int:
+    _need_root()
+    ctl = _running_lab(args)
+    if bool(args.switchport) == bool(args.uplink):
+        raise UsageError("give exactly one of --switchport and --uplink")
+    uplink = tuple(args.uplink.split("/", 1)) if args.uplink else None
+    if uplink is not None and len(uplink) != 2:
+        raise UsageError(f"--uplink wants HOST/VMNIC, got {args.uplink!r}")
+    cap = ctl.capture(args.outfile, port=args.switchport, point=args.capture, uplink=uplink,
+                      direction=args.dir, extra=["-c", str(args.count)] if args.count else None)
+    try:
+        cap.proc.wait(timeout=args.seconds)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        path = cap.stop()
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+class UsageError(Exception):
+    """Bad arguments for a command on a running lab (exit code 2)."""
+
+
 def _say(args, text: str) -> None:
     if not getattr(args, "quiet", False):
         print(text, flush=True)
@@ -118,6 +184,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("clean", help="remove leftovers of crashed runs (ours only)")
     p.add_argument("--all", action="store_true", help="also runs whose owner is still alive")
     p.set_defaults(func=cmd_clean)
+    p = sub.add_parser("uplink", help="pull or plug an uplink cable on a running lab")
+    p.add_argument("state", choices=["down", "up"])
+    p.add_argument("host")
+    p.add_argument("vmnic")
+    p.add_argument("--run", help="run id (default: the only running lab)")
+    p.set_defaults(func=cmd_uplink)
+    p = sub.add_parser("vmotion", help="move a running VM to another ESXi host")
+    p.add_argument("vm")
+    p.add_argument("host")
+    p.add_argument("--stun-ms", type=float, default=100.0, help="stun time (default 100 ms)")
+    p.add_argument("--no-igmp-query", action="store_true",
+                   help="do not send the guest a spoofed IGMP query after the move")
+    p.add_argument("--max-response", type=float, default=10.0,
+                   help="max response time of that query, seconds (default 10)")
+    p.add_argument("--run", help="run id (default: the only running lab)")
+    p.set_defaults(func=cmd_vmotion)
+    p = sub.add_parser("pktcap", help="capture at a vSwitch port or uplink (like pktcap-uw)")
+    p.add_argument("--switchport", help="vNIC port, e.g. vm1a-eth0")
+    p.add_argument("--capture", choices=["PortOutput", "VnicRx"], default="VnicRx")
+    p.add_argument("--uplink", help="HOST/VMNIC")
+    p.add_argument("--dir", choices=["rx", "tx"], default="rx", help="uplink direction")
+    p.add_argument("-o", "--outfile", required=True, help="pcap file to write")
+    p.add_argument("-c", "--count", type=int, default=0, help="stop after this many frames")
+    p.add_argument("--seconds", type=float, default=10.0, help="stop after this long")
+    p.add_argument("--run", help="run id (default: the only running lab)")
+    p.set_defaults(func=cmd_pktcap)
     return parser
 
 
@@ -131,9 +223,20 @@ def main(argv=None) -> int:
     except KeyError as exc:                  # unknown experiment name
         print(f"vlab: {exc.args[0]}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except UsageError as exc:
+        print(f"vlab {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except _operation_error() as exc:
+        print(f"vlab {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("vlab: interrupted; everything this run created was removed", file=sys.stderr)
         return 130
+
+
+def _operation_error():
+    from topologies.operations import OperationError
+    return OperationError
 
 
 if __name__ == "__main__":

@@ -19,3 +19,18 @@ def two_hosts():
     from experiments.common import lab_session
     with lab_session(TWO_HOSTS) as net:
         yield net
+
+
+@pytest.fixture(scope="module")
+def nuggets():
+    """The vswitch-nuggets lab (seed 001), up for the whole module."""
+    from experiments import vswitch_nuggets
+    from experiments.common import lab_session
+    with lab_session(vswitch_nuggets.LAB) as net:
+        yield net
+
+
+@pytest.fixture
+def work(tmp_path):
+    """Where a test's pcaps go (kept by pytest for a look after a failure)."""
+    return tmp_path

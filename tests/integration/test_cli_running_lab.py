@@ -1,0 +1,84 @@
+"""``vlab uplink``, ``vlab vmotion`` and ``vlab pktcap`` from a second process
+acting on a lab that another process holds (as an operator would)."""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from experiments.common import count_frames
+from tests.integration.conftest import REPO, TWO_HOSTS
+from topologies.operations import LabControl
+from vlab import naming
+from vlab.cli import main
+
+HOLD = [sys.executable, str(Path(__file__).with_name("hold_lab.py")), str(TWO_HOSTS)]
+
+
+def _wait(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def held():
+    """(run id, LabControl) of a two-hosts lab held by another process."""
+    proc = subprocess.Popen(HOLD, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("READY "), proc.stderr.read()[-2000:]
+        run_id = line.split()[1]
+        yield run_id, LabControl(Path(naming.RUN_ROOT) / run_id)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def _ping(ctl, src, dst_ip):
+    out = ctl.sh(src, f"ping -n -q -c 3 -i 0.2 -W 1 {dst_ip}", check=False)
+    return " 0 received" not in out and " received" in out
+
+
+def test_uplink_down_and_up_fails_over_and_back(held):
+    run_id, ctl = held
+    before = ctl.applied()["pinning"]["esx1"]["vm1a-eth0"]
+    assert main(["uplink", "down", "esx1", before, "--run", run_id]) == 0
+    _wait(lambda: ctl.applied()["pinning"]["esx1"]["vm1a-eth0"] != before, 10, "failover")
+    assert _ping(ctl, "vm1a", "10.10.0.12")
+    assert main(["uplink", "up", "esx1", before, "--run", run_id]) == 0
+    _wait(lambda: ctl.applied()["pinning"]["esx1"]["vm1a-eth0"] == before, 10, "failback")
+
+
+def test_vmotion_and_pktcap(held, tmp_path):
+    run_id, ctl = held
+    assert main(["vmotion", "vm1a", "esx2", "--run", run_id]) == 0
+    assert ctl.placement()["vm1a-eth0"].host == "esx2"
+    assert _ping(ctl, "vm1a", "10.10.0.12")
+    pcap = tmp_path / "vnicrx.pcap"
+    pinger = subprocess.Popen(["nsenter", "-t", str(ctl.pids["vm1a"]), "-n",
+                               "ping", "-n", "-i", "0.1", "-c", "30", "10.10.0.12"],
+                              stdout=subprocess.DEVNULL)
+    try:
+        assert main(["pktcap", "--switchport", "vm2a-eth0", "--capture", "VnicRx", "-o",
+                     str(pcap), "-c", "4", "--seconds", "10", "--run", run_id]) == 0
+    finally:
+        pinger.terminate()
+        pinger.wait()
+    assert count_frames(pcap) == 4
+    assert main(["vmotion", "vm1a", "esx1", "--run", run_id]) == 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["vmotion", "nosuchvm", "esx2"],
+    ["vmotion", "vm1a", "nosuchhost"],
+    ["uplink", "down", "esx1", "vmnic9"],
+    ["pktcap", "--switchport", "nosuch-eth0", "-o", "/tmp/x.pcap"],
+])
+def test_bad_operations_exit_2(held, argv, capsys):
+    run_id, _ = held
+    assert main(argv + ["--run", run_id]) == 2
+    assert capsys.readouterr().err.strip()

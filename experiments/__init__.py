@@ -12,7 +12,11 @@ REGISTRY = {
 }
 
 
+class UnknownExperiment(LookupError):
+    """A name on the command line that is not in REGISTRY."""
+
+
 def get(name: str):
     if name not in REGISTRY:
-        raise KeyError(f"unknown experiment {name!r}; known: {', '.join(REGISTRY)}")
+        raise UnknownExperiment(f"unknown experiment {name!r}; known: {', '.join(REGISTRY)}")
     return import_module(REGISTRY[name])

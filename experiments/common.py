@@ -95,6 +95,20 @@ def write_result(name: str, result: dict) -> Path:
     return path
 
 
+def save_figure(fig, outdir: Path, name: str) -> list[Path]:
+    """Write ``fig`` as PNG and PDF under ``outdir`` and close it."""
+    import matplotlib.pyplot as plt
+    outdir.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    paths = []
+    for ext in ("png", "pdf"):
+        path = Path(outdir) / f"{name}.{ext}"
+        fig.savefig(path, dpi=150)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
 def read_result(name: str) -> dict:
     return json.loads((RESULTS / name / "result.json").read_text())
 

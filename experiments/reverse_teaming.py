@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from experiments.common import (RESULTS, count_frames, environment, guest_tool, lab_session,
-                                quiesce, write_result)
+                                quiesce, save_figure, write_result)
 from topologies.network import LabNetwork
 from vlab import naming
 
@@ -205,11 +205,4 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     ax2.set_yticks(range(len(rows)), [f"{r}\n(seed: {seed[r] if isinstance(seed[r], str) else ('visible' if seed[r] else 'not visible')})"
                                       for r in rows], fontsize=7)
     ax2.set_title("What a promiscuous VM sees (frames seen / sent)")
-    fig.tight_layout()
-    paths = []
-    for ext in ("png", "pdf"):
-        path = outdir / f"{NAME}.{ext}"
-        fig.savefig(path, dpi=150)
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, outdir, NAME)

@@ -16,7 +16,7 @@ from vlab.lab.model import Lab
 from vlab.lab.resolve import find, switch_of_port_group
 from vlab.reachability import expected_reachability
 
-from .common import environment, iperf3, lab_session, ping_sweep
+from .common import environment, iperf3, lab_session, ping_sweep, save_figure
 
 NAME = "two-hosts"
 LAB = Path(__file__).resolve().parents[1] / "labs" / "two-hosts.yaml"
@@ -132,12 +132,4 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     scale = result["environment"]["link_scale"]
     ax2.set_title(f"(b) VM-to-VM TCP, ratio 10G/1G = {ratio:.2f}\n(link scale {scale:g})")
     ax2.legend(loc="upper left", fontsize=9)
-    fig.tight_layout()
-    outdir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "pdf"):
-        path = outdir / f"{NAME}.{ext}"
-        fig.savefig(path, dpi=150)
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, outdir, NAME)

@@ -220,8 +220,8 @@ def main(argv=None) -> int:
     except LabError as exc:
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyError as exc:                  # unknown experiment name
-        print(f"vlab: {exc.args[0]}", file=sys.stderr)
+    except _unknown_experiment() as exc:
+        print(f"vlab: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except UsageError as exc:
         print(f"vlab {args.command}: {exc}", file=sys.stderr)
@@ -232,6 +232,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("vlab: interrupted; everything this run created was removed", file=sys.stderr)
         return 130
+
+
+def _unknown_experiment():
+    from experiments import UnknownExperiment
+    return UnknownExperiment
 
 
 def _operation_error():

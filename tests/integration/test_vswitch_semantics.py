@@ -70,6 +70,7 @@ def test_quiet_vm_vmotion_notify_switches_yes_vs_no(nuggets, work):
 
 def test_multicast_after_vmotion_spoofed_igmp_query(nuggets, work):
     r = vn.measure_multicast_vmotion(nuggets, work, max_responses=(1.0,))
+    assert r["verdict"], r
     no_query, with_query = r["moves"]
     assert no_query["outage_s"] >= r["igmp_aging_s"] * 0.5, r
     assert with_query["outage_s"] <= 1.0 + r["stun_s"] + 1.0, r

@@ -180,7 +180,7 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     names = list(dup["echo_requests_seen"])
     values = [dup["echo_requests_seen"][n] for n in names]
     colors = ["#56B4E9", "#56B4E9", "#E69F00", "#009E73"]
-    ax1.bar(names, values, color=colors[:len(names)])
+    ax1.bar([n.replace(" ", "\n", 1) for n in names], values, color=colors[:len(names)])
     ax1.axhline(dup["pings"], color="black", linestyle=":", linewidth=1,
                 label=f"echo requests sent ({dup['pings']})")
     ax1.set_ylabel("echo requests to vm12 captured")

@@ -30,7 +30,6 @@ from typing import Optional
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
-from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3
 
 from vlab import control, naming
@@ -74,7 +73,8 @@ class VSwitchController(app_manager.OSKenApp):
         self._desired_mtime = 0.0
         self._observer: Optional[GuestObserver] = None
         self._guests_read = 0.0
-        hub.spawn(self._watch)
+        # A daemon thread: SIGTERM (sys.exit in the main thread) must not wait for it.
+        threading.Thread(target=self._watch, name="hostd-watch", daemon=True).start()
 
     # -- OpenFlow events ---------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -147,7 +147,7 @@ class VSwitchController(app_manager.OSKenApp):
                 return
             except Exception:
                 LOG.exception("watch loop")
-            hub.sleep(POLL_S)
+            time.sleep(POLL_S)
 
     def _poll_once(self) -> None:
         if self._observer is None:

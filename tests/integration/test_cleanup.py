@@ -92,3 +92,12 @@ def test_vlab_clean_removes_a_killed_run_and_only_that():
             proc.kill()
             proc.wait()
     assert new_since(before, snapshot()) == {}
+
+
+def test_controller_exits_cleanly_on_sigterm():
+    """Teardown ends the controller with SIGTERM, not by the SIGKILL fallback
+    (its non-daemon library threads once kept it alive for the whole grace time)."""
+    from experiments.common import lab_session
+    with lab_session(TWO_HOSTS) as net:
+        proc = net.controller_proc
+    assert proc.returncode == 0, proc.returncode

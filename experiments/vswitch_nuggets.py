@@ -530,10 +530,12 @@ def plot(result: dict, outdir: Path) -> list[Path]:
         arr = s["arrivals_rel"]
         if not arr:
             continue
-        nbins = int(max(arr) / bin_s) + 2
-        counts = [0] * nbins
+        # Whole bins only: the last, partial bin would look like an outage.
+        nbins = int(max(arr) / bin_s)
+        counts = [0] * (nbins + 1)
         for t in arr:
             counts[int(t / bin_s)] += 1
+        counts = counts[:nbins]
         label = f"{vm}: notify switches {'yes' if s['notify_switches'] else 'no'}" \
                 f" (outage {s['outage_s']:.2f} s)"
         ax.step([k * bin_s for k in range(nbins)], [c / bin_s for c in counts], where="post",

@@ -67,7 +67,9 @@ def environment(net: LabNetwork | None = None) -> dict:
     """Where and with what a result was measured."""
     git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+    # Results are outputs: a run rewriting them does not make the code dirty.
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no",
+                            "--", ".", ":(exclude)results"],
                            capture_output=True, text=True).stdout.strip()
     env = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

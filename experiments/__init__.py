@@ -9,6 +9,7 @@ REGISTRY = {
     "two-hosts": "experiments.two_hosts",
     "vswitch-nuggets": "experiments.vswitch_nuggets",
     "reverse-teaming": "experiments.reverse_teaming",
+    "vmk-egress": "experiments.vmk_egress",
 }
 
 

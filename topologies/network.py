@@ -37,6 +37,7 @@ from vlab.bindings import SwitchBinding, switch_bindings
 from vlab.lab.model import Lab
 from vlab.reachability import Endpoint, endpoints, expected_reachability
 from vlab.runtime import Run
+from vlab.vmkernel import routing_commands
 
 from .operations import LabControl
 from .ovs import OvsInstance
@@ -148,7 +149,7 @@ class LabNetwork:
     def mac_table(self, switch: str) -> list[dict]:
         """A physical switch's MAC table: [{port, vlan, mac, age}], port by name."""
         inst = self.ovs[naming.FABRIC_NODE]
-        numbers = self._port_numbers(inst, switch)
+        numbers = inst.port_names(switch)
         rows = []
         for line in inst.appctl("fdb/show", switch).splitlines()[1:]:
             port, vlan, mac, age = line.split()
@@ -159,7 +160,7 @@ class LabNetwork:
     def snooped_groups(self, switch: str) -> list[dict]:
         """A physical switch's IGMP snooping table: [{port, vlan, group, age}]."""
         inst = self.ovs[naming.FABRIC_NODE]
-        numbers = self._port_numbers(inst, switch)
+        numbers = inst.port_names(switch)
         rows = []
         for line in inst.appctl("mdb/show", switch).splitlines()[1:]:
             fields = line.split()
@@ -178,17 +179,6 @@ class LabNetwork:
             if name.startswith(f"{switch}-"):
                 counters[name] = dict(stats[1])
         return counters
-
-    @staticmethod
-    def _port_numbers(inst: OvsInstance, bridge: str) -> dict[str, str]:
-        """OpenFlow port number (as text) -> port name, for one bridge."""
-        numbers = {}
-        for line in inst.ofctl("show", bridge).splitlines():
-            line = line.strip()
-            if "(" in line and "): addr:" in line:
-                number, rest = line.split("(", 1)
-                numbers[number.strip()] = rest.split(")", 1)[0]
-        return numbers
 
     def endpoints(self) -> list[Endpoint]:
         return endpoints(self.lab)
@@ -359,7 +349,6 @@ class LabNetwork:
         inst = self.ovs[host.name] = OvsInstance(esx, self.run.dir / host.name)
         inst.start()
         mgmt_ip = self._mgmt_ip(host.name)
-        vmks = {v.name: v for v in host.vmkernel}
         for b in (b for b in self.bindings if b.host == host.name):
             br, mtu = b.bridge, b.switch.mtu
             # Secure fail mode and the controller first: no frame is switched
@@ -383,13 +372,14 @@ class LabNetwork:
             inst.vsctl(*cmds, *KEEP_QDISC_RECORD)
             for p in b.ports:
                 if p.kind == "vmk":
-                    vmk = vmks[p.name]
-                    esx.cmd(f"ethtool -K {p.name} tx off >/dev/null 2>&1; "
-                            f"ip addr add {vmk.ip} dev {p.name}; ip link set {p.name} up")
-                    if vmk.gateway and vmk.stack == "default":
-                        esx.cmd(f"ip route replace default via {vmk.gateway} dev {p.name}")
+                    esx.cmd(f"ethtool -K {p.name} tx off >/dev/null 2>&1")
                 else:
                     esx.cmd(f"ip link set {p.name} mtu {mtu} up")
+        # The VMkernel TCP/IP stacks: addresses, routing tables, rules.
+        for cmd in routing_commands(host):
+            out = esx.cmd(f"{cmd} 2>&1; echo rc=$?").strip()
+            if not out.endswith("rc=0"):
+                raise NotReady(f"{host.name}: `{cmd}` failed: {out}")
 
     # -- guests -----------------------------------------------------------------
     def _configure_guests(self) -> None:

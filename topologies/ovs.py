@@ -9,11 +9,14 @@ unix sockets in the run directory, so they work from the root namespace.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+_PORT_LINE = re.compile(r"\s*port\s+([^:]+):")
+_COUNTER = re.compile(r"(pkts|bytes|drop|errs)=(\d+|\?)")
 
 
 class OvsError(RuntimeError):
@@ -107,3 +110,34 @@ class OvsInstance:
     def flow_count(self, bridge: str) -> int:
         out = self.ofctl("dump-flows", bridge, "--no-stats")
         return sum(1 for line in out.splitlines() if "actions=" in line)
+
+    def port_names(self, bridge: str) -> dict[str, str]:
+        """OpenFlow port number (as text) -> port name, for one bridge."""
+        names = {}
+        for line in self.ofctl("show", bridge).splitlines():
+            line = line.strip()
+            if "(" in line and "): addr:" in line:
+                number, rest = line.split("(", 1)
+                names[number.strip()] = rest.split(")", 1)[0]
+        return names
+
+    def port_stats(self, bridge: str) -> dict[str, dict[str, int]]:
+        """Live per-port counters from the datapath (the database's statistics
+        column lags by seconds), keyed by port name, from the switch's view:
+        rx = into the bridge, tx = out of it."""
+        names = self.port_names(bridge)
+        stats: dict[str, dict[str, int]] = {}
+        current = None
+        for line in self.ofctl("dump-ports", bridge).splitlines():
+            m = _PORT_LINE.match(line)
+            if m:
+                current = names.get(m.group(1).strip(), m.group(1).strip())
+                stats[current] = {}
+                line = line[m.end():]
+            direction = "rx" if " rx " in f" {line} " else "tx" if " tx " in f" {line} " else None
+            if current is None or direction is None:
+                continue
+            for key, value in _COUNTER.findall(line):
+                if value.isdigit():
+                    stats[current][f"{direction}_{key}"] = int(value)
+        return stats

@@ -11,6 +11,7 @@ On a running lab (``--run ID``; the only running lab by default):
     vlab vmotion VM HOST [--stun-ms N]     move a running VM to another host
     vlab pktcap (--switchport PORT [--capture PortOutput|VnicRx] | --uplink HOST/VMNIC
                 [--dir rx|tx]) -o FILE [-c COUNT] [--seconds S]
+    vlab esxtop HOST [--interval S] [--count N]   esxtop's network screen
 
 Exit codes: 0 success, 1 a verdict or check failed, 2 bad input (lab file,
 arguments, not root).
@@ -156,6 +157,24 @@ def cmd_pktcap(args) -> int:
     return EXIT_OK
 
 
+def cmd_esxtop(args) -> int:
+    _need_root()
+    from topologies import esxtop
+    ctl = _running_lab(args)
+    ctl.esxi(args.host)
+    before = esxtop.sample(ctl, args.host)
+    shown = 0
+    while args.count == 0 or shown < args.count:
+        time.sleep(args.interval)            # esxtop's refresh period
+        after = esxtop.sample(ctl, args.host)
+        if sys.stdout.isatty():
+            print("\033[2J\033[H", end="")
+        print(f"{time.strftime('%H:%M:%S')}  {args.host}  interval {args.interval:g} s")
+        print(esxtop.format_table(esxtop.rates(before, after)), flush=True)
+        before, shown = after, shown + 1
+    return EXIT_OK
+
+
 class UsageError(Exception):
     """Bad arguments for a command on a running lab (exit code 2)."""
 
@@ -210,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=10.0, help="stop after this long")
     p.add_argument("--run", help="run id (default: the only running lab)")
     p.set_defaults(func=cmd_pktcap)
+    p = sub.add_parser("esxtop", help="per-port packet and bit rates of an ESXi host")
+    p.add_argument("host")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between samples")
+    p.add_argument("--count", type=int, default=0, help="screens to print (0: until Ctrl-C)")
+    p.add_argument("--run", help="run id (default: the only running lab)")
+    p.set_defaults(func=cmd_esxtop)
     return parser
 
 

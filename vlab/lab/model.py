@@ -210,6 +210,9 @@ class EsxiHost(LabModel):
     vswitches: tuple[StandardSwitch, ...] = ()
     distributed_switches: tuple[DistributedSwitchMember, ...] = ()
     vmkernel: tuple[VmkernelAdapter, ...] = ()
+    # How the default TCP/IP stack picks a reply's vmk: by destination (ESXi's
+    # routing table) or strictly by source address (policy routing).
+    egress: Literal["destination", "source"] = "destination"
 
 
 class Vnic(LabModel):

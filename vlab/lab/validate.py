@@ -220,6 +220,15 @@ def _checks(lab: Lab) -> Iterator[Problem]:
                 yield f"{vbase}.port_group", "a VMkernel adapter cannot use a VLAN 4095 (trunk) port group"
             yield from unique_addr(vmk.mac, vmk.ip, vbase)
             yield from _gateway(vmk.ip, vmk.gateway, f"{vbase}.gateway")
+        gateway_of: dict[str, str] = {}
+        for j, vmk in enumerate(host.vmkernel):
+            if vmk.gateway is None:
+                continue
+            if vmk.stack in gateway_of:
+                yield (f"{base}.vmkernel[{j}].gateway",
+                       f"the {vmk.stack} TCP/IP stack already has its default gateway on "
+                       f"{gateway_of[vmk.stack]}")
+            gateway_of.setdefault(vmk.stack, vmk.name)
 
     # --- VMs -----------------------------------------------------------------
     for i, vm in enumerate(lab.vms):

@@ -1,0 +1,234 @@
+"""Experiment ``vmk-egress``: seed 000 (NBD backup traffic and vmknic egress).
+
+A backup node (Rubrik, 172.17.28.12/22 behind a router) opens TCP to the
+host's management vmk0 (172.17.4.102:902) and pulls a fixed amount of virtual
+disk data (``experiments/tools/nbd.py``), in three labs:
+
+* A   ``labs/vmk-egress-a.yaml``    only vmk0 (1 GbE active, 10 GbE unused);
+* B   ``labs/vmk-egress-b.yaml``    plus vmk4 in 172.17.28.0/22 on VLAN 28
+                                    (10 GbE active, 1 GbE unused);
+* src ``labs/vmk-egress-src.yaml``  B with strict source-based egress.
+
+Measured in each: bytes and integrity (no reset), throughput, the data
+packets each uplink transmitted (pcaps at the physical switch ports: their
+source IP and source MAC tell which vmk sent them), and esxtop samples of
+every port. Verdicts: the session stays intact everywhere; in B the replies
+carry 172.17.4.102 yet leave through vmk4 and the 10 GbE uplinks; in B vmk0's
+PKTRX/s tracks vmk4's PKTTX/s; throughput B/A is about the 10 GbE/1 GbE
+ratio; with source-based egress the replies stay on vmk0 and 1 GbE.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+from experiments.common import (RESULTS, environment, guest_tool, lab_session, quiesce,
+                                read_pcap, save_figure, stop_tool, wait_ready_line,
+                                write_result)
+from topologies import esxtop
+from topologies.network import LabNetwork
+
+NAME = "vmk-egress"
+LABS = Path(__file__).resolve().parents[1] / "labs"
+CASES = {"A": LABS / "vmk-egress-a.yaml", "B": LABS / "vmk-egress-b.yaml",
+         "src": LABS / "vmk-egress-src.yaml"}
+HOST, VMK0_IP, PORT = "esx1", "172.17.4.102", 902
+DEFAULTS = {"bytes": 20_000_000, "second_node_bytes": 5_000_000, "sample_s": 0.25}
+
+
+def _vmk_macs(net: LabNetwork) -> dict[str, str]:
+    """Source MAC -> vmk name, from the running bridge."""
+    b = next(b for b in net.bindings if b.host == HOST)
+    return {p.mac.lower(): p.name for p in b.ports if p.kind == "vmk"}
+
+
+def _data_packets(pcap: Path) -> list:
+    from scapy.layers.inet import IP, TCP
+    return [p for p in read_pcap(pcap)
+            if IP in p and TCP in p and p[TCP].sport == PORT and len(p[TCP].payload) > 0]
+
+
+def _resets(pcap: Path) -> int:
+    from scapy.layers.inet import TCP
+    return sum(1 for p in read_pcap(pcap) if TCP in p and p[TCP].flags & 0x04)
+
+
+def measure_transfer(net: LabNetwork, work: Path, client: str, nbytes: int,
+                     sample_s: float = 0.25) -> dict:
+    """One NBD read from ``client`` to vmk0:902, with uplink pcaps and esxtop."""
+    ctl = net.control
+    uplinks = [u.name for h in net.lab.esxi_hosts if h.name == HOST for u in h.uplinks]
+    macs = _vmk_macs(net)
+    server = guest_tool(net, HOST, "nbd", "serve", "--bind", VMK0_IP, "--port", PORT, wait=False)
+    caps = {}
+    try:
+        wait_ready_line(server, "NBD server on vmk0")
+        caps = {u: ctl.capture(work / f"{net.lab.name}-{client}-{u}.pcap", uplink=(HOST, u),
+                               direction="tx", bpf=f"tcp port {PORT}", extra=["-s", "96"])
+                for u in uplinks}
+        samples = [esxtop.sample(ctl, HOST)]
+        reader = guest_tool(net, client, "nbd", "read", "--server", VMK0_IP, "--port", PORT,
+                            "--bytes", nbytes, wait=False)
+        while reader.poll() is None:
+            time.sleep(sample_s)             # esxtop's sampling period
+            samples.append(esxtop.sample(ctl, HOST))
+        out, err = reader.communicate()
+        if reader.returncode != 0:
+            raise RuntimeError(f"nbd read on {client} failed: {err[-500:]}")
+        transfer = json.loads(out)
+    finally:
+        quiesce([c.pcap for c in caps.values()])
+        pcaps = {u: c.stop() for u, c in caps.items()}
+        stop_tool(server)
+    per_uplink, sources, senders, resets = {}, set(), {}, 0
+    for u, pcap in pcaps.items():
+        data = _data_packets(pcap)
+        per_uplink[u] = len(data)
+        resets += _resets(pcap)
+        for p in data:
+            sources.add(p["IP"].src)
+            vmk = macs.get(p.src.lower(), p.src.lower())
+            senders[vmk] = senders.get(vmk, 0) + 1
+        pcap.unlink()                        # counted; the bulk pcaps are not kept
+    series = [esxtop.rates(a, b) for a, b in zip(samples, samples[1:])]
+    return {"client": client, "transfer": transfer, "data_packets_per_uplink": per_uplink,
+            "reply_source_ips": sorted(sources), "reply_sender_vmk": senders,
+            "resets_seen": resets, "esxtop": _series(series, samples[0].t)}
+
+
+def _series(series: list[list[dict]], t0: float) -> dict:
+    """Per port: the esxtop columns over time (one entry per interval)."""
+    out: dict[str, dict[str, list]] = {}
+    for i, rows in enumerate(series):
+        for r in rows:
+            port = out.setdefault(r["USED-BY"], {"TEAM-PNIC": r["TEAM-PNIC"], "t": []})
+            port["t"].append(i)
+            for col in ("PKTTX/s", "MbTX/s", "PKTRX/s", "MbRX/s", "%DRPTX", "%DRPRX"):
+                port.setdefault(col, []).append(r[col])
+    return out
+
+
+def _busy_mean(values: list[float], floor: float) -> float:
+    busy = [v for v in values if v >= floor]
+    return round(statistics.mean(busy), 1) if busy else 0.0
+
+
+def run(params: dict | None = None) -> dict:
+    p = {**DEFAULTS, **(params or {})}
+    t0 = time.monotonic()
+    work = RESULTS / NAME / "pcaps"
+    work.mkdir(parents=True, exist_ok=True)
+    cases, env = {}, {}
+    for case, lab in CASES.items():
+        with lab_session(lab) as net:
+            cases[case] = {"lab": lab.name,
+                           "transfers": [measure_transfer(net, work, "rubrik1", p["bytes"],
+                                                          p["sample_s"])]}
+            if case == "B":
+                cases[case]["transfers"].append(measure_transfer(
+                    net, work, "rubrik2", p["second_node_bytes"], p["sample_s"]))
+                # The same read with the backup node ACKing every segment
+                # (quickack on its route back to vmk0) instead of every second.
+                net.node("rubrik1").cmd("ip route change default via 172.17.28.1 quickack 1")
+                quick = measure_transfer(net, work, "rubrik1", p["bytes"], p["sample_s"])
+                quick["receiver"] = "quickack"
+                cases[case]["transfers"].append(quick)
+            env = environment(net)
+    result = {"experiment": NAME, "seed": "000_9aff30999f83c9dc.txt", "params": p,
+              "environment": env, "cases": cases}
+    result["summary"], result["verdicts"] = _verdicts(cases)
+    result["wall_s"] = round(time.monotonic() - t0, 1)
+    write_result(NAME, result)
+    return result
+
+
+def _verdicts(cases: dict) -> tuple[dict, dict]:
+    first = {c: v["transfers"][0] for c, v in cases.items()}
+    mbps = {c: t["transfer"]["mbps"] for c, t in first.items()}
+    ratio = mbps["B"] / mbps["A"] if mbps["A"] else float("inf")
+    b = first["B"]["esxtop"]
+    vmk0_rx = _busy_mean(b["vmk0"]["PKTRX/s"], 50)
+    vmk4_tx = _busy_mean(b["vmk4"]["PKTTX/s"], 50)
+    rx_tx = vmk0_rx / vmk4_tx if vmk4_tx else 0.0
+    quick = next(t for t in cases["B"]["transfers"] if t.get("receiver") == "quickack")["esxtop"]
+    q_tx = _busy_mean(quick["vmk4"]["PKTTX/s"], 50)
+    q_rx_tx = _busy_mean(quick["vmk0"]["PKTRX/s"], 50) / q_tx if q_tx else 0.0
+    ten, one = ("vmnic2", "vmnic3"), ("vmnic0", "vmnic1")
+
+    def carried_by(t, uplinks):
+        return sum(n for u, n in t["data_packets_per_uplink"].items() if u in uplinks)
+
+    b_ok = all(carried_by(t, ten) > 0 and carried_by(t, one) == 0
+               and t["reply_source_ips"] == [VMK0_IP] and set(t["reply_sender_vmk"]) == {"vmk4"}
+               for t in cases["B"]["transfers"])
+    src = first["src"]
+    summary = {"mbps": mbps, "ratio_B_over_A": round(ratio, 2),
+               "vmk0_pktrx_per_s": vmk0_rx, "vmk4_pkttx_per_s": vmk4_tx,
+               "vmk0_rx_over_vmk4_tx": round(rx_tx, 2),
+               "vmk0_rx_over_vmk4_tx_quickack": round(q_rx_tx, 2)}
+    verdicts = {
+        "session_intact_in_every_case": all(
+            t["transfer"]["intact"] and t["transfer"]["end"] == "eof" and t["resets_seen"] == 0
+            for c in cases.values() for t in c["transfers"]),
+        "B_replies_from_vmk0_ip_leave_by_vmk4_on_10gbe": b_ok,
+        # vmk0 receives the ACK stream of vmk4's data: one ACK per two
+        # segments by default (Linux delayed ACK, ratio ~0.5), about one per
+        # segment when the receiver ACKs every segment (the seed's "roughly
+        # the same amount").
+        "B_vmk0_pktrx_tracks_vmk4_pkttx": 0.4 <= rx_tx <= 0.6 and 0.8 <= q_rx_tx <= 1.25,
+        "throughput_B_over_A_about_10": 8.0 <= ratio <= 12.0,
+        "source_egress_keeps_replies_on_vmk0_1gbe": (
+            carried_by(src, one) > 0 and carried_by(src, ten) == 0
+            and set(src["reply_sender_vmk"]) == {"vmk0"}
+            and 0.8 <= mbps["src"] / mbps["A"] <= 1.25),
+    }
+    return summary, verdicts
+
+
+def plot(result: dict, outdir: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    palette = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9"]
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2))
+    cases = result["cases"]
+    names = {"A": "A: vmk0 only", "B": "B: + vmk4 (VLAN 28)", "src": "B, source egress"}
+    mbps = result["summary"]["mbps"]
+    ax1.bar([names[c] for c in mbps], list(mbps.values()), color=palette[:len(mbps)])
+    ax1.set_ylabel("NBD read throughput (Mbit/s)")
+    ax1.set_title(f"Backup read from vmk0:902, B/A = {result['summary']['ratio_B_over_A']:.2f}")
+    ax1.tick_params(axis="x", labelsize=8)
+
+    b = cases["B"]["transfers"][0]["esxtop"]
+    dt = result["params"]["sample_s"]
+    for i, (port, col, label) in enumerate((("vmk0", "PKTRX/s", "vmk0 PKTRX/s"),
+                                            ("vmk4", "PKTTX/s", "vmk4 PKTTX/s"),
+                                            ("vmk0", "PKTTX/s", "vmk0 PKTTX/s"))):
+        series = b.get(port, {}).get(col, [])
+        ax2.plot([k * dt for k in range(len(series))], series, color=palette[i], label=label,
+                 marker="o", markersize=3)
+    quick = next((t for t in cases["B"]["transfers"] if t.get("receiver") == "quickack"), None)
+    if quick:
+        series = quick["esxtop"].get("vmk0", {}).get("PKTRX/s", [])
+        ax2.plot([k * dt for k in range(len(series))], series, color=palette[3], linestyle="--",
+                 label="vmk0 PKTRX/s, receiver ACKs every segment")
+    ax2.set_xlabel("time (s)")
+    ax2.set_ylabel("packets per second")
+    ax2.set_title("Case B, esxtop: vmk0 receives, vmk4 transmits")
+    ax2.legend(fontsize=8)
+
+    uplinks = sorted({u for c in cases.values() for u in c["transfers"][0]["data_packets_per_uplink"]})
+    width = 0.8 / len(cases)
+    for i, (case, c) in enumerate(cases.items()):
+        counts = c["transfers"][0]["data_packets_per_uplink"]
+        ax3.bar([j + i * width for j in range(len(uplinks))], [counts.get(u, 0) for u in uplinks],
+                width=width, color=palette[i], label=names[case])
+    ax3.set_xticks([j + width * (len(cases) - 1) / 2 for j in range(len(uplinks))],
+                   [f"{u}\n({'10' if u in ('vmnic2', 'vmnic3') else '1'} GbE)" for u in uplinks])
+    ax3.set_ylabel("NBD data packets sent (uplink pcaps)")
+    ax3.set_title("Which uplinks carry the replies")
+    ax3.legend(fontsize=8)
+    return save_figure(fig, outdir, NAME)

@@ -1,0 +1,58 @@
+"""VMkernel egress selection, custom TCP/IP stacks and esxtop counters with
+real TCP and pcaps at the physical switch ports (seed 000)."""
+from pathlib import Path
+
+import pytest
+
+from experiments import vmk_egress as ve
+from experiments.common import count_frames, lab_session
+
+STACKS = Path(__file__).with_name("labs") / "stacks.yaml"
+
+
+@pytest.fixture(scope="module")
+def case_b():
+    with lab_session(ve.CASES["B"]) as net:
+        yield net
+
+
+def test_reply_leaves_by_the_destination_vmk_with_the_source_it_was_asked_on(case_b, work):
+    t = ve.measure_transfer(case_b, work, "rubrik2", 2_000_000)
+    assert t["transfer"]["intact"] and t["transfer"]["end"] == "eof" and t["resets_seen"] == 0, t
+    up = t["data_packets_per_uplink"]
+    assert up["vmnic0"] == up["vmnic1"] == 0 and up["vmnic2"] + up["vmnic3"] > 0, up
+    assert t["reply_source_ips"] == [ve.VMK0_IP] and set(t["reply_sender_vmk"]) == {"vmk4"}, t
+
+
+def test_esxtop_shows_vmk4_transmitting_and_vmk0_receiving(case_b, work):
+    t = ve.measure_transfer(case_b, work, "rubrik1", 4_000_000)
+    top = t["esxtop"]
+    assert max(top["vmk4"]["PKTTX/s"]) > 1000 and max(top["vmk4"]["PKTRX/s"]) < 100, top["vmk4"]
+    assert max(top["vmk0"]["PKTRX/s"]) > 500 and max(top["vmk0"]["PKTTX/s"]) < 100, top["vmk0"]
+    pinned = top["vmk4"]["TEAM-PNIC"]
+    assert pinned in ("vmnic2", "vmnic3") and max(top[pinned]["PKTTX/s"]) > 1000, top[pinned]
+
+
+def test_source_based_egress_keeps_replies_on_vmk0(work):
+    with lab_session(ve.CASES["src"]) as net:
+        t = ve.measure_transfer(net, work, "rubrik1", 1_000_000)
+    up = t["data_packets_per_uplink"]
+    assert up["vmnic2"] == up["vmnic3"] == 0 and up["vmnic0"] + up["vmnic1"] > 0, up
+    assert set(t["reply_sender_vmk"]) == {"vmk0"} and t["transfer"]["intact"], t
+
+
+def test_custom_stack_has_its_own_routes_and_gateway(work):
+    with lab_session(STACKS) as net:
+        esx = net.node("esx1")
+        assert "via 10.50.0.1 dev vmk1" in esx.cmd("ip route get 192.0.2.1 from 10.50.0.11")
+        assert "via 172.17.4.1 dev vmk0" in esx.cmd("ip route get 192.0.2.1")
+        # The default stack has no route into the vMotion subnet.
+        assert "dev vmk1" not in esx.cmd("ip route get 10.50.0.99")
+        cap = net.control.tcpdump("gw50", "eth0", work / "vmotion.pcap", bpf="icmp")
+        ok = esx.cmd("ping -n -c 2 -W 1 -I 10.50.0.11 10.50.0.1 >/dev/null; echo rc=$?")
+        blocked = esx.cmd("ping -n -c 1 -W 1 -I 172.17.4.102 10.50.0.1 >/dev/null; echo rc=$?")
+        pcap = cap.stop()
+    assert ok.strip().endswith("rc=0") and not blocked.strip().endswith("rc=0")
+    from scapy.layers.inet import IP
+    assert count_frames(pcap, lambda p: IP in p and p[IP].src == "10.50.0.11") >= 2
+    assert count_frames(pcap, lambda p: IP in p and p[IP].src == "172.17.4.102") == 0

@@ -82,3 +82,16 @@ def test_bad_operations_exit_2(held, argv, capsys):
     run_id, _ = held
     assert main(argv + ["--run", run_id]) == 2
     assert capsys.readouterr().err.strip()
+
+
+def test_esxtop_prints_every_port_with_its_team_pnic(held, capsys):
+    run_id, ctl = held
+    capsys.readouterr()
+    assert main(["esxtop", "esx1", "--interval", "0.3", "--count", "1", "--run", run_id]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "PKTTX/s" in line)
+    for column in ("PORT-ID", "USED-BY", "TEAM-PNIC", "MbTX/s", "PKTRX/s", "%DRPTX", "%DRPRX"):
+        assert column in header
+    rows = {line.split()[1]: line.split() for line in out.splitlines()[2:] if line.strip()}
+    assert {"vmnic0", "vmnic1", "vmnic2", "vmnic3", "vmk0", "vm1a", "vm1b"} <= set(rows), out
+    assert rows["vmk0"][2] == ctl.applied()["pinning"]["esx1"]["vmk0"]

@@ -105,7 +105,8 @@ def save_figure(fig, outdir: Path, name: str) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         path = Path(outdir) / f"{name}.{ext}"
-        fig.savefig(path, dpi=150)
+        # No creation date in the PDF: redrawing from the same JSON gives the same file.
+        fig.savefig(path, dpi=150, metadata={"CreationDate": None} if ext == "pdf" else None)
         paths.append(path)
     plt.close(fig)
     return paths

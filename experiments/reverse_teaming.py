@@ -206,3 +206,19 @@ def plot(result: dict, outdir: Path) -> list[Path]:
                                       for r in rows], fontsize=7)
     ax2.set_title("What a promiscuous VM sees (frames seen / sent)")
     return save_figure(fig, outdir, NAME)
+
+
+# One-line measured values for results/REPORT.md (experiments.report).
+MEASURED = {
+    "portoutput_duplicates_vnicrx_none": lambda r: (
+        "{PortOutput} at PortOutput, {VnicRx} at VnicRx for {n} echo requests".format(
+            n=r["claims"]["portoutput_duplicates_vnicrx_none"]["pings"],
+            **r["claims"]["portoutput_duplicates_vnicrx_none"]["echo_requests_seen"])),
+    "promiscuous_visibility_table": lambda r: "; ".join(
+        "spy on {u}: {rows}".format(
+            u=a["spy_uplink"],
+            rows=", ".join(f"{row.split(' ')[0]}->{row.split(' ')[-1]} "
+                           f"{cell['seen_by_spy']}/{cell['frames']}"
+                           for row, cell in a["rows"].items()))
+        for a in r["claims"]["promiscuous_visibility_table"]["assignments"]),
+}

@@ -133,3 +133,11 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     ax2.set_title(f"(b) VM-to-VM TCP, ratio 10G/1G = {ratio:.2f}\n(link scale {scale:g})")
     ax2.legend(loc="upper left", fontsize=9)
     return save_figure(fig, outdir, NAME)
+
+
+# One-line measured values for results/REPORT.md (experiments.report).
+MEASURED = {
+    "reachability_matches_design": lambda r: "{} mismatches".format(
+        len(r["summary"]["reachability_mismatches"])),
+    "throughput_ratio_about_10": lambda r: "ratio {:.2f}".format(r["summary"]["ratio_10g_1g"]),
+}

@@ -232,3 +232,26 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     ax3.set_title("Which uplinks carry the replies")
     ax3.legend(fontsize=8)
     return save_figure(fig, outdir, NAME)
+
+
+# One-line measured values for results/REPORT.md (experiments.report).
+MEASURED = {
+    "session_intact_in_every_case": lambda r: "all bytes verified, 0 resets in {} transfers"
+        .format(sum(len(c["transfers"]) for c in r["cases"].values())),
+    "B_replies_from_vmk0_ip_leave_by_vmk4_on_10gbe": lambda r: (
+        "case B: {} data packets, all on {}, source {}, sent by {}".format(
+            sum(r["cases"]["B"]["transfers"][0]["data_packets_per_uplink"].values()),
+            "/".join(u for u, n in r["cases"]["B"]["transfers"][0]["data_packets_per_uplink"]
+                     .items() if n),
+            ", ".join(r["cases"]["B"]["transfers"][0]["reply_source_ips"]),
+            ", ".join(r["cases"]["B"]["transfers"][0]["reply_sender_vmk"]))),
+    "B_vmk0_pktrx_tracks_vmk4_pkttx": lambda r: (
+        "vmk0 PKTRX/s {vmk0_pktrx_per_s:.0f} vs vmk4 PKTTX/s {vmk4_pkttx_per_s:.0f} "
+        "(ratio {vmk0_rx_over_vmk4_tx}; {vmk0_rx_over_vmk4_tx_quickack} when the receiver "
+        "ACKs every segment)".format(**r["summary"])),
+    "throughput_B_over_A_about_10": lambda r: "A {A:.1f} Mbit/s, B {B:.1f} Mbit/s".format(
+        **r["summary"]["mbps"]) + f", ratio {r['summary']['ratio_B_over_A']}",
+    "source_egress_keeps_replies_on_vmk0_1gbe": lambda r: "{:.1f} Mbit/s, replies by {}".format(
+        r["summary"]["mbps"]["src"], ", ".join(r["cases"]["src"]["transfers"][0]
+                                                ["reply_sender_vmk"])),
+}

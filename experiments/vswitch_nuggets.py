@@ -579,3 +579,57 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     ax.set_title("Multicast outage vs spoofed IGMP query")
     ax.legend(fontsize=8)
     return save_figure(fig, outdir, NAME)
+
+
+# One-line measured values for results/REPORT.md (experiments.report).
+def _c(r, key):
+    return r["claims"][key]
+
+
+MEASURED = {
+    "no_learning_unknown_unicast_not_flooded": lambda r: (
+        "{left_by_pinned_uplink}/{sent} out of the pinned uplink, {others} at other VMs, "
+        "{vswitch_mac_table_entries} MAC-table entries".format(
+            others=sum(_c(r, "no_learning_unknown_unicast_not_flooded")
+                       ["received_by_other_vms"].values()),
+            **_c(r, "no_learning_unknown_unicast_not_flooded"))),
+    "mac_change_reject_drops": lambda r: (
+        "{delivered_to_new_mac}/{sent_each} to the new MAC, "
+        "{delivered_to_configured_mac_while_changed}/{sent_each} to the old one, "
+        "{delivered_after_change_back}/{sent_each} after changing back".format(
+            **_c(r, "mac_change_reject_drops"))),
+    "mac_change_accept_delivers": lambda r: "{delivered_to_new_mac}/{sent_each} to the new MAC"
+        .format(**_c(r, "mac_change_accept_delivers")),
+    "forged_transmit_reject_drops": lambda r: "{forged_received_outside}/{sent_each} forged "
+        "frames seen outside".format(**_c(r, "forged_transmit_reject_drops")),
+    "forged_transmit_accept_delivers": lambda r: "{forged_received_outside}/{sent_each} forged "
+        "frames seen outside".format(**_c(r, "forged_transmit_accept_delivers")),
+    "multicast_only_to_subscribers_with_32_to_1_overlap": lambda r: (
+        "at the vNIC: joined {m1}, overlap {m2}, none {m3} (of {n}); overlap VM's "
+        "application {app}".format(
+            n=_c(r, "multicast_only_to_subscribers_with_32_to_1_overlap")["sent"],
+            app=_c(r, "multicast_only_to_subscribers_with_32_to_1_overlap")
+            ["received_by_application"]["m2"],
+            **_c(r, "multicast_only_to_subscribers_with_32_to_1_overlap")["delivered_to_vnic"])),
+    "promiscuous_guest_is_monitor_port": lambda r: (
+        "spy saw {guest_not_promiscuous} before, {guest_promiscuous} after the guest's "
+        "promisc on".format(**_c(r, "promiscuous_guest_is_monitor_port")["seen_by_spy"])),
+    "failover_failback_notify_switches": lambda r: (
+        "re-pinned in {t:.0f} ms; RARPs {a} (notify yes) vs {b} (no)".format(
+            t=1000 * _c(r, "failover_failback_notify_switches")["quiet1"]["detect_and_repin_s"],
+            a=_c(r, "failover_failback_notify_switches")["quiet1"]["rarps_seen_outside"],
+            b=_c(r, "failover_failback_notify_switches")["quiet2"]["rarps_seen_outside"])),
+    "vmotion_keeps_tcp_sessions": lambda r: "{:.1f} MB through two vMotions, no error".format(
+        _c(r, "vmotion_keeps_tcp_sessions")["bytes_received"] / 1e6),
+    "quiet_vm_vmotion_notify_switches": lambda r: (
+        "time without delivery {a:.2f} s with notify, {b:.1f} s without (MAC aging {m} s)"
+        .format(a=_c(r, "quiet_vm_vmotion_notify_switches")["series"]["quiet1"]["outage_s"],
+                b=_c(r, "quiet_vm_vmotion_notify_switches")["series"]["quiet2"]["outage_s"],
+                m=_c(r, "quiet_vm_vmotion_notify_switches")["mac_aging_s"])),
+    "multicast_after_vmotion_spoofed_igmp_query": lambda r: (
+        "outage {none:.1f} s without the query; with it ".format(
+            none=_c(r, "multicast_after_vmotion_spoofed_igmp_query")["moves"][0]["outage_s"])
+        + ", ".join(f"{m['outage_s']:.2f} s (max resp {m['max_response_s']:g} s)"
+                    for m in _c(r, "multicast_after_vmotion_spoofed_igmp_query")["moves"][1:])
+        + "; query source 0.0.0.0"),
+}

@@ -2,7 +2,7 @@
 
     vlab check LAB...          validate lab files (no root needed)
     vlab run [EXPERIMENT...]   run experiments (all by default), write results/ and figures
-    vlab plot [EXPERIMENT...]  redraw figures from results/<experiment>/result.json
+    vlab plot [EXPERIMENT...]  redraw figures and results/REPORT.md from the stored JSON
     vlab up LAB                bring a lab up and open the Mininet CLI
     vlab clean [--all]         remove what crashed runs left behind (ours only)
 
@@ -65,6 +65,8 @@ def cmd_run(args) -> int:
                    f"({time.monotonic() - t0:.0f}s)")
         if not all(verdicts.values()):
             failed.append(name)
+    from experiments import report
+    _say(args, f"wrote {report.write(RESULTS)}")
     if failed:
         print(f"vlab run: verdicts failed in: {', '.join(failed)}", file=sys.stderr)
         return EXIT_FAILED
@@ -80,6 +82,8 @@ def cmd_plot(args) -> int:
         module = experiments.get(name)
         for path in module.plot(read_result(name), RESULTS / name):
             print(path)
+    from experiments import report
+    print(report.write(RESULTS))
     return EXIT_OK
 
 

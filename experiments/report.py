@@ -1,0 +1,159 @@
+"""``results/REPORT.md``: every claim of every seed, what was measured, and
+whether it held, generated from the result JSON files alone.
+
+Each claim is listed once, in the seed's own order. A claim an experiment
+measures shows the measured value (the experiment's ``MEASURED[claim]``
+renders it from its JSON) and its verdict: reproduced / not reproduced. A
+claim no experiment measures yet says so, with the issue that will; a claim
+this machine cannot emulate says why. Nothing here is typed in by hand but
+the claims' wording.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import REGISTRY, get
+
+# (seed file, title, [(claim in one line, experiment, verdict key)]).
+# experiment None: not measured yet; the key then names the issue that will.
+SEEDS = [
+    ("platform", "the testbed's own checks (no seed)", [
+        ("Who reaches whom equals what the port group / VLAN design allows", "two-hosts",
+         "reachability_matches_design"),
+        ("VM-to-VM TCP on a 10 GbE team is ~10x a 1 GbE team (link shaping holds)", "two-hosts",
+         "throughput_ratio_about_10"),
+    ]),
+    ("000_9aff30999f83c9dc.txt", "vmknic egress for NBD backup traffic", [
+        ("The TCP session to vmk0:902 stays intact when replies leave by another vmk",
+         "vmk-egress", "session_intact_in_every_case"),
+        ("With vmk4 in the backup subnet, replies keep vmk0's source IP but leave by vmk4 "
+         "and the 10 GbE uplinks", "vmk-egress", "B_replies_from_vmk0_ip_leave_by_vmk4_on_10gbe"),
+        ("esxtop: vmk0 PKTRX/s about equals vmk4 PKTTX/s", "vmk-egress",
+         "B_vmk0_pktrx_tracks_vmk4_pkttx"),
+        ("The backup then runs at 10 GbE instead of 1 GbE speed", "vmk-egress",
+         "throughput_B_over_A_about_10"),
+        ("(contrast) Strict source-based egress keeps replies on vmk0 and 1 GbE", "vmk-egress",
+         "source_egress_keeps_replies_on_vmk0_1gbe"),
+    ]),
+    ("001_d0eaf9e6ebb9b045.txt", "vSwitch nuggets for network admins", [
+        ("No L2 learning: unknown unicast reaches no other VM", "vswitch-nuggets",
+         "no_learning_unknown_unicast_not_flooded"),
+        ("MAC address changes = reject: frames to a guest that changed its MAC are dropped",
+         "vswitch-nuggets", "mac_change_reject_drops"),
+        ("MAC address changes = accept: frames reach the new MAC", "vswitch-nuggets",
+         "mac_change_accept_delivers"),
+        ("Forged transmits = reject: frames with another source MAC are dropped",
+         "vswitch-nuggets", "forged_transmit_reject_drops"),
+        ("Forged transmits = accept: they are forwarded", "vswitch-nuggets",
+         "forged_transmit_accept_delivers"),
+        ("No IGMP snooping needed: multicast reaches only vNICs whose filter has the group "
+         "MAC (32:1 overlap included)", "vswitch-nuggets",
+         "multicast_only_to_subscribers_with_32_to_1_overlap"),
+        ("A promiscuous guest becomes a monitor port without a mirror session",
+         "vswitch-nuggets", "promiscuous_guest_is_monitor_port"),
+        ("(teaming) Failover and failback move ports; notify switches sends RARPs",
+         "vswitch-nuggets", "failover_failback_notify_switches"),
+        ("(vMotion) MAC, IP and TCP sessions survive", "vswitch-nuggets",
+         "vmotion_keeps_tcp_sessions"),
+        ("After vMotion a spoofed broadcast from the VM fixes physical switch tables; a quiet "
+         "VM is unreachable for long without it", "vswitch-nuggets",
+         "quiet_vm_vmotion_notify_switches"),
+        ("After vMotion a spoofed IGMP query makes the guest re-report within the max "
+         "response time", "vswitch-nuggets", "multicast_after_vmotion_spoofed_igmp_query"),
+    ]),
+    ("002_ac0312c9dba5e18c.txt", "reverse teaming on the ESXi vSwitch", [
+        ("Flooded frames reach both uplinks: PortOutput shows duplicates, VnicRx does not",
+         "reverse-teaming", "portoutput_duplicates_vnicrx_none"),
+        ("A promiscuous VM sees same-host traffic, outside->same-host only when the uplinks "
+         "match, never outside->outside", "reverse-teaming", "promiscuous_visibility_table"),
+    ]),
+    ("003_41155c6ca9cde2fe.txt", "stretched DCI: stateful firewalls vs distributed firewall", [
+        ("After vMotion to the other site with local egress, perimeter firewalls drop half flows",
+         None, "issue 6"),
+        ("A distributed firewall at the vNIC keeps established connections across vMotion",
+         None, "issue 6"),
+        ("Egress back through the first site (trombone) loads the DCI", None, "issue 6"),
+        ("ERSPAN mirroring of a VM to a Wireshark host reassembles its HTTP", None, "issue 6"),
+        ("Micro-segmentation stops a compromised VM in the same L2 segment", None, "issue 6"),
+    ]),
+    ("004_6019cda390e34379.txt", "NSX packet walks: overlay, ARP suppression, DLR", [
+        ("Physical switches learn only VTEP MACs with the overlay", None, "issue 5"),
+        ("ARP suppression answers on the source host; no broadcast on the wire", None, "issue 5"),
+        ("The distributed router keeps same-host routed traffic on the host", None, "issue 5"),
+        ("VXLAN needs transport MTU >= 1550: at 1500 ping works, bulk TCP does not", None,
+         "issue 5"),
+    ]),
+]
+
+
+def _load(results: Path, name: str):
+    path = results / name / "result.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def build(results: Path) -> str:
+    """The report's Markdown, from ``results/<experiment>/result.json``."""
+    loaded = {name: _load(results, name) for name in REGISTRY}
+    lines = ["# Reproduction report", "",
+             "Generated by `vlab run` from `results/*/result.json`; every value below is "
+             "measured on the machine in the environment table.", "", "COUNTS", ""]
+    counts = {"reproduced": 0, "not reproduced": 0, "not measured yet": 0}
+    for seed, title, claims in SEEDS:
+        heading = f"Seed {seed[:3]}" if seed[0].isdigit() else seed.capitalize()
+        lines += [f"## {heading}: {title}", "",
+                  "| claim | measured | verdict |", "|---|---|---|"]
+        figures = []
+        for text, experiment, key in claims:
+            result = loaded.get(experiment) if experiment else None
+            if experiment is None or result is None:
+                why = key if experiment is None else f"run `vlab run {experiment}`"
+                lines.append(f"| {text} | - | not measured yet ({why}) |")
+                counts["not measured yet"] += 1
+                continue
+            ok = bool(result.get("verdicts", {}).get(key))
+            measured = getattr(get(experiment), "MEASURED", {}).get(key)
+            value = measured(result) if measured else "see result.json"
+            verdict = "reproduced" if ok else "not reproduced"
+            counts[verdict] += 1
+            lines.append(f"| {text} | {value} | **{verdict}** |")
+            figure = f"{experiment}/{experiment}.png"
+            if (results / figure).exists() and figure not in figures:
+                figures.append(figure)
+        lines.append("")
+        lines += [f"![{f}]({f})" for f in figures]
+        lines.append("")
+    lines += _environment(loaded)
+    lines[lines.index("COUNTS")] = "Claims: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + "."
+    return "\n".join(lines) + "\n"
+
+
+def _environment(loaded: dict) -> list[str]:
+    runs = {n: r for n, r in loaded.items() if r}
+    lines = ["## Runs and environment", "",
+             "| experiment | wall time (s) | git | date | datapath | link scale |",
+             "|---|---|---|---|---|---|"]
+    total = 0.0
+    for name, r in runs.items():
+        env = r.get("environment", {})
+        wall = env.get("wall_s") or r.get("wall_s") or 0.0
+        total += wall
+        lines.append(f"| {name} | {wall:.0f} | {env.get('git', '?')} | {env.get('date', '?')} | "
+                     f"{env.get('datapath', '?')} | {env.get('link_scale', '?')} |")
+    lines += ["", f"Total wall time of the experiments: {total:.0f} s.", ""]
+    if runs:
+        env = next(iter(runs.values())).get("environment", {})
+        lines += ["| kernel | OVS | Mininet | os-ken | Python | CPUs | netem |",
+                  "|---|---|---|---|---|---|---|",
+                  f"| {env.get('kernel')} | {env.get('ovs')} | {env.get('mininet')} | "
+                  f"{env.get('os_ken')} | {env.get('python')} | {env.get('cpus')} | "
+                  f"{'available' if env.get('netem_available') else 'not available'} |", "",
+                  "No experiment uses randomness of its own (no random seed); guests' "
+                  "kernels choose IGMP report delays at random, which the results record."]
+    return lines
+
+
+def write(results: Path) -> Path:
+    path = results / "REPORT.md"
+    path.write_text(build(results))
+    return path

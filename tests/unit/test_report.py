@@ -1,0 +1,57 @@
+"""results/REPORT.md from stored JSON alone (no root, no lab)."""
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from experiments import REGISTRY, get, report
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+
+
+@pytest.fixture
+def results(tmp_path):
+    for name in REGISTRY:
+        src = RESULTS / name / "result.json"
+        if src.exists():
+            (tmp_path / name).mkdir()
+            shutil.copy(src, tmp_path / name / "result.json")
+    return tmp_path
+
+
+def test_every_claim_names_a_verdict_its_experiment_reports_and_renders():
+    for _, _, claims in report.SEEDS:
+        for _, experiment, key in claims:
+            if experiment is None:
+                assert key.startswith("issue "), key
+                continue
+            assert experiment in REGISTRY
+            assert key in get(experiment).MEASURED, (experiment, key)
+            stored = RESULTS / experiment / "result.json"
+            if stored.exists():
+                assert key in json.loads(stored.read_text())["verdicts"], (experiment, key)
+
+
+def test_report_from_the_reference_results(results):
+    text = report.build(results)
+    assert re.search(r"^Claims: \d+ reproduced, 0 not reproduced, \d+ not measured yet\.$",
+                     text, re.M), text[:400]
+    assert "| **reproduced** |" in text and "not measured yet (issue 5)" in text
+    assert "Total wall time" in text and "kernel" in text
+
+
+def test_a_failed_verdict_is_reported_as_not_reproduced(results):
+    path = results / "reverse-teaming" / "result.json"
+    data = json.loads(path.read_text())
+    data["verdicts"]["portoutput_duplicates_vnicrx_none"] = False
+    path.write_text(json.dumps(data))
+    line = next(l for l in report.build(results).splitlines() if "PortOutput shows" in l)
+    assert line.endswith("| **not reproduced** |")
+
+
+def test_a_missing_result_says_how_to_get_it(results):
+    shutil.rmtree(results / "vmk-egress")
+    text = report.build(results)
+    assert "not measured yet (run `vlab run vmk-egress`)" in text

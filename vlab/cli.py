@@ -3,7 +3,8 @@
     vlab check LAB...          validate lab files (no root needed)
     vlab run [EXPERIMENT...]   run experiments (all by default), write results/ and figures
     vlab plot [EXPERIMENT...]  redraw figures and results/REPORT.md from the stored JSON
-    vlab up LAB                bring a lab up and open the Mininet CLI
+    vlab lab up LAB            bring a lab up and open the CLI with ESXi commands
+                               (esxtop, pktcap-uw, esxcli, vmotion, uplink, nsx)
     vlab clean [--all]         remove what crashed runs left behind (ours only)
 
 On a running lab (``--run ID``; the only running lab by default):
@@ -89,12 +90,16 @@ def cmd_plot(args) -> int:
 
 def cmd_up(args) -> int:
     _need_root()
-    from mininet.cli import CLI
+    from mininet.log import setLogLevel
     from experiments.common import lab_session
+    from topologies.labcli import EsxiCLI
     with lab_session(args.lab) as net:
         print(f"lab {net.lab.name} is up (run {net.run.id}, {net.timings['bringup_s']:.1f}s); "
               "nodes: " + " ".join(n.name for n in net.net.hosts))
-        CLI(net.net)
+        print("ESXi commands: esxtop, pktcap-uw, esxcli, vmotion, uplink, nsx; "
+              "`help` lists all, `exit` tears the lab down")
+        setLogLevel("output")                # Mininet's CLI prints at this level
+        EsxiCLI(net)
     return EXIT_OK
 
 
@@ -201,9 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="redraw figures from stored results")
     p.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
     p.set_defaults(func=cmd_plot)
-    p = sub.add_parser("up", help="bring a lab up and open the Mininet CLI")
+    p = sub.add_parser("up", help="bring a lab up and open the CLI (same as `lab up`)")
     p.add_argument("lab", metavar="LAB")
     p.set_defaults(func=cmd_up)
+    p = sub.add_parser("lab", help="teaching labs: bring one up with the ESXi-flavoured CLI")
+    labsub = p.add_subparsers(dest="lab_command", required=True)
+    q = labsub.add_parser("up", help="bring a lab up and open the ESXi-flavoured Mininet CLI")
+    q.add_argument("lab", metavar="LAB")
+    q.set_defaults(func=cmd_up)
     p = sub.add_parser("clean", help="remove leftovers of crashed runs (ours only)")
     p.add_argument("--all", action="store_true", help="also runs whose owner is still alive")
     p.set_defaults(func=cmd_clean)

@@ -62,5 +62,27 @@ def format_rows(rows: list[dict], columns) -> str:
     return "\n".join(lines)
 
 
-def vnic_ports(ctl) -> list[str]:
-    return [naming.vnic_port(vm.name, nic.name) for vm in ctl.lab.vms for nic in vm.vnics]
+def inspect(ctl) -> dict:
+    """The running lab for other tools: nodes, every vSwitch port with its
+    MAC, IP and uplink in use, uplinks down, guests' NIC state, VTEPs."""
+    applied = ctl.applied()
+    ips = {naming.vnic_port(vm.name, nic.name): str(nic.ip) if nic.ip else None
+           for vm in ctl.lab.vms for nic in vm.vnics}
+    ips.update({vmk.name: str(vmk.ip) for h in ctl.lab.esxi_hosts for vmk in h.vmkernel})
+    hosts = {}
+    for b in switch_bindings(ctl.lab, ctl.placement()):
+        pins = applied.get("pinning", {}).get(b.host, {})
+        guests = applied.get("guests", {})
+        host = hosts.setdefault(b.host, {"vswitches": [], "vmkernel": ip_interface_list(ctl, b.host),
+                                         "uplinks_down": applied.get("uplinks_down", {})
+                                         .get(b.host, [])})
+        host["vswitches"].append({"name": b.bridge, "dpid": f"{b.dpid:016x}", "ports": [
+            {"name": p.name, "port_id": p.ofport, "kind": p.kind, "owner": p.owner,
+             "port_group": p.port_group,
+             "vlan": b.switch.port_group(p.port_group).vlan if p.port_group else None,
+             "mac": ((guests.get(p.name) or {}).get("effective_mac") or p.mac),
+             "ip": ips.get(p.name), "team_pnic": p.name if p.kind == "uplink"
+             else pins.get(p.name)} for p in b.ports]})
+    return {"lab": ctl.lab.name, "run": ctl.run_id, "nodes": ctl.pids,
+            "esxi_hosts": hosts, "guests": applied.get("guests", {}),
+            "vteps": [], "generation": applied.get("generation", 0)}

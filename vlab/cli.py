@@ -13,6 +13,7 @@ On a running lab (``--run ID``; the only running lab by default):
     vlab pktcap (--switchport PORT [--capture PortOutput|VnicRx] | --uplink HOST/VMNIC
                 [--dir rx|tx]) -o FILE [-c COUNT] [--seconds S]
     vlab esxtop HOST [--interval S] [--count N]   esxtop's network screen
+    vlab inspect --json                         the running lab as JSON, for other tools
 
 Exit codes: 0 success, 1 a verdict or check failed, 2 bad input (lab file,
 arguments, not root).
@@ -184,6 +185,14 @@ def cmd_esxtop(args) -> int:
     return EXIT_OK
 
 
+def cmd_inspect(args) -> int:
+    _need_root()
+    import json
+    from topologies.esxcli import inspect
+    print(json.dumps(inspect(_running_lab(args)), indent=2 if args.json else None))
+    return EXIT_OK
+
+
 class UsageError(Exception):
     """Bad arguments for a command on a running lab (exit code 2)."""
 
@@ -243,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=10.0, help="stop after this long")
     p.add_argument("--run", help="run id (default: the only running lab)")
     p.set_defaults(func=cmd_pktcap)
+    p = sub.add_parser("inspect", help="dump a running lab as JSON (nodes, ports, MACs, IPs, "
+                                       "uplink pinning)")
+    p.add_argument("--json", action="store_true", help="indented JSON (the output is JSON anyway)")
+    p.add_argument("--run", help="run id (default: the only running lab)")
+    p.set_defaults(func=cmd_inspect)
     p = sub.add_parser("esxtop", help="per-port packet and bit rates of an ESXi host")
     p.add_argument("host")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between samples")

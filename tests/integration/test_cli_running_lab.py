@@ -95,3 +95,18 @@ def test_esxtop_prints_every_port_with_its_team_pnic(held, capsys):
     rows = {line.split()[1]: line.split() for line in out.splitlines()[2:] if line.strip()}
     assert {"vmnic0", "vmnic1", "vmnic2", "vmnic3", "vmk0", "vm1a", "vm1b"} <= set(rows), out
     assert rows["vmk0"][2] == ctl.applied()["pinning"]["esx1"]["vmk0"]
+
+
+def test_inspect_dumps_ports_macs_ips_and_pinning(held, capsys):
+    import json
+    run_id, ctl = held
+    capsys.readouterr()
+    assert main(["inspect", "--json", "--run", run_id]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["run"] == run_id and set(data["nodes"]) >= {"esx1", "esx2", "vm1a", "fabric"}
+    ports = {p["name"]: p for sw in data["esxi_hosts"]["esx1"]["vswitches"] for p in sw["ports"]}
+    vm1a = ports["vm1a-eth0"]
+    assert vm1a["mac"] == "00:50:56:00:01:0a" and vm1a["ip"] == "10.10.0.11/24"
+    assert vm1a["vlan"] == 10 and vm1a["team_pnic"] == ctl.applied()["pinning"]["esx1"]["vm1a-eth0"]
+    assert ports["vmnic2"]["kind"] == "uplink"
+    assert data["esxi_hosts"]["esx1"]["vmkernel"][0]["IPv4 Address"] == "192.168.100.11"

@@ -72,7 +72,8 @@ class LabControl:
         if nodes is None:
             raise OperationError(f"{self.dir}: no {control.NODES}; is the lab running?")
         self.pids: dict[str, int] = nodes["pids"]
-        self.lab = load_lab(nodes["lab_file"])
+        self.lab_file = nodes["lab_file"]
+        self.lab = load_lab(self.lab_file)
         self.run_id = self.dir.name
         self._seq = itertools.count(1)
 

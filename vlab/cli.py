@@ -5,6 +5,8 @@
     vlab plot [EXPERIMENT...]  redraw figures and results/REPORT.md from the stored JSON
     vlab lab up LAB            bring a lab up and open the CLI with ESXi commands
                                (esxtop, pktcap-uw, esxcli, vmotion, uplink, nsx)
+    vlab lab validate LAB      check the running lab: flows, uplinks, reachability
+                               (the lab's `expect` section, else its design)
     vlab clean [--all]         remove what crashed runs left behind (ours only)
 
 On a running lab (``--run ID``; the only running lab by default):
@@ -185,6 +187,31 @@ def cmd_esxtop(args) -> int:
     return EXIT_OK
 
 
+def cmd_lab_validate(args) -> int:
+    _need_root()
+    from pathlib import Path
+    from topologies.operations import LabControl
+    from . import labcheck
+    from .runtime import existing_runs, owner_alive
+    lab = load_lab(args.lab)                 # a broken file fails here, exit 2
+    if args.run:
+        ctl = _running_lab(args)
+    else:
+        wanted = Path(args.lab).resolve()
+        runs = [r for r in existing_runs() if owner_alive(r) and (r.dir / "nodes.json").exists()
+                and Path(LabControl(r.dir).lab_file) == wanted]
+        if len(runs) != 1:
+            raise UsageError(f"{len(runs)} running labs use {args.lab}; bring it up with "
+                             "`vlab lab up` (or name the run with --run)")
+        ctl = LabControl(runs[0].dir)
+    checks = labcheck.validate(ctl, lab.expect)
+    for check in checks:
+        print(check.line())
+    failed = [c for c in checks if not c.ok]
+    print(f"{len(checks) - len(failed)}/{len(checks)} checks passed")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def cmd_inspect(args) -> int:
     _need_root()
     import json
@@ -223,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = labsub.add_parser("up", help="bring a lab up and open the ESXi-flavoured Mininet CLI")
     q.add_argument("lab", metavar="LAB")
     q.set_defaults(func=cmd_up)
+    q = labsub.add_parser("validate", help="check a running lab against expected behaviour")
+    q.add_argument("lab", metavar="LAB")
+    q.add_argument("--run", help="run id (default: the running lab made from LAB)")
+    q.set_defaults(func=cmd_lab_validate)
     p = sub.add_parser("clean", help="remove leftovers of crashed runs (ours only)")
     p.add_argument("--all", action="store_true", help="also runs whose owner is still alive")
     p.set_defaults(func=cmd_clean)

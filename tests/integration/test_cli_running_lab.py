@@ -110,3 +110,45 @@ def test_inspect_dumps_ports_macs_ips_and_pinning(held, capsys):
     assert vm1a["vlan"] == 10 and vm1a["team_pnic"] == ctl.applied()["pinning"]["esx1"]["vm1a-eth0"]
     assert ports["vmnic2"]["kind"] == "uplink"
     assert data["esxi_hosts"]["esx1"]["vmkernel"][0]["IPv4 Address"] == "192.168.100.11"
+
+
+def _with_expect(tmp_path, expect):
+    import yaml
+    data = yaml.safe_load(TWO_HOSTS.read_text())
+    data["expect"] = expect
+    path = tmp_path / "teacher.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_lab_validate_passes_on_the_lab_and_fails_when_broken(held, tmp_path, capsys):
+    run_id, ctl = held
+    assert main(["lab", "validate", str(TWO_HOSTS), "--run", run_id]) == 0
+    out = capsys.readouterr().out
+    assert "PASS reach vm1a -> vm2a" in out and "FAIL" not in out
+    # Break it: pull both cables of esx1's 1 GbE team.
+    for vmnic in ("vmnic0", "vmnic1"):
+        ctl.uplink("esx1", vmnic, up=False)
+    try:
+        _wait(lambda: set(ctl.applied()["uplinks_down"].get("esx1", [])) ==
+              {"vmnic0", "vmnic1"}, 10, "both uplinks down")
+        assert main(["lab", "validate", str(TWO_HOSTS), "--run", run_id]) == 1
+        out = capsys.readouterr().out
+        assert "FAIL uplinks esx1: down: vmnic0, vmnic1" in out
+        assert "FAIL reach vm1a -> vm2a: unreachable, lab design: reachable" in out
+    finally:
+        for vmnic in ("vmnic0", "vmnic1"):
+            ctl.uplink("esx1", vmnic, up=True)
+        _wait(lambda: not ctl.applied()["uplinks_down"].get("esx1"), 10, "uplinks back")
+
+
+def test_lab_validate_against_a_teachers_expectations(held, tmp_path, capsys):
+    run_id, _ = held
+    right = _with_expect(tmp_path, {"reachable": [["vm1a", "vm2a"]],
+                                    "unreachable": [["vm1a", "vm1b"]]})
+    assert main(["lab", "validate", str(right), "--run", run_id]) == 0
+    wrong = _with_expect(tmp_path, {"reachable": [["vm1a", "vm1b"]]})
+    capsys.readouterr()
+    assert main(["lab", "validate", str(wrong), "--run", run_id]) == 1
+    assert "FAIL reach vm1a -> vm1b: unreachable, lab expectation: reachable" in \
+        capsys.readouterr().out

@@ -214,6 +214,10 @@ INVALID = [
          "physical_switches[0].spans[0].direction: must be 'tx', 'rx' or 'both' (got 'up')"),
     case("igmp-aging-too-short", put("physical_switches[0].igmp_aging", 5),
          "physical_switches[0].igmp_aging: must be greater than or equal to 15 (got 5)"),
+    case("expectation-unknown-endpoint",
+         put("expect", {"reachable": [["vm1a", "vm9z"]]}),
+         "expect.reachable[0][1]: unknown endpoint 'vm9z' (endpoints: esx1/vmk0, esx2/vmk0, "
+         "vm1a, vm1b, vm2a, vm2b)"),
     case("lag-of-one-port", put("physical_switches[0].lags", [{"name": "po1", "ports": [1]}]),
          "physical_switches[0].lags[0].ports: must have at least 2 entries (got 1)"),
     case("port-in-two-lags",

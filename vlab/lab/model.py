@@ -321,6 +321,14 @@ class Site(LabModel):
     name: Name
 
 
+class Expectation(LabModel):
+    """What a teacher expects of a lab (``vlab lab validate``): pairs of
+    endpoint names (``vm1``, ``esx1/vmk0``, ``router/eth1``) that must or must
+    not reach each other by ping."""
+    reachable: tuple[tuple[StrictStr, StrictStr], ...] = ()
+    unreachable: tuple[tuple[StrictStr, StrictStr], ...] = ()
+
+
 class Lab(LabModel):
     """A whole lab. ``link_scale`` multiplies every link speed (1/100 turns
     1 GbE into 10 Mbit/s) because a userspace OVS datapath tops out near
@@ -336,3 +344,4 @@ class Lab(LabModel):
     vms: tuple[Vm, ...] = ()
     hosts: tuple[Host, ...] = ()
     dci_links: tuple[DciLink, ...] = ()
+    expect: Optional[Expectation] = None

@@ -277,6 +277,7 @@ def _checks(lab: Lab) -> Iterator[Problem]:
 
     # --- teaming that needs the physical side --------------------------------
     yield from _ip_hash_needs_lag(lab)
+    yield from _expectations(lab)
 
 
 def _switch_body(sw, base: str, what: str) -> Iterator[Problem]:
@@ -352,6 +353,19 @@ def _lag_problem(active, plugs, lag_of) -> Optional[str]:
         return "active uplinks are in different LAGs (" + ", ".join(
             f"{sw}/{lag}" for sw, lag in sorted(lags)) + ")"
     return None
+
+
+def _expectations(lab: Lab) -> Iterator[Problem]:
+    if lab.expect is None:
+        return
+    from ..reachability import endpoints
+    names = {e.name for e in endpoints(lab)}
+    for kind in ("reachable", "unreachable"):
+        for i, pair in enumerate(getattr(lab.expect, kind)):
+            for j, name in enumerate(pair):
+                if name not in names:
+                    yield (f"expect.{kind}[{i}][{j}]",
+                           f"unknown endpoint {name!r} (endpoints: {', '.join(sorted(names))})")
 
 
 def check_references(lab: Lab) -> Optional[Problem]:

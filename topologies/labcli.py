@@ -104,7 +104,8 @@ class EsxiCLI(CLI):
             path = cap.stop()
             shown = subprocess.run(["tcpdump", "-n", "-e", "-r", str(path)], capture_output=True,
                                    text=True).stdout
-            print(shown.rstrip())
+            if shown.strip():
+                print(shown.rstrip())
             print(f"Dumped {len(shown.splitlines())} packets to file {path}")
         self._run(run, line)
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 from mininet.cli import CLI
 
@@ -49,6 +51,15 @@ class EsxiCLI(CLI):
         self.lab_network = lab_network
         self.ctl = lab_network.control
         super().__init__(lab_network.net, **kwargs)
+
+    def default(self, line):
+        """``NODE CMD``: as in Mininet, except that ``python3`` means the
+        testbed's own Python with its tools importable (scapy, experiments.tools)."""
+        words = line.split(None, 2)
+        if len(words) >= 2 and words[1] == "python3":
+            repo = Path(__file__).resolve().parents[1]
+            line = " ".join([words[0], f"env PYTHONPATH={repo} {sys.executable}", *words[2:]])
+        return super().default(line)
 
     def _run(self, fn, line: str) -> None:
         try:

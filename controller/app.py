@@ -122,6 +122,8 @@ class VSwitchController(app_manager.OSKenApp):
             if dp.id not in self.datapaths:
                 return
             if desc.port_no < VMK_BASE:                  # an uplink (vmnic)
+                if (name in self.state.down.get(dp.id, frozenset())) != up:
+                    return                               # link state unchanged
                 notes = self.state.uplink_changed(dp.id, name, up)
                 self._event("uplink_up" if up else "uplink_down", host=self.state.host_of(dp.id),
                             uplink=name)

@@ -2,8 +2,6 @@
 student would type them (Mininet's CLI runs a script and returns)."""
 import os
 
-import pytest
-
 from topologies.labcli import EsxiCLI
 
 

@@ -55,3 +55,13 @@ def test_a_missing_result_says_how_to_get_it(results):
     shutil.rmtree(results / "vmk-egress")
     text = report.build(results)
     assert "not measured yet (run `vlab run vmk-egress`)" in text
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_figure_redraws_from_the_stored_json_alone(name, tmp_path):
+    stored = RESULTS / name / "result.json"
+    if not stored.exists():
+        pytest.skip(f"no stored result for {name}")
+    paths = get(name).plot(json.loads(stored.read_text()), tmp_path)
+    assert {p.suffix for p in paths} == {".png", ".pdf"}
+    assert all(p.stat().st_size > 10_000 for p in paths)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from experiments.common import (RESULTS, count_frames, environment, guest_tool, lab_session,
                                 quiesce, save_figure, write_result)
+from experiments.fidelity import CpuMeter, checks, shaping_drops
 from topologies.network import LabNetwork
 from vlab import naming
 
@@ -151,17 +152,26 @@ def run(params: dict | None = None) -> dict:
     t0 = time.monotonic()
     work = RESULTS / NAME / "pcaps"
     work.mkdir(parents=True, exist_ok=True)
+    cpu, drops = CpuMeter(), {}
     with lab_session(SPAN_LAB) as net:
+        cpu.start()
         duplicates = measure_duplicates(net, work, p["pings"])
         env = environment(net)
+        cpu.stop()
+        drops.update({f"span/{k}": v for k, v in shaping_drops(net).items()})
     with lab_session(PROMISC_LAB) as net:
+        cpu.start()
         table = measure_table(net, work, p["assignments"], p["frames"])
+        cpu.stop()
+        drops.update({f"promisc/{k}": v for k, v in shaping_drops(net).items()})
     result = {"experiment": NAME, "seed": "002_ac0312c9dba5e18c.txt",
               "labs": [SPAN_LAB.name, PROMISC_LAB.name], "params": p, "environment": env,
               "seed_table": {k: ("only when the uplinks match" if v is None else v)
                              for k, v in SEED_TABLE.items()},
               "claims": {"portoutput_duplicates_vnicrx_none": duplicates,
                          "promiscuous_visibility_table": table},
+              "fidelity": {"cpu_percent": cpu.percent, "shaping_drops": drops,
+                           "checks": checks(cpu.percent, drops, frames_counted=True)},
               "wall_s": round(time.monotonic() - t0, 1)}
     result["verdicts"] = {k: bool(v["verdict"]) for k, v in result["claims"].items()}
     write_result(NAME, result)

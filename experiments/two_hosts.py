@@ -17,6 +17,7 @@ from vlab.lab.resolve import find, switch_of_port_group
 from vlab.reachability import expected_reachability
 
 from .common import environment, iperf3, lab_session, ping_sweep, save_figure
+from .fidelity import CpuMeter, checks, shaping_drops
 
 NAME = "two-hosts"
 LAB = Path(__file__).resolve().parents[1] / "labs" / "two-hosts.yaml"
@@ -37,7 +38,9 @@ def configured_mbps(lab: Lab, vm_name: str) -> float:
 
 def run(params: dict | None = None) -> dict:
     p = {**DEFAULTS, **(params or {})}
+    cpu = CpuMeter()
     with lab_session(LAB) as net:
+        cpu.start()
         eps = net.endpoints()
         by_name = {e.name: e for e in eps}
         expected = expected_reachability(net.lab)
@@ -58,6 +61,8 @@ def run(params: dict | None = None) -> dict:
         env = environment(net)
         configured = {label: configured_mbps(net.lab, client)
                       for label, (client, _) in p["pairs"].items()}
+        cpu.stop()
+        drops = shaping_drops(net)
 
     mean = {k: statistics.mean(s["mbps"] for s in v) for k, v in samples.items()}
     ratio = mean["10G"] / mean["1G"] if mean["1G"] else float("inf")
@@ -81,6 +86,9 @@ def run(params: dict | None = None) -> dict:
         "fidelity": {
             # TCP goodput over a shaped link: measured / configured rate.
             "link_rate_ratio": {k: mean[k] / configured[k] for k in mean},
+            "cpu_percent": cpu.percent, "shaping_drops": drops,
+            "checks": checks(cpu.percent, drops, frames_counted=False,
+                             rates={k: (mean[k], configured[k]) for k in mean}),
         },
         "verdicts": {
             "reachability_matches_design": not mismatches,

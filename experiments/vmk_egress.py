@@ -27,8 +27,10 @@ from pathlib import Path
 from experiments.common import (RESULTS, environment, guest_tool, lab_session, quiesce,
                                 read_pcap, save_figure, stop_tool, wait_ready_line,
                                 write_result)
+from experiments.fidelity import CpuMeter, checks, shaping_drops
 from topologies import esxtop
-from topologies.network import LabNetwork
+from topologies.network import LabNetwork, link_mbps
+from vlab.lab.resolve import find, switch_of_port_group
 
 NAME = "vmk-egress"
 LABS = Path(__file__).resolve().parents[1] / "labs"
@@ -110,6 +112,14 @@ def _series(series: list[list[dict]], t0: float) -> dict:
     return out
 
 
+def _team_mbps(lab, vmk_name: str) -> float:
+    """Shaped rate of the uplinks a vmk's port group is active on."""
+    host = find(lab.esxi_hosts, HOST)
+    vmk = find(host.vmkernel, vmk_name)
+    _, pg = switch_of_port_group(lab, host, vmk.port_group)
+    return link_mbps(lab, min(find(host.uplinks, u).speed for u in pg.teaming.active))
+
+
 def _busy_mean(values: list[float], floor: float) -> float:
     busy = [v for v in values if v >= floor]
     return round(statistics.mean(busy), 1) if busy else 0.0
@@ -120,9 +130,10 @@ def run(params: dict | None = None) -> dict:
     t0 = time.monotonic()
     work = RESULTS / NAME / "pcaps"
     work.mkdir(parents=True, exist_ok=True)
-    cases, env = {}, {}
+    cases, env, cpu, drops, configured = {}, {}, CpuMeter(), {}, {}
     for case, lab in CASES.items():
         with lab_session(lab) as net:
+            cpu.start()
             cases[case] = {"lab": lab.name,
                            "transfers": [measure_transfer(net, work, "rubrik1", p["bytes"],
                                                           p["sample_s"])]}
@@ -136,9 +147,16 @@ def run(params: dict | None = None) -> dict:
                 quick["receiver"] = "quickack"
                 cases[case]["transfers"].append(quick)
             env = environment(net)
+            # The replies' vmk: vmk4 where it exists and egress is by destination.
+            configured[case] = _team_mbps(net.lab, "vmk4" if case == "B" else "vmk0")
+            cpu.stop()
+            drops.update({f"{case}/{k}": v for k, v in shaping_drops(net).items()})
     result = {"experiment": NAME, "seed": "000_9aff30999f83c9dc.txt", "params": p,
               "environment": env, "cases": cases}
     result["summary"], result["verdicts"] = _verdicts(cases)
+    result["fidelity"] = {"cpu_percent": cpu.percent, "shaping_drops": drops,
+                          "checks": checks(cpu.percent, drops, frames_counted=False, rates={
+                              c: (result["summary"]["mbps"][c], configured[c]) for c in configured})}
     result["wall_s"] = round(time.monotonic() - t0, 1)
     write_result(NAME, result)
     return result

@@ -36,8 +36,8 @@ def test_every_claim_names_a_verdict_its_experiment_reports_and_renders():
 
 def test_report_from_the_reference_results(results):
     text = report.build(results)
-    assert re.search(r"^Claims: \d+ reproduced, 0 not reproduced, \d+ not measured yet\.$",
-                     text, re.M), text[:400]
+    counts = r"^Claims: \d+ reproduced, 0 not reproduced, 0 untrustworthy, \d+ not measured yet\.$"
+    assert re.search(counts, text, re.M), text[:400]
     assert "| **reproduced** |" in text and "not measured yet (issue 5)" in text
     assert "Total wall time" in text and "kernel" in text
 
@@ -65,3 +65,26 @@ def test_every_figure_redraws_from_the_stored_json_alone(name, tmp_path):
     paths = get(name).plot(json.loads(stored.read_text()), tmp_path)
     assert {p.suffix for p in paths} == {".png", ".pdf"}
     assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_a_failed_fidelity_check_makes_claims_untrustworthy(results):
+    path = results / "reverse-teaming" / "result.json"
+    data = json.loads(path.read_text())
+    data["fidelity"] = {"cpu_percent": 99.0, "checks": [
+        {"check": "cpu_load", "value": 99.0, "limit": "<= 90.0%", "ok": False}]}
+    path.write_text(json.dumps(data))
+    text = report.build(results)
+    line = next(l for l in text.splitlines() if "PortOutput shows" in l)
+    assert line.endswith("| untrustworthy (fidelity check failed: cpu_load) |")
+    assert "FAILED: cpu_load = 99.0 (limit <= 90.0%)" in text
+
+
+def test_fidelity_checks_and_limits():
+    from experiments.fidelity import checks
+    ok = checks(40.0, {"a": 0}, frames_counted=True, rates={"link": (95.0, 100.0)})
+    assert all(c["ok"] for c in ok)
+    bad = {c["check"]: c["ok"] for c in checks(95.0, {"a": 3}, frames_counted=True,
+                                                 rates={"link": (50.0, 100.0)})}
+    assert bad == {"cpu_load": False, "no_shaping_drops": False, "link_rate link": False}
+    tcp = {c["check"]: c["ok"] for c in checks(10.0, {"a": 300}, frames_counted=False)}
+    assert tcp == {"cpu_load": True, "shaping_drops": True}

@@ -154,6 +154,20 @@ def iperf3(net: LabNetwork, server: Endpoint, client: Endpoint, seconds: float =
         proc.wait(timeout=10)
 
 
+# -- progress ------------------------------------------------------------------------
+class Progress:
+    """``[experiment +12.3s] phase`` lines on stderr for long runs; silent when
+    VLAB_QUIET is set (``vlab run -q``, CI)."""
+
+    def __init__(self, name: str):
+        self.name, self.t0 = name, time.monotonic()
+
+    def __call__(self, phase: str) -> None:
+        if not os.environ.get("VLAB_QUIET"):
+            print(f"[{self.name} +{time.monotonic() - self.t0:.1f}s] {phase}", file=sys.stderr,
+                  flush=True)
+
+
 # -- guests, captures ------------------------------------------------------------------
 def guest_tool(net: LabNetwork, node: str, tool: str, *args: str, wait: bool = True):
     """Run ``python -m experiments.tools.<tool>`` inside a node (a guest's own

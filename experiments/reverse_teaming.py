@@ -17,8 +17,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from experiments.common import (RESULTS, count_frames, environment, guest_tool, lab_session,
-                                quiesce, save_figure, write_result)
+from experiments.common import (RESULTS, Progress, count_frames, environment, guest_tool,
+                                lab_session, quiesce, save_figure, write_result)
 from experiments.fidelity import CpuMeter, checks, shaping_drops
 from topologies.network import LabNetwork
 from vlab import naming
@@ -152,14 +152,16 @@ def run(params: dict | None = None) -> dict:
     t0 = time.monotonic()
     work = RESULTS / NAME / "pcaps"
     work.mkdir(parents=True, exist_ok=True)
-    cpu, drops = CpuMeter(), {}
+    cpu, drops, phase = CpuMeter(), {}, Progress(NAME)
     with lab_session(SPAN_LAB) as net:
+        phase("SPAN lab: pings, captures at uplinks, PortOutput and VnicRx")
         cpu.start()
         duplicates = measure_duplicates(net, work, p["pings"])
         env = environment(net)
         cpu.stop()
         drops.update({f"span/{k}": v for k, v in shaping_drops(net).items()})
     with lab_session(PROMISC_LAB) as net:
+        phase("promiscuous lab: the visibility table per uplink assignment")
         cpu.start()
         table = measure_table(net, work, p["assignments"], p["frames"])
         cpu.stop()
@@ -217,6 +219,15 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     ax2.set_title("What a promiscuous VM sees (frames seen / sent)")
     return save_figure(fig, outdir, NAME)
 
+
+# Key numbers for `vlab run --repeat N` (mean and 95% CI).
+METRICS = {
+    "PortOutput / VnicRx": lambda r: (
+        r["claims"]["portoutput_duplicates_vnicrx_none"]["echo_requests_seen"]["PortOutput"]
+        / max(1, r["claims"]["portoutput_duplicates_vnicrx_none"]["echo_requests_seen"]["VnicRx"])),
+    "table rows matching the seed": lambda r: sum(
+        a["matches_seed"] for a in r["claims"]["promiscuous_visibility_table"]["assignments"]),
+}
 
 # One-line measured values for results/REPORT.md (experiments.report).
 MEASURED = {

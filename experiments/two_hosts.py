@@ -16,7 +16,7 @@ from vlab.lab.model import Lab
 from vlab.lab.resolve import find, switch_of_port_group
 from vlab.reachability import expected_reachability
 
-from .common import environment, iperf3, lab_session, ping_sweep, save_figure
+from .common import Progress, environment, iperf3, lab_session, ping_sweep, save_figure
 from .fidelity import CpuMeter, checks, shaping_drops
 
 NAME = "two-hosts"
@@ -38,9 +38,10 @@ def configured_mbps(lab: Lab, vm_name: str) -> float:
 
 def run(params: dict | None = None) -> dict:
     p = {**DEFAULTS, **(params or {})}
-    cpu = CpuMeter()
+    cpu, phase = CpuMeter(), Progress(NAME)
     with lab_session(LAB) as net:
         cpu.start()
+        phase("reachability matrix (ping every pair)")
         eps = net.endpoints()
         by_name = {e.name: e for e in eps}
         expected = expected_reachability(net.lab)
@@ -53,6 +54,7 @@ def run(params: dict | None = None) -> dict:
         mismatches = [f"{a}->{b}: expected {expected[(a, b)]}, measured {ok}"
                       for (a, b), ok in sorted(measured.items()) if ok != expected[(a, b)]]
 
+        phase(f"TCP throughput, {p['repeats']} x {p['iperf_seconds']:g} s per team")
         samples: dict[str, list[dict]] = {}
         for label, (client, server) in p["pairs"].items():
             samples[label] = [iperf3(net, by_name[server], by_name[client],
@@ -144,6 +146,13 @@ def plot(result: dict, outdir: Path) -> list[Path]:
 
 
 # One-line measured values for results/REPORT.md (experiments.report).
+# Key numbers for `vlab run --repeat N` (mean and 95% CI).
+METRICS = {
+    "ratio 10G/1G": lambda r: r["summary"]["ratio_10g_1g"],
+    "1G TCP (Mbit/s)": lambda r: r["summary"]["throughput_mbps"]["1G"],
+    "10G TCP (Mbit/s)": lambda r: r["summary"]["throughput_mbps"]["10G"],
+}
+
 MEASURED = {
     "reachability_matches_design": lambda r: "{} mismatches".format(
         len(r["summary"]["reachability_mismatches"])),

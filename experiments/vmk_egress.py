@@ -24,8 +24,8 @@ import statistics
 import time
 from pathlib import Path
 
-from experiments.common import (RESULTS, environment, guest_tool, lab_session, quiesce,
-                                read_pcap, save_figure, stop_tool, wait_ready_line,
+from experiments.common import (RESULTS, Progress, environment, guest_tool, lab_session,
+                                quiesce, read_pcap, save_figure, stop_tool, wait_ready_line,
                                 write_result)
 from experiments.fidelity import CpuMeter, checks, shaping_drops
 from topologies import esxtop
@@ -131,7 +131,9 @@ def run(params: dict | None = None) -> dict:
     work = RESULTS / NAME / "pcaps"
     work.mkdir(parents=True, exist_ok=True)
     cases, env, cpu, drops, configured = {}, {}, CpuMeter(), {}, {}
+    phase = Progress(NAME)
     for case, lab in CASES.items():
+        phase(f"case {case} ({lab.name}): NBD reads with uplink pcaps and esxtop")
         with lab_session(lab) as net:
             cpu.start()
             cases[case] = {"lab": lab.name,
@@ -251,6 +253,13 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     ax3.legend(fontsize=8)
     return save_figure(fig, outdir, NAME)
 
+
+# Key numbers for `vlab run --repeat N` (mean and 95% CI).
+METRICS = {
+    "throughput B/A": lambda r: r["summary"]["ratio_B_over_A"],
+    "vmk0 RX / vmk4 TX": lambda r: r["summary"]["vmk0_rx_over_vmk4_tx"],
+    "same, quickack": lambda r: r["summary"]["vmk0_rx_over_vmk4_tx_quickack"],
+}
 
 # One-line measured values for results/REPORT.md (experiments.report).
 MEASURED = {

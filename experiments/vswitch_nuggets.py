@@ -26,9 +26,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from experiments.common import (RESULTS, count_frames, environment, guest_tool, lab_session,
-                                quiesce, read_pcap, save_figure, stop_tool, wait_ready_line,
-                                write_result)
+from experiments.common import (RESULTS, Progress, count_frames, environment, guest_tool,
+                                lab_session, quiesce, read_pcap, save_figure, stop_tool,
+                                wait_ready_line, write_result)
 from experiments.fidelity import CpuMeter, checks, shaping_drops
 from topologies.network import LabNetwork
 from topologies.operations import wait_for
@@ -490,9 +490,10 @@ def run(params: dict | None = None, lab_file: Path = LAB) -> dict:
     t_start = time.monotonic()
     work = RESULTS / NAME / "pcaps"
     work.mkdir(parents=True, exist_ok=True)
-    cpu = CpuMeter()
+    cpu, phase = CpuMeter(), Progress(NAME)
     with lab_session(lab_file) as net:
         cpu.start()
+        phase("unknown unicast, MAC changes, forged transmits, multicast, promiscuous, failover")
         claims = {
             "no_learning_unknown_unicast_not_flooded": measure_no_learning(net, work),
             "mac_change_reject_drops": measure_mac_change(net, work, "strict"),
@@ -506,10 +507,13 @@ def run(params: dict | None = None, lab_file: Path = LAB) -> dict:
         # Frames are counted everywhere except in the TCP transfer, which
         # fills a link on purpose: its shaping drops are left out.
         before_tcp = sum(shaping_drops(net).values())
+        phase("TCP transfer across two vMotions")
         claims["vmotion_keeps_tcp_sessions"] = measure_vmotion_tcp(net, work)
         after_tcp = sum(shaping_drops(net).values())
+        phase("quiet VMs vMotion, notify switches yes/no (waits out MAC aging)")
         claims["quiet_vm_vmotion_notify_switches"] = measure_quiet_vmotion(
             net, work, p["quiet_pps"], p["quiet_after_s"], p["stun_s"])
+        phase("multicast across vMotions, with and without the spoofed IGMP query")
         claims["multicast_after_vmotion_spoofed_igmp_query"] = measure_multicast_vmotion(
             net, work, tuple(p["max_response_s"]), p["mcast_pps"], p["stun_s"])
         counted_drops = before_tcp + sum(shaping_drops(net).values()) - after_tcp
@@ -593,6 +597,19 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     ax.set_title("Multicast outage vs spoofed IGMP query")
     ax.legend(fontsize=8)
     return save_figure(fig, outdir, NAME)
+
+
+# Key numbers for `vlab run --repeat N` (mean and 95% CI).
+METRICS = {
+    "quiet VM outage, notify (s)": lambda r: r["claims"]["quiet_vm_vmotion_notify_switches"]
+    ["series"]["quiet1"]["outage_s"],
+    "quiet VM outage, no notify (s)": lambda r: r["claims"]["quiet_vm_vmotion_notify_switches"]
+    ["series"]["quiet2"]["outage_s"],
+    "multicast outage, no query (s)": lambda r: r["claims"][
+        "multicast_after_vmotion_spoofed_igmp_query"]["moves"][0]["outage_s"],
+    "failover re-pin (ms)": lambda r: 1000 * r["claims"]["failover_failback_notify_switches"]
+    ["quiet1"]["detect_and_repin_s"],
+}
 
 
 # One-line measured values for results/REPORT.md (experiments.report).

@@ -1,7 +1,9 @@
 """The ``vlab`` command.
 
     vlab check LAB...          validate lab files (no root needed)
-    vlab run [EXPERIMENT...]   run experiments (all by default), write results/ and figures
+    vlab run [EXPERIMENT...] [--repeat N] [-q]
+                               run experiments (all by default), write results/, figures
+                               and results/REPORT.md; --repeat adds mean and 95% CI
     vlab plot [EXPERIMENT...]  redraw figures and results/REPORT.md from the stored JSON
     vlab lab up LAB            bring a lab up and open the CLI with ESXi commands
                                (esxtop, pktcap-uw, esxcli, vmotion, uplink, nsx)
@@ -53,22 +55,34 @@ def cmd_run(args) -> int:
     import experiments
     names = args.experiments or list(experiments.REGISTRY)
     modules = [experiments.get(n) for n in names]      # unknown names fail before any start
+    if args.repeat < 1:
+        raise UsageError(f"--repeat must be at least 1 (got {args.repeat})")
     from experiments.common import RESULTS, write_result
+    from experiments import repeat
     failed = []
+    os.environ["VLAB_QUIET"] = "1" if args.quiet else ""
     for name, module in zip(names, modules):
-        t0 = time.monotonic()
-        _say(args, f"[{name}] running")
-        result = module.run({})
-        result.setdefault("environment", {})["wall_s"] = round(time.monotonic() - t0, 1)
-        path = write_result(name, result)
+        runs = []
+        for i in range(args.repeat):
+            t0 = time.monotonic()
+            _say(args, f"[{name}] running" + (f" ({i + 1}/{args.repeat})" if args.repeat > 1
+                                              else ""))
+            result = module.run({})
+            result.setdefault("environment", {})["wall_s"] = round(time.monotonic() - t0, 1)
+            path = write_result(name, result)
+            runs.append(result)
+            verdicts = result.get("verdicts", {})
+            for claim, ok in verdicts.items():
+                _say(args, f"[{name}] {'PASS' if ok else 'FAIL'} {claim}")
+            if not all(verdicts.values()) and name not in failed:
+                failed.append(name)
         figures = module.plot(result, RESULTS / name)
-        verdicts = result.get("verdicts", {})
-        for claim, ok in verdicts.items():
-            _say(args, f"[{name}] {'PASS' if ok else 'FAIL'} {claim}")
         _say(args, f"[{name}] wrote {path} and {', '.join(str(f) for f in figures)} "
                    f"({time.monotonic() - t0:.0f}s)")
-        if not all(verdicts.values()):
-            failed.append(name)
+        if args.repeat > 1:
+            summary = repeat.write(RESULTS, module, runs)
+            figures = repeat.plot(repeat.summarize(module, runs), RESULTS / name)
+            _say(args, f"[{name}] wrote {summary} and {', '.join(str(f) for f in figures)}")
     from experiments import report
     _say(args, f"wrote {report.write(RESULTS)}")
     if failed:
@@ -238,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run experiments (all by default)")
     p.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
     p.add_argument("-q", "--quiet", action="store_true", help="print only failures")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="run each experiment N times; repeats.json and a mean/95%% CI figure")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("plot", help="redraw figures from stored results")
     p.add_argument("experiments", nargs="*", metavar="EXPERIMENT")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ from . import notify, ofdriver
 from .hostd import GuestObserver, WatchedNic
 from .pipeline import FlowSpec
 from .state import ControllerState, Notification
-from .vswitch import compile_vswitch
+from .vswitch import COOKIE, compile_vswitch
 
 LOG = logging.getLogger("vlab.controller")
 POLL_S = 0.02              # how often desired.json is looked at
@@ -66,6 +67,7 @@ class VSwitchController(app_manager.OSKenApp):
         self.lock = threading.RLock()
         self.datapaths: dict[int, object] = {}
         self.installed: dict[int, set[FlowSpec]] = {}
+        self.epoch: dict[int, int] = {}                 # dpid -> cookie epoch of its flows
         self.pending: dict[int, dict[int, int]] = {}    # dpid -> {xid: flow count}
         self.generation = 0
         self.moves: dict[str, dict] = {}                # port -> post-vMotion options
@@ -73,6 +75,9 @@ class VSwitchController(app_manager.OSKenApp):
         self._desired_mtime = 0.0
         self._observer: Optional[GuestObserver] = None
         self._guests_read = 0.0
+        # Start from what the testbed asked for and what the guests show, so
+        # a restarted controller resyncs switches to the right flows at once.
+        self._poll_once()
         # A daemon thread: SIGTERM (sys.exit in the main thread) must not wait for it.
         threading.Thread(target=self._watch, name="hostd-watch", daemon=True).start()
 
@@ -86,13 +91,20 @@ class VSwitchController(app_manager.OSKenApp):
         with self.lock:
             self.datapaths[dp.id] = dp
             flows = set(compile_vswitch(self.state.binding(dp.id)))
-            # Full resync on connect: the compiled set is the whole truth.
+            # Resync on (re)connect without a blip: re-add every flow under a
+            # fresh cookie epoch (an identical flow is replaced in place),
+            # then delete whatever carries another epoch - stale flows of an
+            # earlier controller. Established traffic keeps its flows.
+            self.epoch[dp.id] = epoch = 1 + secrets.randbelow((1 << ofdriver.EPOCH_BITS) - 1)
             self._marker(dp.id).unlink(missing_ok=True)
-            dp.send_msg(ofdriver.delete_all(dp))
             for spec in sorted(flows, key=_order):
-                dp.send_msg(ofdriver.flow_mod(dp, spec))
+                dp.send_msg(ofdriver.flow_mod(dp, spec, epoch))
+            for msg in ofdriver.delete_other_epochs(dp, COOKIE, epoch):
+                dp.send_msg(msg)
             self.installed[dp.id] = flows
             self._barrier(dp)
+            # Uplinks that were already down when this controller started.
+            dp.send_msg(ofdriver.port_descriptions(dp))
         LOG.info("%s (dpid %016x): sent %d flows", self.state.host_of(dp.id), dp.id, len(flows))
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
@@ -133,6 +145,19 @@ class VSwitchController(app_manager.OSKenApp):
                     any(p.name == name for p in self.state.binding(dp.id).ports):
                 self.moving.discard(name)
                 self._vmotion_arrived(dp, name)
+
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
+    def on_port_descriptions(self, ev):
+        dp, ofp = ev.msg.datapath, ev.msg.datapath.ofproto
+        with self.lock:
+            changed = False
+            for desc in ev.msg.body:
+                name = desc.name.decode() if isinstance(desc.name, bytes) else desc.name
+                if desc.port_no < VMK_BASE and desc.state & ofp.OFPPS_LINK_DOWN:
+                    self.state.uplink_changed(dp.id, name, up=False)
+                    changed = True
+            if changed:
+                self._apply({dp.id})
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def on_error(self, ev):
@@ -212,7 +237,7 @@ class VSwitchController(app_manager.OSKenApp):
             new_keys = {f.key for f in new}
             # Add (or overwrite) first, delete stale last: no moment without a flow.
             for spec in sorted(new - old, key=_order):
-                dp.send_msg(ofdriver.flow_mod(dp, spec))
+                dp.send_msg(ofdriver.flow_mod(dp, spec, self.epoch.get(dpid, 0)))
             for spec in sorted(old, key=_order):
                 if spec.key not in new_keys:
                     dp.send_msg(ofdriver.delete_strict(dp, spec))

@@ -20,8 +20,9 @@ def _action(parser, action: tuple):
     raise ValueError(f"unknown action {action!r}")
 
 
-def flow_mod(datapath, spec: FlowSpec):
-    """An OFPFC_ADD message for ``spec``."""
+def flow_mod(datapath, spec: FlowSpec, epoch: int = 0):
+    """An OFPFC_ADD message for ``spec``; ``epoch`` goes into the cookie's low
+    bits (see ``delete_other_epochs``)."""
     ofp, parser = datapath.ofproto, datapath.ofproto_parser
     instructions = []
     if spec.actions:
@@ -29,17 +30,9 @@ def flow_mod(datapath, spec: FlowSpec):
             ofp.OFPIT_APPLY_ACTIONS, [_action(parser, a) for a in spec.actions]))
     if spec.goto is not None:
         instructions.append(parser.OFPInstructionGotoTable(spec.goto))
-    return parser.OFPFlowMod(datapath=datapath, cookie=spec.cookie, table_id=spec.table,
+    return parser.OFPFlowMod(datapath=datapath, cookie=spec.cookie | epoch, table_id=spec.table,
                              priority=spec.priority, match=parser.OFPMatch(**dict(spec.match)),
                              instructions=instructions, command=ofp.OFPFC_ADD)
-
-
-def delete_all(datapath):
-    """Remove every flow in every table (used before a full resync)."""
-    ofp, parser = datapath.ofproto, datapath.ofproto_parser
-    return parser.OFPFlowMod(datapath=datapath, table_id=ofp.OFPTT_ALL,
-                             command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY,
-                             out_group=ofp.OFPG_ANY, match=parser.OFPMatch())
 
 
 def delete_strict(datapath, spec: FlowSpec):
@@ -56,6 +49,32 @@ def packet_out(datapath, port: int, frame: bytes):
     return parser.OFPPacketOut(datapath=datapath, buffer_id=ofp.OFP_NO_BUFFER,
                                in_port=ofp.OFPP_CONTROLLER,
                                actions=[parser.OFPActionOutput(port)], data=frame)
+
+
+EPOCH_BITS = 16
+
+
+def delete_other_epochs(datapath, concern_cookie: int, epoch: int) -> list:
+    """Messages deleting every flow of a concern whose cookie epoch is not
+    ``epoch``: one DELETE per epoch bit, matching flows where that bit
+    differs, so any other epoch differs in at least one and is removed.
+    Used after re-adding every flow with a fresh epoch: a resync without
+    delete-all, so established traffic never meets an empty table."""
+    ofp, parser = datapath.ofproto, datapath.ofproto_parser
+    concern_mask = 0xFF << 56
+    msgs = []
+    for bit in range(EPOCH_BITS):
+        flipped = (epoch ^ (1 << bit)) & (1 << bit)
+        msgs.append(parser.OFPFlowMod(
+            datapath=datapath, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
+            cookie=concern_cookie | flipped, cookie_mask=concern_mask | (1 << bit),
+            out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=parser.OFPMatch()))
+    return msgs
+
+
+def port_descriptions(datapath):
+    """Ask for every port's description (name, link state)."""
+    return datapath.ofproto_parser.OFPPortDescStatsRequest(datapath, 0)
 
 
 def barrier(datapath):

@@ -255,11 +255,39 @@ class LabNetwork:
             mgmt.cmd(f"ip addr add {mine} dev {naming.control_port(host.name)}")
             esx = self.node(host.name)
             esx.cmd(f"ip addr add {theirs} dev {naming.CONTROL_IFACE}")
-        log = open(self.run.dir / "controller.log", "w")
+        self._spawn_controller()
+
+    def _spawn_controller(self) -> None:
+        mgmt = self.node(naming.MGMT_NODE)
+        log = open(self.run.dir / "controller.log", "a")
         self.controller_proc = mgmt.popen(
             [sys.executable, "-m", "controller", "--lab", str(self.lab_file),
              "--state", str(self.run.dir), "--port", str(CONTROLLER_PORT)],
             stdout=log, stderr=subprocess.STDOUT, cwd=str(Path(__file__).resolve().parents[1]))
+
+    def restart_controller(self, kill: bool = True, timeout: float = 20.0) -> float:
+        """Crash (SIGKILL) or stop the controller (if it still runs) and start
+        a new one; return
+        the seconds from the new start until every switch is resynced. The
+        switches keep forwarding meanwhile (fail mode secure keeps flows)."""
+        old = self.controller_proc
+        if old.poll() is None:
+            old.kill() if kill else old.terminate()
+        old.wait(10)
+        markers = {b.dpid: naming.synced_marker(self.run.dir, b.dpid) for b in self.bindings}
+        before = {d: m.stat().st_mtime_ns if m.exists() else 0 for d, m in markers.items()}
+        t0 = time.monotonic()
+        self._spawn_controller()
+        self._wait_controller_listening(timeout)
+
+        def resynced() -> Optional[str]:
+            self._check_controller_alive()
+            stale = [f"{b.host}/{b.bridge}" for b in self.bindings
+                     if not markers[b.dpid].exists()
+                     or markers[b.dpid].stat().st_mtime_ns == before[b.dpid]]
+            return f"not resynced: {', '.join(stale)}" if stale else None
+        wait_until(resynced, timeout, "controller resync")
+        return time.monotonic() - t0
 
     def _wait_controller_listening(self, timeout: float) -> None:
         mgmt = self.node(naming.MGMT_NODE)

@@ -40,14 +40,14 @@ class ControllerState:
         self.down: dict[int, frozenset[str]] = {}
         self.teams: dict[int, dict[str, object]] = {}
         self._base = {b.dpid: b for b in switch_bindings(lab)}
+        self._placed = dict(self._base)       # bindings for the current placement
 
     @property
     def dpids(self) -> list[int]:
         return sorted(self._base)
 
     def binding(self, dpid: int) -> SwitchBinding:
-        b = {x.dpid: x for x in switch_bindings(self.lab, self.placement)}[dpid]
-        b = b.with_guests(self.guests).with_captures(self.captures)
+        b = self._placed[dpid].with_guests(self.guests).with_captures(self.captures)
         return replace(b, uplinks_down=self.down.get(dpid, frozenset()),
                        teams=tuple(sorted(self.teams.get(dpid, {}).items())))
 
@@ -62,6 +62,9 @@ class ControllerState:
         """New placement; returns the bridges whose flows change."""
         before = {d: self.binding(d).ports for d in self.dpids}
         self.placement = dict(placement)
+        # Placement is the only input of the port layout: rebuild it here,
+        # not on every compile.
+        self._placed = {b.dpid: b for b in switch_bindings(self.lab, self.placement)}
         return {d for d in self.dpids if self.binding(d).ports != before[d]}
 
     def set_guests(self, guests: dict[str, GuestNic]) -> bool:

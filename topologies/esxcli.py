@@ -10,6 +10,8 @@ lab file.
 from __future__ import annotations
 
 from vlab import naming
+
+from .textable import render
 from vlab.bindings import switch_bindings
 from vlab.lab.resolve import switch_of_port_group
 
@@ -54,12 +56,8 @@ def ip_interface_list(ctl, host: str) -> list[dict]:
 
 
 def format_rows(rows: list[dict], columns) -> str:
-    """A fixed-width table like esxcli's."""
-    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns),
-             "  ".join("-" * widths[c] for c in columns)]
-    lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(lines)
+    """A table like esxcli's: left-aligned, header underlined."""
+    return render(rows, columns, rule=True)
 
 
 def inspect(ctl) -> dict:

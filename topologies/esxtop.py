@@ -15,6 +15,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from .textable import render
+
 COLUMNS = ("PORT-ID", "USED-BY", "TEAM-PNIC", "DNAME", "PKTTX/s", "MbTX/s", "PKTRX/s",
            "MbRX/s", "%DRPTX", "%DRPRX")
 
@@ -76,9 +78,4 @@ def _pct(part: int, whole: int) -> float:
 
 
 def format_table(rows: list[dict]) -> str:
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) if rows else len(c)
-              for c in COLUMNS}
-    lines = ["  ".join(c.rjust(widths[c]) for c in COLUMNS)]
-    for r in rows:
-        lines.append("  ".join(str(r[c]).rjust(widths[c]) for c in COLUMNS))
-    return "\n".join(lines)
+    return render(rows, COLUMNS, right=True)

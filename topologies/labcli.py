@@ -19,12 +19,11 @@ import argparse
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from mininet.cli import CLI
 
-from . import esxcli, esxtop
+from . import commands, esxcli
 from .operations import OperationError
 
 
@@ -72,17 +71,9 @@ class EsxiCLI(CLI):
         """esxtop HOST [--interval S] [--count N]: per-port rates, like esxtop's 'n' screen."""
         def run(argv):
             p = _parser("esxtop")
-            p.add_argument("host")
-            p.add_argument("--interval", type=float, default=2.0)
-            p.add_argument("--count", type=int, default=1)
-            a = p.parse_args(argv)
-            self.ctl.esxi(a.host)
-            before = esxtop.sample(self.ctl, a.host)
-            for _ in range(a.count):
-                time.sleep(a.interval)           # esxtop's refresh period
-                after = esxtop.sample(self.ctl, a.host)
-                print(esxtop.format_table(esxtop.rates(before, after)))
-                before = after
+            commands.add_esxtop_args(p, default_count=1)
+            for screen in commands.esxtop_screens(self.ctl, p.parse_args(argv)):
+                print(screen)
         self._run(run, line)
 
     # -- pktcap-uw ------------------------------------------------------------------
@@ -94,25 +85,8 @@ class EsxiCLI(CLI):
 
         def run(argv):
             p = _parser("pktcap-uw")
-            p.add_argument("--switchport")
-            p.add_argument("--capture", choices=["PortOutput", "VnicRx"], default="VnicRx")
-            p.add_argument("--uplink")
-            p.add_argument("--dir", choices=["rx", "tx"], default="rx")
-            p.add_argument("-o", "--outfile", required=True)
-            p.add_argument("-c", "--count", type=int, default=0)
-            p.add_argument("--seconds", type=float, default=10.0)
-            a = p.parse_args(argv)
-            if bool(a.switchport) == bool(a.uplink):
-                raise OperationError("give exactly one of --switchport and --uplink")
-            uplink = tuple(a.uplink.split("/", 1)) if a.uplink else None
-            cap = self.ctl.capture(a.outfile, port=a.switchport, point=a.capture, uplink=uplink,
-                                   direction=a.dir,
-                                   extra=["-c", str(a.count)] if a.count else None)
-            try:
-                cap.proc.wait(timeout=a.seconds)
-            except subprocess.TimeoutExpired:
-                pass
-            path = cap.stop()
+            commands.add_pktcap_args(p)
+            path = commands.pktcap(self.ctl, p.parse_args(argv))
             shown = subprocess.run(["tcpdump", "-n", "-e", "-r", str(path)], capture_output=True,
                                    text=True).stdout
             if shown.strip():
@@ -139,16 +113,8 @@ class EsxiCLI(CLI):
         """vmotion VM HOST [--stun-ms N] [--no-igmp-query] [--max-response S]"""
         def run(argv):
             p = _parser("vmotion")
-            p.add_argument("vm")
-            p.add_argument("host")
-            p.add_argument("--stun-ms", type=float, default=100.0)
-            p.add_argument("--no-igmp-query", action="store_true")
-            p.add_argument("--max-response", type=float, default=10.0)
-            a = p.parse_args(argv)
-            move = self.ctl.vmotion(a.vm, a.host, stun_s=a.stun_ms / 1000,
-                                    igmp_query=not a.no_igmp_query, max_response_s=a.max_response)
-            print(f"{a.vm}: {move['from']} -> {move['to']}, stunned "
-                  f"{(move['resumed'] - move['stun_start']) * 1000:.0f} ms")
+            commands.add_vmotion_args(p)
+            print(commands.vmotion(self.ctl, p.parse_args(argv)))
         self._run(run, line)
 
     def do_uplink(self, line):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
@@ -155,49 +154,26 @@ def cmd_uplink(args) -> int:
 
 def cmd_vmotion(args) -> int:
     _need_root()
-    ctl = _running_lab(args)
-    move = ctl.vmotion(args.vm, args.host, stun_s=args.stun_ms / 1000,
-                       igmp_query=not args.no_igmp_query, max_response_s=args.max_response)
-    print(f"{args.vm}: {move['from']} -> {move['to']}, stunned "
-          f"{(move['resumed'] - move['stun_start']) * 1000:.0f} ms")
+    from topologies import commands
+    print(commands.vmotion(_running_lab(args), args))
     return EXIT_OK
 
 
 def cmd_pktcap(args) -> int:
     _need_root()
-    ctl = _running_lab(args)
-    if bool(args.switchport) == bool(args.uplink):
-        raise UsageError("give exactly one of --switchport and --uplink")
-    uplink = tuple(args.uplink.split("/", 1)) if args.uplink else None
-    if uplink is not None and len(uplink) != 2:
-        raise UsageError(f"--uplink wants HOST/VMNIC, got {args.uplink!r}")
-    cap = ctl.capture(args.outfile, port=args.switchport, point=args.capture, uplink=uplink,
-                      direction=args.dir, extra=["-c", str(args.count)] if args.count else None)
-    try:
-        cap.proc.wait(timeout=args.seconds)
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        path = cap.stop()
-    print(f"wrote {path}")
+    from topologies import commands
+    print(f"wrote {commands.pktcap(_running_lab(args), args)}")
     return EXIT_OK
 
 
 def cmd_esxtop(args) -> int:
     _need_root()
-    from topologies import esxtop
-    ctl = _running_lab(args)
-    ctl.esxi(args.host)
-    before = esxtop.sample(ctl, args.host)
-    shown = 0
-    while args.count == 0 or shown < args.count:
-        time.sleep(args.interval)            # esxtop's refresh period
-        after = esxtop.sample(ctl, args.host)
+    from topologies import commands
+    for screen in commands.esxtop_screens(_running_lab(args), args):
         if sys.stdout.isatty():
             print("\033[2J\033[H", end="")
         print(f"{time.strftime('%H:%M:%S')}  {args.host}  interval {args.interval:g} s")
-        print(esxtop.format_table(esxtop.rates(before, after)), flush=True)
-        before, shown = after, shown + 1
+        print(screen, flush=True)
     return EXIT_OK
 
 
@@ -244,6 +220,7 @@ def _say(args, text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from topologies import commands
     parser = argparse.ArgumentParser(prog="vlab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("check", help="validate lab files")
@@ -280,23 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="run id (default: the only running lab)")
     p.set_defaults(func=cmd_uplink)
     p = sub.add_parser("vmotion", help="move a running VM to another ESXi host")
-    p.add_argument("vm")
-    p.add_argument("host")
-    p.add_argument("--stun-ms", type=float, default=100.0, help="stun time (default 100 ms)")
-    p.add_argument("--no-igmp-query", action="store_true",
-                   help="do not send the guest a spoofed IGMP query after the move")
-    p.add_argument("--max-response", type=float, default=10.0,
-                   help="max response time of that query, seconds (default 10)")
+    commands.add_vmotion_args(p)
     p.add_argument("--run", help="run id (default: the only running lab)")
     p.set_defaults(func=cmd_vmotion)
     p = sub.add_parser("pktcap", help="capture at a vSwitch port or uplink (like pktcap-uw)")
-    p.add_argument("--switchport", help="vNIC port, e.g. vm1a-eth0")
-    p.add_argument("--capture", choices=["PortOutput", "VnicRx"], default="VnicRx")
-    p.add_argument("--uplink", help="HOST/VMNIC")
-    p.add_argument("--dir", choices=["rx", "tx"], default="rx", help="uplink direction")
-    p.add_argument("-o", "--outfile", required=True, help="pcap file to write")
-    p.add_argument("-c", "--count", type=int, default=0, help="stop after this many frames")
-    p.add_argument("--seconds", type=float, default=10.0, help="stop after this long")
+    commands.add_pktcap_args(p)
     p.add_argument("--run", help="run id (default: the only running lab)")
     p.set_defaults(func=cmd_pktcap)
     p = sub.add_parser("inspect", help="dump a running lab as JSON (nodes, ports, MACs, IPs, "
@@ -305,9 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="run id (default: the only running lab)")
     p.set_defaults(func=cmd_inspect)
     p = sub.add_parser("esxtop", help="per-port packet and bit rates of an ESXi host")
-    p.add_argument("host")
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between samples")
-    p.add_argument("--count", type=int, default=0, help="screens to print (0: until Ctrl-C)")
+    commands.add_esxtop_args(p, default_count=0)
     p.add_argument("--run", help="run id (default: the only running lab)")
     p.set_defaults(func=cmd_esxtop)
     return parser

@@ -7,11 +7,13 @@ snooping. Here the guest is a Linux namespace and its vNIC a veth, so the
 same facts are read from the guest's own interface: the link's address,
 promiscuity count (tcpdump without -p counts too) and all-multicast flag over
 netlink (pyroute2), and its link-layer multicast list from the guest's
-``/proc/<pid>/net/dev_mcast``. Only what the guest itself does changes them.
+``/proc/<pid>/net/dev_mcast``. The guest's IPv4 addresses are read too, as
+VMware Tools reports them (NSX's IP discovery for its ARP table). Only what the guest itself does changes them.
 """
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Optional
 
@@ -64,7 +66,9 @@ class GuestObserver:
         """The guest's current filter state, or None when it cannot be read
         (the guest is gone or the interface does not exist yet)."""
         try:
-            link = self._ipr_for(nic.pid).link("get", ifname=nic.ifname)[0]
+            ipr = self._ipr_for(nic.pid)
+            link = ipr.link("get", ifname=nic.ifname)[0]
+            addrs = ipr.get_addr(family=socket.AF_INET, index=link["index"])
             mcast = multicast_filter(nic.pid, nic.ifname)
         except Exception as exc:             # guest gone or not ready: report nothing
             LOG.debug("cannot read %s: %s", nic.port, exc)
@@ -73,7 +77,8 @@ class GuestObserver:
                         promiscuous=(link.get("IFLA_PROMISCUITY") or 0) > 0,
                         allmulti=bool(link["flags"] & IFF_ALLMULTI)
                         or (link.get("IFLA_ALLMULTI") or 0) > 0,
-                        mcast=mcast)
+                        mcast=mcast,
+                        ipv4=frozenset(a.get_attr("IFA_ADDRESS") for a in addrs))
 
     def snapshot(self) -> dict[str, GuestNic]:
         out = {}

@@ -7,10 +7,16 @@ from __future__ import annotations
 from .pipeline import FlowSpec
 
 
-def _action(parser, action: tuple):
+def _action(ofp, parser, action: tuple):
     kind = action[0]
     if kind == "output":
-        return parser.OFPActionOutput(action[1])
+        port = ofp.OFPP_IN_PORT if action[1] == "in_port" else action[1]
+        return parser.OFPActionOutput(port)
+    if kind == "move":
+        return parser.NXActionRegMove(src_field=action[1], dst_field=action[2],
+                                      n_bits=action[3])
+    if kind == "dec_ttl":
+        return parser.OFPActionDecNwTtl()
     if kind == "push_vlan":
         return parser.OFPActionPushVlan(action[1])
     if kind == "pop_vlan":
@@ -27,7 +33,7 @@ def flow_mod(datapath, spec: FlowSpec, epoch: int = 0):
     instructions = []
     if spec.actions:
         instructions.append(parser.OFPInstructionActions(
-            ofp.OFPIT_APPLY_ACTIONS, [_action(parser, a) for a in spec.actions]))
+            ofp.OFPIT_APPLY_ACTIONS, [_action(ofp, parser, a) for a in spec.actions]))
     if spec.goto is not None:
         instructions.append(parser.OFPInstructionGotoTable(spec.goto))
     return parser.OFPFlowMod(datapath=datapath, cookie=spec.cookie | epoch, table_id=spec.table,

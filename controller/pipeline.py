@@ -9,6 +9,19 @@ so forwarding matches one field and trunk outputs need no rewriting.
                        carries the PortOutput captures and VnicRx filters of
                        the ports it delivers to (see controller.vswitch)
 
+NSX logical switches (on the vSwitch carrying the host's VTEP) use tables
+2-4. A frame's logical switch travels as its VNI in ``tun_id``: set at
+ingress for a local VM's frame, set by decapsulation for one from the
+tunnel port. Encapsulated frames leave through the VTEP vmk, so on the
+underlay they are ordinary VTEP traffic in tables 0-1.
+
+    table 2  ARP       ARP suppression and the router's own ARP answers
+                       (controller.arpsuppress)
+    table 3  ROUTE     the distributed router, on the source host
+                       (controller.dlr)
+    table 4  L2        logical switching: local ports, remote MACs by VTEP,
+                       BUM by unicast replication (controller.overlay)
+
 Cookies say which concern (manager) installed a flow: the top byte is the
 concern id, so a resync can tell our flows from anything else.
 """
@@ -24,6 +37,9 @@ OFPVID_NONE = 0x0000
 class Table:
     INGRESS = 0
     FORWARD = 1
+    ARP = 2
+    ROUTE = 3
+    L2 = 4
 
 
 class Priority:
@@ -35,11 +51,19 @@ class Priority:
     DEFAULT = 100                  # unknown unicast in one VLAN
     DEFAULT_ANY_VLAN = 50
     INGRESS_CLASSIFY = 100
+    # Added to every L2 flow for frames from the tunnel port, so they never
+    # fall into a flow meant for a local VM's frames (which would send a
+    # frame for a MAC elsewhere back into the tunnel).
+    FROM_TUNNEL = 1000
+    MISS = 1                       # continue with the next table
 
 
 class Concern:
     """Cookie top byte per manager."""
     VSWITCH = 0x01
+    OVERLAY = 0x02
+    ARP_SUPPRESSION = 0x03
+    ROUTER = 0x04
 
 
 def cookie(concern: int, detail: int = 0) -> int:
@@ -58,8 +82,10 @@ class FlowSpec:
 
     ``match`` is a sorted tuple of (OXM field name, value) where value is an int,
     a MAC string, or a (value, mask) pair. ``actions`` are tuples:
-    ("output", port), ("push_vlan", ethertype), ("pop_vlan",),
-    ("set_field", field, value). ``goto`` continues in another table."""
+    ("output", port) (port "in_port" sends back where the frame came from),
+    ("push_vlan", ethertype), ("pop_vlan",), ("set_field", field, value),
+    ("move", src_field, dst_field, bits), ("dec_ttl",). ``goto`` continues
+    in another table."""
     table: int
     priority: int
     match: Match

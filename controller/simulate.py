@@ -8,7 +8,8 @@ flows of equal priority raise, because OVS would pick one arbitrarily.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address
 from typing import Optional
 
 from .pipeline import OFPVID_PRESENT, FlowSpec
@@ -16,37 +17,60 @@ from .pipeline import OFPVID_PRESENT, FlowSpec
 
 @dataclass(frozen=True)
 class Frame:
-    """The header fields the pipeline looks at."""
+    """The header fields (and metadata) the pipeline looks at."""
     in_port: int
     eth_dst: str
     eth_src: str = "00:50:56:ff:ff:fe"
     vlan: Optional[int] = None        # 802.1Q VID, None = untagged
     eth_type: int = 0x0800
+    ipv4_dst: Optional[str] = None
+    ttl: int = 64
+    arp_op: Optional[int] = None
+    arp_sha: Optional[str] = None
+    arp_spa: Optional[str] = None
+    arp_tha: Optional[str] = None
+    arp_tpa: Optional[str] = None
+    tunnel_id: int = 0                # metadata: VNI (set by decapsulation or a flow)
+    tun_ipv4_src: Optional[str] = None
+    tun_ipv4_dst: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """A frame leaving by ``port`` as it is at that moment."""
+    port: int
+    frame: Frame
 
 
 def _mac_int(mac: str) -> int:
     return int(mac.replace(":", ""), 16)
 
 
-def _field_matches(field: str, want, frame: Frame, vlan: Optional[int]) -> bool:
+def _ip_int(ip: Optional[str]) -> Optional[int]:
+    return None if ip is None else int(IPv4Address(ip))
+
+
+def _field_matches(field: str, want, frame: Frame) -> bool:
     if field == "vlan_vid":
         value, mask = want if isinstance(want, tuple) else (want, 0x1FFF)
-        have = 0 if vlan is None else (OFPVID_PRESENT | vlan)
+        have = 0 if frame.vlan is None else (OFPVID_PRESENT | frame.vlan)
         return (have & mask) == (value & mask)
-    if field in ("eth_dst", "eth_src"):
+    if field in ("eth_dst", "eth_src", "arp_sha", "arp_tha"):
         value, mask = want if isinstance(want, tuple) else (want, "ff:ff:ff:ff:ff:ff")
-        have = _mac_int(getattr(frame, field))
-        return (have & _mac_int(mask)) == (_mac_int(value) & _mac_int(mask))
-    if field == "in_port":
-        return frame.in_port == want
-    if field == "eth_type":
-        return frame.eth_type == want
+        have = getattr(frame, field)
+        return have is not None and (_mac_int(have) & _mac_int(mask)) == (_mac_int(value) & _mac_int(mask))
+    if field in ("ipv4_dst", "arp_spa", "arp_tpa", "tun_ipv4_src", "tun_ipv4_dst"):
+        value, mask = want if isinstance(want, tuple) else (want, "255.255.255.255")
+        have = _ip_int(getattr(frame, field))
+        return have is not None and (have & _ip_int(mask)) == (_ip_int(value) & _ip_int(mask))
+    if field in ("in_port", "eth_type", "arp_op", "tunnel_id"):
+        return getattr(frame, field) == want
     raise ValueError(f"simulator does not support matching on {field}")
 
 
-def _lookup(flows: list[FlowSpec], table: int, frame: Frame, vlan) -> Optional[FlowSpec]:
+def _lookup(flows: list[FlowSpec], table: int, frame: Frame) -> Optional[FlowSpec]:
     hits = [f for f in flows if f.table == table
-            and all(_field_matches(k, v, frame, vlan) for k, v in f.match)]
+            and all(_field_matches(k, v, frame) for k, v in f.match)]
     if not hits:
         return None
     hits.sort(key=lambda f: -f.priority)
@@ -56,27 +80,41 @@ def _lookup(flows: list[FlowSpec], table: int, frame: Frame, vlan) -> Optional[F
     return hits[0]
 
 
-def forward(flows: list[FlowSpec], frame: Frame) -> list[tuple[int, Optional[int]]]:
-    """Output (port, VLAN tag or None) list for ``frame``; [] means dropped."""
-    vlan = frame.vlan
-    outputs: list[tuple[int, Optional[int]]] = []
+def trace(flows: list[FlowSpec], frame: Frame) -> list[Output]:
+    """Every output of ``frame`` through the pipeline; [] means dropped."""
+    outputs: list[Output] = []
     table: Optional[int] = 0
     while table is not None:
-        flow = _lookup(flows, table, frame, vlan)
+        flow = _lookup(flows, table, frame)
         if flow is None:
             break                      # table miss: drop (OpenFlow 1.3)
         for action in flow.actions:
             kind = action[0]
             if kind == "output":
-                if action[1] != frame.in_port:   # OpenFlow never echoes to in_port
-                    outputs.append((action[1], vlan))
+                if action[1] == "in_port":
+                    outputs.append(Output(frame.in_port, frame))
+                elif action[1] != frame.in_port:   # OpenFlow never echoes to in_port
+                    outputs.append(Output(action[1], frame))
             elif kind == "push_vlan":
-                vlan = 0
+                frame = replace(frame, vlan=0)
             elif kind == "pop_vlan":
-                vlan = None
+                frame = replace(frame, vlan=None)
             elif kind == "set_field" and action[1] == "vlan_vid":
-                vlan = action[2] & 0xFFF
+                frame = replace(frame, vlan=action[2] & 0xFFF)
+            elif kind == "set_field":
+                frame = replace(frame, **{action[1]: action[2]})
+            elif kind == "move":
+                frame = replace(frame, **{action[2]: getattr(frame, action[1])})
+            elif kind == "dec_ttl":
+                if frame.ttl <= 1:
+                    return outputs
+                frame = replace(frame, ttl=frame.ttl - 1)
             else:
                 raise ValueError(f"simulator does not support action {action}")
         table = flow.goto
-    return sorted(outputs, key=lambda o: o[0])
+    return sorted(outputs, key=lambda o: o.port if isinstance(o.port, int) else -1)
+
+
+def forward(flows: list[FlowSpec], frame: Frame) -> list[tuple[int, Optional[int]]]:
+    """Output (port, VLAN tag or None) list for ``frame``; [] means dropped."""
+    return [(o.port, o.frame.vlan) for o in trace(flows, frame)]

@@ -16,13 +16,17 @@ from typing import Literal, Optional
 
 from . import naming
 from .lab.model import Lab
-from .lab.resolve import EffectiveTeaming, HostSwitch, host_switches, switch_of_port_group
+from .lab.resolve import (EffectiveTeaming, HostSwitch, host_switches, overlay_switch,
+                          switch_of_port_group)
 
 # OpenFlow port numbers are requested from OVS (ofport_request) so they are
 # known before the switch exists: uplinks 1.., VMkernel adapters 100.., vNICs
 # 200.. numbered across the whole lab (a VM keeps its port number when it
 # vMotions), PortOutput capture ports at CAPTURE_BASE + the captured port.
+# The VXLAN tunnel port of a host's VTEP vSwitch is TUNNEL_OFPORT.
 UPLINK_BASE, VMK_BASE, VNIC_BASE, CAPTURE_BASE = 1, 100, 200, 1000
+TUNNEL_OFPORT = 199
+TUNNEL_PORT = "vxlan0"
 
 
 @dataclass(frozen=True)
@@ -30,22 +34,27 @@ class GuestNic:
     """What the guest has done to its NIC, as the hypervisor sees it: the
     unicast address loaded into the filter (effective MAC), the promiscuous
     and all-multicast flags, and the multicast MAC filter. ``mcast=None``
-    means "not reported yet": every multicast frame passes."""
+    means "not reported yet": every multicast frame passes. ``ipv4`` are the
+    addresses the guest configured (what VMware Tools reports; NSX's IP
+    discovery fills its ARP table from it)."""
     effective_mac: Optional[str] = None          # None = the configured MAC
     promiscuous: bool = False
     allmulti: bool = False
     mcast: Optional[frozenset[str]] = None
+    ipv4: frozenset[str] = frozenset()
 
     def to_json(self) -> dict:
         return {"effective_mac": self.effective_mac, "promiscuous": self.promiscuous,
                 "allmulti": self.allmulti,
-                "mcast": sorted(self.mcast) if self.mcast is not None else None}
+                "mcast": sorted(self.mcast) if self.mcast is not None else None,
+                "ipv4": sorted(self.ipv4)}
 
     @staticmethod
     def from_json(d: dict) -> "GuestNic":
         mc = d.get("mcast")
         return GuestNic(d.get("effective_mac"), bool(d.get("promiscuous")),
-                        bool(d.get("allmulti")), frozenset(mc) if mc is not None else None)
+                        bool(d.get("allmulti")), frozenset(mc) if mc is not None else None,
+                        frozenset(d.get("ipv4") or ()))
 
 
 @dataclass(frozen=True)
@@ -57,11 +66,13 @@ class Placement:
 
 @dataclass(frozen=True)
 class PortBinding:
-    """One vSwitch port: an uplink, a VMkernel adapter or a VM's vNIC."""
+    """One vSwitch port: an uplink, a VMkernel adapter, a VM's vNIC (on a
+    port group or an NSX logical switch) or the VXLAN tunnel port."""
     name: str                                  # OVS port / interface name in the host namespace
     ofport: int
-    kind: Literal["uplink", "vmk", "vnic"]
-    port_group: Optional[str] = None           # None for uplinks
+    kind: Literal["uplink", "vmk", "vnic", "tunnel"]
+    port_group: Optional[str] = None           # None for uplinks, tunnels, logical ports
+    logical_switch: Optional[str] = None       # vNICs on an NSX logical switch
     mac: Optional[str] = None                  # configured MAC (None for uplinks)
     owner: Optional[str] = None                # VM name, or host name for a vmk
     guest: GuestNic = GuestNic()               # vNICs only: the guest's filter state
@@ -95,7 +106,15 @@ class SwitchBinding:
         return tuple(p for p in self.ports if p.kind == "uplink")
 
     def local_ports(self) -> tuple[PortBinding, ...]:
-        return tuple(p for p in self.ports if p.kind != "uplink")
+        """vNICs and vmks on VLAN-backed port groups."""
+        return tuple(p for p in self.ports if p.port_group is not None)
+
+    def logical_ports(self) -> tuple[PortBinding, ...]:
+        """vNICs on NSX logical switches."""
+        return tuple(p for p in self.ports if p.logical_switch is not None)
+
+    def tunnel_port(self) -> Optional[PortBinding]:
+        return next((p for p in self.ports if p.kind == "tunnel"), None)
 
     def with_uplink_state(self, uplink: str, up: bool) -> "SwitchBinding":
         down = self.uplinks_down - {uplink} if up else self.uplinks_down | {uplink}
@@ -155,15 +174,23 @@ def switch_bindings(lab: Lab, placement: Optional[dict[str, Placement]] = None
             ports[sw.name].append(PortBinding(
                 name=vmk.name, ofport=VMK_BASE + i, kind="vmk", port_group=vmk.port_group,
                 mac=vmk.mac or vmk_mac(host.name, vmk.name), owner=host.name))
+        overlay = overlay_switch(lab, host)
+        if overlay is not None:
+            ports[overlay.name].append(PortBinding(name=TUNNEL_PORT, ofport=TUNNEL_OFPORT,
+                                                   kind="tunnel"))
         for vm in lab.vms:
             for nic in vm.vnics:
                 name = naming.vnic_port(vm.name, nic.name)
                 if where[name].host != host.name:
                     continue
-                sw, _ = switch_of_port_group(lab, host, nic.port_group)
+                if nic.logical_switch is not None:
+                    sw = overlay
+                else:
+                    sw, _ = switch_of_port_group(lab, host, nic.port_group)
                 ports[sw.name].append(PortBinding(
                     name=name, ofport=where[name].ofport, kind="vnic",
-                    port_group=nic.port_group, mac=nic.mac, owner=vm.name))
+                    port_group=nic.port_group, logical_switch=nic.logical_switch,
+                    mac=nic.mac, owner=vm.name))
         for sw in switches:
             out.append(SwitchBinding(host=host.name, switch=sw,
                                      dpid=datapath_id(h_index, sw.index),

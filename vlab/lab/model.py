@@ -197,7 +197,9 @@ class VmkernelAdapter(LabModel):
     name: Annotated[StrictStr, AfterValidator(_vmk_name)]
     port_group: Name
     ip: IPv4If
-    stack: Literal["default", "vmotion", "provisioning"] = "default"
+    # vxlan: the NSX VTEP (VXLAN tunnel endpoint) of this host, on the
+    # VXLAN TCP/IP stack; its gateway reaches VTEPs in other transport subnets.
+    stack: Literal["default", "vmotion", "provisioning", "vxlan"] = "default"
     gateway: Optional[IPv4Addr] = None
     mac: Optional[Mac] = None
 
@@ -216,9 +218,12 @@ class EsxiHost(LabModel):
 
 
 class Vnic(LabModel):
-    """A VM's virtual NIC: its configured MAC and the guest's IP settings."""
+    """A VM's virtual NIC: its configured MAC and the guest's IP settings.
+    It connects to a VLAN-backed ``port_group`` or to an NSX
+    ``logical_switch`` (exactly one of the two)."""
     name: Name = "eth0"
-    port_group: Name
+    port_group: Optional[Name] = None
+    logical_switch: Optional[Name] = None
     mac: Mac
     ip: Optional[IPv4If] = None
     gateway: Optional[IPv4Addr] = None
@@ -263,6 +268,9 @@ class PhysicalSwitch(LabModel):
     name: Name
     site: Optional[Name] = None
     mac_aging: Annotated[StrictInt, Field(ge=10, le=3600)] = 300
+    # Data-centre switches carry jumbo frames; the transport MTU an overlay
+    # can use is set on the ESXi side (nsx.transport_mtu).
+    mtu: Mtu = 9000
     igmp_snooping: StrictBool = False
     # How long a snooped group membership lives without a new report (s).
     igmp_aging: Annotated[StrictInt, Field(ge=15, le=3600)] = 300
@@ -280,6 +288,7 @@ class HostInterface(LabModel):
     vlan: Optional[SwitchVlan] = None
     ip: Optional[IPv4If] = None
     mac: Optional[Mac] = None
+    mtu: Mtu = 1500
 
 
 class Route(LabModel):
@@ -329,6 +338,40 @@ class Expectation(LabModel):
     unreachable: tuple[tuple[StrictStr, StrictStr], ...] = ()
 
 
+class LogicalSwitch(LabModel):
+    """An NSX logical switch: one VXLAN segment (VNI) in unicast replication
+    mode. With ``arp_suppression`` the source host answers ARP requests for
+    IPs in the controller's ARP table instead of replicating them."""
+    name: Name
+    vni: Annotated[StrictInt, Field(ge=5000, le=16777215)]
+    arp_suppression: StrictBool = True
+
+
+class RouterInterface(LabModel):
+    """A logical interface (LIF) of a distributed router on a logical switch:
+    the same gateway IP and virtual MAC on every host."""
+    logical_switch: Name
+    ip: IPv4If
+
+
+class DistributedRouter(LabModel):
+    """An NSX distributed logical router: one instance in every prepared
+    host, routing on the host where the packet enters."""
+    name: Name
+    mac: Mac = "02:50:56:56:44:52"          # the vMAC, the same on every host
+    interfaces: tuple[RouterInterface, ...] = Field(min_length=1)
+
+
+class Nsx(LabModel):
+    """The NSX overlay: logical switches and distributed routers over the
+    hosts' VTEPs (VMkernel adapters with ``stack: vxlan``). Host preparation
+    sets the MTU of every vSwitch carrying a VTEP to ``transport_mtu``;
+    VXLAN adds 50 bytes, so below 1550 full-size guest frames cannot cross."""
+    transport_mtu: Mtu = 1600
+    logical_switches: tuple[LogicalSwitch, ...] = ()
+    distributed_routers: tuple[DistributedRouter, ...] = ()
+
+
 class Lab(LabModel):
     """A whole lab. ``link_scale`` multiplies every link speed (1/100 turns
     1 GbE into 10 Mbit/s) because a userspace OVS datapath tops out near
@@ -344,4 +387,5 @@ class Lab(LabModel):
     vms: tuple[Vm, ...] = ()
     hosts: tuple[Host, ...] = ()
     dci_links: tuple[DciLink, ...] = ()
+    nsx: Optional[Nsx] = None
     expect: Optional[Expectation] = None

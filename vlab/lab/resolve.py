@@ -7,11 +7,11 @@ flow compilers read plain, fully specified values.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
 from .model import (DistributedSwitch, EsxiHost, Lab, PortGroup, Security,
-                    StandardSwitch, Teaming)
+                    StandardSwitch, Teaming, VmkernelAdapter)
 
 # vSphere defaults: a standard switch is Reject/Accept/Accept, a distributed
 # switch Reject/Reject/Reject (promiscuous, MAC changes, forged transmits).
@@ -139,7 +139,25 @@ def host_switches(lab: Lab, host: EsxiHost) -> tuple[HostSwitch, ...]:
     for member in host.distributed_switches:
         out.append(_resolve(host, dvs[member.name], "distributed", len(out),
                             dict(member.uplinks)))
+    vtep = vtep_of(host)
+    if vtep is not None and lab.nsx is not None:
+        # NSX host preparation sets the transport MTU on the VTEP's vSwitch.
+        out = [replace(sw, mtu=lab.nsx.transport_mtu)
+               if any(pg.name == vtep.port_group for pg in sw.port_groups) else sw
+               for sw in out]
     return tuple(out)
+
+
+def vtep_of(host: EsxiHost) -> Optional[VmkernelAdapter]:
+    """``host``'s VTEP: its VMkernel adapter on the VXLAN stack, if any."""
+    return next((v for v in host.vmkernel if v.stack == "vxlan"), None)
+
+
+def overlay_switch(lab: Lab, host: EsxiHost) -> Optional[HostSwitch]:
+    """The vSwitch of ``host`` that carries its VTEP: VMs on logical switches
+    connect to it (in NSX-v, the VXLAN-prepared distributed switch)."""
+    vtep = vtep_of(host)
+    return None if vtep is None else switch_of_port_group(lab, host, vtep.port_group)[0]
 
 
 def switch_of_port_group(lab: Lab, host: EsxiHost, pg_name: str) -> tuple[HostSwitch, HostPortGroup]:
@@ -157,5 +175,5 @@ def find(items, name: str):
 
 
 __all__ = ["EffectiveSecurity", "EffectiveTeaming", "HostPortGroup", "HostSwitch",
-           "host_switches", "switch_of_port_group", "effective_teaming",
+           "host_switches", "switch_of_port_group", "vtep_of", "overlay_switch", "effective_teaming",
            "effective_security", "find", "PortGroup"]

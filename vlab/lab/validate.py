@@ -11,7 +11,7 @@ from typing import Iterator, Optional
 
 from .. import naming
 from .model import Lab, Teaming
-from .resolve import effective_teaming
+from .resolve import effective_teaming, switch_of_port_group
 
 Problem = tuple[str, str]
 
@@ -230,7 +230,11 @@ def _checks(lab: Lab) -> Iterator[Problem]:
                        f"{gateway_of[vmk.stack]}")
             gateway_of.setdefault(vmk.stack, vmk.name)
 
+    # --- NSX: VTEPs, logical switches, distributed routers -------------------
+    vteps = yield from _nsx(lab, host_pgs, unique_addr)
+
     # --- VMs -----------------------------------------------------------------
+    segments = {ls.name for ls in lab.nsx.logical_switches} if lab.nsx else set()
     for i, vm in enumerate(lab.vms):
         base = f"vms[{i}]"
         if vm.host not in host_pgs:
@@ -239,7 +243,16 @@ def _checks(lab: Lab) -> Iterator[Problem]:
         yield from _dupes(vm.vnics, "vNIC", f"{base}.vnics")
         for j, nic in enumerate(vm.vnics):
             nbase = f"{base}.vnics[{j}]"
-            if nic.port_group not in host_pgs[vm.host]:
+            if (nic.port_group is None) == (nic.logical_switch is None):
+                yield nbase, "give exactly one of port_group and logical_switch"
+            elif nic.logical_switch is not None:
+                if nic.logical_switch not in segments:
+                    yield (f"{nbase}.logical_switch",
+                           f"unknown logical switch {nic.logical_switch!r} (nsx.logical_switches)")
+                elif vm.host not in vteps:
+                    yield (f"{nbase}.logical_switch", f"{vm.host} has no VTEP (a VMkernel "
+                                                      "adapter with stack: vxlan)")
+            elif nic.port_group not in host_pgs[vm.host]:
                 yield f"{nbase}.port_group", f"{vm.host} has no port group {nic.port_group!r}"
             yield from _ifname(naming.vnic_port(vm.name, nic.name), f"{nbase}.name", "vNIC port")
             yield from unique_addr(nic.mac, nic.ip, nbase)
@@ -278,6 +291,80 @@ def _checks(lab: Lab) -> Iterator[Problem]:
     # --- teaming that needs the physical side --------------------------------
     yield from _ip_hash_needs_lag(lab)
     yield from _expectations(lab)
+
+
+def _nsx(lab: Lab, host_pgs: dict[str, dict[str, int]], unique_addr):
+    """Check VTEPs and the ``nsx`` section; returns {host: VTEP vmk name}."""
+    vteps: dict[str, str] = {}
+    for i, host in enumerate(lab.esxi_hosts):
+        for j, vmk in enumerate(host.vmkernel):
+            if vmk.stack != "vxlan":
+                continue
+            path = f"esxi_hosts[{i}].vmkernel[{j}].stack"
+            if lab.nsx is None:
+                yield path, "a VTEP (stack: vxlan) needs an nsx section"
+            elif host.name in vteps:
+                yield path, f"{host.name} already has a VTEP, {vteps[host.name]}"
+            vteps.setdefault(host.name, vmk.name)
+            sw, _ = switch_of_port_group(lab, host, vmk.port_group) \
+                if vmk.port_group in host_pgs[host.name] else (None, None)
+            if sw is not None and lab.nsx is not None:
+                declared = _declared_mtu(lab, host, sw.name)
+                if declared is not None and declared != lab.nsx.transport_mtu:
+                    yield (f"esxi_hosts[{i}].vmkernel[{j}].port_group",
+                           f"{sw.name} carries the VTEP, so its MTU is nsx.transport_mtu "
+                           f"({lab.nsx.transport_mtu}), not the {declared} it sets")
+    if lab.nsx is None:
+        return vteps
+    nsx = lab.nsx
+    yield from _dupes(nsx.logical_switches, "logical switch", "nsx.logical_switches")
+    yield from _dupes(nsx.logical_switches, "VNI", "nsx.logical_switches", key=lambda x: x.vni)
+    names = {ls.name for ls in nsx.logical_switches}
+    yield from _dupes(nsx.distributed_routers, "distributed router", "nsx.distributed_routers")
+    routed: dict[str, str] = {}
+    for i, dlr in enumerate(nsx.distributed_routers):
+        base = f"nsx.distributed_routers[{i}]"
+        subnets: dict[object, int] = {}
+        for j, lif in enumerate(dlr.interfaces):
+            lbase = f"{base}.interfaces[{j}]"
+            if lif.logical_switch not in names:
+                yield f"{lbase}.logical_switch", f"unknown logical switch {lif.logical_switch!r}"
+            elif lif.logical_switch in routed:
+                yield (f"{lbase}.logical_switch", f"{lif.logical_switch} already has an "
+                                                  f"interface on {routed[lif.logical_switch]}")
+            routed.setdefault(lif.logical_switch, dlr.name)
+            if lif.ip.network in subnets:
+                yield (f"{lbase}.ip", f"subnet {lif.ip.network} is already on interface "
+                                      f"{subnets[lif.ip.network]}")
+            subnets.setdefault(lif.ip.network, j)
+            yield from unique_addr(None, lif.ip, lbase)
+    return vteps
+
+
+def _declared_mtu(lab: Lab, host, switch: str) -> Optional[int]:
+    """The MTU a vSwitch sets explicitly in the file (None: left to the default)."""
+    for sw in host.vswitches:
+        if sw.name == switch:
+            return sw.mtu if "mtu" in sw.model_fields_set else None
+    for dvs in lab.distributed_switches:
+        if dvs.name == switch:
+            return dvs.mtu if "mtu" in dvs.model_fields_set else None
+    return None
+
+
+# VXLAN adds 50 bytes (outer Ethernet 14, IP 20, UDP 8, VXLAN 8) to a guest frame.
+VXLAN_OVERHEAD = 50
+
+
+def lab_warnings(lab: Lab) -> list[Problem]:
+    """Things that are allowed but probably not what the author wants."""
+    out = []
+    if lab.nsx is not None and lab.nsx.transport_mtu < 1500 + VXLAN_OVERHEAD:
+        out.append(("nsx.transport_mtu",
+                    f"{lab.nsx.transport_mtu} is below {1500 + VXLAN_OVERHEAD}: VXLAN adds "
+                    f"{VXLAN_OVERHEAD} bytes, so full-size guest frames (bulk TCP) will not "
+                    "cross the overlay; small ones (ping) will"))
+    return out
 
 
 def _switch_body(sw, base: str, what: str) -> Iterator[Problem]:

@@ -40,8 +40,8 @@ from vlab.lab.load import load_lab
 from . import notify, ofdriver
 from .hostd import GuestObserver, WatchedNic
 from .pipeline import FlowSpec
+from .flows import COOKIES
 from .state import ControllerState, Notification
-from .vswitch import COOKIE, compile_vswitch
 
 LOG = logging.getLogger("vlab.controller")
 POLL_S = 0.02              # how often desired.json is looked at
@@ -75,6 +75,7 @@ class VSwitchController(app_manager.OSKenApp):
         self._desired_mtime = 0.0
         self._observer: Optional[GuestObserver] = None
         self._guests_read = 0.0
+        self._nsx_written: Optional[dict] = None
         # Start from what the testbed asked for and what the guests show, so
         # a restarted controller resyncs switches to the right flows at once.
         self._poll_once()
@@ -90,7 +91,7 @@ class VSwitchController(app_manager.OSKenApp):
             return
         with self.lock:
             self.datapaths[dp.id] = dp
-            flows = set(compile_vswitch(self.state.binding(dp.id)))
+            flows = set(self.state.flows(dp.id))
             # Resync on (re)connect without a blip: re-add every flow under a
             # fresh cookie epoch (an identical flow is replaced in place),
             # then delete whatever carries another epoch - stale flows of an
@@ -99,8 +100,9 @@ class VSwitchController(app_manager.OSKenApp):
             self._marker(dp.id).unlink(missing_ok=True)
             for spec in sorted(flows, key=_order):
                 dp.send_msg(ofdriver.flow_mod(dp, spec, epoch))
-            for msg in ofdriver.delete_other_epochs(dp, COOKIE, epoch):
-                dp.send_msg(msg)
+            for concern in COOKIES:
+                for msg in ofdriver.delete_other_epochs(dp, concern, epoch):
+                    dp.send_msg(msg)
             self.installed[dp.id] = flows
             self._barrier(dp)
             # Uplinks that were already down when this controller started.
@@ -228,11 +230,17 @@ class VSwitchController(app_manager.OSKenApp):
     # -- installing ----------------------------------------------------------
     def _apply(self, dpids: set[int]) -> None:
         """Install the difference between compiled and installed flows."""
+        tables = self.state.nsx_tables()
+        if self.lab.nsx is not None:
+            # The NSX tables span hosts: a VM moving or showing a new IP
+            # changes flows everywhere (the diff keeps that cheap).
+            dpids = set(dpids) | set(self.datapaths)
+            self._write_nsx(tables)
         for dpid in sorted(dpids):
             dp = self.datapaths.get(dpid)
             if dp is None:
                 continue
-            new = set(compile_vswitch(self.state.binding(dpid)))
+            new = set(self.state.flows(dpid, tables))
             old = self.installed.get(dpid, set())
             new_keys = {f.key for f in new}
             # Add (or overwrite) first, delete stale last: no moment without a flow.
@@ -261,6 +269,12 @@ class VSwitchController(app_manager.OSKenApp):
             "pinning": {self.state.host_of(d): pins for d, pins in self.state.pinning().items()},
             "flows": {f"{d:016x}": len(f) for d, f in self.installed.items()},
         })
+
+    def _write_nsx(self, tables) -> None:
+        data = tables.to_json()
+        if data != self._nsx_written:
+            control.write_json(self.run_dir / control.NSX_TABLES, data)
+            self._nsx_written = data
 
     # -- frames sent on a guest's behalf -------------------------------------
     def _send_notifications(self, notes: list[Notification]) -> None:

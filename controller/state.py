@@ -1,5 +1,7 @@
-"""vCenter's view of the running lab: intent (the lab) plus what changed since
-(placement, guests' NIC filters, uplink failures, capture sessions).
+"""vCenter's and NSX Manager's view of the running lab: intent (the lab) plus
+what changed since (placement, guests' NIC filters and addresses, uplink
+failures, capture sessions), from which every bridge's flows and the NSX
+controller tables are derived.
 
 Pure: no sockets, no files. The os-ken driver feeds it events and installs
 what ``binding(dpid)`` compiles to; the RARP notifications a change calls for
@@ -13,6 +15,9 @@ from typing import Optional
 from vlab.bindings import GuestNic, Placement, SwitchBinding, switch_bindings
 from vlab.lab.model import Lab
 
+from .flows import compile_bridge
+from .nsx import NsxTables, build_tables
+from .pipeline import FlowSpec
 from .teaming import after_recovery
 from .vswitch import pinning
 
@@ -50,6 +55,14 @@ class ControllerState:
         b = self._placed[dpid].with_guests(self.guests).with_captures(self.captures)
         return replace(b, uplinks_down=self.down.get(dpid, frozenset()),
                        teams=tuple(sorted(self.teams.get(dpid, {}).items())))
+
+    def nsx_tables(self) -> NsxTables:
+        """The NSX controller's tables for the current placement and guests."""
+        return build_tables(self.lab, [self.binding(d) for d in self.dpids], self.guests)
+
+    def flows(self, dpid: int, tables: Optional[NsxTables] = None) -> list[FlowSpec]:
+        """Every flow bridge ``dpid`` should hold now."""
+        return compile_bridge(self.binding(dpid), tables or self.nsx_tables())
 
     def host_of(self, dpid: int) -> str:
         return self._base[dpid].host
@@ -104,7 +117,8 @@ class ControllerState:
     def _notification(self, dpid: int, port_name: str, reason: str) -> Optional[Notification]:
         b = self.binding(dpid)
         port = next((p for p in b.ports if p.name == port_name), None)
-        if port is None:
+        if port is None or port.port_group is None:
+            # Logical-switch ports move in the controller's MAC table, not by RARP.
             return None
         team = b.teaming(port.port_group)
         vlan = b.switch.port_group(port.port_group).vlan

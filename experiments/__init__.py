@@ -10,6 +10,7 @@ REGISTRY = {
     "vswitch-nuggets": "experiments.vswitch_nuggets",
     "reverse-teaming": "experiments.reverse_teaming",
     "vmk-egress": "experiments.vmk_egress",
+    "nsx-packet-walk": "experiments.nsx_packet_walk",
 }
 
 

@@ -79,11 +79,17 @@ SEEDS = [
         ("Micro-segmentation stops a compromised VM in the same L2 segment", None, "issue 6"),
     ]),
     ("004_6019cda390e34379.txt", "NSX packet walks: overlay, ARP suppression, DLR", [
-        ("Physical switches learn only VTEP MACs with the overlay", None, "issue 5"),
-        ("ARP suppression answers on the source host; no broadcast on the wire", None, "issue 5"),
-        ("The distributed router keeps same-host routed traffic on the host", None, "issue 5"),
-        ("VXLAN needs transport MTU >= 1550: at 1500 ping works, bulk TCP does not", None,
-         "issue 5"),
+        ("VLAN-backed routed walk: ARP for the gateway, router reply, packet via the router; "
+         "overlay walk: VTEP-to-VTEP encapsulation, VM MACs never on the wire", "nsx-packet-walk",
+         "walk_matches_seed_steps"),
+        ("Physical switches learn only VTEP MACs with the overlay (fib reduced)",
+         "nsx-packet-walk", "physical_switches_learn_only_vtep_macs"),
+        ("Unicast mode: the host already knows VM2's IP/MAC, so ARP is not flooded",
+         "nsx-packet-walk", "arp_suppressed_on_source_host"),
+        ("The distributed router routes on the source host: same-host routed traffic stays "
+         "on the host", "nsx-packet-walk", "dlr_keeps_same_host_routing_on_host"),
+        ("VXLAN needs transport MTU >= 1550: at 1500 ping works, bulk TCP does not",
+         "nsx-packet-walk", "transport_mtu_1500_breaks_bulk_tcp_not_ping"),
     ]),
 ]
 

@@ -6,14 +6,17 @@ lab file.
                          port group, VLAN, uplink in use (TEAM-PNIC)
 * ``ip_interface_list``  esxcli network ip interface list (+ ipv4 get):
                          vmk, IPv4, netmask, netstack, port group, MAC, MTU
+* ``nsx_tables``         the NSX controller's VTEP, MAC and ARP tables
 """
 from __future__ import annotations
 
-from vlab import naming
-
-from .textable import render
+from controller.nsx import vteps
+from vlab import control, naming
 from vlab.bindings import switch_bindings
 from vlab.lab.resolve import switch_of_port_group
+
+from .operations import OperationError
+from .textable import render
 
 VM_COLUMNS = ("World", "Port ID", "Port", "MAC Address", "Portgroup", "VLAN ID", "Team Uplink")
 VMK_COLUMNS = ("Name", "IPv4 Address", "IPv4 Netmask", "Netstack", "Portgroup", "MAC Address",
@@ -33,9 +36,12 @@ def vm_list(ctl, host: str) -> list[dict]:
             if p.kind != "vnic":
                 continue
             mac = (guests.get(p.name) or {}).get("effective_mac") or p.mac
+            # A logical switch port shows its VNI, as a virtualwire port group.
             rows.append({"World": p.owner, "Port ID": p.ofport, "Port": p.name,
-                         "MAC Address": mac, "Portgroup": p.port_group,
-                         "VLAN ID": b.switch.port_group(p.port_group).vlan,
+                         "MAC Address": mac, "Portgroup": p.port_group or
+                         f"vxw-{p.logical_switch}",
+                         "VLAN ID": (b.switch.port_group(p.port_group).vlan if p.port_group
+                                     else _vni(ctl.lab, p.logical_switch)),
                          "Team Uplink": pins.get(p.name) or "void"})
     return sorted(rows, key=lambda r: r["Port ID"])
 
@@ -49,10 +55,22 @@ def ip_interface_list(ctl, host: str) -> list[dict]:
         rows.append({"Name": vmk.name, "IPv4 Address": str(vmk.ip.ip),
                      "IPv4 Netmask": str(vmk.ip.netmask),
                      "Netstack": {"default": "defaultTcpipStack", "vmotion": "vmotion",
-                                  "provisioning": "vSphereProvisioning"}[vmk.stack],
+                                  "provisioning": "vSphereProvisioning",
+                                  "vxlan": "vxlan"}[vmk.stack],
                      "Portgroup": vmk.port_group, "MAC Address": macs.get(vmk.name),
                      "MTU": sw.mtu})
     return rows
+
+
+def _vni(lab, logical_switch: str) -> int:
+    return next(ls.vni for ls in lab.nsx.logical_switches if ls.name == logical_switch)
+
+
+def nsx_tables(ctl) -> dict:
+    """The NSX controller's tables as the controller last wrote them."""
+    if ctl.lab.nsx is None:
+        raise OperationError(f"lab {ctl.lab.name} has no nsx section (no logical switches)")
+    return control.read_json(ctl.dir / control.NSX_TABLES) or {}
 
 
 def format_rows(rows: list[dict], columns) -> str:
@@ -76,11 +94,14 @@ def inspect(ctl) -> dict:
                                          .get(b.host, [])})
         host["vswitches"].append({"name": b.bridge, "dpid": f"{b.dpid:016x}", "ports": [
             {"name": p.name, "port_id": p.ofport, "kind": p.kind, "owner": p.owner,
-             "port_group": p.port_group,
+             "port_group": p.port_group, "logical_switch": p.logical_switch,
              "vlan": b.switch.port_group(p.port_group).vlan if p.port_group else None,
              "mac": ((guests.get(p.name) or {}).get("effective_mac") or p.mac),
              "ip": ips.get(p.name), "team_pnic": p.name if p.kind == "uplink"
              else pins.get(p.name)} for p in b.ports]})
     return {"lab": ctl.lab.name, "run": ctl.run_id, "nodes": ctl.pids,
             "esxi_hosts": hosts, "guests": applied.get("guests", {}),
-            "vteps": [], "generation": applied.get("generation", 0)}
+            "vteps": [{"host": v.host, "ip": str(v.ip), "mac": v.mac}
+                      for v in vteps(ctl.lab).values()],
+            "nsx": nsx_tables(ctl) if ctl.lab.nsx is not None else None,
+            "generation": applied.get("generation", 0)}

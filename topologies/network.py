@@ -35,6 +35,7 @@ from mininet.node import Host
 from vlab import control, naming
 from vlab.bindings import SwitchBinding, switch_bindings
 from vlab.lab.model import Lab
+from vlab.lab.resolve import vtep_of
 from vlab.reachability import Endpoint, endpoints, expected_reachability
 from vlab.runtime import Run
 from vlab.vmkernel import routing_commands
@@ -234,7 +235,10 @@ class LabNetwork:
                 net.addLink(self.node(h.name), fabric, cls=Link, intfName1=intf.name,
                             intfName2=naming.fabric_port(intf.switch, intf.port), **params)
         for link in lab.dci_links:
-            net.addLink(fabric, fabric, cls=TCLink,
+            # Both ends are in the fabric node: number its ports explicitly, or
+            # Mininet gives both ends the same one and teardown trips over it.
+            port = fabric.newPort()
+            net.addLink(fabric, fabric, cls=TCLink, port1=port, port2=port + 1,
                         intfName1=naming.fabric_port(link.a.switch, link.a.port),
                         intfName2=naming.fabric_port(link.b.switch, link.b.port),
                         bw=link_mbps(lab, link.speed))
@@ -313,10 +317,12 @@ class LabNetwork:
             config = {p.port: p for p in sw.ports}
             in_lag = {p for lag in sw.lags for p in lag.ports}
             for port, access_vlan in sorted(plugged.get(sw.name, {}).items()):
+                name = naming.fabric_port(sw.name, port)
+                fabric.cmd(f"ip link set {name} mtu {sw.mtu}")
                 if port in in_lag:
                     continue
-                name = naming.fabric_port(sw.name, port)
-                cmds += ["--", "add-port", sw.name, name] + keep_qdisc(name)
+                cmds += ["--", "add-port", sw.name, name,
+                         "--", "set", "interface", name, f"mtu_request={sw.mtu}"] + keep_qdisc(name)
                 cfg = config.get(port)
                 vlan = access_vlan or (cfg.vlan if cfg and cfg.mode == "access" else None)
                 if vlan:
@@ -390,6 +396,15 @@ class LabNetwork:
                     # Reconnect quickly if the controller restarts (default backoff is 8 s).
                     "--", "set", "controller", br, "max_backoff=1000"]
             for p in b.ports:
+                if p.kind == "tunnel":
+                    # Userspace VXLAN: the outer destination and VNI come from
+                    # each flow (tun_dst, tun_id); OVS routes the outer packet
+                    # from the VTEP's address through the VTEP vmk.
+                    cmds += ["--", "add-port", br, p.name,
+                             "--", "set", "interface", p.name, "type=vxlan",
+                             f"ofport_request={p.ofport}", "options:remote_ip=flow",
+                             "options:key=flow", f"options:local_ip={vtep_of(host).ip.ip}"]
+                    continue
                 cmds += ["--", "add-port", br, p.name,
                          "--", "set", "interface", p.name, f"ofport_request={p.ofport}",
                          f"mtu_request={mtu}"]
@@ -401,10 +416,12 @@ class LabNetwork:
             for p in b.ports:
                 if p.kind == "vmk":
                     esx.cmd(f"ethtool -K {p.name} tx off >/dev/null 2>&1")
-                else:
+                elif p.kind != "tunnel":
                     esx.cmd(f"ip link set {p.name} mtu {mtu} up")
         # The VMkernel TCP/IP stacks: addresses, routing tables, rules.
-        for cmd in routing_commands(host):
+        transport = tuple(sorted({str(v.ip.network) for h in self.lab.esxi_hosts
+                                  for v in h.vmkernel if v.stack == "vxlan"}))
+        for cmd in routing_commands(host, transport):
             out = esx.cmd(f"{cmd} 2>&1; echo rc=$?").strip()
             if not out.endswith("rc=0"):
                 raise NotReady(f"{host.name}: `{cmd}` failed: {out}")
@@ -420,6 +437,7 @@ class LabNetwork:
         for h in self.lab.hosts:
             node = self.node(h.name)
             for intf in h.interfaces:
+                node.cmd(f"ip link set {intf.name} mtu {intf.mtu}")
                 self._address(node, intf.name, intf.ip)
             if h.kind == "router":
                 node.cmd("sysctl -qw net.ipv4.ip_forward=1")
@@ -477,11 +495,30 @@ class LabNetwork:
             return "; ".join(wrong) if wrong else None
         wait_until(flows, left(), "flow installation")
 
+        self._resolve_vtep_neighbours(left())
         probe = self._probe_pair()
         if probe is not None:
             src, dst = probe
             wait_until(lambda: None if self.ping(src, dst, count=1, wait=0.5)
                        else f"{src.name} cannot ping {dst.name}", left(), "probe")
+
+    def _resolve_vtep_neighbours(self, timeout: float) -> None:
+        """Each VTEP resolves its gateway and the VTEPs of its own subnet, as
+        a prepared host does. OVS's userspace tunnels keep their own neighbour
+        cache, filled by snooping the ARP replies that reach the VTEP vmk, and
+        drop the packet that finds no entry: without this the first frame to
+        each VTEP would be lost."""
+        vteps = {h.name: v for h in self.lab.esxi_hosts for v in h.vmkernel if v.stack == "vxlan"}
+        for host, vmk in vteps.items():
+            peers = [str(v.ip.ip) for h, v in vteps.items()
+                     if h != host and v.ip.network == vmk.ip.network]
+            peers += [str(vmk.gateway)] if vmk.gateway is not None else []
+            node = self.node(host)
+            for peer in peers:
+                wait_until(lambda: None if node.cmd(
+                    f"ping -n -q -c 1 -W 0.5 -I {vmk.ip.ip} {peer} >/dev/null 2>&1; echo rc=$?"
+                ).strip().endswith("rc=0") else f"{host} VTEP cannot reach {peer}",
+                    timeout, "VTEP neighbours")
 
     def _check_controller_alive(self) -> None:
         """Fail bring-up at once, with the controller's last words, if it died."""

@@ -27,7 +27,7 @@ from typing import Optional
 from vlab import control, naming
 from vlab.bindings import CAPTURE_BASE, Placement, default_placement
 from vlab.lab.load import load_lab
-from vlab.lab.resolve import switch_of_port_group
+from vlab.lab.resolve import overlay_switch, switch_of_port_group
 
 from .ovs import OvsInstance
 
@@ -152,12 +152,24 @@ class LabControl:
                                     f" {'up' if up else 'down'}")
 
     # -- vMotion and reconnect ----------------------------------------------------
-    def _vnic_ports(self, vm) -> list[tuple[str, str]]:
-        return [(naming.vnic_port(vm.name, nic.name), nic.port_group) for nic in vm.vnics]
+    def _vnic_ports(self, vm) -> list[tuple[str, object]]:
+        """(vSwitch port name, vNIC) of each of ``vm``'s vNICs."""
+        return [(naming.vnic_port(vm.name, nic.name), nic) for nic in vm.vnics]
 
-    def _bridge_of(self, host_name: str, port_group: str) -> str:
-        sw, _ = switch_of_port_group(self.lab, self.esxi(host_name), port_group)
-        return sw.name
+    def _switch_of(self, host_name: str, nic):
+        """The vSwitch of ``host_name`` a vNIC plugs into: its port group's,
+        or for a logical switch the one carrying the host's VTEP."""
+        esx = self.esxi(host_name)
+        if nic.logical_switch is not None:
+            sw = overlay_switch(self.lab, esx)
+            if sw is None:
+                raise OperationError(f"{host_name} has no VTEP for logical switch "
+                                     f"{nic.logical_switch!r}")
+            return sw
+        try:
+            return switch_of_port_group(self.lab, esx, nic.port_group)[0]
+        except KeyError:
+            raise OperationError(f"{host_name} has no port group {nic.port_group!r}") from None
 
     def vmotion(self, vm_name: str, dest: str, stun_s: float = 0.1, igmp_query: bool = True,
                 max_response_s: float = 10.0, query_source: str = "0.0.0.0") -> dict:
@@ -169,14 +181,11 @@ class LabControl:
         self.esxi(dest)
         if src == dest:
             raise OperationError(f"{vm_name} already runs on {dest}")
-        for port, pg in ports:
-            try:
-                self._bridge_of(dest, pg)
-            except Exception:
-                raise OperationError(f"{dest} has no port group {pg!r} for {port}") from None
+        for _, nic in ports:
+            self._switch_of(dest, nic)
         t_stun = time.time()
-        for port, pg in ports:
-            self.ovs(src).vsctl("--if-exists", "del-port", self._bridge_of(src, pg), port)
+        for port, nic in ports:
+            self.ovs(src).vsctl("--if-exists", "del-port", self._switch_of(src, nic).name, port)
             self.sh(src, f"ip link set {port} netns {self.pids[dest]}")
         seq = next(self._seq)
         placement = dict(self.desired().get("placement", {}))
@@ -195,16 +204,15 @@ class LabControl:
         return {"vm": vm_name, "from": src, "to": dest, "stun_start": t_stun,
                 "programmed": programmed, "resumed": time.time(), "stun_s": stun_s}
 
-    def _plug(self, host: str, ports: list[tuple[str, str]], ofports: dict[str, int]) -> None:
-        for port, pg in ports:
-            bridge = self._bridge_of(host, pg)
-            mtu = switch_of_port_group(self.lab, self.esxi(host), pg)[0].mtu
+    def _plug(self, host: str, ports: list[tuple[str, object]], ofports: dict[str, int]) -> None:
+        for port, nic in ports:
+            sw = self._switch_of(host, nic)
             # Link up before OVS opens the port: the port then appears up at
             # once (OVS notices a later carrier change on a re-used name late).
             self.sh(host, f"ethtool -K {port} tx off >/dev/null 2>&1; "
-                          f"ip link set {port} mtu {mtu} up")
-            self.ovs(host).vsctl("add-port", bridge, port, "--", "set", "interface", port,
-                                 f"ofport_request={ofports[port]}", f"mtu_request={mtu}")
+                          f"ip link set {port} mtu {sw.mtu} up")
+            self.ovs(host).vsctl("add-port", sw.name, port, "--", "set", "interface", port,
+                                 f"ofport_request={ofports[port]}", f"mtu_request={sw.mtu}")
 
     def reconnect(self, vm_name: str) -> dict[str, int]:
         """Plug the VM's vNICs into new virtual ports (new port IDs)."""
@@ -214,10 +222,10 @@ class LabControl:
         used = {p.ofport for p in where.values()}
         new = {}
         candidate = max(used) + 1
-        for port, pg in ports:
+        for port, nic in ports:
             new[port] = candidate
             candidate += 1
-            self.ovs(host).vsctl("--if-exists", "del-port", self._bridge_of(host, pg), port)
+            self.ovs(host).vsctl("--if-exists", "del-port", self._switch_of(host, nic).name, port)
         placement = dict(self.desired().get("placement", {}))
         for port, _ in ports:
             placement[port] = {"host": host, "ofport": new[port]}

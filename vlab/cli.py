@@ -18,6 +18,7 @@ On a running lab (``--run ID``; the only running lab by default):
                 [--dir rx|tx]) -o FILE [-c COUNT] [--seconds S]
     vlab esxtop HOST [--interval S] [--count N]   esxtop's network screen
     vlab inspect --json                         the running lab as JSON, for other tools
+    vlab nsx tables                             the NSX controller's VTEP, MAC, ARP tables
 
 Exit codes: 0 success, 1 a verdict or check failed, 2 bad input (lab file,
 arguments, not root).
@@ -42,8 +43,11 @@ def _need_root() -> None:
 
 
 def cmd_check(args) -> int:
+    from .lab.validate import lab_warnings
     for path in args.labs:
         lab = load_lab(path)     # LabError is reported by main()
+        for where, text in lab_warnings(lab):
+            print(f"{path}: {where}: warning: {text}", file=sys.stderr)
         print(f"{path}: ok ({len(lab.esxi_hosts)} ESXi hosts, {len(lab.vms)} VMs, "
               f"{len(lab.physical_switches)} physical switches, {len(lab.hosts)} other hosts)")
     return EXIT_OK
@@ -210,6 +214,14 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
+def cmd_nsx(args) -> int:
+    _need_root()
+    import json
+    from topologies.esxcli import nsx_tables
+    print(json.dumps(nsx_tables(_running_lab(args)), indent=2))
+    return EXIT_OK
+
+
 class UsageError(Exception):
     """Bad arguments for a command on a running lab (exit code 2)."""
 
@@ -269,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="indented JSON (the output is JSON anyway)")
     p.add_argument("--run", help="run id (default: the only running lab)")
     p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("nsx", help="NSX views of a running lab")
+    p.add_argument("view", choices=["tables"], help="tables: VTEP, MAC and ARP tables (JSON)")
+    p.add_argument("--run", help="run id (default: the only running lab)")
+    p.set_defaults(func=cmd_nsx)
     p = sub.add_parser("esxtop", help="per-port packet and bit rates of an ESXi host")
     commands.add_esxtop_args(p, default_count=0)
     p.add_argument("--run", help="run id (default: the only running lab)")

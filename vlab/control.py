@@ -9,6 +9,8 @@ directory (the OpenFlow channel is for switches; this is vCenter's API).
 * ``applied.json``  controller -> testbed: the generation programmed into
                     every connected switch (after a barrier), what hostd sees
                     of each guest, current uplink pinning and uplinks down.
+* ``nsx.json``      controller -> anyone: the NSX controller tables (VTEP,
+                    MAC and ARP table per logical switch), labs with nsx only.
 * ``events.jsonl``  controller -> anyone: timestamped failovers, RARPs and
                     IGMP queries sent, one JSON object per line.
 
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 NODES, DESIRED, APPLIED, EVENTS = "nodes.json", "desired.json", "applied.json", "events.jsonl"
+NSX_TABLES = "nsx.json"
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -4,7 +4,9 @@ An endpoint is an addressed vNIC, VMkernel adapter or host interface. It sits
 in an L2 segment: (physical island, VLAN), where an island is a set of
 physical switches joined by links, and VLAN 0 means untagged. Two endpoints
 reach each other when they share a segment and a subnet, or when each one's
-gateway is an interface of the same router in its own segment.
+gateway is an interface of the same router in its own segment. A logical
+switch is one segment across all hosts, and a distributed router has an
+interface in each of its logical switches.
 """
 from __future__ import annotations
 
@@ -62,8 +64,10 @@ def endpoints(lab: Lab) -> list[Endpoint]:
             if nic.ip is None:
                 continue
             name = vm.name if len(vm.vnics) == 1 else f"{vm.name}/{nic.name}"
-            out.append(Endpoint(name, vm.name, nic.ip, nic.gateway,
-                                host_segment(host, nic.port_group)))
+            # A logical switch is one segment wherever its VMs run.
+            segment = (("nsx", nic.logical_switch) if nic.logical_switch is not None
+                       else host_segment(host, nic.port_group))
+            out.append(Endpoint(name, vm.name, nic.ip, nic.gateway, segment))
     port_cfg = {(sw.name, p.port): p for sw in lab.physical_switches for p in sw.ports}
     for h in lab.hosts:
         for intf in h.interfaces:
@@ -91,6 +95,13 @@ def expected_reachability(lab: Lab) -> dict[tuple[str, str], bool]:
             if e.gateway == r.ip.ip and _same_l2(e, r):
                 return r.node
         return None
+
+    # Distributed routers: their interfaces answer on every host, so they
+    # are router interfaces in their logical switch's segment.
+    for dlr in (lab.nsx.distributed_routers if lab.nsx else ()):
+        for lif in dlr.interfaces:
+            router_ifs.append(Endpoint(f"{dlr.name}/{lif.logical_switch}", f"nsx:{dlr.name}",
+                                       lif.ip, None, ("nsx", lif.logical_switch)))
 
     def routed(a: Endpoint, b: Endpoint) -> bool:
         ra, rb = router_for(a), router_for(b)

@@ -10,6 +10,8 @@ namespace.
   subnets and gateway live only there, and only traffic from their addresses
   uses it (a rule per address), so the default stack never routes through
   them.
+* The **VXLAN stack** (the VTEP) keeps its subnet in the main table and
+  reaches the lab's other VTEP subnets through its gateway.
 * ``egress: source`` on the host is the contrasting variant: strict
   source-based egress, a table per default-stack vmk selected by source
   address, so replies leave through the vmk that owns their source address.
@@ -35,7 +37,9 @@ def _subnet(ip: IPv4Interface) -> str:
     return str(ip.network)
 
 
-def routing_commands(host: EsxiHost) -> list[str]:
+def routing_commands(host: EsxiHost, transport_subnets: tuple[str, ...] = ()) -> list[str]:
+    """``transport_subnets``: the lab's other VTEP subnets, which the VXLAN
+    stack reaches through its gateway."""
     cmds = ["sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0"]
     for vmk in host.vmkernel:
         cmds.append(f"sysctl -qw net.ipv4.conf.{vmk.name}.rp_filter=0")
@@ -55,6 +59,14 @@ def routing_commands(host: EsxiHost) -> list[str]:
                                 f"table {table}")
                 cmds.append(f"ip rule add from {vmk.ip.ip} lookup {table} "
                             f"priority {RULE_PRIORITY + i}")
+            continue
+        if vmk.stack == "vxlan":
+            # The VXLAN stack stays in the main table: OVS's userspace tunnels
+            # route by it (OVS reads only the main table). Only the transport
+            # subnets go through its gateway, never the default route.
+            for subnet in transport_subnets:
+                if vmk.gateway is not None and subnet != _subnet(vmk.ip):
+                    cmds.append(f"ip route replace {subnet} via {vmk.gateway} dev {vmk.name}")
             continue
         table = STACK_TABLE[vmk.stack]
         # The kernel put the connected route in the main table: move it to

@@ -27,7 +27,6 @@ at a capture point, in time order.
 """
 from __future__ import annotations
 
-import copy
 import statistics
 import subprocess
 import time
@@ -76,7 +75,15 @@ class Underlay:
         for c in self.caps:
             c.stop()
         frames = [(where, f) for where, pcap in self.pcaps for f in read_pcap(pcap)]
-        return sorted(frames, key=lambda wf: float(wf[1].time))
+        self.frames = sorted(frames, key=lambda wf: float(wf[1].time))
+        return self.frames
+
+    # ``with Underlay(...) as under: ...`` then ``under.frames``.
+    def __enter__(self) -> "Underlay":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 def _inner(frame):
@@ -110,7 +117,7 @@ def scale_lab(vms: int, overlay: bool) -> dict:
                           "ip": f"172.16.200.{10 + i}/24"}]} if overlay else {})}
     nic = (lambda n: {"logical_switch": "web"}) if overlay else (lambda n: {"port_group": "web"})
     lab = {
-        "name": f"scale-{'overlay' if overlay else 'vlan'}-{vms}",
+        "name": f"scale-{'ovl' if overlay else 'vlan'}-{vms}",
         "description": f"{vms} VMs on 2 hosts, {'VXLAN' if overlay else 'VLAN 10'}",
         "physical_switches": [{"name": "pswitch1"}],
         "distributed_switches": [{"name": "dvs", "uplinks": ["dvUplink1"], "port_groups": [
@@ -147,17 +154,15 @@ def measure_arp(net: LabNetwork, work: Path, tag: str, rounds: int) -> dict:
     resolution (and the ping after it) succeeded."""
     vm1 = net.node("vm1")
     replies = 0
-    under = Underlay(net, work, f"arp-{tag}")
-    try:
+    with Underlay(net, work, f"arp-{tag}") as under:
         for _ in range(rounds):
             # With the neighbour entry gone the guest's kernel broadcasts an
             # ARP request before its echo request can leave.
             vm1.cmd("ip neigh flush dev eth0")
             out = vm1.cmd(f"ping -n -c 1 -W 2 {IP['vm2']} >/dev/null 2>&1; echo rc=$?")
             replies += out.strip().endswith("rc=0")
-    finally:
-        frames = under.stop()
-    return {"rounds": rounds, "replies": replies, "arp_requests_on_wire": _arp_requests(frames)}
+    return {"rounds": rounds, "replies": replies,
+            "arp_requests_on_wire": _arp_requests(under.frames)}
 
 
 # -- (c) routing -----------------------------------------------------------------------
@@ -168,13 +173,13 @@ def measure_route(net: LabNetwork, work: Path, tag: str, src: str, dst: str, pin
     net.node(src).cmd(f"ping -n -q -c 3 -i 0.2 -W 1 {IP[dst]} >/dev/null 2>&1")
     dst_pcap = work / f"route-{tag}-{dst}.pcap"
     at_dst = net.control.tcpdump(dst, "eth0", dst_pcap, "icmp", ["-Q", "in"])
-    under = Underlay(net, work, f"route-{tag}")
     try:
-        out = net.node(src).cmd(f"ping -n -c {pings} -i 0.05 -W 1 {IP[dst]}")
+        with Underlay(net, work, f"route-{tag}") as under:
+            out = net.node(src).cmd(f"ping -n -c {pings} -i 0.05 -W 1 {IP[dst]}")
     finally:
-        frames = under.stop()
         quiesce([dst_pcap])
         at_dst.stop()
+    frames = under.frames
     rtts = [float(line.split("time=")[1].split()[0]) for line in out.splitlines()
             if "time=" in line]
     requests = [f for f in read_pcap(dst_pcap) if ICMP in f and f[ICMP].type == 8]
@@ -264,15 +269,15 @@ def packet_walk(net: LabNetwork, work: Path, tag: str, src: str, dst: str) -> li
                 net.node(node).cmd(f"ip neigh flush dev {intf}")
     guest_pcaps = {g: work / f"walk-{tag}-{g}.pcap" for g in (src, dst)}
     guests = [net.control.tcpdump(g, "eth0", p, "arp or icmp") for g, p in guest_pcaps.items()]
-    under = Underlay(net, work, f"walk-{tag}")
     try:
-        net.node(src).cmd(f"ping -n -c 1 -W 2 {IP[dst]}")
+        with Underlay(net, work, f"walk-{tag}") as under:
+            net.node(src).cmd(f"ping -n -c 1 -W 2 {IP[dst]}")
     finally:
-        frames = under.stop()
         quiesce(list(guest_pcaps.values()))
         for g in guests:
             g.stop()
-    frames += [(f"{g} vNIC", f) for g, p in guest_pcaps.items() for f in read_pcap(p)]
+    frames = under.frames + [(f"{g} vNIC", f) for g, p in guest_pcaps.items()
+                             for f in read_pcap(p)]
     wanted = [(w, f) for w, f in frames if ARP in _inner(f) or ICMP in _inner(f)]
     wanted.sort(key=lambda wf: float(wf[1].time))
     steps = [{"t_ms": round((float(f.time) - float(wanted[0][1].time)) * 1000, 3),

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from experiments import nsx_packet_walk as walk
-from experiments.common import lab_session, read_pcap
+from experiments.common import lab_session
 from topologies.esxcli import nsx_tables
 from vlab import cli
 
@@ -34,11 +34,9 @@ def test_vm_traffic_crosses_the_underlay_as_vxlan_between_vteps(overlay, work):
     from scapy.layers.inet import ICMP
     from scapy.layers.l2 import Ether
     overlay.node("vm1").cmd("ping -n -q -c 2 -i 0.2 -W 1 10.1.1.12")     # warm caches
-    under = walk.Underlay(overlay, work, "enc")
-    try:
+    with walk.Underlay(overlay, work, "enc") as under:
         out = overlay.node("vm1").cmd("ping -n -c 5 -i 0.1 -W 1 10.1.1.12")
-    finally:
-        frames = under.stop()
+    frames = under.frames
     assert "5 received" in out, out
     requests = [v for v in _vxlan(frames) if ICMP in v[4] and v[4][ICMP].type == 8]
     assert len(requests) == 5, frames
@@ -65,12 +63,9 @@ def test_arp_is_answered_on_the_source_host(overlay, work):
 
 def test_arp_for_an_unknown_ip_is_replicated_to_vteps_and_the_remote_utep(overlay, work):
     from scapy.layers.l2 import ARP
-    under = walk.Underlay(overlay, work, "miss")
-    try:
+    with walk.Underlay(overlay, work, "miss") as under:
         overlay.node("vm1").cmd("ping -n -c 1 -W 1 10.1.1.99")
-    finally:
-        frames = under.stop()
-    arp = {(w, src, dst) for w, src, dst, vni, inner in _vxlan(frames)
+    arp = {(w, src, dst) for w, src, dst, vni, inner in _vxlan(under.frames)
            if ARP in inner and inner[ARP].pdst == "10.1.1.99" and vni == 5001}
     # Head-end: esx1 -> esx2 (same subnet) and -> esx3 (UTEP of the other
     # subnet); esx3 then replicates to esx4. Nobody sends to esx4 but esx3.
@@ -106,13 +101,10 @@ def test_nsx_tables_follow_vmotion_and_traffic_follows_them(overlay, work, capsy
         printed = json.loads(capsys.readouterr().out)
         assert "esx4" in [e["host"] for e in printed["web"]["vtep_table"]]
         overlay.node("vm1").cmd("ping -n -q -c 2 -i 0.2 -W 1 10.1.1.12")
-        under = walk.Underlay(overlay, work, "moved")
-        try:
+        with walk.Underlay(overlay, work, "moved") as under:
             out = overlay.node("vm1").cmd("ping -n -c 3 -i 0.1 -W 1 10.1.1.12")
-        finally:
-            frames = under.stop()
         assert "3 received" in out, out
-        assert {dst for _, src, dst, _, _ in _vxlan(frames) if src == VTEP["esx1"]} == \
+        assert {dst for _, src, dst, _, _ in _vxlan(under.frames) if src == VTEP["esx1"]} == \
             {VTEP["esx4"]}
     finally:
         overlay.control.vmotion("vm2", "esx2", stun_s=0.1)

@@ -73,7 +73,8 @@ vms:
   - {name: vm2, host: esx2, vnics: [{port_group: DPG-Trunk, mac: "00:50:56:00:02:01"}]}
 """
 DVS_LAB = yaml.safe_load(DVS_LAB_YAML)
-BASES = {"two-hosts": TWO_HOSTS, "dvs": DVS_LAB}
+NSX_LAB = yaml.safe_load((LABS / "nsx-overlay.yaml").read_text())
+BASES = {"two-hosts": TWO_HOSTS, "dvs": DVS_LAB, "nsx": NSX_LAB}
 
 
 # --- dict-path edits, in the same notation as the error messages ------------
@@ -357,7 +358,43 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize("base, edit, expected", INVALID)
+NSX_VM0 = "vms[0].vnics[0]"
+NSX_INVALID = [
+    case("nsx-vnic-both-attachments", put(f"{NSX_VM0}.port_group", "VTEP-A"),
+         f"{NSX_VM0}: give exactly one of port_group and logical_switch", base="nsx"),
+    case("nsx-unknown-logical-switch", put(f"{NSX_VM0}.logical_switch", "db"),
+         f"{NSX_VM0}.logical_switch: unknown logical switch 'db' (nsx.logical_switches)",
+         base="nsx"),
+    case("nsx-vm-on-host-without-vtep", both(put("esxi_hosts[0].vmkernel", []),
+                                             put("vms[2].host", "esx2")),
+         f"{NSX_VM0}.logical_switch: esx1 has no VTEP (a VMkernel adapter with stack: vxlan)",
+         base="nsx"),
+    case("nsx-duplicate-vni", put("nsx.logical_switches[1].vni", 5001),
+         "nsx.logical_switches[1]: duplicate VNI 5001 (first at nsx.logical_switches[0])",
+         base="nsx"),
+    case("nsx-vni-too-small", put("nsx.logical_switches[0].vni", 10),
+         "nsx.logical_switches[0].vni: must be greater than or equal to 5000 (got 10)",
+         base="nsx"),
+    case("nsx-two-vteps", append("esxi_hosts[0].vmkernel", {
+        "name": "vmk4", "port_group": "VTEP-A", "ip": "172.16.200.21/24", "stack": "vxlan"}),
+         "esxi_hosts[0].vmkernel[1].stack: esx1 already has a VTEP, vmk3", base="nsx"),
+    case("nsx-vtep-without-nsx-section", drop("nsx"),
+         "esxi_hosts[0].vmkernel[0].stack: a VTEP (stack: vxlan) needs an nsx section",
+         base="nsx"),
+    case("nsx-lif-unknown-switch",
+         put("nsx.distributed_routers[0].interfaces[1].logical_switch", "db"),
+         "nsx.distributed_routers[0].interfaces[1].logical_switch: unknown logical switch 'db'",
+         base="nsx"),
+    case("nsx-lif-same-subnet", put("nsx.distributed_routers[0].interfaces[1].ip", "10.1.1.2/24"),
+         "nsx.distributed_routers[0].interfaces[1].ip: subnet 10.1.1.0/24 is already on "
+         "interface 0", base="nsx"),
+    case("nsx-vtep-switch-mtu", put("distributed_switches[0].mtu", 9000),
+         "esxi_hosts[0].vmkernel[0].port_group: dvs-compute carries the VTEP, so its MTU is "
+         "nsx.transport_mtu (1600), not the 9000 it sets", base="nsx"),
+]
+
+
+@pytest.mark.parametrize("base, edit, expected", INVALID + NSX_INVALID)
 def test_invalid_lab(base, edit, expected):
     data = copy.deepcopy(BASES[base])
     edit(data)
@@ -580,7 +617,7 @@ def _mutate(data, rng: random.Random) -> None:
         parent[key] = copy.deepcopy(rng.choice(_ODD_VALUES))
 
 
-@pytest.mark.parametrize("base", ["two-hosts", "dvs"])
+@pytest.mark.parametrize("base", ["two-hosts", "dvs", "nsx"])
 def test_random_mutations_never_traceback(base):
     rng = random.Random(20240607)
     outcomes = {"parsed": 0, "rejected": 0}
@@ -608,3 +645,19 @@ def test_link_faster_than_shaping_allows_is_rejected():
     assert str(err.value) == ("lab.yaml: esxi_hosts[0].uplinks[2].speed: 10 Gbit/s x link_scale "
                               "0.5 = 5000 Mbit/s; emulated links must stay at or below 1000 Mbit/s "
                               "(lower link_scale)")
+
+
+def test_nsx_lab_loads_with_transport_mtu_on_the_vtep_switch():
+    lab = parse_lab(copy.deepcopy(NSX_LAB))
+    assert [sw.mtu for sw in host_switches(lab, lab.esxi_hosts[0])] == [1600]
+    from vlab.lab.validate import lab_warnings
+    assert lab_warnings(lab) == []
+
+
+def test_transport_mtu_below_1550_is_allowed_with_a_warning():
+    from vlab.lab.validate import lab_warnings
+    data = copy.deepcopy(NSX_LAB)
+    data["nsx"]["transport_mtu"] = 1500
+    lab = parse_lab(data)
+    assert [w for w, _ in lab_warnings(lab)] == ["nsx.transport_mtu"]
+    assert "bulk TCP" in lab_warnings(lab)[0][1]

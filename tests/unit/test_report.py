@@ -38,7 +38,7 @@ def test_report_from_the_reference_results(results):
     text = report.build(results)
     counts = r"^Claims: \d+ reproduced, 0 not reproduced, 0 untrustworthy, \d+ not measured yet\.$"
     assert re.search(counts, text, re.M), text[:400]
-    assert "| **reproduced** |" in text and "not measured yet (issue 5)" in text
+    assert "| **reproduced** |" in text and "not measured yet (issue 6)" in text
     assert "Total wall time" in text and "kernel" in text
 
 

@@ -419,8 +419,7 @@ class LabNetwork:
                 elif p.kind != "tunnel":
                     esx.cmd(f"ip link set {p.name} mtu {mtu} up")
         # The VMkernel TCP/IP stacks: addresses, routing tables, rules.
-        transport = tuple(sorted({str(v.ip.network) for h in self.lab.esxi_hosts
-                                  for v in h.vmkernel if v.stack == "vxlan"}))
+        transport = tuple(sorted({str(v.ip.network) for v in self._vteps().values()}))
         for cmd in routing_commands(host, transport):
             out = esx.cmd(f"{cmd} 2>&1; echo rc=$?").strip()
             if not out.endswith("rc=0"):
@@ -502,13 +501,17 @@ class LabNetwork:
             wait_until(lambda: None if self.ping(src, dst, count=1, wait=0.5)
                        else f"{src.name} cannot ping {dst.name}", left(), "probe")
 
+    def _vteps(self) -> dict:
+        """ESXi host name -> its VTEP vmk, for hosts that have one."""
+        return {h.name: vtep_of(h) for h in self.lab.esxi_hosts if vtep_of(h) is not None}
+
     def _resolve_vtep_neighbours(self, timeout: float) -> None:
         """Each VTEP resolves its gateway and the VTEPs of its own subnet, as
         a prepared host does. OVS's userspace tunnels keep their own neighbour
         cache, filled by snooping the ARP replies that reach the VTEP vmk, and
         drop the packet that finds no entry: without this the first frame to
         each VTEP would be lost."""
-        vteps = {h.name: v for h in self.lab.esxi_hosts for v in h.vmkernel if v.stack == "vxlan"}
+        vteps = self._vteps()
         for host, vmk in vteps.items():
             peers = [str(v.ip.ip) for h, v in vteps.items()
                      if h != host and v.ip.network == vmk.ip.network]

@@ -11,11 +11,15 @@ A thin driver around ``ControllerState`` and the pure compilers:
   or the testbed asks for a new placement or capture session
   (``desired.json``) -> recompile and install the difference;
 * a vNIC that vMotioned comes up on its new host -> RARP from its MAC and,
-  if asked, a spoofed IGMP general query to the guest.
+  if asked, a spoofed IGMP general query to the guest;
+* a switch copies a VM's ARP frame or a DHCP ACK on a logical switch (IP
+  discovery, ``controller.ipdiscovery``) -> learn the binding into the NSX
+  ARP table and recompile.
 
 After every change is acknowledged by a barrier on each affected switch the
-driver writes ``applied.json`` (see ``vlab.control``). No flow is learned
-from packet-ins.
+driver writes ``applied.json`` (see ``vlab.control``). No forwarding is
+learned from packet-ins: the only ones are IP-discovery copies, counted in
+``applied.json`` as ``packet_ins``.
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ from vlab import control, naming
 from vlab.bindings import VMK_BASE, Placement
 from vlab.lab.load import load_lab
 
-from . import notify, ofdriver
+from . import ipdiscovery, notify, ofdriver
 from .hostd import GuestObserver, WatchedNic
 from .pipeline import FlowSpec
 from .flows import COOKIES
@@ -76,6 +80,11 @@ class VSwitchController(app_manager.OSKenApp):
         self._observer: Optional[GuestObserver] = None
         self._guests_read = 0.0
         self._nsx_written: Optional[dict] = None
+        self.packet_ins = 0
+        # What snooping learned survives a controller restart, as hosts would
+        # report their bindings again to a new NSX controller.
+        for port, methods in (control.read_json(self.run_dir / control.SNOOPED) or {}).items():
+            self.state.snooped[port] = {m: frozenset(ips) for m, ips in methods.items()}
         # Start from what the testbed asked for and what the guests show, so
         # a restarted controller resyncs switches to the right flows at once.
         self._poll_once()
@@ -91,7 +100,10 @@ class VSwitchController(app_manager.OSKenApp):
             return
         with self.lock:
             self.datapaths[dp.id] = dp
-            flows = set(self.state.flows(dp.id))
+            tables = self.state.nsx_tables()
+            if self.lab.nsx is not None:
+                self._write_nsx(tables)
+            flows = set(self.state.flows(dp.id, tables))
             # Resync on (re)connect without a blip: re-add every flow under a
             # fresh cookie epoch (an identical flow is replaced in place),
             # then delete whatever carries another epoch - stale flows of an
@@ -160,6 +172,25 @@ class VSwitchController(app_manager.OSKenApp):
                     changed = True
             if changed:
                 self._apply({dp.id})
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def on_packet_in(self, ev):
+        """An IP-discovery copy (the only flows that send to the controller)."""
+        msg, dp = ev.msg, ev.msg.datapath
+        seen = ipdiscovery.snoop(msg.data)
+        with self.lock:
+            self.packet_ins += 1
+            if dp.id not in self.datapaths or seen is None:
+                return
+            port = self.state.learn(dp.id, msg.match.get("in_port"), seen)
+            if port is None:
+                return
+            control.write_json(self.run_dir / control.SNOOPED, {
+                p: {m: sorted(ips) for m, ips in methods.items()}
+                for p, methods in self.state.snooped.items()})
+            self._event("ip_discovered", host=self.state.host_of(dp.id), port=port,
+                        method=seen.method, ip=seen.ip, mac=seen.mac)
+            self._apply(set(self.datapaths))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def on_error(self, ev):
@@ -268,6 +299,7 @@ class VSwitchController(app_manager.OSKenApp):
             "uplinks_down": {self.state.host_of(d): sorted(u) for d, u in self.state.down.items()},
             "pinning": {self.state.host_of(d): pins for d, pins in self.state.pinning().items()},
             "flows": {f"{d:016x}": len(f) for d, f in self.installed.items()},
+            "packet_ins": self.packet_ins,
         })
 
     def _write_nsx(self, tables) -> None:

@@ -6,8 +6,11 @@ NSX-v controllers keep, per logical switch (VNI):
   when a VM port on that logical switch connects there, and leaves when the
   last one disconnects or vMotions away);
 * the **MAC table**: VM MAC -> the VTEP of the host its port is on;
-* the **ARP table**: VM IP -> MAC, from the IPs the hosts discover (here:
-  the addresses the guest has configured, as VMware Tools reports them).
+* the **ARP table**: VM IP -> MAC, from the IPs the hosts discover by the
+  logical switch's ``ip_discovery`` methods: the addresses the guest has
+  configured (VMware Tools), the sender of the VM's own ARP frames (ARP
+  snooping) and the address a DHCP ACK gives it (DHCP snooping); each
+  entry says which method(s) found it.
 
 Hosts replicate BUM frames in unicast mode from these tables: a copy to each
 VTEP of the VNI in their own transport subnet, and one copy to a proxy VTEP
@@ -18,7 +21,7 @@ Pure: built from the lab and the current bindings; no sockets.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Iterable, Optional
 
@@ -56,6 +59,14 @@ class NsxTables:
     vtep_table: dict[int, tuple[str, ...]]               # VNI -> hosts (sorted)
     mac_table: dict[tuple[int, str], str]                # (VNI, MAC) -> host
     arp_table: dict[tuple[int, str], str]                # (VNI, IP) -> MAC
+    arp_sources: dict[tuple[int, str], tuple[str, ...]] = field(default_factory=dict)
+    # Ports that already hold their one ARP-snooped binding (first one wins).
+    arp_snooped: frozenset[str] = frozenset()
+
+    def known_ips(self, vni: int, mac: str) -> list[str]:
+        """The IPs the ARP table binds to ``mac`` on ``vni``."""
+        return sorted((ip for (v, ip), m in self.arp_table.items() if v == vni and m == mac),
+                      key=IPv4Address)
 
     def vni(self, logical_switch: str) -> int:
         return next(v for v, ls in self.switches.items() if ls.name == logical_switch)
@@ -103,7 +114,8 @@ class NsxTables:
                                for h in self.vtep_table.get(vni, ())],
                 "mac_table": [{"mac": mac, "vtep_ip": str(self.vteps[h].ip.ip), "host": h}
                               for (v, mac), h in sorted(self.mac_table.items()) if v == vni],
-                "arp_table": [{"ip": ip, "mac": mac}
+                "arp_table": [{"ip": ip, "mac": mac,
+                               "sources": list(self.arp_sources.get((v, ip), ()))}
                               for (v, ip), mac in sorted(self.arp_table.items(),
                                                          key=lambda kv: IPv4Address(kv[0][1]))
                               if v == vni],
@@ -120,11 +132,18 @@ def vteps(lab: Lab) -> dict[str, Vtep]:
     return out
 
 
+# Snooped bindings per vNIC port: {port: {method: IPs}}.
+Snooped = dict[str, dict[str, frozenset[str]]]
+
+
 def build_tables(lab: Lab, bindings: Iterable[SwitchBinding],
-                 guests: Optional[dict[str, GuestNic]] = None) -> NsxTables:
+                 guests: Optional[dict[str, GuestNic]] = None,
+                 snooped: Optional[Snooped] = None) -> NsxTables:
     """The tables for the current bindings (where each VM port is) and what
-    the hosts discovered about the guests (their IPs)."""
-    guests = guests or {}
+    the hosts discovered about the guests: their configured IPs
+    (``guests``) and what ARP and DHCP snooping saw (``snooped``), each used
+    only where the port's logical switch enables that method."""
+    guests, snooped = guests or {}, snooped or {}
     switches = {ls.vni: ls for ls in lab.nsx.logical_switches} if lab.nsx else {}
     by_name = {ls.name: ls.vni for ls in switches.values()}
     router_ports = {}
@@ -132,7 +151,8 @@ def build_tables(lab: Lab, bindings: Iterable[SwitchBinding],
         for lif in dlr.interfaces:
             router_ports[by_name[lif.logical_switch]] = RouterPort(dlr.name, dlr.mac.lower(), lif.ip)
     members: dict[int, set[str]] = {}
-    mac_table, arp_table = {}, {}
+    mac_table, arp_table, sources = {}, {}, {}
+    arp_snooped = set()
     for b in bindings:
         for p in b.logical_ports():
             vni = by_name[p.logical_switch]
@@ -140,8 +160,17 @@ def build_tables(lab: Lab, bindings: Iterable[SwitchBinding],
             mac = p.effective_mac.lower()
             mac_table[(vni, mac)] = b.host
             guest = guests.get(p.name)
-            for ip in (guest.ipv4 if guest is not None else ()):
-                arp_table[(vni, ip)] = mac
+            found = {"vmtools": guest.ipv4 if guest is not None else frozenset(),
+                     **snooped.get(p.name, {})}
+            if found.get("arp_snooping"):
+                arp_snooped.add(p.name)
+            for method in switches[vni].ip_discovery:
+                for ip in found.get(method, ()):
+                    # Two vNICs claiming one IP: the later port wins, alone.
+                    same = arp_table.get((vni, ip)) == mac
+                    arp_table[(vni, ip)] = mac
+                    sources[(vni, ip)] = (sources[(vni, ip)] if same else ()) + (method,)
     return NsxTables(vteps=vteps(lab), switches=switches, router_ports=router_ports,
                      vtep_table={v: tuple(sorted(h)) for v, h in members.items()},
-                     mac_table=mac_table, arp_table=arp_table)
+                     mac_table=mac_table, arp_table=arp_table, arp_sources=sources,
+                     arp_snooped=frozenset(arp_snooped))

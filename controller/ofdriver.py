@@ -9,6 +9,9 @@ from .pipeline import FlowSpec
 
 def _action(ofp, parser, action: tuple):
     kind = action[0]
+    if kind == "output" and action[1] == "controller":
+        # The whole frame: the controller parses ARP and DHCP bodies.
+        return parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)
     if kind == "output":
         port = ofp.OFPP_IN_PORT if action[1] == "in_port" else action[1]
         return parser.OFPActionOutput(port)

@@ -4,8 +4,8 @@ What the VXLAN module of a prepared host does, and so what these flows do:
 
 * A VM port on a logical switch sends untagged frames from its configured
   MAC (forged transmits rejected, as on a distributed switch); the frame's
-  VNI goes into ``tun_id`` and it continues through ARP suppression and the
-  distributed router (tables ARP, ROUTE) to L2.
+  VNI goes into ``tun_id`` and it continues through IP discovery, ARP
+  suppression and the distributed router (tables DISCOVERY, ARP, ROUTE) to L2.
 * L2 never learns. A frame to a VM on this host goes to its port; to a VM
   elsewhere, encapsulated to the VTEP the controller's MAC table names
   (``tun_dst``), out of the tunnel port: OVS then routes it from the VTEP
@@ -58,7 +58,7 @@ def _ingress(b: SwitchBinding, tables: NsxTables, tunnel: PortBinding) -> list[F
                            {"in_port": p.ofport, "vlan_vid": OFPVID_NONE,
                             "eth_src": p.mac.lower()},
                            (("set_field", "tunnel_id", tables.vni(p.logical_switch)),),
-                           goto=Table.ARP))
+                           goto=Table.DISCOVERY))
     return flows
 
 

@@ -10,16 +10,19 @@ so forwarding matches one field and trunk outputs need no rewriting.
                        the ports it delivers to (see controller.vswitch)
 
 NSX logical switches (on the vSwitch carrying the host's VTEP) use tables
-2-4. A frame's logical switch travels as its VNI in ``tun_id``: set at
+2-5. A frame's logical switch travels as its VNI in ``tun_id``: set at
 ingress for a local VM's frame, set by decapsulation for one from the
 tunnel port. Encapsulated frames leave through the VTEP vmk, so on the
 underlay they are ordinary VTEP traffic in tables 0-1.
 
-    table 2  ARP       ARP suppression and the router's own ARP answers
+    table 2  DISCOVERY IP discovery: copies of a VM's ARP frames and of DHCP
+                       ACKs to the controller while they can teach its ARP
+                       table something (controller.ipdiscovery)
+    table 3  ARP       ARP suppression and the router's own ARP answers
                        (controller.arpsuppress)
-    table 3  ROUTE     the distributed router, on the source host
+    table 4  ROUTE     the distributed router, on the source host
                        (controller.dlr)
-    table 4  L2        logical switching: local ports, remote MACs by VTEP,
+    table 5  L2        logical switching: local ports, remote MACs by VTEP,
                        BUM by unicast replication (controller.overlay)
 
 Cookies say which concern (manager) installed a flow: the top byte is the
@@ -37,9 +40,10 @@ OFPVID_NONE = 0x0000
 class Table:
     INGRESS = 0
     FORWARD = 1
-    ARP = 2
-    ROUTE = 3
-    L2 = 4
+    DISCOVERY = 2
+    ARP = 3
+    ROUTE = 4
+    L2 = 5
 
 
 class Priority:
@@ -64,6 +68,7 @@ class Concern:
     OVERLAY = 0x02
     ARP_SUPPRESSION = 0x03
     ROUTER = 0x04
+    IP_DISCOVERY = 0x05
 
 
 def cookie(concern: int, detail: int = 0) -> int:
@@ -82,7 +87,8 @@ class FlowSpec:
 
     ``match`` is a sorted tuple of (OXM field name, value) where value is an int,
     a MAC string, or a (value, mask) pair. ``actions`` are tuples:
-    ("output", port) (port "in_port" sends back where the frame came from),
+    ("output", port) (port "in_port" sends back where the frame came from,
+    "controller" sends a whole copy to the controller as a packet-in),
     ("push_vlan", ethertype), ("pop_vlan",), ("set_field", field, value),
     ("move", src_field, dst_field, bits), ("dec_ttl",). ``goto`` continues
     in another table."""

@@ -30,6 +30,9 @@ class Frame:
     arp_spa: Optional[str] = None
     arp_tha: Optional[str] = None
     arp_tpa: Optional[str] = None
+    ip_proto: Optional[int] = None
+    udp_src: Optional[int] = None
+    udp_dst: Optional[int] = None
     tunnel_id: int = 0                # metadata: VNI (set by decapsulation or a flow)
     tun_ipv4_src: Optional[str] = None
     tun_ipv4_dst: Optional[str] = None
@@ -37,8 +40,8 @@ class Frame:
 
 @dataclass(frozen=True)
 class Output:
-    """A frame leaving by ``port`` as it is at that moment."""
-    port: int
+    """A frame leaving by ``port`` (or "controller") as it is at that moment."""
+    port: int | str
     frame: Frame
 
 
@@ -63,7 +66,8 @@ def _field_matches(field: str, want, frame: Frame) -> bool:
         value, mask = want if isinstance(want, tuple) else (want, "255.255.255.255")
         have = _ip_int(getattr(frame, field))
         return have is not None and (have & _ip_int(mask)) == (_ip_int(value) & _ip_int(mask))
-    if field in ("in_port", "eth_type", "arp_op", "tunnel_id"):
+    if field in ("in_port", "eth_type", "arp_op", "tunnel_id", "ip_proto", "udp_src",
+                 "udp_dst"):
         return getattr(frame, field) == want
     raise ValueError(f"simulator does not support matching on {field}")
 

@@ -16,6 +16,7 @@ from vlab.bindings import GuestNic, Placement, SwitchBinding, switch_bindings
 from vlab.lab.model import Lab
 
 from .flows import compile_bridge
+from .ipdiscovery import Snooped
 from .nsx import NsxTables, build_tables
 from .pipeline import FlowSpec
 from .teaming import after_recovery
@@ -41,6 +42,7 @@ class ControllerState:
         self.lab = lab
         self.placement: dict[str, Placement] = {}
         self.guests: dict[str, GuestNic] = {}
+        self.snooped: dict[str, dict[str, frozenset[str]]] = {}   # port -> method -> IPs
         self.captures: frozenset[str] = frozenset()
         self.down: dict[int, frozenset[str]] = {}
         self.teams: dict[int, dict[str, object]] = {}
@@ -58,7 +60,8 @@ class ControllerState:
 
     def nsx_tables(self) -> NsxTables:
         """The NSX controller's tables for the current placement and guests."""
-        return build_tables(self.lab, [self.binding(d) for d in self.dpids], self.guests)
+        return build_tables(self.lab, [self.binding(d) for d in self.dpids], self.guests,
+                            self.snooped)
 
     def flows(self, dpid: int, tables: Optional[NsxTables] = None) -> list[FlowSpec]:
         """Every flow bridge ``dpid`` should hold now."""
@@ -84,6 +87,33 @@ class ControllerState:
         changed = guests != {k: self.guests.get(k) for k in guests}
         self.guests.update(guests)
         return changed
+
+    def learn(self, dpid: int, in_port: int, seen: Snooped) -> Optional[str]:
+        """A snooped binding from a frame that entered bridge ``dpid`` by
+        ``in_port``; returns the vNIC port it was bound to, or None when it
+        teaches nothing. ARP is believed only from the vNIC whose MAC sent it,
+        once per vNIC; a DHCP ACK binds its address to the logical-switch
+        port whose MAC is the client's, wherever that port is."""
+        b = self.binding(dpid)
+        if seen.method == "arp_snooping":
+            port = next((p for p in b.logical_ports() if p.ofport == in_port), None)
+            if port is None or port.effective_mac.lower() != seen.mac:
+                return None
+        else:
+            port = next((p for d in self.dpids for p in self.binding(d).logical_ports()
+                         if p.effective_mac.lower() == seen.mac), None)
+            if port is None:
+                return None
+        ls = next(ls for ls in self.lab.nsx.logical_switches if ls.name == port.logical_switch)
+        if seen.method not in ls.ip_discovery:
+            return None
+        mine = self.snooped.setdefault(port.name, {})
+        if seen.method == "arp_snooping" and mine.get("arp_snooping"):
+            return None                          # first binding wins
+        if mine.get(seen.method) == frozenset({seen.ip}):
+            return None
+        mine[seen.method] = frozenset({seen.ip})
+        return port.name
 
     def set_captures(self, ports: frozenset[str]) -> bool:
         changed, self.captures = ports != self.captures, ports

@@ -97,11 +97,14 @@ def _is_vxlan(frame) -> bool:
     return VXLAN in frame
 
 
-def _arp_requests(frames) -> dict:
+def arp_requests(frames, target: str) -> dict:
+    """ARP requests for ``target`` that entered the physical network, bare
+    (VLAN-backed) or inside VXLAN. The underlay's own ARP (VTEPs and the
+    transport gateway refreshing each other) is not counted."""
     from scapy.layers.l2 import ARP
-    raw = sum(1 for _, f in frames if ARP in f and f[ARP].op == 1 and not _is_vxlan(f))
-    enc = sum(1 for _, f in frames if _is_vxlan(f) and ARP in _inner(f)
-              and _inner(f)[ARP].op == 1)
+    asks = lambda f: ARP in f and f[ARP].op == 1 and f[ARP].pdst == target  # noqa: E731
+    raw = sum(1 for _, f in frames if not _is_vxlan(f) and asks(f))
+    enc = sum(1 for _, f in frames if _is_vxlan(f) and asks(_inner(f)))
     return {"raw": raw, "encapsulated": enc, "total": raw + enc}
 
 
@@ -162,7 +165,7 @@ def measure_arp(net: LabNetwork, work: Path, tag: str, rounds: int) -> dict:
             out = vm1.cmd(f"ping -n -c 1 -W 2 {IP['vm2']} >/dev/null 2>&1; echo rc=$?")
             replies += out.strip().endswith("rc=0")
     return {"rounds": rounds, "replies": replies,
-            "arp_requests_on_wire": _arp_requests(under.frames)}
+            "arp_requests_on_wire": arp_requests(under.frames, IP["vm2"])}
 
 
 # -- (c) routing -----------------------------------------------------------------------

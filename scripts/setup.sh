@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   openvswitch-switch openvswitch-common mininet iperf3 tcpdump tshark
   ethtool iputils-ping iproute2 procps python3 python3-venv python3-dev make
+  dnsmasq-base udhcpc        # a real DHCP server and client for guests (DHCP snooping)
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -25,6 +25,7 @@ from typing import Optional
 
 NODES, DESIRED, APPLIED, EVENTS = "nodes.json", "desired.json", "applied.json", "events.jsonl"
 NSX_TABLES = "nsx.json"
+SNOOPED = "ip_discovery.json"     # what ARP/DHCP snooping learned, kept across controller restarts
 
 
 def write_json(path: Path, data: dict) -> None:

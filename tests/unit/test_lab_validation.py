@@ -388,6 +388,12 @@ NSX_INVALID = [
     case("nsx-lif-same-subnet", put("nsx.distributed_routers[0].interfaces[1].ip", "10.1.1.2/24"),
          "nsx.distributed_routers[0].interfaces[1].ip: subnet 10.1.1.0/24 is already on "
          "interface 0", base="nsx"),
+    case("nsx-ip-discovery-twice",
+         put("nsx.logical_switches[0].ip_discovery", ["arp_snooping", "arp_snooping"]),
+         "nsx.logical_switches[0].ip_discovery[1]: arp_snooping is listed twice", base="nsx"),
+    case("nsx-ip-discovery-unknown", put("nsx.logical_switches[0].ip_discovery", ["lldp"]),
+         "nsx.logical_switches[0].ip_discovery[0]: must be 'vmtools', 'arp_snooping' or "
+         "'dhcp_snooping' (got 'lldp')", base="nsx"),
     case("nsx-vtep-switch-mtu", put("distributed_switches[0].mtu", 9000),
          "esxi_hosts[0].vmkernel[0].port_group: dvs-compute carries the VTEP, so its MTU is "
          "nsx.transport_mtu (1600), not the 9000 it sets", base="nsx"),

@@ -10,12 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.arpsuppress import compile_arp
-from controller.dlr import compile_router
+from controller.flows import compile_bridge
 from controller.nsx import build_tables
-from controller.overlay import compile_overlay
 from controller.simulate import Frame, trace
-from controller.vswitch import compile_vswitch
 from vlab.bindings import TUNNEL_OFPORT, GuestNic, Placement, switch_bindings
 from vlab.lab.load import parse_lab
 
@@ -32,15 +29,15 @@ PORT = {"vm1": 200, "vm2": 201, "vm3": 202, "vm4": 203, "vm5": 204, "vm6": 205}
 WEB, APP = 5001, 5002
 
 
-def setup(data=None, placement=None, known=True):
-    """(lab, {host: flows}) with every guest's IP known to the controller."""
+def setup(data=None, placement=None, known=True, snooped=None):
+    """(lab, tables, {host: flows}); with ``known`` every guest's IP is
+    reported by VMware Tools; ``snooped`` adds what snooping learned."""
     lab = parse_lab(copy.deepcopy(data or LAB_DATA))
     bindings = switch_bindings(lab, placement)
     guests = {f"{vm}-eth0": GuestNic(ipv4=frozenset({ip})) for vm, ip in IP.items()} \
         if known else {}
-    tables = build_tables(lab, bindings, guests)
-    flows = {b.host: compile_vswitch(b) + compile_overlay(b, tables) + compile_arp(b, tables)
-             + compile_router(b, tables) for b in bindings}
+    tables = build_tables(lab, bindings, guests, snooped)
+    flows = {b.host: compile_bridge(b, tables) for b in bindings}
     return lab, tables, flows
 
 
@@ -177,8 +174,8 @@ def test_vmotion_moves_the_mac_table_entry_and_vtep_membership():
 def test_tables_json_lists_the_arp_table_from_reported_ips():
     _, tables, _ = setup()
     app = tables.to_json()["app"]
-    assert app["arp_table"] == [{"ip": IP["vm3"], "mac": MAC["vm3"]},
-                                {"ip": IP["vm4"], "mac": MAC["vm4"]}]
+    assert app["arp_table"] == [{"ip": IP["vm3"], "mac": MAC["vm3"], "sources": ["vmtools"]},
+                                {"ip": IP["vm4"], "mac": MAC["vm4"], "sources": ["vmtools"]}]
     assert [(e["host"], e["utep"]) for e in app["vtep_table"]] == [("esx1", True), ("esx2", False)]
 
 

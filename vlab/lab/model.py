@@ -338,13 +338,20 @@ class Expectation(LabModel):
     unreachable: tuple[tuple[StrictStr, StrictStr], ...] = ()
 
 
+IpDiscoveryMethod = Literal["vmtools", "arp_snooping", "dhcp_snooping"]
+
+
 class LogicalSwitch(LabModel):
     """An NSX logical switch: one VXLAN segment (VNI) in unicast replication
     mode. With ``arp_suppression`` the source host answers ARP requests for
-    IPs in the controller's ARP table instead of replicating them."""
+    IPs in the controller's ARP table instead of replicating them.
+    ``ip_discovery`` says how that table learns a VM's IP: from VMware Tools
+    (the guest's configured addresses), by snooping the VM's ARP frames
+    (first binding per vNIC wins) or by snooping DHCP ACKs sent to it."""
     name: Name
     vni: Annotated[StrictInt, Field(ge=5000, le=16777215)]
     arp_suppression: StrictBool = True
+    ip_discovery: tuple[IpDiscoveryMethod, ...] = ("vmtools", "arp_snooping", "dhcp_snooping")
 
 
 class RouterInterface(LabModel):

@@ -319,6 +319,11 @@ def _nsx(lab: Lab, host_pgs: dict[str, dict[str, int]], unique_addr):
     nsx = lab.nsx
     yield from _dupes(nsx.logical_switches, "logical switch", "nsx.logical_switches")
     yield from _dupes(nsx.logical_switches, "VNI", "nsx.logical_switches", key=lambda x: x.vni)
+    for i, ls in enumerate(nsx.logical_switches):
+        for j, method in enumerate(ls.ip_discovery):
+            if method in ls.ip_discovery[:j]:
+                yield (f"nsx.logical_switches[{i}].ip_discovery[{j}]",
+                       f"{method} is listed twice")
     names = {ls.name for ls in nsx.logical_switches}
     yield from _dupes(nsx.distributed_routers, "distributed router", "nsx.distributed_routers")
     routed: dict[str, str] = {}

@@ -429,6 +429,12 @@ class LabNetwork:
     def _configure_guests(self) -> None:
         for vm in self.lab.vms:
             node = self.node(vm.name)
+            # A vMotion moves the vNIC's backend veth, which the guest sees as
+            # a carrier drop, and Linux then empties its ARP cache. On ESXi the
+            # guest sees no link event and its memory, ARP cache included,
+            # moves intact; keep the cache across carrier changes (the sysctl
+            # Wi-Fi roaming uses) so a moved guest does not re-ARP.
+            node.cmd("sysctl -qw net.ipv4.conf.all.arp_evict_nocarrier=0")
             for nic in vm.vnics:
                 self._address(node, nic.name, nic.ip)
                 if nic.gateway is not None:

@@ -26,6 +26,7 @@ arguments, not root).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -63,6 +64,7 @@ def cmd_run(args) -> int:
     from experiments.common import RESULTS, write_result
     from experiments import repeat
     failed = []
+    t_all = time.monotonic()
     os.environ["VLAB_QUIET"] = "1" if args.quiet else ""
     for name, module in zip(names, modules):
         runs = []
@@ -86,11 +88,36 @@ def cmd_run(args) -> int:
             summary = repeat.write(RESULTS, module, runs)
             figures = repeat.plot(repeat.summarize(module, runs), RESULTS / name)
             _say(args, f"[{name}] wrote {summary} and {', '.join(str(f) for f in figures)}")
+    if not args.experiments and args.repeat == 1:
+        # A full run: its wall time is one of the bench's numbers.
+        from experiments.common import environment
+        env = environment()
+        (RESULTS / "run.json").write_text(json.dumps({
+            "wall_s": round(time.monotonic() - t_all, 1), "experiments": names,
+            "git": env["git"], "date": env["date"]}, indent=2) + "\n")
     from experiments import report
     _say(args, f"wrote {report.write(RESULTS)}")
     if failed:
         print(f"vlab run: verdicts failed in: {', '.join(failed)}", file=sys.stderr)
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_bench(args) -> int:
+    _need_root()
+    from experiments import bench
+    from experiments.common import write_result
+    os.environ["VLAB_QUIET"] = "1" if args.quiet else ""
+    params = {}
+    if args.quick:
+        params = {"hosts": (1, 4), "failover_trials": 5, "vmotion_moves": 4, "iperf_s": 2.0}
+    result = bench.run(params)
+    path = write_result(bench.NAME, result)
+    figures = bench.plot(result, bench.OUT)
+    _say(args, f"[bench] wrote {path} and {', '.join(str(f) for f in figures)} "
+               f"({result['environment']['wall_s']:.0f}s)")
+    for claim, ok in result["verdicts"].items():
+        print(f"[bench] {'MET' if ok else 'NOT MET'} {claim}")
     return EXIT_OK
 
 
@@ -244,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="run each experiment N times; repeats.json and a mean/95%% CI figure")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("bench", help="benchmarks: scale, controller, failover, vMotion, "
+                                     "shaping, throughput -> results/bench")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer hosts and trials (a smoke run; not for the README)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_bench)
     p = sub.add_parser("plot", help="redraw figures from stored results")
     p.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
     p.set_defaults(func=cmd_plot)

@@ -1,0 +1,581 @@
+"""``vlab bench``: how fast, how big and how faithful the testbed is on this
+machine, each number next to its target.
+
+* **scale**: bring-up time (lab start until every switch holds its flows),
+  time until every VM reaches every other VM (broadcast ping: each VM's
+  echo is answered by all the others, so every ordered pair is exercised,
+  ARP included) and peak memory, for 1, 4, 8 and 16 ESXi hosts x 8 VMs;
+* **controller**: flow compile time and flow count for the largest lab;
+  packet-ins during steady traffic on the NSX overlay lab (target 0: the
+  only flows that reach the controller are IP-discovery copies);
+* **failover**: uplink cable pulled -> first packet of a 1000 pps stream on
+  the standby uplink, 20 trials (target: p95 under 100 ms);
+* **vMotion**: a VM talking both ways at 1000 pps moves between hosts 10
+  times; time without delivered packets minus the configured stun time
+  (target under 50 ms);
+* **shaping**: TCP throughput over 10..200 Mbit/s uplinks / configured
+  rate (target 0.95 or better);
+* **throughput**: raw veth pair, two VMs on one OVS bridge, VLAN-backed and
+  VXLAN overlay between hosts at equal link rates;
+* **make run**: wall time of the last full ``vlab run``.
+
+Results (with the machine's description) go to ``results/bench/result.json``,
+figures next to it; every generated lab is kept in ``results/bench/labs``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from experiments import bench_labs
+from experiments.common import (RESULTS, Progress, environment, guest_tool, iperf3, lab_session,
+                                quiesce, read_pcap, save_figure, stop_tool, wait_ready_line)
+from experiments.vswitch_nuggets import _arrivals
+from vlab import naming
+from vlab.reachability import endpoints
+
+NAME = "bench"
+OUT = RESULTS / NAME
+LABS = OUT / "labs"
+SCALE_HOSTS = (1, 4, 8, 16)
+VMS_PER_HOST = 8
+SHAPING_MBPS = (10, 20, 50, 100, 200)
+TARGETS = {"packet_ins_steady": 0, "failover_p95_ms": 100, "vmotion_blackout_ms": 50,
+           "shaping_ratio": 0.95}
+
+
+def write_lab(data: dict) -> Path:
+    LABS.mkdir(parents=True, exist_ok=True)
+    path = LABS / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (no interpolation: a value that was measured)."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, -(-len(ordered) * p // 100) - 1))]
+
+
+# -- memory ------------------------------------------------------------------------------
+def _used_bytes() -> int:
+    info = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, value = line.split(":", 1)
+            info[key] = int(value.split()[0]) * 1024
+    return info["MemTotal"] - info["MemAvailable"]
+
+
+def _rss_of_run(run_id: str) -> int:
+    """Resident memory of every process carrying this run's marker."""
+    marker, total = f"{naming.RUN_ENV}={run_id}".encode(), 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if marker not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            continue
+    return total
+
+
+class MemoryPeak:
+    """Samples system memory in use (and our processes' RSS) in a thread;
+    ``peak_*`` are the highest values above the baseline taken at start."""
+
+    def __init__(self, interval: float = 0.25):
+        self.interval, self.baseline = interval, _used_bytes()
+        self.peak_used, self.peak_rss, self.run_id = 0, 0, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self):
+        while not self._stop.wait(self.interval):
+            self.peak_used = max(self.peak_used, _used_bytes() - self.baseline)
+            run_id = self.run_id or os.environ.get(naming.RUN_ENV)
+            if run_id:
+                self.peak_rss = max(self.peak_rss, _rss_of_run(run_id))
+
+
+# -- scale ------------------------------------------------------------------------------
+def mesh_missing(net, timeout_s: float = 60.0) -> tuple[float, int]:
+    """Broadcast-ping from every VM at once, repeating for the VMs whose
+    peers did not all answer yet; returns (seconds until every ordered pair
+    answered, pairs still missing at the timeout)."""
+    vms = [e for e in endpoints(net.lab) if "/" not in e.name]
+    names = {str(e.ip.ip): e.name for e in vms}
+    bcast = str(vms[0].ip.network.broadcast_address)
+    for e in vms:
+        net.node(e.node).cmd("sysctl -qw net.ipv4.icmp_echo_ignore_broadcasts=0")
+    seen: dict[str, set[str]] = {e.name: set() for e in vms}
+    want = len(vms) - 1
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        todo = [e for e in vms if len(seen[e.name]) < want]
+        if not todo:
+            return time.monotonic() - t0, 0
+        procs = {e.name: net.node(e.node).popen(
+            ["ping", "-n", "-b", "-c", "2", "-i", "0.5", "-w", "3", bcast],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for e in todo}
+        for name, proc in procs.items():
+            out, _ = proc.communicate(timeout=30)
+            for line in out.splitlines():
+                if line.startswith("64 bytes from "):
+                    ip = line.split()[3].rstrip(":")
+                    if ip in names and names[ip] != name:
+                        seen[name].add(names[ip])
+    return time.monotonic() - t0, sum(want - len(s) for s in seen.values())
+
+
+def measure_scale(hosts: int, progress) -> dict:
+    lab = write_lab(bench_labs.scale_lab(hosts, VMS_PER_HOST))
+    with MemoryPeak() as mem:
+        t0 = time.monotonic()
+        with lab_session(lab, timeout=300) as net:
+            mem.run_id = net.run.id
+            bringup = net.timings["bringup_s"]
+            progress(f"{hosts} hosts up in {bringup:.1f}s; checking the full mesh")
+            mesh_s, missing = mesh_missing(net)
+            reach_s = time.monotonic() - t0
+            vms = len(net.lab.vms)
+    return {"hosts": hosts, "vms": vms, "bringup_s": round(bringup, 2),
+            "mesh_s": round(mesh_s, 2), "reach_all_s": round(reach_s, 2),
+            "pairs": vms * (vms - 1), "pairs_missing": missing,
+            "peak_memory_mb": round(mem.peak_used / 2**20, 1),
+            "peak_rss_of_our_processes_mb": round(mem.peak_rss / 2**20, 1)}
+
+
+# -- controller ---------------------------------------------------------------------------
+def measure_compile(lab_path: Path, repeats: int = 5) -> dict:
+    """Compile every bridge's flows from scratch, ``repeats`` times."""
+    from controller.state import ControllerState
+    from vlab.lab.load import load_lab
+    lab = load_lab(lab_path)
+    times, counts = [], {}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        state = ControllerState(lab)
+        counts = {state.host_of(d): len(state.flows(d)) for d in state.dpids}
+        times.append(time.perf_counter() - t0)
+    return {"lab": lab.name, "bridges": len(counts), "flows_total": sum(counts.values()),
+            "flows_max_per_bridge": max(counts.values()),
+            "compile_s_median": round(statistics.median(times), 4),
+            "compile_s_all": [round(t, 4) for t in times]}
+
+
+def controller_packets(net) -> int:
+    """Packets the switches have sent to the controller so far (n_packets of
+    every flow with a controller action; OpenFlow 1.3 table misses drop)."""
+    total = 0
+    for b in net.bindings:
+        for line in net.ovs[b.host].ofctl("dump-flows", b.bridge).splitlines():
+            if "CONTROLLER" in line and "n_packets=" in line:
+                total += int(line.split("n_packets=")[1].split(",")[0])
+    return total
+
+
+def measure_steady_packet_ins(net, seconds: float = 5.0) -> dict:
+    """Every VM pings every other VM and one TCP transfer runs, after one
+    warm-up round; packet-ins counted over the steady part only."""
+    vms = [e for e in endpoints(net.lab) if "/" not in e.name]
+
+    def all_pairs(count: int, interval: float):
+        procs = [net.node(a.node).popen(
+            ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", "1", str(b.ip.ip)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for a in vms for b in vms if a is not b]
+        for p in procs:
+            p.wait(timeout=count * interval + 30)
+    all_pairs(2, 0.2)                                  # warm-up: ARP, discovery
+    before = controller_packets(net)
+    pings = threading.Thread(target=all_pairs, args=(int(seconds / 0.2), 0.2))
+    pings.start()
+    eps = {e.name: e for e in vms}
+    tcp = iperf3(net, eps["vm2"], eps["vm1"], seconds)
+    pings.join()
+    return {"lab": net.lab.name, "seconds": seconds, "vms": len(vms),
+            "tcp_mbps": round(tcp["mbps"], 1), "packet_ins": controller_packets(net) - before}
+
+
+# -- failover and vMotion --------------------------------------------------------------------
+def _fabric_port(net, host: str, vmnic: str) -> str:
+    up = next(u for u in next(h for h in net.lab.esxi_hosts if h.name == host).uplinks
+              if u.name == vmnic)
+    return naming.fabric_port(up.switch, up.port)
+
+
+def _udp_times(pcap: Path, dport: int) -> list[float]:
+    from scapy.layers.inet import UDP
+    return [float(p.time) for p in read_pcap(pcap) if UDP in p and p[UDP].dport == dport]
+
+
+def measure_failover(net, work: Path, trials: int = 20, pps: int = 1000) -> dict:
+    """``mover`` streams UDP to ``peer``; esx1's active uplink is pulled and
+    plugged back ``trials`` times. Failover time: from just before the cable
+    is pulled to the first packet of the stream arriving from the standby
+    uplink at the physical switch."""
+    ctl, port = net.control, 7001
+    eps = {e.name: e for e in endpoints(net.lab)}
+    vnic = naming.vnic_port("mover", "eth0")
+    active = ctl.applied()["pinning"]["esx1"][vnic]
+    standby = "vmnic1" if active == "vmnic0" else "vmnic0"
+    cap = ctl.tcpdump(naming.FABRIC_NODE, _fabric_port(net, "esx1", standby),
+                      work / "failover-standby.pcap", f"udp dst port {port}", ["-Q", "in"])
+    recv = guest_tool(net, "peer", "udp", "recv", "--bind", eps["peer"].ip.ip, "--port", port,
+                      "--out", work / "failover-recv.txt", wait=False)
+    send = None
+    downs = []
+    try:
+        wait_ready_line(recv, "receiver on peer")
+        send = guest_tool(net, "mover", "udp", "send", "--src", eps["mover"].ip.ip,
+                          "--dst", eps["peer"].ip.ip, "--port", port, "--pps", pps,
+                          "--count", pps * (trials * 3 + 10), wait=False)
+        from topologies.operations import wait_for
+        wait_for(lambda: len(_arrivals(work / "failover-recv.txt")) > pps // 10, 10,
+                 "stream reaching peer")
+        for _ in range(trials):
+            t_down = time.time()
+            ctl.uplink("esx1", active, up=False)
+            command_s = time.time() - t_down
+            wait_for(lambda: ctl.applied()["pinning"]["esx1"][vnic] == standby, 10,
+                     "failover to the standby uplink")
+            downs.append((t_down, command_s))
+            ctl.uplink("esx1", active, up=True)
+            wait_for(lambda: ctl.applied()["pinning"]["esx1"][vnic] == active, 10,
+                     "failback to the active uplink")
+            # The stream is back on the active uplink before the next pull.
+            t_back = time.time()
+            wait_for(lambda: any(t > t_back for t in _arrivals(work / "failover-recv.txt")),
+                     10, "stream after failback")
+        quiesce([cap.pcap])
+    finally:
+        if send is not None:
+            stop_tool(send)
+        stop_tool(recv)
+        cap.stop()
+    arrivals = _udp_times(cap.pcap, port)
+    samples = []
+    for t_down, command_s in downs:
+        first = min((t for t in arrivals if t >= t_down), default=None)
+        samples.append(None if first is None else round((first - t_down) * 1000, 2))
+    ok = [s for s in samples if s is not None]
+    p95 = percentile(ok, 95) if ok else None
+    return {"trials": trials, "pps": pps, "active": active, "standby": standby,
+            "failover_ms": samples, "median_ms": statistics.median(ok) if ok else None,
+            "p95_ms": p95, "pull_command_ms_median":
+                round(statistics.median(c for _, c in downs) * 1000, 2),
+            "target_p95_ms": TARGETS["failover_p95_ms"],
+            "met": p95 is not None and len(ok) == trials and p95 < TARGETS["failover_p95_ms"]}
+
+
+def longest_silence(times: list[float], since: float) -> float:
+    """The longest time without an arrival from ``since`` on (a 1000 pps
+    stream on a busy 2-core machine has millisecond jitter, so the sum of
+    every small gap would overstate a blackout)."""
+    after = [since] + [t for t in times if t > since]
+    return max((b - a for a, b in zip(after, after[1:])), default=float("inf"))
+
+
+def measure_vmotion(net, work: Path, moves: int = 10, pps: int = 1000,
+                    stun_s: float = 0.1) -> dict:
+    """``mover`` and ``peer`` stream UDP to each other; ``mover`` vMotions
+    esx1 -> esx2 -> esx1 ... ``moves`` times. Blackout per move and
+    direction: time without packets arriving at the receiving guest's vNIC
+    (kernel capture timestamps) after the stun starts, minus the configured
+    stun time."""
+    ctl = net.control
+    eps = {e.name: e for e in endpoints(net.lab)}
+    streams = {"peer": ("mover", 7101), "mover": ("peer", 7102)}      # receiver: (sender, port)
+    caps = {rx: ctl.tcpdump(rx, "eth0", work / f"vmotion-{rx}.pcap", f"udp dst port {port}",
+                            ["-Q", "in"]) for rx, (_, port) in streams.items()}
+    # Receivers, so the streams end in a socket (no ICMP port unreachable).
+    recvs = {rx: guest_tool(net, rx, "udp", "recv", "--bind", eps[rx].ip.ip, "--port", port,
+                            "--out", work / f"vmotion-{rx}.txt", wait=False)
+             for rx, (_, port) in streams.items()}
+    sends, results = [], []
+    gap = 1.5                                       # seconds of traffic between moves
+    try:
+        for rx, proc in recvs.items():
+            wait_ready_line(proc, f"receiver on {rx}")
+        sends = [guest_tool(net, tx, "udp", "send", "--src", eps[tx].ip.ip, "--dst", eps[rx].ip.ip,
+                            "--port", port, "--pps", pps,
+                            "--count", int(pps * (moves * (gap + 1) + 10)), wait=False)
+                 for rx, (tx, port) in streams.items()]
+        from topologies.operations import wait_for
+        files = [work / f"vmotion-{rx}.txt" for rx in streams]
+        for f in files:
+            wait_for(lambda f=f: len(_arrivals(f)) > pps // 10, 10, f"stream into {f.stem}")
+        for i in range(moves):
+            dest = "esx2" if i % 2 == 0 else "esx1"
+            move = ctl.vmotion("mover", dest, stun_s=stun_s)
+            t_next = time.time() + gap
+            wait_for(lambda: time.time() >= t_next and all(
+                any(t > move["resumed"] for t in _arrivals(f)) for f in files),
+                gap + 10, "traffic after the move")
+            results.append(move)
+        quiesce([c.pcap for c in caps.values()])
+    finally:
+        for s in sends:
+            stop_tool(s)
+        for proc in recvs.values():
+            stop_tool(proc)
+        for c in caps.values():
+            c.stop()
+    arrivals = {rx: sorted(_udp_times(caps[rx].pcap, port)) for rx, (_, port) in streams.items()}
+    per_move = []
+    for move in results:
+        row = {"to": move["to"], "stun_s": stun_s,
+               "resumed_after_ms": round((move["resumed"] - move["stun_start"]) * 1000, 1)}
+        for rx, times in arrivals.items():
+            window = [t for t in times if move["stun_start"] - 0.05 <= t < move["stun_start"] + gap]
+            outage = longest_silence(window, move["stun_start"])
+            row[f"to_{rx}_blackout_ms"] = round((outage - stun_s) * 1000, 1)
+            # Raw evidence: every silence over 5 ms (start relative to the stun start).
+            row[f"to_{rx}_gaps_ms"] = [
+                (round((a - move["stun_start"]) * 1000, 1), round((b - a) * 1000, 1))
+                for a, b in zip(window, window[1:]) if b - a > 0.005]
+        per_move.append(row)
+    worst = [max(r["to_peer_blackout_ms"], r["to_mover_blackout_ms"]) for r in per_move]
+    return {"moves": moves, "pps": pps, "stun_s": stun_s, "per_move": per_move,
+            "median_ms": statistics.median(worst), "p95_ms": percentile(worst, 95),
+            "max_ms": max(worst), "target_ms": TARGETS["vmotion_blackout_ms"],
+            "met": max(worst) < TARGETS["vmotion_blackout_ms"]}
+
+
+# -- throughput ---------------------------------------------------------------------------
+def measure_shaping(seconds: float, progress) -> list[dict]:
+    rows = []
+    for rate in SHAPING_MBPS:
+        lab = write_lab(bench_labs.shaping_lab(rate))
+        with lab_session(lab) as net:
+            eps = {e.name: e for e in endpoints(net.lab)}
+            r = iperf3(net, eps["sb"], eps["sa"], seconds)
+        rows.append({"configured_mbps": rate, "measured_mbps": round(r["mbps"], 2),
+                     "ratio": round(r["mbps"] / rate, 3), "retransmits": r["retransmits"]})
+        progress(f"shaping {rate} Mbit/s: {r['mbps']:.1f}")
+    return rows
+
+
+def measure_veth_ceiling(seconds: float) -> dict:
+    """iperf3 between two namespaces joined by a bare veth pair (Mininet
+    hosts, our run marker on their processes)."""
+    from mininet.log import setLogLevel
+    from mininet.net import Mininet
+    from vlab.runtime import Run
+    run = Run().create()
+    net = None
+    try:
+        setLogLevel("error")
+        net = Mininet(topo=None, build=False, controller=None)
+        a, b = net.addHost("va", ip="10.99.0.1/24"), net.addHost("vb", ip="10.99.0.2/24")
+        net.addLink(a, b)
+        net.build()
+        for h in (a, b):
+            # As in every lab: no TX checksum offload (userspace OVS, DESIGN.md).
+            h.cmd("ethtool -K %s tx off >/dev/null 2>&1" % h.defaultIntf())
+        server = b.popen(["iperf3", "-s", "-1", "-B", "10.99.0.2"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+        try:
+            from topologies.network import wait_until
+            wait_until(lambda: None if "LISTEN" in b.cmd("ss -Hltn 'sport = :5201'")
+                       else "iperf3 not listening", 10, "iperf3 on vb")
+            data = json.loads(a.cmd(f"iperf3 -c 10.99.0.2 -t {seconds} -J"))
+        finally:
+            stop_tool(server)
+        return {"mbps": round(data["end"]["sum_received"]["bits_per_second"] / 1e6, 1)}
+    finally:
+        if net is not None:
+            net.stop()
+        run.remove()
+
+
+def measure_throughputs(seconds: float, progress) -> dict:
+    from experiments import nsx_packet_walk as walk
+    out = {"veth": measure_veth_ceiling(seconds)}
+    progress(f"veth ceiling {out['veth']['mbps']} Mbit/s")
+    with lab_session(write_lab(bench_labs.single_host_lab())) as net:
+        eps = {e.name: e for e in endpoints(net.lab)}
+        out["ovs_bridge"] = {"mbps": round(iperf3(net, eps["b2"], eps["b1"], seconds)["mbps"], 1)}
+    progress(f"OVS bridge ceiling {out['ovs_bridge']['mbps']} Mbit/s")
+    for key, lab in (("vlan", walk.VLAN_LAB), ("overlay", walk.OVERLAY_LAB)):
+        with lab_session(lab) as net:
+            out[key] = {"mbps": round(walk.measure_throughput(net, seconds)["mbps"], 1)}
+            if key == "overlay":
+                out["steady_packet_ins"] = measure_steady_packet_ins(net)
+        progress(f"{key} {out[key]['mbps']} Mbit/s")
+    out["overlay_over_vlan"] = round(out["overlay"]["mbps"] / out["vlan"]["mbps"], 3)
+    return out
+
+
+# -- make run --------------------------------------------------------------------------------
+def last_make_run() -> dict:
+    """What the last full ``vlab run`` recorded (results/run.json)."""
+    path = RESULTS / "run.json"
+    if not path.exists():
+        return {"measured": False, "why": "no full `vlab run` recorded yet (results/run.json)"}
+    return {"measured": True, **json.loads(path.read_text())}
+
+
+# -- the whole bench ------------------------------------------------------------------------
+def run(params: dict | None = None, work: Path | None = None) -> dict:
+    params = params or {}
+    hosts = params.get("hosts", SCALE_HOSTS)
+    trials = params.get("failover_trials", 20)
+    moves = params.get("vmotion_moves", 10)
+    seconds = params.get("iperf_s", 4.0)
+    progress = Progress(NAME)
+    work = work or Path(os.environ.get("TMPDIR", "/tmp")) / f"vlab-bench-{os.getpid()}"
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    result = {"experiment": NAME, "params": {"hosts": list(hosts), "vms_per_host": VMS_PER_HOST,
+                                             "failover_trials": trials, "vmotion_moves": moves,
+                                             "iperf_s": seconds,
+                                             "shaping_mbps": list(SHAPING_MBPS)},
+              "targets": TARGETS}
+    result["scale"] = []
+    for n in hosts:
+        progress(f"scale: {n} hosts x {VMS_PER_HOST} VMs")
+        result["scale"].append(measure_scale(n, progress))
+    largest = LABS / f"bench-{max(hosts)}x{VMS_PER_HOST}.yaml"
+    result["compile"] = measure_compile(largest)
+    progress(f"compile: {result['compile']}")
+    with lab_session(write_lab(bench_labs.operations_lab())) as net:
+        progress("failover trials")
+        result["failover"] = measure_failover(net, work, trials)
+        progress(f"failover p95 {result['failover']['p95_ms']} ms; vMotion moves")
+        result["vmotion"] = measure_vmotion(net, work, moves)
+    result["shaping"] = measure_shaping(seconds, progress)
+    result["throughput"] = measure_throughputs(seconds, progress)
+    result["make_run"] = last_make_run()
+    steady = result["throughput"]["steady_packet_ins"]["packet_ins"]
+    worst_ratio = min(r["ratio"] for r in result["shaping"])
+    result["verdicts"] = {
+        "packet-ins in steady state: 0": steady == TARGETS["packet_ins_steady"],
+        "uplink failover p95 under 100 ms": result["failover"]["met"],
+        "vMotion blackout minus stun under 50 ms": result["vmotion"]["met"],
+        "shaping fidelity 0.95 or better at every rate": worst_ratio >= TARGETS["shaping_ratio"],
+        "every VM reaches every VM at every scale":
+            all(r["pairs_missing"] == 0 for r in result["scale"]),
+    }
+    result["environment"] = environment()
+    result["environment"]["machine"] = machine()
+    result["environment"]["wall_s"] = round(time.monotonic() - t0, 1)
+    return result
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    with open("/proc/meminfo") as f:
+        total = int(f.readline().split()[1]) * 1024
+    return {"cpu": cpu, "cpus": os.cpu_count(), "memory_gib": round(total / 2**30, 1),
+            "virtualized": subprocess.run(["systemd-detect-virt"], capture_output=True,
+                                          text=True).stdout.strip() or "unknown"}
+
+
+# -- figures --------------------------------------------------------------------------------
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9"]   # Okabe-Ito
+
+
+def plot(result: dict, outdir: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.rcParams.update({"font.size": 11})
+    paths = []
+
+    scale = result["scale"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    hosts = [r["hosts"] for r in scale]
+    ax1.plot(hosts, [r["bringup_s"] for r in scale], "o-", color=PALETTE[0], label="bring-up")
+    ax1.plot(hosts, [r["reach_all_s"] for r in scale], "s--", color=PALETTE[1],
+             label="until every VM reaches every VM")
+    ax1.set(xlabel=f"ESXi hosts ({VMS_PER_HOST} VMs each)", ylabel="time (s)",
+            title="Bring-up time", xticks=hosts)
+    ax1.legend()
+    ax2.plot(hosts, [r["peak_memory_mb"] for r in scale], "o-", color=PALETTE[2],
+             label="system memory in use (peak - before)")
+    ax2.plot(hosts, [r["peak_rss_of_our_processes_mb"] for r in scale], "s--", color=PALETTE[3],
+             label="RSS of our processes (peak)")
+    ax2.set(xlabel=f"ESXi hosts ({VMS_PER_HOST} VMs each)", ylabel="memory (MiB)",
+            title="Peak memory", xticks=hosts)
+    ax2.legend()
+    paths += save_figure(fig, outdir, "scale")
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fo = result["failover"]
+    vals = [v for v in fo["failover_ms"] if v is not None]
+    ax1.plot(range(1, len(vals) + 1), vals, "o", color=PALETTE[0], label="trial")
+    ax1.axhline(fo["target_p95_ms"], color=PALETTE[3], ls="--", label="target (p95)")
+    ax1.axhline(fo["p95_ms"], color=PALETTE[1], ls=":", label=f"p95 = {fo['p95_ms']:.0f} ms")
+    ax1.set(xlabel="trial", ylabel="link down -> first packet on standby (ms)",
+            title="Uplink failover", ylim=(0, max(vals + [fo["target_p95_ms"]]) * 1.15))
+    ax1.legend()
+    vm = result["vmotion"]
+    moves = range(1, len(vm["per_move"]) + 1)
+    ax2.plot(moves, [r["to_peer_blackout_ms"] for r in vm["per_move"]], "o", color=PALETTE[0],
+             label="VM -> peer")
+    ax2.plot(moves, [r["to_mover_blackout_ms"] for r in vm["per_move"]], "s", color=PALETTE[2],
+             label="peer -> VM")
+    ax2.axhline(vm["target_ms"], color=PALETTE[3], ls="--", label="target")
+    ax2.set(xlabel="vMotion", ylabel="blackout - stun (ms)",
+            title=f"vMotion blackout (stun {vm['stun_s'] * 1000:.0f} ms)")
+    ax2.legend()
+    paths += save_figure(fig, outdir, "failover-vmotion")
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    sh = result["shaping"]
+    ax1.plot([r["configured_mbps"] for r in sh], [r["ratio"] for r in sh], "o-",
+             color=PALETTE[0], label="TCP measured / configured")
+    ax1.axhline(TARGETS["shaping_ratio"], color=PALETTE[3], ls="--", label="target")
+    ax1.set(xscale="log", xlabel="configured link rate (Mbit/s)", ylabel="ratio",
+            title="Link shaping fidelity", ylim=(0.8, 1.02))
+    ax1.set_xticks([r["configured_mbps"] for r in sh], [str(r["configured_mbps"]) for r in sh])
+    ax1.legend()
+    tp = result["throughput"]
+    bars = [("veth pair", tp["veth"]["mbps"]), ("OVS bridge", tp["ovs_bridge"]["mbps"]),
+            ("VLAN", tp["vlan"]["mbps"]), ("VXLAN overlay", tp["overlay"]["mbps"])]
+    ax2.bar([b[0] for b in bars], [b[1] for b in bars], color=PALETTE[:4])
+    ax2.set(yscale="log", ylabel="TCP throughput (Mbit/s)",
+            title=f"Throughput (VLAN/overlay on 100 Mbit/s links: ratio {tp['overlay_over_vlan']})")
+    for i, (_, v) in enumerate(bars):
+        ax2.text(i, v, f"{v:.0f}", ha="center", va="bottom")
+    paths += save_figure(fig, outdir, "throughput")
+    return paths
+
+
+def main() -> int:
+    from experiments.common import write_result
+    result = run()
+    path = write_result(NAME, result)
+    print(path)
+    for p in plot(result, OUT):
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -182,7 +182,8 @@ class VSwitchController(app_manager.OSKenApp):
             self.packet_ins += 1
             if dp.id not in self.datapaths or seen is None:
                 return
-            port = self.state.learn(dp.id, msg.match.get("in_port"), seen)
+            port = self.state.learn(dp.id, msg.match.get("in_port"), seen,
+                                    msg.match.get("tunnel_id"))
             if port is None:
                 return
             control.write_json(self.run_dir / control.SNOOPED, {

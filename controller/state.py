@@ -88,20 +88,25 @@ class ControllerState:
         self.guests.update(guests)
         return changed
 
-    def learn(self, dpid: int, in_port: int, seen: Snooped) -> Optional[str]:
+    def learn(self, dpid: int, in_port: int, seen: Snooped,
+              vni: Optional[int] = None) -> Optional[str]:
         """A snooped binding from a frame that entered bridge ``dpid`` by
         ``in_port``; returns the vNIC port it was bound to, or None when it
         teaches nothing. ARP is believed only from the vNIC whose MAC sent it,
-        once per vNIC; a DHCP ACK binds its address to the logical-switch
-        port whose MAC is the client's, wherever that port is."""
+        once per vNIC; a DHCP ACK seen on logical switch ``vni`` binds its
+        address to the port of that logical switch whose MAC is the client's,
+        wherever that port is (an ACK forged on another segment teaches
+        nothing)."""
         b = self.binding(dpid)
         if seen.method == "arp_snooping":
             port = next((p for p in b.logical_ports() if p.ofport == in_port), None)
             if port is None or port.effective_mac.lower() != seen.mac:
                 return None
         else:
+            names = {ls.vni: ls.name for ls in self.lab.nsx.logical_switches}
             port = next((p for d in self.dpids for p in self.binding(d).logical_ports()
-                         if p.effective_mac.lower() == seen.mac), None)
+                         if p.effective_mac.lower() == seen.mac
+                         and p.logical_switch == names.get(vni)), None)
             if port is None:
                 return None
         ls = next(ls for ls in self.lab.nsx.logical_switches if ls.name == port.logical_switch)

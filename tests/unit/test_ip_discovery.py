@@ -138,9 +138,13 @@ def test_arp_is_believed_only_from_the_vnic_with_that_mac_and_first_binding_wins
 
 def test_a_dhcp_ack_binds_wherever_the_client_is_and_a_new_lease_replaces_it():
     state, dpid = controller("dhcp_snooping")
-    assert state.learn(dpid, 1, Snooped("dhcp_snooping", MAC["vm5"], "10.1.1.50")) == "vm5-eth0"
-    assert state.learn(dpid, 1, Snooped("dhcp_snooping", MAC["vm5"], "10.1.1.51")) == "vm5-eth0"
-    assert state.learn(dpid, 1, Snooped("dhcp_snooping", "00:50:56:ff:00:99", "10.1.1.52")) is None
+    ack = lambda mac, ip: Snooped("dhcp_snooping", mac, ip)  # noqa: E731
+    assert state.learn(dpid, 1, ack(MAC["vm5"], "10.1.1.50"), WEB) == "vm5-eth0"
+    assert state.learn(dpid, 1, ack(MAC["vm5"], "10.1.1.51"), WEB) == "vm5-eth0"
+    assert state.learn(dpid, 1, ack("00:50:56:ff:00:99", "10.1.1.52"), WEB) is None
+    # Forged on another segment (app) for a web VM, or with no VNI: nothing.
+    assert state.learn(dpid, 1, ack(MAC["vm5"], "10.1.1.12"), 5002) is None
+    assert state.learn(dpid, 1, ack(MAC["vm5"], "10.1.1.12")) is None
     table = state.nsx_tables().to_json()["web"]["arp_table"]
     assert table == [{"ip": "10.1.1.51", "mac": MAC["vm5"], "sources": ["dhcp_snooping"]}]
 
@@ -148,4 +152,4 @@ def test_a_dhcp_ack_binds_wherever_the_client_is_and_a_new_lease_replaces_it():
 def test_a_method_the_logical_switch_does_not_use_teaches_nothing():
     state, dpid = controller("vmtools")
     assert state.learn(dpid, PORT["vm1"], Snooped("arp_snooping", VM1, "10.1.1.11")) is None
-    assert state.learn(dpid, 1, Snooped("dhcp_snooping", VM1, "10.1.1.11")) is None
+    assert state.learn(dpid, 1, Snooped("dhcp_snooping", VM1, "10.1.1.11"), WEB) is None

@@ -83,8 +83,7 @@ class VSwitchController(app_manager.OSKenApp):
         self.packet_ins = 0
         # What snooping learned survives a controller restart, as hosts would
         # report their bindings again to a new NSX controller.
-        for port, methods in (control.read_json(self.run_dir / control.SNOOPED) or {}).items():
-            self.state.snooped[port] = {m: frozenset(ips) for m, ips in methods.items()}
+        self.state.load_snooped(control.read_json(self.run_dir / control.SNOOPED))
         # Start from what the testbed asked for and what the guests show, so
         # a restarted controller resyncs switches to the right flows at once.
         self._poll_once()
@@ -186,9 +185,7 @@ class VSwitchController(app_manager.OSKenApp):
                                     msg.match.get("tunnel_id"))
             if port is None:
                 return
-            control.write_json(self.run_dir / control.SNOOPED, {
-                p: {m: sorted(ips) for m, ips in methods.items()}
-                for p, methods in self.state.snooped.items()})
+            control.write_json(self.run_dir / control.SNOOPED, self.state.snooped_to_json())
             self._event("ip_discovered", host=self.state.host_of(dp.id), port=port,
                         method=seen.method, ip=seen.ip, mac=seen.mac)
             self._apply(set(self.datapaths))

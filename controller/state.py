@@ -120,6 +120,16 @@ class ControllerState:
         mine[seen.method] = frozenset({seen.ip})
         return port.name
 
+    def snooped_to_json(self) -> dict:
+        """What snooping learned, as stored in the run directory."""
+        return {port: {m: sorted(ips) for m, ips in methods.items()}
+                for port, methods in self.snooped.items()}
+
+    def load_snooped(self, data: Optional[dict]) -> None:
+        """Take back what ``snooped_to_json`` stored (a restarted controller)."""
+        for port, methods in (data or {}).items():
+            self.snooped[port] = {m: frozenset(ips) for m, ips in methods.items()}
+
     def set_captures(self, ports: frozenset[str]) -> bool:
         changed, self.captures = ports != self.captures, ports
         return changed

@@ -77,16 +77,14 @@ def _used_bytes() -> int:
 
 def _rss_of_run(run_id: str) -> int:
     """Resident memory of every process carrying this run's marker."""
-    marker, total = f"{naming.RUN_ENV}={run_id}".encode(), 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    from vlab.runtime import processes_of_run
+    total = 0
+    for pid in processes_of_run(run_id):
         try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if marker not in f.read().split(b"\0"):
-                    continue
             with open(f"/proc/{pid}/statm") as f:
                 total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except OSError:
-            continue
+            continue                     # gone meanwhile
     return total
 
 
@@ -217,12 +215,6 @@ def measure_steady_packet_ins(net, seconds: float = 5.0) -> dict:
 
 
 # -- failover and vMotion --------------------------------------------------------------------
-def _fabric_port(net, host: str, vmnic: str) -> str:
-    up = next(u for u in next(h for h in net.lab.esxi_hosts if h.name == host).uplinks
-              if u.name == vmnic)
-    return naming.fabric_port(up.switch, up.port)
-
-
 def _udp_times(pcap: Path, dport: int) -> list[float]:
     from scapy.layers.inet import UDP
     return [float(p.time) for p in read_pcap(pcap) if UDP in p and p[UDP].dport == dport]
@@ -238,7 +230,7 @@ def measure_failover(net, work: Path, trials: int = 20, pps: int = 1000) -> dict
     vnic = naming.vnic_port("mover", "eth0")
     active = ctl.applied()["pinning"]["esx1"][vnic]
     standby = "vmnic1" if active == "vmnic0" else "vmnic0"
-    cap = ctl.tcpdump(naming.FABRIC_NODE, _fabric_port(net, "esx1", standby),
+    cap = ctl.tcpdump(naming.FABRIC_NODE, ctl.fabric_port("esx1", standby),
                       work / "failover-standby.pcap", f"udp dst port {port}", ["-Q", "in"])
     recv = guest_tool(net, "peer", "udp", "recv", "--bind", eps["peer"].ip.ip, "--port", port,
                       "--out", work / "failover-recv.txt", wait=False)

@@ -143,12 +143,16 @@ class LabControl:
         return control.read_events(self.dir)
 
     # -- uplinks -----------------------------------------------------------------
-    def uplink(self, host: str, vmnic: str, up: bool) -> None:
-        """Pull (up=False) or plug the cable of ``host``'s ``vmnic``."""
+    def fabric_port(self, host: str, vmnic: str) -> str:
+        """The physical switch port (in the fabric node) ``host``'s ``vmnic`` is cabled to."""
         uplink = next((u for u in self.esxi(host).uplinks if u.name == vmnic), None)
         if uplink is None:
             raise OperationError(f"{host} has no uplink {vmnic!r}")
-        self.sh(naming.FABRIC_NODE, f"ip link set {naming.fabric_port(uplink.switch, uplink.port)}"
+        return naming.fabric_port(uplink.switch, uplink.port)
+
+    def uplink(self, host: str, vmnic: str, up: bool) -> None:
+        """Pull (up=False) or plug the cable of ``host``'s ``vmnic``."""
+        self.sh(naming.FABRIC_NODE, f"ip link set {self.fabric_port(host, vmnic)}"
                                     f" {'up' if up else 'down'}")
 
     # -- vMotion and reconnect ----------------------------------------------------

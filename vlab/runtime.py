@@ -29,20 +29,25 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def processes_of_run(run_id: str) -> list[int]:
-    """PIDs whose initial environment carries ``VLAB_RUN=<run_id>``."""
-    marker = f"{naming.RUN_ENV}={run_id}".encode()
+def processes_with_env(entry: str) -> list[int]:
+    """PIDs (other than ours) whose initial environment holds ``entry`` (NAME=value)."""
+    wanted = entry.encode()
     pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
             continue
         try:
-            env = Path(f"/proc/{entry}/environ").read_bytes()
+            env = Path(f"/proc/{name}/environ").read_bytes()
         except OSError:
             continue
-        if marker in env.split(b"\0"):
-            pids.append(int(entry))
+        if wanted in env.split(b"\0"):
+            pids.append(int(name))
     return pids
+
+
+def processes_of_run(run_id: str) -> list[int]:
+    """PIDs whose initial environment carries ``VLAB_RUN=<run_id>``."""
+    return processes_with_env(f"{naming.RUN_ENV}={run_id}")
 
 
 def kill_run_processes(run_id: str, grace: float = 2.0) -> int:

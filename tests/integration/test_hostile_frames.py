@@ -74,8 +74,7 @@ def _expected_flows(net) -> dict[str, int]:
     state = ControllerState(net.lab)
     applied = net.control.applied()
     state.set_guests({p: GuestNic.from_json(g) for p, g in applied["guests"].items()})
-    for port, methods in (control.read_json(net.run.dir / control.SNOOPED) or {}).items():
-        state.snooped[port] = {m: frozenset(ips) for m, ips in methods.items()}
+    state.load_snooped(control.read_json(net.run.dir / control.SNOOPED))
     return {f"{b.host}/{b.bridge}": len(state.flows(b.dpid)) for b in net.bindings}
 
 

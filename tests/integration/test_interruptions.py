@@ -38,6 +38,7 @@ from tests.integration.conftest import REPO
 from tests.integration.leftovers import new_since, snapshot
 from tests.integration.test_cleanup import HOLD
 from vlab import naming
+from vlab.runtime import processes_with_env
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # How far bring-up got when a signal arrived: files it creates, in order.
@@ -75,15 +76,8 @@ def _run_dir_of(pid: int) -> Path | None:
 
 def _carrying(pids, entry: str) -> list[int]:
     """The PIDs whose environment holds ``entry`` (NAME=value)."""
-    out = []
-    for p in pids:
-        try:
-            env = Path(f"/proc/{p}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if entry.encode() in env:
-            out.append(p)
-    return out
+    marked = set(processes_with_env(entry))
+    return [p for p in pids if p in marked]
 
 
 def _ours(token: str, pid: int, snap: dict | None = None) -> dict:

@@ -17,6 +17,14 @@ machine, each number next to its target.
   rate (target 0.95 or better);
 * **throughput**: raw veth pair, two VMs on one OVS bridge, VLAN-backed and
   VXLAN overlay between hosts at equal link rates;
+* **controller resync**: on the largest scale lab (the most switches and
+  flows the bench brings up), the controller is SIGKILLed 10 times while
+  two VMs on different hosts stream UDP at 1000 pps, and restarted at once;
+  per kill, the seconds from the new process's start (and from the kill)
+  until every switch confirmed its resync (barrier), the stream's packets
+  lost (sent on the sender's vNIC, never seen at the receiver's; kernel
+  captures), and whether every bridge then holds exactly its compiled flows
+  in one cookie epoch (target: resync within 1 s, nothing lost);
 * **make run**: wall time of the last full ``vlab run``.
 
 Results (with the machine's description) go to ``results/bench/result.json``,
@@ -27,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -49,7 +58,7 @@ SCALE_HOSTS = (1, 4, 8, 16)
 VMS_PER_HOST = 8
 SHAPING_MBPS = (10, 20, 50, 100, 200)
 TARGETS = {"packet_ins_steady": 0, "failover_p95_ms": 100, "vmotion_blackout_ms": 50,
-           "shaping_ratio": 0.95}
+           "shaping_ratio": 0.95, "controller_resync_s": 1.0, "controller_kill_lost_packets": 0}
 
 
 def write_lab(data: dict) -> Path:
@@ -103,6 +112,10 @@ class MemoryPeak:
         return self
 
     def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self) -> None:
+        """Freeze the peaks (what runs afterwards is not the lab's footprint)."""
         self._stop.set()
         self._thread.join()
 
@@ -144,7 +157,9 @@ def mesh_missing(net, timeout_s: float = 60.0) -> tuple[float, int]:
     return time.monotonic() - t0, sum(want - len(s) for s in seen.values())
 
 
-def measure_scale(hosts: int, progress) -> dict:
+def measure_scale(hosts: int, progress, then=None) -> dict:
+    """One scale lab; ``then(net)``, if given, runs on it afterwards (its
+    processes are not counted in the lab's memory)."""
     lab = write_lab(bench_labs.scale_lab(hosts, VMS_PER_HOST))
     with MemoryPeak() as mem:
         t0 = time.monotonic()
@@ -155,6 +170,9 @@ def measure_scale(hosts: int, progress) -> dict:
             mesh_s, missing = mesh_missing(net)
             reach_s = time.monotonic() - t0
             vms = len(net.lab.vms)
+            if then is not None:
+                mem.stop()
+                then(net)
     return {"hosts": hosts, "vms": vms, "bringup_s": round(bringup, 2),
             "mesh_s": round(mesh_s, 2), "reach_all_s": round(reach_s, 2),
             "pairs": vms * (vms - 1), "pairs_missing": missing,
@@ -353,6 +371,169 @@ def measure_vmotion(net, work: Path, moves: int = 10, pps: int = 1000,
             "met": max(worst) < TARGETS["vmotion_blackout_ms"]}
 
 
+# -- controller resync -------------------------------------------------------------------------
+def udp_seqs(pcap: Path, dport: int) -> dict[int, float]:
+    """seq -> capture time of the first frame carrying it, for a UDP stream of
+    ``experiments.tools.udp`` (8-byte sequence number first in the payload),
+    read straight from a pcap file: Ethernet (VLAN tags skipped) and IPv4.
+    Tens of thousands of frames; scapy's dissection would take minutes."""
+    path = Path(pcap)
+    data = path.read_bytes() if path.exists() else b""
+    if len(data) < 24:
+        return {}
+    magic = data[:4]
+    order = {b"\xd4\xc3\xb2\xa1": "<", b"\x4d\x3c\xb2\xa1": "<",
+             b"\xa1\xb2\xc3\xd4": ">", b"\xa1\xb2\x3c\x4d": ">"}.get(magic)
+    if order is None:
+        raise ValueError(f"{pcap}: not a pcap file")
+    unit = 1e-9 if magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e-6
+    record = struct.Struct(order + "IIII")
+    seqs: dict[int, float] = {}
+    off = 24
+    while off + record.size <= len(data):
+        sec, frac, caplen, _ = record.unpack_from(data, off)
+        off += record.size
+        frame, off = data[off:off + caplen], off + caplen
+        l3, ethertype = 14, frame[12:14]
+        while ethertype in (b"\x81\x00", b"\x88\xa8") and len(frame) >= l3 + 4:
+            ethertype, l3 = frame[l3 + 2:l3 + 4], l3 + 4
+        if ethertype != b"\x08\x00" or len(frame) < l3 + 20 or frame[l3 + 9] != 17:
+            continue
+        udp = l3 + (frame[l3] & 0x0F) * 4
+        if len(frame) < udp + 16 or int.from_bytes(frame[udp + 2:udp + 4], "big") != dport:
+            continue
+        seqs.setdefault(int.from_bytes(frame[udp + 8:udp + 16], "big"), sec + frac * unit)
+    return seqs
+
+
+def flows_after_resync(net) -> dict[str, list[int]]:
+    """Per bridge: [flows it holds (ovs-ofctl), flows a fresh compile of the
+    lab and the guests' reported vNIC filters gives, cookie epochs among its
+    flows]. Exact: the first two are equal and there is one epoch (each
+    resync re-adds every flow under a fresh epoch and deletes the others, so
+    a flow of an earlier controller would show as a second epoch)."""
+    from controller.ofdriver import EPOCH_BITS
+    from controller.state import ControllerState
+    from vlab.bindings import GuestNic
+    state = ControllerState(net.lab)
+    state.set_guests({port: GuestNic.from_json(g)
+                      for port, g in (net.control.applied().get("guests") or {}).items()})
+    tables = state.nsx_tables()
+    out = {}
+    for b in net.bindings:
+        lines = [line for line in net.ovs[b.host].ofctl("dump-flows", b.bridge).splitlines()
+                 if "actions=" in line]
+        epochs = {int(line.split("cookie=")[1].split(",")[0], 16) & ((1 << EPOCH_BITS) - 1)
+                  for line in lines if "cookie=" in line}
+        out[f"{b.host}/{b.bridge}"] = [len(lines), len(state.flows(b.dpid, tables)), len(epochs)]
+    return out
+
+
+def _vms_on_two_hosts(lab):
+    """The first VM and the first VM on another ESXi host (any other VM if
+    every VM is on one host)."""
+    first = lab.vms[0]
+    return first, next((vm for vm in lab.vms if vm.host != first.host), lab.vms[-1])
+
+
+def measure_controller_resync(net, work: Path, kills: int = 10, pps: int = 1000,
+                              steady_s: float = 1.0, after_s: float = 0.5) -> dict:
+    """One VM streams UDP to a VM on another host; ``kills`` times, after
+    ``steady_s`` of traffic, the controller is SIGKILLed and a new one
+    started at once (``LabNetwork.restart_controller``). Per kill: seconds
+    from the new process's start, and from the kill, until the last switch
+    confirmed its resync (barrier reply; the mtimes of ``synced/<dpid>``);
+    packets the stream lost from the kill until ``after_s`` after that (sent:
+    kernel capture on the sender's vNIC; lost: never captured on the
+    receiver's); and whether every bridge then holds exactly its flows."""
+    from topologies.network import NotReady
+    from topologies.operations import wait_for
+    ctl, port = net.control, 7201
+    src, dst = _vms_on_two_hosts(net.lab)
+    snic, dnic = src.vnics[0], dst.vnics[0]
+    caps = {"sent": ctl.tcpdump(src.name, snic.name, work / "resync-sent.pcap",
+                                f"udp dst port {port}", ["-Q", "out"]),
+            "received": ctl.tcpdump(dst.name, dnic.name, work / "resync-received.pcap",
+                                    f"udp dst port {port}", ["-Q", "in"])}
+    recv = guest_tool(net, dst.name, "udp", "recv", "--bind", dnic.ip.ip, "--port", port,
+                      "--out", work / "resync-recv.txt", wait=False)
+    send, trials, error = None, [], None
+    markers = [naming.synced_marker(net.run.dir, b.dpid) for b in net.bindings]
+    try:
+        wait_ready_line(recv, f"receiver on {dst.name}")
+        send = guest_tool(net, src.name, "udp", "send", "--src", snic.ip.ip, "--dst",
+                          dnic.ip.ip, "--port", port, "--pps", pps,
+                          "--count", int(pps * (kills * (steady_s + 30) + 30)), wait=False)
+        wait_for(lambda: len(_arrivals(work / "resync-recv.txt")) > pps // 10, 10,
+                 f"stream reaching {dst.name}")
+        for _ in range(kills):
+            time.sleep(steady_s)           # steady traffic before the kill (a schedule)
+            t_kill = time.time()
+            try:
+                returned = net.restart_controller(kill=True)
+            except NotReady as exc:
+                error = str(exc)
+                break
+            # restart_controller times from just before the new process starts.
+            t_start = time.time() - returned
+            trials.append({"kill": t_kill, "start": t_start, "returned_s": returned,
+                           "synced": [m.stat().st_mtime_ns / 1e9 for m in markers],
+                           "flows": flows_after_resync(net)})
+        time.sleep(after_s)                # the stream goes on after the last resync
+    finally:
+        if send is not None:
+            stop_tool(send)
+        quiesce([c.pcap for c in caps.values()])
+        stop_tool(recv)
+        for c in caps.values():
+            c.stop()
+    sent = udp_seqs(caps["sent"].pcap, port)
+    received = udp_seqs(caps["received"].pcap, port)
+    arrivals = sorted(received.values())
+    rows = []
+    for t in trials:
+        done = max(t["synced"])
+        start, end = t["kill"], done + after_s
+        window = [seq for seq, ts in sent.items() if start <= ts <= end]
+        lost = [seq for seq in window if seq not in received]
+        rows.append({
+            "resync_from_start_s": round(done - t["start"], 3),
+            "first_switch_from_start_s": round(min(t["synced"]) - t["start"], 3),
+            "resync_from_kill_s": round(done - t["kill"], 3),
+            "restart_returned_s": round(t["returned_s"], 3),
+            "sent_in_window": len(window), "lost": len(lost),
+            "longest_gap_ms": round(longest_silence(
+                [a for a in arrivals if a <= end], start) * 1000, 1),
+            "flows_exact": all(have == want and epochs == 1
+                               for have, want, epochs in t["flows"].values()),
+            "flows": t["flows"]})
+    from_start = [r["resync_from_start_s"] for r in rows]
+    from_kill = [r["resync_from_kill_s"] for r in rows]
+    lost_total = sum(r["lost"] for r in rows)
+    ok = error is None and len(rows) == kills
+    return {
+        "lab": net.lab.name,
+        "why_this_lab": "the largest scale lab the bench brings up: the most switches and "
+                        "flows to resync, and already up",
+        "bridges": len(net.bindings),
+        "flows_total": sum(want for _, want, _ in rows[0]["flows"].values()) if rows else None,
+        "stream": {"from": f"{src.name} ({src.host})", "to": f"{dst.name} ({dst.host})",
+                   "pps": pps, "sent": len(sent), "received": len(received),
+                   "lost": len(set(sent) - set(received))},
+        "kills": kills, "steady_s": steady_s, "window_after_resync_s": after_s,
+        "trials": rows, "error": error,
+        "median_s": statistics.median(from_start) if rows else None,
+        "max_s": max(from_start) if rows else None,
+        "from_kill_median_s": statistics.median(from_kill) if rows else None,
+        "from_kill_max_s": max(from_kill) if rows else None,
+        "lost_in_windows": lost_total,
+        "flows_exact_every_time": ok and all(r["flows_exact"] for r in rows),
+        "target_s": TARGETS["controller_resync_s"],
+        "met": ok and max(from_start) < TARGETS["controller_resync_s"],
+        "none_lost": ok and lost_total == TARGETS["controller_kill_lost_packets"],
+    }
+
+
 # -- throughput ---------------------------------------------------------------------------
 def measure_shaping(seconds: float, progress) -> list[dict]:
     rows = []
@@ -447,19 +628,27 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
     trials = params.get("failover_trials", 20)
     moves = params.get("vmotion_moves", 10)
     seconds = params.get("iperf_s", 4.0)
+    kills = params.get("controller_kills", 10)
     progress = Progress(NAME)
     work = work or Path(os.environ.get("TMPDIR", "/tmp")) / f"vlab-bench-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     result = {"experiment": NAME, "params": {"hosts": list(hosts), "vms_per_host": VMS_PER_HOST,
                                              "failover_trials": trials, "vmotion_moves": moves,
+                                             "controller_kills": kills,
                                              "iperf_s": seconds,
                                              "shaping_mbps": list(SHAPING_MBPS)},
               "targets": TARGETS}
     result["scale"] = []
+
+    def controller_kills(net):
+        progress(f"controller resync: {kills} kills on {net.lab.name}")
+        result["controller_resync"] = measure_controller_resync(net, work, kills)
+        progress(f"controller resync max {result['controller_resync']['max_s']} s")
     for n in hosts:
         progress(f"scale: {n} hosts x {VMS_PER_HOST} VMs")
-        result["scale"].append(measure_scale(n, progress))
+        result["scale"].append(measure_scale(
+            n, progress, then=controller_kills if n == max(hosts) else None))
     largest = LABS / f"bench-{max(hosts)}x{VMS_PER_HOST}.yaml"
     result["compile"] = measure_compile(largest)
     progress(f"compile: {result['compile']}")
@@ -480,6 +669,12 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
         "shaping fidelity 0.95 or better at every rate": worst_ratio >= TARGETS["shaping_ratio"],
         "every VM reaches every VM at every scale":
             all(r["pairs_missing"] == 0 for r in result["scale"]),
+        "controller resync under 1 s from its restart, every kill":
+            result["controller_resync"]["met"],
+        "no packet of established traffic lost across controller kills":
+            result["controller_resync"]["none_lost"],
+        "every switch holds exactly its flows after every resync":
+            result["controller_resync"]["flows_exact_every_time"],
     }
     result["environment"] = environment()
     result["environment"]["machine"] = machine()
@@ -569,6 +764,33 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     for i, (_, v) in enumerate(bars):
         ax2.text(i, v, f"{v:.0f}", ha="center", va="bottom")
     paths += save_figure(fig, outdir, "throughput")
+
+    cr = result.get("controller_resync")          # absent from results before it was measured
+    if cr and cr["trials"]:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+        rows = cr["trials"]
+        kills = range(1, len(rows) + 1)
+        ax1.plot(kills, [r["resync_from_start_s"] for r in rows], "o", color=PALETTE[0],
+                 label="new controller start -> all synced")
+        ax1.plot(kills, [r["resync_from_kill_s"] for r in rows], "s", color=PALETTE[1],
+                 mfc="none", ms=10, label="kill -> all synced")
+        ax1.plot(kills, [r["first_switch_from_start_s"] for r in rows], "^", color=PALETTE[2],
+                 label="new controller start -> first synced")
+        ax1.axhline(cr["target_s"], color=PALETTE[3], ls="--", label="target")
+        top = max([cr["target_s"]] + [r["resync_from_kill_s"] for r in rows])
+        ax1.set(xlabel="controller kill (SIGKILL)", ylabel="time (s)", ylim=(0, top * 1.3),
+                title=f"Controller resync: {cr['bridges']} switches, {cr['flows_total']} flows",
+                xticks=list(kills))
+        ax1.legend(fontsize=9)
+        lost = [r["lost"] for r in rows]
+        ax2.bar(kills, lost, color=PALETTE[0])
+        for k, n, r in zip(kills, lost, rows):
+            ax2.text(k, n, f"{n}/{r['sent_in_window']}", ha="center", va="bottom", fontsize=9)
+        exact = "exact" if cr["flows_exact_every_time"] else "NOT exact"
+        ax2.set(xlabel="controller kill (SIGKILL)", ylabel="packets lost / sent meanwhile",
+                ylim=(0, max(lost + [1]) * 1.3), xticks=list(kills),
+                title=f"{cr['stream']['pps']} pps stream during the outage (flows {exact})")
+        paths += save_figure(fig, outdir, "controller-resync")
     return paths
 
 

@@ -44,13 +44,28 @@ def lab_session(lab_file: str | Path, timeout: float = 90.0) -> Iterator[LabNetw
             net.start(timeout=timeout)
             yield net
         finally:
-            with uninterruptible():
-                try:
-                    if net is not None:
-                        net.stop()
-                finally:
-                    # Whatever stop() could not reach dies by its run marker.
-                    run.remove()
+            # A signal can still land between here and uninterruptible()
+            # taking over (which swaps the handlers with the signals blocked,
+            # pthread_sigmask): its KeyboardInterrupt must not skip the
+            # teardown, so then the teardown runs anyway before it propagates.
+            began = False
+            try:
+                with uninterruptible():
+                    began = True
+                    _teardown(net, run)
+            finally:
+                if not began:
+                    with uninterruptible():
+                        _teardown(net, run)
+
+
+def _teardown(net: LabNetwork | None, run: Run) -> None:
+    try:
+        if net is not None:
+            net.stop()
+    finally:
+        # Whatever stop() could not reach dies by its run marker.
+        run.remove()
 
 
 def _version(cmd: list[str], pattern: str) -> str:

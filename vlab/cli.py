@@ -110,7 +110,8 @@ def cmd_bench(args) -> int:
     os.environ["VLAB_QUIET"] = "1" if args.quiet else ""
     params = {}
     if args.quick:
-        params = {"hosts": (1, 4), "failover_trials": 5, "vmotion_moves": 4, "iperf_s": 2.0}
+        params = {"hosts": (1, 4), "failover_trials": 5, "vmotion_moves": 4, "iperf_s": 2.0,
+                  "controller_kills": 3}
     result = bench.run(params)
     path = write_result(bench.NAME, result)
     figures = bench.plot(result, bench.OUT)

@@ -50,17 +50,34 @@ def processes_of_run(run_id: str) -> list[int]:
     return processes_with_env(f"{naming.RUN_ENV}={run_id}")
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a child of ours that exited stays in /proc
+    until its Popen reaps it, yet has nothing left to wait for)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 def kill_run_processes(run_id: str, grace: float = 2.0) -> int:
-    """SIGTERM, then SIGKILL after ``grace`` seconds, every process of the run."""
+    """SIGTERM and SIGHUP, then SIGKILL after ``grace`` seconds for whatever
+    still runs, every process of the run. SIGHUP is for Mininet's node
+    shells (``bash -is``: an interactive shell ignores SIGTERM, and would
+    hold the cleanup for the whole grace time); our daemons, tools and the
+    controller exit on either signal."""
     pids = processes_of_run(run_id)
     for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.05)
+    while time.monotonic() < deadline and any(_running(p) for p in pids):
+        time.sleep(0.02)
+    # SIGKILL cannot be ignored: the caller removes the run directory at
+    # once, without waiting for the kernel to finish the exits.
     for pid in processes_of_run(run_id):
         try:
             os.kill(pid, signal.SIGKILL)
@@ -116,31 +133,54 @@ def clean_dead_runs(include_live: bool = False) -> list[str]:
     return cleaned
 
 
+TEARDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Block SIGINT/SIGTERM/SIGHUP in this thread while handlers are swapped:
+    one arriving between two ``signal.signal`` calls would otherwise meet a
+    mix of old and new handlers (an old one raises KeyboardInterrupt). A
+    signal that arrives meanwhile waits in the kernel and reaches the new
+    handlers when unblocked. (Only the calling thread is blocked: the
+    testbed's processes take signals in their main thread.)"""
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, TEARDOWN_SIGNALS)
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, TEARDOWN_SIGNALS)
+
+
 @contextmanager
 def signals_as_exceptions() -> Iterator[None]:
     """Turn SIGTERM (and SIGHUP) into KeyboardInterrupt so ``finally`` blocks
     tear the lab down exactly as for Ctrl-C."""
     def handler(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    with _signals_held():
+        old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+        with _signals_held():
+            for s, h in old.items():
+                signal.signal(s, h)
 
 
 @contextmanager
 def uninterruptible() -> Iterator[None]:
     """Defer SIGINT/SIGTERM while tearing down, so a second Ctrl-C cannot
-    leave half a lab behind; the deferred signal is re-raised afterwards."""
+    leave half a lab behind; the deferred signal is re-raised afterwards.
+    The handlers are swapped with the signals blocked, so there is no
+    moment where some are deferred and others still raise."""
     caught: list[int] = []
-    old = {s: signal.signal(s, lambda n, _f: caught.append(n))
-           for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    with _signals_held():
+        old = {s: signal.signal(s, lambda n, _f: caught.append(n)) for s in TEARDOWN_SIGNALS}
     try:
         yield
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+        with _signals_held():
+            for s, h in old.items():
+                signal.signal(s, h)
     if caught:
         raise KeyboardInterrupt(f"signal {caught[0]} during teardown")

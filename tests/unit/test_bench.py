@@ -54,12 +54,56 @@ def stored_result():
         "throughput": {"veth": {"mbps": 6000.0}, "ovs_bridge": {"mbps": 700.0},
                        "vlan": {"mbps": 93.0}, "overlay": {"mbps": 88.0},
                        "overlay_over_vlan": 0.946},
+        "controller_resync": {
+            "bridges": 16, "flows_total": 1920, "target_s": 1.0, "flows_exact_every_time": True,
+            "stream": {"pps": 1000},
+            "trials": [{"resync_from_start_s": 0.9 + k / 10, "resync_from_kill_s": 1.2 + k / 10,
+                        "first_switch_from_start_s": 0.7, "lost": k, "sent_in_window": 1700}
+                       for k in range(3)]},
     }
+
+
+FIGURES = ("scale", "failover-vmotion", "throughput", "controller-resync")
 
 
 def test_figures_are_drawn_from_the_json_alone(tmp_path):
     result = json.loads(json.dumps(stored_result()))
     paths = bench.plot(result, tmp_path)
     assert sorted(p.name for p in paths) == sorted(
-        f"{n}.{ext}" for n in ("scale", "failover-vmotion", "throughput") for ext in ("png", "pdf"))
+        f"{n}.{ext}" for n in FIGURES for ext in ("png", "pdf"))
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_a_result_from_before_the_resync_bench_still_plots(tmp_path):
+    result = stored_result()
+    del result["controller_resync"]
+    names = {p.stem for p in bench.plot(result, tmp_path)}
+    assert names == set(FIGURES) - {"controller-resync"}
+
+
+def test_udp_seqs_reads_sequence_numbers_and_capture_times(tmp_path):
+    import struct
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Dot1Q, Ether
+    from scapy.packet import Raw
+    from scapy.utils import wrpcap
+
+    def frame(seq, t, dport=7201, tag=False):
+        l2 = Ether() / Dot1Q(vlan=10) if tag else Ether()
+        p = l2 / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(dport=dport) / Raw(
+            struct.pack("!Q", seq).ljust(64, b"\0"))
+        p.time = t
+        return p
+    frames = [frame(0, 100.0), frame(1, 100.001, tag=True), frame(2, 100.002, dport=9),
+              frame(3, 100.003), frame(3, 100.004)]
+    wrpcap(str(tmp_path / "s.pcap"), frames)
+    seqs = bench.udp_seqs(tmp_path / "s.pcap", 7201)
+    assert sorted(seqs) == [0, 1, 3]                  # other port skipped
+    assert seqs[3] == pytest.approx(100.003, abs=1e-6)  # first copy's time
+    assert bench.udp_seqs(tmp_path / "missing.pcap", 7201) == {}
+
+
+def test_vms_on_two_hosts_picks_another_host():
+    lab = parse_lab(bench_labs.scale_lab(4))
+    a, b = bench._vms_on_two_hosts(lab)
+    assert a.host != b.host

@@ -49,6 +49,7 @@ from .state import ControllerState, Notification
 
 LOG = logging.getLogger("vlab.controller")
 POLL_S = 0.02              # how often desired.json is looked at
+VMOTION_RARP_REPEATS_S = (0.6, 1.2)   # after the first RARP (see _vmotion_arrived)
 GUEST_POLL_S = 0.1         # how often hostd reads the guests' vNIC filters
 
 
@@ -254,6 +255,8 @@ class VSwitchController(app_manager.OSKenApp):
                 self.moving.add(port)
         if self.state.set_captures(frozenset(desired.get("captures", []))):
             dirty |= set(self.datapaths)
+        if self.state.set_dfw_sessions(desired.get("dfw_sessions", {})):
+            dirty |= set(self.datapaths)
         return dirty
 
     # -- installing ----------------------------------------------------------
@@ -319,7 +322,17 @@ class VSwitchController(app_manager.OSKenApp):
     def _vmotion_arrived(self, dp, port: str) -> None:
         options = self.moves.get(port, {})
         self._event("vmotion_port_up", host=self.state.host_of(dp.id), port=port)
-        self._send_notifications(self.state.vmotion_notifications(dp.id, port))
+        notes = self.state.vmotion_notifications(dp.id, port)
+        self._send_notifications(notes)
+        # Repeat the RARP, as ESXi sends a few: a physical switch that is an
+        # OVS standalone bridge can re-learn the VM's MAC on the old port
+        # after the first one, when its revalidator pushes the stats of the
+        # old path's cached flow (the VM's last frames before the stun) into
+        # MAC learning. A quiet VM would then stay unreachable.
+        for delay in VMOTION_RARP_REPEATS_S:
+            timer = threading.Timer(delay, self._repeat_notifications, args=(notes,))
+            timer.daemon = True
+            timer.start()
         guest = self.state.guests.get(port)
         joined = guest is not None and guest.mcast and any(
             m.startswith("01:00:5e:") and m != notify.ALL_HOSTS_MAC for m in guest.mcast)
@@ -332,6 +345,10 @@ class VSwitchController(app_manager.OSKenApp):
             self._event("igmp_query", host=self.state.host_of(dp.id), port=port,
                         source=options.get("query_source", "0.0.0.0"),
                         max_response_s=float(options.get("max_response_s", 10.0)))
+
+    def _repeat_notifications(self, notes: list[Notification]) -> None:
+        with self.lock:
+            self._send_notifications(notes)
 
     def _event(self, kind: str, **fields) -> None:
         LOG.info("event %s %s", kind, fields)

@@ -8,14 +8,24 @@ from __future__ import annotations
 
 from vlab.bindings import SwitchBinding
 
-from . import arpsuppress, dlr, ipdiscovery, overlay, vswitch
+from vlab.lab.model import Lab
+
+from . import arpsuppress, dfw, dlr, ipdiscovery, mirror, overlay, vswitch
 from .nsx import NsxTables
 from .pipeline import FlowSpec
 
 # The cookie of every concern whose flows the driver owns.
-COOKIES = (vswitch.COOKIE, overlay.COOKIE, ipdiscovery.COOKIE, arpsuppress.COOKIE, dlr.COOKIE)
+COOKIES = (vswitch.COOKIE, overlay.COOKIE, ipdiscovery.COOKIE, arpsuppress.COOKIE, dlr.COOKIE,
+           dfw.COOKIE, mirror.COOKIE)
 
 
-def compile_bridge(binding: SwitchBinding, tables: NsxTables) -> list[FlowSpec]:
-    return (vswitch.compile_vswitch(binding) + overlay.compile_overlay(binding, tables)
-            + ipdiscovery.compile_discovery(binding, tables) + arpsuppress.compile_arp(binding, tables) + dlr.compile_router(binding, tables))
+def compile_bridge(binding: SwitchBinding, tables: NsxTables, lab: Lab,
+                   sessions: dict[str, tuple[dfw.Session, ...]] | None = None) -> list[FlowSpec]:
+    """Forwarding first (vSwitch, overlay, router), then the passes that wrap
+    a vNIC's traffic: the distributed firewall in front of protected vNICs,
+    and last port mirroring, which copies what a vNIC sends and receives."""
+    flows = (vswitch.compile_vswitch(binding) + overlay.compile_overlay(binding, tables)
+             + ipdiscovery.compile_discovery(binding, tables)
+             + arpsuppress.compile_arp(binding, tables) + dlr.compile_router(binding, tables))
+    flows = dfw.protect(flows, binding, lab, sessions)
+    return mirror.add_copies(flows, binding, lab)

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from .pipeline import FlowSpec
 
+CT_COMMIT = 1                 # NX_CT_F_COMMIT
+CT_NO_RECIRC = 255            # NX_CT_RECIRC_NONE
+NX_IN_PORT = 0xfff8           # OFPP_IN_PORT in 16-bit (Nicira) port fields
+
 
 def _action(ofp, parser, action: tuple):
     kind = action[0]
@@ -26,7 +30,50 @@ def _action(ofp, parser, action: tuple):
         return parser.OFPActionPopVlan()
     if kind == "set_field":
         return parser.OFPActionSetField(**{action[1]: action[2]})
+    if kind == "resubmit":
+        # A Nicira action: its in_port is 16 bits (0xfff8 = "the packet's own").
+        return parser.NXActionResubmitTable(in_port=NX_IN_PORT, table_id=action[1])
+    if kind == "ct":
+        # ("ct", commit, zone, table): track in ``zone``; with a table the
+        # tracked packet continues there (a fork: this action list goes on
+        # with the untracked original).
+        _, commit, zone, table = action
+        return parser.NXActionCT(flags=CT_COMMIT if commit else 0, zone_src="",
+                                 zone_ofs_nbits=zone, alg=0, actions=[],
+                                 recirc_table=CT_NO_RECIRC if table is None else table)
+    if kind == "output_trunc":
+        # ("output_trunc", port, max_len): OVS output(port=..,max_len=..).
+        return parser.NXActionOutputTrunc(port=action[1], max_len=action[2])
+    if kind == "clone":
+        # ("clone", actions): OVS clone(...); what the inner actions change
+        # (tunnel metadata, VLAN tag) does not outlive them.
+        return _clone_class(parser)([_action(ofp, parser, a) for a in action[1]])
     raise ValueError(f"unknown action {action!r}")
+
+
+NXAST_CLONE = 42
+_CLONES: dict = {}
+
+
+def _clone_class(parser):
+    """os-ken has no NXActionClone: OVS's nx_action_clone is the NX header,
+    6 bytes of padding, then the nested actions."""
+    if parser not in _CLONES:
+        class NXActionClone(parser.NXAction):
+            _subtype = NXAST_CLONE
+
+            def __init__(self, actions, type_=None, len_=None, experimenter=None,
+                         subtype=None):
+                super().__init__()
+                self.actions = actions
+
+            def serialize_body(self):
+                data = bytearray(6)
+                for a in self.actions:
+                    a.serialize(data, len(data))
+                return data
+        _CLONES[parser] = NXActionClone
+    return _CLONES[parser]
 
 
 def flow_mod(datapath, spec: FlowSpec, epoch: int = 0):

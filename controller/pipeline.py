@@ -25,6 +25,18 @@ underlay they are ordinary VTEP traffic in tables 0-1.
     table 5  L2        logical switching: local ports, remote MACs by VTEP,
                        BUM by unicast replication (controller.overlay)
 
+The distributed firewall (controller.dfw) sits between a vNIC and its port,
+as ESXi's dvfilter does: a protected vNIC's frames are sent through
+connection tracking in the vNIC's own zone before table 1 (or 2), and every
+output to a protected vNIC becomes a detour through tables 7-8.
+
+    table 6  DFW_FROM_VM   verdict on a VM's tracked IP frames (rules, state)
+    table 7  DFW_TO_VM     frames for a protected vNIC enter its ct zone
+    table 8  DFW_TO_VM_CT  verdict on them; output to the vNIC when allowed
+
+Port mirroring (controller.mirror) adds copies to the actions of the flows
+that receive from or deliver to a mirrored port; it owns no table.
+
 Cookies say which concern (manager) installed a flow: the top byte is the
 concern id, so a resync can tell our flows from anything else.
 """
@@ -44,6 +56,9 @@ class Table:
     ARP = 3
     ROUTE = 4
     L2 = 5
+    DFW_FROM_VM = 6
+    DFW_TO_VM = 7
+    DFW_TO_VM_CT = 8
 
 
 class Priority:
@@ -69,6 +84,8 @@ class Concern:
     ARP_SUPPRESSION = 0x03
     ROUTER = 0x04
     IP_DISCOVERY = 0x05
+    DFW = 0x06
+    MIRROR = 0x07
 
 
 def cookie(concern: int, detail: int = 0) -> int:
@@ -90,8 +107,10 @@ class FlowSpec:
     ("output", port) (port "in_port" sends back where the frame came from,
     "controller" sends a whole copy to the controller as a packet-in),
     ("push_vlan", ethertype), ("pop_vlan",), ("set_field", field, value),
-    ("move", src_field, dst_field, bits), ("dec_ttl",). ``goto`` continues
-    in another table."""
+    ("move", src_field, dst_field, bits), ("dec_ttl",),
+    ("output_trunc", port, max_len) (an output cut to max_len bytes),
+    ("clone", actions) (actions on a copy; their changes stay inside).
+    ``goto`` continues in another table."""
     table: int
     priority: int
     match: Match

@@ -40,9 +40,11 @@ class Frame:
 
 @dataclass(frozen=True)
 class Output:
-    """A frame leaving by ``port`` (or "controller") as it is at that moment."""
+    """A frame leaving by ``port`` (or "controller") as it is at that moment;
+    ``max_len``: cut to that many bytes (a truncating output)."""
     port: int | str
     frame: Frame
+    max_len: Optional[int] = None
 
 
 def _mac_int(mac: str) -> int:
@@ -92,31 +94,43 @@ def trace(flows: list[FlowSpec], frame: Frame) -> list[Output]:
         flow = _lookup(flows, table, frame)
         if flow is None:
             break                      # table miss: drop (OpenFlow 1.3)
-        for action in flow.actions:
-            kind = action[0]
-            if kind == "output":
-                if action[1] == "in_port":
-                    outputs.append(Output(frame.in_port, frame))
-                elif action[1] != frame.in_port:   # OpenFlow never echoes to in_port
-                    outputs.append(Output(action[1], frame))
-            elif kind == "push_vlan":
-                frame = replace(frame, vlan=0)
-            elif kind == "pop_vlan":
-                frame = replace(frame, vlan=None)
-            elif kind == "set_field" and action[1] == "vlan_vid":
-                frame = replace(frame, vlan=action[2] & 0xFFF)
-            elif kind == "set_field":
-                frame = replace(frame, **{action[1]: action[2]})
-            elif kind == "move":
-                frame = replace(frame, **{action[2]: getattr(frame, action[1])})
-            elif kind == "dec_ttl":
-                if frame.ttl <= 1:
-                    return outputs
-                frame = replace(frame, ttl=frame.ttl - 1)
-            else:
-                raise ValueError(f"simulator does not support action {action}")
+        frame = _apply(flow.actions, frame, outputs)
+        if frame is None:
+            break
         table = flow.goto
     return sorted(outputs, key=lambda o: o.port if isinstance(o.port, int) else -1)
+
+
+def _apply(actions, frame: Frame, outputs: list[Output]) -> Optional[Frame]:
+    """Run an action list; returns the frame as it is afterwards (None when
+    it was dropped), appending what it sent to ``outputs``."""
+    for action in actions:
+        kind = action[0]
+        if kind in ("output", "output_trunc"):
+            max_len = action[2] if kind == "output_trunc" else None
+            if action[1] == "in_port":
+                outputs.append(Output(frame.in_port, frame, max_len))
+            elif action[1] != frame.in_port:   # OpenFlow never echoes to in_port
+                outputs.append(Output(action[1], frame, max_len))
+        elif kind == "clone":
+            _apply(action[1], frame, outputs)  # changes inside stay inside
+        elif kind == "push_vlan":
+            frame = replace(frame, vlan=0)
+        elif kind == "pop_vlan":
+            frame = replace(frame, vlan=None)
+        elif kind == "set_field" and action[1] == "vlan_vid":
+            frame = replace(frame, vlan=action[2] & 0xFFF)
+        elif kind == "set_field":
+            frame = replace(frame, **{action[1]: action[2]})
+        elif kind == "move":
+            frame = replace(frame, **{action[2]: getattr(frame, action[1])})
+        elif kind == "dec_ttl":
+            if frame.ttl <= 1:
+                return None
+            frame = replace(frame, ttl=frame.ttl - 1)
+        else:
+            raise ValueError(f"simulator does not support action {action}")
+    return frame
 
 
 def forward(flows: list[FlowSpec], frame: Frame) -> list[tuple[int, Optional[int]]]:

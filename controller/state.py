@@ -15,6 +15,7 @@ from typing import Optional
 from vlab.bindings import GuestNic, Placement, SwitchBinding, switch_bindings
 from vlab.lab.model import Lab
 
+from .dfw import Session
 from .flows import compile_bridge
 from .ipdiscovery import Snooped
 from .nsx import NsxTables, build_tables
@@ -44,6 +45,8 @@ class ControllerState:
         self.guests: dict[str, GuestNic] = {}
         self.snooped: dict[str, dict[str, frozenset[str]]] = {}   # port -> method -> IPs
         self.captures: frozenset[str] = frozenset()
+        # Connections each vNIC's DFW state carried over by vMotion.
+        self.dfw_sessions: dict[str, tuple[Session, ...]] = {}
         self.down: dict[int, frozenset[str]] = {}
         self.teams: dict[int, dict[str, object]] = {}
         self._base = {b.dpid: b for b in switch_bindings(lab)}
@@ -65,7 +68,8 @@ class ControllerState:
 
     def flows(self, dpid: int, tables: Optional[NsxTables] = None) -> list[FlowSpec]:
         """Every flow bridge ``dpid`` should hold now."""
-        return compile_bridge(self.binding(dpid), tables or self.nsx_tables())
+        return compile_bridge(self.binding(dpid), tables or self.nsx_tables(), self.lab,
+                              self.dfw_sessions)
 
     def host_of(self, dpid: int) -> str:
         return self._base[dpid].host
@@ -82,6 +86,14 @@ class ControllerState:
         # not on every compile.
         self._placed = {b.dpid: b for b in switch_bindings(self.lab, self.placement)}
         return {d for d in self.dpids if self.binding(d).ports != before[d]}
+
+    def set_dfw_sessions(self, sessions: dict[str, list]) -> bool:
+        """DFW state imported by vMotion (port -> sessions as JSON lists);
+        returns whether it changed."""
+        new = {port: tuple(sorted(Session.from_json(s) for s in items))
+               for port, items in sessions.items()}
+        changed, self.dfw_sessions = new != self.dfw_sessions, new
+        return changed
 
     def set_guests(self, guests: dict[str, GuestNic]) -> bool:
         changed = guests != {k: self.guests.get(k) for k in guests}

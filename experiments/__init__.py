@@ -11,6 +11,9 @@ REGISTRY = {
     "reverse-teaming": "experiments.reverse_teaming",
     "vmk-egress": "experiments.vmk_egress",
     "nsx-packet-walk": "experiments.nsx_packet_walk",
+    "vmsc-asymmetry": "experiments.vmsc_asymmetry",
+    "microsegmentation": "experiments.microsegmentation",
+    "erspan-capture": "experiments.erspan_capture",
 }
 
 

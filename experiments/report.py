@@ -71,12 +71,21 @@ SEEDS = [
     ]),
     ("003_41155c6ca9cde2fe.txt", "stretched DCI: stateful firewalls vs distributed firewall", [
         ("After vMotion to the other site with local egress, perimeter firewalls drop half flows",
-         None, "issue 6"),
+         "vmsc-asymmetry", "perimeter_local_egress_breaks_flows"),
         ("A distributed firewall at the vNIC keeps established connections across vMotion",
-         None, "issue 6"),
-        ("Egress back through the first site (trombone) loads the DCI", None, "issue 6"),
-        ("ERSPAN mirroring of a VM to a Wireshark host reassembles its HTTP", None, "issue 6"),
-        ("Micro-segmentation stops a compromised VM in the same L2 segment", None, "issue 6"),
+         "vmsc-asymmetry", "dfw_keeps_connections"),
+        ("Egress back through the first site (trombone) loads the DCI", "vmsc-asymmetry",
+         "trombone_loads_dci"),
+        ("ERSPAN mirroring of a VM to a Wireshark host reassembles its HTTP (traffic that "
+         "never hit a physical wire)", "erspan-capture", "erspan_http_reassembled"),
+        ("(mirroring) A snap length cuts every mirrored frame to that length", "erspan-capture",
+         "mirror_snap_length"),
+        ("(mirroring) A local session feeds a VM on the same host, which then receives and "
+         "sends nothing else", "erspan-capture", "local_mirror_receive_only"),
+        ("(mirroring) After vMotion the destination host mirrors the VM", "erspan-capture",
+         "mirroring_follows_vmotion"),
+        ("Micro-segmentation stops a compromised VM in the same L2 segment",
+         "microsegmentation", "dfw_stops_compromised_vm"),
     ]),
     ("004_6019cda390e34379.txt", "NSX packet walks: overlay, ARP suppression, DLR", [
         ("VLAN-backed routed walk: ARP for the gateway, router reply, packet via the router; "

@@ -11,6 +11,8 @@ PACKAGES=(
   openvswitch-switch openvswitch-common mininet iperf3 tcpdump tshark
   ethtool iputils-ping iproute2 procps python3 python3-venv python3-dev make
   dnsmasq-base udhcpc        # a real DHCP server and client for guests (DHCP snooping)
+  nftables conntrack         # stateful perimeter firewalls (kernel conntrack)
+  nmap                       # port scans (micro-segmentation)
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -32,14 +32,16 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import Host
 
+from controller import dfw
 from vlab import control, naming
-from vlab.bindings import SwitchBinding, switch_bindings
+from vlab.bindings import MIRROR_PORTS, SwitchBinding, switch_bindings
 from vlab.lab.model import Lab
 from vlab.lab.resolve import vtep_of
 from vlab.reachability import Endpoint, endpoints, expected_reachability
 from vlab.runtime import Run
 from vlab.vmkernel import routing_commands
 
+from . import perimeter
 from .operations import LabControl
 from .ovs import OvsInstance
 
@@ -78,6 +80,41 @@ KEEP_QDISC_RECORD = ("--", "--id=@keepqdisc", "create", "qos", "type=linux-noop"
 
 def keep_qdisc(port: str) -> list[str]:
     return ["--", "set", "port", port, "qos=@keepqdisc"]
+
+
+def isolation_flows(port: str, gateways) -> list[str]:
+    """Flows on a DCI port's switch that keep first-hop gateway addresses
+    local to each site (applied at both ends: each drops what arrives)."""
+    flows = []
+    for gw in gateways:
+        flows += [f"priority=1000,in_port={port},dl_src={gw.mac},actions=drop",
+                  f"priority=1000,in_port={port},dl_dst={gw.mac},actions=drop",
+                  f"priority=1000,in_port={port},arp,arp_spa={gw.ip},actions=drop",
+                  f"priority=1000,in_port={port},arp,arp_tpa={gw.ip},actions=drop"]
+    return flows
+
+
+def mirror_interface(name: str) -> list[str]:
+    """OVS interface settings of a port mirroring tunnel port: ERSPAN type II
+    (OVS erspan_ver=1) or GRE; the destination and the session ID (GRE key)
+    come from each copy's flow; the outer source address and the way out
+    from the host's routing table (its VMkernel adapters)."""
+    encapsulation = next(e for e, (n, _) in MIRROR_PORTS.items() if n == name)
+    extra = ["options:erspan_ver=1", "options:erspan_idx=0"] if encapsulation == "erspan" else []
+    return [f"type={encapsulation}", "options:remote_ip=flow", "options:key=flow", *extra]
+
+
+def mirror_destinations(lab: Lab, bindings) -> dict[str, list[str]]:
+    """ESXi host -> the ERSPAN destination IPs its mirror ports send to."""
+    out: dict[str, list[str]] = {}
+    for b in bindings:
+        if not any(p.kind == "mirror" for p in b.ports):
+            continue
+        dvs = next(d for d in lab.distributed_switches if d.name == b.bridge)
+        ips = sorted({str(m.destination_ip) for m in dvs.mirrors if m.type == "erspan"})
+        out.setdefault(b.host, [])
+        out[b.host] += [ip for ip in ips if ip not in out[b.host]]
+    return out
 
 
 def link_mbps(lab: Lab, gbps: float) -> float:
@@ -141,8 +178,23 @@ class LabNetwork:
                 # e.g. a shell interrupted mid-command refuses new commands;
                 # Run.remove() still kills every process of the run, and the
                 # namespaces and veths go with them.
-                LOG.warning("mininet stop: %s", exc)
+                LOG.warning("mininet stop: %r", exc)
+                self._hang_up_shells()
             self.net = None
+
+    def _hang_up_shells(self) -> None:
+        """What Mininet's stop() ends with, for when it failed before: SIGHUP
+        to every node's shell (``bash -is`` ignores SIGTERM, so the run's
+        cleanup would wait its whole grace time for them)."""
+        import os
+        import signal
+        for node in self.net.hosts:
+            shell = getattr(node, "shell", None)
+            if shell is not None and shell.poll() is None:
+                try:
+                    os.killpg(shell.pid, signal.SIGHUP)
+                except ProcessLookupError:
+                    pass
 
     def node(self, name: str) -> Host:
         return self.net.get(name)
@@ -339,6 +391,10 @@ class LabNetwork:
                              "bond_mode=balance-slb", "lacp=off"]
             cmds += self._span_commands(sw, plugged.get(sw.name, {}))
             inst.vsctl(*cmds, *KEEP_QDISC_RECORD)
+        for link in self.lab.dci_links:
+            for end in (link.a, link.b):
+                for flow in isolation_flows(naming.fabric_port(end.switch, end.port), link.isolate):
+                    inst.ofctl("add-flow", end.switch, flow)
 
     @staticmethod
     def _span_commands(sw, plugged) -> list[str]:
@@ -392,9 +448,7 @@ class LabNetwork:
                     "fail_mode=secure", "protocols=OpenFlow13",
                     f"other_config:datapath-id={b.dpid:016x}",
                     "other_config:disable-in-band=true",
-                    "--", "set-controller", br, f"tcp:{mgmt_ip}:{CONTROLLER_PORT}",
-                    # Reconnect quickly if the controller restarts (default backoff is 8 s).
-                    "--", "set", "controller", br, "max_backoff=1000"]
+                    "--", "set-controller", br, f"tcp:{mgmt_ip}:{CONTROLLER_PORT}"]
             for p in b.ports:
                 if p.kind == "tunnel":
                     # Userspace VXLAN: the outer destination and VNI come from
@@ -405,6 +459,11 @@ class LabNetwork:
                              f"ofport_request={p.ofport}", "options:remote_ip=flow",
                              "options:key=flow", f"options:local_ip={vtep_of(host).ip.ip}"]
                     continue
+                if p.kind == "mirror":
+                    cmds += ["--", "add-port", br, p.name,
+                             "--", "set", "interface", p.name, *mirror_interface(p.name),
+                             f"ofport_request={p.ofport}"]
+                    continue
                 cmds += ["--", "add-port", br, p.name,
                          "--", "set", "interface", p.name, f"ofport_request={p.ofport}",
                          f"mtu_request={mtu}"]
@@ -413,10 +472,14 @@ class LabNetwork:
                 if p.kind == "uplink":
                     cmds += keep_qdisc(p.name)
             inst.vsctl(*cmds, *KEEP_QDISC_RECORD)
+            # Reconnect quickly if the controller restarts (default backoff
+            # is 8 s). Set on its own: set in the transaction that creates
+            # the controller record, OVS kept backing off 2-4 s.
+            inst.vsctl("set", "controller", br, "max_backoff=1000")
             for p in b.ports:
                 if p.kind == "vmk":
                     esx.cmd(f"ethtool -K {p.name} tx off >/dev/null 2>&1")
-                elif p.kind != "tunnel":
+                elif p.kind not in ("tunnel", "mirror"):
                     esx.cmd(f"ip link set {p.name} mtu {mtu} up")
         # The VMkernel TCP/IP stacks: addresses, routing tables, rules.
         transport = tuple(sorted({str(v.ip.network) for v in self._vteps().values()}))
@@ -444,12 +507,48 @@ class LabNetwork:
             for intf in h.interfaces:
                 node.cmd(f"ip link set {intf.name} mtu {intf.mtu}")
                 self._address(node, intf.name, intf.ip)
-            if h.kind == "router":
-                node.cmd("sysctl -qw net.ipv4.ip_forward=1")
+                if intf.vip is not None:
+                    self._virtual_gateway(node, intf)
+            if h.kind in ("router", "firewall"):
+                # Routes may be asymmetric (a stretched L2 with two exits):
+                # no reverse-path filter, as on a data-centre router.
+                node.cmd("sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 "
+                         "net.ipv4.conf.default.rp_filter=0")
+            if h.firewall is not None:
+                self._start_firewall(node, h)
             if h.gateway is not None:
                 node.cmd(f"ip route replace default via {h.gateway}")
             for r in h.routes:
                 node.cmd(f"ip route replace {r.to} via {r.via}")
+
+    def _start_firewall(self, node: Host, h) -> None:
+        rules = self.run.dir / f"{h.name}.nft"
+        rules.write_text(perimeter.ruleset(self.lab, h.firewall))
+        loose = 1 if h.firewall.tcp_loose else 0
+        out = node.cmd(f"sysctl -qw net.netfilter.nf_conntrack_tcp_loose={loose} 2>&1; "
+                       f"nft -f {rules} 2>&1; echo rc=$?").strip()
+        if not out.endswith("rc=0"):
+            raise NotReady(f"{h.name}: firewall rules not loaded: {out}")
+
+    @staticmethod
+    def _virtual_gateway(node: Host, intf) -> None:
+        """The virtual gateway as a macvlan on the interface: frames to the
+        virtual MAC land there and are routed. The device name is the
+        interface's plus ``v``, inside the router's own namespace. The address is a /32 so the
+        subnet route (and the ARP the router sends) stays on the interface
+        itself; arp_ignore/arp_announce keep each device answering only for
+        its own address."""
+        dev = f"{intf.name}v"
+        out = node.cmd(
+            f"sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2; "
+            f"ip link add {dev} link {intf.name} address {intf.vip.mac} type macvlan mode bridge"
+            f" && ip addr add {intf.vip.ip}/32 dev {dev}"
+            # A gratuitous ARP from the virtual MAC when it comes up, as an
+            # HSRP/VRRP router announces itself: the site's switches learn
+            # where the gateway is instead of flooding frames for it.
+            f" && sysctl -qw net.ipv4.conf.{dev}.arp_notify=1 && ip link set {dev} up; echo rc=$?")
+        if not out.strip().endswith("rc=0"):
+            raise NotReady(f"{node.name}: virtual gateway {intf.vip.ip} on {intf.name}: {out}")
 
     @staticmethod
     def _address(node: Host, intf: str, ip: Optional[IPv4Interface]) -> None:
@@ -501,6 +600,7 @@ class LabNetwork:
         wait_until(flows, left(), "flow installation")
 
         self._resolve_vtep_neighbours(left())
+        self._resolve_mirror_neighbours(left())
         probe = self._probe_pair()
         if probe is not None:
             src, dst = probe
@@ -529,6 +629,28 @@ class LabNetwork:
                 ).strip().endswith("rc=0") else f"{host} VTEP cannot reach {peer}",
                     timeout, "VTEP neighbours")
 
+    def _resolve_mirror_neighbours(self, timeout: float) -> None:
+        """Each host with a mirror tunnel port resolves the next hop towards
+        every ERSPAN destination of its distributed switch, for the same
+        reason as the VTEPs: OVS's tunnel neighbour cache learns only from
+        ARP replies it switches, and drops copies until it has an entry."""
+        for host, destinations in mirror_destinations(self.lab, self.bindings).items():
+            node, inst = self.node(host), self.ovs[host]
+            for dst in destinations:
+                def resolved(dst=dst) -> Optional[str]:
+                    node.cmd(f"ping -n -q -c 1 -W 0.5 {dst} >/dev/null 2>&1")
+                    route = node.cmd(f"ip -o route get {dst}").split()
+                    hop = route[route.index("via") + 1] if "via" in route else dst
+                    known = {line.split()[0] for line in
+                             inst.appctl("tnl/neigh/show").splitlines()[2:] if line.strip()}
+                    if hop in known:
+                        return None
+                    # The kernel may have resolved it before OVS's flows were
+                    # in: forget it, so the next ping ARPs through the bridge.
+                    node.cmd(f"ip neigh flush to {hop}")
+                    return f"{host} has no tunnel neighbour {hop} towards mirror destination {dst}"
+                wait_until(resolved, timeout, "mirror destinations")
+
     def _check_controller_alive(self) -> None:
         """Fail bring-up at once, with the controller's last words, if it died."""
         if self.controller_proc.poll() is not None:
@@ -541,9 +663,13 @@ class LabNetwork:
         return control_addresses(index)[0].split("/")[0]
 
     def _probe_pair(self) -> Optional[tuple[Endpoint, Endpoint]]:
+        """Two endpoints the design lets ping each other. VMs behind the
+        distributed firewall are left out: whether they answer a ping is up
+        to its rules, not to the L2/L3 design."""
         eps = {e.name: e for e in self.endpoints()}
+        filtered = dfw.protected_vms(self.lab)
         for (a, b), ok in sorted(expected_reachability(self.lab).items()):
-            if ok:
+            if ok and eps[a].node not in filtered and eps[b].node not in filtered:
                 return eps[a], eps[b]
         return None
 

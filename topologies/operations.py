@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from controller import dfw
 from vlab import control, naming
 from vlab.bindings import CAPTURE_BASE, Placement, default_placement
 from vlab.lab.load import load_lab
@@ -191,6 +192,13 @@ class LabControl:
         for port, nic in ports:
             self.ovs(src).vsctl("--if-exists", "del-port", self._switch_of(src, nic).name, port)
             self.sh(src, f"ip link set {port} netns {self.pids[dest]}")
+        # The VM's distributed-firewall state travels with it (NSX exports
+        # the vNIC filter's connection table to the destination host).
+        sessions = dict(self.desired().get("dfw_sessions", {}))
+        if vm_name in dfw.protected_vms(self.lab):
+            zones = dfw.zone_of(self.lab)
+            for port, _ in ports:
+                sessions[port] = self.ovs(src).conntrack(zones[port])
         seq = next(self._seq)
         placement = dict(self.desired().get("placement", {}))
         moves = dict(self.desired().get("moves", {}))
@@ -199,7 +207,7 @@ class LabControl:
             moves[port] = {"seq": f"{time.time():.6f}-{seq}", "igmp_query": igmp_query,
                            "max_response_s": max_response_s, "query_source": query_source}
         # The destination is programmed before the VM resumes there.
-        self.request(placement=placement, moves=moves)
+        self.request(placement=placement, moves=moves, dfw_sessions=sessions)
         programmed = time.time()
         remaining = stun_s - (time.time() - t_stun)
         if remaining > 0:

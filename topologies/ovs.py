@@ -107,6 +107,11 @@ class OvsInstance:
     def appctl(self, *args: str) -> str:
         return self._run(["ovs-appctl", "-t", str(self.vswitchd_ctl), *args])
 
+    def conntrack(self, zone: int) -> list[list]:
+        """Connections tracked in ``zone`` as [proto, src, dst, sport, dport]
+        (original direction; ports None for ICMP)."""
+        return parse_conntrack(self.appctl("dpctl/dump-conntrack", f"zone={zone}"))
+
     def flow_count(self, bridge: str) -> int:
         out = self.ofctl("dump-flows", bridge, "--no-stats")
         return sum(1 for line in out.splitlines() if "actions=" in line)
@@ -141,3 +146,21 @@ class OvsInstance:
                 if value.isdigit():
                     stats[current][f"{direction}_{key}"] = int(value)
         return stats
+
+
+_PROTO = {"icmp": 1, "tcp": 6, "udp": 17}
+_ORIG = re.compile(r"^(\w+),orig=\(([^)]*)\)")
+
+
+def parse_conntrack(text: str) -> list[list]:
+    """Parse ``dpctl/dump-conntrack`` lines into [proto, src, dst, sport, dport]."""
+    out = []
+    for line in text.splitlines():
+        m = _ORIG.match(line.strip())
+        if not m or m.group(1) not in _PROTO:
+            continue
+        fields = dict(kv.split("=", 1) for kv in m.group(2).split(","))
+        sport, dport = fields.get("sport"), fields.get("dport")
+        out.append([_PROTO[m.group(1)], fields["src"], fields["dst"],
+                    int(sport) if sport else None, int(dport) if dport else None])
+    return out

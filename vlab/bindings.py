@@ -23,10 +23,13 @@ from .lab.resolve import (EffectiveTeaming, HostSwitch, host_switches, overlay_s
 # known before the switch exists: uplinks 1.., VMkernel adapters 100.., vNICs
 # 200.. numbered across the whole lab (a VM keeps its port number when it
 # vMotions), PortOutput capture ports at CAPTURE_BASE + the captured port.
-# The VXLAN tunnel port of a host's VTEP vSwitch is TUNNEL_OFPORT.
+# The VXLAN tunnel port of a host's VTEP vSwitch is TUNNEL_OFPORT; a
+# distributed switch with ERSPAN/GRE mirror sessions has one tunnel port per
+# encapsulation on every member host (MIRROR_PORTS: name, OpenFlow number).
 UPLINK_BASE, VMK_BASE, VNIC_BASE, CAPTURE_BASE = 1, 100, 200, 1000
 TUNNEL_OFPORT = 199
 TUNNEL_PORT = "vxlan0"
+MIRROR_PORTS = {"erspan": ("erspan-mirror", 198), "gre": ("gre-mirror", 197)}
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,11 @@ class Placement:
 @dataclass(frozen=True)
 class PortBinding:
     """One vSwitch port: an uplink, a VMkernel adapter, a VM's vNIC (on a
-    port group or an NSX logical switch) or the VXLAN tunnel port."""
+    port group or an NSX logical switch), the VXLAN tunnel port or a port
+    mirroring tunnel port (kind ``mirror``, named by MIRROR_PORTS)."""
     name: str                                  # OVS port / interface name in the host namespace
     ofport: int
-    kind: Literal["uplink", "vmk", "vnic", "tunnel"]
+    kind: Literal["uplink", "vmk", "vnic", "tunnel", "mirror"]
     port_group: Optional[str] = None           # None for uplinks, tunnels, logical ports
     logical_switch: Optional[str] = None       # vNICs on an NSX logical switch
     mac: Optional[str] = None                  # configured MAC (None for uplinks)
@@ -116,6 +120,11 @@ class SwitchBinding:
     def tunnel_port(self) -> Optional[PortBinding]:
         return next((p for p in self.ports if p.kind == "tunnel"), None)
 
+    def mirror_port(self, encapsulation: str) -> Optional[PortBinding]:
+        """The ERSPAN or GRE port mirror copies leave by (``encapsulation``)."""
+        name = MIRROR_PORTS[encapsulation][0]
+        return next((p for p in self.ports if p.kind == "mirror" and p.name == name), None)
+
     def with_uplink_state(self, uplink: str, up: bool) -> "SwitchBinding":
         down = self.uplinks_down - {uplink} if up else self.uplinks_down | {uplink}
         return replace(self, uplinks_down=frozenset(down))
@@ -131,6 +140,18 @@ class SwitchBinding:
     def with_captures(self, names: frozenset[str]) -> "SwitchBinding":
         ports = tuple(replace(p, capture=p.name in names) for p in self.ports)
         return replace(self, ports=ports)
+
+
+def mirror_ports(lab: Lab, sw: HostSwitch) -> list[PortBinding]:
+    """The mirror tunnel ports of one host's vSwitch: one per encapsulation
+    its distributed switch's ERSPAN sessions use, on every member host, so
+    mirroring follows a source VM wherever it runs."""
+    if sw.kind != "distributed":
+        return []
+    dvs = next(d for d in lab.distributed_switches if d.name == sw.name)
+    used = sorted({m.encapsulation for m in dvs.mirrors if m.type == "erspan"})
+    return [PortBinding(name=MIRROR_PORTS[e][0], ofport=MIRROR_PORTS[e][1], kind="mirror")
+            for e in used]
 
 
 def datapath_id(host_index: int, switch_index: int) -> int:
@@ -178,6 +199,8 @@ def switch_bindings(lab: Lab, placement: Optional[dict[str, Placement]] = None
         if overlay is not None:
             ports[overlay.name].append(PortBinding(name=TUNNEL_PORT, ofport=TUNNEL_OFPORT,
                                                    kind="tunnel"))
+        for sw in switches:
+            ports[sw.name] += mirror_ports(lab, sw)
         for vm in lab.vms:
             for nic in vm.vnics:
                 name = naming.vnic_port(vm.name, nic.name)

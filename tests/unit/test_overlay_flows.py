@@ -37,7 +37,7 @@ def setup(data=None, placement=None, known=True, snooped=None):
     guests = {f"{vm}-eth0": GuestNic(ipv4=frozenset({ip})) for vm, ip in IP.items()} \
         if known else {}
     tables = build_tables(lab, bindings, guests, snooped)
-    flows = {b.host: compile_bridge(b, tables) for b in bindings}
+    flows = {b.host: compile_bridge(b, tables, lab) for b in bindings}
     return lab, tables, flows
 
 

@@ -166,15 +166,59 @@ class StandardSwitch(LabModel):
     port_groups: tuple[PortGroup, ...] = ()
 
 
+class MirrorPort(LabModel):
+    """A VM's vNIC taking part in a port mirroring session. For a source,
+    ``direction`` is vSphere's, seen from the distributed switch: ``ingress``
+    = what the VM sends into the switch, ``egress`` = what the switch
+    delivers to the VM, ``both`` = both (VMware, "vSphere 5 New Networking
+    Features - Port Mirroring": "the traffic seeks ingress to the VDS and
+    hence the source is called Ingress"). A destination ignores it."""
+    vm: Name
+    vnic: Name = "eth0"
+    direction: Literal["both", "ingress", "egress"] = "both"
+
+
+class MirrorSession(LabModel):
+    """A vSphere port mirroring session on a distributed switch.
+
+    * ``type: erspan`` is "Encapsulated Remote Mirroring (L3) Source": copies
+      of the sources' frames go to ``destination_ip`` (a monitoring host),
+      encapsulated as ERSPAN type II (``encapsulation: erspan``, what vSphere
+      sends by default) or plain GRE (``gre``), from the host's VMkernel
+      address through its routing table and uplinks. ``session_id`` is the
+      ERSPAN session ID (the GRE key for gre); default: the session's
+      position in the list, from 1.
+    * ``type: local`` is "Distributed Port Mirroring": copies go to
+      ``destination_vnics``, as on vSphere only where the destination runs
+      on the same host as the source.
+
+    ``snap_length`` is vSphere's "Mirrored packet length" (each copy cut to
+    that many bytes; unset = whole frames). ``normal_traffic`` is "Normal
+    I/O on destination ports" (vSphere's default: disallowed): a destination
+    vNIC then receives only mirrored frames and what it sends is dropped."""
+    name: Name
+    type: Literal["erspan", "local"]
+    enabled: StrictBool = True
+    sources: tuple[MirrorPort, ...] = Field(min_length=1)
+    destination_ip: Optional[IPv4Addr] = None
+    encapsulation: Literal["erspan", "gre"] = "erspan"
+    session_id: Optional[Annotated[StrictInt, Field(ge=0, le=1023)]] = None
+    destination_vnics: tuple[MirrorPort, ...] = ()
+    snap_length: Optional[Annotated[StrictInt, Field(ge=60, le=9000)]] = None
+    normal_traffic: Literal["allowed", "disallowed"] = "disallowed"
+
+
 class DistributedSwitch(LabModel):
     """A vSphere distributed switch (VDS): port groups defined once for every
-    member host; ``uplinks`` are dvUplink names each member maps to a vmnic."""
+    member host; ``uplinks`` are dvUplink names each member maps to a vmnic.
+    ``mirrors`` are its port mirroring sessions."""
     name: Name
     uplinks: tuple[Name, ...] = ()
     mtu: Mtu = 1500
     teaming: Teaming = Teaming()
     security: Security = Security()
     port_groups: tuple[PortGroup, ...] = ()
+    mirrors: tuple[MirrorSession, ...] = ()
 
 
 class DistributedSwitchMember(LabModel):
@@ -279,9 +323,18 @@ class PhysicalSwitch(LabModel):
     spans: tuple[Span, ...] = ()
 
 
+class GatewayAddress(LabModel):
+    """A virtual first-hop gateway (HSRP/VRRP style): an IP and its virtual MAC."""
+    ip: IPv4Addr
+    mac: Mac
+
+
 class HostInterface(LabModel):
     """A plain host's or router's NIC, plugged into a physical switch port;
-    ``vlan`` makes that switch port an access port in that VLAN."""
+    ``vlan`` makes that switch port an access port in that VLAN. ``vip``
+    makes a router answer for a virtual gateway too (a macvlan with the
+    virtual MAC); what the router itself sends, ARP included, keeps the
+    interface's own MAC and IP, as HSRP and VRRP routers do."""
     name: Name
     switch: Name
     port: PortNumber
@@ -289,6 +342,7 @@ class HostInterface(LabModel):
     ip: Optional[IPv4If] = None
     mac: Optional[Mac] = None
     mtu: Mtu = 1500
+    vip: Optional[GatewayAddress] = None
 
 
 class Route(LabModel):
@@ -297,14 +351,69 @@ class Route(LabModel):
     via: IPv4Addr
 
 
-class Host(LabModel):
-    """A router (IP forwarding on) or a plain host (backup proxy, monitor, user)."""
+_PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17}
+
+
+def _service(value: object) -> str:
+    """'any', 'icmp', 'tcp/80', 'udp/53' or a port range 'tcp/8000-8080'."""
+    value = _text(value).lower()
+    if value in ("any", "icmp"):
+        return value
+    proto, _, ports = value.partition("/")
+    if proto not in _PROTOCOL_NUMBERS or not ports:
+        raise ValueError("must be 'any', 'icmp' or protocol/port like 'tcp/80', "
+                         "'udp/53', 'tcp/8000-8080'")
+    low, _, high = ports.partition("-")
+    try:
+        lo, hi = int(low), int(high or low)
+    except ValueError:
+        raise ValueError(f"port {ports!r} is not a number or range") from None
+    if not 1 <= lo <= hi <= 65535:
+        raise ValueError(f"port range {ports!r} must be within 1-65535, low to high")
+    return value
+
+
+Service = Annotated[StrictStr, BeforeValidator(_service)]
+Verdict = Literal["allow", "drop"]
+
+
+class FirewallRule(LabModel):
+    """One stateful rule; the first rule matching a new connection decides,
+    replies and related packets of an allowed connection always pass.
+    ``sources``/``destinations`` name VMs, security groups (distributed
+    firewall only) or IPv4 networks; ``any`` matches everything.
+    ``applied_to`` (distributed firewall only) limits the vNICs enforcing the
+    rule to these VMs or groups; empty = every vNIC in the firewall's scope."""
     name: Name
-    kind: Literal["host", "router"] = "host"
+    sources: tuple[StrictStr, ...] = ("any",)
+    destinations: tuple[StrictStr, ...] = ("any",)
+    services: tuple[Service, ...] = ("any",)
+    action: Verdict
+    applied_to: tuple[StrictStr, ...] = ()
+
+
+class PerimeterFirewall(LabModel):
+    """A stateful perimeter firewall (Linux conntrack with nftables on a
+    ``kind: firewall`` host). Like a commercial firewall it keeps state per
+    connection and drops what does not fit it: a TCP segment of a connection
+    it has not seen open (mid-stream, a SYN-ACK without the SYN) is invalid,
+    unless ``tcp_loose`` lets it pick such connections up."""
+    rules: tuple[FirewallRule, ...] = ()
+    default_action: Verdict = "drop"
+    tcp_loose: StrictBool = False
+
+
+class Host(LabModel):
+    """A router (IP forwarding on), a stateful perimeter firewall (a router
+    that filters, see ``PerimeterFirewall``) or a plain host (backup proxy,
+    monitor, user)."""
+    name: Name
+    kind: Literal["host", "router", "firewall"] = "host"
     site: Optional[Name] = None
     interfaces: tuple[HostInterface, ...] = Field(min_length=1)
     gateway: Optional[IPv4Addr] = None
     routes: tuple[Route, ...] = ()
+    firewall: Optional[PerimeterFirewall] = None
 
 
 class SwitchPortRef(LabModel):
@@ -315,10 +424,14 @@ class SwitchPortRef(LabModel):
 
 class DciLink(LabModel):
     """A link between physical switches (a stretched L2 DCI when the ends are
-    in different sites)."""
+    in different sites). ``isolate`` keeps first-hop gateway addresses local
+    to each site (FHRP isolation, as OTV's filters do): frames from or to the
+    gateway MAC and ARP for its IP do not cross, so each site's hosts use
+    their own site's gateway (local egress)."""
     name: Name
     a: SwitchPortRef
     b: SwitchPortRef
+    isolate: tuple[GatewayAddress, ...] = ()
     # float first: a union reports its first member's error, and "must be a
     # valid number" is the right message for a speed that may be 2.5.
     speed: Annotated[StrictFloat | StrictInt, Field(gt=0, le=100)] = Field(
@@ -379,6 +492,25 @@ class Nsx(LabModel):
     distributed_routers: tuple[DistributedRouter, ...] = ()
 
 
+class SecurityGroup(LabModel):
+    """An NSX security group: VMs by name and IP sets."""
+    name: Name
+    vms: tuple[Name, ...] = ()
+    ips: tuple[IPv4Net, ...] = ()
+
+
+class DistributedFirewall(LabModel):
+    """The NSX distributed firewall: stateful rules enforced at each vNIC in
+    its scope (``applied_to``: VMs or groups; empty = every VM), on what the
+    VM sends and what it receives, with connection tracking in the vSwitch.
+    A connection's state moves with its VM on vMotion. ``default_action`` is
+    the last rule."""
+    groups: tuple[SecurityGroup, ...] = ()
+    rules: tuple[FirewallRule, ...] = ()
+    default_action: Verdict = "allow"
+    applied_to: tuple[StrictStr, ...] = ()
+
+
 class Lab(LabModel):
     """A whole lab. ``link_scale`` multiplies every link speed (1/100 turns
     1 GbE into 10 Mbit/s) because a userspace OVS datapath tops out near
@@ -395,4 +527,5 @@ class Lab(LabModel):
     hosts: tuple[Host, ...] = ()
     dci_links: tuple[DciLink, ...] = ()
     nsx: Optional[Nsx] = None
+    distributed_firewall: Optional[DistributedFirewall] = None
     expect: Optional[Expectation] = None

@@ -169,6 +169,13 @@ def switch_of_port_group(lab: Lab, host: EsxiHost, pg_name: str) -> tuple[HostSw
     raise KeyError(f"{host.name} has no port group {pg_name}")
 
 
+def mirror_session_id(dvs: DistributedSwitch, index: int) -> int:
+    """The ERSPAN session ID (GRE key) of ``dvs.mirrors[index]``: its own, or
+    its position in the list, from 1."""
+    m = dvs.mirrors[index]
+    return m.session_id if m.session_id is not None else index + 1
+
+
 def find(items, name: str):
     """The element of a tuple of named lab objects called ``name`` (or None)."""
     return next((i for i in items if i.name == name), None)

@@ -10,8 +10,10 @@ from ipaddress import IPv4Interface
 from typing import Iterator, Optional
 
 from .. import naming
+from . import firewall
 from .model import Lab, Teaming
-from .resolve import effective_teaming, switch_of_port_group
+from .resolve import (effective_teaming, mirror_session_id, overlay_switch,
+                      switch_of_port_group)
 
 Problem = tuple[str, str]
 
@@ -131,7 +133,6 @@ def _checks(lab: Lab) -> Iterator[Problem]:
 
     macs: dict[str, str] = {}
     ips: dict[object, str] = {}
-
     def unique_addr(mac, ip, path: str) -> Iterator[Problem]:
         if mac is not None:
             if mac in macs:
@@ -273,12 +274,22 @@ def _checks(lab: Lab) -> Iterator[Problem]:
                 yield f"{ibase}.vlan", (f"{intf.switch} port {intf.port} is configured under "
                                         "physical_switches; set the VLAN in one place")
             yield from unique_addr(intf.mac, intf.ip, ibase)
+            if intf.vip is not None and (intf.ip is None or intf.vip.ip not in intf.ip.network
+                                         or intf.vip.ip == intf.ip.ip):
+                yield (f"{ibase}.vip.ip", f"the virtual gateway {intf.vip.ip} must be another "
+                                          f"address in the interface's subnet")
         if h.gateway is not None and not any(
                 x.ip is not None and h.gateway in x.ip.network for x in h.interfaces):
             yield f"{base}.gateway", f"gateway {h.gateway} is in none of {h.name}'s subnets"
         for j, r in enumerate(h.routes):
             if not any(x.ip is not None and r.via in x.ip.network for x in h.interfaces):
                 yield f"{base}.routes[{j}].via", f"next hop {r.via} is in none of {h.name}'s subnets"
+        if h.kind == "firewall" and h.firewall is None:
+            yield f"{base}.firewall", "a host of kind firewall needs a firewall section (rules)"
+        elif h.kind != "firewall" and h.firewall is not None:
+            yield f"{base}.firewall", f"only a host of kind firewall filters (this one is {h.kind})"
+        elif h.firewall is not None:
+            yield from _rules(lab, h.firewall.rules, f"{base}.firewall.rules", groups=False)
 
     # --- links between switches ----------------------------------------------
     yield from _dupes(lab.dci_links, "DCI link", "dci_links")
@@ -287,6 +298,12 @@ def _checks(lab: Lab) -> Iterator[Problem]:
             ref = getattr(link, end)
             yield from plug(ref.switch, ref.port, f"dci_links[{i}].{end}", f"DCI {link.name}")
         yield from _shapeable(lab, link.speed, f"dci_links[{i}].speed")
+
+    # --- the distributed firewall ----------------------------------------------
+    yield from _distributed_firewall(lab)
+
+    # --- port mirroring sessions of distributed switches ---------------------
+    yield from _mirrors(lab)
 
     # --- teaming that needs the physical side --------------------------------
     yield from _ip_hash_needs_lag(lab)
@@ -445,6 +462,125 @@ def _lag_problem(active, plugs, lag_of) -> Optional[str]:
         return "active uplinks are in different LAGs (" + ", ".join(
             f"{sw}/{lag}" for sw, lag in sorted(lags)) + ")"
     return None
+
+
+def _words(lab: Lab, words, path: str, groups: bool) -> Iterator[Problem]:
+    for k, word in enumerate(words):
+        try:
+            firewall.resolve(lab, (word,), groups=groups)
+        except firewall.UnknownName as exc:
+            yield f"{path}[{k}]", str(exc)
+
+
+def _rules(lab: Lab, rules, base: str, groups: bool) -> Iterator[Problem]:
+    yield from _dupes(rules, "rule", base)
+    for i, rule in enumerate(rules):
+        for field in ("sources", "destinations"):
+            yield from _words(lab, getattr(rule, field), f"{base}[{i}].{field}", groups)
+        if groups:
+            yield from _words(lab, rule.applied_to, f"{base}[{i}].applied_to", groups)
+        elif rule.applied_to:
+            yield (f"{base}[{i}].applied_to",
+                   "applied_to is for the distributed firewall; a perimeter firewall "
+                   "filters everything it routes")
+
+
+def _distributed_firewall(lab: Lab) -> Iterator[Problem]:
+    dfw = lab.distributed_firewall
+    if dfw is None:
+        return
+    vms = {vm.name for vm in lab.vms}
+    yield from _dupes(dfw.groups, "security group", "distributed_firewall.groups")
+    for i, group in enumerate(dfw.groups):
+        if group.name in vms:
+            yield (f"distributed_firewall.groups[{i}].name",
+                   f"{group.name!r} is also a VM's name; rules could not tell them apart")
+        for j, vm in enumerate(group.vms):
+            if vm not in vms:
+                yield f"distributed_firewall.groups[{i}].vms[{j}]", f"unknown VM {vm!r}"
+    yield from _words(lab, dfw.applied_to, "distributed_firewall.applied_to", True)
+    yield from _rules(lab, dfw.rules, "distributed_firewall.rules", groups=True)
+
+
+def _mirror_port(lab: Lab, dvs, ref, path: str) -> Iterator[Problem]:
+    """A session's source or destination names a vNIC on ``dvs``."""
+    vm = next((v for v in lab.vms if v.name == ref.vm), None)
+    if vm is None:
+        yield f"{path}.vm", f"unknown VM {ref.vm!r}"
+        return
+    nic = next((n for n in vm.vnics if n.name == ref.vnic), None)
+    if nic is None:
+        yield f"{path}.vnic", f"{vm.name} has no vNIC {ref.vnic!r}"
+        return
+    if nic.logical_switch is not None:
+        host = next((h for h in lab.esxi_hosts if h.name == vm.host), None)
+        sw = overlay_switch(lab, host) if host is not None else None
+        on = sw is not None and sw.name == dvs.name
+        where = f"logical switch {nic.logical_switch!r}"
+    else:
+        on = any(pg.name == nic.port_group for pg in dvs.port_groups)
+        where = f"port group {nic.port_group!r}"
+    if not on:
+        yield path, f"{vm.name}/{nic.name} is on {where}, not on distributed switch {dvs.name}"
+
+
+_LOCAL_ONLY = ("destination_vnics", "normal_traffic")
+_ERSPAN_ONLY = ("destination_ip", "encapsulation", "session_id")
+
+
+def _mirrors(lab: Lab) -> Iterator[Problem]:
+    """Port mirroring sessions: every port a vNIC of the switch, the
+    destination the session type needs, and vSphere's rules (a port is not
+    both source and destination of a session, nor the destination of two)."""
+    for i, dvs in enumerate(lab.distributed_switches):
+        base = f"distributed_switches[{i}].mirrors"
+        yield from _dupes(dvs.mirrors, "mirror session", base)
+        destination_of: dict[tuple[str, str], str] = {}
+        ids: dict[int, str] = {}
+        for j, m in enumerate(dvs.mirrors):
+            mbase = f"{base}[{j}]"
+            wrong = _LOCAL_ONLY if m.type == "erspan" else _ERSPAN_ONLY
+            for field in wrong:
+                if field in m.model_fields_set:
+                    other = "local" if m.type == "erspan" else "erspan"
+                    yield (f"{mbase}.{field}",
+                           f"{field} is for {other} sessions, this one is {m.type}")
+            if m.type == "erspan" and m.destination_ip is None:
+                yield f"{mbase}.destination_ip", ("an erspan session needs destination_ip "
+                                                  "(the monitoring host's address)")
+            if m.type == "local" and not m.destination_vnics:
+                yield f"{mbase}.destination_vnics", ("a local session needs destination_vnics "
+                                                     "(the VMs that receive the copies)")
+            if m.type == "erspan":
+                sid = mirror_session_id(dvs, j)
+                if sid in ids:
+                    yield (f"{mbase}.session_id",
+                           f"session ID {sid} is already used by session {ids[sid]!r}")
+                ids.setdefault(sid, m.name)
+            sources: dict[tuple[str, str], int] = {}
+            for k, src in enumerate(m.sources):
+                yield from _mirror_port(lab, dvs, src, f"{mbase}.sources[{k}]")
+                key = (src.vm, src.vnic)
+                if key in sources:
+                    yield (f"{mbase}.sources[{k}]", f"{src.vm}/{src.vnic} is already a source "
+                                                    f"(sources[{sources[key]}])")
+                sources.setdefault(key, k)
+                own = [n.ip.ip for v in lab.vms if v.name == src.vm
+                       for n in v.vnics if n.name == src.vnic and n.ip is not None]
+                if m.type == "erspan" and m.destination_ip in own:
+                    yield (f"{mbase}.destination_ip", f"{m.destination_ip} is the address of "
+                           f"source {src.vm}/{src.vnic}: its copies would be mirrored again")
+            for k, dst in enumerate(m.destination_vnics):
+                dpath = f"{mbase}.destination_vnics[{k}]"
+                yield from _mirror_port(lab, dvs, dst, dpath)
+                key = (dst.vm, dst.vnic)
+                if key in sources:
+                    yield dpath, (f"{dst.vm}/{dst.vnic} is also a source of this session "
+                                  f"(sources[{sources[key]}])")
+                elif key in destination_of:
+                    yield dpath, (f"{dst.vm}/{dst.vnic} is already a destination of session "
+                                  f"{destination_of[key]!r}")
+                destination_of.setdefault(key, m.name)
 
 
 def _expectations(lab: Lab) -> Iterator[Problem]:

@@ -1,0 +1,166 @@
+"""Port mirroring on the distributed switch, as a pure pass over one bridge's flows.
+
+vSphere's port mirroring sessions (``distributed_switches[].mirrors``) are
+configured on the distributed switch, so every member host applies them to
+the source vNICs it runs now: after a vMotion the destination host mirrors.
+This pass runs last (``controller.flows.compile_bridge``) and works on the
+finished flow list, whatever the other concerns put in it:
+
+* a source's **ingress** (vSphere: what the VM sends into the switch): every
+  INGRESS-table flow with ``in_port`` = the vNIC gets the copies as its
+  first actions, so a copy is the frame exactly as the VM sent it, before
+  the switch tags it or the distributed firewall tracks it. Frames the
+  switch refuses at its door (forged source MAC, a tag on an access port)
+  match no such flow and are not mirrored.
+* a source's **egress** (what the switch delivers to the VM): every
+  ``("output", vnic)``, in any table, gets the copies placed in front of it;
+  when the flow has a ``ct`` or ``resubmit`` before that output, in front of
+  the first of those instead, with the VLAN actions between that point and
+  the output repeated inside the copy. So the copy is the frame as the VM
+  receives it, and only when the vSwitch (and the DFW) delivers it.
+
+Every copy is an OVS ``clone``: what it sets (tunnel destination and key,
+VLAN tag) never reaches the flow's own outputs.
+
+What a copy carries: the frame as the source vNIC sees it, so for a VST port
+group without the 802.1Q tag the pipeline carries internally (VGT guests'
+own tags stay). vSphere's ERSPAN type II header has a field for the
+original VLAN; OVS writes no VLAN there, so the port group's VLAN is not in
+the copy. Copies leave by
+
+* an ERSPAN (type II, ``erspan_ver=1``) or GRE tunnel port with
+  ``remote_ip=flow, key=flow``: the session's destination IP and its
+  session ID (the GRE key) are set per copy; OVS routes the outer packet by
+  the host's main routing table, so it leaves from the VMkernel adapter
+  towards the monitor, with that vmk's address, through its uplinks;
+* or, for a local session, the destination vNICs on the same host; as on
+  vSphere, a destination on another host receives nothing.
+
+A snap length (vSphere "Mirrored packet length") makes the copy's output a
+truncating one: the inner frame is cut before encapsulation. With normal
+traffic disallowed on a local session's destination vNIC, nothing else is
+delivered to it (its outputs are removed) and what it sends is dropped by a
+flow of this concern's own (cookie ``Concern.MIRROR``).
+"""
+from __future__ import annotations
+
+from vlab import naming
+from vlab.bindings import SwitchBinding
+from vlab.lab.model import Lab, MirrorSession
+from vlab.lab.resolve import mirror_session_id
+
+from .pipeline import Concern, FlowSpec, Table, cookie
+
+COOKIE = cookie(Concern.MIRROR)
+# Above every INGRESS flow (the vSwitch's classification and the DFW's
+# detours), so a receive-only destination's frames stop here.
+DESTINATION_ONLY = 4000
+# Actions after which the frame may be somewhere else (recirculated, other
+# tables' actions applied): copies go in front of them.
+_BARRIERS = ("ct", "resubmit")
+
+
+def _vlan_action(action: tuple) -> bool:
+    return action[0] in ("push_vlan", "pop_vlan") or (
+        action[0] == "set_field" and action[1] == "vlan_vid")
+
+
+def _output(port: int, session: MirrorSession) -> tuple:
+    if session.snap_length is not None:
+        return ("output_trunc", port, session.snap_length)
+    return ("output", port)
+
+
+def _copy_tail(session: MirrorSession, sid: int, binding: SwitchBinding,
+               ofport_of: dict[str, int]) -> tuple:
+    """What one copy does once it looks like the vNIC's view of the frame:
+    the session's tunnel or destination vNIC outputs (empty: nowhere here)."""
+    if session.type == "erspan":
+        port = binding.mirror_port(session.encapsulation)
+        if port is None:
+            return ()
+        return (("set_field", "tun_ipv4_dst", str(session.destination_ip)),
+                ("set_field", "tunnel_id", sid), _output(port.ofport, session))
+    return tuple(_output(ofport_of[name], session)
+                 for name in (naming.vnic_port(d.vm, d.vnic) for d in session.destination_vnics)
+                 if name in ofport_of)
+
+
+def _sessions(binding: SwitchBinding, lab: Lab):
+    """(session, session ID) of the enabled sessions of this bridge's
+    distributed switch."""
+    if binding.switch.kind != "distributed":
+        return []
+    dvs = next((d for d in lab.distributed_switches if d.name == binding.switch.name), None)
+    if dvs is None:
+        return []
+    return [(m, mirror_session_id(dvs, i)) for i, m in enumerate(dvs.mirrors) if m.enabled]
+
+
+def plan(binding: SwitchBinding, lab: Lab):
+    """What this bridge mirrors: ``(sent, received, receive_only)``, where
+    ``sent`` and ``received`` map a source vNIC's OpenFlow port to the copy
+    tails of its sessions, and ``receive_only`` are the ports of destination
+    vNICs whose session disallows normal traffic."""
+    ofport_of = {p.name: p.ofport for p in binding.ports if p.kind == "vnic"}
+    sent: dict[int, list[tuple]] = {}
+    received: dict[int, list[tuple]] = {}
+    receive_only: set[int] = set()
+    for session, sid in _sessions(binding, lab):
+        if session.type == "local" and session.normal_traffic == "disallowed":
+            receive_only |= {ofport_of[n] for n in
+                             (naming.vnic_port(d.vm, d.vnic) for d in session.destination_vnics)
+                             if n in ofport_of}
+        tail = _copy_tail(session, sid, binding, ofport_of)
+        if not tail:
+            continue
+        for src in session.sources:
+            port = ofport_of.get(naming.vnic_port(src.vm, src.vnic))
+            if port is None:
+                continue                      # the source runs on another host now
+            if src.direction in ("ingress", "both"):
+                sent.setdefault(port, []).append(tail)
+            if src.direction in ("egress", "both"):
+                received.setdefault(port, []).append(tail)
+    return sent, received, frozenset(receive_only)
+
+
+def _with_received_copies(actions: tuple, received: dict[int, list[tuple]]) -> tuple:
+    barrier = next((i for i, a in enumerate(actions) if a[0] in _BARRIERS), len(actions))
+    inserts: dict[int, list[tuple]] = {}
+    for i, a in enumerate(actions):
+        if a[0] != "output" or a[1] not in received:
+            continue
+        at = min(i, barrier)
+        # The VLAN changes between the copy's place and the real output, so
+        # the copy is the frame as delivered.
+        fix = tuple(x for x in actions[at:i] if _vlan_action(x))
+        inserts.setdefault(at, []).extend(("clone", fix + tail) for tail in received[a[1]])
+    if not inserts:
+        return actions
+    out: list[tuple] = []
+    for i, a in enumerate(actions):
+        out += inserts.get(i, [])
+        out.append(a)
+    return tuple(out)
+
+
+def add_copies(flows: list[FlowSpec], binding: SwitchBinding, lab: Lab) -> list[FlowSpec]:
+    """``flows`` of one bridge with the mirror sessions applied; the same list
+    when nothing on this bridge is mirrored."""
+    sent, received, receive_only = plan(binding, lab)
+    if not (sent or received or receive_only):
+        return flows
+    out = []
+    for f in flows:
+        actions = tuple(a for a in f.actions
+                        if not (a[0] == "output" and a[1] in receive_only))
+        actions = _with_received_copies(actions, received)
+        port = dict(f.match).get("in_port")
+        if f.table == Table.INGRESS and port in sent:
+            actions = tuple(("clone", tail) for tail in sent[port]) + actions
+        out.append(f if actions == f.actions else
+                   FlowSpec(f.table, f.priority, f.match, actions, f.goto, f.cookie))
+    out += [FlowSpec.make(Table.INGRESS, DESTINATION_ONLY, {"in_port": port}, cookie=COOKIE)
+            for port in sorted(receive_only)]
+    return out

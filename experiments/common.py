@@ -127,6 +127,12 @@ def save_figure(fig, outdir: Path, name: str) -> list[Path]:
     return paths
 
 
+def repo_paths(paths: dict[str, Path]) -> dict[str, str]:
+    """Lab paths as a result records them: relative to the repository when inside it."""
+    return {k: str(v.relative_to(RESULTS.parent) if v.is_relative_to(RESULTS.parent) else v)
+            for k, v in paths.items()}
+
+
 def read_result(name: str) -> dict:
     return json.loads((RESULTS / name / "result.json").read_text())
 

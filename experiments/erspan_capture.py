@@ -37,7 +37,8 @@ from typing import Optional
 from experiments.common import (REPO, RESULTS, Progress, environment, guest_tool, lab_session,
                                 quiesce, read_pcap, save_figure, stop_tool, wait_ready_line,
                                 write_result)
-from experiments.fidelity import CpuMeter, checks, shaping_drops
+from experiments.fidelity import CpuMeter, shaping_drops
+from experiments.fidelity import summary as fidelity_summary
 from experiments.tools.web import page
 from topologies.network import LabNetwork
 from topologies.operations import wait_for
@@ -373,8 +374,7 @@ def run(params: dict | None = None) -> dict:
               "params": p, "environment": env,
               "claims": {"erspan_http_reassembled": http, "mirror_snap_length": snap,
                          "local_mirror_receive_only": local, "mirroring_follows_vmotion": moved},
-              "fidelity": {"cpu_percent": cpu.percent, "shaping_drops": drops,
-                           "checks": checks(cpu.percent, drops, frames_counted=True)},
+              "fidelity": fidelity_summary(cpu, drops, frames_counted=True),
               "wall_s": round(time.monotonic() - t0, 1)}
     result["verdicts"] = {k: bool(v["verdict"]) for k, v in result["claims"].items()}
     write_result(NAME, result)

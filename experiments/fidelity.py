@@ -93,5 +93,11 @@ def checks(cpu_percent: float, drops: dict[str, int], *, frames_counted: bool,
     return out
 
 
+def summary(cpu: "CpuMeter", drops: dict[str, int], *, frames_counted: bool) -> dict:
+    """The ``fidelity`` block of a result: CPU load, shaping drops, checks."""
+    return {"cpu_percent": cpu.percent, "shaping_drops": drops,
+            "checks": checks(cpu.percent, drops, frames_counted=frames_counted)}
+
+
 def trustworthy(result: dict) -> bool:
     return all(c["ok"] for c in result.get("fidelity", {}).get("checks", []))

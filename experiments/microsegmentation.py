@@ -19,9 +19,10 @@ from pathlib import Path
 
 import yaml
 
-from experiments.common import (RESULTS, Progress, environment, guest_tool, lab_session,
-                                save_figure, stop_tool, wait_ready_line, write_result)
-from experiments.fidelity import CpuMeter, checks, shaping_drops
+from experiments.common import (RESULTS, environment, guest_tool, lab_session, Progress,
+                                repo_paths, save_figure, stop_tool, wait_ready_line, write_result)
+from experiments.fidelity import CpuMeter, shaping_drops
+from experiments.fidelity import summary as fidelity_summary
 from topologies.network import LabNetwork
 
 NAME = "microsegmentation"
@@ -137,14 +138,12 @@ def run(params: dict | None = None) -> dict:
             drops.update({f"{case}/{k}": v for k, v in shaping_drops(net).items()})
     claims = verdicts(scans["without-dfw"]["scans"], scans["with-dfw"]["scans"])
     result = {"experiment": NAME, "seed": "003_41155c6ca9cde2fe.txt",
-              "labs": {k: str(v.relative_to(RESULTS.parent) if v.is_relative_to(RESULTS.parent)
-                              else v) for k, v in labs.items()},
+              "labs": repo_paths(labs),
               "params": p, "environment": env, "policy": POLICY,
               "services": {k: list(v) for k, v in SERVICES.items()}, "ports": list(PORTS),
               "scans": scans, "claims": claims,
               "verdicts": {k: bool(v["verdict"]) for k, v in claims.items()},
-              "fidelity": {"cpu_percent": cpu.percent, "shaping_drops": drops,
-                           "checks": checks(cpu.percent, drops, frames_counted=False)},
+              "fidelity": fidelity_summary(cpu, drops, frames_counted=False),
               "wall_s": round(time.monotonic() - t0, 1)}
     write_result(NAME, result)
     return result

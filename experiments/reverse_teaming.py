@@ -19,7 +19,8 @@ from pathlib import Path
 
 from experiments.common import (RESULTS, Progress, count_frames, environment, guest_tool,
                                 lab_session, quiesce, save_figure, write_result)
-from experiments.fidelity import CpuMeter, checks, shaping_drops
+from experiments.fidelity import CpuMeter, shaping_drops
+from experiments.fidelity import summary as fidelity_summary
 from topologies.network import LabNetwork
 from vlab import naming
 
@@ -172,8 +173,7 @@ def run(params: dict | None = None) -> dict:
                              for k, v in SEED_TABLE.items()},
               "claims": {"portoutput_duplicates_vnicrx_none": duplicates,
                          "promiscuous_visibility_table": table},
-              "fidelity": {"cpu_percent": cpu.percent, "shaping_drops": drops,
-                           "checks": checks(cpu.percent, drops, frames_counted=True)},
+              "fidelity": fidelity_summary(cpu, drops, frames_counted=True),
               "wall_s": round(time.monotonic() - t0, 1)}
     result["verdicts"] = {k: bool(v["verdict"]) for k, v in result["claims"].items()}
     write_result(NAME, result)

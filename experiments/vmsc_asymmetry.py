@@ -32,9 +32,10 @@ from pathlib import Path
 
 import yaml
 
-from experiments.common import (RESULTS, Progress, environment, guest_tool, lab_session,
-                                save_figure, stop_tool, wait_ready_line, write_result)
-from experiments.fidelity import CpuMeter, checks, shaping_drops
+from experiments.common import (RESULTS, environment, guest_tool, lab_session, Progress,
+                                repo_paths, save_figure, stop_tool, wait_ready_line, write_result)
+from experiments.fidelity import CpuMeter, shaping_drops
+from experiments.fidelity import summary as fidelity_summary
 from topologies import perimeter
 from topologies.network import LabNetwork
 
@@ -267,16 +268,14 @@ def run(params: dict | None = None) -> dict:
             drops.update({f"{design}/{k}": v for k, v in shaping_drops(net).items()})
     claims = verdicts(designs)
     result = {"experiment": NAME, "seed": "003_41155c6ca9cde2fe.txt",
-              "labs": {d: str(path.relative_to(RESULTS.parent) if path.is_relative_to(
-                  RESULTS.parent) else path) for d, path in labs.items()},
+              "labs": repo_paths(labs),
               "params": p, "environment": env,
               "dci_delay": ("emulated" if env.get("netem_available") else
                             "not emulated: this kernel has no sch_netem; the DCI is "
                             "rate-shaped only"),
               "designs": designs, "claims": claims,
               "verdicts": {k: bool(v["verdict"]) for k, v in claims.items()},
-              "fidelity": {"cpu_percent": cpu.percent, "shaping_drops": drops,
-                           "checks": checks(cpu.percent, drops, frames_counted=False)},
+              "fidelity": fidelity_summary(cpu, drops, frames_counted=False),
               "wall_s": round(time.monotonic() - t0, 1)}
     write_result(NAME, result)
     return result

@@ -477,6 +477,7 @@ def measure_controller_resync(net, work: Path, kills: int = 10, pps: int = 1000,
             # restart_controller times from just before the new process starts.
             t_start = time.time() - returned
             trials.append({"kill": t_kill, "start": t_start, "returned_s": returned,
+                           "listening_s": net.last_restart["listening_s"],
                            "synced": [m.stat().st_mtime_ns / 1e9 for m in markers],
                            "flows": flows_after_resync(net)})
         time.sleep(after_s)                # the stream goes on after the last resync
@@ -498,6 +499,7 @@ def measure_controller_resync(net, work: Path, kills: int = 10, pps: int = 1000,
         lost = [seq for seq in window if seq not in received]
         rows.append({
             "resync_from_start_s": round(done - t["start"], 3),
+            "listening_from_start_s": round(t["listening_s"], 3),
             "first_switch_from_start_s": round(min(t["synced"]) - t["start"], 3),
             "resync_from_kill_s": round(done - t["kill"], 3),
             "restart_returned_s": round(t["returned_s"], 3),
@@ -522,6 +524,8 @@ def measure_controller_resync(net, work: Path, kills: int = 10, pps: int = 1000,
                    "lost": len(set(sent) - set(received))},
         "kills": kills, "steady_s": steady_s, "window_after_resync_s": after_s,
         "trials": rows, "error": error,
+        "listening_median_s": statistics.median(r["listening_from_start_s"] for r in rows)
+        if rows else None,
         "median_s": statistics.median(from_start) if rows else None,
         "max_s": max(from_start) if rows else None,
         "from_kill_median_s": statistics.median(from_kill) if rows else None,
@@ -776,6 +780,9 @@ def plot(result: dict, outdir: Path) -> list[Path]:
                  mfc="none", ms=10, label="kill -> all synced")
         ax1.plot(kills, [r["first_switch_from_start_s"] for r in rows], "^", color=PALETTE[2],
                  label="new controller start -> first synced")
+        if all("listening_from_start_s" in r for r in rows):   # recorded since 2026-11
+            ax1.plot(kills, [r["listening_from_start_s"] for r in rows], "v", color=PALETTE[4],
+                     label="new controller start -> listening")
         ax1.axhline(cr["target_s"], color=PALETTE[3], ls="--", label="target")
         top = max([cr["target_s"]] + [r["resync_from_kill_s"] for r in rows])
         ax1.set(xlabel="controller kill (SIGKILL)", ylabel="time (s)", ylim=(0, top * 1.3),

@@ -131,6 +131,7 @@ class LabNetwork:
         self.ovs: dict[str, OvsInstance] = {}          # node name -> its OVS instance
         self.bindings: tuple[SwitchBinding, ...] = switch_bindings(lab)
         self.controller_proc: Optional[subprocess.Popen] = None
+        self.last_restart: dict[str, float] = {}
         self.timings: dict[str, float] = {}
         self.control: Optional[LabControl] = None       # operations, once started
         self._t0 = 0.0
@@ -336,6 +337,9 @@ class LabNetwork:
         t0 = time.monotonic()
         self._spawn_controller()
         self._wait_controller_listening(timeout)
+        # Where a resync's time goes: the new process's start (imports, lab)
+        # until it listens, then the switches' reconnect backoff and flows.
+        self.last_restart = {"listening_s": time.monotonic() - t0}
 
         def resynced() -> Optional[str]:
             self._check_controller_alive()

@@ -58,7 +58,8 @@ def stored_result():
             "bridges": 16, "flows_total": 1920, "target_s": 1.0, "flows_exact_every_time": True,
             "stream": {"pps": 1000},
             "trials": [{"resync_from_start_s": 0.9 + k / 10, "resync_from_kill_s": 1.2 + k / 10,
-                        "first_switch_from_start_s": 0.7, "lost": k, "sent_in_window": 1700}
+                        "first_switch_from_start_s": 0.7, "listening_from_start_s": 0.5,
+                        "lost": k, "sent_in_window": 1700}
                        for k in range(3)]},
     }
 

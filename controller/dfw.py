@@ -33,7 +33,7 @@ from ipaddress import IPv4Network
 from typing import Optional
 
 from vlab.bindings import SwitchBinding, default_placement
-from vlab.lab.firewall import Endpoints, Service, resolve, scope
+from vlab.lab.firewall import Service, resolve, scope
 from vlab.lab.model import FirewallRule, Lab
 
 from .pipeline import Concern, FlowSpec, Table, cookie

@@ -1,6 +1,8 @@
 """Nothing of ours survives a run: normal exit, Ctrl-C or SIGTERM during
-bring-up, and SIGKILL followed by ``vlab clean``."""
+bring-up, and SIGKILL followed by ``vlab clean``. Each test counts only its
+own run (``leftovers.ours``), so other labs may run on the machine meanwhile."""
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -10,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import REPO, TWO_HOSTS
-from tests.integration.leftovers import new_since, snapshot
-from vlab import naming
+from tests.integration.leftovers import TOKEN_ENV, new_since, nothing_before, ours, run_dir_of
 
 HOLD = [sys.executable, str(Path(__file__).with_name("hold_lab.py")), str(TWO_HOSTS)]
 
@@ -24,28 +25,23 @@ def _wait_for(predicate, timeout: float, what: str):
         time.sleep(0.02)
 
 
-def _new_run_dir(before: set) -> Path | None:
-    root = Path(naming.RUN_ROOT)
-    new = set(os.listdir(root)) - before if root.is_dir() else set()
-    return root / new.pop() if new else None
-
-
 def _start_hold():
-    root = Path(naming.RUN_ROOT)
-    before = set(os.listdir(root)) if root.is_dir() else set()
+    """hold_lab.py with a fresh token in its environment: (proc, token)."""
+    token = secrets.token_hex(4)
     proc = subprocess.Popen(HOLD, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    return proc, before
+                            text=True, env={**os.environ, TOKEN_ENV: token})
+    return proc, token
 
 
 def test_normal_exit_leaves_nothing():
     from experiments.common import lab_session
-    before = snapshot()
+    before = nothing_before()
     with lab_session(TWO_HOSTS) as net:
-        during = new_since(before, snapshot())
+        run_id = net.run.id
+        during = new_since(before, ours(run_id=run_id))
         assert during.get("processes"), "a running lab should have marked processes"
-        assert (Path(naming.RUN_ROOT) / net.run.id).is_dir()
-    assert new_since(before, snapshot()) == {}
+        assert during.get("run_dirs") == [run_id]
+    assert new_since(before, ours(run_id=run_id)) == {}
 
 
 # Interrupt at distinct moments of bring-up, each marked by a file the
@@ -57,10 +53,10 @@ PHASES = ["owner.pid", "fabric/ovs-vswitchd.ctl", "esx2/ovs-vswitchd.ctl", "sync
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("phase", PHASES)
 def test_signal_during_bringup_leaves_nothing(sig, phase):
-    before = snapshot()
-    proc, dirs_before = _start_hold()
+    before = nothing_before()
+    proc, token = _start_hold()
     try:
-        _wait_for(lambda: (d := _new_run_dir(dirs_before)) is not None and (d / phase).exists()
+        _wait_for(lambda: (d := run_dir_of(proc.pid)) is not None and (d / phase).exists()
                   or proc.poll() is not None, 60, f"bring-up phase {phase}")
         assert proc.poll() is None, proc.stderr.read()
         proc.send_signal(sig)
@@ -69,19 +65,19 @@ def test_signal_during_bringup_leaves_nothing(sig, phase):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert new_since(before, snapshot()) == {}
+    assert new_since(before, ours(token=token, pid=proc.pid)) == {}
 
 
 def test_vlab_clean_removes_a_killed_run_and_only_that():
-    before = snapshot()
-    proc, _ = _start_hold()
+    before = nothing_before()
+    proc, token = _start_hold()
     try:
         line = proc.stdout.readline()
         assert line.startswith("READY"), proc.stderr.read()
         run_id = line.split()[1]
         proc.kill()                      # no chance to clean up
         proc.wait()
-        left = new_since(before, snapshot())
+        left = new_since(before, ours(token=token, run_id=run_id))
         assert left.get("processes") and run_id in left.get("run_dirs", [])
         out = subprocess.run([str(REPO / ".venv" / "bin" / "vlab"), "clean"], capture_output=True,
                              text=True, timeout=60)
@@ -91,7 +87,7 @@ def test_vlab_clean_removes_a_killed_run_and_only_that():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert new_since(before, snapshot()) == {}
+    assert new_since(before, ours(token=token, run_id=run_id)) == {}
 
 
 def test_controller_exits_cleanly_on_sigterm():

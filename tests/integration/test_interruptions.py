@@ -10,12 +10,8 @@ exists) or after it. After every cycle the process has exited, its last word is 
 KeyboardInterrupt (or nothing: killed before Python had a handler), and no
 namespace, interface, marked process or run directory is left.
 
-Other labs may run on the machine meanwhile (another user, another test
-session): a run directory counts as this cycle's only when its ``owner.pid``
-is the cycle's process, and a process only when its environment carries the
-cycle's own token (every process of a run inherits hold_lab's environment,
-as its ``VLAB_RUN`` marker shows). Namespaces and root-namespace interfaces,
-which no lab should create, are compared machine-wide.
+Other labs may run on the machine meanwhile: each cycle counts only its own
+run directory and processes (``leftovers.ours``).
 
 ``test_interrupted_bringups_leave_nothing`` runs 6 cycles in the default run;
 the 30-cycle variant is marked ``slow`` (``pytest -m slow``).
@@ -35,10 +31,10 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import REPO
-from tests.integration.leftovers import new_since, snapshot
+from tests.integration.leftovers import (TOKEN_ENV, carrying, new_since, nothing_before, ours,
+                                         run_dir_of, snapshot)
 from tests.integration.test_cleanup import HOLD
 from vlab import naming
-from vlab.runtime import processes_with_env
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # How far bring-up got when a signal arrived: files it creates, in order.
@@ -58,39 +54,6 @@ def _ready(out: Path) -> bool:
     return out.exists() and out.read_text().startswith("READY")
 
 
-TOKEN_ENV = "VLAB_TEST_CYCLE"
-
-
-def _owner(run_dir: Path) -> int | None:
-    try:
-        return int((run_dir / "owner.pid").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _run_dir_of(pid: int) -> Path | None:
-    root = Path(naming.RUN_ROOT)
-    dirs = [d for d in root.iterdir() if _owner(d) == pid] if root.is_dir() else []
-    return dirs[0] if dirs else None
-
-
-def _carrying(pids, entry: str) -> list[int]:
-    """The PIDs whose environment holds ``entry`` (NAME=value)."""
-    marked = set(processes_with_env(entry))
-    return [p for p in pids if p in marked]
-
-
-def _ours(token: str, pid: int, snap: dict | None = None) -> dict:
-    """``leftovers.snapshot()`` narrowed to one cycle: its run directory and
-    the processes carrying its token (zombies excluded, as there)."""
-    snap = snap or snapshot()
-    root = Path(naming.RUN_ROOT)
-    return {**snap, "processes": _carrying(snap["processes"], f"{TOKEN_ENV}={token}"),
-            "run_dirs": [d for d in snap["run_dirs"] if _owner(root / d) == pid]}
-
-
-def _nothing_before() -> dict:
-    return {**snapshot(), "processes": [], "run_dirs": []}
 
 
 def _phase(out: Path, proc: subprocess.Popen) -> str:
@@ -99,7 +62,7 @@ def _phase(out: Path, proc: subprocess.Popen) -> str:
         return "exited"
     if _ready(out):
         return "up"
-    run_dir = _run_dir_of(proc.pid)
+    run_dir = run_dir_of(proc.pid)
     reached = [label for mark, label in MARKS if run_dir is not None and (run_dir / mark).exists()]
     return f"bring-up: {reached[-1] if reached else 'no run dir yet'}"
 
@@ -123,7 +86,7 @@ def _last_word(err: Path) -> str:
 def timing(tmp_path_factory) -> Timing:
     """The machine's time to READY and teardown time, from one undisturbed run."""
     tmp = tmp_path_factory.mktemp("calibrate")
-    before = _nothing_before()
+    before = nothing_before()
     proc, token, out, err = _start(tmp, 0)
     try:
         t0 = time.monotonic()
@@ -136,10 +99,10 @@ def timing(tmp_path_factory) -> Timing:
         # The token marks exactly the run's processes (what leftovers counts).
         run_id = out.read_text().split()[1]
         snap = snapshot()
-        marked = _carrying(snap["processes"], f"{naming.RUN_ENV}={run_id}")
-        ours = _ours(token, proc.pid, snap)
-        assert marked and marked == ours["processes"] and ours["run_dirs"] == [run_id], \
-            (marked, ours)
+        marked = carrying(snap["processes"], f"{naming.RUN_ENV}={run_id}")
+        mine = ours(snap, token=token, pid=proc.pid)
+        assert marked and marked == mine["processes"] and mine["run_dirs"] == [run_id], \
+            (marked, mine)
         t1 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         proc.wait(EXIT_TIMEOUT)
@@ -148,7 +111,7 @@ def timing(tmp_path_factory) -> Timing:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert new_since(before, _ours(token, proc.pid)) == {}
+    assert new_since(before, ours(token=token, pid=proc.pid)) == {}
     return Timing(ready_s, teardown_s)
 
 
@@ -158,7 +121,7 @@ def _cycle(rng: random.Random, timing: Timing, tmp: Path, n: int) -> dict:
     second = rng.choice(SIGNALS) if rng.random() < 1 / 3 else None
     delay2 = rng.uniform(0, timing.teardown_s * 1.2)
     record = {"n": n, "signal": sig.name, "delay_s": round(delay, 3)}
-    before = _nothing_before()
+    before = nothing_before()
     proc, token, out, err = _start(tmp, n)
     try:
         try:
@@ -176,7 +139,7 @@ def _cycle(rng: random.Random, timing: Timing, tmp: Path, n: int) -> dict:
                 pass
             record["second"] = f"{second.name} +{delay2:.3f}s " + (
                 "after exit" if proc.poll() is not None else "during teardown"
-                if _run_dir_of(proc.pid) is not None else "alive, no run dir")
+                if run_dir_of(proc.pid) is not None else "alive, no run dir")
             if proc.poll() is None:
                 proc.send_signal(second)
         t = time.monotonic()
@@ -194,7 +157,7 @@ def _cycle(rng: random.Random, timing: Timing, tmp: Path, n: int) -> dict:
     last = _last_word(err)
     assert last == "" or last.startswith("KeyboardInterrupt"), \
         f"cycle {n} {record}: hold_lab ended with {last!r}:\n{err.read_text()[-3000:]}"
-    left = new_since(before, _ours(token, proc.pid))
+    left = new_since(before, ours(token=token, pid=proc.pid))
     assert left == {}, f"cycle {n} {record} left {left}\n{err.read_text()[-3000:]}"
     return record
 

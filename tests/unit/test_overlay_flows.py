@@ -7,7 +7,6 @@ The lab is ``labs/nsx-overlay.yaml``: web (VNI 5001) on esx1..esx4, app
 import copy
 from pathlib import Path
 
-import pytest
 import yaml
 
 from controller.flows import compile_bridge

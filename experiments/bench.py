@@ -708,6 +708,7 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     plt.rcParams.update({"font.size": 11})
     paths = []
 
@@ -737,6 +738,7 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     ax1.axhline(fo["p95_ms"], color=PALETTE[1], ls=":", label=f"p95 = {fo['p95_ms']:.0f} ms")
     ax1.set(xlabel="trial", ylabel="link down -> first packet on standby (ms)",
             title="Uplink failover", ylim=(0, max(vals + [fo["target_p95_ms"]]) * 1.15))
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))      # trials are whole numbers
     ax1.legend()
     vm = result["vmotion"]
     moves = range(1, len(vm["per_move"]) + 1)
@@ -775,28 +777,29 @@ def plot(result: dict, outdir: Path) -> list[Path]:
         rows = cr["trials"]
         kills = range(1, len(rows) + 1)
         ax1.plot(kills, [r["resync_from_start_s"] for r in rows], "o", color=PALETTE[0],
-                 label="new controller start -> all synced")
+                 label="new start -> all synced")
         ax1.plot(kills, [r["resync_from_kill_s"] for r in rows], "s", color=PALETTE[1],
                  mfc="none", ms=10, label="kill -> all synced")
         ax1.plot(kills, [r["first_switch_from_start_s"] for r in rows], "^", color=PALETTE[2],
-                 label="new controller start -> first synced")
+                 label="new start -> first synced")
         if all("listening_from_start_s" in r for r in rows):   # recorded since 2026-11
             ax1.plot(kills, [r["listening_from_start_s"] for r in rows], "v", color=PALETTE[4],
-                     label="new controller start -> listening")
+                     label="new start -> listening")
         ax1.axhline(cr["target_s"], color=PALETTE[3], ls="--", label="target")
         top = max([cr["target_s"]] + [r["resync_from_kill_s"] for r in rows])
-        ax1.set(xlabel="controller kill (SIGKILL)", ylabel="time (s)", ylim=(0, top * 1.3),
+        ax1.set(xlabel="controller kill (SIGKILL)", ylabel="time (s)", ylim=(0, top * 1.45),
                 title=f"Controller resync: {cr['bridges']} switches, {cr['flows_total']} flows",
                 xticks=list(kills))
-        ax1.legend(fontsize=9)
+        ax1.legend(fontsize=8, ncol=3, loc="upper center")     # above the points
         lost = [r["lost"] for r in rows]
         ax2.bar(kills, lost, color=PALETTE[0])
         for k, n, r in zip(kills, lost, rows):
-            ax2.text(k, n, f"{n}/{r['sent_in_window']}", ha="center", va="bottom", fontsize=9)
+            ax2.text(k, n, f"{n}/{r['sent_in_window']}", ha="center", va="bottom", fontsize=8,
+                     rotation=90)
         exact = "exact" if cr["flows_exact_every_time"] else "NOT exact"
         ax2.set(xlabel="controller kill (SIGKILL)", ylabel="packets lost / sent meanwhile",
-                ylim=(0, max(lost + [1]) * 1.3), xticks=list(kills),
-                title=f"{cr['stream']['pps']} pps stream during the outage (flows {exact})")
+                ylim=(0, max(lost + [1]) * 1.6), xticks=list(kills),
+                title=f"{cr['stream']['pps']} pps stream: lost / sent (flows {exact})")
         paths += save_figure(fig, outdir, "controller-resync")
     return paths
 

@@ -125,10 +125,13 @@ def cmd_bench(args) -> int:
 def cmd_plot(args) -> int:
     import experiments
     from experiments.common import RESULTS, read_result
-    names = args.experiments or [n for n in experiments.REGISTRY
+    from experiments import bench
+    # The bench is not an experiment (no claims, not in `vlab run`), but its
+    # figures are redrawn from its JSON the same way.
+    names = args.experiments or [n for n in [*experiments.REGISTRY, bench.NAME]
                                  if (RESULTS / n / "result.json").exists()]
     for name in names:
-        module = experiments.get(name)
+        module = bench if name == bench.NAME else experiments.get(name)
         for path in module.plot(read_result(name), RESULTS / name):
             print(path)
     from experiments import report
@@ -278,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fewer hosts and trials (a smoke run; not for the README)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_bench)
-    p = sub.add_parser("plot", help="redraw figures from stored results")
+    p = sub.add_parser("plot", help="redraw figures from stored results (experiments and "
+                                    "`bench`)")
     p.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
     p.set_defaults(func=cmd_plot)
     p = sub.add_parser("up", help="bring a lab up and open the CLI (same as `lab up`)")

@@ -31,3 +31,19 @@ def test_root_commands_refuse_non_root(monkeypatch):
     with pytest.raises(SystemExit) as exc:
         main(["up", LAB])
     assert exc.value.code == 2
+
+
+def test_plot_bench_redraws_the_bench_figures_from_its_json(tmp_path, monkeypatch, capsys):
+    import shutil
+    from experiments import common
+    stored = common.RESULTS / "bench" / "result.json"
+    if not stored.exists():
+        pytest.skip("no stored bench result")
+    (tmp_path / "bench").mkdir()
+    shutil.copy(stored, tmp_path / "bench" / "result.json")
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    assert main(["plot", "bench"]) == 0
+    drawn = {p.name for p in (tmp_path / "bench").iterdir()}
+    assert {"scale.png", "failover-vmotion.pdf", "throughput.png",
+            "controller-resync.png"} <= drawn
+    assert str(tmp_path / "REPORT.md") in capsys.readouterr().out

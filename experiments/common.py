@@ -104,6 +104,11 @@ def environment(net: LabNetwork | None = None) -> dict:
     return env
 
 
+def verdicts_of(claims: dict) -> dict[str, bool]:
+    """One verdict per claim, for experiments whose claims each carry theirs."""
+    return {k: bool(v["verdict"]) for k, v in claims.items()}
+
+
 def write_result(name: str, result: dict) -> Path:
     out = RESULTS / name
     out.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ from typing import Optional
 
 from experiments.common import (REPO, RESULTS, Progress, environment, guest_tool, lab_session,
                                 quiesce, read_pcap, save_figure, stop_tool, wait_ready_line,
-                                write_result)
+                                verdicts_of, write_result)
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
 from experiments.tools.web import page
@@ -376,7 +376,7 @@ def run(params: dict | None = None) -> dict:
                          "local_mirror_receive_only": local, "mirroring_follows_vmotion": moved},
               "fidelity": fidelity_summary(cpu, drops, frames_counted=True),
               "wall_s": round(time.monotonic() - t0, 1)}
-    result["verdicts"] = {k: bool(v["verdict"]) for k, v in result["claims"].items()}
+    result["verdicts"] = verdicts_of(result["claims"])
     write_result(NAME, result)
     return result
 

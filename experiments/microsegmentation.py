@@ -20,7 +20,8 @@ from pathlib import Path
 import yaml
 
 from experiments.common import (RESULTS, environment, guest_tool, lab_session, Progress,
-                                repo_paths, save_figure, stop_tool, wait_ready_line, write_result)
+                                repo_paths, save_figure, stop_tool, verdicts_of, wait_ready_line,
+                                write_result)
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
 from topologies.network import LabNetwork
@@ -142,7 +143,7 @@ def run(params: dict | None = None) -> dict:
               "params": p, "environment": env, "policy": POLICY,
               "services": {k: list(v) for k, v in SERVICES.items()}, "ports": list(PORTS),
               "scans": scans, "claims": claims,
-              "verdicts": {k: bool(v["verdict"]) for k, v in claims.items()},
+              "verdicts": verdicts_of(claims),
               "fidelity": fidelity_summary(cpu, drops, frames_counted=False),
               "wall_s": round(time.monotonic() - t0, 1)}
     write_result(NAME, result)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from experiments.common import (RESULTS, Progress, count_frames, environment, guest_tool,
-                                lab_session, quiesce, save_figure, write_result)
+                                lab_session, quiesce, save_figure, verdicts_of, write_result)
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
 from topologies.network import LabNetwork
@@ -175,7 +175,7 @@ def run(params: dict | None = None) -> dict:
                          "promiscuous_visibility_table": table},
               "fidelity": fidelity_summary(cpu, drops, frames_counted=True),
               "wall_s": round(time.monotonic() - t0, 1)}
-    result["verdicts"] = {k: bool(v["verdict"]) for k, v in result["claims"].items()}
+    result["verdicts"] = verdicts_of(result["claims"])
     write_result(NAME, result)
     return result
 

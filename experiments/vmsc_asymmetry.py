@@ -33,7 +33,8 @@ from pathlib import Path
 import yaml
 
 from experiments.common import (RESULTS, environment, guest_tool, lab_session, Progress,
-                                repo_paths, save_figure, stop_tool, wait_ready_line, write_result)
+                                repo_paths, save_figure, stop_tool, verdicts_of, wait_ready_line,
+                                write_result)
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
 from topologies import perimeter
@@ -274,7 +275,7 @@ def run(params: dict | None = None) -> dict:
                             "not emulated: this kernel has no sch_netem; the DCI is "
                             "rate-shaped only"),
               "designs": designs, "claims": claims,
-              "verdicts": {k: bool(v["verdict"]) for k, v in claims.items()},
+              "verdicts": verdicts_of(claims),
               "fidelity": fidelity_summary(cpu, drops, frames_counted=False),
               "wall_s": round(time.monotonic() - t0, 1)}
     write_result(NAME, result)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from experiments.common import (RESULTS, Progress, count_frames, environment, guest_tool,
                                 lab_session, quiesce, read_pcap, save_figure, stop_tool,
-                                wait_ready_line, write_result)
+                                wait_ready_line, verdicts_of, write_result)
 from experiments.fidelity import CpuMeter, checks, shaping_drops
 from topologies.network import LabNetwork
 from topologies.operations import wait_for
@@ -526,7 +526,7 @@ def run(params: dict | None = None, lab_file: Path = LAB) -> dict:
                                  frames_counted=True)}
     result = {"experiment": NAME, "seed": "001_d0eaf9e6ebb9b045.txt", "lab": str(lab_file.name),
               "params": p, "environment": env, "claims": claims, "fidelity": fidelity,
-              "verdicts": {k: bool(v["verdict"]) for k, v in claims.items()},
+              "verdicts": verdicts_of(claims),
               "wall_s": round(time.monotonic() - t_start, 1)}
     write_result(NAME, result)
     return result

@@ -297,8 +297,8 @@ class VSwitchController(app_manager.OSKenApp):
             "generation": self.generation,
             "connected": sorted(f"{d:016x}" for d in self.datapaths),
             "guests": {k: g.to_json() for k, g in sorted(self.state.guests.items())},
-            "uplinks_down": {self.state.host_of(d): sorted(u) for d, u in self.state.down.items()},
-            "pinning": {self.state.host_of(d): pins for d, pins in self.state.pinning().items()},
+            "uplinks_down": self.state.uplinks_down_by_host(),
+            "pinning": self.state.pinning_by_host(),
             "flows": {f"{d:016x}": len(f) for d, f in self.installed.items()},
             "packet_ins": self.packet_ins,
         })

@@ -77,6 +77,23 @@ class ControllerState:
     def pinning(self) -> dict[int, dict[str, Optional[str]]]:
         return {d: pinning(self.binding(d)) for d in self.dpids}
 
+    def pinning_by_host(self) -> dict[str, dict[str, Optional[str]]]:
+        """Port -> uplink for every port of every vSwitch, per ESXi host. A
+        host has one bridge per vSwitch (vSwitch0 for management, vSwitch1
+        for VMs): their port names are unique on the host, so they merge."""
+        out: dict[str, dict[str, Optional[str]]] = {}
+        for d, pins in self.pinning().items():
+            out.setdefault(self.host_of(d), {}).update(pins)
+        return out
+
+    def uplinks_down_by_host(self) -> dict[str, list[str]]:
+        """The uplinks that are down, per ESXi host (a vmnic belongs to one
+        vSwitch, so the bridges' sets are disjoint)."""
+        out: dict[str, set[str]] = {}
+        for d, down in self.down.items():
+            out.setdefault(self.host_of(d), set()).update(down)
+        return {h: sorted(u) for h, u in out.items()}
+
     # -- events ------------------------------------------------------------
     def set_placement(self, placement: dict[str, Placement]) -> set[int]:
         """New placement; returns the bridges whose flows change."""

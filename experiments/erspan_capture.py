@@ -37,11 +37,11 @@ from typing import Optional
 from experiments.common import (REPO, RESULTS, Progress, environment, guest_tool, lab_session,
                                 quiesce, read_pcap, save_figure, stop_tool, wait_ready_line,
                                 verdicts_of, write_result)
+from experiments import settle
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
 from experiments.tools.web import page
 from topologies.network import LabNetwork
-from topologies.operations import wait_for
 from vlab import naming
 
 NAME = "erspan-capture"
@@ -49,7 +49,6 @@ LAB = Path(__file__).resolve().parents[1] / "labs" / "erspan.yaml"
 DEFAULTS = {"page_bytes": 20000, "frames": 20}
 MONITOR, WEB_IP, URL_PATH = "10.2.1.110", "10.2.2.20", "/index.html"
 ERSPAN_II, TEB = 0x88BE, 0x6558          # GRE protocol types: ERSPAN type II, Ethernet
-HTTP_FILTER = "tcp port 80"
 
 
 # -- decoding what the monitor received -------------------------------------------------
@@ -175,7 +174,8 @@ class Captures:
         # answers to GRE would quote ERSPAN headers tshark decodes too).
         start("monitor", "monitor", "eth0", "", ["-Q", "in"])
         start("jumpbox", "jumpbox", "eth0")
-        start("web-sent", "web", "eth0", HTTP_FILTER, ["-Q", "out"])
+        # Everything web sends (its marker too); its HTTP is picked out later.
+        start("web-sent", "web", "eth0", "", ["-Q", "out"])
         start("sniffer", "sniffer", "eth0", "", ["-Q", "in"])
         host = next(h for h in net.lab.esxi_hosts if h.name == uplinks_of)
         for up in host.uplinks:
@@ -184,15 +184,17 @@ class Captures:
 
     def stop(self, net: LabNetwork, marked: tuple[str, ...] = ("monitor", "jumpbox")
              ) -> dict[str, Path]:
-        """Drain, then stop. The jump box sends one marker frame; once it is in
-        every capture of ``marked``, the frames before it have landed there
-        too (a drain condition, not a delay; under load a capture can lag)."""
-        tag = f"vlab-drain-{time.monotonic_ns()}"
-        guest_tool(net, "jumpbox", "frames", "--src", _vnic(net, "jumpbox").mac,
-                   "--dst", "ff:ff:ff:ff:ff:ff", "--count", 1, "--tag", tag)
-        wait_for(lambda: all(tag.encode() in self.pcaps[k].read_bytes() for k in marked), 10,
-                 f"the drain marker in the captures {', '.join(marked)}")
-        quiesce(list(self.pcaps.values()))
+        """Finish, then stop. The HTTP connection has closed at both ends (every
+        frame of it passed the guests' captures); then the jump box and web
+        each send one marker frame, mirrored like their traffic: once the jump
+        box's is in every capture of ``marked`` and web's at the monitor and
+        in web's own capture, every copy made before them is there too."""
+        settle.wait_tcp_finished(net, ["jumpbox", "web"], 80)
+        ends = {"jumpbox": ("jumpbox", *marked), "web": ("web-sent", "monitor")}
+        for vm, keys in ends.items():
+            tag = settle.marker(vm)
+            settle.send_marker(net, vm, _vnic(net, vm).mac, tag)
+            settle.wait_marker({k: self.pcaps[k] for k in keys}, tag)
         # Last started, first stopped: the sniffer's window lies inside the
         # jump box's, so whatever the sniffer got the jump box could see.
         for c in reversed(self.caps):
@@ -273,7 +275,7 @@ def measure_snap_length(pcaps: dict, snap: int = 128) -> dict:
     bytes of a frame web sent."""
     copies = [d["inner"] for d in decapsulated(Path(pcaps["monitor"]))
               if d["kind"] == "gre" and d["session"] == 2 and _is_http(d["inner"])]
-    sent = _frames(Path(pcaps["web-sent"]))
+    sent = [f for f in _frames(Path(pcaps["web-sent"])) if _is_http(f)]
     lengths = [(len(f), len(f[:snap])) for f in sent]
     ok = (len(copies) == len(sent) > 0 and Counter(copies) == Counter(f[:snap] for f in sent)
           and max(len(c) for c in copies) <= snap and any(n > snap for n, _ in lengths))
@@ -305,12 +307,19 @@ def measure_local_mirror(net: LabNetwork, work: Path, pcaps: dict, frames: int =
     try:
         guest_tool(net, "web", "frames", "--src", web_mac, "--dst", sniffer_mac,
                    "--count", frames, "--tag", "to-sniffer")
+        # Web's next frame, to the jump box, reaches the sniffer as a mirror
+        # copy: once it is there, web's frames before it have been forwarded.
+        tag = settle.marker("web-to-jumpbox")
+        settle.send_marker(net, "web", web_mac, tag, dst=_vnic(net, "jumpbox").mac)
+        settle.wait_marker({"sniffer": to_cap.pcap}, tag)
         guest_tool(net, "sniffer", "frames", "--src", sniffer_mac, "--dst", web_mac,
                    "--count", frames, "--tag", "from-sniffer")
+        # Nothing the sniffer sends is forwarded, so no frame can follow its
+        # frames to web: wait for the capture to stay quiet instead.
+        quiesce([from_cap.pcap])
     finally:
-        quiesce([to_cap.pcap, from_cap.pcap])
-        to_sniffer = len(_frames(to_cap.stop()))
-        from_sniffer = len(_frames(from_cap.stop()))
+        to_sniffer = sum(1 for f in _frames(to_cap.stop()) if b"to-sniffer" in f)
+        from_sniffer = sum(1 for f in _frames(from_cap.stop()) if b"from-sniffer" in f)
     ok = (Counter(copies) == Counter(jumpbox) and len(copies) > 0 and not_copies == 0
           and to_sniffer == 0 and from_sniffer == 0)
     return {"jumpbox_http_frames": len(jumpbox), "copies_at_sniffer": len(copies),

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from . import REGISTRY, get
+from . import fidelity
 from .fidelity import trustworthy
 
 # (seed file, title, [(claim in one line, experiment, verdict key)]).
@@ -131,7 +132,7 @@ def build(results: Path) -> str:
             measured = getattr(get(experiment), "MEASURED", {}).get(key)
             value = measured(result) if measured else "see result.json"
             if not trustworthy(result):
-                failed = [c["check"] for c in result["fidelity"]["checks"] if not c["ok"]]
+                failed = [c["check"] for c in fidelity.failed(result)]
                 counts["untrustworthy"] += 1
                 lines.append(f"| {text} | {value} | untrustworthy (fidelity check failed: "
                              f"{', '.join(failed)}) |")
@@ -164,7 +165,9 @@ def _environment(loaded: dict) -> list[str]:
         checks = fid.get("checks", [])
         verdict = ("not checked" if not checks else "ok" if trustworthy(r) else "FAILED: " +
                    ", ".join(f"{c['check']} = {c['value']} (limit {c['limit']})"
-                             for c in checks if not c["ok"]))
+                             for c in fidelity.failed(r)))
+        if checks and fidelity.not_measured(r):
+            verdict += "; not measured: " + ", ".join(c["check"] for c in fidelity.not_measured(r))
         cpu = fid.get("cpu_percent")
         lines.append(f"| {name} | {wall:.0f} | {env.get('git', '?')} | {env.get('date', '?')} | "
                      f"{env.get('datapath', '?')} | {env.get('link_scale', '?')} | "

@@ -175,6 +175,10 @@ def _verdicts(cases: dict) -> tuple[dict, dict]:
     quick = next(t for t in cases["B"]["transfers"] if t.get("receiver") == "quickack")["esxtop"]
     q_tx = _busy_mean(quick["vmk4"]["PKTTX/s"], 50)
     q_rx_tx = _busy_mean(quick["vmk0"]["PKTRX/s"], 50) / q_tx if q_tx else 0.0
+    # The other two columns of the seed's picture: vmk0 sends nothing and
+    # vmk4 receives nothing (the ACKs are addressed to vmk0's IP).
+    quiet = max(max(quick["vmk0"]["PKTTX/s"], default=0.0), max(b["vmk0"]["PKTTX/s"], default=0.0),
+                max(quick["vmk4"]["PKTRX/s"], default=0.0), max(b["vmk4"]["PKTRX/s"], default=0.0))
     ten, one = ("vmnic2", "vmnic3"), ("vmnic0", "vmnic1")
 
     def carried_by(t, uplinks):
@@ -187,17 +191,26 @@ def _verdicts(cases: dict) -> tuple[dict, dict]:
     summary = {"mbps": mbps, "ratio_B_over_A": round(ratio, 2),
                "vmk0_pktrx_per_s": vmk0_rx, "vmk4_pkttx_per_s": vmk4_tx,
                "vmk0_rx_over_vmk4_tx": round(rx_tx, 2),
-               "vmk0_rx_over_vmk4_tx_quickack": round(q_rx_tx, 2)}
+               "vmk0_rx_over_vmk4_tx_quickack": round(q_rx_tx, 2),
+               "vmk0_tx_or_vmk4_rx_max_per_s": quiet}
     verdicts = {
         "session_intact_in_every_case": all(
             t["transfer"]["intact"] and t["transfer"]["end"] == "eof" and t["resets_seen"] == 0
             for c in cases.values() for t in c["transfers"]),
         "B_replies_from_vmk0_ip_leave_by_vmk4_on_10gbe": b_ok,
-        # vmk0 receives the ACK stream of vmk4's data: one ACK per two
-        # segments by default (Linux delayed ACK, ratio ~0.5), about one per
-        # segment when the receiver ACKs every segment (the seed's "roughly
-        # the same amount").
-        "B_vmk0_pktrx_tracks_vmk4_pkttx": 0.4 <= rx_tx <= 0.6 and 0.8 <= q_rx_tx <= 1.25,
+        # The seed: "vmk0 is receiving several thousand packets per second
+        # (PKTRX/s) while vmk4 is transmitting (PKTTX/s) roughly the same
+        # amount". vmk0 receives the ACK stream of vmk4's data. With a
+        # receiver that ACKs every segment (quickack) that stream is one ACK
+        # per data segment, ratio 1: "roughly the same" is read as within 20%
+        # (one 1 s esxtop sample can split a window of segments from its
+        # ACKs). With Linux's default delayed ACK the receiver ACKs at most
+        # once per segment and how much less depends on when its application
+        # reads (0.39-0.45 seen), which the seed does not claim: that case
+        # only needs 0 < ratio <= 1.2. Neither vmk0 transmits nor vmk4
+        # receives more than a stray packet (ARP, at most 1% of the stream).
+        "B_vmk0_pktrx_tracks_vmk4_pkttx": (0.8 <= q_rx_tx <= 1.2 and 0.0 < rx_tx <= 1.2
+                                          and quiet <= 0.01 * min(q_tx, vmk4_tx)),
         "throughput_B_over_A_about_10": 8.0 <= ratio <= 12.0,
         "source_egress_keeps_replies_on_vmk0_1gbe": (
             carried_by(src, one) > 0 and carried_by(src, ten) == 0

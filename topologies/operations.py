@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -49,18 +51,91 @@ def wait_for(check, timeout: float, what: str, interval: float = 0.02):
         time.sleep(interval)
 
 
-class Capture:
-    """A running tcpdump writing a pcap; ``stop()`` returns the file."""
+class CaptureIncomplete(RuntimeError):
+    """A capture lost frames (the kernel dropped them before tcpdump read
+    them): whatever it counted cannot be trusted."""
 
-    def __init__(self, proc: subprocess.Popen, pcap: Path, on_stop=None):
+
+_STATS = re.compile(r"(\d+) packets? captured.*?(\d+) packets? received by filter"
+                    r".*?(\d+) packets? dropped by kernel", re.S)
+
+
+def capture_stats(log: str) -> Optional[tuple[int, int, int]]:
+    """The last (captured, received by filter, dropped by kernel) that
+    tcpdump printed, on SIGUSR1 or at exit; None before the first."""
+    found = _STATS.findall(log)
+    return tuple(int(x) for x in found[-1]) if found else None
+
+
+class Capture:
+    """A running tcpdump writing a pcap (``-U``: each frame is in the file as
+    soon as tcpdump has read it); ``stop()`` drains it and returns the file.
+
+    Stopping is where captures lose frames: on SIGTERM tcpdump exits without
+    reading what is still queued on its socket, so under load the last
+    frames of a transfer vanish from one capture and not from another.
+    ``stop()`` therefore first asks tcpdump for its counters (SIGUSR1) until
+    it has captured every frame the kernel gave it, and refuses a capture the
+    kernel dropped frames from (``CaptureIncomplete``). What it cannot know is
+    whether frames are still on their way to the capture: the caller makes
+    its traffic finish (a closed TCP connection, a marker frame after it on
+    the same path) before stopping."""
+
+    def __init__(self, proc: subprocess.Popen, pcap: Path, on_stop=None,
+                 log: Optional[Path] = None, what: str = "", direction: bool = False):
         self.proc, self.pcap, self._on_stop = proc, pcap, on_stop
+        self.log, self.what = log, what or str(pcap)
+        # With -Q libpcap drops the other direction in userspace, after the
+        # kernel counted it as "received by filter" (libpcap 1.10; its BPF
+        # "inbound" loses the first frame instead), so the counters cannot
+        # say when tcpdump has caught up: then they must stop changing.
+        self.direction = direction
+        self.stats: Optional[tuple[int, int, int]] = None
+
+    def _stats(self) -> Optional[tuple[int, int, int]]:
+        return capture_stats(self.log.read_text()) if self.log and self.log.exists() else None
+
+    def _probe(self, timeout: float) -> Optional[tuple[int, int, int]]:
+        """Ask tcpdump for its counters (SIGUSR1) and wait for the answer."""
+        before = self.log.read_text().count("received by filter")
+        self.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: self.proc.poll() is not None
+                 or self.log.read_text().count("received by filter") > before, timeout,
+                 f"tcpdump's counters for {self.what}")
+        return self._stats()
+
+    def drain(self, timeout: float = 10.0) -> Optional[tuple[int, int, int]]:
+        """Wait until tcpdump has written every frame its socket received."""
+        seen: list = []
+
+        def caught_up() -> bool:
+            if self.proc.poll() is not None:
+                return True
+            stats = self._probe(timeout)
+            seen.append(stats)
+            if stats is None:
+                return False
+            if not self.direction:
+                return stats[0] + stats[2] >= stats[1]
+            return len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]
+        wait_for(caught_up, timeout, f"{self.what}: tcpdump writing the frames it received",
+                 interval=0.05)
+        return self._stats()
 
     def stop(self) -> Path:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        self.proc.wait(timeout=10)
-        if self._on_stop:
-            self._on_stop()
+        try:
+            if self.proc.poll() is None and self.log is not None:
+                self.drain()
+            if self.proc.poll() is None:
+                self.proc.terminate()
+            self.proc.wait(timeout=10)
+        finally:
+            if self._on_stop:
+                self._on_stop()
+        self.stats = self._stats()
+        if self.stats is not None and self.stats[2] > 0:
+            raise CaptureIncomplete(f"{self.what}: the kernel dropped {self.stats[2]} of "
+                                    f"{self.stats[1]} frames before tcpdump read them")
         return self.pcap
 
 
@@ -305,7 +380,8 @@ class LabControl:
                  f"tcpdump on {node}/{iface}")
         if proc.poll() is not None and proc.returncode != 0:
             raise OperationError(f"tcpdump on {node}/{iface} failed: {err.read_text().strip()}")
-        return Capture(proc, pcap, on_stop)
+        return Capture(proc, pcap, on_stop, log=err, what=f"tcpdump on {node}/{iface}",
+                       direction="-Q" in (direction or []))
 
     def _open_port_output(self, host: str, port: str, ofport: int) -> tuple[str, list]:
         name = f"pcap{ofport}"

@@ -144,7 +144,9 @@ def cmd_up(args) -> int:
     from mininet.log import setLogLevel
     from experiments.common import lab_session
     from topologies.labcli import EsxiCLI
-    with lab_session(args.lab) as net:
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout must be positive (got {args.timeout:g})")
+    with lab_session(args.lab, timeout=args.timeout) as net:
         print(f"lab {net.lab.name} is up (run {net.run.id}, {net.timings['bringup_s']:.1f}s); "
               "nodes: " + " ".join(n.name for n in net.net.hosts))
         print("ESXi commands: esxtop, pktcap-uw, esxcli, vmotion, uplink, nsx; "
@@ -286,13 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
     p.set_defaults(func=cmd_plot)
     p = sub.add_parser("up", help="bring a lab up and open the CLI (same as `lab up`)")
-    p.add_argument("lab", metavar="LAB")
-    p.set_defaults(func=cmd_up)
+    _add_up_args(p)
     p = sub.add_parser("lab", help="teaching labs: bring one up with the ESXi-flavoured CLI")
     labsub = p.add_subparsers(dest="lab_command", required=True)
     q = labsub.add_parser("up", help="bring a lab up and open the ESXi-flavoured Mininet CLI")
-    q.add_argument("lab", metavar="LAB")
-    q.set_defaults(func=cmd_up)
+    _add_up_args(q)
     q = labsub.add_parser("validate", help="check a running lab against expected behaviour")
     q.add_argument("lab", metavar="LAB")
     q.add_argument("--run", help="run id (default: the running lab made from LAB)")
@@ -330,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_up_args(p) -> None:
+    p.add_argument("lab", metavar="LAB")
+    p.add_argument("--timeout", type=float, default=90.0, metavar="S",
+                   help="give up bring-up after S seconds, removing everything (default 90)")
+    p.set_defaults(func=cmd_up)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -346,6 +353,12 @@ def main(argv=None) -> int:
     except _operation_error() as exc:
         print(f"vlab {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except _runtime_failures() as exc:
+        # The lab did not come up, or a measurement could not be trusted: one
+        # line, and lab_session has already removed everything of this run.
+        print(f"vlab {args.command}: {exc} (everything this run created was removed)",
+              file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("vlab: interrupted; everything this run created was removed", file=sys.stderr)
         return 130
@@ -354,6 +367,12 @@ def main(argv=None) -> int:
 def _unknown_experiment():
     from experiments import UnknownExperiment
     return UnknownExperiment
+
+
+def _runtime_failures():
+    from topologies.network import NotReady
+    from topologies.operations import CaptureIncomplete
+    return (NotReady, CaptureIncomplete)
 
 
 def _operation_error():

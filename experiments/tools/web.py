@@ -53,7 +53,10 @@ def serve(port: int, size: int) -> None:
 def get(url: str, size: int, timeout: float) -> dict:
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
-    conn.request("GET", parts.path or "/", headers={"User-Agent": "vlab-jumpbox"})
+    # Connection: close, so the server closes as soon as it has answered and
+    # the connection is over (both FINs acknowledged) soon after this returns.
+    conn.request("GET", parts.path or "/", headers={"User-Agent": "vlab-jumpbox",
+                                                    "Connection": "close"})
     resp = conn.getresponse()
     body = resp.read()
     conn.close()

@@ -97,3 +97,22 @@ def test_controller_exits_cleanly_on_sigterm():
     with lab_session(TWO_HOSTS) as net:
         proc = net.controller_proc
     assert proc.returncode == 0, proc.returncode
+
+
+def test_a_bringup_that_times_out_says_so_in_one_line_and_leaves_nothing(tmp_path):
+    """`vlab lab up` whose bring-up cannot finish in time (a 0.5 s limit):
+    one line naming what was not ready, exit code 1, no traceback, and
+    nothing of the run left behind."""
+    token = secrets.token_hex(4)
+    before = nothing_before()
+    proc = subprocess.Popen([sys.executable, "-m", "vlab.cli", "lab", "up", str(TWO_HOSTS),
+                             "--timeout", "0.5"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                            env={**os.environ, TOKEN_ENV: token})
+    proc.stdout, proc.stderr = proc.communicate(timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("vlab lab: ") and "not" in lines[0], lines
+    assert "everything this run created was removed" in lines[0]
+    assert new_since(before, ours(token=token, pid=proc.pid)) == {}

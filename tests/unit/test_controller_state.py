@@ -99,3 +99,36 @@ def test_igmp_query_carries_source_and_max_response_time():
     frame = Ether(notify.igmp_general_query("00:50:56:00:ff:fe", "0.0.0.0", 2.5))
     assert frame[IP].dst == "224.0.0.1" and frame[IP].src == "0.0.0.0" and frame[IP].ttl == 1
     assert frame[IGMP].type == 0x11 and frame[IGMP].mrcode == 25
+
+
+TWO_VSWITCHES = {
+    "name": "two-vswitches",
+    "physical_switches": [{"name": "psw"}],
+    "esxi_hosts": [{
+        "name": "esx1",
+        "uplinks": [{"name": f"vmnic{i}", "speed": 1, "switch": "psw", "port": 10 + i}
+                    for i in range(2)],
+        # The most common ESXi layout: vSwitch0 for management, vSwitch1 for VMs.
+        "vswitches": [{"name": "vSwitch0", "uplinks": ["vmnic0"],
+                       "port_groups": [{"name": "Management", "vlan": 10}]},
+                      {"name": "vSwitch1", "uplinks": ["vmnic1"],
+                       "port_groups": [{"name": "VMs", "vlan": 20}]}],
+    }],
+    "vms": [
+        {"name": "g1", "host": "esx1", "vnics": [{"port_group": "Management",
+                                                  "mac": "00:50:56:00:00:11"}]},
+        {"name": "g2", "host": "esx1", "vnics": [{"port_group": "VMs",
+                                                  "mac": "00:50:56:00:00:12"}]},
+    ],
+}
+
+
+def test_a_host_with_two_vswitches_reports_the_pinning_and_failures_of_both():
+    s = ControllerState(parse_lab(copy.deepcopy(TWO_VSWITCHES)))
+    assert len(s.dpids) == 2                 # one bridge per vSwitch
+    assert s.pinning_by_host() == {"esx1": {"g1-eth0": "vmnic0", "g2-eth0": "vmnic1"}}
+    vswitch0, vswitch1 = s.dpids
+    s.uplink_changed(vswitch0, "vmnic0", up=False)
+    s.uplink_changed(vswitch1, "vmnic1", up=False)
+    assert s.uplinks_down_by_host() == {"esx1": ["vmnic0", "vmnic1"]}
+    assert s.pinning_by_host() == {"esx1": {"g1-eth0": None, "g2-eth0": None}}

@@ -228,6 +228,9 @@ class VSwitchController(app_manager.OSKenApp):
                 dirty |= set(self.datapaths)
             if desired is not None:
                 dirty |= self._take_desired(desired)
+            # Imported DFW state ages out like the conntrack entries it came from.
+            if self.state.expire_dfw_sessions(time.time()):
+                dirty |= set(self.datapaths)
             if dirty or desired is not None:
                 self._apply(dirty)
 

@@ -70,7 +70,14 @@ class Session:
 
     @staticmethod
     def from_json(item: list) -> "Session":
-        return Session(*item)
+        """From [proto, src, dst, sport, dport] (an expiry may follow)."""
+        return Session(*item[:5])
+
+
+def expiry_of(item: list) -> Optional[float]:
+    """The wall-clock time an exported session ages out (its conntrack
+    entry's remaining timeout at export), or None when it was not recorded."""
+    return item[5] if len(item) > 5 else None
 
 
 def zone_of(lab: Lab) -> dict[str, int]:

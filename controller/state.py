@@ -9,13 +9,14 @@ come back as ``Notification``s, so tests can check them without a switch.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import Optional
 
 from vlab.bindings import GuestNic, Placement, SwitchBinding, switch_bindings
 from vlab.lab.model import Lab
 
-from .dfw import Session
+from .dfw import Session, expiry_of
 from .flows import compile_bridge
 from .ipdiscovery import Snooped
 from .nsx import NsxTables, build_tables
@@ -47,6 +48,7 @@ class ControllerState:
         self.captures: frozenset[str] = frozenset()
         # Connections each vNIC's DFW state carried over by vMotion.
         self.dfw_sessions: dict[str, tuple[Session, ...]] = {}
+        self._dfw_expiry: dict[tuple[str, Session], Optional[float]] = {}
         self.down: dict[int, frozenset[str]] = {}
         self.teams: dict[int, dict[str, object]] = {}
         self._base = {b.dpid: b for b in switch_bindings(lab)}
@@ -104,11 +106,27 @@ class ControllerState:
         self._placed = {b.dpid: b for b in switch_bindings(self.lab, self.placement)}
         return {d for d in self.dpids if self.binding(d).ports != before[d]}
 
-    def set_dfw_sessions(self, sessions: dict[str, list]) -> bool:
-        """DFW state imported by vMotion (port -> sessions as JSON lists);
-        returns whether it changed."""
-        new = {port: tuple(sorted(Session.from_json(s) for s in items))
-               for port, items in sessions.items()}
+    def set_dfw_sessions(self, sessions: dict[str, list], now: Optional[float] = None) -> bool:
+        """DFW state imported by vMotion (port -> sessions as JSON lists, each
+        with the wall-clock time it ages out); returns whether the sessions
+        in force changed. Expired ones are never imported."""
+        now = time.time() if now is None else now
+        self._dfw_expiry = {(port, Session.from_json(s)): expiry_of(s)
+                            for port, items in sessions.items() for s in items}
+        return self.expire_dfw_sessions(now, force=True)
+
+    def expire_dfw_sessions(self, now: float, force: bool = False) -> bool:
+        """Drop imported sessions whose conntrack entry would have aged out
+        by ``now``, as the entries themselves do; returns whether the
+        sessions in force changed."""
+        live = {k: t for k, t in self._dfw_expiry.items() if t is None or t > now}
+        if len(live) == len(self._dfw_expiry) and not force:
+            return False
+        self._dfw_expiry = live
+        new: dict[str, list[Session]] = {}
+        for port, session in live:
+            new.setdefault(port, []).append(session)
+        new = {port: tuple(sorted(items)) for port, items in new.items()}
         changed, self.dfw_sessions = new != self.dfw_sessions, new
         return changed
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from experiments.common import (RESULTS, Progress, count_frames, environment, guest_tool,
                                 lab_session, quiesce, save_figure, verdicts_of, write_result)
+from experiments import settle
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
 from topologies.network import LabNetwork
@@ -68,6 +69,12 @@ def measure_duplicates(net: LabNetwork, work: Path, pings: int = 10) -> dict:
     caps["VnicRx"] = ctl.capture(work / "dup-vnicrx.pcap", port=port, point="VnicRx", bpf="icmp")
     try:
         out = net.node(pinger.name).cmd(f"ping -n -q -c {pings} -i 0.2 -W 1 {dst_ip}")
+        # Every request reached vm12; its SPAN copies, on the other uplink,
+        # may still be on their way: wait for the counts the seed predicts.
+        want = {"PortOutput": 2 * pings, "VnicRx": pings,
+                **{f"uplink {u} (rx)": pings for u in ("vmnic2", "vmnic3")}}
+        for k, n in want.items():
+            settle.wait_frames(caps[k].pcap, n, _is_echo_request_to(dst_ip))
     finally:
         quiesce([c.pcap for c in caps.values()])
         pcaps = {k: c.stop() for k, c in caps.items()}

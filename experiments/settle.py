@@ -79,3 +79,18 @@ def wait_marker(pcaps: dict[str, Path], tag: str, timeout: float = 10.0) -> None
 
 def is_marker(frame: bytes) -> bool:
     return MARKER_TAG in frame
+
+
+def wait_frames(pcap: Path, n: int, predicate=None, timeout: float = 10.0) -> bool:
+    """Wait until ``pcap`` holds ``n`` frames (matching ``predicate``): the
+    bounded traffic a measurement sent has all arrived there. Returns False
+    if it has not after ``timeout`` (then the count says what did arrive and
+    the verdict judges it); frames that can only be fewer are no reason to
+    wait longer."""
+    from experiments.common import count_frames
+    try:
+        wait_for(lambda: count_frames(pcap, predicate) >= n, timeout,
+                 f"{n} frames in {pcap.name}", 0.1)
+        return True
+    except Exception:
+        return False

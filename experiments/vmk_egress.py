@@ -27,6 +27,7 @@ from pathlib import Path
 from experiments.common import (RESULTS, Progress, environment, guest_tool, lab_session,
                                 quiesce, read_pcap, save_figure, stop_tool, wait_ready_line,
                                 write_result)
+from experiments import settle
 from experiments.fidelity import CpuMeter, checks, shaping_drops
 from topologies import esxtop
 from topologies.network import LabNetwork, link_mbps
@@ -80,6 +81,8 @@ def measure_transfer(net: LabNetwork, work: Path, client: str, nbytes: int,
         if reader.returncode != 0:
             raise RuntimeError(f"nbd read on {client} failed: {err[-500:]}")
         transfer = json.loads(out)
+        # Counted on the uplinks: the connection is over at both ends first.
+        settle.wait_tcp_finished(net, [HOST, client], PORT)
     finally:
         quiesce([c.pcap for c in caps.values()])
         pcaps = {u: c.stop() for u, c in caps.items()}

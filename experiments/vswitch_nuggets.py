@@ -29,6 +29,7 @@ from pathlib import Path
 from experiments.common import (RESULTS, Progress, count_frames, environment, guest_tool,
                                 lab_session, quiesce, read_pcap, save_figure, stop_tool,
                                 wait_ready_line, verdicts_of, write_result)
+from experiments import settle
 from experiments.fidelity import CpuMeter, checks, shaping_drops
 from topologies.network import LabNetwork
 from topologies.operations import wait_for
@@ -86,6 +87,9 @@ def measure_no_learning(net: LabNetwork, work: Path) -> dict:
     caps["uplink"] = ctl.capture(work / "unknown-uplink.pcap", uplink=("esx1", pin),
                                  direction="tx")
     _send_frames(net, "strict", _mac(net, "strict"), UNKNOWN_MAC, "unknown")
+    # All N out of the uplink: the same flood decision would have put copies
+    # on the other VMs' ports by then.
+    settle.wait_frames(caps["uplink"].pcap, N_FRAMES, _tagged("unknown"))
     quiesce([c.pcap for c in caps.values()])
     counts = {k: count_frames(c.stop(), _tagged("unknown")) for k, c in caps.items()}
     fdb = net.ovs["esx1"].appctl("fdb/show", "vSwitch0").splitlines()[1:]
@@ -113,6 +117,8 @@ def measure_mac_change(net: LabNetwork, work: Path, vm: str) -> dict:
         cap = ctl.capture(work / f"macchange-{vm}.pcap", port=_vnic(vm))
         _send_frames(net, "ext", _ext_mac(net), NEW_MAC, f"new-{vm}")
         _send_frames(net, "ext", _ext_mac(net), configured, f"old-{vm}")
+        if policy == "accept":
+            settle.wait_frames(cap.pcap, N_FRAMES, _tagged(f"new-{vm}"))
         quiesce([cap.pcap])
         pcap = cap.stop()
         to_new = count_frames(pcap, _tagged(f"new-{vm}"))
@@ -122,6 +128,7 @@ def measure_mac_change(net: LabNetwork, work: Path, vm: str) -> dict:
     # Changed back: delivery resumes.
     cap = ctl.capture(work / f"macrestored-{vm}.pcap", port=_vnic(vm))
     _send_frames(net, "ext", _ext_mac(net), configured, f"back-{vm}")
+    settle.wait_frames(cap.pcap, N_FRAMES, _tagged(f"back-{vm}"))
     quiesce([cap.pcap])
     restored = count_frames(cap.stop(), _tagged(f"back-{vm}"))
     expect_new = 0 if policy == "reject" else N_FRAMES
@@ -138,6 +145,9 @@ def measure_forged(net: LabNetwork, work: Path, vm: str) -> dict:
     cap = ctl.tcpdump("ext", "eth0", work / f"forged-{vm}.pcap")
     _send_frames(net, vm, FORGED_MAC, _ext_mac(net), f"forged-{vm}")
     _send_frames(net, vm, _mac(net, vm), _ext_mac(net), f"genuine-{vm}")
+    # The genuine frames follow the forged ones on the same path: once they
+    # are all at ext, any forged frame let through would be there too.
+    settle.wait_frames(cap.pcap, N_FRAMES, _tagged(f"genuine-{vm}"))
     quiesce([cap.pcap])
     pcap = cap.stop()
     forged = count_frames(pcap, _tagged(f"forged-{vm}"))
@@ -170,6 +180,8 @@ def measure_multicast_filter(net: LabNetwork, work: Path) -> dict:
                 for vm in ("m1", "m2", "m3")}
         guest_tool(net, "open", "udp", "send", "--src", _ip(net, "open"), "--dst", GROUP,
                    "--port", 5000, "--pps", 200, "--count", N_FRAMES)
+        for vm in ("m1", "m2"):
+            settle.wait_frames(caps[vm].pcap, N_FRAMES)
         quiesce([c.pcap for c in caps.values()])
         at_vnic = {vm: count_frames(c.stop()) for vm, c in caps.items()}
     finally:
@@ -193,6 +205,8 @@ def measure_promiscuous(net: LabNetwork, work: Path) -> dict:
         _wait_guest(net, "spy", lambda g: g["promiscuous"] == (flag == "on"))
         cap = ctl.capture(work / f"promisc-{phase}.pcap", port=_vnic("spy"))
         _send_frames(net, "strict", _mac(net, "strict"), _ext_mac(net), f"spy-{phase}")
+        if flag == "on":
+            settle.wait_frames(cap.pcap, N_FRAMES, _tagged(f"spy-{phase}"))
         quiesce([cap.pcap])
         seen[phase] = count_frames(cap.stop(), _tagged(f"spy-{phase}"))
     net.node("spy").cmd("ip link set eth0 promisc off")

@@ -13,6 +13,7 @@ PACKAGES=(
   dnsmasq-base udhcpc        # a real DHCP server and client for guests (DHCP snooping)
   nftables conntrack         # stateful perimeter firewalls (kernel conntrack)
   nmap                       # port scans (micro-segmentation)
+  stress-ng                  # the load generator of `vlab bench --flakes`
 )
 
 if [ "$(id -u)" -ne 0 ]; then

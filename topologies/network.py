@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Callable, Optional
@@ -52,6 +55,32 @@ FABRIC_MAX_IDLE_MS = 500         # datapath flow idle time on the physical switc
 
 class NotReady(RuntimeError):
     """Bring-up did not reach a ready state in time; the message says what is missing."""
+
+
+# The whole bring-up may take this many times the readiness timeout; past
+# it, whatever step is running is interrupted (SIGALRM) with one NotReady.
+BRINGUP_LIMIT_FACTOR = 3
+
+
+@contextmanager
+def time_limit(seconds: float, step: Callable[[], str]):
+    """Raise NotReady in the main thread if the block runs longer than
+    ``seconds``, naming the ``step()`` it was in; blocking reads and waits are
+    interrupted too. Outside the main thread (no signals there) it only runs
+    the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum, frame):
+        raise NotReady(f"bring-up did not finish in {seconds:g}s: stuck {step()}")
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def wait_until(check: Callable[[], Optional[str]], timeout: float, what: str,
@@ -143,19 +172,29 @@ class LabNetwork:
                            "module, which is not loaded here; use datapath: netdev")
         self._t0 = t0 = time.monotonic()
         setLogLevel("error")
-        self.net = Mininet(topo=None, build=False, controller=None)
-        self._add_nodes()
-        self._write_nodes()
-        self._add_links()
-        self._disable_tx_offload()
-        self._start_controller()
-        self._start_fabric()
-        self._wait_controller_listening(timeout)
-        for host in self.lab.esxi_hosts:
-            self._start_esxi(host)
-        self._configure_guests()
-        self.timings["build_s"] = time.monotonic() - t0
-        self._wait_ready(timeout)
+        step = ["creating the nodes (Mininet, mnexec)"]
+        # Every step gets a limit, the ones that wait for nothing too: when
+        # mnexec cannot start a node's shell, Mininet's startShell blocks
+        # forever reading from it.
+        with time_limit(BRINGUP_LIMIT_FACTOR * timeout, lambda: step[0]):
+            self.net = Mininet(topo=None, build=False, controller=None)
+            self._add_nodes()
+            self._write_nodes()
+            step[0] = "linking the nodes"
+            self._add_links()
+            self._disable_tx_offload()
+            step[0] = "starting the controller and the physical switches"
+            self._start_controller()
+            self._start_fabric()
+            self._wait_controller_listening(timeout)
+            for host in self.lab.esxi_hosts:
+                step[0] = f"starting {host.name}'s Open vSwitch"
+                self._start_esxi(host)
+            step[0] = "configuring the guests"
+            self._configure_guests()
+            self.timings["build_s"] = time.monotonic() - t0
+            step[0] = "waiting for the controller to program every switch"
+            self._wait_ready(timeout)
         self.timings["bringup_s"] = time.monotonic() - t0
         self.control = LabControl(self.run.dir)
         return self
@@ -547,12 +586,12 @@ class LabNetwork:
     @staticmethod
     def _virtual_gateway(node: Host, intf) -> None:
         """The virtual gateway as a macvlan on the interface: frames to the
-        virtual MAC land there and are routed. The device name is the
-        interface's plus ``v``, inside the router's own namespace. The address is a /32 so the
+        virtual MAC land there and are routed. The device name is
+        ``naming.virtual_gateway``, inside the router's own namespace. The address is a /32 so the
         subnet route (and the ARP the router sends) stays on the interface
         itself; arp_ignore/arp_announce keep each device answering only for
         its own address."""
-        dev = f"{intf.name}v"
+        dev = naming.virtual_gateway(intf.name)
         out = node.cmd(
             f"sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2; "
             f"ip link add {dev} link {intf.name} address {intf.vip.mac} type macvlan mode bridge"

@@ -269,11 +269,15 @@ class LabControl:
             self.sh(src, f"ip link set {port} netns {self.pids[dest]}")
         # The VM's distributed-firewall state travels with it (NSX exports
         # the vNIC filter's connection table to the destination host).
+        # Each entry keeps the time it had left, as an absolute expiry: the
+        # imported state ages out when the entry it came from would have.
         sessions = dict(self.desired().get("dfw_sessions", {}))
         if vm_name in dfw.protected_vms(self.lab):
             zones = dfw.zone_of(self.lab)
+            exported = time.time()
             for port, _ in ports:
-                sessions[port] = self.ovs(src).conntrack(zones[port])
+                sessions[port] = [[*entry[:5], None if entry[5] is None else exported + entry[5]]
+                                  for entry in self.ovs(src).conntrack(zones[port])]
         seq = next(self._seq)
         placement = dict(self.desired().get("placement", {}))
         moves = dict(self.desired().get("moves", {}))

@@ -108,9 +108,10 @@ class OvsInstance:
         return self._run(["ovs-appctl", "-t", str(self.vswitchd_ctl), *args])
 
     def conntrack(self, zone: int) -> list[list]:
-        """Connections tracked in ``zone`` as [proto, src, dst, sport, dport]
-        (original direction; ports None for ICMP)."""
-        return parse_conntrack(self.appctl("dpctl/dump-conntrack", f"zone={zone}"))
+        """Connections tracked in ``zone`` as [proto, src, dst, sport, dport,
+        timeout] (original direction; ports None for ICMP; timeout: seconds
+        the entry has left, which ``-s`` prints)."""
+        return parse_conntrack(self.appctl("dpctl/dump-conntrack", "-s", f"zone={zone}"))
 
     def flow_count(self, bridge: str) -> int:
         out = self.ofctl("dump-flows", bridge, "--no-stats")
@@ -152,8 +153,12 @@ _PROTO = {"icmp": 1, "tcp": 6, "udp": 17}
 _ORIG = re.compile(r"^(\w+),orig=\(([^)]*)\)")
 
 
+_TIMEOUT = re.compile(r",timeout=(\d+)")
+
+
 def parse_conntrack(text: str) -> list[list]:
-    """Parse ``dpctl/dump-conntrack`` lines into [proto, src, dst, sport, dport]."""
+    """Parse ``dpctl/dump-conntrack [-s]`` lines into [proto, src, dst, sport,
+    dport, timeout] (timeout None without ``-s``)."""
     out = []
     for line in text.splitlines():
         m = _ORIG.match(line.strip())
@@ -161,6 +166,8 @@ def parse_conntrack(text: str) -> list[list]:
             continue
         fields = dict(kv.split("=", 1) for kv in m.group(2).split(","))
         sport, dport = fields.get("sport"), fields.get("dport")
+        timeout = _TIMEOUT.search(line)
         out.append([_PROTO[m.group(1)], fields["src"], fields["dst"],
-                    int(sport) if sport else None, int(dport) if dport else None])
+                    int(sport) if sport else None, int(dport) if dport else None,
+                    int(timeout.group(1)) if timeout else None])
     return out

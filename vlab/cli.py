@@ -108,6 +108,8 @@ def cmd_bench(args) -> int:
     from experiments import bench
     from experiments.common import write_result
     os.environ["VLAB_QUIET"] = "1" if args.quiet else ""
+    if args.flakes is not None:
+        return _bench_flakes(args)
     params = {}
     if args.quick:
         params = {"hosts": (1, 4), "failover_trials": 5, "vmotion_moves": 4, "iperf_s": 2.0,
@@ -120,6 +122,19 @@ def cmd_bench(args) -> int:
     for claim, ok in result["verdicts"].items():
         print(f"[bench] {'MET' if ok else 'NOT MET'} {claim}")
     return EXIT_OK
+
+
+def _bench_flakes(args) -> int:
+    import shlex
+    from experiments import flakes
+    if args.flakes < 1 or args.load_cpus < 0:
+        raise UsageError(f"--flakes needs N >= 1 and --load-cpus K >= 0 "
+                         f"(got {args.flakes}, {args.load_cpus})")
+    result = flakes.run(args.flakes, args.load_cpus, tuple(shlex.split(args.pytest_args)))
+    counts = result["failing_tests_per_run"]
+    print(f"[flakes] failing tests per run under {result['load']}: "
+          f"{', '.join(map(str, counts))} -> {flakes.OUT / 'flakes.json'}")
+    return EXIT_OK if result["verdicts"]["no_failing_test_in_any_run"] else EXIT_FAILED
 
 
 def cmd_plot(args) -> int:
@@ -281,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      "shaping, throughput -> results/bench")
     p.add_argument("--quick", action="store_true",
                    help="fewer hosts and trials (a smoke run; not for the README)")
+    p.add_argument("--flakes", type=int, metavar="N",
+                   help="instead: run the test suite N times with CPUs kept busy and report "
+                        "the failing tests per run (results/bench/flakes.json)")
+    p.add_argument("--load-cpus", type=int, default=1, metavar="K",
+                   help="CPUs the load generator keeps busy during --flakes (default 1)")
+    p.add_argument("--pytest-args", default="", metavar="ARGS",
+                   help="extra pytest arguments for --flakes, e.g. '-k mirror'")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("plot", help="redraw figures from stored results (experiments and "

@@ -31,6 +31,11 @@ def fabric_port(switch: str, port: int) -> str:
     return f"{switch}-{port}"
 
 
+def virtual_gateway(interface: str) -> str:
+    """A router interface's virtual gateway (FHRP) device: a macvlan on it."""
+    return f"{interface}v"
+
+
 def control_port(host: str) -> str:
     """The management-network end of a host's control link (mgmt namespace)."""
     return f"c-{host}"

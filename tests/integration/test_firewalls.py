@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -71,6 +72,8 @@ def test_dfw_state_moves_with_the_vm(segmented):
         net.control.vmotion("web", "esx2")
         sessions = net.control.desired()["dfw_sessions"]["web-eth0"]
         assert any(s[0] == 6 and s[4] == 80 for s in sessions), sessions
+        # Each carries when its conntrack entry would have aged out (OVS -s).
+        assert all(s[5] is not None and s[5] > time.time() for s in sessions), sessions
         client.stdin.write("\n"); client.stdin.flush()
         # The established connection goes on at the new host ...
         assert client.stdout.readline().strip() == "ok"

@@ -124,8 +124,30 @@ def test_parse_conntrack_dump():
             "10.10.10.11,dst=198.51.100.11,sport=8080,dport=44080),zone=1,protoinfo=(state="
             "ESTABLISHED)\nicmp,orig=(src=10.0.0.1,dst=10.0.0.2,id=7,type=8,code=0),reply=("
             "src=10.0.0.2,dst=10.0.0.1,id=7,type=0,code=0),zone=1\n")
-    assert parse_conntrack(text) == [[6, "198.51.100.11", "10.10.10.11", 44080, 8080],
-                                     [1, "10.0.0.1", "10.0.0.2", None, None]]
+    assert parse_conntrack(text) == [[6, "198.51.100.11", "10.10.10.11", 44080, 8080, None],
+                                     [1, "10.0.0.1", "10.0.0.2", None, None, None]]
+    # With -s OVS prints the seconds the entry has left.
+    with_timeout = text.replace("zone=1,protoinfo", "zone=1,timeout=29,protoinfo")
+    assert parse_conntrack(with_timeout)[0][5] == 29
+
+
+def test_imported_dfw_sessions_age_out_like_their_conntrack_entries():
+    """A session exported with 30 s left lets its connection in on the new
+    host until then, and is gone after: no flow admits it any more."""
+    from controller.state import ControllerState
+    state = ControllerState(lab_with())
+    exported = [6, "10.30.0.10", "10.30.0.11", 40000, 80]
+    assert state.set_dfw_sessions({"web-eth0": [exported + [1000.0 + 30]]}, now=1000.0)
+
+    def imported():
+        return [f for d in state.dpids for f in state.flows(d)
+                if f.priority == dfw.Priority.IMPORTED]
+    assert len(imported()) == 4                 # both orientations, both directions
+    assert not state.expire_dfw_sessions(1029.0) and len(imported()) == 4
+    assert state.expire_dfw_sessions(1030.5) and imported() == []
+    # An expired session is not imported again when desired.json is reread.
+    assert not state.set_dfw_sessions({"web-eth0": [exported + [1030.0]]}, now=1031.0)
+    assert imported() == []
 
 
 # -- the perimeter firewall --------------------------------------------------------------------

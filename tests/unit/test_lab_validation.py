@@ -667,3 +667,31 @@ def test_transport_mtu_below_1550_is_allowed_with_a_warning():
     lab = parse_lab(data)
     assert [w for w, _ in lab_warnings(lab)] == ["nsx.transport_mtu"]
     assert "bulk TCP" in lab_warnings(lab)[0][1]
+
+
+def _problem(data: dict) -> str:
+    with pytest.raises(LabError) as err:
+        parse_lab(data)
+    return str(err.value)
+
+
+def test_a_vmkernel_name_longer_than_linux_allows_is_refused():
+    data = copy.deepcopy(TWO_HOSTS)
+    data["esxi_hosts"][0]["vmkernel"][0]["name"] = "vmk1234567890123"
+    assert _problem(data).endswith(
+        "esxi_hosts[0].vmkernel[0].name: VMkernel adapter interface name 'vmk1234567890123' "
+        "is 16 characters; Linux allows at most 15")
+
+
+def test_a_virtual_gateway_device_longer_than_linux_allows_is_refused():
+    """The vip becomes a macvlan named after its interface plus 'v': a
+    15-character interface name is fine alone, not with a vip."""
+    data = yaml.safe_load((LABS / "vmsc.yaml").read_text())
+    gw1 = next(h for h in data["hosts"] if h["name"] == "gw1")
+    i = data["hosts"].index(gw1)
+    gw1["interfaces"][0]["name"] = "eth0-to-psw1-10"
+    assert _problem(data).endswith(
+        f"hosts[{i}].interfaces[0].name: virtual gateway (vip) interface name "
+        "'eth0-to-psw1-10v' is 16 characters; Linux allows at most 15")
+    del gw1["interfaces"][0]["vip"]
+    parse_lab(data)

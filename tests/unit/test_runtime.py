@@ -83,3 +83,21 @@ def test_a_zombie_is_not_running():
     assert runtime._alive(child.pid)             # still in /proc
     child.wait()
     assert not runtime._running(child.pid)
+
+
+def test_a_bringup_step_that_blocks_forever_is_interrupted_with_its_name():
+    """What Mininet's startShell does when mnexec fails: a read that never
+    returns. The time limit turns it into one NotReady naming the step."""
+    import os
+
+    import pytest
+
+    from topologies.network import NotReady, time_limit
+    r, w = os.pipe()
+    try:
+        with pytest.raises(NotReady, match="stuck starting esx1's shell"):
+            with time_limit(0.2, lambda: "starting esx1's shell"):
+                os.read(r, 1)
+    finally:
+        os.close(r)
+        os.close(w)

@@ -215,6 +215,7 @@ def _checks(lab: Lab) -> Iterator[Problem]:
         yield from _dupes(host.vmkernel, "VMkernel adapter", f"{base}.vmkernel")
         for j, vmk in enumerate(host.vmkernel):
             vbase = f"{base}.vmkernel[{j}]"
+            yield from _ifname(vmk.name, f"{vbase}.name", "VMkernel adapter")
             if vmk.port_group not in pgs:
                 yield f"{vbase}.port_group", f"{host.name} has no port group {vmk.port_group!r}"
             elif pgs[vmk.port_group] == 4095:
@@ -274,6 +275,9 @@ def _checks(lab: Lab) -> Iterator[Problem]:
                 yield f"{ibase}.vlan", (f"{intf.switch} port {intf.port} is configured under "
                                         "physical_switches; set the VLAN in one place")
             yield from unique_addr(intf.mac, intf.ip, ibase)
+            if intf.vip is not None:
+                yield from _ifname(naming.virtual_gateway(intf.name), f"{ibase}.name",
+                                   "virtual gateway (vip)")
             if intf.vip is not None and (intf.ip is None or intf.vip.ip not in intf.ip.network
                                          or intf.vip.ip == intf.ip.ip):
                 yield (f"{ibase}.vip.ip", f"the virtual gateway {intf.vip.ip} must be another "

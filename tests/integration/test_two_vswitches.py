@@ -1,0 +1,79 @@
+"""Two vSwitches on one host (vSwitch0 for management, vSwitch1 for VMs), the
+most common ESXi layout, on real OVS: one bridge per vSwitch, and everything
+keyed by host (applied.json, esxcli, inspect, lab validate, failover, vMotion)
+holds the ports of both."""
+from pathlib import Path
+
+import pytest
+
+from experiments.common import lab_session, ping_sweep
+from topologies.esxcli import inspect, vm_list
+from topologies.operations import wait_for
+from vlab import labcheck
+from vlab.reachability import expected_reachability
+
+LAB = Path(__file__).with_name("labs") / "two-vswitches.yaml"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with lab_session(LAB) as net:
+        yield net
+
+
+def test_each_vswitch_is_its_own_bridge_and_every_port_is_pinned(lab):
+    ovs = lab.ovs["esx1"]
+    assert sorted(ovs.vsctl("list-br").split()) == ["vSwitch0", "vSwitch1"]
+    pins = lab.control.applied()["pinning"]["esx1"]
+    # vmk0 and g1 on vSwitch0 (1 GbE), g2 on vSwitch1 (10 GbE): none lost.
+    assert pins == {"vmk0": "vmnic0", "g1-eth0": pins["g1-eth0"], "g2-eth0": "vmnic2"}
+    assert pins["g1-eth0"] in ("vmnic0", "vmnic1")
+
+
+def test_esxcli_and_inspect_list_the_ports_of_both_vswitches(lab):
+    rows = {r["World"]: r for r in vm_list(lab.control, "esx1")}
+    assert set(rows) == {"g1", "g2"}
+    assert rows["g2"]["Team Uplink"] == "vmnic2" and rows["g2"]["VLAN ID"] == 20
+    switches = {s["name"]: {p["name"] for p in s["ports"]}
+                for s in inspect(lab.control)["esxi_hosts"]["esx1"]["vswitches"]}
+    assert switches["vSwitch0"] >= {"vmk0", "g1-eth0", "vmnic0", "vmnic1"}
+    assert switches["vSwitch1"] >= {"g2-eth0", "vmnic2", "vmnic3"}
+
+
+def test_reachability_and_lab_validate_match_the_design(lab):
+    eps = lab.endpoints()
+    measured = {(src.name, dst): ok for src in eps
+                for dst, ok in ping_sweep(lab, src, [d for d in eps if d.node != src.node]).items()}
+    assert measured == expected_reachability(lab.lab)
+    checks = labcheck.validate(lab.control)
+    assert [c.line() for c in checks if not c.ok] == []
+    assert sum(c.name.startswith("flows esx1/") for c in checks) == 2
+
+
+def test_failover_on_vswitch1_moves_only_its_ports(lab):
+    ctl = lab.control
+    before = ctl.applied()["pinning"]["esx1"]
+    ctl.uplink("esx1", "vmnic2", up=False)
+    try:
+        wait_for(lambda: ctl.applied()["pinning"]["esx1"]["g2-eth0"] == "vmnic3", 10,
+                 "g2 failing over to vmnic3")
+        applied = ctl.applied()
+        assert applied["uplinks_down"]["esx1"] == ["vmnic2"]
+        assert {k: v for k, v in applied["pinning"]["esx1"].items() if k != "g2-eth0"} == \
+            {k: v for k, v in before.items() if k != "g2-eth0"}
+        assert " 0% packet loss" in lab.node("g2").cmd("ping -n -q -c 3 -i 0.2 -W 1 10.20.0.12")
+    finally:
+        ctl.uplink("esx1", "vmnic2", up=True)
+    wait_for(lambda: ctl.applied()["pinning"]["esx1"] == before, 10, "failback")
+
+
+def test_a_vm_on_vswitch1_vmotions_to_the_other_host(lab):
+    ctl = lab.control
+    ctl.vmotion("g2", "esx2")
+    try:
+        pins = ctl.applied()["pinning"]
+        assert "g2-eth0" in pins["esx2"] and "g2-eth0" not in pins["esx1"]
+        assert {r["World"] for r in vm_list(ctl, "esx2")} == {"g2", "g3", "g4"}
+        assert " 0% packet loss" in lab.node("g2").cmd("ping -n -q -c 3 -i 0.2 -W 1 10.20.0.12")
+    finally:
+        ctl.vmotion("g2", "esx1")

@@ -112,6 +112,14 @@ def measure_visibility(net: LabNetwork, work: Path, label: str, frames: int = 20
         tag = f"{label}:{row}"
         guest_tool(net, src, "frames", "--src", _vm(net, src).vnics[0].mac,
                    "--dst", _vm(net, dst).vnics[0].mac, "--count", frames, "--tag", tag)
+    # Wait for every frame of the rows the seed predicts visible. A row
+    # predicted invisible is judged once the capture is quiet: a frame still
+    # in flight then could hide a wrong visibility, never invent one.
+    match = pins[spy] == pins[naming.vnic_port("a1", "eth0")]
+    for row, expected in SEED_TABLE.items():
+        if (match if expected is None else expected):
+            settle.wait_frames(cap.pcap, frames,
+                               lambda p, t=f"{label}:{row}": t.encode() in bytes(p))
     quiesce([cap.pcap])
     pcap = cap.stop()
     rows = {}

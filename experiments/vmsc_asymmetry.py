@@ -45,10 +45,13 @@ from vlab import naming
 NAME = "vmsc-asymmetry"
 LAB = Path(__file__).resolve().parents[1] / "labs" / "vmsc.yaml"
 DESIGNS = ("perimeter-local", "perimeter-trombone", "dfw-local")
-# timeout_s: how long a user waits for a new connection's reply (a SYN
-# retransmitted after 1 s still counts).
+# timeout_s: how long a user waits for a new connection's reply. Linux
+# retransmits a SYN after 1 s and again 2 s later (RFC 6298's 1 s initial
+# RTO, doubled): 7 s lets both retransmissions count, so a connection opened
+# during a switchover blackout of up to 3 s still succeeds, as it would for a
+# user, while a firewall that drops the handshake fails it every time.
 DEFAULTS = {"before_s": 4.0, "after_s": 8.0, "held_per_user": 4, "new_every_s": 0.25,
-            "interval_s": 0.05, "reply_bytes": 2048, "stun_s": 0.1, "timeout_s": 3.0}
+            "interval_s": 0.05, "reply_bytes": 2048, "stun_s": 0.1, "timeout_s": 7.0}
 VM, SOURCE_HOST, DEST_HOST, VM_IP, PORT = "vm1", "esx11", "esx21", "10.10.10.11", 8080
 USERS = ("u1", "u2")
 FIREWALLS = ("fw1", "fw2")

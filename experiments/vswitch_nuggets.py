@@ -370,11 +370,21 @@ def measure_quiet_vmotion(net: LabNetwork, work: Path, pps: float = 50, after_s:
             "outage_s": round(_outage(arrivals, moves[vm]["stun_start"], pps), 3),
             "sent": count, "delivered": len(arrivals)}
         out["series"][vm]["outage_minus_stun_s"] = round(out["series"][vm]["outage_s"] - stun_s, 3)
+        # The verdict's measure: the packets the VM never got, in packet
+        # intervals. Unlike summed arrival gaps it does not grow when a
+        # loaded machine delays the sender or the receiver: a late packet
+        # still arrives, only a misdelivered one is lost.
+        out["series"][vm]["lost_s"] = round((count - len(arrivals)) / pps, 3)
     rarps = [e for e in ctl.events() if e["event"] == "rarp" and e.get("reason") == "vmotion"
              and e["t"] >= t0 and e["port"] in {_vnic(vm) for vm in vms}]
     out["rarp_sent_for"] = sorted({e["port"] for e in rarps})
     q1, q2 = out["series"]["quiet1"], out["series"]["quiet2"]
-    out["verdict"] = (q1["outage_s"] < 1.0 and q2["outage_s"] >= aging * 0.5
+    # The seed: without notify switches the physical switch keeps sending to
+    # the old host until its MAC entry ages out ("for minutes" with real
+    # aging; here mac_aging s), with it the switch learns at once. So: with
+    # notify, less than a tenth of the aging time lost (the stun plus the
+    # RARP's trip); without, at least half of it.
+    out["verdict"] = (q1["lost_s"] < 0.1 * aging and q2["lost_s"] >= aging * 0.5
                       and out["rarp_sent_for"] == [_vnic("quiet1")])
     return out
 
@@ -463,9 +473,12 @@ def measure_multicast_vmotion(net: LabNetwork, work: Path, max_responses=(1.0, 3
     with_query = results[1:]
     # With the query, the outage ends when the guest's report (sent after a
     # random delay up to the max response time) reaches the switch.
+    # The guest's delay is drawn from [0, max response] (RFC 2236); measured
+    # between two frames of its own capture, it may exceed the maximum by
+    # the kernel's timer granularity (a few ms): 50 ms allowed.
     ok = (no_query >= switch.igmp_aging * 0.5
           and all(r["query_seen_by_guest"] and r["report_after_query_s"] is not None
-                  and r["report_after_query_s"] <= r["max_response_s"]
+                  and r["report_after_query_s"] <= r["max_response_s"] + 0.05
                   and abs(r["outage_s"] - r["report_after_query_s"]) <= stun_s + 0.5
                   for r in with_query))
     return {"group": group, "pps": pps, "igmp_aging_s": switch.igmp_aging, "stun_s": stun_s,

@@ -78,14 +78,20 @@ def _version(cmd: list[str], pattern: str) -> str:
     return m.group(1) if m else "unknown"
 
 
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True,
+                              text=True, timeout=30).stdout.strip()
+    except OSError:
+        return ""
+
+
 def environment(net: LabNetwork | None = None) -> dict:
     """Where and with what a result was measured."""
-    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip() or "unknown"
+    # A copy of the tree on a machine without git (a stock image) still runs.
+    git = _git("rev-parse", "--short", "HEAD") or "unknown"
     # Results are outputs: a run rewriting them does not make the code dirty.
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no",
-                            "--", ".", ":(exclude)results"],
-                           capture_output=True, text=True).stdout.strip()
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
     env = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "kernel": platform.release(),

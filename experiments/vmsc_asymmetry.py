@@ -287,21 +287,25 @@ def run(params: dict | None = None) -> dict:
 
 
 def applied_dci_delay(net) -> dict:
-    """What the run really did to the DCI's timing, read off its interfaces:
-    the queueing disciplines on both ends, and the delay if one of them is
-    netem. The testbed configures none (issue 20 adds link delay), so this
-    says "none" unless something on the machine put a netem there."""
+    """What the run really did to the DCI's timing, read off its interfaces
+    (``tc qdisc show`` on both ends). The testbed configures no delay
+    (issue 20 adds link delay), so this says "none" unless something on the
+    machine put a netem there."""
     fabric = net.node(naming.FABRIC_NODE)
-    qdiscs, delays = {}, []
-    for link in net.lab.dci_links:
-        for end in (link.a, link.b):
-            dev = naming.fabric_port(end.switch, end.port)
-            out = fabric.cmd(f"tc qdisc show dev {dev}")
-            qdiscs[dev] = sorted({line.split()[1] for line in out.splitlines()
-                                  if len(line.split()) > 1})
-            delays += [float(m) for m in re.findall(r"netem .*?delay ([\d.]+)ms", out)]
+    devs = [naming.fabric_port(end.switch, end.port) for link in net.lab.dci_links
+            for end in (link.a, link.b)]
+    return dci_delay_from_qdiscs({dev: fabric.cmd(f"tc qdisc show dev {dev}") for dev in devs})
+
+
+def dci_delay_from_qdiscs(shown: dict[str, str]) -> dict:
+    """``tc qdisc show`` output per DCI interface -> the qdisc kinds on each
+    and the largest netem delay among them (0 when there is no netem)."""
+    qdiscs = {dev: sorted({line.split()[1] for line in out.splitlines() if len(line.split()) > 1})
+              for dev, out in shown.items()}
+    delays = [float(m) for out in shown.values()
+              for m in re.findall(r"netem .*?delay ([\d.]+)ms", out)]
     return {"applied_ms": max(delays, default=0.0), "qdiscs": qdiscs,
-            "how": (f"netem, {max(delays)} ms" if delays else
+            "how": (f"netem, {max(delays):g} ms" if delays else
                     "none: the DCI is rate-shaped (htb) and no delay is configured")}
 
 

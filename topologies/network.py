@@ -46,7 +46,7 @@ from vlab.vmkernel import routing_commands
 
 from . import perimeter
 from .operations import LabControl
-from .ovs import OvsInstance
+from .ovs import OvsInstance, parse_mdb
 
 LOG = logging.getLogger("vlab.topology")
 CONTROLLER_PORT = 6653
@@ -255,13 +255,8 @@ class LabNetwork:
         """A physical switch's IGMP snooping table: [{port, vlan, group, age}]."""
         inst = self.ovs[naming.FABRIC_NODE]
         numbers = inst.port_names(switch)
-        rows = []
-        for line in inst.appctl("mdb/show", switch).splitlines()[1:]:
-            fields = line.split()
-            if len(fields) >= 4:
-                rows.append({"port": numbers.get(fields[0], fields[0]), "vlan": int(fields[1]),
-                             "group": fields[2], "age": int(fields[3])})
-        return rows
+        return [{**r, "port": numbers.get(r["port"], r["port"])}
+                for r in parse_mdb(inst.appctl("mdb/show", switch))]
 
     def switch_counters(self, switch: str) -> dict[str, dict[str, int]]:
         """Per-port counters of a physical switch (rx/tx packets, bytes, drops)."""

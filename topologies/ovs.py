@@ -153,6 +153,25 @@ _PROTO = {"icmp": 1, "tcp": 6, "udp": 17}
 _ORIG = re.compile(r"^(\w+),orig=\(([^)]*)\)")
 
 
+def parse_mdb(text: str) -> list[dict]:
+    """``mdb/show`` -> [{port, vlan, group, age}], by the header's column
+    names: OVS 3.1 prints "port VLAN GROUP Age", 3.5 adds a protocol column
+    ("port VLAN protocol GROUP Age")."""
+    lines = text.splitlines()
+    if not lines:
+        return []
+    names = [n.lower() for n in lines[0].split()]
+    rows = []
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) != len(names):
+            continue
+        row = dict(zip(names, fields))
+        rows.append({"port": row["port"], "vlan": int(row["vlan"]), "group": row["group"],
+                     "age": int(row["age"])})
+    return rows
+
+
 _TIMEOUT = re.compile(r",timeout=(\d+)")
 
 

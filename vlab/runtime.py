@@ -98,6 +98,10 @@ class Run:
         (self.dir / "owner.pid").write_text(str(os.getpid()))
         # Children (Mininet shells, OVS daemons, the controller) inherit it.
         os.environ[naming.RUN_ENV] = self.id
+        # iproute2 6.x (Debian 13) colours its output on a terminal, and
+        # Mininet's node shells are terminals: the escapes would end up in
+        # every `ip` output the testbed reads. NO_COLOR is its off switch.
+        os.environ["NO_COLOR"] = "1"
         return self
 
     def remove(self) -> None:

@@ -215,3 +215,15 @@ def _vmsc(edit):
 ])
 def test_firewall_lab_errors(edit, expected):
     assert expected in _error(_vmsc(edit))
+
+
+def test_the_dci_delay_label_comes_from_the_qdiscs_found():
+    from experiments.vmsc_asymmetry import dci_delay_from_qdiscs
+    htb = ("qdisc htb 5: root refcnt 2 r2q 10 default 0x1 direct_packets_stat 0\n"
+           "qdisc tbf 10: parent 5:1 rate 10Mbit burst 15Kb lat 50ms\n")
+    none = dci_delay_from_qdiscs({"psw1-24": htb, "psw2-24": htb})
+    assert none["applied_ms"] == 0.0 and none["how"].startswith("none")
+    assert none["qdiscs"] == {"psw1-24": ["htb", "tbf"], "psw2-24": ["htb", "tbf"]}
+    netem = htb + "qdisc netem 10: parent 5:1 limit 1000 delay 5ms  1ms\n"
+    some = dci_delay_from_qdiscs({"psw1-24": netem, "psw2-24": htb})
+    assert some["applied_ms"] == 5.0 and some["how"] == "netem, 5 ms"

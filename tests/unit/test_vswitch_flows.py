@@ -181,3 +181,13 @@ def test_no_healthy_uplink_means_local_only():
 
 def test_flows_are_deterministic():
     assert compile_vswitch(binding()) == compile_vswitch(binding())
+
+
+def test_mdb_show_parses_in_both_ovs_formats():
+    """OVS 3.1 (Debian 12) and 3.5 (Debian 13, which adds a protocol column)."""
+    from topologies.ovs import parse_mdb
+    old = " port  VLAN  GROUP                Age\n    2    10  239.2.2.2              3\n"
+    new = (" port  VLAN  protocol  GROUP                Age\n"
+           "    2    10  IGMPv2    239.2.2.2              3\n")
+    want = [{"port": "2", "vlan": 10, "group": "239.2.2.2", "age": 3}]
+    assert parse_mdb(old) == want and parse_mdb(new) == want

@@ -91,6 +91,7 @@ class Capture:
         # say when tcpdump has caught up: then they must stop changing.
         self.direction = direction
         self.stats: Optional[tuple[int, int, int]] = None
+        self.drained: Optional[bool] = None
 
     def _stats(self) -> Optional[tuple[int, int, int]]:
         return capture_stats(self.log.read_text()) if self.log and self.log.exists() else None
@@ -104,8 +105,11 @@ class Capture:
                  f"tcpdump's counters for {self.what}")
         return self._stats()
 
-    def drain(self, timeout: float = 10.0) -> Optional[tuple[int, int, int]]:
-        """Wait until tcpdump has written every frame its socket received."""
+    def drain(self, timeout: float = 3.0) -> bool:
+        """Wait until tcpdump has written every frame its socket received;
+        False if it did not catch up in ``timeout`` (traffic still flowing on
+        the interface keeps its counters moving: the caller's own traffic is
+        finished before it stops a capture, other traffic is not counted)."""
         seen: list = []
 
         def caught_up() -> bool:
@@ -118,14 +122,17 @@ class Capture:
             if not self.direction:
                 return stats[0] + stats[2] >= stats[1]
             return len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]
-        wait_for(caught_up, timeout, f"{self.what}: tcpdump writing the frames it received",
-                 interval=0.05)
-        return self._stats()
+        try:
+            wait_for(caught_up, timeout, f"{self.what}: tcpdump writing the frames it received",
+                     interval=0.05)
+        except OperationError:
+            return False
+        return True
 
     def stop(self) -> Path:
         try:
             if self.proc.poll() is None and self.log is not None:
-                self.drain()
+                self.drained = self.drain()
             if self.proc.poll() is None:
                 self.proc.terminate()
             self.proc.wait(timeout=10)

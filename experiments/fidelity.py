@@ -116,5 +116,21 @@ def summary(cpu: "CpuMeter", drops: dict[str, int], *, frames_counted: bool) -> 
             "checks": checks(cpu.percent, drops, frames_counted=frames_counted)}
 
 
+def guards(scope: dict[str, tuple[str, ...]], check: str, claim: str) -> bool:
+    """Whether a fidelity check bears on a claim. An experiment's
+    ``FIDELITY_SCOPE`` maps a check name (or its first word, like
+    "link_rate") to the claims it guards; a check not listed guards every
+    claim (CPU load and counted drops stretch or lose anything)."""
+    for name in (check, check.split()[0]):
+        if name in scope:
+            return claim in scope[name]
+    return True
+
+
+def failed_for(result: dict, claim: str, scope: dict[str, tuple[str, ...]]) -> list[dict]:
+    """The failed checks that make one claim's verdict untrustworthy."""
+    return [c for c in failed(result) if guards(scope, c["check"], claim)]
+
+
 def trustworthy(result: dict) -> bool:
     return not failed(result)

@@ -151,6 +151,10 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     return save_figure(fig, outdir, NAME)
 
 
+# The link-rate checks guard the throughput claim only; reachability is
+# ping, whatever the rate (experiments.fidelity.guards).
+FIDELITY_SCOPE = {"link_rate": ("throughput_ratio_about_10",)}
+
 # One-line measured values for results/REPORT.md (experiments.report).
 # Key numbers for `vlab run --repeat N` (mean and 95% CI).
 METRICS = {

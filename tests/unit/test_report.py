@@ -102,3 +102,20 @@ def test_a_check_not_measured_is_reported_as_such_and_does_not_fail_a_result(tmp
     (tmp_path / "two-hosts").mkdir()
     (tmp_path / "two-hosts" / "result.json").write_text(json.dumps({**shipped, **result}))
     assert "ok; not measured: shaping_drops" in report.build(tmp_path)
+
+
+def test_a_failed_link_rate_check_makes_only_the_throughput_claims_untrustworthy(tmp_path):
+    """two-hosts: reachability is ping at any rate; the 10:1 ratio is not."""
+    shipped = json.loads((REPO / "results" / "two-hosts" / "result.json").read_text())
+    checks = [{"check": "cpu_load", "value": 30.0, "limit": "<= 90.0%", "ok": True},
+              {"check": "link_rate 10G", "value": 0.85, "limit": ">= 0.9 of configured",
+               "ok": False}]
+    (tmp_path / "two-hosts").mkdir()
+    (tmp_path / "two-hosts" / "result.json").write_text(
+        json.dumps({**shipped, "fidelity": {**shipped["fidelity"], "checks": checks}}))
+    rows = [line for line in report.build(tmp_path).splitlines()
+            if line.startswith("| ") and "two-hosts" not in line]
+    verdicts = {row.split(" | ")[-1] for row in rows if "untrustworthy" in row or
+                "**reproduced**" in row}
+    assert "untrustworthy (fidelity check failed: link_rate 10G) |" in verdicts
+    assert "**reproduced** |" in verdicts

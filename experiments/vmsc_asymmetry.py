@@ -189,7 +189,10 @@ def measure_design(net: LabNetwork, work: Path, design: str, p: dict) -> dict:
     procs = {}
     try:
         wait_ready_line(server, f"tcpapp server on {VM}")
-        seconds = p["before_s"] + p["after_s"]
+        # The users open new connections until timeout_s before they stop
+        # (each gets its full wait): add it, so they open them for the whole
+        # after_s after the move.
+        seconds = p["before_s"] + p["after_s"] + p["timeout_s"]
         outs = {u: work / f"{design}-{u}.json" for u in USERS}
         fw0, dci0 = firewall_state(net), dci_bytes(net)
         for u in USERS:

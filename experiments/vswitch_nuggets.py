@@ -680,9 +680,12 @@ MEASURED = {
     "vmotion_keeps_tcp_sessions": lambda r: "{:.1f} MB through two vMotions, no error".format(
         _c(r, "vmotion_keeps_tcp_sessions")["bytes_received"] / 1e6),
     "quiet_vm_vmotion_notify_switches": lambda r: (
-        "time without delivery {a:.2f} s with notify, {b:.1f} s without (MAC aging {m} s)"
-        .format(a=_c(r, "quiet_vm_vmotion_notify_switches")["series"]["quiet1"]["outage_s"],
-                b=_c(r, "quiet_vm_vmotion_notify_switches")["series"]["quiet2"]["outage_s"],
+        "packets lost {a:.2f} s with notify, {b:.1f} s without (MAC aging {m} s); "
+        "time without delivery {c:.2f} s / {d:.1f} s"
+        .format(a=_c(r, "quiet_vm_vmotion_notify_switches")["series"]["quiet1"]["lost_s"],
+                b=_c(r, "quiet_vm_vmotion_notify_switches")["series"]["quiet2"]["lost_s"],
+                c=_c(r, "quiet_vm_vmotion_notify_switches")["series"]["quiet1"]["outage_s"],
+                d=_c(r, "quiet_vm_vmotion_notify_switches")["series"]["quiet2"]["outage_s"],
                 m=_c(r, "quiet_vm_vmotion_notify_switches")["mac_aging_s"])),
     "multicast_after_vmotion_spoofed_igmp_query": lambda r: (
         "outage {none:.1f} s without the query; with it ".format(

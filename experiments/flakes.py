@@ -22,6 +22,7 @@ from pathlib import Path
 
 from experiments.common import REPO, RESULTS, environment
 from vlab import naming
+from vlab.runtime import signals_as_on_a_terminal
 
 NAME = "flakes"
 OUT = RESULTS / "bench"
@@ -84,7 +85,8 @@ def run(runs: int, load_cpus: int = 1, pytest_args: tuple[str, ...] = (),
             t0 = time.monotonic()
             proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                    f"--junitxml={xml}", *pytest_args], cwd=REPO,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  preexec_fn=signals_as_on_a_terminal)
             counts = junit_counts(xml)
             summary = next((line for line in reversed(proc.stdout.splitlines()) if line.strip()),
                            "")

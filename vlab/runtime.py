@@ -188,3 +188,13 @@ def uninterruptible() -> Iterator[None]:
                 signal.signal(s, h)
     if caught:
         raise KeyboardInterrupt(f"signal {caught[0]} during teardown")
+
+
+def signals_as_on_a_terminal() -> None:
+    """``preexec_fn`` for a child that must hear Ctrl-C: SIGINT and SIGQUIT
+    back to their defaults. A shell starts background jobs with both
+    ignored, and an ignored disposition is inherited, so a test suite started
+    that way (nohup ... &, a CI runner) would interrupt labs that cannot hear
+    it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from vlab import naming
-from vlab.runtime import processes_with_env
+from vlab.runtime import processes_with_env, signals_as_on_a_terminal  # noqa: F401 (re-exported)
 
 TOKEN_ENV = "VLAB_TEST_TOKEN"     # set by a test in the environment of the lab it starts
 
@@ -83,3 +83,4 @@ def ours(snap: dict | None = None, *, token: str | None = None, pid: int | None 
 def nothing_before() -> dict:
     """The machine now, with no process or run directory counted as ours yet."""
     return {**snapshot(), "processes": [], "run_dirs": []}
+

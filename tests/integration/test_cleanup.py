@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import REPO, TWO_HOSTS
-from tests.integration.leftovers import TOKEN_ENV, new_since, nothing_before, ours, run_dir_of
+from tests.integration.leftovers import (TOKEN_ENV, new_since, nothing_before, ours, run_dir_of,
+                                         signals_as_on_a_terminal)
 
 HOLD = [sys.executable, str(Path(__file__).with_name("hold_lab.py")), str(TWO_HOSTS)]
 
@@ -29,7 +30,8 @@ def _start_hold():
     """hold_lab.py with a fresh token in its environment: (proc, token)."""
     token = secrets.token_hex(4)
     proc = subprocess.Popen(HOLD, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, TOKEN_ENV: token})
+                            text=True, env={**os.environ, TOKEN_ENV: token},
+                            preexec_fn=signals_as_on_a_terminal)
     return proc, token
 
 

@@ -73,7 +73,8 @@ def _start(tmp: Path, n: int):
     out, err = tmp / f"hold{n}.out", tmp / f"hold{n}.err"
     with open(out, "w") as o, open(err, "w") as e:
         proc = subprocess.Popen(HOLD, cwd=REPO, stdout=o, stderr=e, text=True,
-                                env={**os.environ, TOKEN_ENV: token})
+                                env={**os.environ, TOKEN_ENV: token},
+                                preexec_fn=signals_as_on_a_terminal)
     return proc, token, out, err
 
 

@@ -32,7 +32,7 @@ import pytest
 
 from tests.integration.conftest import REPO
 from tests.integration.leftovers import (TOKEN_ENV, carrying, new_since, nothing_before, ours,
-                                         run_dir_of, snapshot)
+                                         run_dir_of, signals_as_on_a_terminal, snapshot)
 from tests.integration.test_cleanup import HOLD
 from vlab import naming
 

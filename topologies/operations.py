@@ -383,8 +383,14 @@ class LabControl:
         pcap = Path(pcap)
         pcap.parent.mkdir(parents=True, exist_ok=True)
         err = pcap.with_suffix(".log")
+        # Ring size: in immediate mode libpcap uses a TPACKET_V2 ring of
+        # buffer/snaplen slots, 2 MiB / 256 KiB = 8 frames by default, which
+        # a burst overflows while a loaded machine has tcpdump descheduled
+        # (kernel drops, found by Capture.stop under stress-ng). 64 KiB holds
+        # any frame (a GSO packet is at most 64 KiB); 16 MiB gives 256 slots.
+        # An -s of the caller's comes later and wins.
         proc = self.popen(node, ["tcpdump", "-n", "-p", "-U", "--immediate-mode", "-i", iface,
-                                 *(direction or []),
+                                 "-s", "65535", "-B", "16384", *(direction or []),
                                  "-w", str(pcap), *([bpf] if bpf else [])],
                           stdout=subprocess.DEVNULL, stderr=open(err, "w"))
         wait_for(lambda: proc.poll() is not None or "listening on" in err.read_text(), 10,

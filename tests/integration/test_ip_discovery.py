@@ -51,6 +51,9 @@ def test_arp_snooping_learns_senders_then_suppression_answers_locally(snooping_o
     vm1.cmd("ip neigh flush dev eth0")
     out = vm1.cmd(f"ping -n -c 1 -W 2 {walk.IP['vm2']}")
     assert "1 received" in out, out
+    # vm1's request and vm2's reply reach the controller as two packet-ins,
+    # learned and written on their own: wait for each.
+    wait_for_entry(snooping_only, walk.IP["vm1"], "vm1's ARP request snooped")
     wait_for_entry(snooping_only, walk.IP["vm2"], "vm2's ARP reply snooped")
     table = arp_table(snooping_only)
     assert table[walk.IP["vm1"]] == ("00:50:56:a1:00:01", ["arp_snooping"])

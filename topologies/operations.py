@@ -270,9 +270,15 @@ class LabControl:
             raise OperationError(f"{vm_name} already runs on {dest}")
         for _, nic in ports:
             self._switch_of(dest, nic)
-        t_stun = time.time()
         for port, nic in ports:
             self.ovs(src).vsctl("--if-exists", "del-port", self._switch_of(src, nic).name, port)
+        # The stun starts when the VM is off the source's vSwitch, not when
+        # the move was asked for: deleting a port takes an ovs-vsctl round
+        # trip (tens of ms on a loaded machine), during which the VM still
+        # answers at the source, and a connection it completed there must
+        # not count as one opened during the move.
+        t_stun = time.time()
+        for port, nic in ports:
             self.sh(src, f"ip link set {port} netns {self.pids[dest]}")
         # The VM's distributed-firewall state travels with it (NSX exports
         # the vNIC filter's connection table to the destination host).

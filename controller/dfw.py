@@ -36,7 +36,7 @@ from vlab.bindings import SwitchBinding, default_placement
 from vlab.lab.firewall import Service, resolve, scope
 from vlab.lab.model import FirewallRule, Lab
 
-from .pipeline import Concern, FlowSpec, Table, cookie
+from .pipeline import Concern, FlowSpec, Priority, Table, cookie
 
 COOKIE = cookie(Concern.DFW)
 IPV4 = 0x0800
@@ -44,16 +44,6 @@ DEST_REG = "reg0"                 # the protected vNIC an output was meant for
 
 # ct_state bits (OVS nicira extension)
 NEW, EST, REL, INV, TRK = 0x01, 0x02, 0x04, 0x10, 0x20
-
-
-class Priority:
-    STATE = 3000                  # established / related: pass
-    INVALID = 2900                # not part of any connection we know: drop
-    IMPORTED = 2500               # connections carried over by vMotion
-    RULES = 2000                  # rule i gets RULES - i
-    DEFAULT = 10                  # the default rule
-    DETOUR = 200                  # INGRESS: IPv4 of a protected vNIC into ct
-    NON_IP = 1                    # DFW_TO_VM: ARP and friends go straight out
 
 
 @dataclass(frozen=True, order=True)
@@ -162,20 +152,20 @@ def _verdicts(lab: Lab, vm: str, zone: int, table: int, key: dict, sending: bool
     dfw = lab.distributed_firewall
     commit = (("ct", True, zone, None),) + allow
     state = lambda bits, mask: {**key, "eth_type": IPV4, "ct_state": (bits, mask)}  # noqa: E731
-    flows = [_flow(table, Priority.STATE, state(TRK | EST, TRK | EST), allow),
-             _flow(table, Priority.STATE, state(TRK | REL, TRK | REL), allow),
-             _flow(table, Priority.INVALID, state(TRK | INV, TRK | INV))]
+    flows = [_flow(table, Priority.DFW_STATE, state(TRK | EST, TRK | EST), allow),
+             _flow(table, Priority.DFW_STATE, state(TRK | REL, TRK | REL), allow),
+             _flow(table, Priority.DFW_INVALID, state(TRK | INV, TRK | INV))]
     new = state(TRK | NEW, TRK | NEW)
     for s in sessions:
-        flows += [_flow(table, Priority.IMPORTED, {**new, **m}, commit)
+        flows += [_flow(table, Priority.DFW_IMPORTED, {**new, **m}, commit)
                   for m in _session_matches(s)]
     for i, rule in enumerate(dfw.rules):
         if vm not in scope(lab, rule.applied_to):
             continue
         actions = commit if rule.action == "allow" else ()
-        flows += [_flow(table, Priority.RULES - i, {**new, **m}, actions)
+        flows += [_flow(table, Priority.DFW_RULES - i, {**new, **m}, actions)
                   for m in _rule_matches(lab, rule, vm, sending)]
-    flows.append(_flow(table, Priority.DEFAULT, new,
+    flows.append(_flow(table, Priority.DFW_DEFAULT, new,
                        commit if dfw.default_action == "allow" else ()))
     return flows
 
@@ -204,7 +194,7 @@ def protect(flows: list[FlowSpec], binding: SwitchBinding, lab: Lab,
             resume[port] = f.goto
             # The vSwitch's own checks (forged transmits, VLAN) stay in this
             # flow; its IPv4 frames then detour through the vNIC's zone.
-            out.append(_flow(Table.INGRESS, Priority.DETOUR + f.priority,
+            out.append(_flow(Table.INGRESS, Priority.DFW_DETOUR,
                              {**match, "eth_type": IPV4},
                              f.actions + (("ct", False, zones[ports[port].name],
                                            Table.DFW_FROM_VM),)))
@@ -216,9 +206,9 @@ def protect(flows: list[FlowSpec], binding: SwitchBinding, lab: Lab,
             out += _verdicts(lab, p.owner, zone, Table.DFW_FROM_VM, {"in_port": ofport}, True,
                              (("resubmit", resume[ofport]),), mine)
         key = {DEST_REG: ofport}
-        out += [_flow(Table.DFW_TO_VM, Priority.DETOUR, {**key, "eth_type": IPV4},
+        out += [_flow(Table.DFW_TO_VM, Priority.DFW_TO_CT, {**key, "eth_type": IPV4},
                       (("ct", False, zone, Table.DFW_TO_VM_CT),)),
-                _flow(Table.DFW_TO_VM, Priority.NON_IP, key, (("output", ofport),))]
+                _flow(Table.DFW_TO_VM, Priority.DFW_NON_IP, key, (("output", ofport),))]
         out += _verdicts(lab, p.owner, zone, Table.DFW_TO_VM_CT, key, False,
                          (("output", ofport),), mine)
     return out

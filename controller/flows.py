@@ -12,7 +12,7 @@ from vlab.lab.model import Lab
 
 from . import arpsuppress, dfw, dlr, ipdiscovery, mirror, overlay, vswitch
 from .nsx import NsxTables
-from .pipeline import FlowSpec
+from .pipeline import FlowSpec, check
 
 # The cookie of every concern whose flows the driver owns.
 COOKIES = (vswitch.COOKIE, overlay.COOKIE, ipdiscovery.COOKIE, arpsuppress.COOKIE, dlr.COOKIE,
@@ -28,4 +28,7 @@ def compile_bridge(binding: SwitchBinding, tables: NsxTables, lab: Lab,
              + ipdiscovery.compile_discovery(binding, tables)
              + arpsuppress.compile_arp(binding, tables) + dlr.compile_router(binding, tables))
     flows = dfw.protect(flows, binding, lab, sessions)
-    return mirror.add_copies(flows, binding, lab)
+    flows = mirror.add_copies(flows, binding, lab)
+    # Every flow fits the declared pipeline, or compiling fails loudly.
+    check(flows)
+    return flows

@@ -81,7 +81,7 @@ def compile_discovery(binding: SwitchBinding, tables: NsxTables) -> list[FlowSpe
         flows.append(_flow(Table.DISCOVERY, Priority.EXACT,
                            {**DHCP_ACK_MATCH, "tunnel_id": vni}, (TO_CONTROLLER,),
                            goto=Table.ARP))
-        flows.append(_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY + 10,
+        flows.append(_flow(Table.INGRESS, Priority.TUNNEL_SNOOP,
                            {**DHCP_ACK_MATCH, "in_port": tunnel.ofport, "tunnel_id": vni},
                            (TO_CONTROLLER,), goto=Table.L2))
     return flows

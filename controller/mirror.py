@@ -49,12 +49,9 @@ from vlab.bindings import SwitchBinding
 from vlab.lab.model import Lab, MirrorSession
 from vlab.lab.resolve import mirror_session_id
 
-from .pipeline import Concern, FlowSpec, Table, cookie
+from .pipeline import Concern, FlowSpec, Priority, Table, cookie
 
 COOKIE = cookie(Concern.MIRROR)
-# Above every INGRESS flow (the vSwitch's classification and the DFW's
-# detours), so a receive-only destination's frames stop here.
-DESTINATION_ONLY = 4000
 # Actions after which the frame may be somewhere else (recirculated, other
 # tables' actions applied): copies go in front of them.
 _BARRIERS = ("ct", "resubmit")
@@ -161,6 +158,7 @@ def add_copies(flows: list[FlowSpec], binding: SwitchBinding, lab: Lab) -> list[
             actions = tuple(("clone", tail) for tail in sent[port]) + actions
         out.append(f if actions == f.actions else
                    FlowSpec(f.table, f.priority, f.match, actions, f.goto, f.cookie))
-    out += [FlowSpec.make(Table.INGRESS, DESTINATION_ONLY, {"in_port": port}, cookie=COOKIE)
+    out += [FlowSpec.make(Table.INGRESS, Priority.MIRROR_DESTINATION_ONLY, {"in_port": port},
+                          cookie=COOKIE)
             for port in sorted(receive_only)]
     return out

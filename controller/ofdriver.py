@@ -4,7 +4,7 @@ The only module that knows os-ken's message classes; compilers never import it.
 """
 from __future__ import annotations
 
-from .pipeline import FlowSpec
+from .pipeline import COOKIE_MASK_CONCERN, FlowSpec
 
 CT_COMMIT = 1                 # NX_CT_F_COMMIT
 CT_NO_RECIRC = 255            # NX_CT_RECIRC_NONE
@@ -117,13 +117,12 @@ def delete_other_epochs(datapath, concern_cookie: int, epoch: int) -> list:
     Used after re-adding every flow with a fresh epoch: a resync without
     delete-all, so established traffic never meets an empty table."""
     ofp, parser = datapath.ofproto, datapath.ofproto_parser
-    concern_mask = 0xFF << 56
     msgs = []
     for bit in range(EPOCH_BITS):
         flipped = (epoch ^ (1 << bit)) & (1 << bit)
         msgs.append(parser.OFPFlowMod(
             datapath=datapath, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
-            cookie=concern_cookie | flipped, cookie_mask=concern_mask | (1 << bit),
+            cookie=concern_cookie | flipped, cookie_mask=COOKIE_MASK_CONCERN | (1 << bit),
             out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=parser.OFPMatch()))
     return msgs
 

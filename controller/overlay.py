@@ -76,7 +76,7 @@ def _l2(b: SwitchBinding, tables: NsxTables, tunnel: PortBinding) -> list[FlowSp
             mac = p.effective_mac.lower()
             flows.append(_flow(Table.L2, Priority.EXACT, {**from_vm, "eth_dst": mac},
                                (("output", p.ofport),)))
-            flows.append(_flow(Table.L2, Priority.EXACT + Priority.FROM_TUNNEL,
+            flows.append(_flow(Table.L2, Priority.TUNNEL_EXACT,
                                {**from_tunnel, "eth_dst": mac}, (("output", p.ofport),)))
         for (v, mac), host in sorted(tables.mac_table.items()):
             if v == vni and host != here:
@@ -91,14 +91,14 @@ def _l2(b: SwitchBinding, tables: NsxTables, tunnel: PortBinding) -> list[FlowSp
         # tunnel port it came in on).
         mine = tables.vteps[here].subnet
         relay = encapsulate(tables, tables.local_replication(here, vni), "in_port")
-        flows.append(_flow(Table.L2, Priority.MULTICAST + Priority.FROM_TUNNEL,
+        flows.append(_flow(Table.L2, Priority.TUNNEL_MULTICAST,
                            {**from_tunnel, "eth_dst": MULTICAST}, tuple(to_local + relay)))
         if relay:
-            flows.append(_flow(Table.L2, Priority.MULTICAST + Priority.FROM_TUNNEL + 10,
+            flows.append(_flow(Table.L2, Priority.TUNNEL_MULTICAST_OWN_SUBNET,
                                {**from_tunnel, "eth_dst": MULTICAST,
                                 "tun_ipv4_src": (str(mine.network_address), str(mine.netmask))},
                                tuple(to_local)))
-        flows.append(_flow(Table.L2, Priority.DEFAULT + Priority.FROM_TUNNEL, from_tunnel,
+        flows.append(_flow(Table.L2, Priority.TUNNEL_DEFAULT, from_tunnel,
                            tuple(to_local)))
     # Logical switches with no port here that the distributed router routes
     # into: only their VMs' MACs are needed, each at its VTEP.

@@ -254,6 +254,13 @@ def cmd_lab_validate(args) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def cmd_pipeline(args) -> int:
+    """The OpenFlow pipeline every vSwitch bridge runs, as docs/pipeline.md shows it."""
+    from controller.pipeline import markdown
+    print(markdown(), end="")
+    return EXIT_OK
+
+
 def cmd_inspect(args) -> int:
     _need_root()
     import json
@@ -345,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("view", choices=["tables"], help="tables: VTEP, MAC and ARP tables (JSON)")
     p.add_argument("--run", help="run id (default: the only running lab)")
     p.set_defaults(func=cmd_nsx)
+    p = sub.add_parser("pipeline", help="the vSwitch OpenFlow pipeline: tables, stages, "
+                                        "priority bands (Markdown)")
+    p.set_defaults(func=cmd_pipeline)
     p = sub.add_parser("esxtop", help="per-port packet and bit rates of an ESXi host")
     commands.add_esxtop_args(p, default_count=0)
     p.add_argument("--run", help="run id (default: the only running lab)")

@@ -18,7 +18,7 @@ import yaml
 from controller import dfw
 from controller.nsx import build_tables
 from controller.flows import compile_bridge
-from controller.pipeline import Table
+from controller.pipeline import Priority, Table
 from topologies import perimeter
 from topologies.ovs import parse_conntrack
 from vlab.bindings import switch_bindings
@@ -78,14 +78,14 @@ def test_rules_become_ordered_matches_at_each_end():
     web = next(p.ofport for p in switch_bindings(lab)[0].ports if p.name == "web-eth0")
     to_web = [f for f in flows if f.table == Table.DFW_TO_VM_CT
               and dict(f.match).get(dfw.DEST_REG) == web]
-    allow = [dict(f.match) for f in to_web if f.priority == dfw.Priority.RULES]
+    allow = [dict(f.match) for f in to_web if f.priority == Priority.DFW_RULES]
     # clients -> web:80, seen where web receives it: client's IP as source.
     assert allow == [{dfw.DEST_REG: web, "eth_type": 0x0800, "ct_state": (0x21, 0x21),
                       "ip_proto": 6, "tcp_dst": 80, "ipv4_src": "10.30.0.10"}]
-    default = [f for f in to_web if f.priority == dfw.Priority.DEFAULT]
+    default = [f for f in to_web if f.priority == Priority.DFW_DEFAULT]
     assert len(default) == 1 and default[0].actions == ()          # default drop
     from_web = [dict(f.match) for f in flows if f.table == Table.DFW_FROM_VM
-                and f.priority == dfw.Priority.RULES - 1]
+                and f.priority == Priority.DFW_RULES - 1]
     # web -> db:3306-3307 where web sends it: one match per port-range block.
     assert sorted(m["tcp_dst"] for m in from_web) == [(3306, 0xFFFE)]
     assert all(m["ipv4_dst"] == "10.30.0.12" for m in from_web)
@@ -113,7 +113,7 @@ def test_state_imported_by_vmotion_is_accepted_both_ways():
     lab = lab_with()
     session = dfw.Session(6, "10.30.0.10", "10.30.0.11", 40000, 80)
     flows = flows_of(lab, "esx1", {"web-eth0": (session,)})
-    imported = [dict(f.match) for f in flows if f.priority == dfw.Priority.IMPORTED
+    imported = [dict(f.match) for f in flows if f.priority == Priority.DFW_IMPORTED
                 and f.table == Table.DFW_FROM_VM]
     assert {(m["ipv4_src"], m["tcp_src"], m["ipv4_dst"], m["tcp_dst"]) for m in imported} == {
         ("10.30.0.10", 40000, "10.30.0.11", 80), ("10.30.0.11", 80, "10.30.0.10", 40000)}
@@ -141,7 +141,7 @@ def test_imported_dfw_sessions_age_out_like_their_conntrack_entries():
 
     def imported():
         return [f for d in state.dpids for f in state.flows(d)
-                if f.priority == dfw.Priority.IMPORTED]
+                if f.priority == Priority.DFW_IMPORTED]
     assert len(imported()) == 4                 # both orientations, both directions
     assert not state.expire_dfw_sessions(1029.0) and len(imported()) == 4
     assert state.expire_dfw_sessions(1030.5) and imported() == []

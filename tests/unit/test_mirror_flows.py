@@ -14,7 +14,7 @@ import yaml
 from controller import mirror, ofdriver
 from controller.flows import compile_bridge
 from controller.nsx import build_tables
-from controller.pipeline import FlowSpec, Table
+from controller.pipeline import FlowSpec, Priority, Table
 from controller.simulate import Frame, trace
 from vlab.bindings import MIRROR_PORTS, Placement, switch_bindings
 from vlab.lab.load import parse_lab
@@ -120,7 +120,7 @@ def test_receive_only_sniffer_sends_nothing(esx1):
         assert trace(esx1, Frame(SNIFFER, dst, eth_src="00:50:56:03:00:30")) == [], dst
     drop = [f for f in esx1 if f.cookie == mirror.COOKIE]
     assert [(f.table, f.priority, dict(f.match), f.actions) for f in drop] == [
-        (Table.INGRESS, mirror.DESTINATION_ONLY, {"in_port": SNIFFER}, ())]
+        (Table.INGRESS, Priority.MIRROR_DESTINATION_ONLY, {"in_port": SNIFFER}, ())]
 
 
 FRAMES = [Frame(p, dst, eth_src=src, vlan=vlan) for p, src, vlan in (

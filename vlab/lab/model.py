@@ -49,6 +49,10 @@ VlanId = Annotated[StrictInt, Field(ge=0, le=4095)]
 SwitchVlan = Annotated[StrictInt, Field(ge=1, le=4094)]
 PortNumber = Annotated[StrictInt, Field(ge=1, le=4096)]
 Mtu = Annotated[StrictInt, Field(ge=1280, le=9000)]
+# The distributed firewall rules a lab may have: rule i of the policy gets an
+# OpenFlow priority of its own, in a band that holds this many
+# (controller.pipeline).
+MAX_FIREWALL_RULES = 1000
 
 
 def _mac(value: str) -> str:
@@ -506,7 +510,7 @@ class DistributedFirewall(LabModel):
     A connection's state moves with its VM on vMotion. ``default_action`` is
     the last rule."""
     groups: tuple[SecurityGroup, ...] = ()
-    rules: tuple[FirewallRule, ...] = ()
+    rules: tuple[FirewallRule, ...] = Field(default=(), max_length=MAX_FIREWALL_RULES)
     default_action: Verdict = "allow"
     applied_to: tuple[StrictStr, ...] = ()
 

@@ -46,6 +46,16 @@ def encapsulate(tables: NsxTables, hosts, tunnel: int | str) -> list[tuple]:
     return actions
 
 
+def ingress_refusal(p: PortBinding, eth_src: str, tagged: bool) -> str | None:
+    """Why a logical-switch port's frame is refused at its door (None: it is not)."""
+    if tagged:
+        return f"{p.name} is on logical switch {p.logical_switch}: a VM there sends untagged frames"
+    if eth_src.lower() != p.mac.lower():
+        return (f"forged transmits: source MAC {eth_src.lower()} is not {p.name}'s MAC "
+                f"{p.mac.lower()} (a logical-switch port sends only from it)")
+    return None
+
+
 def _ports_of(b: SwitchBinding, vni: int, tables: NsxTables) -> list[PortBinding]:
     return [p for p in b.logical_ports() if tables.vni(p.logical_switch) == vni]
 

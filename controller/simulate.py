@@ -1,18 +1,33 @@
-"""A tiny OpenFlow 1.3 table simulator for ``FlowSpec`` lists.
+"""A small OpenFlow 1.3 table simulator for ``FlowSpec`` lists, with OVS's
+``resubmit`` and ``ct`` (connection tracking in zones).
 
 Unit tests ask "which ports would this frame leave by, with which VLAN tag?"
 instead of comparing flow text, so they survive refactors of the compiler and
-catch real forwarding mistakes (in the spirit of Faucet's fakeoftable). Only
-the match fields and actions the compilers emit are supported; two matching
-flows of equal priority raise, because OVS would pick one arbitrarily.
+catch real forwarding mistakes (in the spirit of Faucet's fakeoftable); and
+``walk`` records every table a frame went through, which flow (and so which
+stage and priority band) took it, so ``controller.explain`` can say why a
+frame was dropped. Only the match fields and actions the compilers emit are
+supported; two matching flows of equal priority raise, because OVS would
+pick one arbitrarily.
+
+Connection tracking follows OVS's userspace tracker as the distributed
+firewall uses it: a packet of a committed connection (either direction) is
+established, a SYN+ACK of an unknown TCP connection is invalid, anything
+else unknown is new; ``ct(commit)`` records the connection in its zone;
+``ct(table=N)`` forks the frame, the tracked copy continuing in table N.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from typing import Optional
 
 from .pipeline import OFPVID_PRESENT, FlowSpec
+
+# ct_state bits (OVS): new, established, related, reply, invalid, tracked.
+CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+TCP_SYN, TCP_ACK = 0x02, 0x10
+MAX_RESUBMITS = 64                  # OVS's limit on resubmit depth
 
 
 @dataclass(frozen=True)
@@ -23,6 +38,7 @@ class Frame:
     eth_src: str = "00:50:56:ff:ff:fe"
     vlan: Optional[int] = None        # 802.1Q VID, None = untagged
     eth_type: int = 0x0800
+    ipv4_src: Optional[str] = None
     ipv4_dst: Optional[str] = None
     ttl: int = 64
     arp_op: Optional[int] = None
@@ -31,11 +47,17 @@ class Frame:
     arp_tha: Optional[str] = None
     arp_tpa: Optional[str] = None
     ip_proto: Optional[int] = None
+    tcp_src: Optional[int] = None
+    tcp_dst: Optional[int] = None
+    tcp_flags: int = TCP_SYN          # only read for TCP: a connection's first segment
     udp_src: Optional[int] = None
     udp_dst: Optional[int] = None
     tunnel_id: int = 0                # metadata: VNI (set by decapsulation or a flow)
     tun_ipv4_src: Optional[str] = None
     tun_ipv4_dst: Optional[str] = None
+    reg0: int = 0                     # metadata: the DFW's destination vNIC
+    ct_state: int = 0                 # metadata: set by ct(table=)
+    ct_zone: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,6 +69,63 @@ class Output:
     max_len: Optional[int] = None
 
 
+@dataclass(frozen=True)
+class Step:
+    """One table lookup: the frame as it entered ``table``, the flow that
+    took it (None: a table miss, the frame is dropped there) and how deep in
+    resubmits and recirculations it happened."""
+    table: int
+    frame: Frame
+    flow: Optional[FlowSpec]
+    depth: int = 0
+    outputs: tuple[Output, ...] = ()   # what this flow's own actions sent
+
+
+@dataclass
+class Conntrack:
+    """Committed connections per zone, as (proto, src, dst, sport, dport)."""
+    zones: dict[int, set[tuple]] = field(default_factory=dict)
+
+    @staticmethod
+    def key(frame: Frame) -> tuple:
+        sport = frame.tcp_src if frame.ip_proto == 6 else frame.udp_src
+        dport = frame.tcp_dst if frame.ip_proto == 6 else frame.udp_dst
+        return (frame.ip_proto, frame.ipv4_src, frame.ipv4_dst, sport, dport)
+
+    @staticmethod
+    def reverse(key: tuple) -> tuple:
+        proto, src, dst, sport, dport = key
+        return (proto, dst, src, dport, sport)
+
+    def state(self, zone: int, frame: Frame) -> int:
+        if frame.eth_type != 0x0800:
+            return CT_TRK | CT_INV
+        known = self.zones.get(zone, set())
+        k = self.key(frame)
+        if k in known:
+            return CT_TRK | CT_EST
+        if self.reverse(k) in known:
+            return CT_TRK | CT_EST | CT_RPL
+        if frame.ip_proto == 6 and frame.tcp_flags & TCP_SYN and frame.tcp_flags & TCP_ACK:
+            return CT_TRK | CT_INV        # a reply to a handshake this zone never saw
+        return CT_TRK | CT_NEW
+
+    def commit(self, zone: int, frame: Frame) -> None:
+        k = self.key(frame)
+        if self.reverse(k) not in self.zones.get(zone, set()):
+            self.zones.setdefault(zone, set()).add(k)
+
+
+@dataclass
+class Walk:
+    """Everything one frame did in the pipeline."""
+    steps: list[Step] = field(default_factory=list)
+    outputs: list[Output] = field(default_factory=list)
+
+    def sorted_outputs(self) -> list[Output]:
+        return sorted(self.outputs, key=lambda o: o.port if isinstance(o.port, int) else -1)
+
+
 def _mac_int(mac: str) -> int:
     return int(mac.replace(":", ""), 16)
 
@@ -55,26 +134,36 @@ def _ip_int(ip: Optional[str]) -> Optional[int]:
     return None if ip is None else int(IPv4Address(ip))
 
 
-def _field_matches(field: str, want, frame: Frame) -> bool:
-    if field == "vlan_vid":
+_MACS = ("eth_dst", "eth_src", "arp_sha", "arp_tha")
+_IPS = ("ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "tun_ipv4_src", "tun_ipv4_dst")
+_INTS = ("in_port", "eth_type", "arp_op", "tunnel_id", "ip_proto", "tcp_src", "tcp_dst",
+         "udp_src", "udp_dst", "reg0")
+
+
+def _field_matches(name: str, want, frame: Frame) -> bool:
+    if name == "vlan_vid":
         value, mask = want if isinstance(want, tuple) else (want, 0x1FFF)
         have = 0 if frame.vlan is None else (OFPVID_PRESENT | frame.vlan)
         return (have & mask) == (value & mask)
-    if field in ("eth_dst", "eth_src", "arp_sha", "arp_tha"):
+    if name in _MACS:
         value, mask = want if isinstance(want, tuple) else (want, "ff:ff:ff:ff:ff:ff")
-        have = getattr(frame, field)
+        have = getattr(frame, name)
         return have is not None and (_mac_int(have) & _mac_int(mask)) == (_mac_int(value) & _mac_int(mask))
-    if field in ("ipv4_dst", "arp_spa", "arp_tpa", "tun_ipv4_src", "tun_ipv4_dst"):
+    if name in _IPS:
         value, mask = want if isinstance(want, tuple) else (want, "255.255.255.255")
-        have = _ip_int(getattr(frame, field))
+        have = _ip_int(getattr(frame, name))
         return have is not None and (have & _ip_int(mask)) == (_ip_int(value) & _ip_int(mask))
-    if field in ("in_port", "eth_type", "arp_op", "tunnel_id", "ip_proto", "udp_src",
-                 "udp_dst"):
-        return getattr(frame, field) == want
-    raise ValueError(f"simulator does not support matching on {field}")
+    if name in _INTS or name == "ct_state":
+        value, mask = want if isinstance(want, tuple) else (want, None)
+        have = getattr(frame, name)
+        if mask is None:
+            return have == value
+        return have is not None and (have & mask) == (value & mask)
+    raise ValueError(f"simulator does not support matching on {name}")
 
 
-def _lookup(flows: list[FlowSpec], table: int, frame: Frame) -> Optional[FlowSpec]:
+def lookup(flows: list[FlowSpec], table: int, frame: Frame) -> Optional[FlowSpec]:
+    """The flow of ``table`` that takes ``frame`` (None: a table miss)."""
     hits = [f for f in flows if f.table == table
             and all(_field_matches(k, v, frame) for k, v in f.match)]
     if not hits:
@@ -86,51 +175,86 @@ def _lookup(flows: list[FlowSpec], table: int, frame: Frame) -> Optional[FlowSpe
     return hits[0]
 
 
-def trace(flows: list[FlowSpec], frame: Frame) -> list[Output]:
+class _Walker:
+    def __init__(self, flows: list[FlowSpec], conntrack: Conntrack):
+        self.flows, self.ct, self.walk = flows, conntrack, Walk()
+
+    def table(self, table: int, frame: Frame, depth: int) -> Optional[Frame]:
+        """Look ``frame`` up from ``table`` on, following goto_table; returns
+        the frame as it is at the end (None once it is dropped)."""
+        current: Optional[int] = table
+        while current is not None and frame is not None:
+            if depth > MAX_RESUBMITS:
+                raise AssertionError(f"more than {MAX_RESUBMITS} resubmits: a loop")
+            flow = lookup(self.flows, current, frame)
+            step_at = len(self.walk.steps)
+            self.walk.steps.append(Step(current, frame, flow, depth))
+            if flow is None:
+                return None                # table miss: drop (OpenFlow 1.3)
+            sent_before = len(self.walk.outputs)
+            frame = self.actions(flow.actions, frame, depth)
+            own = tuple(o for o in self.walk.outputs[sent_before:])
+            self.walk.steps[step_at] = Step(current, self.walk.steps[step_at].frame, flow,
+                                            depth, own)
+            current = flow.goto
+        return frame
+
+    def actions(self, actions, frame: Frame, depth: int) -> Optional[Frame]:
+        for action in actions:
+            kind = action[0]
+            if kind in ("output", "output_trunc"):
+                max_len = action[2] if kind == "output_trunc" else None
+                if action[1] == "in_port":
+                    self.walk.outputs.append(Output(frame.in_port, frame, max_len))
+                elif action[1] != frame.in_port:   # OpenFlow never echoes to in_port
+                    self.walk.outputs.append(Output(action[1], frame, max_len))
+            elif kind == "clone":
+                self.actions(action[1], frame, depth)   # changes inside stay inside
+            elif kind == "resubmit":
+                after = self.table(action[1], frame, depth + 1)
+                if after is None:
+                    return frame               # OVS continues after the resubmit
+                frame = after
+            elif kind == "ct":
+                _, commit, zone, table = action
+                if commit:
+                    self.ct.commit(zone, frame)
+                if table is not None:          # the tracked fork
+                    tracked = replace(frame, ct_state=self.ct.state(zone, frame), ct_zone=zone)
+                    self.table(table, tracked, depth + 1)
+                frame = replace(frame, ct_state=0, ct_zone=0)
+            elif kind == "push_vlan":
+                frame = replace(frame, vlan=0)
+            elif kind == "pop_vlan":
+                frame = replace(frame, vlan=None)
+            elif kind == "set_field" and action[1] == "vlan_vid":
+                frame = replace(frame, vlan=action[2] & 0xFFF)
+            elif kind == "set_field":
+                frame = replace(frame, **{action[1]: action[2]})
+            elif kind == "move":
+                frame = replace(frame, **{action[2]: getattr(frame, action[1])})
+            elif kind == "dec_ttl":
+                if frame.ttl <= 1:
+                    return None
+                frame = replace(frame, ttl=frame.ttl - 1)
+            else:
+                raise ValueError(f"simulator does not support action {action}")
+        return frame
+
+
+def walk(flows: list[FlowSpec], frame: Frame, conntrack: Optional[Conntrack] = None) -> Walk:
+    """``frame`` through the pipeline from table 0: every step and output.
+    ``conntrack`` carries connection state between frames (a new, empty
+    tracker when None)."""
+    walker = _Walker(flows, conntrack if conntrack is not None else Conntrack())
+    walker.table(0, frame, 0)
+    return walker.walk
+
+
+def trace(flows: list[FlowSpec], frame: Frame,
+          conntrack: Optional[Conntrack] = None) -> list[Output]:
     """Every output of ``frame`` through the pipeline; [] means dropped."""
-    outputs: list[Output] = []
-    table: Optional[int] = 0
-    while table is not None:
-        flow = _lookup(flows, table, frame)
-        if flow is None:
-            break                      # table miss: drop (OpenFlow 1.3)
-        frame = _apply(flow.actions, frame, outputs)
-        if frame is None:
-            break
-        table = flow.goto
-    return sorted(outputs, key=lambda o: o.port if isinstance(o.port, int) else -1)
-
-
-def _apply(actions, frame: Frame, outputs: list[Output]) -> Optional[Frame]:
-    """Run an action list; returns the frame as it is afterwards (None when
-    it was dropped), appending what it sent to ``outputs``."""
-    for action in actions:
-        kind = action[0]
-        if kind in ("output", "output_trunc"):
-            max_len = action[2] if kind == "output_trunc" else None
-            if action[1] == "in_port":
-                outputs.append(Output(frame.in_port, frame, max_len))
-            elif action[1] != frame.in_port:   # OpenFlow never echoes to in_port
-                outputs.append(Output(action[1], frame, max_len))
-        elif kind == "clone":
-            _apply(action[1], frame, outputs)  # changes inside stay inside
-        elif kind == "push_vlan":
-            frame = replace(frame, vlan=0)
-        elif kind == "pop_vlan":
-            frame = replace(frame, vlan=None)
-        elif kind == "set_field" and action[1] == "vlan_vid":
-            frame = replace(frame, vlan=action[2] & 0xFFF)
-        elif kind == "set_field":
-            frame = replace(frame, **{action[1]: action[2]})
-        elif kind == "move":
-            frame = replace(frame, **{action[2]: getattr(frame, action[1])})
-        elif kind == "dec_ttl":
-            if frame.ttl <= 1:
-                return None
-            frame = replace(frame, ttl=frame.ttl - 1)
-        else:
-            raise ValueError(f"simulator does not support action {action}")
-    return frame
+    return walk(flows, frame, conntrack).sorted_outputs()
 
 
 def forward(flows: list[FlowSpec], frame: Frame) -> list[tuple[int, Optional[int]]]:

@@ -49,6 +49,12 @@ VGT = 4095
 COOKIE = cookie(Concern.VSWITCH)
 
 
+def _vlan_name(vlan: int) -> str:
+    if vlan == VGT:
+        return "VLAN 4095 (VGT: every VLAN)"
+    return f"VLAN {vlan} (VST)" if vlan else "VLAN 0 (EST, untagged)"
+
+
 def _vid(vlan: int) -> int:
     """OXM vlan_vid for a VLAN domain (0 = untagged)."""
     return OFPVID_PRESENT | vlan if vlan else OFPVID_NONE
@@ -66,8 +72,10 @@ def capture_port(p: PortBinding) -> int:
     return CAPTURE_BASE + p.ofport
 
 
-class _View:
-    """Per-bridge facts the flow builders share."""
+class View:
+    """Per-bridge facts the flow builders share, and the predicates they
+    compile, each also able to say why not (``*_refusal``), so a trace
+    explains a drop with the rule that made it (controller.explain)."""
 
     def __init__(self, b: SwitchBinding):
         self.b = b
@@ -119,16 +127,68 @@ class _View:
 
     def vnic_rx(self, p: PortBinding, from_uplink: Optional[int], dst: Dst) -> bool:
         """Does a dispatched frame pass ``p``'s receive filters (VnicRx)?"""
+        return self.rx_refusal(p, from_uplink, dst) is None
+
+    # -- why not: the same predicates, as the reasons a trace gives ----------
+    def rx_refusal(self, p: PortBinding, from_uplink: Optional[int], dst: Dst) -> Optional[str]:
+        """Which of ``p``'s receive filters refuses a dispatched frame, in
+        ESXi's terms (None: it is delivered)."""
         if self.rx_blocked(p):
-            return False
+            return (f"MAC address changes = reject: the guest changed {p.name}'s MAC to "
+                    f"{p.effective_mac} (configured {p.mac}), so nothing is delivered to it")
         if from_uplink is not None and reverse_teaming(self.teaming[p.name]) \
                 and from_uplink != self.pin[p.name]:
-            return False
+            pinned = self.uplink_name(self.pin[p.name])
+            return (f"reverse teaming: came in on {self.uplink_name(from_uplink)}, "
+                    + (f"{p.name} transmits on {pinned}" if pinned else
+                       f"{p.name} has no active uplink"))
         if dst.kind in ("group", "multicast"):
             if self.promiscuous(p) or p.guest.allmulti or p.guest.mcast is None:
-                return True
-            return dst.kind == "group" and dst.mac in p.guest.mcast
-        return True
+                return None
+            if not (dst.kind == "group" and dst.mac in p.guest.mcast):
+                return (f"multicast filter: {p.name}'s guest has not joined "
+                        f"{dst.mac or 'this multicast MAC'}")
+        return None
+
+    def dispatch_refusal(self, p: PortBinding, src: Optional[PortBinding],
+                         vlan: Optional[int], dst: Dst) -> Optional[str]:
+        """Why ``p`` is not among the ports a frame is dispatched to
+        (PortOutput), or None when it is."""
+        if p is src:
+            return f"a frame never goes back to the port it came from ({p.name})"
+        if p not in self.members(vlan):
+            mine = self.vlan[p.name]
+            return (f"VLAN: {p.name} is in {_vlan_name(mine)}, the frame in "
+                    f"{_vlan_name(vlan or 0)}")
+        if dst.kind == "unicast" and self.delivery_mac(p) != dst.mac and not self.promiscuous(p):
+            return f"the frame is for {dst.mac}; {p.name} receives unicast for {self.delivery_mac(p)}"
+        if dst.kind == "unknown" and not self.promiscuous(p):
+            return (f"unknown unicast: no port here has {dst.mac or 'that MAC'}, and a vSwitch "
+                    f"(which learns nothing) floods unknown unicast to no port")
+        return None
+
+    def ingress_refusal(self, p: PortBinding, eth_src: str, tagged: bool) -> Optional[str]:
+        """Why the vSwitch refuses a frame ``p`` sends, at its door."""
+        if p.kind == "vnic" and self.security[p.name].forged_transmits == "reject" \
+                and eth_src.lower() != p.mac.lower():
+            return (f"forged transmits = reject: source MAC {eth_src.lower()} is not "
+                    f"{p.name}'s MAC {p.mac.lower()}")
+        if tagged and self.vlan[p.name] != VGT:
+            return (f"VLAN: {p.name}'s port group {p.port_group} is "
+                    f"{_vlan_name(self.vlan[p.name])}; only a VGT (4095) port group lets "
+                    f"the guest send 802.1Q-tagged frames")
+        return None
+
+    def uplink_name(self, ofport: Optional[int]) -> Optional[str]:
+        return next((name for name, n in self.uplink_no.items() if n == ofport), None)
+
+    def classify(self, vlan: Optional[int], mac: str) -> Dst:
+        """The class of destination ``mac`` is in ``vlan`` here."""
+        mac = mac.lower()
+        for dst in self.exact_destinations(vlan):
+            if dst.mac == mac:
+                return dst
+        return Dst("multicast", mac) if int(mac[:2], 16) & 1 else Dst("unknown", mac)
 
     # -- address classes seen in a VLAN -------------------------------------
     def exact_destinations(self, vlan: Optional[int]) -> list[Dst]:
@@ -140,7 +200,7 @@ class _View:
                 + [Dst("group", m) for m in groups])
 
 
-def _actions(v: _View, vlan: Optional[int], uplinks: list[int],
+def _actions(v: View, vlan: Optional[int], uplinks: list[int],
              dispatched: list[PortBinding], from_uplink: Optional[int], dst: Dst) -> tuple:
     """Capture copies and tagged outputs first, then pop the tag for access ports."""
     accepted = [p for p in dispatched if v.vnic_rx(p, from_uplink, dst)]
@@ -159,7 +219,7 @@ def _flow(table, priority, match, actions=(), goto=None) -> FlowSpec:
     return FlowSpec.make(table, priority, match, actions, goto, cookie=COOKIE)
 
 
-def _ingress(v: _View) -> list[FlowSpec]:
+def _ingress(v: View) -> list[FlowSpec]:
     flows = [_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, {"in_port": p.ofport},
                    goto=Table.FORWARD) for p in v.b.uplink_ports()]
     for p in v.locals:
@@ -180,7 +240,7 @@ def _ingress(v: _View) -> list[FlowSpec]:
     return flows
 
 
-def _forward_from(v: _View, in_port: int, src: Optional[PortBinding], vlan: int) -> list[FlowSpec]:
+def _forward_from(v: View, in_port: int, src: Optional[PortBinding], vlan: int) -> list[FlowSpec]:
     """FORWARD flows for frames of ``vlan`` entering on ``in_port`` (an uplink
     when ``src`` is None, else the local port ``src``)."""
     from_uplink = in_port if src is None else None
@@ -202,7 +262,7 @@ def _forward_from(v: _View, in_port: int, src: Optional[PortBinding], vlan: int)
     return flows
 
 
-def _forward_vgt_other_vlans(v: _View, in_port: int, src: Optional[PortBinding]) -> list[FlowSpec]:
+def _forward_vgt_other_vlans(v: View, in_port: int, src: Optional[PortBinding]) -> list[FlowSpec]:
     """Frames of VLANs no EST/VST port group uses here: only VGT ports and
     the uplink carry them."""
     from_uplink = in_port if src is None else None
@@ -224,7 +284,7 @@ def _forward_vgt_other_vlans(v: _View, in_port: int, src: Optional[PortBinding])
     return flows
 
 
-def _forward(v: _View) -> list[FlowSpec]:
+def _forward(v: View) -> list[FlowSpec]:
     flows = []
     for up in v.b.uplink_ports():
         for vlan in v.domains:
@@ -243,12 +303,12 @@ def _forward(v: _View) -> list[FlowSpec]:
 
 def compile_vswitch(binding: SwitchBinding) -> list[FlowSpec]:
     """Every flow of one vSwitch bridge, sorted (stable for diffing)."""
-    v = _View(binding)
+    v = View(binding)
     return sorted(_ingress(v) + _forward(v), key=lambda f: (f.table, -f.priority, repr(f.match)))
 
 
 def pinning(binding: SwitchBinding) -> dict[str, Optional[str]]:
     """Local port name -> the uplink it transmits on (esxtop's TEAM-PNIC)."""
-    v = _View(binding)
+    v = View(binding)
     names = {n: name for name, n in v.uplink_no.items()}
     return {p.name: names.get(v.pin[p.name]) for p in v.locals}

@@ -1,0 +1,265 @@
+"""Why a frame went where it went: a simulator walk read back in ESXi and
+NSX terms.
+
+``explain(state, host, frame, ...)`` compiles the bridge the frame enters
+(from the lab and the controller's current view: placement, guests' NIC
+state, uplinks down, imported DFW sessions), walks the frame through it
+(``controller.simulate``), and names each step by the pipeline declaration
+(stage, priority band, concern). For every port the frame did not reach
+that a user could have expected it at, and for the frame itself when it
+was dropped, it gives the reason with the rule that made it, asking the
+compilers' own predicates (``vswitch.View.*_refusal``,
+``overlay.ingress_refusal``) so the explanation cannot drift from the flows:
+"forged transmits = reject: source MAC ... is not vm1-eth0's MAC ...",
+"reverse teaming: came in on vmnic1, vm1-eth0 transmits on vmnic0",
+"distributed firewall rule 2 'web-to-db' at db-eth0: drop".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from vlab.bindings import CAPTURE_BASE, PortBinding, SwitchBinding
+
+from . import overlay
+from .pipeline import STAGES, Priority, Table, concern_of, CONCERN_NAMES, FlowSpec
+from .simulate import Conntrack, Frame, Step, walk
+from .vswitch import View
+
+# Bands whose flows drop what they take, and why (the DFW's are per rule).
+_DROPPING_BANDS = {
+    "mirror-destination-only": "port mirroring: {port} is the destination of a local session "
+                               "with normal traffic disallowed, so what it sends is dropped",
+    "invalid": "distributed firewall at {port}: invalid, part of no connection its "
+               "zone knows (for TCP: a SYN+ACK for a handshake it never saw)",
+    "no-route": "distributed router: no route for {ipv4_dst} (no LIF holds it, or its "
+                "ARP table does not know it)",
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the walk, named: table, stage, band, writer, what it did."""
+    table: int
+    stage: str
+    band: str
+    concern: str
+    depth: int
+    did: str
+
+
+@dataclass
+class Explanation:
+    """A frame's walk through one bridge, and the reasons for what it missed."""
+    host: str
+    bridge: str
+    frame: Frame
+    in_port: str
+    steps: list[Stage] = field(default_factory=list)
+    delivered: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)   # (port or "", reason)
+
+    @property
+    def dropped(self) -> bool:
+        return not self.delivered
+
+    def reason_for(self, port: str) -> Optional[str]:
+        return next((r for p, r in self.refused if p == port), None)
+
+    def to_json(self) -> dict:
+        return {"host": self.host, "bridge": self.bridge, "in_port": self.in_port,
+                "frame": {k: v for k, v in vars(self.frame).items() if v not in (None, 0)
+                          or k in ("in_port",)},
+                "steps": [vars(s) for s in self.steps], "delivered": self.delivered,
+                "refused": [{"port": p, "reason": r} for p, r in self.refused]}
+
+    def render(self) -> str:
+        f = self.frame
+        head = (f"{self.host} {self.bridge}: from {self.in_port}, {f.eth_src} > {f.eth_dst}"
+                f", {'VLAN ' + str(f.vlan) if f.vlan is not None else 'untagged'}"
+                f"{', ' + _l3(f) if _l3(f) else ''}")
+        lines = [head]
+        for s in self.steps:
+            lines.append(f"  {'  ' * s.depth}{s.table} {s.stage:<17} {s.band:<24} {s.did}")
+        lines.append("delivered: " + (", ".join(self.delivered) if self.delivered else "nothing"))
+        if self.refused:
+            lines.append("dropped:" if self.dropped else "not delivered:")
+            lines += [f"  {p + ': ' if p else ''}{r}" for p, r in self.refused]
+        return "\n".join(lines)
+
+
+def _l3(f: Frame) -> str:
+    if f.eth_type == 0x0806:
+        return f"ARP {'request' if f.arp_op == 1 else 'reply'} for {f.arp_tpa}"
+    if f.ipv4_dst is None:
+        return ""
+    proto = {6: "TCP", 17: "UDP", 1: "ICMP"}.get(f.ip_proto, "IP")
+    port = f.tcp_dst if f.ip_proto == 6 else f.udp_dst if f.ip_proto == 17 else None
+    return f"{proto} {f.ipv4_src or '?'} > {f.ipv4_dst}{':' + str(port) if port else ''}"
+
+
+class _Names:
+    """OpenFlow port numbers of one bridge, as a user names them."""
+
+    def __init__(self, b: SwitchBinding):
+        self.by_no = {p.ofport: p for p in b.ports}
+
+    def port(self, no) -> Optional[PortBinding]:
+        return self.by_no.get(no)
+
+    def name(self, no, frame: Optional[Frame] = None) -> str:
+        if no == "controller":
+            return "controller"
+        p = self.by_no.get(no)
+        if p is not None:
+            if p.kind in ("tunnel", "mirror") and frame is not None and frame.tun_ipv4_dst:
+                return f"{p.name} to {frame.tun_ipv4_dst}"
+            return p.name
+        if isinstance(no, int) and no >= CAPTURE_BASE and no - CAPTURE_BASE in self.by_no:
+            return f"PortOutput capture of {self.by_no[no - CAPTURE_BASE].name}"
+        return f"port {no}"
+
+
+def _did(step: Step, names: _Names) -> str:
+    flow = step.flow
+    if flow is None:
+        return "no flow: dropped (table miss)"
+    parts = []
+    for o in step.outputs:
+        tag = f" VLAN {o.frame.vlan}" if o.frame.vlan is not None else ""
+        cut = f" cut to {o.max_len} B" if o.max_len else ""
+        parts.append(f"{names.name(o.port, o.frame)}{tag}{cut}")
+    did = ("out " + ", ".join(parts)) if parts else ""
+    recirc = [a for a in flow.actions if a[0] in ("resubmit", "ct") and
+              (a[0] == "resubmit" or a[3] is not None)]
+    for a in recirc:
+        target = a[1] if a[0] == "resubmit" else a[3]
+        did += f"{'; ' if did else ''}{'ct zone ' + str(a[2]) + ', ' if a[0] == 'ct' else ''}" \
+               f"to {STAGES[target].name}"
+    if flow.goto is not None:
+        did += f"{'; ' if did else ''}goto {STAGES[flow.goto].name}"
+    return did or "drop"
+
+
+def _band(flow: Optional[FlowSpec]) -> str:
+    if flow is None:
+        return "miss"
+    band = STAGES[flow.table].band_of(flow.priority)
+    return band.name if band else f"priority {flow.priority}"
+
+
+def _dfw_port(step: Step, names: _Names) -> str:
+    no = step.frame.reg0 if step.table == Table.DFW_TO_VM_CT else step.frame.in_port
+    return names.name(no)
+
+
+def _step_reason(step: Step, names: _Names, lab, view: Optional[View]) -> Optional[str]:
+    """Why the frame ended at ``step``, when it ended there (None: it did not)."""
+    f = step.frame
+    if step.flow is None:
+        if step.table == Table.INGRESS:
+            p = names.port(f.in_port)
+            if p is None:
+                return f"no port {f.in_port} on this bridge"
+            if p.logical_switch is not None:
+                return overlay.ingress_refusal(p, f.eth_src, f.vlan is not None)
+            if view is not None and p.port_group is not None:
+                return view.ingress_refusal(p, f.eth_src, f.vlan is not None)
+        if step.table == Table.FORWARD:
+            return (f"VLAN {f.vlan if f.vlan is not None else 0}: no port group on this "
+                    f"vSwitch carries it, and no VGT port")
+        return f"no flow of {STAGES[step.table].name} takes it (table miss)"
+    band = _band(step.flow)
+    if band in _DROPPING_BANDS:
+        return _DROPPING_BANDS[band].format(port=_dfw_port(step, names) if band == "invalid"
+                                            else names.name(f.in_port), ipv4_dst=f.ipv4_dst)
+    if step.table in (Table.DFW_FROM_VM, Table.DFW_TO_VM_CT) and not step.flow.actions:
+        where = _dfw_port(step, names)
+        if band == "default":
+            return f"distributed firewall at {where}: no rule allows it; the default rule drops"
+        if band == "rules":
+            i = Priority.DFW_RULES - step.flow.priority
+            rule = lab.distributed_firewall.rules[i]
+            return f"distributed firewall rule {i + 1} '{rule.name}' at {where}: {rule.action}"
+    if any(a[0] == "dec_ttl" for a in step.flow.actions) and f.ttl <= 1:
+        return "distributed router: TTL expired (the router decrements it)"
+    return None
+
+
+def _vswitch_reasons(step: Step, view: View, names: _Names, delivered: set[int],
+                     to: Optional[str]) -> list[tuple[str, str]]:
+    """For a frame vs_forward took: the local ports it was not delivered to
+    and why (all of them for ``to``; else only those a filter refused)."""
+    f = step.frame
+    vlan = f.vlan if f.vlan is not None else 0
+    src = names.port(f.in_port)
+    from_uplink = f.in_port if src is not None and src.kind == "uplink" else None
+    src = src if src is not None and src.port_group is not None else None
+    dst = view.classify(vlan, f.eth_dst)
+    out = []
+    for p in view.locals:
+        if p.ofport in delivered or (to is not None and p.name != to):
+            continue
+        why = view.dispatch_refusal(p, src, vlan, dst)
+        if why is None:
+            why = view.rx_refusal(p, from_uplink, dst)
+        elif to is None:
+            continue                      # not expected there: not worth a line
+        if why is not None:
+            out.append((p.name, why))
+    if dst.kind == "unknown" and from_uplink is not None and to is None and not delivered:
+        out.append(("", f"unknown unicast from uplink {names.name(from_uplink)}: no port on "
+                        f"this vSwitch has {dst.mac}, and frames from an uplink never go out "
+                        f"of another uplink"))
+    return out
+
+
+def explain(binding: SwitchBinding, flows: list[FlowSpec], lab, frame: Frame,
+            conntrack: Optional[Conntrack] = None, to: Optional[str] = None,
+            size: Optional[int] = None) -> Explanation:
+    """Walk ``frame`` through ``flows`` (the bridge ``binding``'s) and explain.
+    ``to``: the port the user expected it at; ``size``: the IP packet's
+    length in bytes, held against the vSwitch MTU at every output."""
+    names = _Names(binding)
+    view = View(binding) if binding.local_ports() else None
+    w = walk(flows, frame, conntrack)
+    ex = Explanation(binding.host, binding.bridge, frame, names.name(frame.in_port))
+    for s in w.steps:
+        concern = CONCERN_NAMES.get(concern_of(s.flow.cookie), "?") if s.flow else "-"
+        ex.steps.append(Stage(s.table, STAGES[s.table].name, _band(s.flow), concern, s.depth,
+                              _did(s, names)))
+    delivered = set()
+    for o in w.sorted_outputs():
+        name = names.name(o.port, o.frame)
+        if size is not None and size > binding.switch.mtu and isinstance(o.port, int) \
+                and o.port < CAPTURE_BASE:
+            ex.refused.append((name, f"MTU: a {size}-byte IP packet is larger than "
+                                     f"{binding.bridge}'s MTU of {binding.switch.mtu}; the "
+                                     f"port drops it"))
+            continue
+        delivered.add(o.port)
+        if name not in ex.delivered:
+            ex.delivered.append(name)
+    for s in w.steps:
+        why = _step_reason(s, names, lab, view)
+        if why is not None:
+            dfw = s.table in (Table.DFW_FROM_VM, Table.DFW_TO_VM_CT)
+            port = _dfw_port(s, names) if dfw else ""
+            ex.refused.append((port, why))
+        if s.table == Table.FORWARD and s.flow is not None and view is not None:
+            ex.refused += _vswitch_reasons(s, view, names, delivered, to)
+    if to is not None and to not in ex.delivered and ex.reason_for(to) is None:
+        general = [r for p, r in ex.refused if not p]
+        ex.refused.append((to, general[0] if general else "the frame never reaches a flow "
+                                                         "that delivers to it"))
+    return ex
+
+
+def on_host(state, host: str, port: str) -> tuple[SwitchBinding, list[FlowSpec]]:
+    """The bridge of ``host`` that has ``port``, and its flows as the
+    controller (``state``, a ``ControllerState``) would compile them now."""
+    for dpid in state.dpids:
+        binding = state.binding(dpid)
+        if binding.host == host and any(p.name == port for p in binding.ports):
+            return binding, state.flows(dpid)
+    raise KeyError(f"{host} has no vSwitch port {port!r}")

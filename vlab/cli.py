@@ -261,6 +261,69 @@ def cmd_pipeline(args) -> int:
     return EXIT_OK
 
 
+def cmd_trace(args) -> int:
+    """Why a frame goes where it goes: the simulator's walk with reasons, and
+    on a running lab OVS's own ofproto/trace read back by stage name."""
+    from pathlib import Path
+    from controller.explain import explain, on_host
+    from controller.state import ControllerState
+    from .trace import (TraceError, build_frame, frame_from_pcap, live_state, ofproto_flow,
+                        parse_ofproto_trace)
+    live = args.live or args.run
+    if live:
+        _need_root()
+        ctl = _running_lab(args)
+        state = live_state(ctl)
+    else:
+        if not args.lab:
+            raise UsageError("give a lab file, or --live / --run for a running lab")
+        state = ControllerState(load_lab(args.lab))
+    try:
+        binding, flows = on_host(state, args.host, args.port)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+    try:
+        if args.pcap:
+            frame = frame_from_pcap(Path(args.pcap), args.frame, binding.port(args.port).ofport)
+        else:
+            frame = build_frame(state.lab, binding, args.port, dst=args.dst, src=args.src,
+                                vlan=args.vlan, arp=args.arp, ip_src=args.ip_src,
+                                ip_dst=args.ip_dst, tcp=args.tcp, udp=args.udp, icmp=args.icmp,
+                                sport=args.sport, syn_ack=args.syn_ack, ttl=args.ttl)
+    except TraceError as exc:
+        raise UsageError(str(exc)) from None
+    ex = explain(binding, flows, state.lab, frame, to=args.to, size=args.size)
+    out = ex.to_json()
+    disagree = None
+    if live:
+        text = ctl.ovs(args.host).appctl("ofproto/trace", binding.bridge, ofproto_flow(frame))
+        ovs = parse_ofproto_trace(text)
+        names = {p.ofport: p.name for p in binding.ports}
+        ovs_out = sorted({names.get(n, f"port {n}") for n in ovs.outputs})
+        sim_out = sorted({d.split(" to ")[0] for d in ex.delivered if not d.startswith(
+            ("controller", "PortOutput"))})
+        out["ovs"] = {"steps": [vars(s) for s in ovs.steps], "outputs": ovs_out,
+                      "datapath_actions": ovs.datapath_actions}
+        if args.size is None and ovs_out != sim_out:
+            disagree = (f"OVS sends it to {', '.join(ovs_out) or 'nothing'}; the lab's model "
+                        f"to {', '.join(sim_out) or 'nothing'} (the controller's view may "
+                        f"differ from the control files)")
+            out["disagreement"] = disagree
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(ex.render())
+        if live:
+            print("OVS ofproto/trace:")
+            for s in ovs.steps:
+                print(f"  {'  ' * min(s.pass_, 1)}{s.table} {s.stage:<17} {s.band:<24} "
+                      f"{s.concern}{'  (recirculated)' if s.pass_ else ''}")
+            print(f"  datapath actions: {ovs.datapath_actions}")
+            if disagree:
+                print(f"disagreement: {disagree}")
+    return EXIT_FAILED if disagree else EXIT_OK
+
+
 def cmd_inspect(args) -> int:
     _need_root()
     import json
@@ -355,6 +418,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="the vSwitch OpenFlow pipeline: tables, stages, "
                                         "priority bands (Markdown)")
     p.set_defaults(func=cmd_pipeline)
+    p = sub.add_parser("trace", help="trace a frame through a host's vSwitch pipeline and "
+                                     "say why it is dropped (rootless from a lab file, or "
+                                     "--live on a running lab with OVS's ofproto/trace)")
+    p.add_argument("lab", nargs="?", metavar="LAB", help="lab file (not with --live/--run)")
+    p.add_argument("--host", required=True, help="the ESXi host (e.g. esx1)")
+    p.add_argument("--port", required=True,
+                   help="the vSwitch port the frame enters by: a vNIC port (vm1-eth0), "
+                        "an uplink (vmnic0) or a vmk")
+    p.add_argument("--dst", default="broadcast",
+                   help="destination: a MAC, 'broadcast', a VM, a vNIC port or HOST/vmkN "
+                        "(default broadcast)")
+    p.add_argument("--src", help="source MAC (default: the port's own)")
+    p.add_argument("--vlan", type=int, help="802.1Q VLAN ID of the frame (default untagged)")
+    p.add_argument("--arp", metavar="IP", help="an ARP request for IP")
+    p.add_argument("--ip-src", help="source IPv4 (default: the port's own)")
+    p.add_argument("--ip-dst", help="destination IPv4 (default: --dst's)")
+    proto = p.add_mutually_exclusive_group()
+    proto.add_argument("--tcp", type=int, metavar="PORT", help="a TCP segment to PORT")
+    proto.add_argument("--udp", type=int, metavar="PORT", help="a UDP datagram to PORT")
+    proto.add_argument("--icmp", action="store_true", help="an ICMP echo")
+    p.add_argument("--sport", type=int, default=40000, help="source port (default 40000)")
+    p.add_argument("--syn-ack", action="store_true", help="TCP: a SYN+ACK instead of a SYN")
+    p.add_argument("--ttl", type=int, default=64)
+    p.add_argument("--size", type=int, metavar="BYTES", help="IP packet length, held against the MTU")
+    p.add_argument("--pcap", help="take the frame from this pcap instead of the options")
+    p.add_argument("--frame", type=int, default=1, metavar="N", help="frame N of --pcap (1-based)")
+    p.add_argument("--to", metavar="PORT", help="the port you expected it at: always explained")
+    p.add_argument("--live", action="store_true", help="the running lab (the only one)")
+    p.add_argument("--run", help="the running lab with this run id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_trace)
     p = sub.add_parser("esxtop", help="per-port packet and bit rates of an ESXi host")
     commands.add_esxtop_args(p, default_count=0)
     p.add_argument("--run", help="run id (default: the only running lab)")

@@ -1,0 +1,88 @@
+"""``vlab trace`` without root: frames built from what a user types, the
+explanation printed, bad input refused with one line and exit code 2."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from controller.simulate import TCP_SYN
+from controller.state import ControllerState
+from controller.explain import on_host
+from vlab.cli import main
+from vlab.lab.load import load_lab
+from vlab.trace import TraceError, build_frame, frame_from_pcap, ofproto_flow
+
+LABS = Path(__file__).resolve().parents[2] / "labs"
+NUGGETS = str(LABS / "vswitch-nuggets.yaml")
+
+
+def nuggets_port(port="strict-eth0"):
+    state = ControllerState(load_lab(NUGGETS))
+    binding, _ = on_host(state, "esx1", port)
+    return state.lab, binding
+
+
+def test_a_frame_from_a_vm_defaults_to_the_vnic_own_addresses():
+    lab, b = nuggets_port()
+    f = build_frame(lab, b, "strict-eth0", dst="open", tcp=80)
+    assert (f.eth_src, f.eth_dst, f.ip_proto, f.tcp_dst, f.tcp_flags) == (
+        "00:50:56:01:00:11", "00:50:56:01:00:12", 6, 80, TCP_SYN)
+    assert f.ipv4_src is not None and f.ipv4_dst is not None
+    assert ofproto_flow(f).startswith(f"in_port={b.port('strict-eth0').ofport},dl_src=00:50:56:01:00:11")
+
+
+def test_an_arp_request_is_broadcast():
+    lab, b = nuggets_port()
+    f = build_frame(lab, b, "strict-eth0", arp="10.0.10.99")
+    assert (f.eth_type, f.eth_dst, f.arp_op, f.arp_tpa) == (0x0806, "ff:ff:ff:ff:ff:ff", 1,
+                                                          "10.0.10.99")
+
+
+@pytest.mark.parametrize("kw, error", [
+    ({"dst": "nobody"}, "--dst 'nobody' is not a MAC, 'broadcast', a VM"),
+    ({"dst": "open", "ip_dst": "10.0.0.300", "icmp": True}, "--ip-dst '10.0.0.300' is not an IPv4"),
+])
+def test_bad_frames_are_refused(kw, error):
+    lab, b = nuggets_port()
+    with pytest.raises(TraceError, match=error):
+        build_frame(lab, b, "strict-eth0", **kw)
+
+
+def test_a_frame_from_a_pcap(tmp_path):
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Dot1Q, Ether
+    from scapy.utils import wrpcap
+    pcap = tmp_path / "f.pcap"
+    wrpcap(str(pcap), [Ether(src="00:50:56:01:00:11", dst="00:50:56:01:00:12") / Dot1Q(vlan=10)
+                       / IP(src="10.0.10.1", dst="10.0.10.2", ttl=7) / TCP(sport=1, dport=22)])
+    f = frame_from_pcap(pcap, 1, 200)
+    assert (f.in_port, f.vlan, f.ipv4_dst, f.ttl, f.tcp_dst) == (200, 10, "10.0.10.2", 7, 22)
+    with pytest.raises(TraceError, match="no frame 2"):
+        frame_from_pcap(pcap, 2, 200)
+
+
+def test_cli_explains_a_forged_frame(capsys):
+    assert main(["trace", NUGGETS, "--host", "esx1", "--port", "strict-eth0", "--dst", "open",
+                 "--src", "00:50:56:01:99:99"]) == 0
+    out = capsys.readouterr().out
+    assert "0 vs_in_port" in out and "forged transmits = reject" in out
+
+
+def test_cli_json(capsys):
+    assert main(["trace", NUGGETS, "--host", "esx1", "--port", "open-eth0", "--dst", "strict",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["delivered"] == ["strict-eth0"]
+    assert [s["stage"] for s in out["steps"]] == ["vs_in_port", "vs_forward"]
+
+
+@pytest.mark.parametrize("argv, error", [
+    (["--host", "esx9", "--port", "vmnic0"], "esx9 has no vSwitch port 'vmnic0'"),
+    (["--host", "esx1", "--port", "open-eth0", "--dst", "zz"], "--dst 'zz' is not a MAC"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(capsys, argv, error):
+    assert main(["trace", NUGGETS, *argv]) == 2
+    err = capsys.readouterr().err
+    assert error in err and err.count("\n") == 1

@@ -22,7 +22,7 @@ from typing import Optional
 from vlab.bindings import CAPTURE_BASE, PortBinding, SwitchBinding
 
 from . import overlay
-from .pipeline import STAGES, Priority, Table, concern_of, CONCERN_NAMES, FlowSpec
+from .pipeline import CONCERN_NAMES, STAGES, FlowSpec, Priority, Table, band_label, concern_of
 from .simulate import Conntrack, Frame, Step, walk
 from .vswitch import View
 
@@ -130,6 +130,9 @@ def _did(step: Step, names: _Names) -> str:
         cut = f" cut to {o.max_len} B" if o.max_len else ""
         parts.append(f"{names.name(o.port, o.frame)}{tag}{cut}")
     did = ("out " + ", ".join(parts)) if parts else ""
+    for a in flow.actions:
+        if a[0] == "ct" and a[1]:
+            did += f"{'; ' if did else ''}commit to ct zone {a[2]}"
     recirc = [a for a in flow.actions if a[0] in ("resubmit", "ct") and
               (a[0] == "resubmit" or a[3] is not None)]
     for a in recirc:
@@ -142,10 +145,7 @@ def _did(step: Step, names: _Names) -> str:
 
 
 def _band(flow: Optional[FlowSpec]) -> str:
-    if flow is None:
-        return "miss"
-    band = STAGES[flow.table].band_of(flow.priority)
-    return band.name if band else f"priority {flow.priority}"
+    return "miss" if flow is None else band_label(flow.table, flow.priority)
 
 
 def _dfw_port(step: Step, names: _Names) -> str:
@@ -177,7 +177,7 @@ def _step_reason(step: Step, names: _Names, lab, view: Optional[View]) -> Option
         where = _dfw_port(step, names)
         if band == "default":
             return f"distributed firewall at {where}: no rule allows it; the default rule drops"
-        if band == "rules":
+        if band.startswith("rule "):
             i = Priority.DFW_RULES - step.flow.priority
             rule = lab.distributed_firewall.rules[i]
             return f"distributed firewall rule {i + 1} '{rule.name}' at {where}: {rule.action}"

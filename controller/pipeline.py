@@ -378,6 +378,17 @@ def _consistent() -> None:
 _consistent()
 
 
+def band_label(table: int, priority: Optional[int]) -> str:
+    """A flow's band as a trace shows it; the DFW's rules band names the rule."""
+    stage = STAGES.get(table)
+    band = stage.band_of(priority) if stage is not None and priority is not None else None
+    if band is None:
+        return "miss" if priority is None else f"priority {priority}"
+    if band.name == "rules" and table in (Table.DFW_FROM_VM, Table.DFW_TO_VM_CT):
+        return f"rule {Priority.DFW_RULES - priority + 1}"
+    return band.name
+
+
 def _names(tables: Iterable[int]) -> str:
     return ", ".join(STAGES[t].name for t in sorted(tables)) or "-"
 

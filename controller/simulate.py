@@ -178,6 +178,12 @@ def lookup(flows: list[FlowSpec], table: int, frame: Frame) -> Optional[FlowSpec
 class _Walker:
     def __init__(self, flows: list[FlowSpec], conntrack: Conntrack):
         self.flows, self.ct, self.walk = flows, conntrack, Walk()
+        self.own: dict[int, list[Output]] = {}     # step index -> what its flow sent itself
+        self.current: list[int] = []               # the steps whose actions are running
+
+    def output(self, out: Output) -> None:
+        self.walk.outputs.append(out)
+        self.own.setdefault(self.current[-1], []).append(out)
 
     def table(self, table: int, frame: Frame, depth: int) -> Optional[Frame]:
         """Look ``frame`` up from ``table`` on, following goto_table; returns
@@ -191,11 +197,11 @@ class _Walker:
             self.walk.steps.append(Step(current, frame, flow, depth))
             if flow is None:
                 return None                # table miss: drop (OpenFlow 1.3)
-            sent_before = len(self.walk.outputs)
+            self.current.append(step_at)
             frame = self.actions(flow.actions, frame, depth)
-            own = tuple(o for o in self.walk.outputs[sent_before:])
+            self.current.pop()
             self.walk.steps[step_at] = Step(current, self.walk.steps[step_at].frame, flow,
-                                            depth, own)
+                                            depth, tuple(self.own.get(step_at, ())))
             current = flow.goto
         return frame
 
@@ -205,9 +211,9 @@ class _Walker:
             if kind in ("output", "output_trunc"):
                 max_len = action[2] if kind == "output_trunc" else None
                 if action[1] == "in_port":
-                    self.walk.outputs.append(Output(frame.in_port, frame, max_len))
+                    self.output(Output(frame.in_port, frame, max_len))
                 elif action[1] != frame.in_port:   # OpenFlow never echoes to in_port
-                    self.walk.outputs.append(Output(action[1], frame, max_len))
+                    self.output(Output(action[1], frame, max_len))
             elif kind == "clone":
                 self.actions(action[1], frame, depth)   # changes inside stay inside
             elif kind == "resubmit":

@@ -20,13 +20,14 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Optional
 
-from controller.pipeline import CONCERN_NAMES, STAGES, concern_of
+from controller.pipeline import CONCERN_NAMES, STAGES, band_label, concern_of
 from controller.simulate import TCP_ACK, TCP_SYN, Frame
 from vlab import naming
 from vlab.bindings import GuestNic, Placement, SwitchBinding
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 OUTSIDE_MAC = "00:50:56:ff:ff:fe"        # a frame from the physical network, by default
+LOCAL_EXPERIMENTAL = 0x88B5              # IEEE 802 local experimental ethertype
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 
@@ -84,7 +85,10 @@ def build_frame(lab, binding: SwitchBinding, port: str, *, dst: str = "broadcast
             f"{binding.host}/{port}", (None, None))[1]
     eth_src = _mac_of(lab, src, "--src")[0] if src else own_mac
     eth_dst, dst_ip = _mac_of(lab, "broadcast" if arp and dst == "broadcast" else dst, "--dst")
-    fields: dict = {"eth_src": eth_src, "eth_dst": eth_dst, "vlan": vlan, "ttl": ttl}
+    # With no L3 asked for, a plain Ethernet frame of the IEEE local
+    # experimental ethertype: no firewall or router stage takes it for IP.
+    fields: dict = {"eth_src": eth_src, "eth_dst": eth_dst, "vlan": vlan, "ttl": ttl,
+                    "eth_type": LOCAL_EXPERIMENTAL}
     src_ip = ip_src or own_ip
     if arp is not None:
         if src_ip is None:
@@ -99,7 +103,8 @@ def build_frame(lab, binding: SwitchBinding, port: str, *, dst: str = "broadcast
         if target is None or src_ip is None:
             raise TraceError("an IP frame needs --ip-dst (or a --dst with an IP) and "
                              "--ip-src (or a port with an IP)")
-        fields.update(ipv4_src=_ip(src_ip, "--ip-src"), ipv4_dst=_ip(target, "--ip-dst"))
+        fields.update(eth_type=0x0800, ipv4_src=_ip(src_ip, "--ip-src"),
+                      ipv4_dst=_ip(target, "--ip-dst"))
         if tcp is not None:
             fields.update(ip_proto=6, tcp_src=sport, tcp_dst=tcp,
                           tcp_flags=TCP_SYN | TCP_ACK if syn_ack else TCP_SYN)
@@ -220,8 +225,7 @@ def parse_ofproto_trace(text: str) -> OvsTrace:
             hit = _MATCHED.search(rest)
             prio = int(hit.group(1)) if hit else None
             ck = int(hit.group(2), 16) if hit and hit.group(2) else 0
-            band = stage.band_of(prio) if stage and prio is not None else None
-            trace.steps.append(OvsStep(table, name, band.name if band else f"priority {prio}",
+            trace.steps.append(OvsStep(table, name, band_label(table, prio),
                                        CONCERN_NAMES.get(concern_of(ck), "?"), prio, passno))
             continue
         stripped = line.strip()

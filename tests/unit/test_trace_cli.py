@@ -86,3 +86,20 @@ def test_cli_bad_input_is_one_line_and_exit_2(capsys, argv, error):
     assert main(["trace", NUGGETS, *argv]) == 2
     err = capsys.readouterr().err
     assert error in err and err.count("\n") == 1
+
+
+DATA = Path(__file__).with_name("data")
+
+
+def test_ofproto_trace_is_read_back_by_stage_band_and_concern():
+    from vlab.trace import parse_ofproto_trace
+    t = parse_ofproto_trace((DATA / "ofproto-trace-dfw.txt").read_text())
+    assert [(s.stage, s.band, s.concern, s.pass_) for s in t.steps] == [
+        ("vs_in_port", "classify", "vswitch", 0), ("vs_forward", "exact", "vswitch", 0),
+        ("dfw_to_vm", "to-ct", "dfw", 0), ("dfw_to_vm_ct", "rule 2", "dfw", 1)]
+    assert t.outputs == [200] and t.datapath_actions == "ct(commit,zone=1),2"
+    arp = parse_ofproto_trace((DATA / "ofproto-trace-arp.txt").read_text())
+    assert arp.outputs == [1, 200]
+    forged = parse_ofproto_trace((DATA / "ofproto-trace-forged.txt").read_text())
+    assert [(s.stage, s.band) for s in forged.steps] == [("vs_in_port", "miss")]
+    assert forged.outputs == [] and forged.datapath_actions == "drop"

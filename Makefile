@@ -3,7 +3,9 @@ VENV := .venv
 VLAB := $(VENV)/bin/vlab
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: setup run test unit clean
+RUFF := $(VENV)/bin/ruff
+
+.PHONY: setup run test unit lint clean
 
 setup:
 	@bash scripts/setup.sh
@@ -11,7 +13,13 @@ setup:
 run: setup
 	$(VLAB) run
 
-test: setup
+# The linter and the format check come first: they take a second and a
+# style slip should not wait behind the integration tests.
+lint: setup
+	$(RUFF) check .
+	$(RUFF) format --check .
+
+test: setup lint
 	$(PYTEST) $(PYTEST_ARGS)
 
 unit: setup

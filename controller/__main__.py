@@ -30,9 +30,9 @@ def main(argv=None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if os.environ.get("VLAB_DEBUG"):
         logging.getLogger("vlab").setLevel(logging.DEBUG)
+    import os_ken.controller.controller  # noqa: F401  (registers the ofp-* options)
     from os_ken import cfg
     from os_ken.base.app_manager import AppManager
-    import os_ken.controller.controller  # noqa: F401  (registers the ofp-* options)
 
     from .app import Settings
     Settings.lab_file, Settings.state_dir = args.lab, args.state

@@ -42,9 +42,9 @@ from vlab.bindings import VMK_BASE, Placement
 from vlab.lab.load import load_lab
 
 from . import ipdiscovery, notify, ofdriver
+from .flows import COOKIES
 from .hostd import GuestObserver, WatchedNic
 from .pipeline import FlowSpec
-from .flows import COOKIES
 from .state import ControllerState, Notification
 
 LOG = logging.getLogger("vlab.controller")

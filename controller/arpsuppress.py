@@ -16,13 +16,12 @@ is local everywhere.
 from __future__ import annotations
 
 from vlab.bindings import SwitchBinding
+from vlab.protocols import ARP_REPLY, ARP_REQUEST, ETH_ARP
 
 from .nsx import NsxTables
 from .pipeline import Concern, FlowSpec, Priority, Table, cookie
 
 COOKIE = cookie(Concern.ARP_SUPPRESSION)
-ETH_ARP = 0x0806
-ARP_REQUEST, ARP_REPLY = 1, 2
 
 
 def reply_actions(mac: str, ip: str) -> tuple:

@@ -35,11 +35,12 @@ from typing import Optional
 from vlab.bindings import SwitchBinding, default_placement
 from vlab.lab.firewall import Service, resolve, scope
 from vlab.lab.model import FirewallRule, Lab
+from vlab.protocols import ETH_IPV4 as IPV4
+from vlab.protocols import IPPROTO_TCP, IPPROTO_UDP
 
 from .pipeline import Concern, FlowSpec, Priority, Table, cookie
 
 COOKIE = cookie(Concern.DFW)
-IPV4 = 0x0800
 DEST_REG = "reg0"                 # the protected vNIC an output was meant for
 
 # ct_state bits (OVS nicira extension)
@@ -134,7 +135,7 @@ def _session_matches(s: Session) -> list[dict]:
     for src, dst, sport, dport in ((s.src, s.dst, s.sport, s.dport),
                                    (s.dst, s.src, s.dport, s.sport)):
         m: dict = {"ip_proto": s.proto, "ipv4_src": src, "ipv4_dst": dst}
-        name = {6: "tcp", 17: "udp"}.get(s.proto)
+        name = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp"}.get(s.proto)
         if name and sport is not None:
             m[f"{name}_src"], m[f"{name}_dst"] = sport, dport
         out.append(m)

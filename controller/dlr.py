@@ -20,12 +20,12 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 from vlab.bindings import SwitchBinding
+from vlab.protocols import ETH_IPV4
 
 from .nsx import NsxTables
 from .pipeline import Concern, FlowSpec, Priority, Table, cookie
 
 COOKIE = cookie(Concern.ROUTER)
-ETH_IPV4 = 0x0800
 
 
 def _flow(priority, match, actions=(), goto=None) -> FlowSpec:

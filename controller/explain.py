@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from vlab.bindings import CAPTURE_BASE, PortBinding, SwitchBinding
+from vlab.protocols import ETH_ARP, IPPROTO_TCP, IPPROTO_UDP, PROTOCOL_NAMES
 
 from . import overlay
 from .pipeline import CONCERN_NAMES, STAGES, FlowSpec, Priority, Table, band_label, concern_of
@@ -89,12 +90,12 @@ class Explanation:
 
 
 def _l3(f: Frame) -> str:
-    if f.eth_type == 0x0806:
+    if f.eth_type == ETH_ARP:
         return f"ARP {'request' if f.arp_op == 1 else 'reply'} for {f.arp_tpa}"
     if f.ipv4_dst is None:
         return ""
-    proto = {6: "TCP", 17: "UDP", 1: "ICMP"}.get(f.ip_proto, "IP")
-    port = f.tcp_dst if f.ip_proto == 6 else f.udp_dst if f.ip_proto == 17 else None
+    proto = PROTOCOL_NAMES.get(f.ip_proto, "ip").upper()
+    port = f.tcp_dst if f.ip_proto == IPPROTO_TCP else f.udp_dst if f.ip_proto == IPPROTO_UDP else None
     return f"{proto} {f.ipv4_src or '?'} > {f.ipv4_dst}{':' + str(port) if port else ''}"
 
 

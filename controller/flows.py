@@ -7,7 +7,6 @@ the union and resyncs per concern cookie.
 from __future__ import annotations
 
 from vlab.bindings import SwitchBinding
-
 from vlab.lab.model import Lab
 
 from . import arpsuppress, dfw, dlr, ipdiscovery, mirror, overlay, vswitch

@@ -8,7 +8,8 @@ same facts are read from the guest's own interface: the link's address,
 promiscuity count (tcpdump without -p counts too) and all-multicast flag over
 netlink (pyroute2), and its link-layer multicast list from the guest's
 ``/proc/<pid>/net/dev_mcast``. The guest's IPv4 addresses are read too, as
-VMware Tools reports them (NSX's IP discovery for its ARP table). Only what the guest itself does changes them.
+VMware Tools reports them (NSX's IP discovery for its ARP table). Only what the
+guest itself does changes them.
 """
 from __future__ import annotations
 

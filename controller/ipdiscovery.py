@@ -27,13 +27,12 @@ from ipaddress import IPv4Address
 from typing import Optional
 
 from vlab.bindings import SwitchBinding
+from vlab.protocols import ETH_ARP, ETH_IPV4, IPPROTO_UDP
 
 from .nsx import NsxTables
 from .pipeline import Concern, FlowSpec, Priority, Table, cookie
 
 COOKIE = cookie(Concern.IP_DISCOVERY)
-ETH_ARP, ETH_IPV4 = 0x0806, 0x0800
-IPPROTO_UDP = 17
 DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
 DHCPACK = 5
 TO_CONTROLLER = ("output", "controller")

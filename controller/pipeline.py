@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from vlab.lab.model import MAX_FIREWALL_RULES
+from vlab.protocols import ETH_ARP, ETH_IPV4, IPPROTO_TCP, IPPROTO_UDP
 
 OFPVID_PRESENT = 0x1000
 OFPVID_NONE = 0x0000
@@ -305,11 +306,11 @@ STAGES: dict[int, Stage] = {s.table: s for s in PIPELINE}
 # OXM prerequisites (OpenFlow 1.3 §7.2.3.8): a match on the field needs the
 # given field matched to one of the values, or OVS refuses the flow.
 PREREQUISITES: dict[str, tuple[str, frozenset[int]]] = {
-    **{f: ("eth_type", frozenset({0x0800})) for f in ("ipv4_src", "ipv4_dst", "ip_proto")},
-    **{f: ("eth_type", frozenset({0x0806}))
+    **{f: ("eth_type", frozenset({ETH_IPV4})) for f in ("ipv4_src", "ipv4_dst", "ip_proto")},
+    **{f: ("eth_type", frozenset({ETH_ARP}))
        for f in ("arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha")},
-    **{f: ("ip_proto", frozenset({6})) for f in ("tcp_src", "tcp_dst")},
-    **{f: ("ip_proto", frozenset({17})) for f in ("udp_src", "udp_dst")},
+    **{f: ("ip_proto", frozenset({IPPROTO_TCP})) for f in ("tcp_src", "tcp_dst")},
+    **{f: ("ip_proto", frozenset({IPPROTO_UDP})) for f in ("udp_src", "udp_dst")},
 }
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from typing import Optional
 
+from vlab.protocols import ETH_IPV4, IPPROTO_TCP
+
 from .pipeline import OFPVID_PRESENT, FlowSpec
 
 # ct_state bits (OVS): new, established, related, reply, invalid, tracked.
@@ -37,7 +39,7 @@ class Frame:
     eth_dst: str
     eth_src: str = "00:50:56:ff:ff:fe"
     vlan: Optional[int] = None        # 802.1Q VID, None = untagged
-    eth_type: int = 0x0800
+    eth_type: int = ETH_IPV4
     ipv4_src: Optional[str] = None
     ipv4_dst: Optional[str] = None
     ttl: int = 64
@@ -88,8 +90,8 @@ class Conntrack:
 
     @staticmethod
     def key(frame: Frame) -> tuple:
-        sport = frame.tcp_src if frame.ip_proto == 6 else frame.udp_src
-        dport = frame.tcp_dst if frame.ip_proto == 6 else frame.udp_dst
+        sport = frame.tcp_src if frame.ip_proto == IPPROTO_TCP else frame.udp_src
+        dport = frame.tcp_dst if frame.ip_proto == IPPROTO_TCP else frame.udp_dst
         return (frame.ip_proto, frame.ipv4_src, frame.ipv4_dst, sport, dport)
 
     @staticmethod
@@ -98,7 +100,7 @@ class Conntrack:
         return (proto, dst, src, dport, sport)
 
     def state(self, zone: int, frame: Frame) -> int:
-        if frame.eth_type != 0x0800:
+        if frame.eth_type != ETH_IPV4:
             return CT_TRK | CT_INV
         known = self.zones.get(zone, set())
         k = self.key(frame)
@@ -106,7 +108,7 @@ class Conntrack:
             return CT_TRK | CT_EST
         if self.reverse(k) in known:
             return CT_TRK | CT_EST | CT_RPL
-        if frame.ip_proto == 6 and frame.tcp_flags & TCP_SYN and frame.tcp_flags & TCP_ACK:
+        if frame.ip_proto == IPPROTO_TCP and frame.tcp_flags & TCP_SYN and frame.tcp_flags & TCP_ACK:
             return CT_TRK | CT_INV        # a reply to a handshake this zone never saw
         return CT_TRK | CT_NEW
 

@@ -45,8 +45,19 @@ from pathlib import Path
 import yaml
 
 from experiments import bench_labs
-from experiments.common import (RESULTS, Progress, environment, guest_tool, iperf3, lab_session,
-                                quiesce, read_pcap, save_figure, stop_tool, wait_ready_line)
+from experiments.common import (
+    RESULTS,
+    Progress,
+    environment,
+    guest_tool,
+    iperf3,
+    lab_session,
+    quiesce,
+    read_pcap,
+    save_figure,
+    stop_tool,
+    wait_ready_line,
+)
 from experiments.vswitch_nuggets import _arrivals
 from vlab import naming
 from vlab.reachability import endpoints
@@ -285,7 +296,7 @@ def measure_failover(net, work: Path, trials: int = 20, pps: int = 1000) -> dict
         cap.stop()
     arrivals = _udp_times(cap.pcap, port)
     samples = []
-    for t_down, command_s in downs:
+    for t_down, _command_s in downs:
         first = min((t for t in arrivals if t >= t_down), default=None)
         samples.append(None if first is None else round((first - t_down) * 1000, 2))
     ok = [s for s in samples if s is not None]
@@ -558,6 +569,7 @@ def measure_veth_ceiling(seconds: float) -> dict:
     hosts, our run marker on their processes)."""
     from mininet.log import setLogLevel
     from mininet.net import Mininet
+
     from vlab.runtime import Run
     run = Run().create()
     net = None

@@ -34,10 +34,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-from experiments.common import (REPO, RESULTS, Progress, environment, guest_tool, lab_session,
-                                quiesce, read_pcap, save_figure, stop_tool, wait_ready_line,
-                                verdicts_of, write_result)
 from experiments import settle
+from experiments.common import (
+    REPO,
+    RESULTS,
+    Progress,
+    environment,
+    guest_tool,
+    lab_session,
+    quiesce,
+    read_pcap,
+    save_figure,
+    stop_tool,
+    verdicts_of,
+    wait_ready_line,
+    write_result,
+)
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
 from experiments.tools.web import page

@@ -19,9 +19,19 @@ from pathlib import Path
 
 import yaml
 
-from experiments.common import (RESULTS, environment, guest_tool, lab_session, Progress,
-                                repo_paths, save_figure, stop_tool, verdicts_of, wait_ready_line,
-                                write_result)
+from experiments.common import (
+    RESULTS,
+    Progress,
+    environment,
+    guest_tool,
+    lab_session,
+    repo_paths,
+    save_figure,
+    stop_tool,
+    verdicts_of,
+    wait_ready_line,
+    write_result,
+)
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
 from topologies.network import LabNetwork

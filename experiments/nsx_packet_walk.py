@@ -34,8 +34,16 @@ from pathlib import Path
 
 import yaml
 
-from experiments.common import (RESULTS, Progress, environment, lab_session, quiesce,
-                                read_pcap, save_figure, write_result)
+from experiments.common import (
+    RESULTS,
+    Progress,
+    environment,
+    lab_session,
+    quiesce,
+    read_pcap,
+    save_figure,
+    write_result,
+)
 from experiments.fidelity import CpuMeter, checks, shaping_drops
 from topologies.esxcli import nsx_tables
 from topologies.network import LabNetwork, link_mbps, wait_until
@@ -172,7 +180,8 @@ def measure_arp(net: LabNetwork, work: Path, tag: str, rounds: int) -> dict:
 def measure_route(net: LabNetwork, work: Path, tag: str, src: str, dst: str, pings: int) -> dict:
     """``pings`` echo requests src -> dst (warm ARP caches first): RTT, TTL
     at the destination, and what the physical network carried."""
-    from scapy.layers.inet import ICMP, IP as IPL
+    from scapy.layers.inet import ICMP
+    from scapy.layers.inet import IP as IPL
     net.node(src).cmd(f"ping -n -q -c 3 -i 0.2 -W 1 {IP[dst]} >/dev/null 2>&1")
     dst_pcap = work / f"route-{tag}-{dst}.pcap"
     at_dst = net.control.tcpdump(dst, "eth0", dst_pcap, "icmp", ["-Q", "in"])
@@ -235,7 +244,8 @@ def measure_throughput(net: LabNetwork, seconds: float) -> dict:
 # -- the packet walk ---------------------------------------------------------------------
 def _summary(frame) -> str:
     """Headers of a frame, outer first, in the seed's vocabulary."""
-    from scapy.layers.inet import ICMP, IP as IPL, UDP
+    from scapy.layers.inet import ICMP, UDP
+    from scapy.layers.inet import IP as IPL
     from scapy.layers.l2 import ARP, Dot1Q, Ether
     from scapy.layers.vxlan import VXLAN
     parts = []
@@ -246,7 +256,9 @@ def _summary(frame) -> str:
         elif isinstance(layer, Dot1Q):
             parts.append(f"802.1Q vlan {layer.vlan}")
         elif isinstance(layer, ARP):
-            parts.append(f"ARP {'who-has ' + layer.pdst if layer.op == 1 else layer.psrc + ' is-at ' + layer.hwsrc}")
+            what = (f"who-has {layer.pdst}" if layer.op == 1
+                    else f"{layer.psrc} is-at {layer.hwsrc}")
+            parts.append(f"ARP {what}")
             break
         elif isinstance(layer, IPL):
             parts.append(f"IP {layer.src} -> {layer.dst} ttl {layer.ttl}")

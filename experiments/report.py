@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import REGISTRY, get
-from . import fidelity
+from . import REGISTRY, fidelity, get
 from .fidelity import trustworthy
 
 # (seed file, title, [(claim in one line, experiment, verdict key)]).

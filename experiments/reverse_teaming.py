@@ -17,9 +17,19 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from experiments.common import (RESULTS, Progress, count_frames, environment, guest_tool,
-                                lab_session, quiesce, save_figure, verdicts_of, write_result)
 from experiments import settle
+from experiments.common import (
+    RESULTS,
+    Progress,
+    count_frames,
+    environment,
+    guest_tool,
+    lab_session,
+    quiesce,
+    save_figure,
+    verdicts_of,
+    write_result,
+)
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
 from topologies.network import LabNetwork
@@ -229,8 +239,12 @@ def plot(result: dict, outdir: Path) -> list[Path]:
                      color="black" if cell["visible"] else "white")
     ax2.set_xticks(range(len(cols)), cols, fontsize=8)
     seed = result["seed_table"]
-    ax2.set_yticks(range(len(rows)), [f"{r}\n(seed: {seed[r] if isinstance(seed[r], str) else ('visible' if seed[r] else 'not visible')})"
-                                      for r in rows], fontsize=7)
+
+    def seed_says(r):
+        if isinstance(seed[r], str):
+            return seed[r]
+        return "visible" if seed[r] else "not visible"
+    ax2.set_yticks(range(len(rows)), [f"{r}\n(seed: {seed_says(r)})" for r in rows], fontsize=7)
     ax2.set_title("What a promiscuous VM sees (frames seen / sent)")
     return save_figure(fig, outdir, NAME)
 

@@ -24,10 +24,20 @@ import statistics
 import time
 from pathlib import Path
 
-from experiments.common import (RESULTS, Progress, environment, guest_tool, lab_session,
-                                quiesce, read_pcap, save_figure, stop_tool, wait_ready_line,
-                                write_result)
 from experiments import settle
+from experiments.common import (
+    RESULTS,
+    Progress,
+    environment,
+    guest_tool,
+    lab_session,
+    quiesce,
+    read_pcap,
+    save_figure,
+    stop_tool,
+    wait_ready_line,
+    write_result,
+)
 from experiments.fidelity import CpuMeter, checks, shaping_drops
 from topologies import esxtop
 from topologies.network import LabNetwork, link_mbps

@@ -26,10 +26,22 @@ import subprocess
 import time
 from pathlib import Path
 
-from experiments.common import (RESULTS, Progress, count_frames, environment, guest_tool,
-                                lab_session, quiesce, read_pcap, save_figure, stop_tool,
-                                wait_ready_line, verdicts_of, write_result)
 from experiments import settle
+from experiments.common import (
+    RESULTS,
+    Progress,
+    count_frames,
+    environment,
+    guest_tool,
+    lab_session,
+    quiesce,
+    read_pcap,
+    save_figure,
+    stop_tool,
+    verdicts_of,
+    wait_ready_line,
+    write_result,
+)
 from experiments.fidelity import CpuMeter, checks, shaping_drops
 from topologies.network import LabNetwork
 from topologies.operations import wait_for

@@ -305,7 +305,7 @@ class LabNetwork:
         mgmt, fabric = self.node(naming.MGMT_NODE), self.node(naming.FABRIC_NODE)
         # Mininet logs tc's harmless "htb quantum is big" notice as an error.
         setLogLevel("critical")
-        for i, host in enumerate(lab.esxi_hosts):
+        for host in lab.esxi_hosts:
             net.addLink(self.node(host.name), mgmt, cls=Link,
                         intfName1=naming.CONTROL_IFACE, intfName2=naming.control_port(host.name))
             for up in host.uplinks:

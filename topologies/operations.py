@@ -278,7 +278,7 @@ class LabControl:
         # answers at the source, and a connection it completed there must
         # not count as one opened during the move.
         t_stun = time.time()
-        for port, nic in ports:
+        for port, _ in ports:
             self.sh(src, f"ip link set {port} netns {self.pids[dest]}")
         # The VM's distributed-firewall state travels with it (NSX exports
         # the vNIC filter's connection table to the destination host).

@@ -14,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from vlab.protocols import IP_PROTOCOLS
+
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 _PORT_LINE = re.compile(r"\s*port\s+([^:]+):")
 _COUNTER = re.compile(r"(pkts|bytes|drop|errs)=(\d+|\?)")
@@ -149,7 +151,6 @@ class OvsInstance:
         return stats
 
 
-_PROTO = {"icmp": 1, "tcp": 6, "udp": 17}
 _ORIG = re.compile(r"^(\w+),orig=\(([^)]*)\)")
 
 
@@ -181,12 +182,12 @@ def parse_conntrack(text: str) -> list[list]:
     out = []
     for line in text.splitlines():
         m = _ORIG.match(line.strip())
-        if not m or m.group(1) not in _PROTO:
+        if not m or m.group(1) not in IP_PROTOCOLS:
             continue
         fields = dict(kv.split("=", 1) for kv in m.group(2).split(","))
         sport, dport = fields.get("sport"), fields.get("dport")
         timeout = _TIMEOUT.search(line)
-        out.append([_PROTO[m.group(1)], fields["src"], fields["dst"],
+        out.append([IP_PROTOCOLS[m.group(1)], fields["src"], fields["dst"],
                     int(sport) if sport else None, int(dport) if dport else None,
                     int(timeout.group(1)) if timeout else None])
     return out

@@ -16,8 +16,7 @@ from typing import Literal, Optional
 
 from . import naming
 from .lab.model import Lab
-from .lab.resolve import (EffectiveTeaming, HostSwitch, host_switches, overlay_switch,
-                          switch_of_port_group)
+from .lab.resolve import EffectiveTeaming, HostSwitch, host_switches, overlay_switch, switch_of_port_group
 
 # OpenFlow port numbers are requested from OVS (ofport_request) so they are
 # known before the switch exists: uplinks 1.., VMkernel adapters 100.., vNICs

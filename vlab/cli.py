@@ -61,8 +61,8 @@ def cmd_run(args) -> int:
     modules = [experiments.get(n) for n in names]      # unknown names fail before any start
     if args.repeat < 1:
         raise UsageError(f"--repeat must be at least 1 (got {args.repeat})")
-    from experiments.common import RESULTS, write_result
     from experiments import repeat
+    from experiments.common import RESULTS, write_result
     failed = []
     t_all = time.monotonic()
     os.environ["VLAB_QUIET"] = "1" if args.quiet else ""
@@ -126,6 +126,7 @@ def cmd_bench(args) -> int:
 
 def _bench_flakes(args) -> int:
     import shlex
+
     from experiments import flakes
     if args.flakes < 1 or args.load_cpus < 0:
         raise UsageError(f"--flakes needs N >= 1 and --load-cpus K >= 0 "
@@ -139,8 +140,8 @@ def _bench_flakes(args) -> int:
 
 def cmd_plot(args) -> int:
     import experiments
-    from experiments.common import RESULTS, read_result
     from experiments import bench
+    from experiments.common import RESULTS, read_result
     # The bench is not an experiment (no claims, not in `vlab run`), but its
     # figures are redrawn from its JSON the same way.
     names = args.experiments or [n for n in [*experiments.REGISTRY, bench.NAME]
@@ -157,6 +158,7 @@ def cmd_plot(args) -> int:
 def cmd_up(args) -> int:
     _need_root()
     from mininet.log import setLogLevel
+
     from experiments.common import lab_session
     from topologies.labcli import EsxiCLI
     if args.timeout <= 0:
@@ -182,6 +184,7 @@ def cmd_clean(args) -> int:
 def _running_lab(args):
     """LabControl of ``--run``, or of the only running lab."""
     from topologies.operations import LabControl
+
     from .runtime import Run, existing_runs, owner_alive
     if args.run:
         run = Run(args.run)
@@ -232,7 +235,9 @@ def cmd_esxtop(args) -> int:
 def cmd_lab_validate(args) -> int:
     _need_root()
     from pathlib import Path
+
     from topologies.operations import LabControl
+
     from . import labcheck
     from .runtime import existing_runs, owner_alive
     lab = load_lab(args.lab)                 # a broken file fails here, exit 2
@@ -265,10 +270,11 @@ def cmd_trace(args) -> int:
     """Why a frame goes where it goes: the simulator's walk with reasons, and
     on a running lab OVS's own ofproto/trace read back by stage name."""
     from pathlib import Path
+
     from controller.explain import explain, on_host
     from controller.state import ControllerState
-    from .trace import (TraceError, build_frame, frame_from_pcap, live_state, ofproto_flow,
-                        parse_ofproto_trace)
+
+    from .trace import TraceError, build_frame, frame_from_pcap, live_state, ofproto_flow, parse_ofproto_trace
     live = args.live or args.run
     if live:
         _need_root()
@@ -327,6 +333,7 @@ def cmd_trace(args) -> int:
 def cmd_inspect(args) -> int:
     _need_root()
     import json
+
     from topologies.esxcli import inspect
     print(json.dumps(inspect(_running_lab(args)), indent=2 if args.json else None))
     return EXIT_OK
@@ -335,6 +342,7 @@ def cmd_inspect(args) -> int:
 def cmd_nsx(args) -> int:
     _need_root()
     import json
+
     from topologies.esxcli import nsx_tables
     print(json.dumps(nsx_tables(_running_lab(args)), indent=2))
     return EXIT_OK

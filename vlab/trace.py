@@ -24,10 +24,18 @@ from controller.pipeline import CONCERN_NAMES, STAGES, band_label, concern_of
 from controller.simulate import TCP_ACK, TCP_SYN, Frame
 from vlab import naming
 from vlab.bindings import GuestNic, Placement, SwitchBinding
+from vlab.protocols import (
+    ARP_REQUEST,
+    ETH_ARP,
+    ETH_IPV4,
+    ETH_LOCAL_EXPERIMENTAL,
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+)
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 OUTSIDE_MAC = "00:50:56:ff:ff:fe"        # a frame from the physical network, by default
-LOCAL_EXPERIMENTAL = 0x88B5              # IEEE 802 local experimental ethertype
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 
@@ -88,12 +96,12 @@ def build_frame(lab, binding: SwitchBinding, port: str, *, dst: str = "broadcast
     # With no L3 asked for, a plain Ethernet frame of the IEEE local
     # experimental ethertype: no firewall or router stage takes it for IP.
     fields: dict = {"eth_src": eth_src, "eth_dst": eth_dst, "vlan": vlan, "ttl": ttl,
-                    "eth_type": LOCAL_EXPERIMENTAL}
+                    "eth_type": ETH_LOCAL_EXPERIMENTAL}
     src_ip = ip_src or own_ip
     if arp is not None:
         if src_ip is None:
             raise TraceError("--arp needs --ip-src (the port has no IP of its own)")
-        fields.update(eth_type=0x0806, arp_op=1, arp_sha=eth_src, arp_spa=src_ip,
+        fields.update(eth_type=ETH_ARP, arp_op=ARP_REQUEST, arp_sha=eth_src, arp_spa=src_ip,
                       arp_tha="00:00:00:00:00:00", arp_tpa=_ip(arp, "--arp"))
         return Frame(p.ofport, **fields)
     if sum(x is not None and x is not False for x in (tcp, udp, icmp or None)) > 1:
@@ -103,15 +111,15 @@ def build_frame(lab, binding: SwitchBinding, port: str, *, dst: str = "broadcast
         if target is None or src_ip is None:
             raise TraceError("an IP frame needs --ip-dst (or a --dst with an IP) and "
                              "--ip-src (or a port with an IP)")
-        fields.update(eth_type=0x0800, ipv4_src=_ip(src_ip, "--ip-src"),
+        fields.update(eth_type=ETH_IPV4, ipv4_src=_ip(src_ip, "--ip-src"),
                       ipv4_dst=_ip(target, "--ip-dst"))
         if tcp is not None:
-            fields.update(ip_proto=6, tcp_src=sport, tcp_dst=tcp,
+            fields.update(ip_proto=IPPROTO_TCP, tcp_src=sport, tcp_dst=tcp,
                           tcp_flags=TCP_SYN | TCP_ACK if syn_ack else TCP_SYN)
         elif udp is not None:
-            fields.update(ip_proto=17, udp_src=sport, udp_dst=udp)
+            fields.update(ip_proto=IPPROTO_UDP, udp_src=sport, udp_dst=udp)
         else:
-            fields.update(ip_proto=1)
+            fields.update(ip_proto=IPPROTO_ICMP)
     return Frame(p.ofport, **fields)
 
 
@@ -140,11 +148,11 @@ def frame_from_pcap(path: Path, index: int, in_port: int) -> Frame:
                "vlan": pkt[Dot1Q].vlan if Dot1Q in pkt else None}
     if ARP in pkt:
         a = pkt[ARP]
-        f.update(eth_type=0x0806, arp_op=a.op, arp_sha=a.hwsrc.lower(), arp_spa=a.psrc,
+        f.update(eth_type=ETH_ARP, arp_op=a.op, arp_sha=a.hwsrc.lower(), arp_spa=a.psrc,
                  arp_tha=a.hwdst.lower(), arp_tpa=a.pdst)
     elif IP in pkt:
         ip = pkt[IP]
-        f.update(eth_type=0x0800, ipv4_src=ip.src, ipv4_dst=ip.dst, ttl=ip.ttl, ip_proto=ip.proto)
+        f.update(eth_type=ETH_IPV4, ipv4_src=ip.src, ipv4_dst=ip.dst, ttl=ip.ttl, ip_proto=ip.proto)
         if TCP in pkt:
             f.update(tcp_src=pkt[TCP].sport, tcp_dst=pkt[TCP].dport, tcp_flags=int(pkt[TCP].flags))
         elif UDP in pkt:
@@ -162,7 +170,7 @@ def ofproto_flow(frame: Frame) -> str:
     if frame.vlan is not None:
         parts.append(f"dl_vlan={frame.vlan}")
     parts.append(f"dl_type={frame.eth_type:#06x}")
-    if frame.eth_type == 0x0806:
+    if frame.eth_type == ETH_ARP:
         parts += [f"arp_op={frame.arp_op}", f"arp_spa={frame.arp_spa}",
                   f"arp_tpa={frame.arp_tpa}", f"arp_sha={frame.arp_sha}",
                   f"arp_tha={frame.arp_tha or '00:00:00:00:00:00'}"]
@@ -170,10 +178,10 @@ def ofproto_flow(frame: Frame) -> str:
         parts += [f"nw_src={frame.ipv4_src}", f"nw_dst={frame.ipv4_dst}", f"nw_ttl={frame.ttl}"]
         if frame.ip_proto is not None:
             parts.append(f"nw_proto={frame.ip_proto}")
-        if frame.ip_proto == 6:
+        if frame.ip_proto == IPPROTO_TCP:
             parts += [f"tp_src={frame.tcp_src}", f"tp_dst={frame.tcp_dst}",
                       f"tcp_flags={frame.tcp_flags:#05x}"]
-        elif frame.ip_proto == 17:
+        elif frame.ip_proto == IPPROTO_UDP:
             parts += [f"tp_src={frame.udp_src}", f"tp_dst={frame.udp_dst}"]
     return ",".join(parts)
 

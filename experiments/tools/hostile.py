@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from scapy.contrib.igmp import IGMP
-from scapy.contrib.igmpv3 import IGMPv3, IGMPv3gr, IGMPv3mr, IGMPv3mq
+from scapy.contrib.igmpv3 import IGMPv3, IGMPv3gr, IGMPv3mq, IGMPv3mr
 from scapy.layers.dhcp import BOOTP
 from scapy.layers.inet import IP, UDP, IPOption_Router_Alert
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether

@@ -36,7 +36,7 @@ def snapshot() -> dict:
     root = Path(naming.RUN_ROOT)
     return {
         "netns": sorted(netns.split()),
-        "links": sorted(l["ifname"] for l in links),
+        "links": sorted(link["ifname"] for link in links),
         "run_dirs": sorted(p.name for p in root.iterdir()) if root.is_dir() else [],
         "processes": sorted(procs),
     }

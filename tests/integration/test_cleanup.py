@@ -12,8 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import REPO, TWO_HOSTS
-from tests.integration.leftovers import (TOKEN_ENV, new_since, nothing_before, ours, run_dir_of,
-                                         signals_as_on_a_terminal)
+from tests.integration.leftovers import (
+    TOKEN_ENV,
+    new_since,
+    nothing_before,
+    ours,
+    run_dir_of,
+    signals_as_on_a_terminal,
+)
 
 HOLD = [sys.executable, str(Path(__file__).with_name("hold_lab.py")), str(TWO_HOSTS)]
 

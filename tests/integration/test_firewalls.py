@@ -17,8 +17,9 @@ import time
 import pytest
 
 from experiments import microsegmentation
-from experiments.common import REPO, lab_session, guest_tool, stop_tool, wait_ready_line
+from experiments.common import REPO, guest_tool, lab_session, stop_tool, wait_ready_line
 from topologies import perimeter
+
 
 def connect(net, src: str, ip: str, port: int, timeout: float = 1.5) -> str:
     """A fresh TCP connection and one request from ``src``: 'ok' or the error."""
@@ -67,14 +68,16 @@ def test_dfw_state_moves_with_the_vm(segmented):
          "--port", "80"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(REPO))
     try:
         assert client.stdout.readline().strip() == "ready"
-        client.stdin.write("\n"); client.stdin.flush()
+        client.stdin.write("\n")
+        client.stdin.flush()
         assert client.stdout.readline().strip() == "ok"
         net.control.vmotion("web", "esx2")
         sessions = net.control.desired()["dfw_sessions"]["web-eth0"]
         assert any(s[0] == 6 and s[4] == 80 for s in sessions), sessions
         # Each carries when its conntrack entry would have aged out (OVS -s).
         assert all(s[5] is not None and s[5] > time.time() for s in sessions), sessions
-        client.stdin.write("\n"); client.stdin.flush()
+        client.stdin.write("\n")
+        client.stdin.flush()
         # The established connection goes on at the new host ...
         assert client.stdout.readline().strip() == "ok"
         # ... where the attacker still gets nothing.

@@ -19,6 +19,7 @@ def _in_guest(pid: int, cmd: str) -> None:
 def _namespace_ready(pid: int) -> None:
     """unshare has switched namespaces once its net ns differs from ours."""
     import os
+
     from topologies.operations import wait_for
     own = os.stat("/proc/self/ns/net").st_ino
     wait_for(lambda: os.stat(f"/proc/{pid}/ns/net").st_ino != own, 5,

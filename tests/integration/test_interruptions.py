@@ -31,8 +31,16 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import REPO
-from tests.integration.leftovers import (TOKEN_ENV, carrying, new_since, nothing_before, ours,
-                                         run_dir_of, signals_as_on_a_terminal, snapshot)
+from tests.integration.leftovers import (
+    TOKEN_ENV,
+    carrying,
+    new_since,
+    nothing_before,
+    ours,
+    run_dir_of,
+    signals_as_on_a_terminal,
+    snapshot,
+)
 from tests.integration.test_cleanup import HOLD
 from vlab import naming
 

@@ -12,10 +12,10 @@ import json
 import pytest
 import yaml
 
+from controller.explain import on_host
 from experiments.common import lab_session
 from tests.integration.conftest import REPO
 from tests.unit.test_explain import POLICY
-from controller.explain import on_host
 from vlab.cli import main
 from vlab.trace import live_state
 

@@ -1,6 +1,7 @@
 """The two-hosts lab on real OVS instances: state after bring-up, reachability
 with real pings, and no flooding of unknown unicast (captured with tcpdump)."""
 import subprocess
+
 from controller.vswitch import compile_vswitch
 from experiments.common import ping_sweep
 from topologies.network import wait_until

@@ -84,6 +84,7 @@ def test_a_result_from_before_the_resync_bench_still_plots(tmp_path):
 
 def test_udp_seqs_reads_sequence_numbers_and_capture_times(tmp_path):
     import struct
+
     from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Dot1Q, Ether
     from scapy.packet import Raw

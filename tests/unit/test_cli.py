@@ -35,6 +35,7 @@ def test_root_commands_refuse_non_root(monkeypatch):
 
 def test_plot_bench_redraws_the_bench_figures_from_its_json(tmp_path, monkeypatch, capsys):
     import shutil
+
     from experiments import common
     stored = common.RESULTS / "bench" / "result.json"
     if not stored.exists():

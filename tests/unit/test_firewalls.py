@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from controller import dfw
-from controller.nsx import build_tables
 from controller.flows import compile_bridge
+from controller.nsx import build_tables
 from controller.pipeline import Priority, Table
 from topologies import perimeter
 from topologies.ovs import parse_conntrack

@@ -5,14 +5,14 @@ Same lab and names as ``test_overlay_flows``: web (VNI 5001) on esx1..esx4."""
 import copy
 
 from scapy.layers.dhcp import BOOTP, DHCP
-from scapy.layers.inet import IP as IPv4, UDP
+from scapy.layers.inet import IP as IPv4
+from scapy.layers.inet import UDP
 from scapy.layers.l2 import ARP, Ether
 
 from controller.ipdiscovery import Snooped, snoop
 from controller.simulate import Frame, trace
 from controller.state import ControllerState
-from tests.unit.test_overlay_flows import (BCAST, IP, LAB_DATA, MAC, PORT, VTEP, WEB, encapsulated_to,
-                                           setup)
+from tests.unit.test_overlay_flows import BCAST, IP, LAB_DATA, MAC, PORT, VTEP, WEB, encapsulated_to, setup
 from vlab.bindings import TUNNEL_OFPORT
 from vlab.lab.load import parse_lab
 

@@ -197,7 +197,8 @@ def test_with_the_distributed_firewall_copies_precede_every_ct_and_resubmit():
 
 
 def test_clone_and_truncating_output_serialize_as_ovs_expects():
-    from os_ken.ofproto import ofproto_v1_3 as ofp, ofproto_v1_3_parser as parser
+    from os_ken.ofproto import ofproto_v1_3 as ofp
+    from os_ken.ofproto import ofproto_v1_3_parser as parser
     action = ofdriver._action(ofp, parser, (
         "clone", (("set_field", "tun_ipv4_dst", MONITOR), ("output_trunc", GRE, 128))))
     buf = bytearray()

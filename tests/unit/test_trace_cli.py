@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from controller.explain import on_host
 from controller.simulate import TCP_SYN
 from controller.state import ControllerState
-from controller.explain import on_host
 from vlab.cli import main
 from vlab.lab.load import load_lab
 from vlab.trace import TraceError, build_frame, frame_from_pcap, ofproto_flow

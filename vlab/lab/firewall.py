@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Optional
 
+from vlab.protocols import IP_PROTOCOLS, PROTOCOL_NAMES
+
 from .model import Lab
 
 ANY = "any"
-PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17}
 
 
 class UnknownName(ValueError):
@@ -53,14 +54,14 @@ class Service:
         if text == ANY:
             return Service()
         if text == "icmp":
-            return Service(PROTOCOLS["icmp"])
+            return Service(IP_PROTOCOLS["icmp"])
         proto, _, ports = text.partition("/")
         low, _, high = ports.partition("-")
-        return Service(PROTOCOLS[proto], (int(low), int(high or low)))
+        return Service(IP_PROTOCOLS[proto], (int(low), int(high or low)))
 
     @property
     def name(self) -> Optional[str]:
-        return next((n for n, p in PROTOCOLS.items() if p == self.proto), None)
+        return PROTOCOL_NAMES.get(self.proto)
 
 
 def resolve(lab: Lab, words: tuple[str, ...], groups: bool = True) -> Endpoints:

@@ -16,8 +16,17 @@ import ipaddress
 import re
 from typing import Annotated, Literal, Optional
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
-                      StrictBool, StrictFloat, StrictInt, StrictStr)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 
 NAME_MAX = 15     # Linux IFNAMSIZ - 1: a name may become a whole interface name
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
@@ -355,7 +364,6 @@ class Route(LabModel):
     via: IPv4Addr
 
 
-_PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17}
 
 
 def _service(value: object) -> str:
@@ -364,7 +372,7 @@ def _service(value: object) -> str:
     if value in ("any", "icmp"):
         return value
     proto, _, ports = value.partition("/")
-    if proto not in _PROTOCOL_NUMBERS or not ports:
+    if proto not in ("tcp", "udp") or not ports:
         raise ValueError("must be 'any', 'icmp' or protocol/port like 'tcp/80', "
                          "'udp/53', 'tcp/8000-8080'")
     low, _, high = ports.partition("-")

@@ -10,8 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
-from .model import (DistributedSwitch, EsxiHost, Lab, PortGroup, Security,
-                    StandardSwitch, Teaming, VmkernelAdapter)
+from .model import (
+    DistributedSwitch,
+    EsxiHost,
+    Lab,
+    PortGroup,
+    Security,
+    StandardSwitch,
+    Teaming,
+    VmkernelAdapter,
+)
 
 # vSphere defaults: a standard switch is Reject/Accept/Accept, a distributed
 # switch Reject/Reject/Reject (promiscuous, MAC changes, forged transmits).

@@ -12,8 +12,7 @@ from typing import Iterator, Optional
 from .. import naming
 from . import firewall
 from .model import Lab, Teaming
-from .resolve import (effective_teaming, mirror_session_id, overlay_switch,
-                      switch_of_port_group)
+from .resolve import effective_teaming, mirror_session_id, overlay_switch, switch_of_port_group
 
 Problem = tuple[str, str]
 
@@ -209,7 +208,8 @@ def _checks(lab: Lab) -> Iterator[Problem]:
                 owner.setdefault(vmnic, dvs.name)
             for pg in dvs.port_groups:
                 if pg.name in pgs:
-                    yield f"{mbase}.name", f"port group {pg.name!r} of {dvs.name} clashes with one on {host.name}"
+                    yield (f"{mbase}.name",
+                           f"port group {pg.name!r} of {dvs.name} clashes with one on {host.name}")
                 pgs[pg.name] = pg.vlan
         host_pgs[host.name] = pgs
         yield from _dupes(host.vmkernel, "VMkernel adapter", f"{base}.vmkernel")

@@ -4,6 +4,7 @@ os-ken 4.x has no ``osken-manager``; apps are started in-process with
 ``AppManager.run_apps`` (README, "Design notes"). The testbed runs this inside its
 management namespace, so listening on every address exposes nothing outside.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=6653)
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     if os.environ.get("VLAB_DEBUG"):
         logging.getLogger("vlab").setLevel(logging.DEBUG)
     import os_ken.controller.controller  # noqa: F401  (registers the ofp-* options)
@@ -35,6 +37,7 @@ def main(argv=None) -> int:
     from os_ken.base.app_manager import AppManager
 
     from .app import Settings
+
     Settings.lab_file, Settings.state_dir = args.lab, args.state
     cfg.CONF(args=["--ofp-tcp-listen-port", str(args.port)], project="os_ken")
     # SIGTERM from the testbed: exit now. Everything the controller writes is

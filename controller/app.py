@@ -21,6 +21,7 @@ driver writes ``applied.json`` (see ``vlab.control``). No forwarding is
 learned from packet-ins: the only ones are IP-discovery copies, counted in
 ``applied.json`` as ``packet_ins``.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,19 +49,21 @@ from .pipeline import FlowSpec
 from .state import ControllerState, Notification
 
 LOG = logging.getLogger("vlab.controller")
-POLL_S = 0.02              # how often desired.json is looked at
-VMOTION_RARP_REPEATS_S = (0.6, 1.2)   # after the first RARP (see _vmotion_arrived)
-GUEST_POLL_S = 0.1         # how often hostd reads the guests' vNIC filters
+POLL_S = 0.02  # how often desired.json is looked at
+VMOTION_RARP_REPEATS_S = (0.6, 1.2)  # after the first RARP (see _vmotion_arrived)
+GUEST_POLL_S = 0.1  # how often hostd reads the guests' vNIC filters
 
 
 class Settings:
     """Set by ``controller.__main__`` before os-ken instantiates the app."""
+
     lab_file: str = ""
     state_dir: str = ""
 
 
 class VSwitchController(app_manager.OSKenApp):
     """Programs each ESXi host's vSwitch bridges from the lab and its changes."""
+
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
 
     def __init__(self, *args, **kwargs):
@@ -72,11 +75,11 @@ class VSwitchController(app_manager.OSKenApp):
         self.lock = threading.RLock()
         self.datapaths: dict[int, object] = {}
         self.installed: dict[int, set[FlowSpec]] = {}
-        self.epoch: dict[int, int] = {}                 # dpid -> cookie epoch of its flows
-        self.pending: dict[int, dict[int, int]] = {}    # dpid -> {xid: flow count}
+        self.epoch: dict[int, int] = {}  # dpid -> cookie epoch of its flows
+        self.pending: dict[int, dict[int, int]] = {}  # dpid -> {xid: flow count}
         self.generation = 0
-        self.moves: dict[str, dict] = {}                # port -> post-vMotion options
-        self.moving: set[str] = set()                   # ports awaiting their new host
+        self.moves: dict[str, dict] = {}  # port -> post-vMotion options
+        self.moving: set[str] = set()  # ports awaiting their new host
         self._desired_mtime = 0.0
         self._observer: Optional[GuestObserver] = None
         self._guests_read = 0.0
@@ -131,8 +134,11 @@ class VSwitchController(app_manager.OSKenApp):
             count = waiting.pop(xid)
             if not waiting:
                 tmp = self._marker(dpid).with_suffix(".tmp")
-                tmp.write_text(json.dumps({"host": self.state.host_of(dpid), "flows": count,
-                                           "generation": self.generation}))
+                tmp.write_text(
+                    json.dumps(
+                        {"host": self.state.host_of(dpid), "flows": count, "generation": self.generation}
+                    )
+                )
                 os.replace(tmp, self._marker(dpid))
             if not any(self.pending.values()):
                 self._write_applied()
@@ -147,16 +153,14 @@ class VSwitchController(app_manager.OSKenApp):
         with self.lock:
             if dp.id not in self.datapaths:
                 return
-            if desc.port_no < VMK_BASE:                  # an uplink (vmnic)
+            if desc.port_no < VMK_BASE:  # an uplink (vmnic)
                 if (name in self.state.down.get(dp.id, frozenset())) != up:
-                    return                               # link state unchanged
+                    return  # link state unchanged
                 notes = self.state.uplink_changed(dp.id, name, up)
-                self._event("uplink_up" if up else "uplink_down", host=self.state.host_of(dp.id),
-                            uplink=name)
+                self._event("uplink_up" if up else "uplink_down", host=self.state.host_of(dp.id), uplink=name)
                 self._apply({dp.id})
                 self._send_notifications(notes)
-            elif up and name in self.moving and \
-                    any(p.name == name for p in self.state.binding(dp.id).ports):
+            elif up and name in self.moving and any(p.name == name for p in self.state.binding(dp.id).ports):
                 self.moving.discard(name)
                 self._vmotion_arrived(dp, name)
 
@@ -182,19 +186,23 @@ class VSwitchController(app_manager.OSKenApp):
             self.packet_ins += 1
             if dp.id not in self.datapaths or seen is None:
                 return
-            port = self.state.learn(dp.id, msg.match.get("in_port"), seen,
-                                    msg.match.get("tunnel_id"))
+            port = self.state.learn(dp.id, msg.match.get("in_port"), seen, msg.match.get("tunnel_id"))
             if port is None:
                 return
             control.write_json(self.run_dir / control.SNOOPED, self.state.snooped_to_json())
-            self._event("ip_discovered", host=self.state.host_of(dp.id), port=port,
-                        method=seen.method, ip=seen.ip, mac=seen.mac)
+            self._event(
+                "ip_discovered",
+                host=self.state.host_of(dp.id),
+                port=port,
+                method=seen.method,
+                ip=seen.ip,
+                mac=seen.mac,
+            )
             self._apply(set(self.datapaths))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def on_error(self, ev):
-        LOG.error("OpenFlow error from %016x: type=%s code=%s", ev.msg.datapath.id,
-                  ev.msg.type, ev.msg.code)
+        LOG.error("OpenFlow error from %016x: type=%s code=%s", ev.msg.datapath.id, ev.msg.type, ev.msg.code)
 
     # -- hostd and the testbed's requests ------------------------------------
     def _watch(self):
@@ -202,7 +210,7 @@ class VSwitchController(app_manager.OSKenApp):
         while True:
             try:
                 self._poll_once()
-            except SystemExit:           # SIGTERM while reading a guest: just stop
+            except SystemExit:  # SIGTERM while reading a guest: just stop
                 return
             except Exception:
                 LOG.exception("watch loop")
@@ -213,9 +221,13 @@ class VSwitchController(app_manager.OSKenApp):
             nodes = control.read_json(self.run_dir / control.NODES)
             if nodes is None:
                 return
-            self._observer = GuestObserver([
-                WatchedNic(naming.vnic_port(vm.name, nic.name), nodes["pids"][vm.name], nic.name)
-                for vm in self.lab.vms for nic in vm.vnics])
+            self._observer = GuestObserver(
+                [
+                    WatchedNic(naming.vnic_port(vm.name, nic.name), nodes["pids"][vm.name], nic.name)
+                    for vm in self.lab.vms
+                    for nic in vm.vnics
+                ]
+            )
         guests = {}
         if time.monotonic() - self._guests_read >= GUEST_POLL_S:
             guests, self._guests_read = self._observer.snapshot(), time.monotonic()
@@ -247,8 +259,9 @@ class VSwitchController(app_manager.OSKenApp):
 
     def _take_desired(self, desired: dict) -> set[int]:
         self.generation = desired.get("generation", self.generation)
-        placement = {port: Placement(p["host"], p["ofport"])
-                     for port, p in desired.get("placement", {}).items()}
+        placement = {
+            port: Placement(p["host"], p["ofport"]) for port, p in desired.get("placement", {}).items()
+        }
         dirty = self.state.set_placement(placement)
         # A move carries its own sequence number, so a VM moving twice to the
         # same host still gets its notifications.
@@ -296,15 +309,18 @@ class VSwitchController(app_manager.OSKenApp):
         dp.send_msg(msg)
 
     def _write_applied(self) -> None:
-        control.write_json(self.run_dir / control.APPLIED, {
-            "generation": self.generation,
-            "connected": sorted(f"{d:016x}" for d in self.datapaths),
-            "guests": {k: g.to_json() for k, g in sorted(self.state.guests.items())},
-            "uplinks_down": self.state.uplinks_down_by_host(),
-            "pinning": self.state.pinning_by_host(),
-            "flows": {f"{d:016x}": len(f) for d, f in self.installed.items()},
-            "packet_ins": self.packet_ins,
-        })
+        control.write_json(
+            self.run_dir / control.APPLIED,
+            {
+                "generation": self.generation,
+                "connected": sorted(f"{d:016x}" for d in self.datapaths),
+                "guests": {k: g.to_json() for k, g in sorted(self.state.guests.items())},
+                "uplinks_down": self.state.uplinks_down_by_host(),
+                "pinning": self.state.pinning_by_host(),
+                "flows": {f"{d:016x}": len(f) for d, f in self.installed.items()},
+                "packet_ins": self.packet_ins,
+            },
+        )
 
     def _write_nsx(self, tables) -> None:
         data = tables.to_json()
@@ -319,8 +335,15 @@ class VSwitchController(app_manager.OSKenApp):
             if dp is None:
                 continue
             dp.send_msg(ofdriver.packet_out(dp, n.uplink_ofport, notify.rarp(n.mac, n.vlan)))
-            self._event("rarp", host=self.state.host_of(n.dpid), uplink=n.uplink, mac=n.mac,
-                        vlan=n.vlan, port=n.port, reason=n.reason)
+            self._event(
+                "rarp",
+                host=self.state.host_of(n.dpid),
+                uplink=n.uplink,
+                mac=n.mac,
+                vlan=n.vlan,
+                port=n.port,
+                reason=n.reason,
+            )
 
     def _vmotion_arrived(self, dp, port: str) -> None:
         options = self.moves.get(port, {})
@@ -337,17 +360,26 @@ class VSwitchController(app_manager.OSKenApp):
             timer.daemon = True
             timer.start()
         guest = self.state.guests.get(port)
-        joined = guest is not None and guest.mcast and any(
-            m.startswith("01:00:5e:") and m != notify.ALL_HOSTS_MAC for m in guest.mcast)
+        joined = (
+            guest is not None
+            and guest.mcast
+            and any(m.startswith("01:00:5e:") and m != notify.ALL_HOSTS_MAC for m in guest.mcast)
+        )
         if options.get("igmp_query") and joined:
             ofport = self.state.binding(dp.id).port(port).ofport
-            frame = notify.igmp_general_query(options.get("query_mac", "00:50:56:00:ff:fe"),
-                                              options.get("query_source", "0.0.0.0"),
-                                              float(options.get("max_response_s", 10.0)))
+            frame = notify.igmp_general_query(
+                options.get("query_mac", "00:50:56:00:ff:fe"),
+                options.get("query_source", "0.0.0.0"),
+                float(options.get("max_response_s", 10.0)),
+            )
             dp.send_msg(ofdriver.packet_out(dp, ofport, frame))
-            self._event("igmp_query", host=self.state.host_of(dp.id), port=port,
-                        source=options.get("query_source", "0.0.0.0"),
-                        max_response_s=float(options.get("max_response_s", 10.0)))
+            self._event(
+                "igmp_query",
+                host=self.state.host_of(dp.id),
+                port=port,
+                source=options.get("query_source", "0.0.0.0"),
+                max_response_s=float(options.get("max_response_s", 10.0)),
+            )
 
     def _repeat_notifications(self, notes: list[Notification]) -> None:
         with self.lock:

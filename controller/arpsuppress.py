@@ -13,6 +13,7 @@ is local everywhere.
 
 ``compile_arp(binding, tables)`` returns the ARP-table flows of the bridge.
 """
+
 from __future__ import annotations
 
 from vlab.bindings import SwitchBinding
@@ -27,14 +28,16 @@ COOKIE = cookie(Concern.ARP_SUPPRESSION)
 def reply_actions(mac: str, ip: str) -> tuple:
     """Turn an ARP request for ``ip`` into the reply ``ip is at mac``, back
     to the requester (OVS's classic in-switch ARP responder)."""
-    return (("move", "eth_src", "eth_dst", 48),
-            ("set_field", "eth_src", mac),
-            ("set_field", "arp_op", ARP_REPLY),
-            ("move", "arp_sha", "arp_tha", 48),
-            ("move", "arp_spa", "arp_tpa", 32),
-            ("set_field", "arp_sha", mac),
-            ("set_field", "arp_spa", ip),
-            ("output", "in_port"))
+    return (
+        ("move", "eth_src", "eth_dst", 48),
+        ("set_field", "eth_src", mac),
+        ("set_field", "arp_op", ARP_REPLY),
+        ("move", "arp_sha", "arp_tha", 48),
+        ("move", "arp_spa", "arp_tpa", 32),
+        ("set_field", "arp_sha", mac),
+        ("set_field", "arp_spa", ip),
+        ("output", "in_port"),
+    )
 
 
 def _flow(priority, match, actions=(), goto=None) -> FlowSpec:
@@ -55,6 +58,5 @@ def compile_arp(binding: SwitchBinding, tables: NsxTables) -> list[FlowSpec]:
         if lif is not None:
             answers[str(lif.ip.ip)] = lif.mac
         for ip, mac in sorted(answers.items()):
-            flows.append(_flow(Priority.EXACT, {**request, "arp_tpa": ip},
-                               reply_actions(mac, ip)))
+            flows.append(_flow(Priority.EXACT, {**request, "arp_tpa": ip}, reply_actions(mac, ip)))
     return flows

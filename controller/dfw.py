@@ -26,6 +26,7 @@ their first packet in either direction, as an imported state entry, before
 any rule is asked. ``protect(flows, binding, lab, sessions)`` returns the
 bridge's flow list with the DFW in it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from vlab.protocols import IPPROTO_TCP, IPPROTO_UDP
 from .pipeline import Concern, FlowSpec, Priority, Table, cookie
 
 COOKIE = cookie(Concern.DFW)
-DEST_REG = "reg0"                 # the protected vNIC an output was meant for
+DEST_REG = "reg0"  # the protected vNIC an output was meant for
 
 # ct_state bits (OVS nicira extension)
 NEW, EST, REL, INV, TRK = 0x01, 0x02, 0x04, 0x10, 0x20
@@ -50,6 +51,7 @@ NEW, EST, REL, INV, TRK = 0x01, 0x02, 0x04, 0x10, 0x20
 @dataclass(frozen=True, order=True)
 class Session:
     """One tracked connection, as conntrack's original direction has it."""
+
     proto: int
     src: str
     dst: str
@@ -118,7 +120,7 @@ def _rule_matches(lab: Lab, rule: FirewallRule, vm: str, sending: bool) -> list[
     me, peer, peer_field = (sources, dests, "ipv4_dst") if sending else (dests, sources, "ipv4_src")
     own_field = "ipv4_src" if sending else "ipv4_dst"
     if me.holds_vm(vm):
-        mine: list[dict] = [{}]           # the vNIC itself is the endpoint
+        mine: list[dict] = [{}]  # the vNIC itself is the endpoint
     elif me.networks:
         mine = [_net_match(own_field, n) for n in me.networks]
     else:
@@ -132,8 +134,7 @@ def _session_matches(s: Session) -> list[dict]:
     """A session in both orientations: its first packet on the new host may
     be a reply."""
     out = []
-    for src, dst, sport, dport in ((s.src, s.dst, s.sport, s.dport),
-                                   (s.dst, s.src, s.dport, s.sport)):
+    for src, dst, sport, dport in ((s.src, s.dst, s.sport, s.dport), (s.dst, s.src, s.dport, s.sport)):
         m: dict = {"ip_proto": s.proto, "ipv4_src": src, "ipv4_dst": dst}
         name = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp"}.get(s.proto)
         if name and sport is not None:
@@ -146,28 +147,38 @@ def _flow(table: int, priority: int, match: dict, actions=()) -> FlowSpec:
     return FlowSpec.make(table, priority, match, actions, cookie=COOKIE)
 
 
-def _verdicts(lab: Lab, vm: str, zone: int, table: int, key: dict, sending: bool,
-              allow: tuple, sessions: tuple[Session, ...]) -> list[FlowSpec]:
+def _verdicts(
+    lab: Lab,
+    vm: str,
+    zone: int,
+    table: int,
+    key: dict,
+    sending: bool,
+    allow: tuple,
+    sessions: tuple[Session, ...],
+) -> list[FlowSpec]:
     """The verdict flows of one direction of one vNIC: ``key`` identifies the
     vNIC (in_port or reg0), ``allow`` is what passing means there."""
     dfw = lab.distributed_firewall
     commit = (("ct", True, zone, None),) + allow
     state = lambda bits, mask: {**key, "eth_type": IPV4, "ct_state": (bits, mask)}  # noqa: E731
-    flows = [_flow(table, Priority.DFW_STATE, state(TRK | EST, TRK | EST), allow),
-             _flow(table, Priority.DFW_STATE, state(TRK | REL, TRK | REL), allow),
-             _flow(table, Priority.DFW_INVALID, state(TRK | INV, TRK | INV))]
+    flows = [
+        _flow(table, Priority.DFW_STATE, state(TRK | EST, TRK | EST), allow),
+        _flow(table, Priority.DFW_STATE, state(TRK | REL, TRK | REL), allow),
+        _flow(table, Priority.DFW_INVALID, state(TRK | INV, TRK | INV)),
+    ]
     new = state(TRK | NEW, TRK | NEW)
     for s in sessions:
-        flows += [_flow(table, Priority.DFW_IMPORTED, {**new, **m}, commit)
-                  for m in _session_matches(s)]
+        flows += [_flow(table, Priority.DFW_IMPORTED, {**new, **m}, commit) for m in _session_matches(s)]
     for i, rule in enumerate(dfw.rules):
         if vm not in scope(lab, rule.applied_to):
             continue
         actions = commit if rule.action == "allow" else ()
-        flows += [_flow(table, Priority.DFW_RULES - i, {**new, **m}, actions)
-                  for m in _rule_matches(lab, rule, vm, sending)]
-    flows.append(_flow(table, Priority.DFW_DEFAULT, new,
-                       commit if dfw.default_action == "allow" else ()))
+        flows += [
+            _flow(table, Priority.DFW_RULES - i, {**new, **m}, actions)
+            for m in _rule_matches(lab, rule, vm, sending)
+        ]
+    flows.append(_flow(table, Priority.DFW_DEFAULT, new, commit if dfw.default_action == "allow" else ()))
     return flows
 
 
@@ -177,8 +188,12 @@ def _detour(action: tuple, protected: dict) -> tuple:
     return (action,)
 
 
-def protect(flows: list[FlowSpec], binding: SwitchBinding, lab: Lab,
-            sessions: Optional[dict[str, tuple[Session, ...]]] = None) -> list[FlowSpec]:
+def protect(
+    flows: list[FlowSpec],
+    binding: SwitchBinding,
+    lab: Lab,
+    sessions: Optional[dict[str, tuple[Session, ...]]] = None,
+) -> list[FlowSpec]:
     """``flows`` of one bridge with the DFW placed in front of every
     protected vNIC on it; unchanged when the lab has no DFW."""
     vms = protected_vms(lab)
@@ -187,7 +202,7 @@ def protect(flows: list[FlowSpec], binding: SwitchBinding, lab: Lab,
         return flows
     zones, sessions = zone_of(lab), sessions or {}
     out: list[FlowSpec] = []
-    resume: dict[int, int] = {}           # in_port -> table its frames continue in
+    resume: dict[int, int] = {}  # in_port -> table its frames continue in
     for f in flows:
         match = dict(f.match)
         if f.table == Table.INGRESS and match.get("in_port") in ports and f.goto is not None:
@@ -195,21 +210,38 @@ def protect(flows: list[FlowSpec], binding: SwitchBinding, lab: Lab,
             resume[port] = f.goto
             # The vSwitch's own checks (forged transmits, VLAN) stay in this
             # flow; its IPv4 frames then detour through the vNIC's zone.
-            out.append(_flow(Table.INGRESS, Priority.DFW_DETOUR,
-                             {**match, "eth_type": IPV4},
-                             f.actions + (("ct", False, zones[ports[port].name],
-                                           Table.DFW_FROM_VM),)))
+            out.append(
+                _flow(
+                    Table.INGRESS,
+                    Priority.DFW_DETOUR,
+                    {**match, "eth_type": IPV4},
+                    f.actions + (("ct", False, zones[ports[port].name], Table.DFW_FROM_VM),),
+                )
+            )
         actions = tuple(a for action in f.actions for a in _detour(action, ports))
         out.append(FlowSpec(f.table, f.priority, f.match, actions, f.goto, f.cookie))
     for ofport, p in sorted(ports.items()):
         zone, mine = zones[p.name], sessions.get(p.name, ())
         if ofport in resume:
-            out += _verdicts(lab, p.owner, zone, Table.DFW_FROM_VM, {"in_port": ofport}, True,
-                             (("resubmit", resume[ofport]),), mine)
+            out += _verdicts(
+                lab,
+                p.owner,
+                zone,
+                Table.DFW_FROM_VM,
+                {"in_port": ofport},
+                True,
+                (("resubmit", resume[ofport]),),
+                mine,
+            )
         key = {DEST_REG: ofport}
-        out += [_flow(Table.DFW_TO_VM, Priority.DFW_TO_CT, {**key, "eth_type": IPV4},
-                      (("ct", False, zone, Table.DFW_TO_VM_CT),)),
-                _flow(Table.DFW_TO_VM, Priority.DFW_NON_IP, key, (("output", ofport),))]
-        out += _verdicts(lab, p.owner, zone, Table.DFW_TO_VM_CT, key, False,
-                         (("output", ofport),), mine)
+        out += [
+            _flow(
+                Table.DFW_TO_VM,
+                Priority.DFW_TO_CT,
+                {**key, "eth_type": IPV4},
+                (("ct", False, zone, Table.DFW_TO_VM_CT),),
+            ),
+            _flow(Table.DFW_TO_VM, Priority.DFW_NON_IP, key, (("output", ofport),)),
+        ]
+        out += _verdicts(lab, p.owner, zone, Table.DFW_TO_VM_CT, key, False, (("output", ofport),), mine)
     return out

@@ -15,6 +15,7 @@ for them; here the ARP table is complete once the guests are up).
 
 ``compile_router(binding, tables)`` returns the ROUTE-table flows of the bridge.
 """
+
 from __future__ import annotations
 
 from ipaddress import IPv4Address
@@ -50,9 +51,17 @@ def compile_router(binding: SwitchBinding, tables: NsxTables) -> list[FlowSpec]:
             for (v, ip), mac in sorted(tables.arp_table.items()):
                 if v != dst_vni or IPv4Address(ip) not in lif.ip.network:
                     continue
-                flows.append(_flow(
-                    Priority.EXACT, {**to_router, "eth_type": ETH_IPV4, "ipv4_dst": ip},
-                    (("set_field", "eth_src", lif.mac), ("set_field", "eth_dst", mac),
-                     ("dec_ttl",), ("set_field", "tunnel_id", dst_vni)),
-                    goto=Table.L2))
+                flows.append(
+                    _flow(
+                        Priority.EXACT,
+                        {**to_router, "eth_type": ETH_IPV4, "ipv4_dst": ip},
+                        (
+                            ("set_field", "eth_src", lif.mac),
+                            ("set_field", "eth_dst", mac),
+                            ("dec_ttl",),
+                            ("set_field", "tunnel_id", dst_vni),
+                        ),
+                        goto=Table.L2,
+                    )
+                )
     return flows

@@ -14,6 +14,7 @@ compilers' own predicates (``vswitch.View.*_refusal``,
 "reverse teaming: came in on vmnic1, vm1-eth0 transmits on vmnic0",
 "distributed firewall rule 2 'web-to-db' at db-eth0: drop".
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,17 +31,18 @@ from .vswitch import View
 # Bands whose flows drop what they take, and why (the DFW's are per rule).
 _DROPPING_BANDS = {
     "mirror-destination-only": "port mirroring: {port} is the destination of a local session "
-                               "with normal traffic disallowed, so what it sends is dropped",
+    "with normal traffic disallowed, so what it sends is dropped",
     "invalid": "distributed firewall at {port}: invalid, part of no connection its "
-               "zone knows (for TCP: a SYN+ACK for a handshake it never saw)",
+    "zone knows (for TCP: a SYN+ACK for a handshake it never saw)",
     "no-route": "distributed router: no route for {ipv4_dst} (no LIF holds it, or its "
-                "ARP table does not know it)",
+    "ARP table does not know it)",
 }
 
 
 @dataclass(frozen=True)
 class Stage:
     """One step of the walk, named: table, stage, band, writer, what it did."""
+
     table: int
     stage: str
     band: str
@@ -52,13 +54,14 @@ class Stage:
 @dataclass
 class Explanation:
     """A frame's walk through one bridge, and the reasons for what it missed."""
+
     host: str
     bridge: str
     frame: Frame
     in_port: str
     steps: list[Stage] = field(default_factory=list)
     delivered: list[str] = field(default_factory=list)
-    refused: list[tuple[str, str]] = field(default_factory=list)   # (port or "", reason)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (port or "", reason)
 
     @property
     def dropped(self) -> bool:
@@ -68,17 +71,23 @@ class Explanation:
         return next((r for p, r in self.refused if p == port), None)
 
     def to_json(self) -> dict:
-        return {"host": self.host, "bridge": self.bridge, "in_port": self.in_port,
-                "frame": {k: v for k, v in vars(self.frame).items() if v not in (None, 0)
-                          or k in ("in_port",)},
-                "steps": [vars(s) for s in self.steps], "delivered": self.delivered,
-                "refused": [{"port": p, "reason": r} for p, r in self.refused]}
+        return {
+            "host": self.host,
+            "bridge": self.bridge,
+            "in_port": self.in_port,
+            "frame": {k: v for k, v in vars(self.frame).items() if v not in (None, 0) or k in ("in_port",)},
+            "steps": [vars(s) for s in self.steps],
+            "delivered": self.delivered,
+            "refused": [{"port": p, "reason": r} for p, r in self.refused],
+        }
 
     def render(self) -> str:
         f = self.frame
-        head = (f"{self.host} {self.bridge}: from {self.in_port}, {f.eth_src} > {f.eth_dst}"
-                f", {'VLAN ' + str(f.vlan) if f.vlan is not None else 'untagged'}"
-                f"{', ' + _l3(f) if _l3(f) else ''}")
+        head = (
+            f"{self.host} {self.bridge}: from {self.in_port}, {f.eth_src} > {f.eth_dst}"
+            f", {'VLAN ' + str(f.vlan) if f.vlan is not None else 'untagged'}"
+            f"{', ' + _l3(f) if _l3(f) else ''}"
+        )
         lines = [head]
         for s in self.steps:
             lines.append(f"  {'  ' * s.depth}{s.table} {s.stage:<17} {s.band:<24} {s.did}")
@@ -134,12 +143,15 @@ def _did(step: Step, names: _Names) -> str:
     for a in flow.actions:
         if a[0] == "ct" and a[1]:
             did += f"{'; ' if did else ''}commit to ct zone {a[2]}"
-    recirc = [a for a in flow.actions if a[0] in ("resubmit", "ct") and
-              (a[0] == "resubmit" or a[3] is not None)]
+    recirc = [
+        a for a in flow.actions if a[0] in ("resubmit", "ct") and (a[0] == "resubmit" or a[3] is not None)
+    ]
     for a in recirc:
         target = a[1] if a[0] == "resubmit" else a[3]
-        did += f"{'; ' if did else ''}{'ct zone ' + str(a[2]) + ', ' if a[0] == 'ct' else ''}" \
-               f"to {STAGES[target].name}"
+        did += (
+            f"{'; ' if did else ''}{'ct zone ' + str(a[2]) + ', ' if a[0] == 'ct' else ''}"
+            f"to {STAGES[target].name}"
+        )
     if flow.goto is not None:
         did += f"{'; ' if did else ''}goto {STAGES[flow.goto].name}"
     return did or "drop"
@@ -167,13 +179,16 @@ def _step_reason(step: Step, names: _Names, lab, view: Optional[View]) -> Option
             if view is not None and p.port_group is not None:
                 return view.ingress_refusal(p, f.eth_src, f.vlan is not None)
         if step.table == Table.FORWARD:
-            return (f"VLAN {f.vlan if f.vlan is not None else 0}: no port group on this "
-                    f"vSwitch carries it, and no VGT port")
+            return (
+                f"VLAN {f.vlan if f.vlan is not None else 0}: no port group on this "
+                f"vSwitch carries it, and no VGT port"
+            )
         return f"no flow of {STAGES[step.table].name} takes it (table miss)"
     band = _band(step.flow)
     if band in _DROPPING_BANDS:
-        return _DROPPING_BANDS[band].format(port=_dfw_port(step, names) if band == "invalid"
-                                            else names.name(f.in_port), ipv4_dst=f.ipv4_dst)
+        return _DROPPING_BANDS[band].format(
+            port=_dfw_port(step, names) if band == "invalid" else names.name(f.in_port), ipv4_dst=f.ipv4_dst
+        )
     if step.table in (Table.DFW_FROM_VM, Table.DFW_TO_VM_CT) and not step.flow.actions:
         where = _dfw_port(step, names)
         if band == "default":
@@ -187,8 +202,9 @@ def _step_reason(step: Step, names: _Names, lab, view: Optional[View]) -> Option
     return None
 
 
-def _vswitch_reasons(step: Step, view: View, names: _Names, delivered: set[int],
-                     to: Optional[str]) -> list[tuple[str, str]]:
+def _vswitch_reasons(
+    step: Step, view: View, names: _Names, delivered: set[int], to: Optional[str]
+) -> list[tuple[str, str]]:
     """For a frame vs_forward took: the local ports it was not delivered to
     and why (all of them for ``to``; else only those a filter refused)."""
     f = step.frame
@@ -205,19 +221,30 @@ def _vswitch_reasons(step: Step, view: View, names: _Names, delivered: set[int],
         if why is None:
             why = view.rx_refusal(p, from_uplink, dst)
         elif to is None:
-            continue                      # not expected there: not worth a line
+            continue  # not expected there: not worth a line
         if why is not None:
             out.append((p.name, why))
     if dst.kind == "unknown" and from_uplink is not None and to is None and not delivered:
-        out.append(("", f"unknown unicast from uplink {names.name(from_uplink)}: no port on "
-                        f"this vSwitch has {dst.mac}, and frames from an uplink never go out "
-                        f"of another uplink"))
+        out.append(
+            (
+                "",
+                f"unknown unicast from uplink {names.name(from_uplink)}: no port on "
+                f"this vSwitch has {dst.mac}, and frames from an uplink never go out "
+                f"of another uplink",
+            )
+        )
     return out
 
 
-def explain(binding: SwitchBinding, flows: list[FlowSpec], lab, frame: Frame,
-            conntrack: Optional[Conntrack] = None, to: Optional[str] = None,
-            size: Optional[int] = None) -> Explanation:
+def explain(
+    binding: SwitchBinding,
+    flows: list[FlowSpec],
+    lab,
+    frame: Frame,
+    conntrack: Optional[Conntrack] = None,
+    to: Optional[str] = None,
+    size: Optional[int] = None,
+) -> Explanation:
     """Walk ``frame`` through ``flows`` (the bridge ``binding``'s) and explain.
     ``to``: the port the user expected it at; ``size``: the IP packet's
     length in bytes, held against the vSwitch MTU at every output."""
@@ -227,16 +254,24 @@ def explain(binding: SwitchBinding, flows: list[FlowSpec], lab, frame: Frame,
     ex = Explanation(binding.host, binding.bridge, frame, names.name(frame.in_port))
     for s in w.steps:
         concern = CONCERN_NAMES.get(concern_of(s.flow.cookie), "?") if s.flow else "-"
-        ex.steps.append(Stage(s.table, STAGES[s.table].name, _band(s.flow), concern, s.depth,
-                              _did(s, names)))
+        ex.steps.append(Stage(s.table, STAGES[s.table].name, _band(s.flow), concern, s.depth, _did(s, names)))
     delivered = set()
     for o in w.sorted_outputs():
         name = names.name(o.port, o.frame)
-        if size is not None and size > binding.switch.mtu and isinstance(o.port, int) \
-                and o.port < CAPTURE_BASE:
-            ex.refused.append((name, f"MTU: a {size}-byte IP packet is larger than "
-                                     f"{binding.bridge}'s MTU of {binding.switch.mtu}; the "
-                                     f"port drops it"))
+        if (
+            size is not None
+            and size > binding.switch.mtu
+            and isinstance(o.port, int)
+            and o.port < CAPTURE_BASE
+        ):
+            ex.refused.append(
+                (
+                    name,
+                    f"MTU: a {size}-byte IP packet is larger than "
+                    f"{binding.bridge}'s MTU of {binding.switch.mtu}; the "
+                    f"port drops it",
+                )
+            )
             continue
         delivered.add(o.port)
         if name not in ex.delivered:
@@ -251,8 +286,9 @@ def explain(binding: SwitchBinding, flows: list[FlowSpec], lab, frame: Frame,
             ex.refused += _vswitch_reasons(s, view, names, delivered, to)
     if to is not None and to not in ex.delivered and ex.reason_for(to) is None:
         general = [r for p, r in ex.refused if not p]
-        ex.refused.append((to, general[0] if general else "the frame never reaches a flow "
-                                                         "that delivers to it"))
+        ex.refused.append(
+            (to, general[0] if general else "the frame never reaches a flow that delivers to it")
+        )
     return ex
 
 

@@ -11,6 +11,7 @@ netlink (pyroute2), and its link-layer multicast list from the guest's
 VMware Tools reports them (NSX's IP discovery for its ARP table). Only what the
 guest itself does changes them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,7 +31,7 @@ IFF_ALLMULTI = 0x200
 
 
 def _colon(hexmac: str) -> str:
-    return ":".join(hexmac[i:i + 2] for i in range(0, 12, 2)).lower()
+    return ":".join(hexmac[i : i + 2] for i in range(0, 12, 2)).lower()
 
 
 def multicast_filter(pid: int, ifname: str) -> frozenset[str]:
@@ -47,9 +48,10 @@ def multicast_filter(pid: int, ifname: str) -> frozenset[str]:
 @dataclass
 class WatchedNic:
     """One vNIC to observe: the vSwitch port it is, the guest side of it."""
-    port: str           # vSwitch port name (vm-vnic)
-    pid: int            # a process in the guest's network namespace
-    ifname: str         # interface name inside the guest
+
+    port: str  # vSwitch port name (vm-vnic)
+    pid: int  # a process in the guest's network namespace
+    ifname: str  # interface name inside the guest
 
 
 @contextmanager
@@ -107,15 +109,16 @@ class GuestObserver:
             link = ipr.link("get", ifname=nic.ifname)[0]
             addrs = ipr.get_addr(family=socket.AF_INET, index=link["index"])
             mcast = multicast_filter(nic.pid, nic.ifname)
-        except Exception as exc:             # guest gone or not ready: report nothing
+        except Exception as exc:  # guest gone or not ready: report nothing
             LOG.debug("cannot read %s: %s", nic.port, exc)
             return None
-        return GuestNic(effective_mac=link.get("IFLA_ADDRESS").lower(),
-                        promiscuous=(link.get("IFLA_PROMISCUITY") or 0) > 0,
-                        allmulti=bool(link["flags"] & IFF_ALLMULTI)
-                        or (link.get("IFLA_ALLMULTI") or 0) > 0,
-                        mcast=mcast,
-                        ipv4=frozenset(a.get_attr("IFA_ADDRESS") for a in addrs))
+        return GuestNic(
+            effective_mac=link.get("IFLA_ADDRESS").lower(),
+            promiscuous=(link.get("IFLA_PROMISCUITY") or 0) > 0,
+            allmulti=bool(link["flags"] & IFF_ALLMULTI) or (link.get("IFLA_ALLMULTI") or 0) > 0,
+            mcast=mcast,
+            ipv4=frozenset(a.get_attr("IFA_ADDRESS") for a in addrs),
+        )
 
     def snapshot(self) -> dict[str, GuestNic]:
         out = {}

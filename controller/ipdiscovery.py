@@ -20,6 +20,7 @@ continuing through the pipeline (suppression, routing, switching).
 ``compile_discovery(binding, tables)`` gives the flows; ``snoop(frame)``
 parses a packet-in. Both are pure.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,14 +37,19 @@ COOKIE = cookie(Concern.IP_DISCOVERY)
 DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
 DHCPACK = 5
 TO_CONTROLLER = ("output", "controller")
-DHCP_ACK_MATCH = {"eth_type": ETH_IPV4, "ip_proto": IPPROTO_UDP,
-                  "udp_src": DHCP_SERVER_PORT, "udp_dst": DHCP_CLIENT_PORT}
+DHCP_ACK_MATCH = {
+    "eth_type": ETH_IPV4,
+    "ip_proto": IPPROTO_UDP,
+    "udp_src": DHCP_SERVER_PORT,
+    "udp_dst": DHCP_CLIENT_PORT,
+}
 
 
 @dataclass(frozen=True)
 class Snooped:
     """An IP -> MAC binding read from one frame, and how it was read."""
-    method: str          # arp_snooping | dhcp_snooping
+
+    method: str  # arp_snooping | dhcp_snooping
     mac: str
     ip: str
 
@@ -71,25 +77,36 @@ def compile_discovery(binding: SwitchBinding, tables: NsxTables) -> list[FlowSpe
         arp = {"in_port": p.ofport, "eth_type": ETH_ARP, "arp_sha": mac}
         # Already known: nothing to learn, no packet-in.
         for ip in tables.known_ips(vni, mac):
-            flows.append(_flow(Table.DISCOVERY, Priority.EXACT, {**arp, "arp_spa": ip},
-                               goto=Table.ARP))
+            flows.append(_flow(Table.DISCOVERY, Priority.EXACT, {**arp, "arp_spa": ip}, goto=Table.ARP))
         if p.name not in tables.arp_snooped:
-            flows.append(_flow(Table.DISCOVERY, Priority.DEFAULT, arp, (TO_CONTROLLER,),
-                               goto=Table.ARP))
+            flows.append(_flow(Table.DISCOVERY, Priority.DEFAULT, arp, (TO_CONTROLLER,), goto=Table.ARP))
     for vni in sorted(dhcp_vnis):
-        flows.append(_flow(Table.DISCOVERY, Priority.EXACT,
-                           {**DHCP_ACK_MATCH, "tunnel_id": vni}, (TO_CONTROLLER,),
-                           goto=Table.ARP))
-        flows.append(_flow(Table.INGRESS, Priority.TUNNEL_SNOOP,
-                           {**DHCP_ACK_MATCH, "in_port": tunnel.ofport, "tunnel_id": vni},
-                           (TO_CONTROLLER,), goto=Table.L2))
+        flows.append(
+            _flow(
+                Table.DISCOVERY,
+                Priority.EXACT,
+                {**DHCP_ACK_MATCH, "tunnel_id": vni},
+                (TO_CONTROLLER,),
+                goto=Table.ARP,
+            )
+        )
+        flows.append(
+            _flow(
+                Table.INGRESS,
+                Priority.TUNNEL_SNOOP,
+                {**DHCP_ACK_MATCH, "in_port": tunnel.ofport, "tunnel_id": vni},
+                (TO_CONTROLLER,),
+                goto=Table.L2,
+            )
+        )
     return flows
 
 
 def _usable(ip: str) -> bool:
     addr = IPv4Address(ip)
-    return not (addr.is_unspecified or addr.is_multicast or addr.is_loopback
-                or addr == IPv4Address("255.255.255.255"))
+    return not (
+        addr.is_unspecified or addr.is_multicast or addr.is_loopback or addr == IPv4Address("255.255.255.255")
+    )
 
 
 def snoop(frame: bytes) -> Optional[Snooped]:
@@ -98,21 +115,25 @@ def snoop(frame: bytes) -> Optional[Snooped]:
     message that is not an ACK with an address)."""
     from scapy.layers.dhcp import BOOTP, DHCP
     from scapy.layers.l2 import ARP, Ether
+
     try:
         eth = Ether(frame)
         if ARP in eth:
             arp = eth[ARP]
-            if arp.op in (1, 2) and arp.hwlen == 6 and arp.plen == 4 \
-                    and arp.hwsrc.lower() == eth.src.lower() and _usable(arp.psrc):
+            if (
+                arp.op in (1, 2)
+                and arp.hwlen == 6
+                and arp.plen == 4
+                and arp.hwsrc.lower() == eth.src.lower()
+                and _usable(arp.psrc)
+            ):
                 return Snooped("arp_snooping", arp.hwsrc.lower(), arp.psrc)
             return None
         if BOOTP in eth and DHCP in eth:
             options = {o[0]: o[1] for o in eth[DHCP].options if isinstance(o, tuple) and len(o) > 1}
             chaddr = eth[BOOTP].chaddr[:6]
-            if options.get("message-type") == DHCPACK and len(chaddr) == 6 \
-                    and _usable(eth[BOOTP].yiaddr):
-                return Snooped("dhcp_snooping", ":".join(f"{b:02x}" for b in chaddr),
-                               eth[BOOTP].yiaddr)
-    except Exception:           # whatever a guest sends must not reach the driver
+            if options.get("message-type") == DHCPACK and len(chaddr) == 6 and _usable(eth[BOOTP].yiaddr):
+                return Snooped("dhcp_snooping", ":".join(f"{b:02x}" for b in chaddr), eth[BOOTP].yiaddr)
+    except Exception:  # whatever a guest sends must not reach the driver
         return None
     return None

@@ -42,6 +42,7 @@ traffic disallowed on a local session's destination vNIC, nothing else is
 delivered to it (its outputs are removed) and what it sends is dropped by a
 flow of this concern's own (cookie ``Concern.MIRROR``).
 """
+
 from __future__ import annotations
 
 from vlab import naming
@@ -58,8 +59,7 @@ _BARRIERS = ("ct", "resubmit")
 
 
 def _vlan_action(action: tuple) -> bool:
-    return action[0] in ("push_vlan", "pop_vlan") or (
-        action[0] == "set_field" and action[1] == "vlan_vid")
+    return action[0] in ("push_vlan", "pop_vlan") or (action[0] == "set_field" and action[1] == "vlan_vid")
 
 
 def _output(port: int, session: MirrorSession) -> tuple:
@@ -68,19 +68,23 @@ def _output(port: int, session: MirrorSession) -> tuple:
     return ("output", port)
 
 
-def _copy_tail(session: MirrorSession, sid: int, binding: SwitchBinding,
-               ofport_of: dict[str, int]) -> tuple:
+def _copy_tail(session: MirrorSession, sid: int, binding: SwitchBinding, ofport_of: dict[str, int]) -> tuple:
     """What one copy does once it looks like the vNIC's view of the frame:
     the session's tunnel or destination vNIC outputs (empty: nowhere here)."""
     if session.type == "erspan":
         port = binding.mirror_port(session.encapsulation)
         if port is None:
             return ()
-        return (("set_field", "tun_ipv4_dst", str(session.destination_ip)),
-                ("set_field", "tunnel_id", sid), _output(port.ofport, session))
-    return tuple(_output(ofport_of[name], session)
-                 for name in (naming.vnic_port(d.vm, d.vnic) for d in session.destination_vnics)
-                 if name in ofport_of)
+        return (
+            ("set_field", "tun_ipv4_dst", str(session.destination_ip)),
+            ("set_field", "tunnel_id", sid),
+            _output(port.ofport, session),
+        )
+    return tuple(
+        _output(ofport_of[name], session)
+        for name in (naming.vnic_port(d.vm, d.vnic) for d in session.destination_vnics)
+        if name in ofport_of
+    )
 
 
 def _sessions(binding: SwitchBinding, lab: Lab):
@@ -105,16 +109,18 @@ def plan(binding: SwitchBinding, lab: Lab):
     receive_only: set[int] = set()
     for session, sid in _sessions(binding, lab):
         if session.type == "local" and session.normal_traffic == "disallowed":
-            receive_only |= {ofport_of[n] for n in
-                             (naming.vnic_port(d.vm, d.vnic) for d in session.destination_vnics)
-                             if n in ofport_of}
+            receive_only |= {
+                ofport_of[n]
+                for n in (naming.vnic_port(d.vm, d.vnic) for d in session.destination_vnics)
+                if n in ofport_of
+            }
         tail = _copy_tail(session, sid, binding, ofport_of)
         if not tail:
             continue
         for src in session.sources:
             port = ofport_of.get(naming.vnic_port(src.vm, src.vnic))
             if port is None:
-                continue                      # the source runs on another host now
+                continue  # the source runs on another host now
             if src.direction in ("ingress", "both"):
                 sent.setdefault(port, []).append(tail)
             if src.direction in ("egress", "both"):
@@ -150,15 +156,16 @@ def add_copies(flows: list[FlowSpec], binding: SwitchBinding, lab: Lab) -> list[
         return flows
     out = []
     for f in flows:
-        actions = tuple(a for a in f.actions
-                        if not (a[0] == "output" and a[1] in receive_only))
+        actions = tuple(a for a in f.actions if not (a[0] == "output" and a[1] in receive_only))
         actions = _with_received_copies(actions, received)
         port = dict(f.match).get("in_port")
         if f.table == Table.INGRESS and port in sent:
             actions = tuple(("clone", tail) for tail in sent[port]) + actions
-        out.append(f if actions == f.actions else
-                   FlowSpec(f.table, f.priority, f.match, actions, f.goto, f.cookie))
-    out += [FlowSpec.make(Table.INGRESS, Priority.MIRROR_DESTINATION_ONLY, {"in_port": port},
-                          cookie=COOKIE)
-            for port in sorted(receive_only)]
+        out.append(
+            f if actions == f.actions else FlowSpec(f.table, f.priority, f.match, actions, f.goto, f.cookie)
+        )
+    out += [
+        FlowSpec.make(Table.INGRESS, Priority.MIRROR_DESTINATION_ONLY, {"in_port": port}, cookie=COOKIE)
+        for port in sorted(receive_only)
+    ]
     return out

@@ -8,6 +8,7 @@
   it makes the guest re-send its own reports; the guest answers within the
   query's max response time, and snooping switches learn the new port.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -33,8 +34,10 @@ def rarp(mac: str, vlan: Optional[int]) -> bytes:
 
 def igmp_general_query(src_mac: str, src_ip: str, max_response_s: float) -> bytes:
     """An IGMPv2 general query (to 224.0.0.1) with the given max response time."""
-    code = max(1, min(255, round(max_response_s * 10)))     # units of 1/10 s
-    frame = (Ether(dst=ALL_HOSTS_MAC, src=src_mac)
-             / IP(src=src_ip, dst="224.0.0.1", ttl=1, options=[IPOption_Router_Alert()])
-             / IGMP(type=0x11, mrcode=code, gaddr="0.0.0.0"))
+    code = max(1, min(255, round(max_response_s * 10)))  # units of 1/10 s
+    frame = (
+        Ether(dst=ALL_HOSTS_MAC, src=src_mac)
+        / IP(src=src_ip, dst="224.0.0.1", ttl=1, options=[IPOption_Router_Alert()])
+        / IGMP(type=0x11, mrcode=code, gaddr="0.0.0.0")
+    )
     return bytes(frame)

@@ -19,6 +19,7 @@ subnet. The UTEP of (VNI, subnet) is chosen here, so every host agrees.
 
 Pure: built from the lab and the current bindings; no sockets.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from vlab.lab.resolve import vtep_of
 @dataclass(frozen=True)
 class Vtep:
     """A host's VXLAN tunnel endpoint (its VMkernel adapter on the vxlan stack)."""
+
     host: str
     ip: IPv4Interface
     mac: str
@@ -45,28 +47,29 @@ class Vtep:
 @dataclass(frozen=True)
 class RouterPort:
     """A distributed router's interface (LIF) on one logical switch."""
+
     router: str
-    mac: str                 # the vMAC, the same on every host
+    mac: str  # the vMAC, the same on every host
     ip: IPv4Interface
 
 
 @dataclass(frozen=True)
 class NsxTables:
     """The controller's tables plus the intent they are read with."""
-    vteps: dict[str, Vtep]                               # host -> VTEP
-    switches: dict[int, LogicalSwitch]                   # VNI -> logical switch
-    router_ports: dict[int, RouterPort]                  # VNI -> the LIF on it
-    vtep_table: dict[int, tuple[str, ...]]               # VNI -> hosts (sorted)
-    mac_table: dict[tuple[int, str], str]                # (VNI, MAC) -> host
-    arp_table: dict[tuple[int, str], str]                # (VNI, IP) -> MAC
+
+    vteps: dict[str, Vtep]  # host -> VTEP
+    switches: dict[int, LogicalSwitch]  # VNI -> logical switch
+    router_ports: dict[int, RouterPort]  # VNI -> the LIF on it
+    vtep_table: dict[int, tuple[str, ...]]  # VNI -> hosts (sorted)
+    mac_table: dict[tuple[int, str], str]  # (VNI, MAC) -> host
+    arp_table: dict[tuple[int, str], str]  # (VNI, IP) -> MAC
     arp_sources: dict[tuple[int, str], tuple[str, ...]] = field(default_factory=dict)
     # Ports that already hold their one ARP-snooped binding (first one wins).
     arp_snooped: frozenset[str] = frozenset()
 
     def known_ips(self, vni: int, mac: str) -> list[str]:
         """The IPs the ARP table binds to ``mac`` on ``vni``."""
-        return sorted((ip for (v, ip), m in self.arp_table.items() if v == vni and m == mac),
-                      key=IPv4Address)
+        return sorted((ip for (v, ip), m in self.arp_table.items() if v == vni and m == mac), key=IPv4Address)
 
     def vni(self, logical_switch: str) -> int:
         return next(v for v, ls in self.switches.items() if ls.name == logical_switch)
@@ -80,8 +83,7 @@ class NsxTables:
         """Hosts ``host`` sends a copy of a BUM frame of ``vni`` to: every
         other member in its own transport subnet, one UTEP per other subnet."""
         mine = self.vteps[host].subnet
-        out = [h for h in self.vtep_table.get(vni, ()) if h != host
-               and self.vteps[h].subnet == mine]
+        out = [h for h in self.vtep_table.get(vni, ()) if h != host and self.vteps[h].subnet == mine]
         others = sorted({self.vteps[h].subnet for h in self.vtep_table.get(vni, ())} - {mine})
         out += [self.utep(vni, s) for s in others]
         return out
@@ -92,8 +94,7 @@ class NsxTables:
         mine = self.vteps[host].subnet
         if self.utep(vni, mine) != host:
             return []
-        return [h for h in self.vtep_table.get(vni, ()) if h != host
-                and self.vteps[h].subnet == mine]
+        return [h for h in self.vtep_table.get(vni, ()) if h != host and self.vteps[h].subnet == mine]
 
     def routed_vnis(self, vnis) -> set[int]:
         """VNIs a frame from ``vnis`` can be routed into by a distributed router."""
@@ -107,18 +108,26 @@ class NsxTables:
             out[ls.name] = {
                 "vni": vni,
                 "arp_suppression": ls.arp_suppression,
-                "vtep_table": [{"host": h, "vtep_ip": str(self.vteps[h].ip.ip),
-                                "vtep_mac": self.vteps[h].mac,
-                                "segment": str(self.vteps[h].subnet),
-                                "utep": self.utep(vni, self.vteps[h].subnet) == h}
-                               for h in self.vtep_table.get(vni, ())],
-                "mac_table": [{"mac": mac, "vtep_ip": str(self.vteps[h].ip.ip), "host": h}
-                              for (v, mac), h in sorted(self.mac_table.items()) if v == vni],
-                "arp_table": [{"ip": ip, "mac": mac,
-                               "sources": list(self.arp_sources.get((v, ip), ()))}
-                              for (v, ip), mac in sorted(self.arp_table.items(),
-                                                         key=lambda kv: IPv4Address(kv[0][1]))
-                              if v == vni],
+                "vtep_table": [
+                    {
+                        "host": h,
+                        "vtep_ip": str(self.vteps[h].ip.ip),
+                        "vtep_mac": self.vteps[h].mac,
+                        "segment": str(self.vteps[h].subnet),
+                        "utep": self.utep(vni, self.vteps[h].subnet) == h,
+                    }
+                    for h in self.vtep_table.get(vni, ())
+                ],
+                "mac_table": [
+                    {"mac": mac, "vtep_ip": str(self.vteps[h].ip.ip), "host": h}
+                    for (v, mac), h in sorted(self.mac_table.items())
+                    if v == vni
+                ],
+                "arp_table": [
+                    {"ip": ip, "mac": mac, "sources": list(self.arp_sources.get((v, ip), ()))}
+                    for (v, ip), mac in sorted(self.arp_table.items(), key=lambda kv: IPv4Address(kv[0][1]))
+                    if v == vni
+                ],
             }
         return out
 
@@ -136,9 +145,12 @@ def vteps(lab: Lab) -> dict[str, Vtep]:
 Snooped = dict[str, dict[str, frozenset[str]]]
 
 
-def build_tables(lab: Lab, bindings: Iterable[SwitchBinding],
-                 guests: Optional[dict[str, GuestNic]] = None,
-                 snooped: Optional[Snooped] = None) -> NsxTables:
+def build_tables(
+    lab: Lab,
+    bindings: Iterable[SwitchBinding],
+    guests: Optional[dict[str, GuestNic]] = None,
+    snooped: Optional[Snooped] = None,
+) -> NsxTables:
     """The tables for the current bindings (where each VM port is) and what
     the hosts discovered about the guests: their configured IPs
     (``guests``) and what ARP and DHCP snooping saw (``snooped``), each used
@@ -147,7 +159,7 @@ def build_tables(lab: Lab, bindings: Iterable[SwitchBinding],
     switches = {ls.vni: ls for ls in lab.nsx.logical_switches} if lab.nsx else {}
     by_name = {ls.name: ls.vni for ls in switches.values()}
     router_ports = {}
-    for dlr in (lab.nsx.distributed_routers if lab.nsx else ()):
+    for dlr in lab.nsx.distributed_routers if lab.nsx else ():
         for lif in dlr.interfaces:
             router_ports[by_name[lif.logical_switch]] = RouterPort(dlr.name, dlr.mac.lower(), lif.ip)
     members: dict[int, set[str]] = {}
@@ -160,8 +172,7 @@ def build_tables(lab: Lab, bindings: Iterable[SwitchBinding],
             mac = p.effective_mac.lower()
             mac_table[(vni, mac)] = b.host
             guest = guests.get(p.name)
-            found = {"vmtools": guest.ipv4 if guest is not None else frozenset(),
-                     **snooped.get(p.name, {})}
+            found = {"vmtools": guest.ipv4 if guest is not None else frozenset(), **snooped.get(p.name, {})}
             if found.get("arp_snooping"):
                 arp_snooped.add(p.name)
             for method in switches[vni].ip_discovery:
@@ -170,7 +181,13 @@ def build_tables(lab: Lab, bindings: Iterable[SwitchBinding],
                     same = arp_table.get((vni, ip)) == mac
                     arp_table[(vni, ip)] = mac
                     sources[(vni, ip)] = (sources[(vni, ip)] if same else ()) + (method,)
-    return NsxTables(vteps=vteps(lab), switches=switches, router_ports=router_ports,
-                     vtep_table={v: tuple(sorted(h)) for v, h in members.items()},
-                     mac_table=mac_table, arp_table=arp_table, arp_sources=sources,
-                     arp_snooped=frozenset(arp_snooped))
+    return NsxTables(
+        vteps=vteps(lab),
+        switches=switches,
+        router_ports=router_ports,
+        vtep_table={v: tuple(sorted(h)) for v, h in members.items()},
+        mac_table=mac_table,
+        arp_table=arp_table,
+        arp_sources=sources,
+        arp_snooped=frozenset(arp_snooped),
+    )

@@ -2,13 +2,14 @@
 
 The only module that knows os-ken's message classes; compilers never import it.
 """
+
 from __future__ import annotations
 
 from .pipeline import COOKIE_MASK_CONCERN, FlowSpec
 
-CT_COMMIT = 1                 # NX_CT_F_COMMIT
-CT_NO_RECIRC = 255            # NX_CT_RECIRC_NONE
-NX_IN_PORT = 0xfff8           # OFPP_IN_PORT in 16-bit (Nicira) port fields
+CT_COMMIT = 1  # NX_CT_F_COMMIT
+CT_NO_RECIRC = 255  # NX_CT_RECIRC_NONE
+NX_IN_PORT = 0xFFF8  # OFPP_IN_PORT in 16-bit (Nicira) port fields
 
 
 def _action(ofp, parser, action: tuple):
@@ -20,8 +21,7 @@ def _action(ofp, parser, action: tuple):
         port = ofp.OFPP_IN_PORT if action[1] == "in_port" else action[1]
         return parser.OFPActionOutput(port)
     if kind == "move":
-        return parser.NXActionRegMove(src_field=action[1], dst_field=action[2],
-                                      n_bits=action[3])
+        return parser.NXActionRegMove(src_field=action[1], dst_field=action[2], n_bits=action[3])
     if kind == "dec_ttl":
         return parser.OFPActionDecNwTtl()
     if kind == "push_vlan":
@@ -38,9 +38,14 @@ def _action(ofp, parser, action: tuple):
         # tracked packet continues there (a fork: this action list goes on
         # with the untracked original).
         _, commit, zone, table = action
-        return parser.NXActionCT(flags=CT_COMMIT if commit else 0, zone_src="",
-                                 zone_ofs_nbits=zone, alg=0, actions=[],
-                                 recirc_table=CT_NO_RECIRC if table is None else table)
+        return parser.NXActionCT(
+            flags=CT_COMMIT if commit else 0,
+            zone_src="",
+            zone_ofs_nbits=zone,
+            alg=0,
+            actions=[],
+            recirc_table=CT_NO_RECIRC if table is None else table,
+        )
     if kind == "output_trunc":
         # ("output_trunc", port, max_len): OVS output(port=..,max_len=..).
         return parser.NXActionOutputTrunc(port=action[1], max_len=action[2])
@@ -59,11 +64,11 @@ def _clone_class(parser):
     """os-ken has no NXActionClone: OVS's nx_action_clone is the NX header,
     6 bytes of padding, then the nested actions."""
     if parser not in _CLONES:
+
         class NXActionClone(parser.NXAction):
             _subtype = NXAST_CLONE
 
-            def __init__(self, actions, type_=None, len_=None, experimenter=None,
-                         subtype=None):
+            def __init__(self, actions, type_=None, len_=None, experimenter=None, subtype=None):
                 super().__init__()
                 self.actions = actions
 
@@ -72,6 +77,7 @@ def _clone_class(parser):
                 for a in self.actions:
                     a.serialize(data, len(data))
                 return data
+
         _CLONES[parser] = NXActionClone
     return _CLONES[parser]
 
@@ -82,29 +88,48 @@ def flow_mod(datapath, spec: FlowSpec, epoch: int = 0):
     ofp, parser = datapath.ofproto, datapath.ofproto_parser
     instructions = []
     if spec.actions:
-        instructions.append(parser.OFPInstructionActions(
-            ofp.OFPIT_APPLY_ACTIONS, [_action(ofp, parser, a) for a in spec.actions]))
+        instructions.append(
+            parser.OFPInstructionActions(
+                ofp.OFPIT_APPLY_ACTIONS, [_action(ofp, parser, a) for a in spec.actions]
+            )
+        )
     if spec.goto is not None:
         instructions.append(parser.OFPInstructionGotoTable(spec.goto))
-    return parser.OFPFlowMod(datapath=datapath, cookie=spec.cookie | epoch, table_id=spec.table,
-                             priority=spec.priority, match=parser.OFPMatch(**dict(spec.match)),
-                             instructions=instructions, command=ofp.OFPFC_ADD)
+    return parser.OFPFlowMod(
+        datapath=datapath,
+        cookie=spec.cookie | epoch,
+        table_id=spec.table,
+        priority=spec.priority,
+        match=parser.OFPMatch(**dict(spec.match)),
+        instructions=instructions,
+        command=ofp.OFPFC_ADD,
+    )
 
 
 def delete_strict(datapath, spec: FlowSpec):
     """Remove exactly the flow with ``spec``'s table, priority and match."""
     ofp, parser = datapath.ofproto, datapath.ofproto_parser
-    return parser.OFPFlowMod(datapath=datapath, table_id=spec.table, priority=spec.priority,
-                             command=ofp.OFPFC_DELETE_STRICT, out_port=ofp.OFPP_ANY,
-                             out_group=ofp.OFPG_ANY, match=parser.OFPMatch(**dict(spec.match)))
+    return parser.OFPFlowMod(
+        datapath=datapath,
+        table_id=spec.table,
+        priority=spec.priority,
+        command=ofp.OFPFC_DELETE_STRICT,
+        out_port=ofp.OFPP_ANY,
+        out_group=ofp.OFPG_ANY,
+        match=parser.OFPMatch(**dict(spec.match)),
+    )
 
 
 def packet_out(datapath, port: int, frame: bytes):
     """Send ``frame`` out of ``port`` as if the host itself transmitted it."""
     ofp, parser = datapath.ofproto, datapath.ofproto_parser
-    return parser.OFPPacketOut(datapath=datapath, buffer_id=ofp.OFP_NO_BUFFER,
-                               in_port=ofp.OFPP_CONTROLLER,
-                               actions=[parser.OFPActionOutput(port)], data=frame)
+    return parser.OFPPacketOut(
+        datapath=datapath,
+        buffer_id=ofp.OFP_NO_BUFFER,
+        in_port=ofp.OFPP_CONTROLLER,
+        actions=[parser.OFPActionOutput(port)],
+        data=frame,
+    )
 
 
 EPOCH_BITS = 16
@@ -120,10 +145,18 @@ def delete_other_epochs(datapath, concern_cookie: int, epoch: int) -> list:
     msgs = []
     for bit in range(EPOCH_BITS):
         flipped = (epoch ^ (1 << bit)) & (1 << bit)
-        msgs.append(parser.OFPFlowMod(
-            datapath=datapath, table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
-            cookie=concern_cookie | flipped, cookie_mask=COOKIE_MASK_CONCERN | (1 << bit),
-            out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=parser.OFPMatch()))
+        msgs.append(
+            parser.OFPFlowMod(
+                datapath=datapath,
+                table_id=ofp.OFPTT_ALL,
+                command=ofp.OFPFC_DELETE,
+                cookie=concern_cookie | flipped,
+                cookie_mask=COOKIE_MASK_CONCERN | (1 << bit),
+                out_port=ofp.OFPP_ANY,
+                out_group=ofp.OFPG_ANY,
+                match=parser.OFPMatch(),
+            )
+        )
     return msgs
 
 

@@ -22,6 +22,7 @@ What the VXLAN module of a prepared host does, and so what these flows do:
 ``compile_overlay(binding, tables)`` returns the flows of the VTEP's vSwitch;
 empty for any other bridge.
 """
+
 from __future__ import annotations
 
 from vlab.bindings import PortBinding, SwitchBinding
@@ -41,8 +42,7 @@ def encapsulate(tables: NsxTables, hosts, tunnel: int | str) -> list[tuple]:
     """One unicast VXLAN copy per host in ``hosts`` (the VNI is in tun_id)."""
     actions = []
     for h in hosts:
-        actions += [("set_field", "tun_ipv4_dst", str(tables.vteps[h].ip.ip)),
-                    ("output", tunnel)]
+        actions += [("set_field", "tun_ipv4_dst", str(tables.vteps[h].ip.ip)), ("output", tunnel)]
     return actions
 
 
@@ -51,8 +51,10 @@ def ingress_refusal(p: PortBinding, eth_src: str, tagged: bool) -> str | None:
     if tagged:
         return f"{p.name} is on logical switch {p.logical_switch}: a VM there sends untagged frames"
     if eth_src.lower() != p.mac.lower():
-        return (f"forged transmits: source MAC {eth_src.lower()} is not {p.name}'s MAC "
-                f"{p.mac.lower()} (a logical-switch port sends only from it)")
+        return (
+            f"forged transmits: source MAC {eth_src.lower()} is not {p.name}'s MAC "
+            f"{p.mac.lower()} (a logical-switch port sends only from it)"
+        )
     return None
 
 
@@ -61,14 +63,17 @@ def _ports_of(b: SwitchBinding, vni: int, tables: NsxTables) -> list[PortBinding
 
 
 def _ingress(b: SwitchBinding, tables: NsxTables, tunnel: PortBinding) -> list[FlowSpec]:
-    flows = [_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, {"in_port": tunnel.ofport},
-                   goto=Table.L2)]
+    flows = [_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, {"in_port": tunnel.ofport}, goto=Table.L2)]
     for p in b.logical_ports():
-        flows.append(_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY,
-                           {"in_port": p.ofport, "vlan_vid": OFPVID_NONE,
-                            "eth_src": p.mac.lower()},
-                           (("set_field", "tunnel_id", tables.vni(p.logical_switch)),),
-                           goto=Table.DISCOVERY))
+        flows.append(
+            _flow(
+                Table.INGRESS,
+                Priority.INGRESS_CLASSIFY,
+                {"in_port": p.ofport, "vlan_vid": OFPVID_NONE, "eth_src": p.mac.lower()},
+                (("set_field", "tunnel_id", tables.vni(p.logical_switch)),),
+                goto=Table.DISCOVERY,
+            )
+        )
     return flows
 
 
@@ -84,14 +89,24 @@ def _l2(b: SwitchBinding, tables: NsxTables, tunnel: PortBinding) -> list[FlowSp
         # Known unicast: local port, or the VTEP the MAC table names.
         for p in local:
             mac = p.effective_mac.lower()
-            flows.append(_flow(Table.L2, Priority.EXACT, {**from_vm, "eth_dst": mac},
-                               (("output", p.ofport),)))
-            flows.append(_flow(Table.L2, Priority.TUNNEL_EXACT,
-                               {**from_tunnel, "eth_dst": mac}, (("output", p.ofport),)))
+            flows.append(
+                _flow(Table.L2, Priority.EXACT, {**from_vm, "eth_dst": mac}, (("output", p.ofport),))
+            )
+            flows.append(
+                _flow(
+                    Table.L2, Priority.TUNNEL_EXACT, {**from_tunnel, "eth_dst": mac}, (("output", p.ofport),)
+                )
+            )
         for (v, mac), host in sorted(tables.mac_table.items()):
             if v == vni and host != here:
-                flows.append(_flow(Table.L2, Priority.EXACT, {**from_vm, "eth_dst": mac},
-                                   encapsulate(tables, [host], tunnel.ofport)))
+                flows.append(
+                    _flow(
+                        Table.L2,
+                        Priority.EXACT,
+                        {**from_vm, "eth_dst": mac},
+                        encapsulate(tables, [host], tunnel.ofport),
+                    )
+                )
         # BUM (and unknown unicast) from a local VM: local ports + unicast replication.
         flood = tuple(to_local + encapsulate(tables, tables.replication(here, vni), tunnel.ofport))
         flows.append(_flow(Table.L2, Priority.MULTICAST, {**from_vm, "eth_dst": MULTICAST}, flood))
@@ -101,22 +116,41 @@ def _l2(b: SwitchBinding, tables: NsxTables, tunnel: PortBinding) -> list[FlowSp
         # tunnel port it came in on).
         mine = tables.vteps[here].subnet
         relay = encapsulate(tables, tables.local_replication(here, vni), "in_port")
-        flows.append(_flow(Table.L2, Priority.TUNNEL_MULTICAST,
-                           {**from_tunnel, "eth_dst": MULTICAST}, tuple(to_local + relay)))
+        flows.append(
+            _flow(
+                Table.L2,
+                Priority.TUNNEL_MULTICAST,
+                {**from_tunnel, "eth_dst": MULTICAST},
+                tuple(to_local + relay),
+            )
+        )
         if relay:
-            flows.append(_flow(Table.L2, Priority.TUNNEL_MULTICAST_OWN_SUBNET,
-                               {**from_tunnel, "eth_dst": MULTICAST,
-                                "tun_ipv4_src": (str(mine.network_address), str(mine.netmask))},
-                               tuple(to_local)))
-        flows.append(_flow(Table.L2, Priority.TUNNEL_DEFAULT, from_tunnel,
-                           tuple(to_local)))
+            flows.append(
+                _flow(
+                    Table.L2,
+                    Priority.TUNNEL_MULTICAST_OWN_SUBNET,
+                    {
+                        **from_tunnel,
+                        "eth_dst": MULTICAST,
+                        "tun_ipv4_src": (str(mine.network_address), str(mine.netmask)),
+                    },
+                    tuple(to_local),
+                )
+            )
+        flows.append(_flow(Table.L2, Priority.TUNNEL_DEFAULT, from_tunnel, tuple(to_local)))
     # Logical switches with no port here that the distributed router routes
     # into: only their VMs' MACs are needed, each at its VTEP.
     for vni in sorted(tables.routed_vnis(vnis)):
         for (v, mac), host in sorted(tables.mac_table.items()):
             if v == vni and host != here:
-                flows.append(_flow(Table.L2, Priority.EXACT, {"tunnel_id": vni, "eth_dst": mac},
-                                   encapsulate(tables, [host], tunnel.ofport)))
+                flows.append(
+                    _flow(
+                        Table.L2,
+                        Priority.EXACT,
+                        {"tunnel_id": vni, "eth_dst": mac},
+                        encapsulate(tables, [host], tunnel.ofport),
+                    )
+                )
     return flows
 
 

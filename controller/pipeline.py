@@ -25,6 +25,7 @@ the actions of other concerns' flows and owns only one kind of flow of its
 own. Cookies say which concern installed a flow: the top byte is the
 concern id, so a resync can tell our flows from anything else.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ OFPVID_NONE = 0x0000
 
 class Table:
     """Table numbers, by the stage names below."""
+
     INGRESS = 0
     FORWARD = 1
     DISCOVERY = 2
@@ -53,35 +55,36 @@ class Table:
 class Priority:
     """Every priority a compiler uses, by what the flow matches (higher wins).
     Each belongs to a band of the stages that use it (``PIPELINE``)."""
+
     # Forwarding (vs_forward, and the logical-switch stages).
-    EXACT = 300                    # one destination (MAC, IP) in one domain
-    EXACT_ANY_VLAN = 250           # a VGT port's MAC in a VLAN no port group uses
-    MULTICAST = 200                # any other multicast in one VLAN / VNI
+    EXACT = 300  # one destination (MAC, IP) in one domain
+    EXACT_ANY_VLAN = 250  # a VGT port's MAC in a VLAN no port group uses
+    MULTICAST = 200  # any other multicast in one VLAN / VNI
     MULTICAST_ANY_VLAN = 150
-    DEFAULT = 100                  # unknown unicast in one VLAN / VNI
+    DEFAULT = 100  # unknown unicast in one VLAN / VNI
     DEFAULT_ANY_VLAN = 50
-    MISS = 1                       # continue with the next table
+    MISS = 1  # continue with the next table
     # ls_l2: frames from the tunnel port sit above every flow for a local
     # VM's frames, so they never fall into one (which would send a frame
     # for a MAC elsewhere back into the tunnel).
     TUNNEL_EXACT = 1300
-    TUNNEL_MULTICAST_OWN_SUBNET = 1210   # the UTEP does not relay these
+    TUNNEL_MULTICAST_OWN_SUBNET = 1210  # the UTEP does not relay these
     TUNNEL_MULTICAST = 1200
     TUNNEL_DEFAULT = 1100
     # vs_in_port.
-    MIRROR_DESTINATION_ONLY = 4000 # a receive-only mirror destination sends nothing
-    DFW_DETOUR = 300               # a protected vNIC's IPv4, above its classify flow
-    TUNNEL_SNOOP = 110             # DHCP ACKs from the tunnel, copied to the controller
+    MIRROR_DESTINATION_ONLY = 4000  # a receive-only mirror destination sends nothing
+    DFW_DETOUR = 300  # a protected vNIC's IPv4, above its classify flow
+    TUNNEL_SNOOP = 110  # DHCP ACKs from the tunnel, copied to the controller
     INGRESS_CLASSIFY = 100
     # dfw_from_vm and dfw_to_vm_ct: the distributed firewall's verdicts.
-    DFW_STATE = 3000               # established / related: pass
-    DFW_INVALID = 2900             # not part of any connection we know: drop
-    DFW_IMPORTED = 2500            # connections carried over by vMotion
-    DFW_RULES = 2000               # rule i gets DFW_RULES - i
-    DFW_DEFAULT = 10               # the default rule
+    DFW_STATE = 3000  # established / related: pass
+    DFW_INVALID = 2900  # not part of any connection we know: drop
+    DFW_IMPORTED = 2500  # connections carried over by vMotion
+    DFW_RULES = 2000  # rule i gets DFW_RULES - i
+    DFW_DEFAULT = 10  # the default rule
     # dfw_to_vm.
-    DFW_TO_CT = 200                # IPv4 for a protected vNIC enters its zone
-    DFW_NON_IP = 1                 # ARP and friends go straight out
+    DFW_TO_CT = 200  # IPv4 for a protected vNIC enters its zone
+    DFW_NON_IP = 1  # ARP and friends go straight out
 
 
 # The most rules the distributed firewall's band holds (the lab refuses more).
@@ -90,6 +93,7 @@ MAX_DFW_RULES = MAX_FIREWALL_RULES
 
 class Concern:
     """Cookie top byte per manager."""
+
     VSWITCH = 0x01
     OVERLAY = 0x02
     ARP_SUPPRESSION = 0x03
@@ -99,10 +103,15 @@ class Concern:
     MIRROR = 0x07
 
 
-CONCERN_NAMES = {Concern.VSWITCH: "vswitch", Concern.OVERLAY: "overlay",
-                 Concern.ARP_SUPPRESSION: "arp-suppression", Concern.ROUTER: "router",
-                 Concern.IP_DISCOVERY: "ip-discovery", Concern.DFW: "dfw",
-                 Concern.MIRROR: "mirror"}
+CONCERN_NAMES = {
+    Concern.VSWITCH: "vswitch",
+    Concern.OVERLAY: "overlay",
+    Concern.ARP_SUPPRESSION: "arp-suppression",
+    Concern.ROUTER: "router",
+    Concern.IP_DISCOVERY: "ip-discovery",
+    Concern.DFW: "dfw",
+    Concern.MIRROR: "mirror",
+}
 COOKIE_MASK_CONCERN = 0xFF << 56
 
 
@@ -134,6 +143,7 @@ class FlowSpec:
     ("ct", commit, zone, table) (connection tracking in ``zone``; with a
     table the frame continues there, tracked, and this flow ends).
     ``goto`` continues in another table."""
+
     table: int
     priority: int
     match: Match
@@ -155,6 +165,7 @@ class FlowSpec:
 @dataclass(frozen=True)
 class Band:
     """A named priority range of one stage (``low`` to ``high``, inclusive)."""
+
     name: str
     low: int
     high: int
@@ -171,6 +182,7 @@ def _band(name: str, priority: int, meaning: str) -> Band:
 @dataclass(frozen=True)
 class Stage:
     """One table: what it is for and what its flows may do."""
+
     table: int
     name: str
     purpose: str
@@ -180,7 +192,7 @@ class Stage:
     recirculate: frozenset[int]
     concerns: frozenset[int]
     bands: tuple[Band, ...]
-    miss: str = "drop"             # what a frame no flow matches meets (OpenFlow 1.3)
+    miss: str = "drop"  # what a frame no flow matches meets (OpenFlow 1.3)
 
     def band_of(self, priority: int) -> Optional[Band]:
         return next((b for b in self.bands if b.holds(priority)), None)
@@ -190,116 +202,191 @@ class Stage:
 _MIRROR_SETS = {"tun_ipv4_dst", "tunnel_id", "vlan_vid"}
 _FORWARDING = (
     _band("exact", Priority.EXACT, "one known destination MAC in one VLAN"),
-    _band("exact-any-vlan", Priority.EXACT_ANY_VLAN,
-          "a VGT port's MAC in a VLAN no port group uses"),
+    _band("exact-any-vlan", Priority.EXACT_ANY_VLAN, "a VGT port's MAC in a VLAN no port group uses"),
     _band("multicast", Priority.MULTICAST, "any other multicast in one VLAN"),
-    _band("multicast-any-vlan", Priority.MULTICAST_ANY_VLAN,
-          "multicast in a VLAN only VGT ports carry"),
+    _band("multicast-any-vlan", Priority.MULTICAST_ANY_VLAN, "multicast in a VLAN only VGT ports carry"),
     _band("unknown-unicast", Priority.DEFAULT, "unknown unicast in one VLAN"),
-    _band("unknown-any-vlan", Priority.DEFAULT_ANY_VLAN,
-          "unknown unicast in a VLAN only VGT ports carry"),
+    _band("unknown-any-vlan", Priority.DEFAULT_ANY_VLAN, "unknown unicast in a VLAN only VGT ports carry"),
 )
 _DFW_VERDICT = (
     _band("state", Priority.DFW_STATE, "established or related: pass"),
     _band("invalid", Priority.DFW_INVALID, "part of no known connection: drop"),
     _band("imported", Priority.DFW_IMPORTED, "a connection carried over by vMotion: commit"),
-    Band("rules", Priority.DFW_RULES - MAX_DFW_RULES + 1, Priority.DFW_RULES,
-         "rule i of the policy (priority DFW_RULES - i), first match wins"),
+    Band(
+        "rules",
+        Priority.DFW_RULES - MAX_DFW_RULES + 1,
+        Priority.DFW_RULES,
+        "rule i of the policy (priority DFW_RULES - i), first match wins",
+    ),
     _band("default", Priority.DFW_DEFAULT, "the policy's default action"),
 )
-_DFW_MATCHES = {"in_port", "reg0", "eth_type", "ct_state", "ip_proto", "ipv4_src", "ipv4_dst",
-                "tcp_src", "tcp_dst", "udp_src", "udp_dst"}
+_DFW_MATCHES = {
+    "in_port",
+    "reg0",
+    "eth_type",
+    "ct_state",
+    "ip_proto",
+    "ipv4_src",
+    "ipv4_dst",
+    "tcp_src",
+    "tcp_dst",
+    "udp_src",
+    "udp_dst",
+}
 
 PIPELINE: tuple[Stage, ...] = (
-    Stage(Table.INGRESS, "vs_in_port",
-          "classify by input port: forged transmits, VLAN tagging (EST/VST/VGT), "
-          "the logical switch's VNI; a protected vNIC's IPv4 into its DFW zone; "
-          "mirror copies of what a source vNIC sends",
-          matches=frozenset({"in_port", "vlan_vid", "eth_src", "eth_type", "tunnel_id",
-                             "ip_proto", "udp_src", "udp_dst"}),
-          sets=frozenset({"vlan_vid", "tunnel_id", "tun_ipv4_dst"}),
-          goto=frozenset({Table.FORWARD, Table.DISCOVERY, Table.L2}),
-          recirculate=frozenset({Table.DFW_FROM_VM}),
-          concerns=frozenset({Concern.VSWITCH, Concern.OVERLAY, Concern.IP_DISCOVERY,
-                              Concern.DFW, Concern.MIRROR}),
-          bands=(_band("mirror-destination-only", Priority.MIRROR_DESTINATION_ONLY,
-                       "a receive-only mirror destination's frames: drop"),
-                 _band("dfw-detour", Priority.DFW_DETOUR,
-                       "a protected vNIC's IPv4: through its connection-tracking zone"),
-                 _band("tunnel-snoop", Priority.TUNNEL_SNOOP,
-                       "DHCP ACKs from the tunnel: a copy to the controller"),
-                 _band("classify", Priority.INGRESS_CLASSIFY,
-                       "what each port may send, and where it goes next"))),
-    Stage(Table.FORWARD, "vs_forward",
-          "deliver to vNICs and vmks (PortOutput, then each port's VnicRx "
-          "filters) or the pinned uplink; never uplink to uplink",
-          matches=frozenset({"in_port", "vlan_vid", "eth_dst"}),
-          sets=frozenset({"vlan_vid", "reg0"} | _MIRROR_SETS),
-          goto=frozenset(), recirculate=frozenset({Table.DFW_TO_VM}),
-          concerns=frozenset({Concern.VSWITCH}), bands=_FORWARDING),
-    Stage(Table.DISCOVERY, "ls_ip_discovery",
-          "copies of a VM's ARP frames and of DHCP ACKs to the controller while "
-          "they can teach its ARP table something",
-          matches=frozenset({"in_port", "tunnel_id", "eth_type", "arp_sha", "arp_spa",
-                             "ip_proto", "udp_src", "udp_dst"}),
-          sets=frozenset(), goto=frozenset({Table.ARP}), recirculate=frozenset(),
-          concerns=frozenset({Concern.IP_DISCOVERY}),
-          bands=(_band("known", Priority.EXACT, "nothing to learn, or a DHCP ACK to copy"),
-                 _band("learn", Priority.DEFAULT, "an ARP frame that teaches: copy it"),
-                 _band("continue", Priority.MISS, "go on to ARP suppression"))),
-    Stage(Table.ARP, "ls_arp_responder",
-          "ARP suppression and the distributed router's own ARP answers",
-          matches=frozenset({"tunnel_id", "eth_type", "arp_op", "arp_tpa"}),
-          sets=frozenset({"eth_src", "arp_op", "arp_sha", "arp_spa"}),
-          goto=frozenset({Table.ROUTE}), recirculate=frozenset(),
-          concerns=frozenset({Concern.ARP_SUPPRESSION}),
-          bands=(_band("answer", Priority.EXACT, "a request the host answers itself"),
-                 _band("continue", Priority.MISS, "go on to the router"))),
-    Stage(Table.ROUTE, "lr_route",
-          "the distributed router, on the source host",
-          matches=frozenset({"tunnel_id", "eth_dst", "eth_type", "ipv4_dst"}),
-          sets=frozenset({"eth_src", "eth_dst", "tunnel_id"}),
-          goto=frozenset({Table.L2}), recirculate=frozenset(),
-          concerns=frozenset({Concern.ROUTER}),
-          bands=(_band("route", Priority.EXACT, "a destination the ARP table knows: route it"),
-                 _band("no-route", Priority.DEFAULT,
-                       "for the router's vMAC, no known destination: drop"),
-                 _band("continue", Priority.MISS, "not for the router: switch it"))),
-    Stage(Table.L2, "ls_l2",
-          "logical switching: local ports, remote MACs by VTEP, BUM by unicast "
-          "replication",
-          matches=frozenset({"in_port", "tunnel_id", "eth_dst", "tun_ipv4_src"}),
-          sets=frozenset({"tun_ipv4_dst", "reg0"} | _MIRROR_SETS),
-          goto=frozenset(), recirculate=frozenset({Table.DFW_TO_VM}),
-          concerns=frozenset({Concern.OVERLAY}),
-          bands=(_band("tunnel-exact", Priority.TUNNEL_EXACT,
-                       "from the tunnel, to a local VM's MAC"),
-                 _band("tunnel-bum-own-subnet", Priority.TUNNEL_MULTICAST_OWN_SUBNET,
-                       "from the tunnel, BUM from this transport subnet: local ports only"),
-                 _band("tunnel-bum", Priority.TUNNEL_MULTICAST,
-                       "from the tunnel, BUM: local ports (the UTEP relays)"),
-                 _band("tunnel-unknown", Priority.TUNNEL_DEFAULT,
-                       "from the tunnel, unknown unicast: local ports"),
-                 _band("exact", Priority.EXACT, "a known MAC: its port or its VTEP"),
-                 _band("bum", Priority.MULTICAST, "BUM from a local VM: flood and replicate"),
-                 _band("unknown", Priority.DEFAULT,
-                       "unknown unicast from a local VM: flood and replicate"))),
-    Stage(Table.DFW_FROM_VM, "dfw_from_vm",
-          "the distributed firewall's verdict on what a protected VM sends",
-          matches=frozenset(_DFW_MATCHES), sets=frozenset(), goto=frozenset(),
-          recirculate=frozenset({Table.FORWARD, Table.DISCOVERY}),
-          concerns=frozenset({Concern.DFW}), bands=_DFW_VERDICT),
-    Stage(Table.DFW_TO_VM, "dfw_to_vm",
-          "frames for a protected vNIC enter its connection-tracking zone",
-          matches=frozenset({"reg0", "eth_type"}), sets=frozenset(_MIRROR_SETS),
-          goto=frozenset(), recirculate=frozenset({Table.DFW_TO_VM_CT}),
-          concerns=frozenset({Concern.DFW}),
-          bands=(_band("to-ct", Priority.DFW_TO_CT, "IPv4: into the vNIC's zone"),
-                 _band("non-ip", Priority.DFW_NON_IP, "not IPv4: deliver"))),
-    Stage(Table.DFW_TO_VM_CT, "dfw_to_vm_ct",
-          "the distributed firewall's verdict on what a protected VM receives",
-          matches=frozenset(_DFW_MATCHES), sets=frozenset(_MIRROR_SETS), goto=frozenset(),
-          recirculate=frozenset(), concerns=frozenset({Concern.DFW}), bands=_DFW_VERDICT),
+    Stage(
+        Table.INGRESS,
+        "vs_in_port",
+        "classify by input port: forged transmits, VLAN tagging (EST/VST/VGT), "
+        "the logical switch's VNI; a protected vNIC's IPv4 into its DFW zone; "
+        "mirror copies of what a source vNIC sends",
+        matches=frozenset(
+            {"in_port", "vlan_vid", "eth_src", "eth_type", "tunnel_id", "ip_proto", "udp_src", "udp_dst"}
+        ),
+        sets=frozenset({"vlan_vid", "tunnel_id", "tun_ipv4_dst"}),
+        goto=frozenset({Table.FORWARD, Table.DISCOVERY, Table.L2}),
+        recirculate=frozenset({Table.DFW_FROM_VM}),
+        concerns=frozenset(
+            {Concern.VSWITCH, Concern.OVERLAY, Concern.IP_DISCOVERY, Concern.DFW, Concern.MIRROR}
+        ),
+        bands=(
+            _band(
+                "mirror-destination-only",
+                Priority.MIRROR_DESTINATION_ONLY,
+                "a receive-only mirror destination's frames: drop",
+            ),
+            _band(
+                "dfw-detour",
+                Priority.DFW_DETOUR,
+                "a protected vNIC's IPv4: through its connection-tracking zone",
+            ),
+            _band(
+                "tunnel-snoop", Priority.TUNNEL_SNOOP, "DHCP ACKs from the tunnel: a copy to the controller"
+            ),
+            _band("classify", Priority.INGRESS_CLASSIFY, "what each port may send, and where it goes next"),
+        ),
+    ),
+    Stage(
+        Table.FORWARD,
+        "vs_forward",
+        "deliver to vNICs and vmks (PortOutput, then each port's VnicRx "
+        "filters) or the pinned uplink; never uplink to uplink",
+        matches=frozenset({"in_port", "vlan_vid", "eth_dst"}),
+        sets=frozenset({"vlan_vid", "reg0"} | _MIRROR_SETS),
+        goto=frozenset(),
+        recirculate=frozenset({Table.DFW_TO_VM}),
+        concerns=frozenset({Concern.VSWITCH}),
+        bands=_FORWARDING,
+    ),
+    Stage(
+        Table.DISCOVERY,
+        "ls_ip_discovery",
+        "copies of a VM's ARP frames and of DHCP ACKs to the controller while "
+        "they can teach its ARP table something",
+        matches=frozenset(
+            {"in_port", "tunnel_id", "eth_type", "arp_sha", "arp_spa", "ip_proto", "udp_src", "udp_dst"}
+        ),
+        sets=frozenset(),
+        goto=frozenset({Table.ARP}),
+        recirculate=frozenset(),
+        concerns=frozenset({Concern.IP_DISCOVERY}),
+        bands=(
+            _band("known", Priority.EXACT, "nothing to learn, or a DHCP ACK to copy"),
+            _band("learn", Priority.DEFAULT, "an ARP frame that teaches: copy it"),
+            _band("continue", Priority.MISS, "go on to ARP suppression"),
+        ),
+    ),
+    Stage(
+        Table.ARP,
+        "ls_arp_responder",
+        "ARP suppression and the distributed router's own ARP answers",
+        matches=frozenset({"tunnel_id", "eth_type", "arp_op", "arp_tpa"}),
+        sets=frozenset({"eth_src", "arp_op", "arp_sha", "arp_spa"}),
+        goto=frozenset({Table.ROUTE}),
+        recirculate=frozenset(),
+        concerns=frozenset({Concern.ARP_SUPPRESSION}),
+        bands=(
+            _band("answer", Priority.EXACT, "a request the host answers itself"),
+            _band("continue", Priority.MISS, "go on to the router"),
+        ),
+    ),
+    Stage(
+        Table.ROUTE,
+        "lr_route",
+        "the distributed router, on the source host",
+        matches=frozenset({"tunnel_id", "eth_dst", "eth_type", "ipv4_dst"}),
+        sets=frozenset({"eth_src", "eth_dst", "tunnel_id"}),
+        goto=frozenset({Table.L2}),
+        recirculate=frozenset(),
+        concerns=frozenset({Concern.ROUTER}),
+        bands=(
+            _band("route", Priority.EXACT, "a destination the ARP table knows: route it"),
+            _band("no-route", Priority.DEFAULT, "for the router's vMAC, no known destination: drop"),
+            _band("continue", Priority.MISS, "not for the router: switch it"),
+        ),
+    ),
+    Stage(
+        Table.L2,
+        "ls_l2",
+        "logical switching: local ports, remote MACs by VTEP, BUM by unicast replication",
+        matches=frozenset({"in_port", "tunnel_id", "eth_dst", "tun_ipv4_src"}),
+        sets=frozenset({"tun_ipv4_dst", "reg0"} | _MIRROR_SETS),
+        goto=frozenset(),
+        recirculate=frozenset({Table.DFW_TO_VM}),
+        concerns=frozenset({Concern.OVERLAY}),
+        bands=(
+            _band("tunnel-exact", Priority.TUNNEL_EXACT, "from the tunnel, to a local VM's MAC"),
+            _band(
+                "tunnel-bum-own-subnet",
+                Priority.TUNNEL_MULTICAST_OWN_SUBNET,
+                "from the tunnel, BUM from this transport subnet: local ports only",
+            ),
+            _band(
+                "tunnel-bum", Priority.TUNNEL_MULTICAST, "from the tunnel, BUM: local ports (the UTEP relays)"
+            ),
+            _band("tunnel-unknown", Priority.TUNNEL_DEFAULT, "from the tunnel, unknown unicast: local ports"),
+            _band("exact", Priority.EXACT, "a known MAC: its port or its VTEP"),
+            _band("bum", Priority.MULTICAST, "BUM from a local VM: flood and replicate"),
+            _band("unknown", Priority.DEFAULT, "unknown unicast from a local VM: flood and replicate"),
+        ),
+    ),
+    Stage(
+        Table.DFW_FROM_VM,
+        "dfw_from_vm",
+        "the distributed firewall's verdict on what a protected VM sends",
+        matches=frozenset(_DFW_MATCHES),
+        sets=frozenset(),
+        goto=frozenset(),
+        recirculate=frozenset({Table.FORWARD, Table.DISCOVERY}),
+        concerns=frozenset({Concern.DFW}),
+        bands=_DFW_VERDICT,
+    ),
+    Stage(
+        Table.DFW_TO_VM,
+        "dfw_to_vm",
+        "frames for a protected vNIC enter its connection-tracking zone",
+        matches=frozenset({"reg0", "eth_type"}),
+        sets=frozenset(_MIRROR_SETS),
+        goto=frozenset(),
+        recirculate=frozenset({Table.DFW_TO_VM_CT}),
+        concerns=frozenset({Concern.DFW}),
+        bands=(
+            _band("to-ct", Priority.DFW_TO_CT, "IPv4: into the vNIC's zone"),
+            _band("non-ip", Priority.DFW_NON_IP, "not IPv4: deliver"),
+        ),
+    ),
+    Stage(
+        Table.DFW_TO_VM_CT,
+        "dfw_to_vm_ct",
+        "the distributed firewall's verdict on what a protected VM receives",
+        matches=frozenset(_DFW_MATCHES),
+        sets=frozenset(_MIRROR_SETS),
+        goto=frozenset(),
+        recirculate=frozenset(),
+        concerns=frozenset({Concern.DFW}),
+        bands=_DFW_VERDICT,
+    ),
 )
 STAGES: dict[int, Stage] = {s.table: s for s in PIPELINE}
 
@@ -307,8 +394,7 @@ STAGES: dict[int, Stage] = {s.table: s for s in PIPELINE}
 # given field matched to one of the values, or OVS refuses the flow.
 PREREQUISITES: dict[str, tuple[str, frozenset[int]]] = {
     **{f: ("eth_type", frozenset({ETH_IPV4})) for f in ("ipv4_src", "ipv4_dst", "ip_proto")},
-    **{f: ("eth_type", frozenset({ETH_ARP}))
-       for f in ("arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha")},
+    **{f: ("eth_type", frozenset({ETH_ARP})) for f in ("arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha")},
     **{f: ("ip_proto", frozenset({IPPROTO_TCP})) for f in ("tcp_src", "tcp_dst")},
     **{f: ("ip_proto", frozenset({IPPROTO_UDP})) for f in ("udp_src", "udp_dst")},
 }
@@ -336,14 +422,15 @@ def violations(flow: FlowSpec) -> list[str]:
         out.append(f"{stage.name} may not match {name}")
     for name, (need, values) in PREREQUISITES.items():
         if name in match and match.get(need) not in values:
-            shown = " or ".join(f"{v:#06x}" if need == "eth_type" else str(v)
-                                for v in sorted(values))
+            shown = " or ".join(f"{v:#06x}" if need == "eth_type" else str(v) for v in sorted(values))
             out.append(f"a match on {name} needs {need} {shown}")
     if stage.band_of(flow.priority) is None:
         out.append(f"priority {flow.priority} is in no band of {stage.name}")
     if concern_of(flow.cookie) not in stage.concerns:
-        out.append(f"concern {CONCERN_NAMES.get(concern_of(flow.cookie), hex(flow.cookie))} "
-                   f"does not write in {stage.name}")
+        out.append(
+            f"concern {CONCERN_NAMES.get(concern_of(flow.cookie), hex(flow.cookie))} "
+            f"does not write in {stage.name}"
+        )
     if flow.goto is not None and flow.goto not in stage.goto:
         out.append(f"{stage.name} may not go to table {flow.goto}")
     for action in _walk(flow.actions):
@@ -396,22 +483,34 @@ def _names(tables: Iterable[int]) -> str:
 
 def markdown() -> str:
     """The pipeline as the table in docs/pipeline.md."""
-    lines = ["# The vSwitch pipeline", "",
-             "Generated from `controller/pipeline.py` (`PIPELINE`) by `vlab pipeline`; "
-             "a unit test keeps this file equal to it. Every flow a compiler returns is "
-             "checked against this declaration (`controller.pipeline.check`). A frame that "
-             "matches no flow in a table is dropped (OpenFlow 1.3 table miss).", "",
-             "| table | stage | what it does | goes to | recirculates to | written by |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "# The vSwitch pipeline",
+        "",
+        "Generated from `controller/pipeline.py` (`PIPELINE`) by `vlab pipeline`; "
+        "a unit test keeps this file equal to it. Every flow a compiler returns is "
+        "checked against this declaration (`controller.pipeline.check`). A frame that "
+        "matches no flow in a table is dropped (OpenFlow 1.3 table miss).",
+        "",
+        "| table | stage | what it does | goes to | recirculates to | written by |",
+        "|---|---|---|---|---|---|",
+    ]
     for s in PIPELINE:
-        lines.append(f"| {s.table} | `{s.name}` | {s.purpose} | {_names(s.goto)} | "
-                     f"{_names(s.recirculate)} | "
-                     f"{', '.join(CONCERN_NAMES[c] for c in sorted(s.concerns))} |")
+        lines.append(
+            f"| {s.table} | `{s.name}` | {s.purpose} | {_names(s.goto)} | "
+            f"{_names(s.recirculate)} | "
+            f"{', '.join(CONCERN_NAMES[c] for c in sorted(s.concerns))} |"
+        )
     for s in PIPELINE:
-        lines += ["", f"## {s.table} `{s.name}`", "",
-                  f"Matches: {', '.join(f'`{m}`' for m in sorted(s.matches))}. "
-                  f"Sets: {', '.join(f'`{m}`' for m in sorted(s.sets)) or 'nothing'}.", "",
-                  "| priority | band | meaning |", "|---|---|---|"]
+        lines += [
+            "",
+            f"## {s.table} `{s.name}`",
+            "",
+            f"Matches: {', '.join(f'`{m}`' for m in sorted(s.matches))}. "
+            f"Sets: {', '.join(f'`{m}`' for m in sorted(s.sets)) or 'nothing'}.",
+            "",
+            "| priority | band | meaning |",
+            "|---|---|---|",
+        ]
         for b in sorted(s.bands, key=lambda b: -b.high):
             prio = str(b.low) if b.low == b.high else f"{b.low}-{b.high}"
             lines.append(f"| {prio} | {b.name} | {b.meaning} |")

@@ -16,6 +16,7 @@ established, a SYN+ACK of an unknown TCP connection is invalid, anything
 else unknown is new; ``ct(commit)`` records the connection in its zone;
 ``ct(table=N)`` forks the frame, the tracked copy continuing in table N.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -29,16 +30,17 @@ from .pipeline import OFPVID_PRESENT, FlowSpec
 # ct_state bits (OVS): new, established, related, reply, invalid, tracked.
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 TCP_SYN, TCP_ACK = 0x02, 0x10
-MAX_RESUBMITS = 64                  # OVS's limit on resubmit depth
+MAX_RESUBMITS = 64  # OVS's limit on resubmit depth
 
 
 @dataclass(frozen=True)
 class Frame:
     """The header fields (and metadata) the pipeline looks at."""
+
     in_port: int
     eth_dst: str
     eth_src: str = "00:50:56:ff:ff:fe"
-    vlan: Optional[int] = None        # 802.1Q VID, None = untagged
+    vlan: Optional[int] = None  # 802.1Q VID, None = untagged
     eth_type: int = ETH_IPV4
     ipv4_src: Optional[str] = None
     ipv4_dst: Optional[str] = None
@@ -51,14 +53,14 @@ class Frame:
     ip_proto: Optional[int] = None
     tcp_src: Optional[int] = None
     tcp_dst: Optional[int] = None
-    tcp_flags: int = TCP_SYN          # only read for TCP: a connection's first segment
+    tcp_flags: int = TCP_SYN  # only read for TCP: a connection's first segment
     udp_src: Optional[int] = None
     udp_dst: Optional[int] = None
-    tunnel_id: int = 0                # metadata: VNI (set by decapsulation or a flow)
+    tunnel_id: int = 0  # metadata: VNI (set by decapsulation or a flow)
     tun_ipv4_src: Optional[str] = None
     tun_ipv4_dst: Optional[str] = None
-    reg0: int = 0                     # metadata: the DFW's destination vNIC
-    ct_state: int = 0                 # metadata: set by ct(table=)
+    reg0: int = 0  # metadata: the DFW's destination vNIC
+    ct_state: int = 0  # metadata: set by ct(table=)
     ct_zone: int = 0
 
 
@@ -66,6 +68,7 @@ class Frame:
 class Output:
     """A frame leaving by ``port`` (or "controller") as it is at that moment;
     ``max_len``: cut to that many bytes (a truncating output)."""
+
     port: int | str
     frame: Frame
     max_len: Optional[int] = None
@@ -76,16 +79,18 @@ class Step:
     """One table lookup: the frame as it entered ``table``, the flow that
     took it (None: a table miss, the frame is dropped there) and how deep in
     resubmits and recirculations it happened."""
+
     table: int
     frame: Frame
     flow: Optional[FlowSpec]
     depth: int = 0
-    outputs: tuple[Output, ...] = ()   # what this flow's own actions sent
+    outputs: tuple[Output, ...] = ()  # what this flow's own actions sent
 
 
 @dataclass
 class Conntrack:
     """Committed connections per zone, as (proto, src, dst, sport, dport)."""
+
     zones: dict[int, set[tuple]] = field(default_factory=dict)
 
     @staticmethod
@@ -109,7 +114,7 @@ class Conntrack:
         if self.reverse(k) in known:
             return CT_TRK | CT_EST | CT_RPL
         if frame.ip_proto == IPPROTO_TCP and frame.tcp_flags & TCP_SYN and frame.tcp_flags & TCP_ACK:
-            return CT_TRK | CT_INV        # a reply to a handshake this zone never saw
+            return CT_TRK | CT_INV  # a reply to a handshake this zone never saw
         return CT_TRK | CT_NEW
 
     def commit(self, zone: int, frame: Frame) -> None:
@@ -121,6 +126,7 @@ class Conntrack:
 @dataclass
 class Walk:
     """Everything one frame did in the pipeline."""
+
     steps: list[Step] = field(default_factory=list)
     outputs: list[Output] = field(default_factory=list)
 
@@ -138,8 +144,18 @@ def _ip_int(ip: Optional[str]) -> Optional[int]:
 
 _MACS = ("eth_dst", "eth_src", "arp_sha", "arp_tha")
 _IPS = ("ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "tun_ipv4_src", "tun_ipv4_dst")
-_INTS = ("in_port", "eth_type", "arp_op", "tunnel_id", "ip_proto", "tcp_src", "tcp_dst",
-         "udp_src", "udp_dst", "reg0")
+_INTS = (
+    "in_port",
+    "eth_type",
+    "arp_op",
+    "tunnel_id",
+    "ip_proto",
+    "tcp_src",
+    "tcp_dst",
+    "udp_src",
+    "udp_dst",
+    "reg0",
+)
 
 
 def _field_matches(name: str, want, frame: Frame) -> bool:
@@ -166,22 +182,20 @@ def _field_matches(name: str, want, frame: Frame) -> bool:
 
 def lookup(flows: list[FlowSpec], table: int, frame: Frame) -> Optional[FlowSpec]:
     """The flow of ``table`` that takes ``frame`` (None: a table miss)."""
-    hits = [f for f in flows if f.table == table
-            and all(_field_matches(k, v, frame) for k, v in f.match)]
+    hits = [f for f in flows if f.table == table and all(_field_matches(k, v, frame) for k, v in f.match)]
     if not hits:
         return None
     hits.sort(key=lambda f: -f.priority)
     if len(hits) > 1 and hits[0].priority == hits[1].priority:
-        raise AssertionError(f"ambiguous flows at priority {hits[0].priority}: "
-                             f"{hits[0]} and {hits[1]}")
+        raise AssertionError(f"ambiguous flows at priority {hits[0].priority}: {hits[0]} and {hits[1]}")
     return hits[0]
 
 
 class _Walker:
     def __init__(self, flows: list[FlowSpec], conntrack: Conntrack):
         self.flows, self.ct, self.walk = flows, conntrack, Walk()
-        self.own: dict[int, list[Output]] = {}     # step index -> what its flow sent itself
-        self.current: list[int] = []               # the steps whose actions are running
+        self.own: dict[int, list[Output]] = {}  # step index -> what its flow sent itself
+        self.current: list[int] = []  # the steps whose actions are running
 
     def output(self, out: Output) -> None:
         self.walk.outputs.append(out)
@@ -198,12 +212,13 @@ class _Walker:
             step_at = len(self.walk.steps)
             self.walk.steps.append(Step(current, frame, flow, depth))
             if flow is None:
-                return None                # table miss: drop (OpenFlow 1.3)
+                return None  # table miss: drop (OpenFlow 1.3)
             self.current.append(step_at)
             frame = self.actions(flow.actions, frame, depth)
             self.current.pop()
-            self.walk.steps[step_at] = Step(current, self.walk.steps[step_at].frame, flow,
-                                            depth, tuple(self.own.get(step_at, ())))
+            self.walk.steps[step_at] = Step(
+                current, self.walk.steps[step_at].frame, flow, depth, tuple(self.own.get(step_at, ()))
+            )
             current = flow.goto
         return frame
 
@@ -214,20 +229,20 @@ class _Walker:
                 max_len = action[2] if kind == "output_trunc" else None
                 if action[1] == "in_port":
                     self.output(Output(frame.in_port, frame, max_len))
-                elif action[1] != frame.in_port:   # OpenFlow never echoes to in_port
+                elif action[1] != frame.in_port:  # OpenFlow never echoes to in_port
                     self.output(Output(action[1], frame, max_len))
             elif kind == "clone":
-                self.actions(action[1], frame, depth)   # changes inside stay inside
+                self.actions(action[1], frame, depth)  # changes inside stay inside
             elif kind == "resubmit":
                 after = self.table(action[1], frame, depth + 1)
                 if after is None:
-                    return frame               # OVS continues after the resubmit
+                    return frame  # OVS continues after the resubmit
                 frame = after
             elif kind == "ct":
                 _, commit, zone, table = action
                 if commit:
                     self.ct.commit(zone, frame)
-                if table is not None:          # the tracked fork
+                if table is not None:  # the tracked fork
                     tracked = replace(frame, ct_state=self.ct.state(zone, frame), ct_zone=zone)
                     self.table(table, tracked, depth + 1)
                 frame = replace(frame, ct_state=0, ct_zone=0)
@@ -259,8 +274,7 @@ def walk(flows: list[FlowSpec], frame: Frame, conntrack: Optional[Conntrack] = N
     return walker.walk
 
 
-def trace(flows: list[FlowSpec], frame: Frame,
-          conntrack: Optional[Conntrack] = None) -> list[Output]:
+def trace(flows: list[FlowSpec], frame: Frame, conntrack: Optional[Conntrack] = None) -> list[Output]:
     """Every output of ``frame`` through the pipeline; [] means dropped."""
     return walk(flows, frame, conntrack).sorted_outputs()
 

@@ -7,6 +7,7 @@ Pure: no sockets, no files. The os-ken driver feeds it events and installs
 what ``binding(dpid)`` compiles to; the RARP notifications a change calls for
 come back as ``Notification``s, so tests can check them without a switch.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,13 +29,14 @@ from .vswitch import pinning
 @dataclass(frozen=True)
 class Notification:
     """A RARP to send on a guest's behalf out of ``uplink`` of bridge ``dpid``."""
+
     dpid: int
     uplink: str
     uplink_ofport: int
     mac: str
-    vlan: Optional[int]        # None: untagged; VGT ports are not notified
+    vlan: Optional[int]  # None: untagged; VGT ports are not notified
     port: str
-    reason: str                # failover | failback | vmotion
+    reason: str  # failover | failback | vmotion
 
 
 class ControllerState:
@@ -44,7 +46,7 @@ class ControllerState:
         self.lab = lab
         self.placement: dict[str, Placement] = {}
         self.guests: dict[str, GuestNic] = {}
-        self.snooped: dict[str, dict[str, frozenset[str]]] = {}   # port -> method -> IPs
+        self.snooped: dict[str, dict[str, frozenset[str]]] = {}  # port -> method -> IPs
         self.captures: frozenset[str] = frozenset()
         # Connections each vNIC's DFW state carried over by vMotion.
         self.dfw_sessions: dict[str, tuple[Session, ...]] = {}
@@ -52,7 +54,7 @@ class ControllerState:
         self.down: dict[int, frozenset[str]] = {}
         self.teams: dict[int, dict[str, object]] = {}
         self._base = {b.dpid: b for b in switch_bindings(lab)}
-        self._placed = dict(self._base)       # bindings for the current placement
+        self._placed = dict(self._base)  # bindings for the current placement
 
     @property
     def dpids(self) -> list[int]:
@@ -60,18 +62,19 @@ class ControllerState:
 
     def binding(self, dpid: int) -> SwitchBinding:
         b = self._placed[dpid].with_guests(self.guests).with_captures(self.captures)
-        return replace(b, uplinks_down=self.down.get(dpid, frozenset()),
-                       teams=tuple(sorted(self.teams.get(dpid, {}).items())))
+        return replace(
+            b,
+            uplinks_down=self.down.get(dpid, frozenset()),
+            teams=tuple(sorted(self.teams.get(dpid, {}).items())),
+        )
 
     def nsx_tables(self) -> NsxTables:
         """The NSX controller's tables for the current placement and guests."""
-        return build_tables(self.lab, [self.binding(d) for d in self.dpids], self.guests,
-                            self.snooped)
+        return build_tables(self.lab, [self.binding(d) for d in self.dpids], self.guests, self.snooped)
 
     def flows(self, dpid: int, tables: Optional[NsxTables] = None) -> list[FlowSpec]:
         """Every flow bridge ``dpid`` should hold now."""
-        return compile_bridge(self.binding(dpid), tables or self.nsx_tables(), self.lab,
-                              self.dfw_sessions)
+        return compile_bridge(self.binding(dpid), tables or self.nsx_tables(), self.lab, self.dfw_sessions)
 
     def host_of(self, dpid: int) -> str:
         return self._base[dpid].host
@@ -111,8 +114,9 @@ class ControllerState:
         with the wall-clock time it ages out); returns whether the sessions
         in force changed. Expired ones are never imported."""
         now = time.time() if now is None else now
-        self._dfw_expiry = {(port, Session.from_json(s)): expiry_of(s)
-                            for port, items in sessions.items() for s in items}
+        self._dfw_expiry = {
+            (port, Session.from_json(s)): expiry_of(s) for port, items in sessions.items() for s in items
+        }
         return self.expire_dfw_sessions(now, force=True)
 
     def expire_dfw_sessions(self, now: float, force: bool = False) -> bool:
@@ -135,8 +139,7 @@ class ControllerState:
         self.guests.update(guests)
         return changed
 
-    def learn(self, dpid: int, in_port: int, seen: Snooped,
-              vni: Optional[int] = None) -> Optional[str]:
+    def learn(self, dpid: int, in_port: int, seen: Snooped, vni: Optional[int] = None) -> Optional[str]:
         """A snooped binding from a frame that entered bridge ``dpid`` by
         ``in_port``; returns the vNIC port it was bound to, or None when it
         teaches nothing. ARP is believed only from the vNIC whose MAC sent it,
@@ -151,9 +154,15 @@ class ControllerState:
                 return None
         else:
             names = {ls.vni: ls.name for ls in self.lab.nsx.logical_switches}
-            port = next((p for d in self.dpids for p in self.binding(d).logical_ports()
-                         if p.effective_mac.lower() == seen.mac
-                         and p.logical_switch == names.get(vni)), None)
+            port = next(
+                (
+                    p
+                    for d in self.dpids
+                    for p in self.binding(d).logical_ports()
+                    if p.effective_mac.lower() == seen.mac and p.logical_switch == names.get(vni)
+                ),
+                None,
+            )
             if port is None:
                 return None
         ls = next(ls for ls in self.lab.nsx.logical_switches if ls.name == port.logical_switch)
@@ -161,7 +170,7 @@ class ControllerState:
             return None
         mine = self.snooped.setdefault(port.name, {})
         if seen.method == "arp_snooping" and mine.get("arp_snooping"):
-            return None                          # first binding wins
+            return None  # first binding wins
         if mine.get(seen.method) == frozenset({seen.ip}):
             return None
         mine[seen.method] = frozenset({seen.ip})
@@ -169,8 +178,9 @@ class ControllerState:
 
     def snooped_to_json(self) -> dict:
         """What snooping learned, as stored in the run directory."""
-        return {port: {m: sorted(ips) for m, ips in methods.items()}
-                for port, methods in self.snooped.items()}
+        return {
+            port: {m: sorted(ips) for m, ips in methods.items()} for port, methods in self.snooped.items()
+        }
 
     def load_snooped(self, data: Optional[dict]) -> None:
         """Take back what ``snooped_to_json`` stored (a restarted controller)."""
@@ -199,8 +209,13 @@ class ControllerState:
             self.down[dpid] = down | {uplink}
         after = pinning(self.binding(dpid))
         reason = "failback" if up else "failover"
-        return [n for n in (self._notification(dpid, name, reason)
-                            for name in after if after[name] != before.get(name)) if n]
+        return [
+            n
+            for n in (
+                self._notification(dpid, name, reason) for name in after if after[name] != before.get(name)
+            )
+            if n
+        ]
 
     def vmotion_notifications(self, dpid: int, port: str) -> list[Notification]:
         n = self._notification(dpid, port, "vmotion")
@@ -217,5 +232,6 @@ class ControllerState:
         uplink = pinning(b).get(port_name)
         if not team.notify_switches or uplink is None or vlan == 4095:
             return None
-        return Notification(dpid, uplink, b.port(uplink).ofport, port.effective_mac, vlan or None,
-                            port_name, reason)
+        return Notification(
+            dpid, uplink, b.port(uplink).ofport, port.effective_mac, vlan or None, port_name, reason
+        )

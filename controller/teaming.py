@@ -13,6 +13,7 @@ IP hash needs a static EtherChannel on the physical switch; ports are then not
 pinned for reception (the switch hashes too), and the vSwitch pins by port for
 transmission like port-ID teaming (one flow per port keeps the model simple).
 """
+
 from __future__ import annotations
 
 import zlib
@@ -43,8 +44,9 @@ def healthy_candidates(teaming: EffectiveTeaming, down: frozenset[str]) -> tuple
     return tuple(u for u in active_slots(teaming, down) if u is not None)
 
 
-def pinned_uplink(port: PortBinding, teaming: EffectiveTeaming,
-                  down: frozenset[str] = frozenset()) -> Optional[str]:
+def pinned_uplink(
+    port: PortBinding, teaming: EffectiveTeaming, down: frozenset[str] = frozenset()
+) -> Optional[str]:
     """The uplink ``port`` transmits on, or None when no uplink can carry it.
 
     A port hashes to a slot of the configured active list; only when that slot
@@ -65,8 +67,7 @@ def pinned_uplink(port: PortBinding, teaming: EffectiveTeaming,
     return slots[key % len(slots)] or alive[key % len(alive)]
 
 
-def after_recovery(teaming: EffectiveTeaming, recovered: str,
-                   down: frozenset[str]) -> EffectiveTeaming:
+def after_recovery(teaming: EffectiveTeaming, recovered: str, down: frozenset[str]) -> EffectiveTeaming:
     """The team once ``recovered`` is up again (``down`` still lists it).
 
     With failback the configured team applies again. Without it, the standby

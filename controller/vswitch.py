@@ -33,6 +33,7 @@ a copy of every dispatched frame, 802.1Q tag included, before the filters.
 
 ``compile_vswitch(binding)`` returns the complete, sorted flow set of one bridge.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,7 +64,8 @@ def _vid(vlan: int) -> int:
 @dataclass(frozen=True)
 class Dst:
     """A class of destination address, as forwarding distinguishes them."""
-    kind: str                     # unicast | broadcast | group | multicast | unknown
+
+    kind: str  # unicast | broadcast | group | multicast | unknown
     mac: Optional[str] = None
 
 
@@ -96,13 +98,11 @@ class View:
     # -- who is who --------------------------------------------------------
     def members(self, vlan: Optional[int]) -> list[PortBinding]:
         """Local ports in a VLAN (VGT ports are in every VLAN); None = VGT only."""
-        return [p for p in self.locals
-                if self.vlan[p.name] == VGT or self.vlan[p.name] == vlan]
+        return [p for p in self.locals if self.vlan[p.name] == VGT or self.vlan[p.name] == vlan]
 
     def rx_blocked(self, p: PortBinding) -> bool:
         """MAC changes rejected and the guest changed its MAC: deliver nothing."""
-        return (self.security[p.name].mac_changes == "reject"
-                and p.effective_mac.lower() != p.mac.lower())
+        return self.security[p.name].mac_changes == "reject" and p.effective_mac.lower() != p.mac.lower()
 
     def delivery_mac(self, p: PortBinding) -> str:
         """The unicast address frames reach ``p`` by: the effective MAC when
@@ -114,13 +114,11 @@ class View:
         return self.security[p.name].promiscuous == "accept" and p.guest.promiscuous
 
     # -- the two delivery steps --------------------------------------------
-    def port_output(self, src: Optional[PortBinding], vlan: Optional[int], dst: Dst
-                    ) -> list[PortBinding]:
+    def port_output(self, src: Optional[PortBinding], vlan: Optional[int], dst: Dst) -> list[PortBinding]:
         """Local ports a frame is dispatched to (pktcap-uw PortOutput)."""
         members = [p for p in self.members(vlan) if p is not src]
         if dst.kind == "unicast":
-            return [p for p in members
-                    if self.delivery_mac(p) == dst.mac or self.promiscuous(p)]
+            return [p for p in members if self.delivery_mac(p) == dst.mac or self.promiscuous(p)]
         if dst.kind == "unknown":
             return [p for p in members if self.promiscuous(p)]
         return members
@@ -134,49 +132,62 @@ class View:
         """Which of ``p``'s receive filters refuses a dispatched frame, in
         ESXi's terms (None: it is delivered)."""
         if self.rx_blocked(p):
-            return (f"MAC address changes = reject: the guest changed {p.name}'s MAC to "
-                    f"{p.effective_mac} (configured {p.mac}), so nothing is delivered to it")
-        if from_uplink is not None and reverse_teaming(self.teaming[p.name]) \
-                and from_uplink != self.pin[p.name]:
+            return (
+                f"MAC address changes = reject: the guest changed {p.name}'s MAC to "
+                f"{p.effective_mac} (configured {p.mac}), so nothing is delivered to it"
+            )
+        if (
+            from_uplink is not None
+            and reverse_teaming(self.teaming[p.name])
+            and from_uplink != self.pin[p.name]
+        ):
             pinned = self.uplink_name(self.pin[p.name])
-            return (f"reverse teaming: came in on {self.uplink_name(from_uplink)}, "
-                    + (f"{p.name} transmits on {pinned}" if pinned else
-                       f"{p.name} has no active uplink"))
+            return f"reverse teaming: came in on {self.uplink_name(from_uplink)}, " + (
+                f"{p.name} transmits on {pinned}" if pinned else f"{p.name} has no active uplink"
+            )
         if dst.kind in ("group", "multicast"):
             if self.promiscuous(p) or p.guest.allmulti or p.guest.mcast is None:
                 return None
             if not (dst.kind == "group" and dst.mac in p.guest.mcast):
-                return (f"multicast filter: {p.name}'s guest has not joined "
-                        f"{dst.mac or 'this multicast MAC'}")
+                return f"multicast filter: {p.name}'s guest has not joined {dst.mac or 'this multicast MAC'}"
         return None
 
-    def dispatch_refusal(self, p: PortBinding, src: Optional[PortBinding],
-                         vlan: Optional[int], dst: Dst) -> Optional[str]:
+    def dispatch_refusal(
+        self, p: PortBinding, src: Optional[PortBinding], vlan: Optional[int], dst: Dst
+    ) -> Optional[str]:
         """Why ``p`` is not among the ports a frame is dispatched to
         (PortOutput), or None when it is."""
         if p is src:
             return f"a frame never goes back to the port it came from ({p.name})"
         if p not in self.members(vlan):
             mine = self.vlan[p.name]
-            return (f"VLAN: {p.name} is in {_vlan_name(mine)}, the frame in "
-                    f"{_vlan_name(vlan or 0)}")
+            return f"VLAN: {p.name} is in {_vlan_name(mine)}, the frame in {_vlan_name(vlan or 0)}"
         if dst.kind == "unicast" and self.delivery_mac(p) != dst.mac and not self.promiscuous(p):
             return f"the frame is for {dst.mac}; {p.name} receives unicast for {self.delivery_mac(p)}"
         if dst.kind == "unknown" and not self.promiscuous(p):
-            return (f"unknown unicast: no port here has {dst.mac or 'that MAC'}, and a vSwitch "
-                    f"(which learns nothing) floods unknown unicast to no port")
+            return (
+                f"unknown unicast: no port here has {dst.mac or 'that MAC'}, and a vSwitch "
+                f"(which learns nothing) floods unknown unicast to no port"
+            )
         return None
 
     def ingress_refusal(self, p: PortBinding, eth_src: str, tagged: bool) -> Optional[str]:
         """Why the vSwitch refuses a frame ``p`` sends, at its door."""
-        if p.kind == "vnic" and self.security[p.name].forged_transmits == "reject" \
-                and eth_src.lower() != p.mac.lower():
-            return (f"forged transmits = reject: source MAC {eth_src.lower()} is not "
-                    f"{p.name}'s MAC {p.mac.lower()}")
+        if (
+            p.kind == "vnic"
+            and self.security[p.name].forged_transmits == "reject"
+            and eth_src.lower() != p.mac.lower()
+        ):
+            return (
+                f"forged transmits = reject: source MAC {eth_src.lower()} is not "
+                f"{p.name}'s MAC {p.mac.lower()}"
+            )
         if tagged and self.vlan[p.name] != VGT:
-            return (f"VLAN: {p.name}'s port group {p.port_group} is "
-                    f"{_vlan_name(self.vlan[p.name])}; only a VGT (4095) port group lets "
-                    f"the guest send 802.1Q-tagged frames")
+            return (
+                f"VLAN: {p.name}'s port group {p.port_group} is "
+                f"{_vlan_name(self.vlan[p.name])}; only a VGT (4095) port group lets "
+                f"the guest send 802.1Q-tagged frames"
+            )
         return None
 
     def uplink_name(self, ofport: Optional[int]) -> Optional[str]:
@@ -194,18 +205,29 @@ class View:
     def exact_destinations(self, vlan: Optional[int]) -> list[Dst]:
         members = self.members(vlan)
         unicast = sorted({self.delivery_mac(p) for p in members})
-        groups = sorted({m for p in members if p.guest.mcast for m in p.guest.mcast}
-                        - {BROADCAST})
-        return ([Dst("unicast", m) for m in unicast] + [Dst("broadcast", BROADCAST)]
-                + [Dst("group", m) for m in groups])
+        groups = sorted({m for p in members if p.guest.mcast for m in p.guest.mcast} - {BROADCAST})
+        return (
+            [Dst("unicast", m) for m in unicast]
+            + [Dst("broadcast", BROADCAST)]
+            + [Dst("group", m) for m in groups]
+        )
 
 
-def _actions(v: View, vlan: Optional[int], uplinks: list[int],
-             dispatched: list[PortBinding], from_uplink: Optional[int], dst: Dst) -> tuple:
+def _actions(
+    v: View,
+    vlan: Optional[int],
+    uplinks: list[int],
+    dispatched: list[PortBinding],
+    from_uplink: Optional[int],
+    dst: Dst,
+) -> tuple:
     """Capture copies and tagged outputs first, then pop the tag for access ports."""
     accepted = [p for p in dispatched if v.vnic_rx(p, from_uplink, dst)]
-    tagged = sorted(set(uplinks) | {capture_port(p) for p in dispatched if p.capture}
-                    | {p.ofport for p in accepted if v.vlan[p.name] == VGT})
+    tagged = sorted(
+        set(uplinks)
+        | {capture_port(p) for p in dispatched if p.capture}
+        | {p.ofport for p in accepted if v.vlan[p.name] == VGT}
+    )
     untagged = sorted({p.ofport for p in accepted if v.vlan[p.name] != VGT})
     actions = [("output", n) for n in tagged]
     if untagged:
@@ -220,8 +242,10 @@ def _flow(table, priority, match, actions=(), goto=None) -> FlowSpec:
 
 
 def _ingress(v: View) -> list[FlowSpec]:
-    flows = [_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, {"in_port": p.ofport},
-                   goto=Table.FORWARD) for p in v.b.uplink_ports()]
+    flows = [
+        _flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, {"in_port": p.ofport}, goto=Table.FORWARD)
+        for p in v.b.uplink_ports()
+    ]
     for p in v.locals:
         match: dict = {"in_port": p.ofport}
         if p.kind == "vnic" and v.security[p.name].forged_transmits == "reject":
@@ -229,14 +253,20 @@ def _ingress(v: View) -> list[FlowSpec]:
             match["eth_src"] = p.mac.lower()
         vlan = v.vlan[p.name]
         if vlan == VGT:
-            flows.append(_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, match,
-                               goto=Table.FORWARD))
+            flows.append(_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, match, goto=Table.FORWARD))
             continue
         # A guest on an EST/VST port group sends untagged frames; tagged ones
         # are dropped (only VGT lets the guest choose its VLAN).
         actions = (("push_vlan", 0x8100), ("set_field", "vlan_vid", _vid(vlan))) if vlan else ()
-        flows.append(_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY,
-                           {**match, "vlan_vid": OFPVID_NONE}, actions, goto=Table.FORWARD))
+        flows.append(
+            _flow(
+                Table.INGRESS,
+                Priority.INGRESS_CLASSIFY,
+                {**match, "vlan_vid": OFPVID_NONE},
+                actions,
+                goto=Table.FORWARD,
+            )
+        )
     return flows
 
 
@@ -251,14 +281,26 @@ def _forward_from(v: View, in_port: int, src: Optional[PortBinding], vlan: int) 
         # Known unicast stays on the host; everything else also leaves by the
         # source's own uplink (never from one uplink to another).
         out = [] if dst.kind == "unicast" else own_uplink
-        flows.append(_flow(Table.FORWARD, Priority.EXACT, {**base, "eth_dst": dst.mac},
-                           _actions(v, vlan, out, v.port_output(src, vlan, dst),
-                                    from_uplink, dst)))
-    for dst, prio, match in ((Dst("multicast"), Priority.MULTICAST, {**base, "eth_dst": MULTICAST}),
-                             (Dst("unknown"), Priority.DEFAULT, base)):
-        flows.append(_flow(Table.FORWARD, prio, match,
-                           _actions(v, vlan, own_uplink, v.port_output(src, vlan, dst),
-                                    from_uplink, dst)))
+        flows.append(
+            _flow(
+                Table.FORWARD,
+                Priority.EXACT,
+                {**base, "eth_dst": dst.mac},
+                _actions(v, vlan, out, v.port_output(src, vlan, dst), from_uplink, dst),
+            )
+        )
+    for dst, prio, match in (
+        (Dst("multicast"), Priority.MULTICAST, {**base, "eth_dst": MULTICAST}),
+        (Dst("unknown"), Priority.DEFAULT, base),
+    ):
+        flows.append(
+            _flow(
+                Table.FORWARD,
+                prio,
+                match,
+                _actions(v, vlan, own_uplink, v.port_output(src, vlan, dst), from_uplink, dst),
+            )
+        )
     return flows
 
 
@@ -270,17 +312,33 @@ def _forward_vgt_other_vlans(v: View, in_port: int, src: Optional[PortBinding]) 
     vgt = [p for p in v.members(None) if p is not src]
     if not vgt and not own_uplink:
         return []
-    flows = [_flow(Table.FORWARD, Priority.MULTICAST_ANY_VLAN,
-                   {"in_port": in_port, "eth_dst": MULTICAST},
-                   _actions(v, None, own_uplink, vgt, from_uplink, Dst("multicast")))]
+    flows = [
+        _flow(
+            Table.FORWARD,
+            Priority.MULTICAST_ANY_VLAN,
+            {"in_port": in_port, "eth_dst": MULTICAST},
+            _actions(v, None, own_uplink, vgt, from_uplink, Dst("multicast")),
+        )
+    ]
     for p in vgt:
         dst = Dst("unicast", v.delivery_mac(p))
-        flows.append(_flow(Table.FORWARD, Priority.EXACT_ANY_VLAN,
-                           {"in_port": in_port, "eth_dst": dst.mac},
-                           _actions(v, None, [], [p], from_uplink, dst)))
+        flows.append(
+            _flow(
+                Table.FORWARD,
+                Priority.EXACT_ANY_VLAN,
+                {"in_port": in_port, "eth_dst": dst.mac},
+                _actions(v, None, [], [p], from_uplink, dst),
+            )
+        )
     if own_uplink:
-        flows.append(_flow(Table.FORWARD, Priority.DEFAULT_ANY_VLAN, {"in_port": in_port},
-                           _actions(v, None, own_uplink, [], None, Dst("unknown"))))
+        flows.append(
+            _flow(
+                Table.FORWARD,
+                Priority.DEFAULT_ANY_VLAN,
+                {"in_port": in_port},
+                _actions(v, None, own_uplink, [], None, Dst("unknown")),
+            )
+        )
     return flows
 
 

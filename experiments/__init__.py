@@ -3,6 +3,7 @@
 ``REGISTRY`` maps the experiment name used on the command line and under
 ``results/`` to its module; ``vlab run`` runs them in this order.
 """
+
 from importlib import import_module
 
 REGISTRY = {

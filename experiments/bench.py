@@ -30,6 +30,7 @@ machine, each number next to its target.
 Results (with the machine's description) go to ``results/bench/result.json``,
 figures next to it; every generated lab is kept in ``results/bench/labs``.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,14 @@ LABS = OUT / "labs"
 SCALE_HOSTS = (1, 4, 8, 16)
 VMS_PER_HOST = 8
 SHAPING_MBPS = (10, 20, 50, 100, 200)
-TARGETS = {"packet_ins_steady": 0, "failover_p95_ms": 100, "vmotion_blackout_ms": 50,
-           "shaping_ratio": 0.95, "controller_resync_s": 1.0, "controller_kill_lost_packets": 0}
+TARGETS = {
+    "packet_ins_steady": 0,
+    "failover_p95_ms": 100,
+    "vmotion_blackout_ms": 50,
+    "shaping_ratio": 0.95,
+    "controller_resync_s": 1.0,
+    "controller_kill_lost_packets": 0,
+}
 
 
 def write_lab(data: dict) -> Path:
@@ -98,13 +105,14 @@ def _used_bytes() -> int:
 def _rss_of_run(run_id: str) -> int:
     """Resident memory of every process carrying this run's marker."""
     from vlab.runtime import processes_of_run
+
     total = 0
     for pid in processes_of_run(run_id):
         try:
             with open(f"/proc/{pid}/statm") as f:
                 total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except OSError:
-            continue                     # gone meanwhile
+            continue  # gone meanwhile
     return total
 
 
@@ -155,9 +163,15 @@ def mesh_missing(net, timeout_s: float = 60.0) -> tuple[float, int]:
         todo = [e for e in vms if len(seen[e.name]) < want]
         if not todo:
             return time.monotonic() - t0, 0
-        procs = {e.name: net.node(e.node).popen(
-            ["ping", "-n", "-b", "-c", "2", "-i", "0.5", "-w", "3", bcast],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for e in todo}
+        procs = {
+            e.name: net.node(e.node).popen(
+                ["ping", "-n", "-b", "-c", "2", "-i", "0.5", "-w", "3", bcast],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            for e in todo
+        }
         for name, proc in procs.items():
             out, _ = proc.communicate(timeout=30)
             for line in out.splitlines():
@@ -184,11 +198,17 @@ def measure_scale(hosts: int, progress, then=None) -> dict:
             if then is not None:
                 mem.stop()
                 then(net)
-    return {"hosts": hosts, "vms": vms, "bringup_s": round(bringup, 2),
-            "mesh_s": round(mesh_s, 2), "reach_all_s": round(reach_s, 2),
-            "pairs": vms * (vms - 1), "pairs_missing": missing,
-            "peak_memory_mb": round(mem.peak_used / 2**20, 1),
-            "peak_rss_of_our_processes_mb": round(mem.peak_rss / 2**20, 1)}
+    return {
+        "hosts": hosts,
+        "vms": vms,
+        "bringup_s": round(bringup, 2),
+        "mesh_s": round(mesh_s, 2),
+        "reach_all_s": round(reach_s, 2),
+        "pairs": vms * (vms - 1),
+        "pairs_missing": missing,
+        "peak_memory_mb": round(mem.peak_used / 2**20, 1),
+        "peak_rss_of_our_processes_mb": round(mem.peak_rss / 2**20, 1),
+    }
 
 
 # -- controller ---------------------------------------------------------------------------
@@ -196,6 +216,7 @@ def measure_compile(lab_path: Path, repeats: int = 5) -> dict:
     """Compile every bridge's flows from scratch, ``repeats`` times."""
     from controller.state import ControllerState
     from vlab.lab.load import load_lab
+
     lab = load_lab(lab_path)
     times, counts = [], {}
     for _ in range(repeats):
@@ -204,10 +225,14 @@ def measure_compile(lab_path: Path, repeats: int = 5) -> dict:
         # Per bridge (dpid): a host has one bridge per vSwitch.
         counts = {d: len(state.flows(d)) for d in state.dpids}
         times.append(time.perf_counter() - t0)
-    return {"lab": lab.name, "bridges": len(counts), "flows_total": sum(counts.values()),
-            "flows_max_per_bridge": max(counts.values()),
-            "compile_s_median": round(statistics.median(times), 4),
-            "compile_s_all": [round(t, 4) for t in times]}
+    return {
+        "lab": lab.name,
+        "bridges": len(counts),
+        "flows_total": sum(counts.values()),
+        "flows_max_per_bridge": max(counts.values()),
+        "compile_s_median": round(statistics.median(times), 4),
+        "compile_s_all": [round(t, 4) for t in times],
+    }
 
 
 def controller_packets(net) -> int:
@@ -227,26 +252,39 @@ def measure_steady_packet_ins(net, seconds: float = 5.0) -> dict:
     vms = [e for e in endpoints(net.lab) if "/" not in e.name]
 
     def all_pairs(count: int, interval: float):
-        procs = [net.node(a.node).popen(
-            ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", "1", str(b.ip.ip)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for a in vms for b in vms if a is not b]
+        procs = [
+            net.node(a.node).popen(
+                ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", "1", str(b.ip.ip)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for a in vms
+            for b in vms
+            if a is not b
+        ]
         for p in procs:
             p.wait(timeout=count * interval + 30)
-    all_pairs(2, 0.2)                                  # warm-up: ARP, discovery
+
+    all_pairs(2, 0.2)  # warm-up: ARP, discovery
     before = controller_packets(net)
     pings = threading.Thread(target=all_pairs, args=(int(seconds / 0.2), 0.2))
     pings.start()
     eps = {e.name: e for e in vms}
     tcp = iperf3(net, eps["vm2"], eps["vm1"], seconds)
     pings.join()
-    return {"lab": net.lab.name, "seconds": seconds, "vms": len(vms),
-            "tcp_mbps": round(tcp["mbps"], 1), "packet_ins": controller_packets(net) - before}
+    return {
+        "lab": net.lab.name,
+        "seconds": seconds,
+        "vms": len(vms),
+        "tcp_mbps": round(tcp["mbps"], 1),
+        "packet_ins": controller_packets(net) - before,
+    }
 
 
 # -- failover and vMotion --------------------------------------------------------------------
 def _udp_times(pcap: Path, dport: int) -> list[float]:
     from scapy.layers.inet import UDP
+
     return [float(p.time) for p in read_pcap(pcap) if UDP in p and p[UDP].dport == dport]
 
 
@@ -260,34 +298,71 @@ def measure_failover(net, work: Path, trials: int = 20, pps: int = 1000) -> dict
     vnic = naming.vnic_port("mover", "eth0")
     active = ctl.applied()["pinning"]["esx1"][vnic]
     standby = "vmnic1" if active == "vmnic0" else "vmnic0"
-    cap = ctl.tcpdump(naming.FABRIC_NODE, ctl.fabric_port("esx1", standby),
-                      work / "failover-standby.pcap", f"udp dst port {port}", ["-Q", "in"])
-    recv = guest_tool(net, "peer", "udp", "recv", "--bind", eps["peer"].ip.ip, "--port", port,
-                      "--out", work / "failover-recv.txt", wait=False)
+    cap = ctl.tcpdump(
+        naming.FABRIC_NODE,
+        ctl.fabric_port("esx1", standby),
+        work / "failover-standby.pcap",
+        f"udp dst port {port}",
+        ["-Q", "in"],
+    )
+    recv = guest_tool(
+        net,
+        "peer",
+        "udp",
+        "recv",
+        "--bind",
+        eps["peer"].ip.ip,
+        "--port",
+        port,
+        "--out",
+        work / "failover-recv.txt",
+        wait=False,
+    )
     send = None
     downs = []
     try:
         wait_ready_line(recv, "receiver on peer")
-        send = guest_tool(net, "mover", "udp", "send", "--src", eps["mover"].ip.ip,
-                          "--dst", eps["peer"].ip.ip, "--port", port, "--pps", pps,
-                          "--count", pps * (trials * 3 + 10), wait=False)
+        send = guest_tool(
+            net,
+            "mover",
+            "udp",
+            "send",
+            "--src",
+            eps["mover"].ip.ip,
+            "--dst",
+            eps["peer"].ip.ip,
+            "--port",
+            port,
+            "--pps",
+            pps,
+            "--count",
+            pps * (trials * 3 + 10),
+            wait=False,
+        )
         from topologies.operations import wait_for
-        wait_for(lambda: len(_arrivals(work / "failover-recv.txt")) > pps // 10, 10,
-                 "stream reaching peer")
+
+        wait_for(lambda: len(_arrivals(work / "failover-recv.txt")) > pps // 10, 10, "stream reaching peer")
         for _ in range(trials):
             t_down = time.time()
             ctl.uplink("esx1", active, up=False)
             command_s = time.time() - t_down
-            wait_for(lambda: ctl.applied()["pinning"]["esx1"][vnic] == standby, 10,
-                     "failover to the standby uplink")
+            wait_for(
+                lambda: ctl.applied()["pinning"]["esx1"][vnic] == standby,
+                10,
+                "failover to the standby uplink",
+            )
             downs.append((t_down, command_s))
             ctl.uplink("esx1", active, up=True)
-            wait_for(lambda: ctl.applied()["pinning"]["esx1"][vnic] == active, 10,
-                     "failback to the active uplink")
+            wait_for(
+                lambda: ctl.applied()["pinning"]["esx1"][vnic] == active, 10, "failback to the active uplink"
+            )
             # The stream is back on the active uplink before the next pull.
             t_back = time.time()
-            wait_for(lambda: any(t > t_back for t in _arrivals(work / "failover-recv.txt")),
-                     10, "stream after failback")
+            wait_for(
+                lambda: any(t > t_back for t in _arrivals(work / "failover-recv.txt")),
+                10,
+                "stream after failback",
+            )
         quiesce([cap.pcap])
     finally:
         if send is not None:
@@ -301,12 +376,18 @@ def measure_failover(net, work: Path, trials: int = 20, pps: int = 1000) -> dict
         samples.append(None if first is None else round((first - t_down) * 1000, 2))
     ok = [s for s in samples if s is not None]
     p95 = percentile(ok, 95) if ok else None
-    return {"trials": trials, "pps": pps, "active": active, "standby": standby,
-            "failover_ms": samples, "median_ms": statistics.median(ok) if ok else None,
-            "p95_ms": p95, "pull_command_ms_median":
-                round(statistics.median(c for _, c in downs) * 1000, 2),
-            "target_p95_ms": TARGETS["failover_p95_ms"],
-            "met": p95 is not None and len(ok) == trials and p95 < TARGETS["failover_p95_ms"]}
+    return {
+        "trials": trials,
+        "pps": pps,
+        "active": active,
+        "standby": standby,
+        "failover_ms": samples,
+        "median_ms": statistics.median(ok) if ok else None,
+        "p95_ms": p95,
+        "pull_command_ms_median": round(statistics.median(c for _, c in downs) * 1000, 2),
+        "target_p95_ms": TARGETS["failover_p95_ms"],
+        "met": p95 is not None and len(ok) == trials and p95 < TARGETS["failover_p95_ms"],
+    }
 
 
 def longest_silence(times: list[float], since: float) -> float:
@@ -317,8 +398,7 @@ def longest_silence(times: list[float], since: float) -> float:
     return max((b - a for a, b in zip(after, after[1:])), default=float("inf"))
 
 
-def measure_vmotion(net, work: Path, moves: int = 10, pps: int = 1000,
-                    stun_s: float = 0.1) -> dict:
+def measure_vmotion(net, work: Path, moves: int = 10, pps: int = 1000, stun_s: float = 0.1) -> dict:
     """``mover`` and ``peer`` stream UDP to each other; ``mover`` vMotions
     esx1 -> esx2 -> esx1 ... ``moves`` times. Blackout per move and
     direction: time without packets arriving at the receiving guest's vNIC
@@ -326,23 +406,55 @@ def measure_vmotion(net, work: Path, moves: int = 10, pps: int = 1000,
     stun time."""
     ctl = net.control
     eps = {e.name: e for e in endpoints(net.lab)}
-    streams = {"peer": ("mover", 7101), "mover": ("peer", 7102)}      # receiver: (sender, port)
-    caps = {rx: ctl.tcpdump(rx, "eth0", work / f"vmotion-{rx}.pcap", f"udp dst port {port}",
-                            ["-Q", "in"]) for rx, (_, port) in streams.items()}
+    streams = {"peer": ("mover", 7101), "mover": ("peer", 7102)}  # receiver: (sender, port)
+    caps = {
+        rx: ctl.tcpdump(rx, "eth0", work / f"vmotion-{rx}.pcap", f"udp dst port {port}", ["-Q", "in"])
+        for rx, (_, port) in streams.items()
+    }
     # Receivers, so the streams end in a socket (no ICMP port unreachable).
-    recvs = {rx: guest_tool(net, rx, "udp", "recv", "--bind", eps[rx].ip.ip, "--port", port,
-                            "--out", work / f"vmotion-{rx}.txt", wait=False)
-             for rx, (_, port) in streams.items()}
+    recvs = {
+        rx: guest_tool(
+            net,
+            rx,
+            "udp",
+            "recv",
+            "--bind",
+            eps[rx].ip.ip,
+            "--port",
+            port,
+            "--out",
+            work / f"vmotion-{rx}.txt",
+            wait=False,
+        )
+        for rx, (_, port) in streams.items()
+    }
     sends, results = [], []
-    gap = 1.5                                       # seconds of traffic between moves
+    gap = 1.5  # seconds of traffic between moves
     try:
         for rx, proc in recvs.items():
             wait_ready_line(proc, f"receiver on {rx}")
-        sends = [guest_tool(net, tx, "udp", "send", "--src", eps[tx].ip.ip, "--dst", eps[rx].ip.ip,
-                            "--port", port, "--pps", pps,
-                            "--count", int(pps * (moves * (gap + 1) + 10)), wait=False)
-                 for rx, (tx, port) in streams.items()]
+        sends = [
+            guest_tool(
+                net,
+                tx,
+                "udp",
+                "send",
+                "--src",
+                eps[tx].ip.ip,
+                "--dst",
+                eps[rx].ip.ip,
+                "--port",
+                port,
+                "--pps",
+                pps,
+                "--count",
+                int(pps * (moves * (gap + 1) + 10)),
+                wait=False,
+            )
+            for rx, (tx, port) in streams.items()
+        ]
         from topologies.operations import wait_for
+
         files = [work / f"vmotion-{rx}.txt" for rx in streams]
         for f in files:
             wait_for(lambda f=f: len(_arrivals(f)) > pps // 10, 10, f"stream into {f.stem}")
@@ -350,9 +462,14 @@ def measure_vmotion(net, work: Path, moves: int = 10, pps: int = 1000,
             dest = "esx2" if i % 2 == 0 else "esx1"
             move = ctl.vmotion("mover", dest, stun_s=stun_s)
             t_next = time.time() + gap
-            wait_for(lambda: time.time() >= t_next and all(
-                any(t > move["resumed"] for t in _arrivals(f)) for f in files),
-                gap + 10, "traffic after the move")
+            wait_for(
+                lambda: (
+                    time.time() >= t_next
+                    and all(any(t > move["resumed"] for t in _arrivals(f)) for f in files)
+                ),
+                gap + 10,
+                "traffic after the move",
+            )
             results.append(move)
         quiesce([c.pcap for c in caps.values()])
     finally:
@@ -365,8 +482,11 @@ def measure_vmotion(net, work: Path, moves: int = 10, pps: int = 1000,
     arrivals = {rx: sorted(_udp_times(caps[rx].pcap, port)) for rx, (_, port) in streams.items()}
     per_move = []
     for move in results:
-        row = {"to": move["to"], "stun_s": stun_s,
-               "resumed_after_ms": round((move["resumed"] - move["stun_start"]) * 1000, 1)}
+        row = {
+            "to": move["to"],
+            "stun_s": stun_s,
+            "resumed_after_ms": round((move["resumed"] - move["stun_start"]) * 1000, 1),
+        }
         for rx, times in arrivals.items():
             window = [t for t in times if move["stun_start"] - 0.05 <= t < move["stun_start"] + gap]
             outage = longest_silence(window, move["stun_start"])
@@ -374,13 +494,22 @@ def measure_vmotion(net, work: Path, moves: int = 10, pps: int = 1000,
             # Raw evidence: every silence over 5 ms (start relative to the stun start).
             row[f"to_{rx}_gaps_ms"] = [
                 (round((a - move["stun_start"]) * 1000, 1), round((b - a) * 1000, 1))
-                for a, b in zip(window, window[1:]) if b - a > 0.005]
+                for a, b in zip(window, window[1:])
+                if b - a > 0.005
+            ]
         per_move.append(row)
     worst = [max(r["to_peer_blackout_ms"], r["to_mover_blackout_ms"]) for r in per_move]
-    return {"moves": moves, "pps": pps, "stun_s": stun_s, "per_move": per_move,
-            "median_ms": statistics.median(worst), "p95_ms": percentile(worst, 95),
-            "max_ms": max(worst), "target_ms": TARGETS["vmotion_blackout_ms"],
-            "met": max(worst) < TARGETS["vmotion_blackout_ms"]}
+    return {
+        "moves": moves,
+        "pps": pps,
+        "stun_s": stun_s,
+        "per_move": per_move,
+        "median_ms": statistics.median(worst),
+        "p95_ms": percentile(worst, 95),
+        "max_ms": max(worst),
+        "target_ms": TARGETS["vmotion_blackout_ms"],
+        "met": max(worst) < TARGETS["vmotion_blackout_ms"],
+    }
 
 
 # -- controller resync -------------------------------------------------------------------------
@@ -394,8 +523,12 @@ def udp_seqs(pcap: Path, dport: int) -> dict[int, float]:
     if len(data) < 24:
         return {}
     magic = data[:4]
-    order = {b"\xd4\xc3\xb2\xa1": "<", b"\x4d\x3c\xb2\xa1": "<",
-             b"\xa1\xb2\xc3\xd4": ">", b"\xa1\xb2\x3c\x4d": ">"}.get(magic)
+    order = {
+        b"\xd4\xc3\xb2\xa1": "<",
+        b"\x4d\x3c\xb2\xa1": "<",
+        b"\xa1\xb2\xc3\xd4": ">",
+        b"\xa1\xb2\x3c\x4d": ">",
+    }.get(magic)
     if order is None:
         raise ValueError(f"{pcap}: not a pcap file")
     unit = 1e-9 if magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e-6
@@ -405,16 +538,16 @@ def udp_seqs(pcap: Path, dport: int) -> dict[int, float]:
     while off + record.size <= len(data):
         sec, frac, caplen, _ = record.unpack_from(data, off)
         off += record.size
-        frame, off = data[off:off + caplen], off + caplen
+        frame, off = data[off : off + caplen], off + caplen
         l3, ethertype = 14, frame[12:14]
         while ethertype in (b"\x81\x00", b"\x88\xa8") and len(frame) >= l3 + 4:
-            ethertype, l3 = frame[l3 + 2:l3 + 4], l3 + 4
+            ethertype, l3 = frame[l3 + 2 : l3 + 4], l3 + 4
         if ethertype != b"\x08\x00" or len(frame) < l3 + 20 or frame[l3 + 9] != 17:
             continue
         udp = l3 + (frame[l3] & 0x0F) * 4
-        if len(frame) < udp + 16 or int.from_bytes(frame[udp + 2:udp + 4], "big") != dport:
+        if len(frame) < udp + 16 or int.from_bytes(frame[udp + 2 : udp + 4], "big") != dport:
             continue
-        seqs.setdefault(int.from_bytes(frame[udp + 8:udp + 16], "big"), sec + frac * unit)
+        seqs.setdefault(int.from_bytes(frame[udp + 8 : udp + 16], "big"), sec + frac * unit)
     return seqs
 
 
@@ -427,16 +560,22 @@ def flows_after_resync(net) -> dict[str, list[int]]:
     from controller.ofdriver import EPOCH_BITS
     from controller.state import ControllerState
     from vlab.bindings import GuestNic
+
     state = ControllerState(net.lab)
-    state.set_guests({port: GuestNic.from_json(g)
-                      for port, g in (net.control.applied().get("guests") or {}).items()})
+    state.set_guests(
+        {port: GuestNic.from_json(g) for port, g in (net.control.applied().get("guests") or {}).items()}
+    )
     tables = state.nsx_tables()
     out = {}
     for b in net.bindings:
-        lines = [line for line in net.ovs[b.host].ofctl("dump-flows", b.bridge).splitlines()
-                 if "actions=" in line]
-        epochs = {int(line.split("cookie=")[1].split(",")[0], 16) & ((1 << EPOCH_BITS) - 1)
-                  for line in lines if "cookie=" in line}
+        lines = [
+            line for line in net.ovs[b.host].ofctl("dump-flows", b.bridge).splitlines() if "actions=" in line
+        ]
+        epochs = {
+            int(line.split("cookie=")[1].split(",")[0], 16) & ((1 << EPOCH_BITS) - 1)
+            for line in lines
+            if "cookie=" in line
+        }
         out[f"{b.host}/{b.bridge}"] = [len(lines), len(state.flows(b.dpid, tables)), len(epochs)]
     return out
 
@@ -448,8 +587,9 @@ def _vms_on_two_hosts(lab):
     return first, next((vm for vm in lab.vms if vm.host != first.host), lab.vms[-1])
 
 
-def measure_controller_resync(net, work: Path, kills: int = 10, pps: int = 1000,
-                              steady_s: float = 1.0, after_s: float = 0.5) -> dict:
+def measure_controller_resync(
+    net, work: Path, kills: int = 10, pps: int = 1000, steady_s: float = 1.0, after_s: float = 0.5
+) -> dict:
     """One VM streams UDP to a VM on another host; ``kills`` times, after
     ``steady_s`` of traffic, the controller is SIGKILLed and a new one
     started at once (``LabNetwork.restart_controller``). Per kill: seconds
@@ -460,26 +600,57 @@ def measure_controller_resync(net, work: Path, kills: int = 10, pps: int = 1000,
     receiver's); and whether every bridge then holds exactly its flows."""
     from topologies.network import NotReady
     from topologies.operations import wait_for
+
     ctl, port = net.control, 7201
     src, dst = _vms_on_two_hosts(net.lab)
     snic, dnic = src.vnics[0], dst.vnics[0]
-    caps = {"sent": ctl.tcpdump(src.name, snic.name, work / "resync-sent.pcap",
-                                f"udp dst port {port}", ["-Q", "out"]),
-            "received": ctl.tcpdump(dst.name, dnic.name, work / "resync-received.pcap",
-                                    f"udp dst port {port}", ["-Q", "in"])}
-    recv = guest_tool(net, dst.name, "udp", "recv", "--bind", dnic.ip.ip, "--port", port,
-                      "--out", work / "resync-recv.txt", wait=False)
+    caps = {
+        "sent": ctl.tcpdump(
+            src.name, snic.name, work / "resync-sent.pcap", f"udp dst port {port}", ["-Q", "out"]
+        ),
+        "received": ctl.tcpdump(
+            dst.name, dnic.name, work / "resync-received.pcap", f"udp dst port {port}", ["-Q", "in"]
+        ),
+    }
+    recv = guest_tool(
+        net,
+        dst.name,
+        "udp",
+        "recv",
+        "--bind",
+        dnic.ip.ip,
+        "--port",
+        port,
+        "--out",
+        work / "resync-recv.txt",
+        wait=False,
+    )
     send, trials, error = None, [], None
     markers = [naming.synced_marker(net.run.dir, b.dpid) for b in net.bindings]
     try:
         wait_ready_line(recv, f"receiver on {dst.name}")
-        send = guest_tool(net, src.name, "udp", "send", "--src", snic.ip.ip, "--dst",
-                          dnic.ip.ip, "--port", port, "--pps", pps,
-                          "--count", int(pps * (kills * (steady_s + 30) + 30)), wait=False)
-        wait_for(lambda: len(_arrivals(work / "resync-recv.txt")) > pps // 10, 10,
-                 f"stream reaching {dst.name}")
+        send = guest_tool(
+            net,
+            src.name,
+            "udp",
+            "send",
+            "--src",
+            snic.ip.ip,
+            "--dst",
+            dnic.ip.ip,
+            "--port",
+            port,
+            "--pps",
+            pps,
+            "--count",
+            int(pps * (kills * (steady_s + 30) + 30)),
+            wait=False,
+        )
+        wait_for(
+            lambda: len(_arrivals(work / "resync-recv.txt")) > pps // 10, 10, f"stream reaching {dst.name}"
+        )
         for _ in range(kills):
-            time.sleep(steady_s)           # steady traffic before the kill (a schedule)
+            time.sleep(steady_s)  # steady traffic before the kill (a schedule)
             t_kill = time.time()
             try:
                 returned = net.restart_controller(kill=True)
@@ -488,11 +659,17 @@ def measure_controller_resync(net, work: Path, kills: int = 10, pps: int = 1000,
                 break
             # restart_controller times from just before the new process starts.
             t_start = time.time() - returned
-            trials.append({"kill": t_kill, "start": t_start, "returned_s": returned,
-                           "listening_s": net.last_restart["listening_s"],
-                           "synced": [m.stat().st_mtime_ns / 1e9 for m in markers],
-                           "flows": flows_after_resync(net)})
-        time.sleep(after_s)                # the stream goes on after the last resync
+            trials.append(
+                {
+                    "kill": t_kill,
+                    "start": t_start,
+                    "returned_s": returned,
+                    "listening_s": net.last_restart["listening_s"],
+                    "synced": [m.stat().st_mtime_ns / 1e9 for m in markers],
+                    "flows": flows_after_resync(net),
+                }
+            )
+        time.sleep(after_s)  # the stream goes on after the last resync
     finally:
         if send is not None:
             stop_tool(send)
@@ -509,18 +686,22 @@ def measure_controller_resync(net, work: Path, kills: int = 10, pps: int = 1000,
         start, end = t["kill"], done + after_s
         window = [seq for seq, ts in sent.items() if start <= ts <= end]
         lost = [seq for seq in window if seq not in received]
-        rows.append({
-            "resync_from_start_s": round(done - t["start"], 3),
-            "listening_from_start_s": round(t["listening_s"], 3),
-            "first_switch_from_start_s": round(min(t["synced"]) - t["start"], 3),
-            "resync_from_kill_s": round(done - t["kill"], 3),
-            "restart_returned_s": round(t["returned_s"], 3),
-            "sent_in_window": len(window), "lost": len(lost),
-            "longest_gap_ms": round(longest_silence(
-                [a for a in arrivals if a <= end], start) * 1000, 1),
-            "flows_exact": all(have == want and epochs == 1
-                               for have, want, epochs in t["flows"].values()),
-            "flows": t["flows"]})
+        rows.append(
+            {
+                "resync_from_start_s": round(done - t["start"], 3),
+                "listening_from_start_s": round(t["listening_s"], 3),
+                "first_switch_from_start_s": round(min(t["synced"]) - t["start"], 3),
+                "resync_from_kill_s": round(done - t["kill"], 3),
+                "restart_returned_s": round(t["returned_s"], 3),
+                "sent_in_window": len(window),
+                "lost": len(lost),
+                "longest_gap_ms": round(longest_silence([a for a in arrivals if a <= end], start) * 1000, 1),
+                "flows_exact": all(
+                    have == want and epochs == 1 for have, want, epochs in t["flows"].values()
+                ),
+                "flows": t["flows"],
+            }
+        )
     from_start = [r["resync_from_start_s"] for r in rows]
     from_kill = [r["resync_from_kill_s"] for r in rows]
     lost_total = sum(r["lost"] for r in rows)
@@ -528,16 +709,23 @@ def measure_controller_resync(net, work: Path, kills: int = 10, pps: int = 1000,
     return {
         "lab": net.lab.name,
         "why_this_lab": "the largest scale lab the bench brings up: the most switches and "
-                        "flows to resync, and already up",
+        "flows to resync, and already up",
         "bridges": len(net.bindings),
         "flows_total": sum(want for _, want, _ in rows[0]["flows"].values()) if rows else None,
-        "stream": {"from": f"{src.name} ({src.host})", "to": f"{dst.name} ({dst.host})",
-                   "pps": pps, "sent": len(sent), "received": len(received),
-                   "lost": len(set(sent) - set(received))},
-        "kills": kills, "steady_s": steady_s, "window_after_resync_s": after_s,
-        "trials": rows, "error": error,
-        "listening_median_s": statistics.median(r["listening_from_start_s"] for r in rows)
-        if rows else None,
+        "stream": {
+            "from": f"{src.name} ({src.host})",
+            "to": f"{dst.name} ({dst.host})",
+            "pps": pps,
+            "sent": len(sent),
+            "received": len(received),
+            "lost": len(set(sent) - set(received)),
+        },
+        "kills": kills,
+        "steady_s": steady_s,
+        "window_after_resync_s": after_s,
+        "trials": rows,
+        "error": error,
+        "listening_median_s": statistics.median(r["listening_from_start_s"] for r in rows) if rows else None,
         "median_s": statistics.median(from_start) if rows else None,
         "max_s": max(from_start) if rows else None,
         "from_kill_median_s": statistics.median(from_kill) if rows else None,
@@ -558,8 +746,14 @@ def measure_shaping(seconds: float, progress) -> list[dict]:
         with lab_session(lab) as net:
             eps = {e.name: e for e in endpoints(net.lab)}
             r = iperf3(net, eps["sb"], eps["sa"], seconds)
-        rows.append({"configured_mbps": rate, "measured_mbps": round(r["mbps"], 2),
-                     "ratio": round(r["mbps"] / rate, 3), "retransmits": r["retransmits"]})
+        rows.append(
+            {
+                "configured_mbps": rate,
+                "measured_mbps": round(r["mbps"], 2),
+                "ratio": round(r["mbps"] / rate, 3),
+                "retransmits": r["retransmits"],
+            }
+        )
         progress(f"shaping {rate} Mbit/s: {r['mbps']:.1f}")
     return rows
 
@@ -571,6 +765,7 @@ def measure_veth_ceiling(seconds: float) -> dict:
     from mininet.net import Mininet
 
     from vlab.runtime import Run
+
     run = Run().create()
     net = None
     try:
@@ -582,12 +777,17 @@ def measure_veth_ceiling(seconds: float) -> dict:
         for h in (a, b):
             # As in every lab: no TX checksum offload (userspace OVS, DESIGN.md).
             h.cmd("ethtool -K %s tx off >/dev/null 2>&1" % h.defaultIntf())
-        server = b.popen(["iperf3", "-s", "-1", "-B", "10.99.0.2"], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+        server = b.popen(
+            ["iperf3", "-s", "-1", "-B", "10.99.0.2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             from topologies.network import wait_until
-            wait_until(lambda: None if "LISTEN" in b.cmd("ss -Hltn 'sport = :5201'")
-                       else "iperf3 not listening", 10, "iperf3 on vb")
+
+            wait_until(
+                lambda: None if "LISTEN" in b.cmd("ss -Hltn 'sport = :5201'") else "iperf3 not listening",
+                10,
+                "iperf3 on vb",
+            )
             data = json.loads(a.cmd(f"iperf3 -c 10.99.0.2 -t {seconds} -J"))
         finally:
             stop_tool(server)
@@ -600,6 +800,7 @@ def measure_veth_ceiling(seconds: float) -> dict:
 
 def measure_throughputs(seconds: float, progress) -> dict:
     from experiments import nsx_packet_walk as walk
+
     out = {"veth": measure_veth_ceiling(seconds)}
     progress(f"veth ceiling {out['veth']['mbps']} Mbit/s")
     with lab_session(write_lab(bench_labs.single_host_lab())) as net:
@@ -624,6 +825,7 @@ def last_make_run() -> dict:
         return {"measured": True, "source": "results/run.json", **json.loads(path.read_text())}
     # No full run recorded yet: the stored results' own wall times, labelled as such.
     import experiments
+
     walls = {}
     for name in experiments.REGISTRY:
         try:
@@ -632,10 +834,13 @@ def last_make_run() -> dict:
         except (OSError, KeyError, ValueError):
             walls[name] = None
     known = [w["wall_s"] for w in walls.values() if w and w.get("wall_s")]
-    return {"measured": False, "source": "sum of the stored results' wall times "
-            "(no full `vlab run` recorded in results/run.json yet)",
-            "wall_s": round(sum(known), 1) if len(known) == len(walls) else None,
-            "experiments": walls}
+    return {
+        "measured": False,
+        "source": "sum of the stored results' wall times "
+        "(no full `vlab run` recorded in results/run.json yet)",
+        "wall_s": round(sum(known), 1) if len(known) == len(walls) else None,
+        "experiments": walls,
+    }
 
 
 # -- the whole bench ------------------------------------------------------------------------
@@ -650,22 +855,29 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
     work = work or Path(os.environ.get("TMPDIR", "/tmp")) / f"vlab-bench-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    result = {"experiment": NAME, "params": {"hosts": list(hosts), "vms_per_host": VMS_PER_HOST,
-                                             "failover_trials": trials, "vmotion_moves": moves,
-                                             "controller_kills": kills,
-                                             "iperf_s": seconds,
-                                             "shaping_mbps": list(SHAPING_MBPS)},
-              "targets": TARGETS}
+    result = {
+        "experiment": NAME,
+        "params": {
+            "hosts": list(hosts),
+            "vms_per_host": VMS_PER_HOST,
+            "failover_trials": trials,
+            "vmotion_moves": moves,
+            "controller_kills": kills,
+            "iperf_s": seconds,
+            "shaping_mbps": list(SHAPING_MBPS),
+        },
+        "targets": TARGETS,
+    }
     result["scale"] = []
 
     def controller_kills(net):
         progress(f"controller resync: {kills} kills on {net.lab.name}")
         result["controller_resync"] = measure_controller_resync(net, work, kills)
         progress(f"controller resync max {result['controller_resync']['max_s']} s")
+
     for n in hosts:
         progress(f"scale: {n} hosts x {VMS_PER_HOST} VMs")
-        result["scale"].append(measure_scale(
-            n, progress, then=controller_kills if n == max(hosts) else None))
+        result["scale"].append(measure_scale(n, progress, then=controller_kills if n == max(hosts) else None))
     largest = LABS / f"bench-{max(hosts)}x{VMS_PER_HOST}.yaml"
     result["compile"] = measure_compile(largest)
     progress(f"compile: {result['compile']}")
@@ -684,14 +896,14 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
         "uplink failover p95 under 100 ms": result["failover"]["met"],
         "vMotion blackout minus stun under 50 ms": result["vmotion"]["met"],
         "shaping fidelity 0.95 or better at every rate": worst_ratio >= TARGETS["shaping_ratio"],
-        "every VM reaches every VM at every scale":
-            all(r["pairs_missing"] == 0 for r in result["scale"]),
-        "controller resync under 1 s from its restart, every kill":
-            result["controller_resync"]["met"],
-        "no packet of established traffic lost across controller kills":
-            result["controller_resync"]["none_lost"],
-        "every switch holds exactly its flows after every resync":
-            result["controller_resync"]["flows_exact_every_time"],
+        "every VM reaches every VM at every scale": all(r["pairs_missing"] == 0 for r in result["scale"]),
+        "controller resync under 1 s from its restart, every kill": result["controller_resync"]["met"],
+        "no packet of established traffic lost across controller kills": result["controller_resync"][
+            "none_lost"
+        ],
+        "every switch holds exactly its flows after every resync": result["controller_resync"][
+            "flows_exact_every_time"
+        ],
     }
     result["environment"] = environment()
     result["environment"]["machine"] = machine()
@@ -702,26 +914,33 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
 def machine() -> dict:
     cpu = "unknown"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     with open("/proc/meminfo") as f:
         total = int(f.readline().split()[1]) * 1024
-    return {"cpu": cpu, "cpus": os.cpu_count(), "memory_gib": round(total / 2**30, 1),
-            "virtualized": subprocess.run(["systemd-detect-virt"], capture_output=True,
-                                          text=True).stdout.strip() or "unknown"}
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memory_gib": round(total / 2**30, 1),
+        "virtualized": subprocess.run(["systemd-detect-virt"], capture_output=True, text=True).stdout.strip()
+        or "unknown",
+    }
 
 
 # -- figures --------------------------------------------------------------------------------
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9"]   # Okabe-Ito
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9"]  # Okabe-Ito
 
 
 def plot(result: dict, outdir: Path) -> list[Path]:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
+
     plt.rcParams.update({"font.size": 11})
     paths = []
 
@@ -729,17 +948,37 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     hosts = [r["hosts"] for r in scale]
     ax1.plot(hosts, [r["bringup_s"] for r in scale], "o-", color=PALETTE[0], label="bring-up")
-    ax1.plot(hosts, [r["reach_all_s"] for r in scale], "s--", color=PALETTE[1],
-             label="until every VM reaches every VM")
-    ax1.set(xlabel=f"ESXi hosts ({VMS_PER_HOST} VMs each)", ylabel="time (s)",
-            title="Bring-up time", xticks=hosts)
+    ax1.plot(
+        hosts,
+        [r["reach_all_s"] for r in scale],
+        "s--",
+        color=PALETTE[1],
+        label="until every VM reaches every VM",
+    )
+    ax1.set(
+        xlabel=f"ESXi hosts ({VMS_PER_HOST} VMs each)", ylabel="time (s)", title="Bring-up time", xticks=hosts
+    )
     ax1.legend()
-    ax2.plot(hosts, [r["peak_memory_mb"] for r in scale], "o-", color=PALETTE[2],
-             label="system memory in use (peak - before)")
-    ax2.plot(hosts, [r["peak_rss_of_our_processes_mb"] for r in scale], "s--", color=PALETTE[3],
-             label="RSS of our processes (peak)")
-    ax2.set(xlabel=f"ESXi hosts ({VMS_PER_HOST} VMs each)", ylabel="memory (MiB)",
-            title="Peak memory", xticks=hosts)
+    ax2.plot(
+        hosts,
+        [r["peak_memory_mb"] for r in scale],
+        "o-",
+        color=PALETTE[2],
+        label="system memory in use (peak - before)",
+    )
+    ax2.plot(
+        hosts,
+        [r["peak_rss_of_our_processes_mb"] for r in scale],
+        "s--",
+        color=PALETTE[3],
+        label="RSS of our processes (peak)",
+    )
+    ax2.set(
+        xlabel=f"ESXi hosts ({VMS_PER_HOST} VMs each)",
+        ylabel="memory (MiB)",
+        title="Peak memory",
+        xticks=hosts,
+    )
     ax2.legend()
     paths += save_figure(fig, outdir, "scale")
 
@@ -749,76 +988,132 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     ax1.plot(range(1, len(vals) + 1), vals, "o", color=PALETTE[0], label="trial")
     ax1.axhline(fo["target_p95_ms"], color=PALETTE[3], ls="--", label="target (p95)")
     ax1.axhline(fo["p95_ms"], color=PALETTE[1], ls=":", label=f"p95 = {fo['p95_ms']:.0f} ms")
-    ax1.set(xlabel="trial", ylabel="link down -> first packet on standby (ms)",
-            title="Uplink failover", ylim=(0, max(vals + [fo["target_p95_ms"]]) * 1.15))
-    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))      # trials are whole numbers
+    ax1.set(
+        xlabel="trial",
+        ylabel="link down -> first packet on standby (ms)",
+        title="Uplink failover",
+        ylim=(0, max(vals + [fo["target_p95_ms"]]) * 1.15),
+    )
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are whole numbers
     ax1.legend()
     vm = result["vmotion"]
     moves = range(1, len(vm["per_move"]) + 1)
-    ax2.plot(moves, [r["to_peer_blackout_ms"] for r in vm["per_move"]], "o", color=PALETTE[0],
-             label="VM -> peer")
-    ax2.plot(moves, [r["to_mover_blackout_ms"] for r in vm["per_move"]], "s", color=PALETTE[2],
-             label="peer -> VM")
+    ax2.plot(
+        moves, [r["to_peer_blackout_ms"] for r in vm["per_move"]], "o", color=PALETTE[0], label="VM -> peer"
+    )
+    ax2.plot(
+        moves, [r["to_mover_blackout_ms"] for r in vm["per_move"]], "s", color=PALETTE[2], label="peer -> VM"
+    )
     ax2.axhline(vm["target_ms"], color=PALETTE[3], ls="--", label="target")
-    ax2.set(xlabel="vMotion", ylabel="blackout - stun (ms)",
-            title=f"vMotion blackout (stun {vm['stun_s'] * 1000:.0f} ms)")
+    ax2.set(
+        xlabel="vMotion",
+        ylabel="blackout - stun (ms)",
+        title=f"vMotion blackout (stun {vm['stun_s'] * 1000:.0f} ms)",
+    )
     ax2.legend()
     paths += save_figure(fig, outdir, "failover-vmotion")
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     sh = result["shaping"]
-    ax1.plot([r["configured_mbps"] for r in sh], [r["ratio"] for r in sh], "o-",
-             color=PALETTE[0], label="TCP measured / configured")
+    ax1.plot(
+        [r["configured_mbps"] for r in sh],
+        [r["ratio"] for r in sh],
+        "o-",
+        color=PALETTE[0],
+        label="TCP measured / configured",
+    )
     ax1.axhline(TARGETS["shaping_ratio"], color=PALETTE[3], ls="--", label="target")
-    ax1.set(xscale="log", xlabel="configured link rate (Mbit/s)", ylabel="ratio",
-            title="Link shaping fidelity", ylim=(0.8, 1.02))
+    ax1.set(
+        xscale="log",
+        xlabel="configured link rate (Mbit/s)",
+        ylabel="ratio",
+        title="Link shaping fidelity",
+        ylim=(0.8, 1.02),
+    )
     ax1.set_xticks([r["configured_mbps"] for r in sh], [str(r["configured_mbps"]) for r in sh])
     ax1.legend()
     tp = result["throughput"]
-    bars = [("veth pair", tp["veth"]["mbps"]), ("OVS bridge", tp["ovs_bridge"]["mbps"]),
-            ("VLAN", tp["vlan"]["mbps"]), ("VXLAN overlay", tp["overlay"]["mbps"])]
+    bars = [
+        ("veth pair", tp["veth"]["mbps"]),
+        ("OVS bridge", tp["ovs_bridge"]["mbps"]),
+        ("VLAN", tp["vlan"]["mbps"]),
+        ("VXLAN overlay", tp["overlay"]["mbps"]),
+    ]
     ax2.bar([b[0] for b in bars], [b[1] for b in bars], color=PALETTE[:4])
-    ax2.set(yscale="log", ylabel="TCP throughput (Mbit/s)",
-            title=f"Throughput (VLAN/overlay on 100 Mbit/s links: ratio {tp['overlay_over_vlan']})")
+    ax2.set(
+        yscale="log",
+        ylabel="TCP throughput (Mbit/s)",
+        title=f"Throughput (VLAN/overlay on 100 Mbit/s links: ratio {tp['overlay_over_vlan']})",
+    )
     for i, (_, v) in enumerate(bars):
         ax2.text(i, v, f"{v:.0f}", ha="center", va="bottom")
     paths += save_figure(fig, outdir, "throughput")
 
-    cr = result.get("controller_resync")          # absent from results before it was measured
+    cr = result.get("controller_resync")  # absent from results before it was measured
     if cr and cr["trials"]:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
         rows = cr["trials"]
         kills = range(1, len(rows) + 1)
-        ax1.plot(kills, [r["resync_from_start_s"] for r in rows], "o", color=PALETTE[0],
-                 label="new start -> all synced")
-        ax1.plot(kills, [r["resync_from_kill_s"] for r in rows], "s", color=PALETTE[1],
-                 mfc="none", ms=10, label="kill -> all synced")
-        ax1.plot(kills, [r["first_switch_from_start_s"] for r in rows], "^", color=PALETTE[2],
-                 label="new start -> first synced")
-        if all("listening_from_start_s" in r for r in rows):   # recorded since 2026-11
-            ax1.plot(kills, [r["listening_from_start_s"] for r in rows], "v", color=PALETTE[4],
-                     label="new start -> listening")
+        ax1.plot(
+            kills,
+            [r["resync_from_start_s"] for r in rows],
+            "o",
+            color=PALETTE[0],
+            label="new start -> all synced",
+        )
+        ax1.plot(
+            kills,
+            [r["resync_from_kill_s"] for r in rows],
+            "s",
+            color=PALETTE[1],
+            mfc="none",
+            ms=10,
+            label="kill -> all synced",
+        )
+        ax1.plot(
+            kills,
+            [r["first_switch_from_start_s"] for r in rows],
+            "^",
+            color=PALETTE[2],
+            label="new start -> first synced",
+        )
+        if all("listening_from_start_s" in r for r in rows):  # recorded since 2026-11
+            ax1.plot(
+                kills,
+                [r["listening_from_start_s"] for r in rows],
+                "v",
+                color=PALETTE[4],
+                label="new start -> listening",
+            )
         ax1.axhline(cr["target_s"], color=PALETTE[3], ls="--", label="target")
         top = max([cr["target_s"]] + [r["resync_from_kill_s"] for r in rows])
-        ax1.set(xlabel="controller kill (SIGKILL)", ylabel="time (s)", ylim=(0, top * 1.45),
-                title=f"Controller resync: {cr['bridges']} switches, {cr['flows_total']} flows",
-                xticks=list(kills))
-        ax1.legend(fontsize=8, ncol=3, loc="upper center")     # above the points
+        ax1.set(
+            xlabel="controller kill (SIGKILL)",
+            ylabel="time (s)",
+            ylim=(0, top * 1.45),
+            title=f"Controller resync: {cr['bridges']} switches, {cr['flows_total']} flows",
+            xticks=list(kills),
+        )
+        ax1.legend(fontsize=8, ncol=3, loc="upper center")  # above the points
         lost = [r["lost"] for r in rows]
         ax2.bar(kills, lost, color=PALETTE[0])
         for k, n, r in zip(kills, lost, rows):
-            ax2.text(k, n, f"{n}/{r['sent_in_window']}", ha="center", va="bottom", fontsize=8,
-                     rotation=90)
+            ax2.text(k, n, f"{n}/{r['sent_in_window']}", ha="center", va="bottom", fontsize=8, rotation=90)
         exact = "exact" if cr["flows_exact_every_time"] else "NOT exact"
-        ax2.set(xlabel="controller kill (SIGKILL)", ylabel="packets lost / sent meanwhile",
-                ylim=(0, max(lost + [1]) * 1.6), xticks=list(kills),
-                title=f"{cr['stream']['pps']} pps stream: lost / sent (flows {exact})")
+        ax2.set(
+            xlabel="controller kill (SIGKILL)",
+            ylabel="packets lost / sent meanwhile",
+            ylim=(0, max(lost + [1]) * 1.6),
+            xticks=list(kills),
+            title=f"{cr['stream']['pps']} pps stream: lost / sent (flows {exact})",
+        )
         paths += save_figure(fig, outdir, "controller-resync")
     return paths
 
 
 def main() -> int:
     from experiments.common import write_result
+
     result = run()
     path = write_result(NAME, result)
     print(path)

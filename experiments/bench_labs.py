@@ -10,9 +10,10 @@ format as ``labs/*.yaml``, validated by the same checker).
   ``rate``, for measured vs configured TCP throughput.
 * ``single_host_lab()``: two VMs on one vSwitch: the OVS-bridge ceiling.
 """
+
 from __future__ import annotations
 
-LINK_SCALE = 0.01            # 1 GbE -> 10 Mbit/s, as in every lab here
+LINK_SCALE = 0.01  # 1 GbE -> 10 Mbit/s, as in every lab here
 
 
 def _mac(host: int, vm: int) -> str:
@@ -26,42 +27,82 @@ def scale_lab(hosts: int, vms_per_host: int = 8) -> dict:
         "description": f"{hosts} ESXi hosts x {vms_per_host} VMs, one VLAN",
         "link_scale": LINK_SCALE,
         "physical_switches": [{"name": "pswitch1", "mac_aging": 300}],
-        "distributed_switches": [{"name": "dvs", "uplinks": ["dvUplink1", "dvUplink2"],
-                                  "port_groups": [{"name": "web", "vlan": 10}]}],
-        "esxi_hosts": [{
-            "name": f"esx{h}",
-            "uplinks": [{"name": f"vmnic{u}", "speed": 10, "switch": "pswitch1",
-                         "port": 2 * h + u - 1} for u in (0, 1)],
-            "distributed_switches": [{"name": "dvs", "uplinks": {"dvUplink1": "vmnic0",
-                                                                 "dvUplink2": "vmnic1"}}],
-        } for h in range(1, hosts + 1)],
-        "vms": [{"name": f"h{h}v{v}", "host": f"esx{h}", "vnics": [{
-            "port_group": "web", "mac": _mac(h, v), "ip": f"10.10.{h}.{10 + v}/16"}]}
-            for h in range(1, hosts + 1) for v in range(vms_per_host)],
+        "distributed_switches": [
+            {
+                "name": "dvs",
+                "uplinks": ["dvUplink1", "dvUplink2"],
+                "port_groups": [{"name": "web", "vlan": 10}],
+            }
+        ],
+        "esxi_hosts": [
+            {
+                "name": f"esx{h}",
+                "uplinks": [
+                    {"name": f"vmnic{u}", "speed": 10, "switch": "pswitch1", "port": 2 * h + u - 1}
+                    for u in (0, 1)
+                ],
+                "distributed_switches": [
+                    {"name": "dvs", "uplinks": {"dvUplink1": "vmnic0", "dvUplink2": "vmnic1"}}
+                ],
+            }
+            for h in range(1, hosts + 1)
+        ],
+        "vms": [
+            {
+                "name": f"h{h}v{v}",
+                "host": f"esx{h}",
+                "vnics": [{"port_group": "web", "mac": _mac(h, v), "ip": f"10.10.{h}.{10 + v}/16"}],
+            }
+            for h in range(1, hosts + 1)
+            for v in range(vms_per_host)
+        ],
     }
 
 
 def operations_lab() -> dict:
     """esx1..esx3; PG-FO on VLAN 10: active vmnic0, standby vmnic1, notify
     switches on. ``mover`` starts on esx1, ``peer`` runs on esx3."""
+
     def host(h):
-        return {"name": f"esx{h}",
-                "uplinks": [{"name": f"vmnic{u}", "speed": 10, "switch": "pswitch1",
-                             "port": 2 * h + u - 1} for u in (0, 1)],
-                "vswitches": [{"name": "vSwitch0", "uplinks": ["vmnic0", "vmnic1"],
-                               "port_groups": [{"name": "PG-FO", "vlan": 10, "teaming": {
-                                   "active": ["vmnic0"], "standby": ["vmnic1"],
-                                   "notify_switches": True}}]}]}
+        return {
+            "name": f"esx{h}",
+            "uplinks": [
+                {"name": f"vmnic{u}", "speed": 10, "switch": "pswitch1", "port": 2 * h + u - 1}
+                for u in (0, 1)
+            ],
+            "vswitches": [
+                {
+                    "name": "vSwitch0",
+                    "uplinks": ["vmnic0", "vmnic1"],
+                    "port_groups": [
+                        {
+                            "name": "PG-FO",
+                            "vlan": 10,
+                            "teaming": {"active": ["vmnic0"], "standby": ["vmnic1"], "notify_switches": True},
+                        }
+                    ],
+                }
+            ],
+        }
+
     return {
         "name": "bench-ops",
         "description": "failover (active/standby) and vMotion of a chatty VM",
         "link_scale": LINK_SCALE,
         "physical_switches": [{"name": "pswitch1", "mac_aging": 300}],
         "esxi_hosts": [host(1), host(2), host(3)],
-        "vms": [{"name": "mover", "host": "esx1", "vnics": [{
-                    "port_group": "PG-FO", "mac": "00:50:56:c0:00:01", "ip": "10.10.0.11/24"}]},
-                {"name": "peer", "host": "esx3", "vnics": [{
-                    "port_group": "PG-FO", "mac": "00:50:56:c0:00:03", "ip": "10.10.0.13/24"}]}],
+        "vms": [
+            {
+                "name": "mover",
+                "host": "esx1",
+                "vnics": [{"port_group": "PG-FO", "mac": "00:50:56:c0:00:01", "ip": "10.10.0.11/24"}],
+            },
+            {
+                "name": "peer",
+                "host": "esx3",
+                "vnics": [{"port_group": "PG-FO", "mac": "00:50:56:c0:00:03", "ip": "10.10.0.13/24"}],
+            },
+        ],
     }
 
 
@@ -70,20 +111,30 @@ def shaping_lab(rate_mbps: int) -> dict:
     (``link_scale`` = rate / 10 Gbit/s: lab speeds are 1, 10 or 25 GbE, so
     the scale is what sets an arbitrary rate); VM ``sa`` on esx1, ``sb`` on
     esx2 in one port group."""
+
     def host(h):
-        return {"name": f"esx{h}",
-                "uplinks": [{"name": "vmnic0", "speed": 10, "switch": "pswitch1", "port": h}],
-                "vswitches": [{"name": "vSwitch0", "uplinks": ["vmnic0"],
-                               "port_groups": [{"name": "web", "vlan": 10}]}]}
+        return {
+            "name": f"esx{h}",
+            "uplinks": [{"name": "vmnic0", "speed": 10, "switch": "pswitch1", "port": h}],
+            "vswitches": [
+                {"name": "vSwitch0", "uplinks": ["vmnic0"], "port_groups": [{"name": "web", "vlan": 10}]}
+            ],
+        }
+
     return {
         "name": f"bench-rate{rate_mbps}",
         "description": f"one VM pair over {rate_mbps} Mbit/s uplinks",
         "link_scale": rate_mbps / 10_000,
         "physical_switches": [{"name": "pswitch1"}],
         "esxi_hosts": [host(1), host(2)],
-        "vms": [{"name": f"s{side}", "host": f"esx{h}", "vnics": [{
-            "port_group": "web", "mac": _mac(h, 1), "ip": f"10.10.0.{10 + h}/24"}]}
-            for h, side in ((1, "a"), (2, "b"))],
+        "vms": [
+            {
+                "name": f"s{side}",
+                "host": f"esx{h}",
+                "vnics": [{"port_group": "web", "mac": _mac(h, 1), "ip": f"10.10.0.{10 + h}/24"}],
+            }
+            for h, side in ((1, "a"), (2, "b"))
+        ],
     }
 
 
@@ -94,12 +145,21 @@ def single_host_lab() -> dict:
         "description": "two VMs on one vSwitch (OVS userspace bridge ceiling)",
         "link_scale": LINK_SCALE,
         "physical_switches": [{"name": "pswitch1"}],
-        "esxi_hosts": [{"name": "esx1",
-                        "uplinks": [{"name": "vmnic0", "speed": 10, "switch": "pswitch1",
-                                     "port": 1}],
-                        "vswitches": [{"name": "vSwitch0", "uplinks": ["vmnic0"],
-                                       "port_groups": [{"name": "web", "vlan": 10}]}]}],
-        "vms": [{"name": f"b{i}", "host": "esx1", "vnics": [{
-            "port_group": "web", "mac": _mac(1, i), "ip": f"10.10.0.{10 + i}/24"}]}
-            for i in (1, 2)],
+        "esxi_hosts": [
+            {
+                "name": "esx1",
+                "uplinks": [{"name": "vmnic0", "speed": 10, "switch": "pswitch1", "port": 1}],
+                "vswitches": [
+                    {"name": "vSwitch0", "uplinks": ["vmnic0"], "port_groups": [{"name": "web", "vlan": 10}]}
+                ],
+            }
+        ],
+        "vms": [
+            {
+                "name": f"b{i}",
+                "host": "esx1",
+                "vnics": [{"port_group": "web", "mac": _mac(1, i), "ip": f"10.10.0.{10 + i}/24"}],
+            }
+            for i in (1, 2)
+        ],
     }

@@ -5,6 +5,7 @@ An experiment is ``run(params) -> result dict`` (written to
 ``results/<experiment>/result.json``) plus ``plot(result, outdir)`` that needs
 only that JSON.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -71,7 +72,7 @@ def _teardown(net: LabNetwork | None, run: Run) -> None:
 def _version(cmd: list[str], pattern: str) -> str:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-        out = proc.stdout + proc.stderr          # mn prints its version to stderr
+        out = proc.stdout + proc.stderr  # mn prints its version to stderr
     except OSError:
         return "unknown"
     m = re.search(pattern, out)
@@ -80,8 +81,9 @@ def _version(cmd: list[str], pattern: str) -> str:
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True,
-                              text=True, timeout=30).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
     except OSError:
         return ""
 
@@ -101,12 +103,17 @@ def environment(net: LabNetwork | None = None) -> dict:
         "os_ken": metadata.version("os-ken"),
         "cpus": os.cpu_count(),
         "git": git + ("-dirty" if dirty else ""),
-        "netem_available": Path("/lib/modules").exists() and bool(
-            subprocess.run(["modinfo", "sch_netem"], capture_output=True).returncode == 0),
+        "netem_available": Path("/lib/modules").exists()
+        and bool(subprocess.run(["modinfo", "sch_netem"], capture_output=True).returncode == 0),
     }
     if net is not None:
-        env.update({"datapath": net.lab.datapath, "link_scale": net.lab.link_scale,
-                    "bringup_s": round(net.timings.get("bringup_s", 0.0), 3)})
+        env.update(
+            {
+                "datapath": net.lab.datapath,
+                "link_scale": net.lab.link_scale,
+                "bringup_s": round(net.timings.get("bringup_s", 0.0), 3),
+            }
+        )
     return env
 
 
@@ -126,6 +133,7 @@ def write_result(name: str, result: dict) -> Path:
 def save_figure(fig, outdir: Path, name: str) -> list[Path]:
     """Write ``fig`` as PNG and PDF under ``outdir`` and close it."""
     import matplotlib.pyplot as plt
+
     outdir.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     paths = []
@@ -140,8 +148,10 @@ def save_figure(fig, outdir: Path, name: str) -> list[Path]:
 
 def repo_paths(paths: dict[str, Path]) -> dict[str, str]:
     """Lab paths as a result records them: relative to the repository when inside it."""
-    return {k: str(v.relative_to(RESULTS.parent) if v.is_relative_to(RESULTS.parent) else v)
-            for k, v in paths.items()}
+    return {
+        k: str(v.relative_to(RESULTS.parent) if v.is_relative_to(RESULTS.parent) else v)
+        for k, v in paths.items()
+    }
 
 
 def read_result(name: str) -> dict:
@@ -153,33 +163,44 @@ def ping_sweep(net: LabNetwork, src: Endpoint, dsts: list[Endpoint]) -> dict[str
     """Ping every destination from ``src`` in parallel; name -> got a reply."""
     node = net.node(src.node)
     script = " ".join(
-        f"(ping -n -q -c 3 -i 0.2 -W 1 -I {src.ip.ip} {d.ip.ip} >/dev/null 2>&1 "
-        f"&& echo OK {d.name}) &" for d in dsts)
+        f"(ping -n -q -c 3 -i 0.2 -W 1 -I {src.ip.ip} {d.ip.ip} >/dev/null 2>&1 && echo OK {d.name}) &"
+        for d in dsts
+    )
     out = node.cmd(f"{script} wait")
     ok = {line.split()[1] for line in out.splitlines() if line.startswith("OK ")}
     return {d.name: d.name in ok for d in dsts}
 
 
-def iperf3(net: LabNetwork, server: Endpoint, client: Endpoint, seconds: float = 5.0,
-           port: int = 5201) -> dict:
+def iperf3(
+    net: LabNetwork, server: Endpoint, client: Endpoint, seconds: float = 5.0, port: int = 5201
+) -> dict:
     """One TCP iperf3 run client -> server; returns throughput and retransmits."""
     srv = net.node(server.node)
-    proc = srv.popen(["iperf3", "-s", "-1", "-B", str(server.ip.ip), "-p", str(port)],
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = srv.popen(
+        ["iperf3", "-s", "-1", "-B", str(server.ip.ip), "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        wait_until(lambda: None if "LISTEN" in srv.cmd(f"ss -Hltn 'sport = :{port}'")
-                   else "iperf3 not listening", 10, f"iperf3 server on {server.name}")
+        wait_until(
+            lambda: None if "LISTEN" in srv.cmd(f"ss -Hltn 'sport = :{port}'") else "iperf3 not listening",
+            10,
+            f"iperf3 server on {server.name}",
+        )
         t0 = time.monotonic()
         out = net.node(client.node).cmd(
-            f"iperf3 -c {server.ip.ip} -B {client.ip.ip} -p {port} -t {seconds} -J")
+            f"iperf3 -c {server.ip.ip} -B {client.ip.ip} -p {port} -t {seconds} -J"
+        )
         data = json.loads(out)
         if "error" in data:
             raise RuntimeError(f"iperf3 {client.name} -> {server.name}: {data['error']}")
         end = data["end"]
-        return {"mbps": end["sum_received"]["bits_per_second"] / 1e6,
-                "retransmits": end["sum_sent"].get("retransmits", 0),
-                "seconds": end["sum_received"]["seconds"],
-                "wall_s": time.monotonic() - t0}
+        return {
+            "mbps": end["sum_received"]["bits_per_second"] / 1e6,
+            "retransmits": end["sum_sent"].get("retransmits", 0),
+            "seconds": end["sum_received"]["seconds"],
+            "wall_s": time.monotonic() - t0,
+        }
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -196,8 +217,7 @@ class Progress:
 
     def __call__(self, phase: str) -> None:
         if not os.environ.get("VLAB_QUIET"):
-            print(f"[{self.name} +{time.monotonic() - self.t0:.1f}s] {phase}", file=sys.stderr,
-                  flush=True)
+            print(f"[{self.name} +{time.monotonic() - self.t0:.1f}s] {phase}", file=sys.stderr, flush=True)
 
 
 # -- guests, captures ------------------------------------------------------------------
@@ -205,8 +225,9 @@ def guest_tool(net: LabNetwork, node: str, tool: str, *args: str, wait: bool = T
     """Run ``python -m experiments.tools.<tool>`` inside a node (a guest's own
     stack). With ``wait`` return its exit code, else the running process."""
     argv = [sys.executable, "-m", f"experiments.tools.{tool}", *map(str, args)]
-    proc = net.node(node).popen(argv, cwd=str(REPO), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+    proc = net.node(node).popen(
+        argv, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     if not wait:
         return proc
     out, err = proc.communicate(timeout=120)
@@ -236,8 +257,10 @@ def stop_tool(proc: subprocess.Popen) -> None:
 def quiesce(pcaps: list[Path], quiet_s: float = 0.3, timeout: float = 5.0) -> None:
     """Wait until no capture file has grown for ``quiet_s``: frames in flight
     have landed (a drain condition, not a fixed delay)."""
+
     def sizes():
         return [p.stat().st_size if p.exists() else 0 for p in pcaps]
+
     deadline = time.monotonic() + timeout
     last, since = sizes(), time.monotonic()
     while time.monotonic() < deadline:
@@ -254,6 +277,7 @@ def read_pcap(pcap: Path) -> list:
     for module in ("scapy.layers.all", "scapy.contrib.igmp"):
         importlib.import_module(module)
     from scapy.utils import PcapReader
+
     if not Path(pcap).exists() or Path(pcap).stat().st_size == 0:
         return []
     with PcapReader(str(pcap)) as reader:

@@ -23,6 +23,7 @@ Measured (each a ``measure_*`` function the integration tests call too):
 * vMotion: after the jump box moves to esx2, esx2 mirrors it (outer source
   esx2's vmk0), and the local session stops (the sniffer is on esx1).
 """
+
 from __future__ import annotations
 
 import json
@@ -60,7 +61,7 @@ NAME = "erspan-capture"
 LAB = Path(__file__).resolve().parents[1] / "labs" / "erspan.yaml"
 DEFAULTS = {"page_bytes": 20000, "frames": 20}
 MONITOR, WEB_IP, URL_PATH = "10.2.1.110", "10.2.2.20", "/index.html"
-ERSPAN_II, TEB = 0x88BE, 0x6558          # GRE protocol types: ERSPAN type II, Ethernet
+ERSPAN_II, TEB = 0x88BE, 0x6558  # GRE protocol types: ERSPAN type II, Ethernet
 
 
 # -- decoding what the monitor received -------------------------------------------------
@@ -76,19 +77,27 @@ def decapsulate(frame: bytes) -> Optional[dict]:
     ip = frame[off:]
     if len(ip) < 20 or ip[9] != 47:
         return None
-    ip = ip[:int.from_bytes(ip[2:4], "big")]          # drop Ethernet padding
-    gre = ip[(ip[0] & 0x0F) * 4:]
+    ip = ip[: int.from_bytes(ip[2:4], "big")]  # drop Ethernet padding
+    gre = ip[(ip[0] & 0x0F) * 4 :]
     flags, proto = gre[0], int.from_bytes(gre[2:4], "big")
-    key_at = 4 + 4 * bool(flags & 0x80)              # after the checksum word, if any
+    key_at = 4 + 4 * bool(flags & 0x80)  # after the checksum word, if any
     hlen = key_at + 4 * bool(flags & 0x20) + 4 * bool(flags & 0x10)
-    out = {"outer_src": ".".join(map(str, ip[12:16])), "outer_dst": ".".join(map(str, ip[16:20])),
-           "outer_mac_src": frame[6:12].hex(":"), "vlan": vlan}
+    out = {
+        "outer_src": ".".join(map(str, ip[12:16])),
+        "outer_dst": ".".join(map(str, ip[16:20])),
+        "outer_mac_src": frame[6:12].hex(":"),
+        "vlan": vlan,
+    }
     if proto == ERSPAN_II:
-        header = gre[hlen:hlen + 8]
-        out.update(kind="erspan", version=header[0] >> 4,
-                   session=((header[2] & 0x03) << 8) | header[3], inner=gre[hlen + 8:])
+        header = gre[hlen : hlen + 8]
+        out.update(
+            kind="erspan",
+            version=header[0] >> 4,
+            session=((header[2] & 0x03) << 8) | header[3],
+            inner=gre[hlen + 8 :],
+        )
     elif proto == TEB:
-        key = int.from_bytes(gre[key_at:key_at + 4], "big") if flags & 0x20 else None
+        key = int.from_bytes(gre[key_at : key_at + 4], "big") if flags & 0x20 else None
         out.update(kind="gre", session=key, inner=gre[hlen:])
     else:
         return None
@@ -108,22 +117,21 @@ def _tshark(*args: str) -> str:
 
 def tshark_counts(pcap: Path) -> dict:
     """What Wireshark's "gre" filter shows, by ERSPAN session ID / GRE key."""
-    erspan = Counter(_tshark("-r", str(pcap), "-Y", "erspan", "-T", "fields",
-                             "-e", "erspan.spanid").split())
-    gre = Counter(_tshark("-r", str(pcap), "-Y", "gre && !erspan", "-T", "fields",
-                          "-e", "gre.key").split())
-    total = len(_tshark("-r", str(pcap), "-Y", "gre", "-T", "fields",
-                        "-e", "frame.number").split())
-    return {"gre_filter": total, "erspan_by_session": {str(int(k)): n for k, n in erspan.items()},
-            "gre_by_key": {str(int(k, 16)): n for k, n in gre.items()}}
+    erspan = Counter(_tshark("-r", str(pcap), "-Y", "erspan", "-T", "fields", "-e", "erspan.spanid").split())
+    gre = Counter(_tshark("-r", str(pcap), "-Y", "gre && !erspan", "-T", "fields", "-e", "gre.key").split())
+    total = len(_tshark("-r", str(pcap), "-Y", "gre", "-T", "fields", "-e", "frame.number").split())
+    return {
+        "gre_filter": total,
+        "erspan_by_session": {str(int(k)): n for k, n in erspan.items()},
+        "gre_by_key": {str(int(k, 16)): n for k, n in gre.items()},
+    }
 
 
 def follow_http(pcap: Path, session: int, work: Path) -> dict:
     """Wireshark's "Follow TCP Stream" on one ERSPAN session's copies: the
     client's and the server's bytes of the first HTTP connection."""
     only = work / f"erspan-session{session}.pcap"
-    _tshark("-r", str(pcap), "-Y", f"erspan.spanid == {session} && tcp.port == 80",
-            "-w", str(only))
+    _tshark("-r", str(pcap), "-Y", f"erspan.spanid == {session} && tcp.port == 80", "-w", str(only))
     out = _tshark("-r", str(only), "-q", "-z", "follow,tcp,raw,0")
     client, server, data = bytearray(), bytearray(), False
     for line in out.splitlines():
@@ -161,9 +169,20 @@ def web_server(net: LabNetwork, size: int):
 def http_get(net: LabNetwork, size: int) -> dict:
     """The jump box's browser: one GET to the web VM."""
     proc = net.node("jumpbox").popen(
-        [sys.executable, "-m", "experiments.tools.web", "get", f"http://{WEB_IP}{URL_PATH}",
-         "--size", str(size)], cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        [
+            sys.executable,
+            "-m",
+            "experiments.tools.web",
+            "get",
+            f"http://{WEB_IP}{URL_PATH}",
+            "--size",
+            str(size),
+        ],
+        cwd=str(REPO),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     out, err = proc.communicate(timeout=60)
     if proc.returncode != 0:
         raise RuntimeError(f"GET from jumpbox failed: {err.strip()[-500:]}")
@@ -182,6 +201,7 @@ class Captures:
             pcap = work / f"{tag}-{key}.pcap"
             self.caps.append(ctl.tcpdump(node, iface, pcap, bpf, direction))
             self.pcaps[key] = pcap
+
         # What reaches the monitor (its own ICMP "protocol unreachable"
         # answers to GRE would quote ERSPAN headers tshark decodes too).
         start("monitor", "monitor", "eth0", "", ["-Q", "in"])
@@ -191,11 +211,15 @@ class Captures:
         start("sniffer", "sniffer", "eth0", "", ["-Q", "in"])
         host = next(h for h in net.lab.esxi_hosts if h.name == uplinks_of)
         for up in host.uplinks:
-            start(f"{uplinks_of}-{up.name}", naming.FABRIC_NODE,
-                  naming.fabric_port(up.switch, up.port), "", ["-Q", "in"])
+            start(
+                f"{uplinks_of}-{up.name}",
+                naming.FABRIC_NODE,
+                naming.fabric_port(up.switch, up.port),
+                "",
+                ["-Q", "in"],
+            )
 
-    def stop(self, net: LabNetwork, marked: tuple[str, ...] = ("monitor", "jumpbox")
-             ) -> dict[str, Path]:
+    def stop(self, net: LabNetwork, marked: tuple[str, ...] = ("monitor", "jumpbox")) -> dict[str, Path]:
         """Finish, then stop. The HTTP connection has closed at both ends (every
         frame of it passed the guests' captures); then the jump box and web
         each send one marker frame, mirrored like their traffic: once the jump
@@ -222,7 +246,7 @@ def _is_http(frame: bytes) -> bool:
     """An untagged IPv4 TCP frame to or from port 80."""
     if len(frame) < 38 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
         return False
-    tcp = frame[14 + (frame[14] & 0x0F) * 4:]
+    tcp = frame[14 + (frame[14] & 0x0F) * 4 :]
     return 80 in (int.from_bytes(tcp[0:2], "big"), int.from_bytes(tcp[2:4], "big"))
 
 
@@ -253,30 +277,46 @@ def measure_erspan_http(net: LabNetwork, work: Path, page_bytes: int = 20000) ->
     request_line = stream["client"].split(b"\r\n", 1)[0].decode(errors="replace")
     body_ok = body == page(page_bytes)
     counts = tshark_counts(pcaps["monitor"])
-    ok = (got["body_ok"] and request_line == f"GET {URL_PATH} HTTP/1.1" and body_ok
-          and headers.startswith(b"HTTP/1.1 200 OK")
-          and Counter(mirrored_http) == Counter(guest) and len(guest) > 0
-          and all(d["outer_src"] == vmk_ip and d["outer_dst"] == MONITOR for d in s1)
-          and len(left) > 0 and all(d["outer_src"] == vmk_ip and d["outer_mac_src"] == vmk_mac
-                                    and d["vlan"] == 10 for d in left)
-          and http_on_wire == 0 and counts["erspan_by_session"].get("1") == len(s1))
+    ok = (
+        got["body_ok"]
+        and request_line == f"GET {URL_PATH} HTTP/1.1"
+        and body_ok
+        and headers.startswith(b"HTTP/1.1 200 OK")
+        and Counter(mirrored_http) == Counter(guest)
+        and len(guest) > 0
+        and all(d["outer_src"] == vmk_ip and d["outer_dst"] == MONITOR for d in s1)
+        and len(left) > 0
+        and all(d["outer_src"] == vmk_ip and d["outer_mac_src"] == vmk_mac and d["vlan"] == 10 for d in left)
+        and http_on_wire == 0
+        and counts["erspan_by_session"].get("1") == len(s1)
+    )
     return {
-        "get": got, "tshark": counts,
-        "erspan_session1_frames": len(s1), "erspan_version": sorted({d["version"] for d in s1}),
-        "http_frames_at_jumpbox": len(guest), "http_frames_mirrored": len(mirrored_http),
+        "get": got,
+        "tshark": counts,
+        "erspan_session1_frames": len(s1),
+        "erspan_version": sorted({d["version"] for d in s1}),
+        "http_frames_at_jumpbox": len(guest),
+        "http_frames_mirrored": len(mirrored_http),
         "inner_equal_to_jumpbox_frames": Counter(mirrored_http) == Counter(guest),
-        "outer_sources": sorted({d["outer_src"] for d in s1}), "vmk0": [vmk_ip, vmk_mac],
-        "left_esx1_uplinks": {"encapsulated": len(left), "http": http_on_wire,
-                              "outer_src": sorted({d["outer_src"] for d in left}),
-                              "outer_mac_src": sorted({d["outer_mac_src"] for d in left}),
-                              "vlan": sorted({d["vlan"] for d in left if d["vlan"]})},
-        "reassembled": {"request_line": request_line,
-                        "status_line": headers.split(b"\r\n", 1)[0].decode(errors="replace"),
-                        "client_bytes": len(stream["client"]),
-                        "server_bytes": len(stream["server"]), "body_bytes": len(body),
-                        "body_equal_to_page": body_ok,
-                        "excerpt_client": stream["client"].decode(errors="replace")[:300],
-                        "excerpt_server": stream["server"].decode(errors="replace")[:420]},
+        "outer_sources": sorted({d["outer_src"] for d in s1}),
+        "vmk0": [vmk_ip, vmk_mac],
+        "left_esx1_uplinks": {
+            "encapsulated": len(left),
+            "http": http_on_wire,
+            "outer_src": sorted({d["outer_src"] for d in left}),
+            "outer_mac_src": sorted({d["outer_mac_src"] for d in left}),
+            "vlan": sorted({d["vlan"] for d in left if d["vlan"]}),
+        },
+        "reassembled": {
+            "request_line": request_line,
+            "status_line": headers.split(b"\r\n", 1)[0].decode(errors="replace"),
+            "client_bytes": len(stream["client"]),
+            "server_bytes": len(stream["server"]),
+            "body_bytes": len(body),
+            "body_equal_to_page": body_ok,
+            "excerpt_client": stream["client"].decode(errors="replace")[:300],
+            "excerpt_server": stream["server"].decode(errors="replace")[:420],
+        },
         "pcaps": {k: str(p) for k, p in pcaps.items()},
         "verdict": ok,
     }
@@ -285,17 +325,29 @@ def measure_erspan_http(net: LabNetwork, work: Path, page_bytes: int = 20000) ->
 def measure_snap_length(pcaps: dict, snap: int = 128) -> dict:
     """Session 2 (GRE, web's sent frames): each copy is the first ``snap``
     bytes of a frame web sent."""
-    copies = [d["inner"] for d in decapsulated(Path(pcaps["monitor"]))
-              if d["kind"] == "gre" and d["session"] == 2 and _is_http(d["inner"])]
+    copies = [
+        d["inner"]
+        for d in decapsulated(Path(pcaps["monitor"]))
+        if d["kind"] == "gre" and d["session"] == 2 and _is_http(d["inner"])
+    ]
     sent = [f for f in _frames(Path(pcaps["web-sent"])) if _is_http(f)]
     lengths = [(len(f), len(f[:snap])) for f in sent]
-    ok = (len(copies) == len(sent) > 0 and Counter(copies) == Counter(f[:snap] for f in sent)
-          and max(len(c) for c in copies) <= snap and any(n > snap for n, _ in lengths))
-    return {"snap_length": snap, "frames_sent_by_web": len(sent), "gre_copies": len(copies),
-            "longest_copy": max((len(c) for c in copies), default=0),
-            "longest_sent": max((n for n, _ in lengths), default=0),
-            "truncated": sum(1 for n, _ in lengths if n > snap),
-            "lengths": sorted(lengths), "verdict": ok}
+    ok = (
+        len(copies) == len(sent) > 0
+        and Counter(copies) == Counter(f[:snap] for f in sent)
+        and max(len(c) for c in copies) <= snap
+        and any(n > snap for n, _ in lengths)
+    )
+    return {
+        "snap_length": snap,
+        "frames_sent_by_web": len(sent),
+        "gre_copies": len(copies),
+        "longest_copy": max((len(c) for c in copies), default=0),
+        "longest_sent": max((n for n, _ in lengths), default=0),
+        "truncated": sum(1 for n, _ in lengths if n > snap),
+        "lengths": sorted(lengths),
+        "verdict": ok,
+    }
 
 
 def measure_local_mirror(net: LabNetwork, work: Path, pcaps: dict, frames: int = 20) -> dict:
@@ -312,34 +364,65 @@ def measure_local_mirror(net: LabNetwork, work: Path, pcaps: dict, frames: int =
     not_copies = sum((Counter(seen) - Counter(everything)).values())
     ctl = net.control
     # Frames addressed to the sniffer, and frames it sends to web.
-    to_cap = ctl.tcpdump("sniffer", "eth0", work / "local-to-sniffer.pcap", "udp port 9",
-                         ["-Q", "in"])
-    from_cap = ctl.tcpdump("web", "eth0", work / "local-from-sniffer.pcap", "udp port 9",
-                           ["-Q", "in"])
+    to_cap = ctl.tcpdump("sniffer", "eth0", work / "local-to-sniffer.pcap", "udp port 9", ["-Q", "in"])
+    from_cap = ctl.tcpdump("web", "eth0", work / "local-from-sniffer.pcap", "udp port 9", ["-Q", "in"])
     try:
-        guest_tool(net, "web", "frames", "--src", web_mac, "--dst", sniffer_mac,
-                   "--count", frames, "--tag", "to-sniffer")
+        guest_tool(
+            net,
+            "web",
+            "frames",
+            "--src",
+            web_mac,
+            "--dst",
+            sniffer_mac,
+            "--count",
+            frames,
+            "--tag",
+            "to-sniffer",
+        )
         # Web's next frame, to the jump box, reaches the sniffer as a mirror
         # copy: once it is there, web's frames before it have been forwarded.
         tag = settle.marker("web-to-jumpbox")
         settle.send_marker(net, "web", web_mac, tag, dst=_vnic(net, "jumpbox").mac)
         settle.wait_marker({"sniffer": to_cap.pcap}, tag)
-        guest_tool(net, "sniffer", "frames", "--src", sniffer_mac, "--dst", web_mac,
-                   "--count", frames, "--tag", "from-sniffer")
+        guest_tool(
+            net,
+            "sniffer",
+            "frames",
+            "--src",
+            sniffer_mac,
+            "--dst",
+            web_mac,
+            "--count",
+            frames,
+            "--tag",
+            "from-sniffer",
+        )
         # Nothing the sniffer sends is forwarded, so no frame can follow its
         # frames to web: wait for the capture to stay quiet instead.
         quiesce([from_cap.pcap])
     finally:
         to_sniffer = sum(1 for f in _frames(to_cap.stop()) if b"to-sniffer" in f)
         from_sniffer = sum(1 for f in _frames(from_cap.stop()) if b"from-sniffer" in f)
-    ok = (Counter(copies) == Counter(jumpbox) and len(copies) > 0 and not_copies == 0
-          and to_sniffer == 0 and from_sniffer == 0)
-    return {"jumpbox_http_frames": len(jumpbox), "copies_at_sniffer": len(copies),
-            "frames_at_sniffer": len(seen), "not_jumpbox_frames_at_sniffer": not_copies,
-            "copies_equal_to_jumpbox_frames": Counter(copies) == Counter(jumpbox),
-            "frames_sent_to_sniffer": frames, "delivered_to_sniffer": to_sniffer,
-            "frames_sent_by_sniffer": frames, "delivered_from_sniffer": from_sniffer,
-            "verdict": ok}
+    ok = (
+        Counter(copies) == Counter(jumpbox)
+        and len(copies) > 0
+        and not_copies == 0
+        and to_sniffer == 0
+        and from_sniffer == 0
+    )
+    return {
+        "jumpbox_http_frames": len(jumpbox),
+        "copies_at_sniffer": len(copies),
+        "frames_at_sniffer": len(seen),
+        "not_jumpbox_frames_at_sniffer": not_copies,
+        "copies_equal_to_jumpbox_frames": Counter(copies) == Counter(jumpbox),
+        "frames_sent_to_sniffer": frames,
+        "delivered_to_sniffer": to_sniffer,
+        "frames_sent_by_sniffer": frames,
+        "delivered_from_sniffer": from_sniffer,
+        "verdict": ok,
+    }
 
 
 def measure_vmotion(net: LabNetwork, work: Path, page_bytes: int = 20000) -> dict:
@@ -353,23 +436,33 @@ def measure_vmotion(net: LabNetwork, work: Path, page_bytes: int = 20000) -> dic
             got = http_get(net, page_bytes)
         finally:
             pcaps = caps.stop(net)
-    s1 = [d for d in decapsulated(pcaps["monitor"])
-          if d["kind"] == "erspan" and d["session"] == 1]
+    s1 = [d for d in decapsulated(pcaps["monitor"]) if d["kind"] == "erspan" and d["session"] == 1]
     mirrored_http = [d["inner"] for d in s1 if _is_http(d["inner"])]
     guest = [f for f in _frames(pcaps["jumpbox"]) if _is_http(f)]
     sniffer = [f for f in _frames(pcaps["sniffer"]) if _is_http(f)]
     stream = follow_http(pcaps["monitor"], 1, work)
     body = stream["server"].partition(b"\r\n\r\n")[2]
-    ok = (got["body_ok"] and Counter(mirrored_http) == Counter(guest) and len(guest) > 0
-          and {d["outer_src"] for d in s1} == {vmk_ip} and len(sniffer) == 0
-          and body == page(page_bytes))
-    return {"moved": {k: move[k] for k in ("vm", "from", "to", "stun_s")}, "get": got,
-            "erspan_session1_frames": len(s1), "http_frames_at_jumpbox": len(guest),
-            "http_frames_mirrored": len(mirrored_http),
-            "inner_equal_to_jumpbox_frames": Counter(mirrored_http) == Counter(guest),
-            "outer_sources": sorted({d["outer_src"] for d in s1}), "esx2_vmk0": vmk_ip,
-            "copies_at_sniffer": len(sniffer), "body_reassembled": body == page(page_bytes),
-            "verdict": ok}
+    ok = (
+        got["body_ok"]
+        and Counter(mirrored_http) == Counter(guest)
+        and len(guest) > 0
+        and {d["outer_src"] for d in s1} == {vmk_ip}
+        and len(sniffer) == 0
+        and body == page(page_bytes)
+    )
+    return {
+        "moved": {k: move[k] for k in ("vm", "from", "to", "stun_s")},
+        "get": got,
+        "erspan_session1_frames": len(s1),
+        "http_frames_at_jumpbox": len(guest),
+        "http_frames_mirrored": len(mirrored_http),
+        "inner_equal_to_jumpbox_frames": Counter(mirrored_http) == Counter(guest),
+        "outer_sources": sorted({d["outer_src"] for d in s1}),
+        "esx2_vmk0": vmk_ip,
+        "copies_at_sniffer": len(sniffer),
+        "body_reassembled": body == page(page_bytes),
+        "verdict": ok,
+    }
 
 
 def run(params: dict | None = None) -> dict:
@@ -391,12 +484,21 @@ def run(params: dict | None = None) -> dict:
         cpu.stop()
         drops = shaping_drops(net)
     http.pop("pcaps")
-    result = {"experiment": NAME, "seed": "003_41155c6ca9cde2fe.txt", "labs": [LAB.name],
-              "params": p, "environment": env,
-              "claims": {"erspan_http_reassembled": http, "mirror_snap_length": snap,
-                         "local_mirror_receive_only": local, "mirroring_follows_vmotion": moved},
-              "fidelity": fidelity_summary(cpu, drops, frames_counted=True),
-              "wall_s": round(time.monotonic() - t0, 1)}
+    result = {
+        "experiment": NAME,
+        "seed": "003_41155c6ca9cde2fe.txt",
+        "labs": [LAB.name],
+        "params": p,
+        "environment": env,
+        "claims": {
+            "erspan_http_reassembled": http,
+            "mirror_snap_length": snap,
+            "local_mirror_receive_only": local,
+            "mirroring_follows_vmotion": moved,
+        },
+        "fidelity": fidelity_summary(cpu, drops, frames_counted=True),
+        "wall_s": round(time.monotonic() - t0, 1),
+    }
     result["verdicts"] = verdicts_of(result["claims"])
     write_result(NAME, result)
     return result
@@ -404,27 +506,44 @@ def run(params: dict | None = None) -> dict:
 
 def plot(result: dict, outdir: Path) -> list[Path]:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     # Okabe-Ito, as the other experiments.
     blue, orange, green, vermillion, sky = "#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9"
     c = result["claims"]
-    http, snap, local, moved = (c["erspan_http_reassembled"], c["mirror_snap_length"],
-                                c["local_mirror_receive_only"], c["mirroring_follows_vmotion"])
+    http, snap, local, moved = (
+        c["erspan_http_reassembled"],
+        c["mirror_snap_length"],
+        c["local_mirror_receive_only"],
+        c["mirroring_follows_vmotion"],
+    )
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), gridspec_kw={"width_ratios": [1.2, 1, 1.1]})
     ax1, ax2, ax3 = axes
 
     at_vm = "HTTP frames at the\njump box (its capture)"
     at_monitor = "ERSPAN copies at\nthe monitor"
     at_sniffer, on_wire = "copies at the\nsniffer (local)", "HTTP frames on\nesx1's uplinks"
-    groups = [("jump box on esx1", [(at_vm, http["http_frames_at_jumpbox"], sky),
-                                    (at_monitor, http["http_frames_mirrored"], blue),
-                                    (at_sniffer, local["copies_at_sniffer"], green),
-                                    (on_wire, http["left_esx1_uplinks"]["http"], orange)]),
-              ("after vMotion to esx2", [(at_vm, moved["http_frames_at_jumpbox"], sky),
-                                         (at_monitor, moved["http_frames_mirrored"], blue),
-                                         (at_sniffer, moved["copies_at_sniffer"], green)])]
+    groups = [
+        (
+            "jump box on esx1",
+            [
+                (at_vm, http["http_frames_at_jumpbox"], sky),
+                (at_monitor, http["http_frames_mirrored"], blue),
+                (at_sniffer, local["copies_at_sniffer"], green),
+                (on_wire, http["left_esx1_uplinks"]["http"], orange),
+            ],
+        ),
+        (
+            "after vMotion to esx2",
+            [
+                (at_vm, moved["http_frames_at_jumpbox"], sky),
+                (at_monitor, moved["http_frames_mirrored"], blue),
+                (at_sniffer, moved["copies_at_sniffer"], green),
+            ],
+        ),
+    ]
     x, ticks, labels, seen = 0, [], [], set()
     for title, bars in groups:
         start = x
@@ -446,10 +565,14 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     cut = [m for _, m in snap["lengths"]]
     order = range(len(sent))
     ax2.bar([i - 0.2 for i in order], sent, width=0.4, color=sky, label="frame web sent")
-    ax2.bar([i + 0.2 for i in order], cut, width=0.4, color=vermillion,
-            label="GRE copy at the monitor")
-    ax2.axhline(snap["snap_length"], color="black", linestyle=":", linewidth=1,
-                label=f"snap length {snap['snap_length']}")
+    ax2.bar([i + 0.2 for i in order], cut, width=0.4, color=vermillion, label="GRE copy at the monitor")
+    ax2.axhline(
+        snap["snap_length"],
+        color="black",
+        linestyle=":",
+        linewidth=1,
+        label=f"snap length {snap['snap_length']}",
+    )
     ax2.set_ylim(0, 1.3 * max(sent + [snap["snap_length"]]))
     ax2.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax2.set_xlabel("web's sent HTTP frames, by length")
@@ -464,25 +587,27 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     server = r["excerpt_server"].replace("\r", "").strip().splitlines()[:9]
     y = 0.95
     for line in client:
-        ax3.text(0.0, y, line, color=vermillion, family="monospace", fontsize=8,
-                 transform=ax3.transAxes)
+        ax3.text(0.0, y, line, color=vermillion, family="monospace", fontsize=8, transform=ax3.transAxes)
         y -= 0.065
     for line in server:
-        ax3.text(0.0, y, line, color=blue, family="monospace", fontsize=8,
-                 transform=ax3.transAxes)
+        ax3.text(0.0, y, line, color=blue, family="monospace", fontsize=8, transform=ax3.transAxes)
         y -= 0.065
-    ax3.text(0.0, max(y - 0.02, 0.0),
-             f"... {r['body_bytes']} body bytes, equal to the page: {r['body_equal_to_page']}",
-             fontsize=8, transform=ax3.transAxes)
+    ax3.text(
+        0.0,
+        max(y - 0.02, 0.0),
+        f"... {r['body_bytes']} body bytes, equal to the page: {r['body_equal_to_page']}",
+        fontsize=8,
+        transform=ax3.transAxes,
+    )
     return save_figure(fig, outdir, NAME)
 
 
 # Key numbers for `vlab run --repeat N` (mean and 95% CI).
 METRICS = {
-    "ERSPAN copies (session 1)": lambda r: r["claims"]["erspan_http_reassembled"][
-        "erspan_session1_frames"],
-    "GET reassembled": lambda r: float(r["claims"]["erspan_http_reassembled"]["reassembled"][
-        "body_equal_to_page"]),
+    "ERSPAN copies (session 1)": lambda r: r["claims"]["erspan_http_reassembled"]["erspan_session1_frames"],
+    "GET reassembled": lambda r: float(
+        r["claims"]["erspan_http_reassembled"]["reassembled"]["body_equal_to_page"]
+    ),
 }
 
 # One-line measured values for results/REPORT.md (experiments.report).
@@ -490,28 +615,37 @@ MEASURED = {
     "erspan_http_reassembled": lambda r: (
         "{m} ERSPAN copies of the jump box's {g} HTTP frames at the monitor, byte-equal; "
         "request line '{req}', {b} body bytes equal to the page; 0 HTTP frames on esx1's "
-        "uplinks".format(m=r["claims"]["erspan_http_reassembled"]["http_frames_mirrored"],
-                         g=r["claims"]["erspan_http_reassembled"]["http_frames_at_jumpbox"],
-                         req=r["claims"]["erspan_http_reassembled"]["reassembled"]["request_line"],
-                         b=r["claims"]["erspan_http_reassembled"]["reassembled"]["body_bytes"])),
+        "uplinks".format(
+            m=r["claims"]["erspan_http_reassembled"]["http_frames_mirrored"],
+            g=r["claims"]["erspan_http_reassembled"]["http_frames_at_jumpbox"],
+            req=r["claims"]["erspan_http_reassembled"]["reassembled"]["request_line"],
+            b=r["claims"]["erspan_http_reassembled"]["reassembled"]["body_bytes"],
+        )
+    ),
     "mirror_snap_length": lambda r: (
         "{c} GRE copies of {s} frames, longest {l} B (snap length {n}; longest sent {x} B)".format(
             c=r["claims"]["mirror_snap_length"]["gre_copies"],
             s=r["claims"]["mirror_snap_length"]["frames_sent_by_web"],
             l=r["claims"]["mirror_snap_length"]["longest_copy"],
             n=r["claims"]["mirror_snap_length"]["snap_length"],
-            x=r["claims"]["mirror_snap_length"]["longest_sent"])),
+            x=r["claims"]["mirror_snap_length"]["longest_sent"],
+        )
+    ),
     "local_mirror_receive_only": lambda r: (
-        "sniffer got {c}/{j} jump box frames; {t}/{n} frames to it and {f}/{n} from it "
-        "delivered".format(c=r["claims"]["local_mirror_receive_only"]["copies_at_sniffer"],
-                           j=r["claims"]["local_mirror_receive_only"]["jumpbox_http_frames"],
-                           t=r["claims"]["local_mirror_receive_only"]["delivered_to_sniffer"],
-                           f=r["claims"]["local_mirror_receive_only"]["delivered_from_sniffer"],
-                           n=r["claims"]["local_mirror_receive_only"]["frames_sent_to_sniffer"])),
+        "sniffer got {c}/{j} jump box frames; {t}/{n} frames to it and {f}/{n} from it delivered".format(
+            c=r["claims"]["local_mirror_receive_only"]["copies_at_sniffer"],
+            j=r["claims"]["local_mirror_receive_only"]["jumpbox_http_frames"],
+            t=r["claims"]["local_mirror_receive_only"]["delivered_to_sniffer"],
+            f=r["claims"]["local_mirror_receive_only"]["delivered_from_sniffer"],
+            n=r["claims"]["local_mirror_receive_only"]["frames_sent_to_sniffer"],
+        )
+    ),
     "mirroring_follows_vmotion": lambda r: (
         "on esx2: {m}/{g} frames mirrored from {src}; sniffer on esx1 got {s}".format(
             m=r["claims"]["mirroring_follows_vmotion"]["http_frames_mirrored"],
             g=r["claims"]["mirroring_follows_vmotion"]["http_frames_at_jumpbox"],
             src=", ".join(r["claims"]["mirroring_follows_vmotion"]["outer_sources"]),
-            s=r["claims"]["mirroring_follows_vmotion"]["copies_at_sniffer"])),
+            s=r["claims"]["mirroring_follows_vmotion"]["copies_at_sniffer"],
+        )
+    ),
 }

@@ -14,6 +14,7 @@ next to its measurements:
 failed check is reported as untrustworthy instead of as a finding
 (experiments/report.py).
 """
+
 from __future__ import annotations
 
 import re
@@ -27,7 +28,7 @@ RATE_MIN_RATIO = 0.9
 def _cpu_times() -> tuple[int, int]:
     """(busy, total) jiffies over all CPUs."""
     fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)     # idle + iowait
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return sum(fields) - idle, sum(fields)
 
 
@@ -35,6 +36,7 @@ def _cpu_times() -> tuple[int, int]:
 class CpuMeter:
     """Average CPU load between ``start()`` and ``stop()``; accumulates over
     several sessions of one experiment."""
+
     busy: int = 0
     total: int = 0
     seconds: float = 0.0
@@ -66,32 +68,58 @@ def shaping_drops(net) -> dict[str, int]:
     for host in net.lab.esxi_hosts:
         node = net.node(host.name)
         for up in host.uplinks:
-            for where, n, dev in ((f"{host.name}/{up.name}", node, up.name),
-                                  (f"{up.switch}-{up.port}", fabric, f"{up.switch}-{up.port}")):
+            for where, n, dev in (
+                (f"{host.name}/{up.name}", node, up.name),
+                (f"{up.switch}-{up.port}", fabric, f"{up.switch}-{up.port}"),
+            ):
                 out = n.cmd(f"tc -s qdisc show dev {dev}")
                 drops[where] = sum(int(x) for x in _DROPPED.findall(out))
     return drops
 
 
-def checks(cpu_percent: float, drops: dict[str, int], *, frames_counted: bool,
-           rates: dict[str, tuple[float, float]] | None = None) -> list[dict]:
+def checks(
+    cpu_percent: float,
+    drops: dict[str, int],
+    *,
+    frames_counted: bool,
+    rates: dict[str, tuple[float, float]] | None = None,
+) -> list[dict]:
     """Fidelity checks with their limits. ``rates``: name -> (measured,
     configured) Mbit/s for links the experiment fills."""
-    out = [{"check": "cpu_load", "value": cpu_percent, "limit": f"<= {CPU_LIMIT_PCT}%",
-            "ok": cpu_percent <= CPU_LIMIT_PCT}]
+    out = [
+        {
+            "check": "cpu_load",
+            "value": cpu_percent,
+            "limit": f"<= {CPU_LIMIT_PCT}%",
+            "ok": cpu_percent <= CPU_LIMIT_PCT,
+        }
+    ]
     total = sum(drops.values())
     if frames_counted:
-        out.append({"check": "no_shaping_drops", "value": total, "limit": "0 (frames are counted)",
-                    "ok": total == 0})
+        out.append(
+            {"check": "no_shaping_drops", "value": total, "limit": "0 (frames are counted)", "ok": total == 0}
+        )
     else:
         # TCP fills the link, so the queues drop by design and no frame count
         # depends on them: nothing here can fail, and the report says so.
-        out.append({"check": "shaping_drops", "value": total,
-                    "limit": "none (TCP fills the link; no frames are counted)", "ok": None})
+        out.append(
+            {
+                "check": "shaping_drops",
+                "value": total,
+                "limit": "none (TCP fills the link; no frames are counted)",
+                "ok": None,
+            }
+        )
     for name, (measured, configured) in (rates or {}).items():
         ratio = measured / configured if configured else 0.0
-        out.append({"check": f"link_rate {name}", "value": round(ratio, 3),
-                    "limit": f">= {RATE_MIN_RATIO} of configured", "ok": ratio >= RATE_MIN_RATIO})
+        out.append(
+            {
+                "check": f"link_rate {name}",
+                "value": round(ratio, 3),
+                "limit": f">= {RATE_MIN_RATIO} of configured",
+                "ok": ratio >= RATE_MIN_RATIO,
+            }
+        )
     for c in out:
         c["status"] = STATUS[c["ok"]]
     return out
@@ -112,8 +140,11 @@ def not_measured(result: dict) -> list[dict]:
 
 def summary(cpu: "CpuMeter", drops: dict[str, int], *, frames_counted: bool) -> dict:
     """The ``fidelity`` block of a result: CPU load, shaping drops, checks."""
-    return {"cpu_percent": cpu.percent, "shaping_drops": drops,
-            "checks": checks(cpu.percent, drops, frames_counted=frames_counted)}
+    return {
+        "cpu_percent": cpu.percent,
+        "shaping_drops": drops,
+        "checks": checks(cpu.percent, drops, frames_counted=frames_counted),
+    }
 
 
 def guards(scope: dict[str, tuple[str, ...]], check: str, claim: str) -> bool:

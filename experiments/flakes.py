@@ -8,6 +8,7 @@ many tests passed and failed, and which failed (pytest's JUnit XML, not its
 console output). The result goes to ``results/bench/flakes.json``; the
 verdict is met only when every run had no failing test.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,12 +38,17 @@ def cpu_load(cpus: int):
         return
     env = {**os.environ, naming.RUN_ENV: f"{naming.PREFIX}load{os.getpid()}"}
     if shutil.which("stress-ng"):
-        procs = [subprocess.Popen(["stress-ng", "--cpu", str(cpus), "--quiet"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        procs = [
+            subprocess.Popen(
+                ["stress-ng", "--cpu", str(cpus), "--quiet"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        ]
         how = f"stress-ng --cpu {cpus}"
     else:
-        procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], env=env)
-                 for _ in range(cpus)]
+        procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], env=env) for _ in range(cpus)]
         how = f"{cpus} Python busy loop(s)"
     try:
         yield how
@@ -69,12 +75,15 @@ def junit_counts(xml_path: Path) -> dict:
             failing.append(test_id)
         elif case.find("skipped") is not None:
             skipped += 1
-    return {"passed": total - len(failing) - skipped, "failed": len(failing),
-            "skipped": skipped, "failing": failing}
+    return {
+        "passed": total - len(failing) - skipped,
+        "failed": len(failing),
+        "skipped": skipped,
+        "failing": failing,
+    }
 
 
-def run(runs: int, load_cpus: int = 1, pytest_args: tuple[str, ...] = (),
-        out: Path = OUT) -> dict:
+def run(runs: int, load_cpus: int = 1, pytest_args: tuple[str, ...] = (), out: Path = OUT) -> dict:
     work = out / "flakes"
     work.mkdir(parents=True, exist_ok=True)
     records = []
@@ -83,21 +92,46 @@ def run(runs: int, load_cpus: int = 1, pytest_args: tuple[str, ...] = (),
             xml = work / f"run{i + 1}.xml"
             xml.unlink(missing_ok=True)
             t0 = time.monotonic()
-            proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                   f"--junitxml={xml}", *pytest_args], cwd=REPO,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  preexec_fn=signals_as_on_a_terminal)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    f"--junitxml={xml}",
+                    *pytest_args,
+                ],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                preexec_fn=signals_as_on_a_terminal,
+            )
             counts = junit_counts(xml)
-            summary = next((line for line in reversed(proc.stdout.splitlines()) if line.strip()),
-                           "")
-            records.append({"run": i + 1, "exit_code": proc.returncode, **counts,
-                            "wall_s": round(time.monotonic() - t0, 1), "summary": summary})
+            summary = next((line for line in reversed(proc.stdout.splitlines()) if line.strip()), "")
+            records.append(
+                {
+                    "run": i + 1,
+                    "exit_code": proc.returncode,
+                    **counts,
+                    "wall_s": round(time.monotonic() - t0, 1),
+                    "summary": summary,
+                }
+            )
             print(f"[flakes] run {i + 1}/{runs}: {summary}", flush=True)
-    result = {"experiment": NAME, "runs": records, "load": how, "load_cpus": load_cpus,
-              "pytest_args": list(pytest_args),
-              "failing_tests_per_run": [r["failed"] for r in records],
-              "verdicts": {"no_failing_test_in_any_run": all(
-                  r["failed"] == 0 and r["exit_code"] == 0 for r in records)},
-              "environment": environment()}
+    result = {
+        "experiment": NAME,
+        "runs": records,
+        "load": how,
+        "load_cpus": load_cpus,
+        "pytest_args": list(pytest_args),
+        "failing_tests_per_run": [r["failed"] for r in records],
+        "verdicts": {
+            "no_failing_test_in_any_run": all(r["failed"] == 0 and r["exit_code"] == 0 for r in records)
+        },
+        "environment": environment(),
+    }
     (out / "flakes.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

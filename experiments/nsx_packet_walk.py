@@ -25,6 +25,7 @@ the physical network" means exactly that. Measured:
 plus the packet walk of both diagrams as numbered steps, one per frame seen
 at a capture point, in time order.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -53,8 +54,13 @@ from vlab.reachability import endpoints
 NAME = "nsx-packet-walk"
 LABS = Path(__file__).resolve().parents[1] / "labs"
 VLAN_LAB, OVERLAY_LAB = LABS / "nsx-vlan.yaml", LABS / "nsx-overlay.yaml"
-DEFAULTS = {"scale_vms": [4, 8, 16, 32, 64], "arp_rounds": 5, "pings": 20,
-            "iperf_s": 4.0, "bulk_bytes": 2_000_000}
+DEFAULTS = {
+    "scale_vms": [4, 8, 16, 32, 64],
+    "arp_rounds": 5,
+    "pings": 20,
+    "iperf_s": 4.0,
+    "bulk_bytes": 2_000_000,
+}
 VXLAN_PORT = 4789
 IP = {"vm1": "10.1.1.11", "vm2": "10.1.1.12", "vm3": "10.1.2.13", "vm4": "10.1.2.14"}
 
@@ -66,15 +72,15 @@ class Underlay:
 
     def __init__(self, net: LabNetwork, work: Path, tag: str):
         self.net, self.caps, self.pcaps = net, [], []
-        ports = [(f"{h.name}/{u.name}", u.switch, u.port) for h in net.lab.esxi_hosts
-                 for u in h.uplinks]
-        ports += [(f"{h.name}/{i.name}", i.switch, i.port) for h in net.lab.hosts
-                  for i in h.interfaces]
+        ports = [(f"{h.name}/{u.name}", u.switch, u.port) for h in net.lab.esxi_hosts for u in h.uplinks]
+        ports += [(f"{h.name}/{i.name}", i.switch, i.port) for h in net.lab.hosts for i in h.interfaces]
         for where, switch, port in ports:
             pcap = work / f"{tag}-{where.replace('/', '-')}.pcap"
-            self.caps.append(net.control.tcpdump(naming.FABRIC_NODE,
-                                                 naming.fabric_port(switch, port), pcap,
-                                                 direction=["-Q", "in"]))
+            self.caps.append(
+                net.control.tcpdump(
+                    naming.FABRIC_NODE, naming.fabric_port(switch, port), pcap, direction=["-Q", "in"]
+                )
+            )
             self.pcaps.append((where, pcap))
 
     def stop(self) -> list[tuple[str, object]]:
@@ -97,11 +103,13 @@ class Underlay:
 def _inner(frame):
     """The frame a VXLAN packet carries, or the frame itself."""
     from scapy.layers.vxlan import VXLAN
+
     return frame[VXLAN].payload if VXLAN in frame else frame
 
 
 def _is_vxlan(frame) -> bool:
     from scapy.layers.vxlan import VXLAN
+
     return VXLAN in frame
 
 
@@ -110,6 +118,7 @@ def arp_requests(frames, target: str) -> dict:
     (VLAN-backed) or inside VXLAN. The underlay's own ARP (VTEPs and the
     transport gateway refreshing each other) is not counted."""
     from scapy.layers.l2 import ARP
+
     asks = lambda f: ARP in f and f[ARP].op == 1 and f[ARP].pdst == target  # noqa: E731
     raw = sum(1 for _, f in frames if not _is_vxlan(f) and asks(f))
     enc = sum(1 for _, f in frames if _is_vxlan(f) and asks(_inner(f)))
@@ -124,19 +133,43 @@ def scale_lab(vms: int, overlay: bool) -> dict:
         "name": f"esx{i}",
         "uplinks": [{"name": "vmnic0", "speed": 10, "switch": "pswitch1", "port": i}],
         "distributed_switches": [{"name": "dvs", "uplinks": {"dvUplink1": "vmnic0"}}],
-        **({"vmkernel": [{"name": "vmk3", "port_group": "VTEP", "stack": "vxlan",
-                          "ip": f"172.16.200.{10 + i}/24"}]} if overlay else {})}
+        **(
+            {
+                "vmkernel": [
+                    {"name": "vmk3", "port_group": "VTEP", "stack": "vxlan", "ip": f"172.16.200.{10 + i}/24"}
+                ]
+            }
+            if overlay
+            else {}
+        ),
+    }
     nic = (lambda n: {"logical_switch": "web"}) if overlay else (lambda n: {"port_group": "web"})
     lab = {
         "name": f"scale-{'ovl' if overlay else 'vlan'}-{vms}",
         "description": f"{vms} VMs on 2 hosts, {'VXLAN' if overlay else 'VLAN 10'}",
         "physical_switches": [{"name": "pswitch1"}],
-        "distributed_switches": [{"name": "dvs", "uplinks": ["dvUplink1"], "port_groups": [
-            {"name": "VTEP", "vlan": 200} if overlay else {"name": "web", "vlan": 10}]}],
+        "distributed_switches": [
+            {
+                "name": "dvs",
+                "uplinks": ["dvUplink1"],
+                "port_groups": [{"name": "VTEP", "vlan": 200} if overlay else {"name": "web", "vlan": 10}],
+            }
+        ],
         "esxi_hosts": [host(1), host(2)],
-        "vms": [{"name": f"v{n}", "host": f"esx{1 + n % 2}", "vnics": [{
-            **nic(n), "mac": f"00:50:56:b0:{n // 256:02x}:{n % 256:02x}",
-            "ip": f"10.9.{n // 250}.{n % 250 + 2}/16"}]} for n in range(vms)],
+        "vms": [
+            {
+                "name": f"v{n}",
+                "host": f"esx{1 + n % 2}",
+                "vnics": [
+                    {
+                        **nic(n),
+                        "mac": f"00:50:56:b0:{n // 256:02x}:{n % 256:02x}",
+                        "ip": f"10.9.{n // 250}.{n % 250 + 2}/16",
+                    }
+                ],
+            }
+            for n in range(vms)
+        ],
     }
     if overlay:
         lab["nsx"] = {"logical_switches": [{"name": "web", "vni": 5001}]}
@@ -153,9 +186,12 @@ def measure_mac_tables(net: LabNetwork) -> dict:
         net.node(a.node).cmd(f"ping -n -q -c 2 -i 0.2 -W 1 {b.ip.ip} >/dev/null 2>&1")
     table = net.mac_table("pswitch1")
     vm_macs = {nic.mac for vm in net.lab.vms for nic in vm.vnics}
-    return {"vms": len(vms), "entries": len(table),
-            "vm_macs": sum(1 for r in table if r["mac"] in vm_macs),
-            "other_macs": sum(1 for r in table if r["mac"] not in vm_macs)}
+    return {
+        "vms": len(vms),
+        "entries": len(table),
+        "vm_macs": sum(1 for r in table if r["mac"] in vm_macs),
+        "other_macs": sum(1 for r in table if r["mac"] not in vm_macs),
+    }
 
 
 # -- (b) ARP ---------------------------------------------------------------------------
@@ -172,8 +208,11 @@ def measure_arp(net: LabNetwork, work: Path, tag: str, rounds: int) -> dict:
             vm1.cmd("ip neigh flush dev eth0")
             out = vm1.cmd(f"ping -n -c 1 -W 2 {IP['vm2']} >/dev/null 2>&1; echo rc=$?")
             replies += out.strip().endswith("rc=0")
-    return {"rounds": rounds, "replies": replies,
-            "arp_requests_on_wire": arp_requests(under.frames, IP["vm2"])}
+    return {
+        "rounds": rounds,
+        "replies": replies,
+        "arp_requests_on_wire": arp_requests(under.frames, IP["vm2"]),
+    }
 
 
 # -- (c) routing -----------------------------------------------------------------------
@@ -182,6 +221,7 @@ def measure_route(net: LabNetwork, work: Path, tag: str, src: str, dst: str, pin
     at the destination, and what the physical network carried."""
     from scapy.layers.inet import ICMP
     from scapy.layers.inet import IP as IPL
+
     net.node(src).cmd(f"ping -n -q -c 3 -i 0.2 -W 1 {IP[dst]} >/dev/null 2>&1")
     dst_pcap = work / f"route-{tag}-{dst}.pcap"
     at_dst = net.control.tcpdump(dst, "eth0", dst_pcap, "icmp", ["-Q", "in"])
@@ -192,22 +232,32 @@ def measure_route(net: LabNetwork, work: Path, tag: str, src: str, dst: str, pin
         quiesce([dst_pcap])
         at_dst.stop()
     frames = under.frames
-    rtts = [float(line.split("time=")[1].split()[0]) for line in out.splitlines()
-            if "time=" in line]
+    rtts = [float(line.split("time=")[1].split()[0]) for line in out.splitlines() if "time=" in line]
     requests = [f for f in read_pcap(dst_pcap) if ICMP in f and f[ICMP].type == 8]
-    on_wire = [(w, f) for w, f in frames
-               if IPL in _inner(f) and ICMP in _inner(f) and _inner(f)[ICMP].type == 8
-               and _inner(f)[IPL].src == IP[src] and _inner(f)[IPL].dst == IP[dst]]
-    return {"pings": pings, "replies": len(rtts),
-            "rtt_ms": {"mean": round(statistics.mean(rtts), 3) if rtts else None,
-                       "median": round(statistics.median(rtts), 3) if rtts else None},
-            "ttl_at_destination": sorted({f[IPL].ttl for f in requests}),
-            "ip_hops": sorted({64 - f[IPL].ttl for f in requests}),
-            "requests_entering_physical_network": len(on_wire),
-            "times_each_request_entered": round(len(on_wire) / pings, 2),
-            "bytes_on_physical_network": sum(len(f) for _, f in on_wire),
-            "encapsulated": sum(1 for _, f in on_wire if _is_vxlan(f)),
-            "capture_points": sorted({w for w, _ in on_wire})}
+    on_wire = [
+        (w, f)
+        for w, f in frames
+        if IPL in _inner(f)
+        and ICMP in _inner(f)
+        and _inner(f)[ICMP].type == 8
+        and _inner(f)[IPL].src == IP[src]
+        and _inner(f)[IPL].dst == IP[dst]
+    ]
+    return {
+        "pings": pings,
+        "replies": len(rtts),
+        "rtt_ms": {
+            "mean": round(statistics.mean(rtts), 3) if rtts else None,
+            "median": round(statistics.median(rtts), 3) if rtts else None,
+        },
+        "ttl_at_destination": sorted({f[IPL].ttl for f in requests}),
+        "ip_hops": sorted({64 - f[IPL].ttl for f in requests}),
+        "requests_entering_physical_network": len(on_wire),
+        "times_each_request_entered": round(len(on_wire) / pings, 2),
+        "bytes_on_physical_network": sum(len(f) for _, f in on_wire),
+        "encapsulated": sum(1 for _, f in on_wire if _is_vxlan(f)),
+        "capture_points": sorted({w for w, _ in on_wire}),
+    }
 
 
 # -- (d) MTU and throughput ------------------------------------------------------------
@@ -216,27 +266,38 @@ def measure_bulk(net: LabNetwork, nbytes: int, timeout_s: float = 8.0) -> dict:
     ping = net.node("vm1").cmd(f"ping -n -q -c 3 -i 0.2 -W 1 {IP['vm2']} | tail -2")
     ok_ping = " 0% packet loss" in ping or ", 0% packet loss" in ping
     vm2 = net.node("vm2")
-    server = vm2.popen(["iperf3", "-s", "-1", "-p", "5301"], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+    server = vm2.popen(
+        ["iperf3", "-s", "-1", "-p", "5301"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
-        wait_until(lambda: None if "LISTEN" in vm2.cmd("ss -Hltn 'sport = :5301'")
-                   else "iperf3 not listening", 10, "iperf3 on vm2")
+        wait_until(
+            lambda: None if "LISTEN" in vm2.cmd("ss -Hltn 'sport = :5301'") else "iperf3 not listening",
+            10,
+            "iperf3 on vm2",
+        )
         t0 = time.monotonic()
-        out = net.node("vm1").cmd(f"timeout {timeout_s} iperf3 -c {IP['vm2']} -p 5301 "
-                                  f"-n {nbytes} --connect-timeout 2000 -J; echo rc=$?")
+        out = net.node("vm1").cmd(
+            f"timeout {timeout_s} iperf3 -c {IP['vm2']} -p 5301 "
+            f"-n {nbytes} --connect-timeout 2000 -J; echo rc=$?"
+        )
         wall = time.monotonic() - t0
     finally:
         if server.poll() is None:
             server.terminate()
         server.wait(10)
     completed = out.strip().endswith("rc=0")
-    return {"ping_ok": ok_ping, "bulk_bytes": nbytes, "bulk_completed": completed,
-            "bulk_wall_s": round(wall, 2),
-            "bulk_mbps": round(nbytes * 8 / wall / 1e6, 2) if completed else 0.0}
+    return {
+        "ping_ok": ok_ping,
+        "bulk_bytes": nbytes,
+        "bulk_completed": completed,
+        "bulk_wall_s": round(wall, 2),
+        "bulk_mbps": round(nbytes * 8 / wall / 1e6, 2) if completed else 0.0,
+    }
 
 
 def measure_throughput(net: LabNetwork, seconds: float) -> dict:
     from experiments.common import iperf3
+
     eps = {e.name: e for e in endpoints(net.lab)}
     return iperf3(net, eps["vm2"], eps["vm1"], seconds)
 
@@ -248,6 +309,7 @@ def _summary(frame) -> str:
     from scapy.layers.inet import IP as IPL
     from scapy.layers.l2 import ARP, Dot1Q, Ether
     from scapy.layers.vxlan import VXLAN
+
     parts = []
     layer = frame
     while layer is not None and layer.name != "NoPayload":
@@ -256,8 +318,7 @@ def _summary(frame) -> str:
         elif isinstance(layer, Dot1Q):
             parts.append(f"802.1Q vlan {layer.vlan}")
         elif isinstance(layer, ARP):
-            what = (f"who-has {layer.pdst}" if layer.op == 1
-                    else f"{layer.psrc} is-at {layer.hwsrc}")
+            what = f"who-has {layer.pdst}" if layer.op == 1 else f"{layer.psrc} is-at {layer.hwsrc}"
             parts.append(f"ARP {what}")
             break
         elif isinstance(layer, IPL):
@@ -278,6 +339,7 @@ def packet_walk(net: LabNetwork, work: Path, tag: str, src: str, dst: str) -> li
     the guests' vNICs and where it entered the physical network, in time order."""
     from scapy.layers.inet import ICMP
     from scapy.layers.l2 import ARP
+
     for node in (src, dst, *(h.name for h in net.lab.hosts if h.kind == "router")):
         for intf in net.node(node).intfNames():
             if intf != "lo":
@@ -291,12 +353,17 @@ def packet_walk(net: LabNetwork, work: Path, tag: str, src: str, dst: str) -> li
         quiesce(list(guest_pcaps.values()))
         for g in guests:
             g.stop()
-    frames = under.frames + [(f"{g} vNIC", f) for g, p in guest_pcaps.items()
-                             for f in read_pcap(p)]
+    frames = under.frames + [(f"{g} vNIC", f) for g, p in guest_pcaps.items() for f in read_pcap(p)]
     wanted = [(w, f) for w, f in frames if ARP in _inner(f) or ICMP in _inner(f)]
     wanted.sort(key=lambda wf: float(wf[1].time))
-    steps = [{"t_ms": round((float(f.time) - float(wanted[0][1].time)) * 1000, 3),
-              "where": w, "headers": _summary(f)} for w, f in wanted]
+    steps = [
+        {
+            "t_ms": round((float(f.time) - float(wanted[0][1].time)) * 1000, 3),
+            "where": w,
+            "headers": _summary(f),
+        }
+        for w, f in wanted
+    ]
     for i, s in enumerate(steps, 1):
         s["step"] = i
     return steps
@@ -305,21 +372,27 @@ def packet_walk(net: LabNetwork, work: Path, tag: str, src: str, dst: str) -> li
 def _walk_checks(steps: list[dict], overlay: bool) -> dict:
     """The seed's steps, checked against the walk."""
     phys = [s for s in steps if "vNIC" not in s["where"]]
-    vm_macs = ("00:50:56:a1:00:01", "00:50:56:a1:00:02", "00:50:56:a1:00:03",
-               "00:50:56:a1:00:04")
+    vm_macs = ("00:50:56:a1:00:01", "00:50:56:a1:00:02", "00:50:56:a1:00:03", "00:50:56:a1:00:04")
     outer_vm_mac = [s for s in phys if any(m in s["headers"].split(", ")[0] for m in vm_macs)]
     if overlay:
-        return {"vm_arp_then_icmp_at_vnics": any("ARP who-has" in s["headers"] for s in steps
-                                                 if s["where"] == "vm1 vNIC"),
-                "physical_network_sees_only_vtep_addresses": bool(phys) and not outer_vm_mac
-                and all("VXLAN" in s["headers"] for s in phys),
-                "delivered_to_destination": any("echo-request" in s["headers"] for s in steps
-                                        if s["where"].startswith("vm2"))}
-    return {"arp_for_gateway_on_the_wire": any("ARP who-has 10.1.1.1" in s["headers"]
-                                               for s in phys),
-            "vm_macs_on_the_wire": bool(outer_vm_mac),
-            "delivered_to_destination": any("echo-request" in s["headers"] for s in steps
-                                    if s["where"].startswith("vm"))}
+        return {
+            "vm_arp_then_icmp_at_vnics": any(
+                "ARP who-has" in s["headers"] for s in steps if s["where"] == "vm1 vNIC"
+            ),
+            "physical_network_sees_only_vtep_addresses": bool(phys)
+            and not outer_vm_mac
+            and all("VXLAN" in s["headers"] for s in phys),
+            "delivered_to_destination": any(
+                "echo-request" in s["headers"] for s in steps if s["where"].startswith("vm2")
+            ),
+        }
+    return {
+        "arp_for_gateway_on_the_wire": any("ARP who-has 10.1.1.1" in s["headers"] for s in phys),
+        "vm_macs_on_the_wire": bool(outer_vm_mac),
+        "delivered_to_destination": any(
+            "echo-request" in s["headers"] for s in steps if s["where"].startswith("vm")
+        ),
+    }
 
 
 def print_walk(title: str, steps: list[dict]) -> str:
@@ -347,11 +420,14 @@ def run(params: dict | None = None) -> dict:
     phase, cpu, drops, env = Progress(NAME), CpuMeter(), {}, {}
     result = {"experiment": NAME, "seed": "004_6019cda390e34379.txt", "params": p}
 
-    no_suppression = _variant(OVERLAY_LAB, labdir / "nsx-overlay-no-arp-suppression.yaml",
-                              lambda d: [ls.update(arp_suppression=False)
-                                         for ls in d["nsx"]["logical_switches"]])
-    mtu1500 = _variant(OVERLAY_LAB, labdir / "nsx-overlay-mtu1500.yaml",
-                       lambda d: d["nsx"].update(transport_mtu=1500))
+    no_suppression = _variant(
+        OVERLAY_LAB,
+        labdir / "nsx-overlay-no-arp-suppression.yaml",
+        lambda d: [ls.update(arp_suppression=False) for ls in d["nsx"]["logical_switches"]],
+    )
+    mtu1500 = _variant(
+        OVERLAY_LAB, labdir / "nsx-overlay-mtu1500.yaml", lambda d: d["nsx"].update(transport_mtu=1500)
+    )
 
     designs = {}
     for design, lab in (("vlan", VLAN_LAB), ("overlay", OVERLAY_LAB)):
@@ -359,14 +435,16 @@ def run(params: dict | None = None) -> dict:
         with lab_session(lab) as net:
             cpu.start()
             walk = packet_walk(net, work, design, "vm1", "vm2" if design == "overlay" else "vm4")
-            d = {"lab": lab.name, "walk": walk, "walk_checks": _walk_checks(walk, design == "overlay"),
-                 "arp": measure_arp(net, work, design, p["arp_rounds"]),
-                 "routed_same_host": measure_route(net, work, design + "-same", "vm1", "vm3",
-                                                   p["pings"]),
-                 "routed_cross_host": measure_route(net, work, design + "-cross", "vm1", "vm4",
-                                                    p["pings"]),
-                 "tcp_vm1_to_vm2": measure_throughput(net, p["iperf_s"]),
-                 "configured_mbps": link_mbps(net.lab, 10)}
+            d = {
+                "lab": lab.name,
+                "walk": walk,
+                "walk_checks": _walk_checks(walk, design == "overlay"),
+                "arp": measure_arp(net, work, design, p["arp_rounds"]),
+                "routed_same_host": measure_route(net, work, design + "-same", "vm1", "vm3", p["pings"]),
+                "routed_cross_host": measure_route(net, work, design + "-cross", "vm1", "vm4", p["pings"]),
+                "tcp_vm1_to_vm2": measure_throughput(net, p["iperf_s"]),
+                "configured_mbps": link_mbps(net.lab, 10),
+            }
             if design == "overlay":
                 d["nsx_tables"] = nsx_tables(net.control)
             env = environment(net)
@@ -378,8 +456,7 @@ def run(params: dict | None = None) -> dict:
 
     phase("overlay without ARP suppression")
     with lab_session(no_suppression) as net:
-        designs["overlay"]["arp_no_suppression"] = measure_arp(net, work, "overlay-nosupp",
-                                                               p["arp_rounds"])
+        designs["overlay"]["arp_no_suppression"] = measure_arp(net, work, "overlay-nosupp", p["arp_rounds"])
         walk = packet_walk(net, work, "overlay-nosupp", "vm1", "vm2")
         designs["overlay"]["walk_no_suppression"] = walk
 
@@ -400,11 +477,12 @@ def run(params: dict | None = None) -> dict:
 
     result.update({"environment": env, "designs": designs, "mtu": mtu, "scale": scale})
     result["summary"], result["verdicts"] = _verdicts(result)
-    rates = {d: (designs[d]["tcp_vm1_to_vm2"]["mbps"], designs[d]["configured_mbps"])
-             for d in designs}
-    result["fidelity"] = {"cpu_percent": cpu.percent, "shaping_drops": drops,
-                          "checks": checks(cpu.percent, drops, frames_counted=False,
-                                           rates={"vlan": rates["vlan"]})}
+    rates = {d: (designs[d]["tcp_vm1_to_vm2"]["mbps"], designs[d]["configured_mbps"]) for d in designs}
+    result["fidelity"] = {
+        "cpu_percent": cpu.percent,
+        "shaping_drops": drops,
+        "checks": checks(cpu.percent, drops, frames_counted=False, rates={"vlan": rates["vlan"]}),
+    }
     result["wall_s"] = round(time.monotonic() - t0, 1)
     write_result(NAME, result)
     return result
@@ -412,6 +490,7 @@ def run(params: dict | None = None) -> dict:
 
 def _quiet() -> bool:
     import os
+
     return bool(os.environ.get("VLAB_QUIET"))
 
 
@@ -420,81 +499,103 @@ def _verdicts(r: dict) -> tuple[dict, dict]:
     vlan, ovl = d["vlan"], d["overlay"]
     summary = {
         "mac_entries": {k: [(s["vms"], s["entries"]) for s in v] for k, v in scale.items()},
-        "arp_requests_on_wire": {"vlan": vlan["arp"]["arp_requests_on_wire"]["total"],
-                                 "overlay_no_suppression":
-                                     ovl["arp_no_suppression"]["arp_requests_on_wire"]["total"],
-                                 "overlay_suppression": ovl["arp"]["arp_requests_on_wire"]["total"]},
+        "arp_requests_on_wire": {
+            "vlan": vlan["arp"]["arp_requests_on_wire"]["total"],
+            "overlay_no_suppression": ovl["arp_no_suppression"]["arp_requests_on_wire"]["total"],
+            "overlay_suppression": ovl["arp"]["arp_requests_on_wire"]["total"],
+        },
         "times_each_routed_packet_entered_physical_network": {
             f"{k}/{w}": d[k][f"routed_{w}"]["times_each_request_entered"]
-            for k in d for w in ("same_host", "cross_host")},
-        "routed_rtt_ms": {f"{k}/{w}": d[k][f"routed_{w}"]["rtt_ms"]["mean"]
-                          for k in d for w in ("same_host", "cross_host")},
+            for k in d
+            for w in ("same_host", "cross_host")
+        },
+        "routed_rtt_ms": {
+            f"{k}/{w}": d[k][f"routed_{w}"]["rtt_ms"]["mean"] for k in d for w in ("same_host", "cross_host")
+        },
         "tcp_mbps": {k: round(d[k]["tcp_vm1_to_vm2"]["mbps"], 2) for k in d},
-        "tcp_overlay_over_vlan": round(ovl["tcp_vm1_to_vm2"]["mbps"]
-                                       / vlan["tcp_vm1_to_vm2"]["mbps"], 3),
+        "tcp_overlay_over_vlan": round(ovl["tcp_vm1_to_vm2"]["mbps"] / vlan["tcp_vm1_to_vm2"]["mbps"], 3),
     }
     largest = {k: v[-1] for k, v in scale.items()}
     verdicts = {
         "physical_switches_learn_only_vtep_macs": (
             all(s["vm_macs"] == 0 for s in scale["overlay"])
             and all(s["vm_macs"] == s["vms"] for s in scale["vlan"])
-            and largest["overlay"]["entries"] < largest["vlan"]["entries"]),
+            and largest["overlay"]["entries"] < largest["vlan"]["entries"]
+        ),
         "arp_suppressed_on_source_host": (
             ovl["arp"]["arp_requests_on_wire"]["total"] == 0
             and ovl["arp"]["replies"] == ovl["arp"]["rounds"]
             and vlan["arp"]["arp_requests_on_wire"]["raw"] >= vlan["arp"]["rounds"]
             and ovl["arp_no_suppression"]["arp_requests_on_wire"]["encapsulated"]
-            >= ovl["arp_no_suppression"]["rounds"]),
+            >= ovl["arp_no_suppression"]["rounds"]
+        ),
         "dlr_keeps_same_host_routing_on_host": (
             ovl["routed_same_host"]["requests_entering_physical_network"] == 0
             and ovl["routed_same_host"]["replies"] == ovl["routed_same_host"]["pings"]
             and vlan["routed_same_host"]["times_each_request_entered"] >= 2
             and ovl["routed_cross_host"]["times_each_request_entered"] == 1
-            and ovl["routed_cross_host"]["encapsulated"] == ovl["routed_cross_host"]["pings"]),
+            and ovl["routed_cross_host"]["encapsulated"] == ovl["routed_cross_host"]["pings"]
+        ),
         "transport_mtu_1500_breaks_bulk_tcp_not_ping": (
-            mtu["1600"]["ping_ok"] and mtu["1600"]["bulk_completed"]
-            and mtu["1500"]["ping_ok"] and not mtu["1500"]["bulk_completed"]),
-        "walk_matches_seed_steps": (
-            all(vlan["walk_checks"].values()) and all(ovl["walk_checks"].values())),
+            mtu["1600"]["ping_ok"]
+            and mtu["1600"]["bulk_completed"]
+            and mtu["1500"]["ping_ok"]
+            and not mtu["1500"]["bulk_completed"]
+        ),
+        "walk_matches_seed_steps": (all(vlan["walk_checks"].values()) and all(ovl["walk_checks"].values())),
     }
     return summary, verdicts
 
 
 def plot(result: dict, outdir: Path) -> list[Path]:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     colours = {"vlan": "#0072B2", "overlay": "#E69F00", "overlay_no_suppression": "#009E73"}
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 4.2))
     for design, rows in result["scale"].items():
-        ax1.plot([r["vms"] for r in rows], [r["entries"] for r in rows], marker="o",
-                 color=colours[design], label={"vlan": "VLAN-backed",
-                                               "overlay": "VXLAN overlay"}[design])
+        ax1.plot(
+            [r["vms"] for r in rows],
+            [r["entries"] for r in rows],
+            marker="o",
+            color=colours[design],
+            label={"vlan": "VLAN-backed", "overlay": "VXLAN overlay"}[design],
+        )
     ax1.set_xlabel("VMs")
     ax1.set_ylabel("physical switch MAC table entries")
     ax1.set_title("(a) What the physical switch learns")
     ax1.legend(fontsize=8)
     arp = result["summary"]["arp_requests_on_wire"]
     labels = ["VLAN", "overlay,\nno suppression", "overlay,\nARP suppression"]
-    ax2.bar(labels, [arp["vlan"], arp["overlay_no_suppression"], arp["overlay_suppression"]],
-            color=[colours["vlan"], colours["overlay_no_suppression"], colours["overlay"]])
-    ax2.set_ylabel(f"ARP requests on the physical network\n"
-                   f"({result['params']['arp_rounds']} resolutions of one neighbour)")
+    ax2.bar(
+        labels,
+        [arp["vlan"], arp["overlay_no_suppression"], arp["overlay_suppression"]],
+        color=[colours["vlan"], colours["overlay_no_suppression"], colours["overlay"]],
+    )
+    ax2.set_ylabel(
+        f"ARP requests on the physical network\n"
+        f"({result['params']['arp_rounds']} resolutions of one neighbour)"
+    )
     ax2.set_title("(b) ARP broadcasts")
     times = result["summary"]["times_each_routed_packet_entered_physical_network"]
     rtt = result["summary"]["routed_rtt_ms"]
     keys = ["vlan/same_host", "overlay/same_host", "vlan/cross_host", "overlay/cross_host"]
     x = range(len(keys))
-    ax3.bar(x, [times[k] for k in keys],
-            color=[colours[k.split("/")[0]] for k in keys])
-    ax3.set_xticks(list(x), ["VLAN +\nrouter\nsame host", "DLR\nsame host",
-                             "VLAN +\nrouter\ncross host", "DLR\ncross host"], fontsize=8)
+    ax3.bar(x, [times[k] for k in keys], color=[colours[k.split("/")[0]] for k in keys])
+    ax3.set_xticks(
+        list(x),
+        ["VLAN +\nrouter\nsame host", "DLR\nsame host", "VLAN +\nrouter\ncross host", "DLR\ncross host"],
+        fontsize=8,
+    )
     ax3.set_ylabel("times each routed packet entered\nthe physical network")
     for i, k in enumerate(keys):
         ax3.text(i, times[k] + 0.05, f"{rtt[k]:.2f} ms", ha="center", fontsize=8)
     ax3.set_title("(c) Routed traffic (label: mean RTT)")
     fig.tight_layout()
     return save_figure(fig, outdir, NAME)
+
 
 # Which claims each fidelity check guards (experiments.fidelity.guards): the
 # link-rate check is of the overlay-vs-VLAN TCP comparison, which is no
@@ -512,22 +613,33 @@ MEASURED = {
     "physical_switches_learn_only_vtep_macs": lambda r: "MAC entries for {} VMs: VLAN {}, overlay {}".format(
         ", ".join(str(s["vms"]) for s in r["scale"]["vlan"]),
         ", ".join(str(s["entries"]) for s in r["scale"]["vlan"]),
-        ", ".join(str(s["entries"]) for s in r["scale"]["overlay"])),
+        ", ".join(str(s["entries"]) for s in r["scale"]["overlay"]),
+    ),
     "arp_suppressed_on_source_host": lambda r: (
         "ARP requests on the wire for {n} resolutions: VLAN {vlan}, overlay {overlay_no_suppression}"
         " without suppression, {overlay_suppression} with it".format(
-            n=r["params"]["arp_rounds"], **r["summary"]["arp_requests_on_wire"])),
+            n=r["params"]["arp_rounds"], **r["summary"]["arp_requests_on_wire"]
+        )
+    ),
     "dlr_keeps_same_host_routing_on_host": lambda r: (
         "times each routed packet entered the physical network: same host VLAN {} / DLR {}; "
         "cross host VLAN {} / DLR {}".format(
-            *(r["summary"]["times_each_routed_packet_entered_physical_network"][k] for k in
-              ("vlan/same_host", "overlay/same_host", "vlan/cross_host", "overlay/cross_host")))),
+            *(
+                r["summary"]["times_each_routed_packet_entered_physical_network"][k]
+                for k in ("vlan/same_host", "overlay/same_host", "vlan/cross_host", "overlay/cross_host")
+            )
+        )
+    ),
     "transport_mtu_1500_breaks_bulk_tcp_not_ping": lambda r: (
         "MTU 1600: ping {}, {} MB TCP {}; MTU 1500: ping {}, TCP {}".format(
-            "ok" if r["mtu"]["1600"]["ping_ok"] else "fails", r["mtu"]["1600"]["bulk_bytes"] / 1e6,
+            "ok" if r["mtu"]["1600"]["ping_ok"] else "fails",
+            r["mtu"]["1600"]["bulk_bytes"] / 1e6,
             "completes" if r["mtu"]["1600"]["bulk_completed"] else "fails",
             "ok" if r["mtu"]["1500"]["ping_ok"] else "fails",
-            "completes" if r["mtu"]["1500"]["bulk_completed"] else "stalls")),
+            "completes" if r["mtu"]["1500"]["bulk_completed"] else "stalls",
+        )
+    ),
     "walk_matches_seed_steps": lambda r: "{} steps (VLAN), {} steps (overlay)".format(
-        len(r["designs"]["vlan"]["walk"]), len(r["designs"]["overlay"]["walk"])),
+        len(r["designs"]["vlan"]["walk"]), len(r["designs"]["overlay"]["walk"])
+    ),
 }

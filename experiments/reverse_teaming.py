@@ -12,6 +12,7 @@ a promiscuous VM (spy, esx1), measured for several uplink assignments: the
 spy's vNIC is reconnected to a new virtual port until port-ID teaming has
 pinned it to each uplink in turn ("the flip when a VM gets a new port").
 """
+
 from __future__ import annotations
 
 import time
@@ -57,11 +58,13 @@ def _vm(net: LabNetwork, name: str):
 
 def _is_echo_request_to(ip: str):
     from scapy.layers.inet import ICMP, IP
+
     return lambda p: IP in p and ICMP in p and p[IP].dst == ip and p[ICMP].type == 8
 
 
 def _has_vlan(vid: int):
     from scapy.layers.l2 import Dot1Q
+
     return lambda p: Dot1Q in p and p[Dot1Q].vlan == vid
 
 
@@ -72,17 +75,23 @@ def measure_duplicates(net: LabNetwork, work: Path, pings: int = 10) -> dict:
     port = naming.vnic_port("vm12", "eth0")
     dst_ip = str(target.vnics[0].ip.ip)
     pinned = ctl.applied()["pinning"]["esx1"][port]
-    caps = {f"uplink {u} (rx)": ctl.capture(work / f"dup-{u}.pcap", uplink=("esx1", u),
-                                            bpf="icmp or (vlan and icmp)")
-            for u in ("vmnic2", "vmnic3")}
+    caps = {
+        f"uplink {u} (rx)": ctl.capture(
+            work / f"dup-{u}.pcap", uplink=("esx1", u), bpf="icmp or (vlan and icmp)"
+        )
+        for u in ("vmnic2", "vmnic3")
+    }
     caps["PortOutput"] = ctl.capture(work / "dup-portoutput.pcap", port=port, point="PortOutput")
     caps["VnicRx"] = ctl.capture(work / "dup-vnicrx.pcap", port=port, point="VnicRx", bpf="icmp")
     try:
         out = net.node(pinger.name).cmd(f"ping -n -q -c {pings} -i 0.2 -W 1 {dst_ip}")
         # Every request reached vm12; its SPAN copies, on the other uplink,
         # may still be on their way: wait for the counts the seed predicts.
-        want = {"PortOutput": 2 * pings, "VnicRx": pings,
-                **{f"uplink {u} (rx)": pings for u in ("vmnic2", "vmnic3")}}
+        want = {
+            "PortOutput": 2 * pings,
+            "VnicRx": pings,
+            **{f"uplink {u} (rx)": pings for u in ("vmnic2", "vmnic3")},
+        }
         for k, n in want.items():
             settle.wait_frames(caps[k].pcap, n, _is_echo_request_to(dst_ip))
     finally:
@@ -90,15 +99,28 @@ def measure_duplicates(net: LabNetwork, work: Path, pings: int = 10) -> dict:
         pcaps = {k: c.stop() for k, c in caps.items()}
     is_req = _is_echo_request_to(dst_ip)
     counts = {k: count_frames(p, is_req) for k, p in pcaps.items()}
-    tagged = {k: count_frames(p, lambda x: is_req(x) and _has_vlan(100)(x))
-              for k, p in pcaps.items() if k in ("PortOutput", "VnicRx")}
+    tagged = {
+        k: count_frames(p, lambda x: is_req(x) and _has_vlan(100)(x))
+        for k, p in pcaps.items()
+        if k in ("PortOutput", "VnicRx")
+    }
     replies = int(out.split(" received")[0].split()[-1]) if " received" in out else 0
-    ok = (counts["PortOutput"] == 2 * pings and counts["VnicRx"] == pings
-          and tagged["PortOutput"] == 2 * pings and tagged["VnicRx"] == 0
-          and all(counts[f"uplink {u} (rx)"] == pings for u in ("vmnic2", "vmnic3"))
-          and replies == pings)
-    return {"pings": pings, "replies": replies, "vm12_pinned_uplink": pinned,
-            "echo_requests_seen": counts, "with_vlan_100_tag": tagged, "verdict": ok}
+    ok = (
+        counts["PortOutput"] == 2 * pings
+        and counts["VnicRx"] == pings
+        and tagged["PortOutput"] == 2 * pings
+        and tagged["VnicRx"] == 0
+        and all(counts[f"uplink {u} (rx)"] == pings for u in ("vmnic2", "vmnic3"))
+        and replies == pings
+    )
+    return {
+        "pings": pings,
+        "replies": replies,
+        "vm12_pinned_uplink": pinned,
+        "echo_requests_seen": counts,
+        "with_vlan_100_tag": tagged,
+        "verdict": ok,
+    }
 
 
 # -- part 2: what a promiscuous VM sees ----------------------------------------------------------
@@ -106,8 +128,9 @@ def _prime(net: LabNetwork) -> None:
     """Every VM speaks once, so the physical switch knows where each MAC is."""
     for vm in net.lab.vms:
         mac = vm.vnics[0].mac
-        guest_tool(net, vm.name, "frames", "--src", mac, "--dst", "ff:ff:ff:ff:ff:ff",
-                   "--count", 1, "--tag", "prime")
+        guest_tool(
+            net, vm.name, "frames", "--src", mac, "--dst", "ff:ff:ff:ff:ff:ff", "--count", 1, "--tag", "prime"
+        )
 
 
 def measure_visibility(net: LabNetwork, work: Path, label: str, frames: int = 20) -> dict:
@@ -115,30 +138,48 @@ def measure_visibility(net: LabNetwork, work: Path, label: str, frames: int = 20
     ctl = net.control
     spy = naming.vnic_port("spy", "eth0")
     pins = ctl.applied()["pinning"]["esx1"]
-    flows = {"same-host -> same-host": ("a1", "a2"), "same-host -> outside": ("a1", "b1"),
-             "outside -> same-host": ("b1", "a1"), "outside -> outside": ("b1", "b2")}
+    flows = {
+        "same-host -> same-host": ("a1", "a2"),
+        "same-host -> outside": ("a1", "b1"),
+        "outside -> same-host": ("b1", "a1"),
+        "outside -> outside": ("b1", "b2"),
+    }
     cap = ctl.capture(work / f"spy-{label}.pcap", port=spy, point="VnicRx")
     for row, (src, dst) in flows.items():
         tag = f"{label}:{row}"
-        guest_tool(net, src, "frames", "--src", _vm(net, src).vnics[0].mac,
-                   "--dst", _vm(net, dst).vnics[0].mac, "--count", frames, "--tag", tag)
+        guest_tool(
+            net,
+            src,
+            "frames",
+            "--src",
+            _vm(net, src).vnics[0].mac,
+            "--dst",
+            _vm(net, dst).vnics[0].mac,
+            "--count",
+            frames,
+            "--tag",
+            tag,
+        )
     # Wait for every frame of the rows the seed predicts visible. A row
     # predicted invisible is judged once the capture is quiet: a frame still
     # in flight then could hide a wrong visibility, never invent one.
     match = pins[spy] == pins[naming.vnic_port("a1", "eth0")]
     for row, expected in SEED_TABLE.items():
-        if (match if expected is None else expected):
-            settle.wait_frames(cap.pcap, frames,
-                               lambda p, t=f"{label}:{row}": t.encode() in bytes(p))
+        if match if expected is None else expected:
+            settle.wait_frames(cap.pcap, frames, lambda p, t=f"{label}:{row}": t.encode() in bytes(p))
     quiesce([cap.pcap])
     pcap = cap.stop()
     rows = {}
     for row in flows:
         seen = count_frames(pcap, lambda p, t=f"{label}:{row}": t.encode() in bytes(p))
         rows[row] = {"frames": frames, "seen_by_spy": seen, "visible": seen > 0}
-    return {"spy_port": ctl.placement()[spy].ofport, "spy_uplink": pins[spy],
-            "a1_uplink": pins[naming.vnic_port("a1", "eth0")],
-            "uplinks_match": pins[spy] == pins[naming.vnic_port("a1", "eth0")], "rows": rows}
+    return {
+        "spy_port": ctl.placement()[spy].ofport,
+        "spy_uplink": pins[spy],
+        "a1_uplink": pins[naming.vnic_port("a1", "eth0")],
+        "uplinks_match": pins[spy] == pins[naming.vnic_port("a1", "eth0")],
+        "rows": rows,
+    }
 
 
 def matches_seed(assignment: dict) -> bool:
@@ -158,19 +199,22 @@ def measure_table(net: LabNetwork, work: Path, assignments: int = 2, frames: int
     results = [measure_visibility(net, work, "assignment0", frames)]
     seen, reconnects = {results[0]["spy_uplink"]}, 0
     while len(results) < assignments and reconnects < 8:
-        ctl.reconnect("spy")                 # a new virtual port, perhaps a new uplink
+        ctl.reconnect("spy")  # a new virtual port, perhaps a new uplink
         reconnects += 1
         pin = ctl.applied()["pinning"]["esx1"][spy]
         if pin in seen and len(seen) < 2:
-            continue                         # same uplink again: take another port
+            continue  # same uplink again: take another port
         seen.add(pin)
         results.append(measure_visibility(net, work, f"assignment{len(results)}", frames))
     for a in results:
         a["matches_seed"] = matches_seed(a)
     covered = {a["uplinks_match"] for a in results}
-    return {"assignments": results, "reconnects": reconnects,
-            "both_uplink_cases_covered": covered == {True, False},
-            "verdict": all(a["matches_seed"] for a in results) and covered == {True, False}}
+    return {
+        "assignments": results,
+        "reconnects": reconnects,
+        "both_uplink_cases_covered": covered == {True, False},
+        "verdict": all(a["matches_seed"] for a in results) and covered == {True, False},
+    }
 
 
 def run(params: dict | None = None) -> dict:
@@ -192,14 +236,17 @@ def run(params: dict | None = None) -> dict:
         table = measure_table(net, work, p["assignments"], p["frames"])
         cpu.stop()
         drops.update({f"promisc/{k}": v for k, v in shaping_drops(net).items()})
-    result = {"experiment": NAME, "seed": "002_ac0312c9dba5e18c.txt",
-              "labs": [SPAN_LAB.name, PROMISC_LAB.name], "params": p, "environment": env,
-              "seed_table": {k: ("only when the uplinks match" if v is None else v)
-                             for k, v in SEED_TABLE.items()},
-              "claims": {"portoutput_duplicates_vnicrx_none": duplicates,
-                         "promiscuous_visibility_table": table},
-              "fidelity": fidelity_summary(cpu, drops, frames_counted=True),
-              "wall_s": round(time.monotonic() - t0, 1)}
+    result = {
+        "experiment": NAME,
+        "seed": "002_ac0312c9dba5e18c.txt",
+        "labs": [SPAN_LAB.name, PROMISC_LAB.name],
+        "params": p,
+        "environment": env,
+        "seed_table": {k: ("only when the uplinks match" if v is None else v) for k, v in SEED_TABLE.items()},
+        "claims": {"portoutput_duplicates_vnicrx_none": duplicates, "promiscuous_visibility_table": table},
+        "fidelity": fidelity_summary(cpu, drops, frames_counted=True),
+        "wall_s": round(time.monotonic() - t0, 1),
+    }
     result["verdicts"] = verdicts_of(result["claims"])
     write_result(NAME, result)
     return result
@@ -207,19 +254,20 @@ def run(params: dict | None = None) -> dict:
 
 def plot(result: dict, outdir: Path) -> list[Path]:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     outdir.mkdir(parents=True, exist_ok=True)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.2),
-                                   gridspec_kw={"width_ratios": [1, 1.4]})
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 1.4]})
     dup = result["claims"]["portoutput_duplicates_vnicrx_none"]
     names = list(dup["echo_requests_seen"])
     values = [dup["echo_requests_seen"][n] for n in names]
     colors = ["#56B4E9", "#56B4E9", "#E69F00", "#009E73"]
-    ax1.bar([n.replace(" ", "\n", 1) for n in names], values, color=colors[:len(names)])
-    ax1.axhline(dup["pings"], color="black", linestyle=":", linewidth=1,
-                label=f"echo requests sent ({dup['pings']})")
+    ax1.bar([n.replace(" ", "\n", 1) for n in names], values, color=colors[: len(names)])
+    ax1.axhline(
+        dup["pings"], color="black", linestyle=":", linewidth=1, label=f"echo requests sent ({dup['pings']})"
+    )
     ax1.set_ylabel("echo requests to vm12 captured")
     ax1.set_title("Capture points on esx1 (SPAN copies vmnic2 to vmnic3)")
     ax1.tick_params(axis="x", labelsize=8)
@@ -233,10 +281,15 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     for i, r in enumerate(rows):
         for j, a in enumerate(table["assignments"]):
             cell = a["rows"][r]
-            ax2.text(j, i, f"{'visible' if cell['visible'] else 'not visible'}\n"
-                           f"{cell['seen_by_spy']}/{cell['frames']}",
-                     ha="center", va="center", fontsize=8,
-                     color="black" if cell["visible"] else "white")
+            ax2.text(
+                j,
+                i,
+                f"{'visible' if cell['visible'] else 'not visible'}\n{cell['seen_by_spy']}/{cell['frames']}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if cell["visible"] else "white",
+            )
     ax2.set_xticks(range(len(cols)), cols, fontsize=8)
     seed = result["seed_table"]
 
@@ -244,6 +297,7 @@ def plot(result: dict, outdir: Path) -> list[Path]:
         if isinstance(seed[r], str):
             return seed[r]
         return "visible" if seed[r] else "not visible"
+
     ax2.set_yticks(range(len(rows)), [f"{r}\n(seed: {seed_says(r)})" for r in rows], fontsize=7)
     ax2.set_title("What a promiscuous VM sees (frames seen / sent)")
     return save_figure(fig, outdir, NAME)
@@ -253,9 +307,11 @@ def plot(result: dict, outdir: Path) -> list[Path]:
 METRICS = {
     "PortOutput / VnicRx": lambda r: (
         r["claims"]["portoutput_duplicates_vnicrx_none"]["echo_requests_seen"]["PortOutput"]
-        / max(1, r["claims"]["portoutput_duplicates_vnicrx_none"]["echo_requests_seen"]["VnicRx"])),
+        / max(1, r["claims"]["portoutput_duplicates_vnicrx_none"]["echo_requests_seen"]["VnicRx"])
+    ),
     "table rows matching the seed": lambda r: sum(
-        a["matches_seed"] for a in r["claims"]["promiscuous_visibility_table"]["assignments"]),
+        a["matches_seed"] for a in r["claims"]["promiscuous_visibility_table"]["assignments"]
+    ),
 }
 
 # One-line measured values for results/REPORT.md (experiments.report).
@@ -263,12 +319,17 @@ MEASURED = {
     "portoutput_duplicates_vnicrx_none": lambda r: (
         "{PortOutput} at PortOutput, {VnicRx} at VnicRx for {n} echo requests".format(
             n=r["claims"]["portoutput_duplicates_vnicrx_none"]["pings"],
-            **r["claims"]["portoutput_duplicates_vnicrx_none"]["echo_requests_seen"])),
+            **r["claims"]["portoutput_duplicates_vnicrx_none"]["echo_requests_seen"],
+        )
+    ),
     "promiscuous_visibility_table": lambda r: "; ".join(
         "spy on {u}: {rows}".format(
             u=a["spy_uplink"],
-            rows=", ".join(f"{row.split(' ')[0]}->{row.split(' ')[-1]} "
-                           f"{cell['seen_by_spy']}/{cell['frames']}"
-                           for row, cell in a["rows"].items()))
-        for a in r["claims"]["promiscuous_visibility_table"]["assignments"]),
+            rows=", ".join(
+                f"{row.split(' ')[0]}->{row.split(' ')[-1]} {cell['seen_by_spy']}/{cell['frames']}"
+                for row, cell in a["rows"].items()
+            ),
+        )
+        for a in r["claims"]["promiscuous_visibility_table"]["assignments"]
+    ),
 }

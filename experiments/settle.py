@@ -15,6 +15,7 @@ holds. "Finished" is a condition the traffic itself reports, never a delay:
   before it is there too. A marker is never counted: it is no HTTP, no ICMP
   and carries ``MARKER_TAG``.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,14 +29,12 @@ MARKER_TAG = b"vlab-marker-"
 # MACs, so a frame to it reaches no other VM (only the uplink), while every
 # mirror session of its source port still copies it.
 MARKER_DST = "02:00:5e:00:00:fe"
-_BUSY = {"ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT",
-         "LAST-ACK", "CLOSING"}
+_BUSY = {"ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT", "LAST-ACK", "CLOSING"}
 
 
 def open_connections(ss_output: str) -> list[str]:
     """The lines of ``ss -Htan`` output whose connection can still send."""
-    return [line for line in ss_output.splitlines()
-            if line.split() and line.split()[0] in _BUSY]
+    return [line for line in ss_output.splitlines() if line.split() and line.split()[0] in _BUSY]
 
 
 def wait_tcp_finished(net, nodes: list[str], port: int, timeout: float = 20.0) -> None:
@@ -45,12 +44,14 @@ def wait_tcp_finished(net, nodes: list[str], port: int, timeout: float = 20.0) -
 
     def busy() -> dict[str, list[str]]:
         return {n: lines for n in nodes if (lines := open_connections(net.node(n).cmd(query)))}
+
     last: dict = {}
 
     def finished() -> bool:
         last.clear()
         last.update(busy())
         return not last
+
     try:
         wait_for(finished, timeout, f"TCP port {port} closed on {', '.join(nodes)}", 0.05)
     except Exception as exc:
@@ -69,8 +70,10 @@ def send_marker(net, vm: str, mac: str, tag: str, dst: str = MARKER_DST) -> None
 
 def wait_marker(pcaps: dict[str, Path], tag: str, timeout: float = 10.0) -> None:
     """Wait until ``tag`` is in every capture file of ``pcaps``."""
+
     def missing() -> list[str]:
         return [k for k, p in pcaps.items() if not (p.exists() and tag.encode() in p.read_bytes())]
+
     try:
         wait_for(lambda: not missing(), timeout, f"the marker frame {tag}")
     except Exception as exc:
@@ -88,9 +91,9 @@ def wait_frames(pcap: Path, n: int, predicate=None, timeout: float = 10.0) -> bo
     the verdict judges it); frames that can only be fewer are no reason to
     wait longer."""
     from experiments.common import count_frames
+
     try:
-        wait_for(lambda: count_frames(pcap, predicate) >= n, timeout,
-                 f"{n} frames in {pcap.name}", 0.1)
+        wait_for(lambda: count_frames(pcap, predicate) >= n, timeout, f"{n} frames in {pcap.name}", 0.1)
         return True
     except Exception:
         return False

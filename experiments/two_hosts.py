@@ -6,6 +6,7 @@
     than on one teamed on the 1 GbE pair (within 15%), because each vNIC is
     pinned to one uplink of its port group's active list.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -27,8 +28,12 @@ LAB = Path(__file__).resolve().parents[1] / "labs" / "two-hosts.yaml"
 # ratio within 10 x [0.90/0.956, 0.956/0.90] = [9.4, 10.6]; 15% leaves room
 # for one side measured at the gate's edge, and a result outside it means the
 # teaming, not the machine, is wrong (a machine too slow fails the gate).
-DEFAULTS = {"iperf_seconds": 5.0, "repeats": 3, "ratio_tolerance": 0.15,
-            "pairs": {"1G": ["vm1a", "vm2a"], "10G": ["vm1b", "vm2b"]}}
+DEFAULTS = {
+    "iperf_seconds": 5.0,
+    "repeats": 3,
+    "ratio_tolerance": 0.15,
+    "pairs": {"1G": ["vm1a", "vm2a"], "10G": ["vm1b", "vm2b"]},
+}
 
 
 def configured_mbps(lab: Lab, vm_name: str) -> float:
@@ -57,18 +62,21 @@ def run(params: dict | None = None) -> dict:
             others = [d for d in eps if d.node != src.node]
             for dst, ok in ping_sweep(net, src, others).items():
                 measured[(src.name, dst)] = ok
-        mismatches = [f"{a}->{b}: expected {expected[(a, b)]}, measured {ok}"
-                      for (a, b), ok in sorted(measured.items()) if ok != expected[(a, b)]]
+        mismatches = [
+            f"{a}->{b}: expected {expected[(a, b)]}, measured {ok}"
+            for (a, b), ok in sorted(measured.items())
+            if ok != expected[(a, b)]
+        ]
 
         phase(f"TCP throughput, {p['repeats']} x {p['iperf_seconds']:g} s per team")
         samples: dict[str, list[dict]] = {}
         for label, (client, server) in p["pairs"].items():
-            samples[label] = [iperf3(net, by_name[server], by_name[client],
-                                     seconds=p["iperf_seconds"], port=5201 + i)
-                              for i in range(p["repeats"])]
+            samples[label] = [
+                iperf3(net, by_name[server], by_name[client], seconds=p["iperf_seconds"], port=5201 + i)
+                for i in range(p["repeats"])
+            ]
         env = environment(net)
-        configured = {label: configured_mbps(net.lab, client)
-                      for label, (client, _) in p["pairs"].items()}
+        configured = {label: configured_mbps(net.lab, client) for label, (client, _) in p["pairs"].items()}
         cpu.stop()
         drops = shaping_drops(net)
 
@@ -80,8 +88,10 @@ def run(params: dict | None = None) -> dict:
         "parameters": p,
         "environment": env,
         "samples": {
-            "reachability": [{"src": a, "dst": b, "expected": expected[(a, b)], "measured": ok}
-                             for (a, b), ok in sorted(measured.items())],
+            "reachability": [
+                {"src": a, "dst": b, "expected": expected[(a, b)], "measured": ok}
+                for (a, b), ok in sorted(measured.items())
+            ],
             "throughput": samples,
         },
         "summary": {
@@ -94,9 +104,11 @@ def run(params: dict | None = None) -> dict:
         "fidelity": {
             # TCP goodput over a shaped link: measured / configured rate.
             "link_rate_ratio": {k: mean[k] / configured[k] for k in mean},
-            "cpu_percent": cpu.percent, "shaping_drops": drops,
-            "checks": checks(cpu.percent, drops, frames_counted=False,
-                             rates={k: (mean[k], configured[k]) for k in mean}),
+            "cpu_percent": cpu.percent,
+            "shaping_drops": drops,
+            "checks": checks(
+                cpu.percent, drops, frames_counted=False, rates={k: (mean[k], configured[k]) for k in mean}
+            ),
         },
         "verdicts": {
             "reachability_matches_design": not mismatches,
@@ -107,6 +119,7 @@ def run(params: dict | None = None) -> dict:
 
 def plot(result: dict, outdir: Path) -> list[Path]:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -122,6 +135,7 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [1.1, 1]})
     # Colour-blind-safe pair (Okabe-Ito): blue = reachable, orange = not.
     from matplotlib.colors import ListedColormap
+
     ax1.imshow(grid, cmap=ListedColormap(["#E69F00", "#0072B2"]), vmin=0, vmax=1)
     ax1.set_xticks(range(len(eps)), eps, rotation=45, ha="right")
     ax1.set_yticks(range(len(eps)), eps)
@@ -165,6 +179,7 @@ METRICS = {
 
 MEASURED = {
     "reachability_matches_design": lambda r: "{} mismatches".format(
-        len(r["summary"]["reachability_mismatches"])),
+        len(r["summary"]["reachability_mismatches"])
+    ),
     "throughput_ratio_about_10": lambda r: "ratio {:.2f}".format(r["summary"]["ratio_10g_1g"]),
 }

@@ -17,6 +17,7 @@ carry 172.17.4.102 yet leave through vmk4 and the 10 GbE uplinks; in B vmk0's
 PKTRX/s tracks vmk4's PKTTX/s; throughput B/A is about the 10 GbE/1 GbE
 ratio; with source-based egress the replies stay on vmk0 and 1 GbE.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,11 @@ from vlab.lab.resolve import find, switch_of_port_group
 
 NAME = "vmk-egress"
 LABS = Path(__file__).resolve().parents[1] / "labs"
-CASES = {"A": LABS / "vmk-egress-a.yaml", "B": LABS / "vmk-egress-b.yaml",
-         "src": LABS / "vmk-egress-src.yaml"}
+CASES = {
+    "A": LABS / "vmk-egress-a.yaml",
+    "B": LABS / "vmk-egress-b.yaml",
+    "src": LABS / "vmk-egress-src.yaml",
+}
 HOST, VMK0_IP, PORT = "esx1", "172.17.4.102", 902
 DEFAULTS = {"bytes": 20_000_000, "second_node_bytes": 5_000_000, "sample_s": 0.25}
 
@@ -59,17 +63,21 @@ def _vmk_macs(net: LabNetwork) -> dict[str, str]:
 
 def _data_packets(pcap: Path) -> list:
     from scapy.layers.inet import IP, TCP
-    return [p for p in read_pcap(pcap)
-            if IP in p and TCP in p and p[TCP].sport == PORT and len(p[TCP].payload) > 0]
+
+    return [
+        p
+        for p in read_pcap(pcap)
+        if IP in p and TCP in p and p[TCP].sport == PORT and len(p[TCP].payload) > 0
+    ]
 
 
 def _resets(pcap: Path) -> int:
     from scapy.layers.inet import TCP
+
     return sum(1 for p in read_pcap(pcap) if TCP in p and p[TCP].flags & 0x04)
 
 
-def measure_transfer(net: LabNetwork, work: Path, client: str, nbytes: int,
-                     sample_s: float = 0.25) -> dict:
+def measure_transfer(net: LabNetwork, work: Path, client: str, nbytes: int, sample_s: float = 0.25) -> dict:
     """One NBD read from ``client`` to vmk0:902, with uplink pcaps and esxtop."""
     ctl = net.control
     uplinks = [u.name for h in net.lab.esxi_hosts if h.name == HOST for u in h.uplinks]
@@ -78,14 +86,22 @@ def measure_transfer(net: LabNetwork, work: Path, client: str, nbytes: int,
     caps = {}
     try:
         wait_ready_line(server, "NBD server on vmk0")
-        caps = {u: ctl.capture(work / f"{net.lab.name}-{client}-{u}.pcap", uplink=(HOST, u),
-                               direction="tx", bpf=f"tcp port {PORT}", extra=["-s", "96"])
-                for u in uplinks}
+        caps = {
+            u: ctl.capture(
+                work / f"{net.lab.name}-{client}-{u}.pcap",
+                uplink=(HOST, u),
+                direction="tx",
+                bpf=f"tcp port {PORT}",
+                extra=["-s", "96"],
+            )
+            for u in uplinks
+        }
         samples = [esxtop.sample(ctl, HOST)]
-        reader = guest_tool(net, client, "nbd", "read", "--server", VMK0_IP, "--port", PORT,
-                            "--bytes", nbytes, wait=False)
+        reader = guest_tool(
+            net, client, "nbd", "read", "--server", VMK0_IP, "--port", PORT, "--bytes", nbytes, wait=False
+        )
         while reader.poll() is None:
-            time.sleep(sample_s)             # esxtop's sampling period
+            time.sleep(sample_s)  # esxtop's sampling period
             samples.append(esxtop.sample(ctl, HOST))
         out, err = reader.communicate()
         if reader.returncode != 0:
@@ -106,11 +122,17 @@ def measure_transfer(net: LabNetwork, work: Path, client: str, nbytes: int,
             sources.add(p["IP"].src)
             vmk = macs.get(p.src.lower(), p.src.lower())
             senders[vmk] = senders.get(vmk, 0) + 1
-        pcap.unlink()                        # counted; the bulk pcaps are not kept
+        pcap.unlink()  # counted; the bulk pcaps are not kept
     series = [esxtop.rates(a, b) for a, b in zip(samples, samples[1:])]
-    return {"client": client, "transfer": transfer, "data_packets_per_uplink": per_uplink,
-            "reply_source_ips": sorted(sources), "reply_sender_vmk": senders,
-            "resets_seen": resets, "esxtop": _series(series, samples[0].t)}
+    return {
+        "client": client,
+        "transfer": transfer,
+        "data_packets_per_uplink": per_uplink,
+        "reply_source_ips": sorted(sources),
+        "reply_sender_vmk": senders,
+        "resets_seen": resets,
+        "esxtop": _series(series, samples[0].t),
+    }
 
 
 def _series(series: list[list[dict]], t0: float) -> dict:
@@ -149,12 +171,14 @@ def run(params: dict | None = None) -> dict:
         phase(f"case {case} ({lab.name}): NBD reads with uplink pcaps and esxtop")
         with lab_session(lab) as net:
             cpu.start()
-            cases[case] = {"lab": lab.name,
-                           "transfers": [measure_transfer(net, work, "rubrik1", p["bytes"],
-                                                          p["sample_s"])]}
+            cases[case] = {
+                "lab": lab.name,
+                "transfers": [measure_transfer(net, work, "rubrik1", p["bytes"], p["sample_s"])],
+            }
             if case == "B":
-                cases[case]["transfers"].append(measure_transfer(
-                    net, work, "rubrik2", p["second_node_bytes"], p["sample_s"]))
+                cases[case]["transfers"].append(
+                    measure_transfer(net, work, "rubrik2", p["second_node_bytes"], p["sample_s"])
+                )
                 # The same read with the backup node ACKing every segment
                 # (quickack on its route back to vmk0) instead of every second.
                 net.node("rubrik1").cmd("ip route change default via 172.17.28.1 quickack 1")
@@ -166,12 +190,24 @@ def run(params: dict | None = None) -> dict:
             configured[case] = _team_mbps(net.lab, "vmk4" if case == "B" else "vmk0")
             cpu.stop()
             drops.update({f"{case}/{k}": v for k, v in shaping_drops(net).items()})
-    result = {"experiment": NAME, "seed": "000_9aff30999f83c9dc.txt", "params": p,
-              "environment": env, "cases": cases}
+    result = {
+        "experiment": NAME,
+        "seed": "000_9aff30999f83c9dc.txt",
+        "params": p,
+        "environment": env,
+        "cases": cases,
+    }
     result["summary"], result["verdicts"] = _verdicts(cases)
-    result["fidelity"] = {"cpu_percent": cpu.percent, "shaping_drops": drops,
-                          "checks": checks(cpu.percent, drops, frames_counted=False, rates={
-                              c: (result["summary"]["mbps"][c], configured[c]) for c in configured})}
+    result["fidelity"] = {
+        "cpu_percent": cpu.percent,
+        "shaping_drops": drops,
+        "checks": checks(
+            cpu.percent,
+            drops,
+            frames_counted=False,
+            rates={c: (result["summary"]["mbps"][c], configured[c]) for c in configured},
+        ),
+    }
     result["wall_s"] = round(time.monotonic() - t0, 1)
     write_result(NAME, result)
     return result
@@ -190,26 +226,40 @@ def _verdicts(cases: dict) -> tuple[dict, dict]:
     q_rx_tx = _busy_mean(quick["vmk0"]["PKTRX/s"], 50) / q_tx if q_tx else 0.0
     # The other two columns of the seed's picture: vmk0 sends nothing and
     # vmk4 receives nothing (the ACKs are addressed to vmk0's IP).
-    quiet = max(max(quick["vmk0"]["PKTTX/s"], default=0.0), max(b["vmk0"]["PKTTX/s"], default=0.0),
-                max(quick["vmk4"]["PKTRX/s"], default=0.0), max(b["vmk4"]["PKTRX/s"], default=0.0))
+    quiet = max(
+        max(quick["vmk0"]["PKTTX/s"], default=0.0),
+        max(b["vmk0"]["PKTTX/s"], default=0.0),
+        max(quick["vmk4"]["PKTRX/s"], default=0.0),
+        max(b["vmk4"]["PKTRX/s"], default=0.0),
+    )
     ten, one = ("vmnic2", "vmnic3"), ("vmnic0", "vmnic1")
 
     def carried_by(t, uplinks):
         return sum(n for u, n in t["data_packets_per_uplink"].items() if u in uplinks)
 
-    b_ok = all(carried_by(t, ten) > 0 and carried_by(t, one) == 0
-               and t["reply_source_ips"] == [VMK0_IP] and set(t["reply_sender_vmk"]) == {"vmk4"}
-               for t in cases["B"]["transfers"])
+    b_ok = all(
+        carried_by(t, ten) > 0
+        and carried_by(t, one) == 0
+        and t["reply_source_ips"] == [VMK0_IP]
+        and set(t["reply_sender_vmk"]) == {"vmk4"}
+        for t in cases["B"]["transfers"]
+    )
     src = first["src"]
-    summary = {"mbps": mbps, "ratio_B_over_A": round(ratio, 2),
-               "vmk0_pktrx_per_s": vmk0_rx, "vmk4_pkttx_per_s": vmk4_tx,
-               "vmk0_rx_over_vmk4_tx": round(rx_tx, 2),
-               "vmk0_rx_over_vmk4_tx_quickack": round(q_rx_tx, 2),
-               "vmk0_tx_or_vmk4_rx_max_per_s": quiet}
+    summary = {
+        "mbps": mbps,
+        "ratio_B_over_A": round(ratio, 2),
+        "vmk0_pktrx_per_s": vmk0_rx,
+        "vmk4_pkttx_per_s": vmk4_tx,
+        "vmk0_rx_over_vmk4_tx": round(rx_tx, 2),
+        "vmk0_rx_over_vmk4_tx_quickack": round(q_rx_tx, 2),
+        "vmk0_tx_or_vmk4_rx_max_per_s": quiet,
+    }
     verdicts = {
         "session_intact_in_every_case": all(
             t["transfer"]["intact"] and t["transfer"]["end"] == "eof" and t["resets_seen"] == 0
-            for c in cases.values() for t in c["transfers"]),
+            for c in cases.values()
+            for t in c["transfers"]
+        ),
         "B_replies_from_vmk0_ip_leave_by_vmk4_on_10gbe": b_ok,
         # The seed: "vmk0 is receiving several thousand packets per second
         # (PKTRX/s) while vmk4 is transmitting (PKTTX/s) roughly the same
@@ -222,22 +272,26 @@ def _verdicts(cases: dict) -> tuple[dict, dict]:
         # reads (0.39-0.45 seen), which the seed does not claim: that case
         # only needs 0 < ratio <= 1.2. Neither vmk0 transmits nor vmk4
         # receives more than a stray packet (ARP, at most 1% of the stream).
-        "B_vmk0_pktrx_tracks_vmk4_pkttx": (0.8 <= q_rx_tx <= 1.2 and 0.0 < rx_tx <= 1.2
-                                          and quiet <= 0.01 * min(q_tx, vmk4_tx)),
+        "B_vmk0_pktrx_tracks_vmk4_pkttx": (
+            0.8 <= q_rx_tx <= 1.2 and 0.0 < rx_tx <= 1.2 and quiet <= 0.01 * min(q_tx, vmk4_tx)
+        ),
         # The 10 GbE and 1 GbE teams make 10; each side also has to reach 0.9
         # of its rate (fidelity gate), which alone keeps a fair run within
         # [9.4, 10.6]: 20% tells a wrong egress path from a slow machine.
         "throughput_B_over_A_about_10": 8.0 <= ratio <= 12.0,
         "source_egress_keeps_replies_on_vmk0_1gbe": (
-            carried_by(src, one) > 0 and carried_by(src, ten) == 0
+            carried_by(src, one) > 0
+            and carried_by(src, ten) == 0
             and set(src["reply_sender_vmk"]) == {"vmk0"}
-            and 0.8 <= mbps["src"] / mbps["A"] <= 1.25),
+            and 0.8 <= mbps["src"] / mbps["A"] <= 1.25
+        ),
     }
     return summary, verdicts
 
 
 def plot(result: dict, outdir: Path) -> list[Path]:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -246,24 +300,39 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     cases = result["cases"]
     names = {"A": "A: vmk0 only", "B": "B: + vmk4 (VLAN 28)", "src": "B, source egress"}
     mbps = result["summary"]["mbps"]
-    ax1.bar([names[c] for c in mbps], list(mbps.values()), color=palette[:len(mbps)])
+    ax1.bar([names[c] for c in mbps], list(mbps.values()), color=palette[: len(mbps)])
     ax1.set_ylabel("NBD read throughput (Mbit/s)")
     ax1.set_title(f"Backup read from vmk0:902, B/A = {result['summary']['ratio_B_over_A']:.2f}")
     ax1.tick_params(axis="x", labelsize=8)
 
     b = cases["B"]["transfers"][0]["esxtop"]
     dt = result["params"]["sample_s"]
-    for i, (port, col, label) in enumerate((("vmk0", "PKTRX/s", "vmk0 PKTRX/s"),
-                                            ("vmk4", "PKTTX/s", "vmk4 PKTTX/s"),
-                                            ("vmk0", "PKTTX/s", "vmk0 PKTTX/s"))):
+    for i, (port, col, label) in enumerate(
+        (
+            ("vmk0", "PKTRX/s", "vmk0 PKTRX/s"),
+            ("vmk4", "PKTTX/s", "vmk4 PKTTX/s"),
+            ("vmk0", "PKTTX/s", "vmk0 PKTTX/s"),
+        )
+    ):
         series = b.get(port, {}).get(col, [])
-        ax2.plot([k * dt for k in range(len(series))], series, color=palette[i], label=label,
-                 marker="o", markersize=3)
+        ax2.plot(
+            [k * dt for k in range(len(series))],
+            series,
+            color=palette[i],
+            label=label,
+            marker="o",
+            markersize=3,
+        )
     quick = next((t for t in cases["B"]["transfers"] if t.get("receiver") == "quickack"), None)
     if quick:
         series = quick["esxtop"].get("vmk0", {}).get("PKTRX/s", [])
-        ax2.plot([k * dt for k in range(len(series))], series, color=palette[3], linestyle="--",
-                 label="vmk0 PKTRX/s, receiver ACKs every segment")
+        ax2.plot(
+            [k * dt for k in range(len(series))],
+            series,
+            color=palette[3],
+            linestyle="--",
+            label="vmk0 PKTRX/s, receiver ACKs every segment",
+        )
     ax2.set_xlabel("time (s)")
     ax2.set_ylabel("packets per second")
     ax2.set_title("Case B, esxtop: vmk0 receives, vmk4 transmits")
@@ -273,10 +342,17 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     width = 0.8 / len(cases)
     for i, (case, c) in enumerate(cases.items()):
         counts = c["transfers"][0]["data_packets_per_uplink"]
-        ax3.bar([j + i * width for j in range(len(uplinks))], [counts.get(u, 0) for u in uplinks],
-                width=width, color=palette[i], label=names[case])
-    ax3.set_xticks([j + width * (len(cases) - 1) / 2 for j in range(len(uplinks))],
-                   [f"{u}\n({'10' if u in ('vmnic2', 'vmnic3') else '1'} GbE)" for u in uplinks])
+        ax3.bar(
+            [j + i * width for j in range(len(uplinks))],
+            [counts.get(u, 0) for u in uplinks],
+            width=width,
+            color=palette[i],
+            label=names[case],
+        )
+    ax3.set_xticks(
+        [j + width * (len(cases) - 1) / 2 for j in range(len(uplinks))],
+        [f"{u}\n({'10' if u in ('vmnic2', 'vmnic3') else '1'} GbE)" for u in uplinks],
+    )
     ax3.set_ylabel("NBD data packets sent (uplink pcaps)")
     ax3.set_title("Which uplinks carry the replies")
     ax3.legend(fontsize=8)
@@ -286,8 +362,7 @@ def plot(result: dict, outdir: Path) -> list[Path]:
 # The link-rate checks guard the claims made of throughput; which vmk and
 # uplink carry the replies, the session and the esxtop packet ratio do not
 # depend on the rate (experiments.fidelity.guards).
-FIDELITY_SCOPE = {"link_rate": ("throughput_B_over_A_about_10",
-                                "source_egress_keeps_replies_on_vmk0_1gbe")}
+FIDELITY_SCOPE = {"link_rate": ("throughput_B_over_A_about_10", "source_egress_keeps_replies_on_vmk0_1gbe")}
 
 # Key numbers for `vlab run --repeat N` (mean and 95% CI).
 METRICS = {
@@ -298,22 +373,27 @@ METRICS = {
 
 # One-line measured values for results/REPORT.md (experiments.report).
 MEASURED = {
-    "session_intact_in_every_case": lambda r: "all bytes verified, 0 resets in {} transfers"
-        .format(sum(len(c["transfers"]) for c in r["cases"].values())),
+    "session_intact_in_every_case": lambda r: "all bytes verified, 0 resets in {} transfers".format(
+        sum(len(c["transfers"]) for c in r["cases"].values())
+    ),
     "B_replies_from_vmk0_ip_leave_by_vmk4_on_10gbe": lambda r: (
         "case B: {} data packets, all on {}, source {}, sent by {}".format(
             sum(r["cases"]["B"]["transfers"][0]["data_packets_per_uplink"].values()),
-            "/".join(u for u, n in r["cases"]["B"]["transfers"][0]["data_packets_per_uplink"]
-                     .items() if n),
+            "/".join(u for u, n in r["cases"]["B"]["transfers"][0]["data_packets_per_uplink"].items() if n),
             ", ".join(r["cases"]["B"]["transfers"][0]["reply_source_ips"]),
-            ", ".join(r["cases"]["B"]["transfers"][0]["reply_sender_vmk"]))),
+            ", ".join(r["cases"]["B"]["transfers"][0]["reply_sender_vmk"]),
+        )
+    ),
     "B_vmk0_pktrx_tracks_vmk4_pkttx": lambda r: (
         "vmk0 PKTRX/s {vmk0_pktrx_per_s:.0f} vs vmk4 PKTTX/s {vmk4_pkttx_per_s:.0f} "
         "(ratio {vmk0_rx_over_vmk4_tx}; {vmk0_rx_over_vmk4_tx_quickack} when the receiver "
-        "ACKs every segment)".format(**r["summary"])),
-    "throughput_B_over_A_about_10": lambda r: "A {A:.1f} Mbit/s, B {B:.1f} Mbit/s".format(
-        **r["summary"]["mbps"]) + f", ratio {r['summary']['ratio_B_over_A']}",
+        "ACKs every segment)".format(**r["summary"])
+    ),
+    "throughput_B_over_A_about_10": lambda r: (
+        "A {A:.1f} Mbit/s, B {B:.1f} Mbit/s".format(**r["summary"]["mbps"])
+        + f", ratio {r['summary']['ratio_B_over_A']}"
+    ),
     "source_egress_keeps_replies_on_vmk0_1gbe": lambda r: "{:.1f} Mbit/s, replies by {}".format(
-        r["summary"]["mbps"]["src"], ", ".join(r["cases"]["src"]["transfers"][0]
-                                                ["reply_sender_vmk"])),
+        r["summary"]["mbps"]["src"], ", ".join(r["cases"]["src"]["transfers"][0]["reply_sender_vmk"])
+    ),
 }

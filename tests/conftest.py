@@ -1,4 +1,5 @@
 """Shared test configuration: integration tests need root and Open vSwitch."""
+
 import os
 import shutil
 

@@ -1,5 +1,6 @@
 """Operator commands shared by ``vlab`` (one-shot, on a running lab) and the
 lab CLI (``vlab lab up``): their arguments and what they do, defined once."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,17 +16,27 @@ def add_vmotion_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("vm")
     p.add_argument("host")
     p.add_argument("--stun-ms", type=float, default=100.0, help="stun time (default 100 ms)")
-    p.add_argument("--no-igmp-query", action="store_true",
-                   help="do not send the guest a spoofed IGMP query after the move")
-    p.add_argument("--max-response", type=float, default=10.0,
-                   help="max response time of that query, seconds (default 10)")
+    p.add_argument(
+        "--no-igmp-query",
+        action="store_true",
+        help="do not send the guest a spoofed IGMP query after the move",
+    )
+    p.add_argument(
+        "--max-response",
+        type=float,
+        default=10.0,
+        help="max response time of that query, seconds (default 10)",
+    )
 
 
 def vmotion(ctl: LabControl, a) -> str:
-    move = ctl.vmotion(a.vm, a.host, stun_s=a.stun_ms / 1000, igmp_query=not a.no_igmp_query,
-                       max_response_s=a.max_response)
-    return (f"{a.vm}: {move['from']} -> {move['to']}, stunned "
-            f"{(move['resumed'] - move['stun_start']) * 1000:.0f} ms")
+    move = ctl.vmotion(
+        a.vm, a.host, stun_s=a.stun_ms / 1000, igmp_query=not a.no_igmp_query, max_response_s=a.max_response
+    )
+    return (
+        f"{a.vm}: {move['from']} -> {move['to']}, stunned "
+        f"{(move['resumed'] - move['stun_start']) * 1000:.0f} ms"
+    )
 
 
 def add_pktcap_args(p: argparse.ArgumentParser) -> None:
@@ -45,8 +56,14 @@ def pktcap(ctl: LabControl, a) -> Path:
     uplink = tuple(a.uplink.split("/", 1)) if a.uplink else None
     if uplink is not None and len(uplink) != 2:
         raise OperationError(f"--uplink wants HOST/VMNIC, got {a.uplink!r}")
-    cap = ctl.capture(a.outfile, port=a.switchport, point=a.capture, uplink=uplink,
-                      direction=a.dir, extra=["-c", str(a.count)] if a.count else None)
+    cap = ctl.capture(
+        a.outfile,
+        port=a.switchport,
+        point=a.capture,
+        uplink=uplink,
+        direction=a.dir,
+        extra=["-c", str(a.count)] if a.count else None,
+    )
     try:
         cap.proc.wait(timeout=a.seconds)
     except subprocess.TimeoutExpired:
@@ -57,17 +74,17 @@ def pktcap(ctl: LabControl, a) -> Path:
 def add_esxtop_args(p: argparse.ArgumentParser, default_count: int) -> None:
     p.add_argument("host")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between samples")
-    p.add_argument("--count", type=int, default=default_count,
-                   help="screens to print (0: until Ctrl-C)")
+    p.add_argument("--count", type=int, default=default_count, help="screens to print (0: until Ctrl-C)")
 
 
 def esxtop_screens(ctl: LabControl, a) -> Iterator[str]:
     """One esxtop table per interval, ``--count`` of them (0: forever)."""
     from . import esxtop
+
     ctl.esxi(a.host)
     before, shown = esxtop.sample(ctl, a.host), 0
     while a.count == 0 or shown < a.count:
-        time.sleep(a.interval)               # esxtop's refresh period
+        time.sleep(a.interval)  # esxtop's refresh period
         after = esxtop.sample(ctl, a.host)
         yield esxtop.format_table(esxtop.rates(before, after))
         before, shown = after, shown + 1

@@ -8,6 +8,7 @@ lab file.
                          vmk, IPv4, netmask, netstack, port group, MAC, MTU
 * ``nsx_tables``         the NSX controller's VTEP, MAC and ARP tables
 """
+
 from __future__ import annotations
 
 from controller.nsx import vteps
@@ -19,8 +20,7 @@ from .operations import OperationError
 from .textable import render
 
 VM_COLUMNS = ("World", "Port ID", "Port", "MAC Address", "Portgroup", "VLAN ID", "Team Uplink")
-VMK_COLUMNS = ("Name", "IPv4 Address", "IPv4 Netmask", "Netstack", "Portgroup", "MAC Address",
-               "MTU")
+VMK_COLUMNS = ("Name", "IPv4 Address", "IPv4 Netmask", "Netstack", "Portgroup", "MAC Address", "MTU")
 
 
 def vm_list(ctl, host: str) -> list[dict]:
@@ -37,12 +37,21 @@ def vm_list(ctl, host: str) -> list[dict]:
                 continue
             mac = (guests.get(p.name) or {}).get("effective_mac") or p.mac
             # A logical switch port shows its VNI, as a virtualwire port group.
-            rows.append({"World": p.owner, "Port ID": p.ofport, "Port": p.name,
-                         "MAC Address": mac, "Portgroup": p.port_group or
-                         f"vxw-{p.logical_switch}",
-                         "VLAN ID": (b.switch.port_group(p.port_group).vlan if p.port_group
-                                     else _vni(ctl.lab, p.logical_switch)),
-                         "Team Uplink": pins.get(p.name) or "void"})
+            rows.append(
+                {
+                    "World": p.owner,
+                    "Port ID": p.ofport,
+                    "Port": p.name,
+                    "MAC Address": mac,
+                    "Portgroup": p.port_group or f"vxw-{p.logical_switch}",
+                    "VLAN ID": (
+                        b.switch.port_group(p.port_group).vlan
+                        if p.port_group
+                        else _vni(ctl.lab, p.logical_switch)
+                    ),
+                    "Team Uplink": pins.get(p.name) or "void",
+                }
+            )
     return sorted(rows, key=lambda r: r["Port ID"])
 
 
@@ -52,13 +61,22 @@ def ip_interface_list(ctl, host: str) -> list[dict]:
     rows = []
     for vmk in esx.vmkernel:
         sw, _ = switch_of_port_group(ctl.lab, esx, vmk.port_group)
-        rows.append({"Name": vmk.name, "IPv4 Address": str(vmk.ip.ip),
-                     "IPv4 Netmask": str(vmk.ip.netmask),
-                     "Netstack": {"default": "defaultTcpipStack", "vmotion": "vmotion",
-                                  "provisioning": "vSphereProvisioning",
-                                  "vxlan": "vxlan"}[vmk.stack],
-                     "Portgroup": vmk.port_group, "MAC Address": macs.get(vmk.name),
-                     "MTU": sw.mtu})
+        rows.append(
+            {
+                "Name": vmk.name,
+                "IPv4 Address": str(vmk.ip.ip),
+                "IPv4 Netmask": str(vmk.ip.netmask),
+                "Netstack": {
+                    "default": "defaultTcpipStack",
+                    "vmotion": "vmotion",
+                    "provisioning": "vSphereProvisioning",
+                    "vxlan": "vxlan",
+                }[vmk.stack],
+                "Portgroup": vmk.port_group,
+                "MAC Address": macs.get(vmk.name),
+                "MTU": sw.mtu,
+            }
+        )
     return rows
 
 
@@ -82,26 +100,52 @@ def inspect(ctl) -> dict:
     """The running lab for other tools: nodes, every vSwitch port with its
     MAC, IP and uplink in use, uplinks down, guests' NIC state, VTEPs."""
     applied = ctl.applied()
-    ips = {naming.vnic_port(vm.name, nic.name): str(nic.ip) if nic.ip else None
-           for vm in ctl.lab.vms for nic in vm.vnics}
+    ips = {
+        naming.vnic_port(vm.name, nic.name): str(nic.ip) if nic.ip else None
+        for vm in ctl.lab.vms
+        for nic in vm.vnics
+    }
     ips.update({vmk.name: str(vmk.ip) for h in ctl.lab.esxi_hosts for vmk in h.vmkernel})
     hosts = {}
     for b in switch_bindings(ctl.lab, ctl.placement()):
         pins = applied.get("pinning", {}).get(b.host, {})
         guests = applied.get("guests", {})
-        host = hosts.setdefault(b.host, {"vswitches": [], "vmkernel": ip_interface_list(ctl, b.host),
-                                         "uplinks_down": applied.get("uplinks_down", {})
-                                         .get(b.host, [])})
-        host["vswitches"].append({"name": b.bridge, "dpid": f"{b.dpid:016x}", "ports": [
-            {"name": p.name, "port_id": p.ofport, "kind": p.kind, "owner": p.owner,
-             "port_group": p.port_group, "logical_switch": p.logical_switch,
-             "vlan": b.switch.port_group(p.port_group).vlan if p.port_group else None,
-             "mac": ((guests.get(p.name) or {}).get("effective_mac") or p.mac),
-             "ip": ips.get(p.name), "team_pnic": p.name if p.kind == "uplink"
-             else pins.get(p.name)} for p in b.ports]})
-    return {"lab": ctl.lab.name, "run": ctl.run_id, "nodes": ctl.pids,
-            "esxi_hosts": hosts, "guests": applied.get("guests", {}),
-            "vteps": [{"host": v.host, "ip": str(v.ip), "mac": v.mac}
-                      for v in vteps(ctl.lab).values()],
-            "nsx": nsx_tables(ctl) if ctl.lab.nsx is not None else None,
-            "generation": applied.get("generation", 0)}
+        host = hosts.setdefault(
+            b.host,
+            {
+                "vswitches": [],
+                "vmkernel": ip_interface_list(ctl, b.host),
+                "uplinks_down": applied.get("uplinks_down", {}).get(b.host, []),
+            },
+        )
+        host["vswitches"].append(
+            {
+                "name": b.bridge,
+                "dpid": f"{b.dpid:016x}",
+                "ports": [
+                    {
+                        "name": p.name,
+                        "port_id": p.ofport,
+                        "kind": p.kind,
+                        "owner": p.owner,
+                        "port_group": p.port_group,
+                        "logical_switch": p.logical_switch,
+                        "vlan": b.switch.port_group(p.port_group).vlan if p.port_group else None,
+                        "mac": ((guests.get(p.name) or {}).get("effective_mac") or p.mac),
+                        "ip": ips.get(p.name),
+                        "team_pnic": p.name if p.kind == "uplink" else pins.get(p.name),
+                    }
+                    for p in b.ports
+                ],
+            }
+        )
+    return {
+        "lab": ctl.lab.name,
+        "run": ctl.run_id,
+        "nodes": ctl.pids,
+        "esxi_hosts": hosts,
+        "guests": applied.get("guests", {}),
+        "vteps": [{"host": v.host, "ip": str(v.ip), "mac": v.mac} for v in vteps(ctl.lab).values()],
+        "nsx": nsx_tables(ctl) if ctl.lab.nsx is not None else None,
+        "generation": applied.get("generation", 0),
+    }

@@ -10,6 +10,7 @@ Direction is the port's own, as in esxtop: a vmk or vNIC *transmits* what
 the vSwitch receives from it, while an uplink transmits what the vSwitch
 sends out of it.
 """
+
 from __future__ import annotations
 
 import time
@@ -17,15 +18,26 @@ from dataclasses import dataclass
 
 from .textable import render
 
-COLUMNS = ("PORT-ID", "USED-BY", "TEAM-PNIC", "DNAME", "PKTTX/s", "MbTX/s", "PKTRX/s",
-           "MbRX/s", "%DRPTX", "%DRPRX")
+COLUMNS = (
+    "PORT-ID",
+    "USED-BY",
+    "TEAM-PNIC",
+    "DNAME",
+    "PKTTX/s",
+    "MbTX/s",
+    "PKTRX/s",
+    "MbRX/s",
+    "%DRPTX",
+    "%DRPRX",
+)
 
 
 @dataclass(frozen=True)
 class Sample:
     """Counters of every port of one host at one moment (port's own view)."""
+
     t: float
-    ports: dict            # name -> {"bridge", "ofport", "kind", "tx_pkts", ...}
+    ports: dict  # name -> {"bridge", "ofport", "kind", "tx_pkts", ...}
 
 
 def sample(ctl, host: str) -> Sample:
@@ -38,18 +50,22 @@ def sample(ctl, host: str) -> Sample:
         numbers = {name: number for number, name in ovs.port_names(bridge).items()}
         for name, c in ovs.port_stats(bridge).items():
             if name == bridge or name.startswith("pcap"):
-                continue                        # the bridge's own port, capture ports
+                continue  # the bridge's own port, capture ports
             uplink = name.startswith("vmnic")
             # Switch view -> port view: swap for everything but uplinks.
             mine, theirs = ("tx", "rx") if uplink else ("rx", "tx")
             ports[name] = {
-                "bridge": bridge, "ofport": int(numbers.get(name, 0) or 0),
+                "bridge": bridge,
+                "ofport": int(numbers.get(name, 0) or 0),
                 "kind": "uplink" if uplink else "vmk" if name.startswith("vmk") else "vnic",
                 "team_pnic": name if uplink else pinning.get(name),
-                "tx_pkts": c.get(f"{mine}_pkts", 0), "tx_bytes": c.get(f"{mine}_bytes", 0),
+                "tx_pkts": c.get(f"{mine}_pkts", 0),
+                "tx_bytes": c.get(f"{mine}_bytes", 0),
                 "tx_drop": c.get(f"{mine}_drop", 0),
-                "rx_pkts": c.get(f"{theirs}_pkts", 0), "rx_bytes": c.get(f"{theirs}_bytes", 0),
-                "rx_drop": c.get(f"{theirs}_drop", 0)}
+                "rx_pkts": c.get(f"{theirs}_pkts", 0),
+                "rx_bytes": c.get(f"{theirs}_bytes", 0),
+                "rx_drop": c.get(f"{theirs}_drop", 0),
+            }
     return Sample(t, ports)
 
 
@@ -59,17 +75,25 @@ def rates(before: Sample, after: Sample) -> list[dict]:
     rows = []
     for name, a in sorted(after.ports.items(), key=lambda kv: kv[1]["ofport"]):
         b = before.ports.get(name, {k: 0 for k in a})
-        d = {k: a[k] - b.get(k, 0) for k in ("tx_pkts", "tx_bytes", "tx_drop", "rx_pkts",
-                                              "rx_bytes", "rx_drop")}
+        d = {
+            k: a[k] - b.get(k, 0)
+            for k in ("tx_pkts", "tx_bytes", "tx_drop", "rx_pkts", "rx_bytes", "rx_drop")
+        }
         used_by = name.rsplit("-", 1)[0] if a["kind"] == "vnic" else name
-        rows.append({
-            "PORT-ID": a["ofport"], "USED-BY": used_by, "TEAM-PNIC": a["team_pnic"] or "void",
-            "DNAME": a["bridge"],
-            "PKTTX/s": round(d["tx_pkts"] / dt, 2), "MbTX/s": round(d["tx_bytes"] * 8 / dt / 1e6, 3),
-            "PKTRX/s": round(d["rx_pkts"] / dt, 2), "MbRX/s": round(d["rx_bytes"] * 8 / dt / 1e6, 3),
-            "%DRPTX": _pct(d["tx_drop"], d["tx_pkts"] + d["tx_drop"]),
-            "%DRPRX": _pct(d["rx_drop"], d["rx_pkts"] + d["rx_drop"]),
-        })
+        rows.append(
+            {
+                "PORT-ID": a["ofport"],
+                "USED-BY": used_by,
+                "TEAM-PNIC": a["team_pnic"] or "void",
+                "DNAME": a["bridge"],
+                "PKTTX/s": round(d["tx_pkts"] / dt, 2),
+                "MbTX/s": round(d["tx_bytes"] * 8 / dt / 1e6, 3),
+                "PKTRX/s": round(d["rx_pkts"] / dt, 2),
+                "MbRX/s": round(d["rx_bytes"] * 8 / dt / 1e6, 3),
+                "%DRPTX": _pct(d["tx_drop"], d["tx_pkts"] + d["tx_drop"]),
+                "%DRPRX": _pct(d["rx_drop"], d["rx_pkts"] + d["rx_drop"]),
+            }
+        )
     return rows
 
 

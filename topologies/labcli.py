@@ -13,6 +13,7 @@ Mininet's own commands (``vm1 ping vm2``, ``nodes``, ``net``, ...) keep
 working. Each command is a thin wrapper over ``LabControl`` and the view
 modules, so the same operations are scriptable from Python.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,11 +71,13 @@ class EsxiCLI(CLI):
     # -- esxtop ---------------------------------------------------------------
     def do_esxtop(self, line):
         """esxtop HOST [--interval S] [--count N]: per-port rates, like esxtop's 'n' screen."""
+
         def run(argv):
             p = _parser("esxtop")
             commands.add_esxtop_args(p, default_count=1)
             for screen in commands.esxtop_screens(self.ctl, p.parse_args(argv)):
                 print(screen)
+
         self._run(run, line)
 
     # -- pktcap-uw ------------------------------------------------------------------
@@ -88,49 +91,59 @@ class EsxiCLI(CLI):
             p = _parser("pktcap-uw")
             commands.add_pktcap_args(p)
             path = commands.pktcap(self.ctl, p.parse_args(argv))
-            shown = subprocess.run(["tcpdump", "-n", "-e", "-r", str(path)], capture_output=True,
-                                   text=True).stdout
+            shown = subprocess.run(
+                ["tcpdump", "-n", "-e", "-r", str(path)], capture_output=True, text=True
+            ).stdout
             if shown.strip():
                 print(shown.rstrip())
             print(f"Dumped {len(shown.splitlines())} packets to file {path}")
+
         self._run(run, line)
 
     # -- esxcli -----------------------------------------------------------------------
     def do_esxcli(self, line):
         """esxcli HOST network vm list | esxcli HOST network ip interface list"""
+
         def run(argv):
             if len(argv) >= 4 and argv[1:4] == ["network", "vm", "list"]:
                 print(esxcli.format_rows(esxcli.vm_list(self.ctl, argv[0]), esxcli.VM_COLUMNS))
             elif len(argv) >= 5 and argv[1:5] == ["network", "ip", "interface", "list"]:
-                print(esxcli.format_rows(esxcli.ip_interface_list(self.ctl, argv[0]),
-                                         esxcli.VMK_COLUMNS))
+                print(esxcli.format_rows(esxcli.ip_interface_list(self.ctl, argv[0]), esxcli.VMK_COLUMNS))
             else:
-                raise OperationError("usage: esxcli HOST network vm list | "
-                                     "esxcli HOST network ip interface list")
+                raise OperationError(
+                    "usage: esxcli HOST network vm list | esxcli HOST network ip interface list"
+                )
+
         self._run(run, line)
 
     # -- operations -----------------------------------------------------------------------
     def do_vmotion(self, line):
         """vmotion VM HOST [--stun-ms N] [--no-igmp-query] [--max-response S]"""
+
         def run(argv):
             p = _parser("vmotion")
             commands.add_vmotion_args(p)
             print(commands.vmotion(self.ctl, p.parse_args(argv)))
+
         self._run(run, line)
 
     def do_uplink(self, line):
         """uplink down|up HOST VMNIC: pull or plug the uplink's cable."""
+
         def run(argv):
             if len(argv) != 3 or argv[0] not in ("down", "up"):
                 raise OperationError("usage: uplink down|up HOST VMNIC")
             self.ctl.uplink(argv[1], argv[2], up=argv[0] == "up")
             print(f"{argv[1]} {argv[2]}: cable {'plugged' if argv[0] == 'up' else 'pulled'}")
+
         self._run(run, line)
 
     def do_nsx(self, line):
         """nsx tables: the NSX controller's VTEP, MAC and ARP tables (JSON)."""
+
         def run(argv):
             if argv != ["tables"]:
                 raise OperationError("usage: nsx tables")
             print(json.dumps(esxcli.nsx_tables(self.ctl), indent=2))
+
         self._run(run, line)

@@ -16,6 +16,7 @@ This module builds and wires; it holds no forwarding logic (that is the
 controller's). ``LabNetwork.start`` returns only once every vSwitch is
 connected, holds exactly its compiled flows, and a probe ping succeeds.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,7 +51,7 @@ from .ovs import OvsInstance, parse_mdb
 
 LOG = logging.getLogger("vlab.topology")
 CONTROLLER_PORT = 6653
-FABRIC_MAX_IDLE_MS = 500         # datapath flow idle time on the physical switches (see _start_fabric)
+FABRIC_MAX_IDLE_MS = 500  # datapath flow idle time on the physical switches (see _start_fabric)
 
 
 class NotReady(RuntimeError):
@@ -74,6 +75,7 @@ def time_limit(seconds: float, step: Callable[[], str]):
 
     def expired(signum, frame):
         raise NotReady(f"bring-up did not finish in {seconds:g}s: stuck {step()}")
+
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -83,8 +85,7 @@ def time_limit(seconds: float, step: Callable[[], str]):
         signal.signal(signal.SIGALRM, previous)
 
 
-def wait_until(check: Callable[[], Optional[str]], timeout: float, what: str,
-               interval: float = 0.05) -> None:
+def wait_until(check: Callable[[], Optional[str]], timeout: float, what: str, interval: float = 0.05) -> None:
     """Poll ``check`` (returns None when satisfied, else what is still missing)."""
     deadline = time.monotonic() + timeout
     missing = check()
@@ -97,7 +98,7 @@ def wait_until(check: Callable[[], Optional[str]], timeout: float, what: str,
 
 def control_addresses(index: int) -> tuple[str, str]:
     """(/30 on the mgmt side, /30 on the host side) of host ``index``'s control link."""
-    base = (100 << 24) | (64 << 16) | (index * 4)      # 100.64.0.0/16, one /30 each
+    base = (100 << 24) | (64 << 16) | (index * 4)  # 100.64.0.0/16, one /30 each
     ip = lambda n: ".".join(str((n >> s) & 0xFF) for s in (24, 16, 8, 0))  # noqa: E731
     return f"{ip(base + 1)}/30", f"{ip(base + 2)}/30"
 
@@ -117,10 +118,12 @@ def isolation_flows(port: str, gateways) -> list[str]:
     local to each site (applied at both ends: each drops what arrives)."""
     flows = []
     for gw in gateways:
-        flows += [f"priority=1000,in_port={port},dl_src={gw.mac},actions=drop",
-                  f"priority=1000,in_port={port},dl_dst={gw.mac},actions=drop",
-                  f"priority=1000,in_port={port},arp,arp_spa={gw.ip},actions=drop",
-                  f"priority=1000,in_port={port},arp,arp_tpa={gw.ip},actions=drop"]
+        flows += [
+            f"priority=1000,in_port={port},dl_src={gw.mac},actions=drop",
+            f"priority=1000,in_port={port},dl_dst={gw.mac},actions=drop",
+            f"priority=1000,in_port={port},arp,arp_spa={gw.ip},actions=drop",
+            f"priority=1000,in_port={port},arp,arp_tpa={gw.ip},actions=drop",
+        ]
     return flows
 
 
@@ -157,19 +160,21 @@ class LabNetwork:
     def __init__(self, lab: Lab, lab_file: Path, run: Run):
         self.lab, self.lab_file, self.run = lab, Path(lab_file).resolve(), run
         self.net: Optional[Mininet] = None
-        self.ovs: dict[str, OvsInstance] = {}          # node name -> its OVS instance
+        self.ovs: dict[str, OvsInstance] = {}  # node name -> its OVS instance
         self.bindings: tuple[SwitchBinding, ...] = switch_bindings(lab)
         self.controller_proc: Optional[subprocess.Popen] = None
         self.last_restart: dict[str, float] = {}
         self.timings: dict[str, float] = {}
-        self.control: Optional[LabControl] = None       # operations, once started
+        self.control: Optional[LabControl] = None  # operations, once started
         self._t0 = 0.0
 
     # -- public -----------------------------------------------------------
     def start(self, timeout: float = 60.0) -> "LabNetwork":
         if self.lab.datapath == "system" and not Path("/sys/module/openvswitch").exists():
-            raise NotReady(f"{self.lab_file}: datapath: system needs the openvswitch kernel "
-                           "module, which is not loaded here; use datapath: netdev")
+            raise NotReady(
+                f"{self.lab_file}: datapath: system needs the openvswitch kernel "
+                "module, which is not loaded here; use datapath: netdev"
+            )
         self._t0 = t0 = time.monotonic()
         setLogLevel("error")
         step = ["creating the nodes (Mininet, mnexec)"]
@@ -210,7 +215,7 @@ class LabNetwork:
         for inst in self.ovs.values():
             try:
                 inst.stop()
-            except Exception as exc:          # keep tearing down the rest
+            except Exception as exc:  # keep tearing down the rest
                 LOG.warning("stopping OVS of %s: %s", inst.node.name, exc)
         if self.net is not None:
             try:
@@ -229,6 +234,7 @@ class LabNetwork:
         cleanup would wait its whole grace time for them)."""
         import os
         import signal
+
         for node in self.net.hosts:
             shell = getattr(node, "shell", None)
             if shell is not None and shell.poll() is None:
@@ -247,22 +253,22 @@ class LabNetwork:
         rows = []
         for line in inst.appctl("fdb/show", switch).splitlines()[1:]:
             port, vlan, mac, age = line.split()
-            rows.append({"port": numbers.get(port, port), "vlan": int(vlan), "mac": mac,
-                         "age": int(age)})
+            rows.append({"port": numbers.get(port, port), "vlan": int(vlan), "mac": mac, "age": int(age)})
         return rows
 
     def snooped_groups(self, switch: str) -> list[dict]:
         """A physical switch's IGMP snooping table: [{port, vlan, group, age}]."""
         inst = self.ovs[naming.FABRIC_NODE]
         numbers = inst.port_names(switch)
-        return [{**r, "port": numbers.get(r["port"], r["port"])}
-                for r in parse_mdb(inst.appctl("mdb/show", switch))]
+        return [
+            {**r, "port": numbers.get(r["port"], r["port"])}
+            for r in parse_mdb(inst.appctl("mdb/show", switch))
+        ]
 
     def switch_counters(self, switch: str) -> dict[str, dict[str, int]]:
         """Per-port counters of a physical switch (rx/tx packets, bytes, drops)."""
         inst = self.ovs[naming.FABRIC_NODE]
-        out = json.loads(inst.vsctl("--format=json", "--columns=name,statistics", "list",
-                                    "interface"))
+        out = json.loads(inst.vsctl("--format=json", "--columns=name,statistics", "list", "interface"))
         counters = {}
         for name, stats in out["data"]:
             if name.startswith(f"{switch}-"):
@@ -275,8 +281,8 @@ class LabNetwork:
     def ping(self, src: Endpoint, dst: Endpoint, count: int = 2, wait: float = 1.0) -> bool:
         """True when ``src`` gets at least one echo reply from ``dst``."""
         out = self.node(src.node).cmd(
-            f"ping -n -q -c {count} -i 0.2 -W {wait} -I {src.ip.ip} {dst.ip.ip} >/dev/null 2>&1;"
-            " echo rc=$?")
+            f"ping -n -q -c {count} -i 0.2 -W {wait} -I {src.ip.ip} {dst.ip.ip} >/dev/null 2>&1; echo rc=$?"
+        )
         return out.strip().endswith("rc=0")
 
     # -- build ------------------------------------------------------------
@@ -294,11 +300,11 @@ class LabNetwork:
         """Node PIDs for the controller's hostd and for ``LabControl``. IPv6 is
         off in every node: an IPv4 testbed, and captures without IPv6 chatter."""
         for node in self.net.hosts:
-            node.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
-                     "net.ipv6.conf.default.disable_ipv6=1")
-        control.write_json(self.run.dir / control.NODES, {
-            "lab_file": str(self.lab_file),
-            "pids": {n.name: n.pid for n in self.net.hosts}})
+            node.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
+        control.write_json(
+            self.run.dir / control.NODES,
+            {"lab_file": str(self.lab_file), "pids": {n.name: n.pid for n in self.net.hosts}},
+        )
 
     def _add_links(self) -> None:
         net, lab = self.net, self.lab
@@ -306,30 +312,57 @@ class LabNetwork:
         # Mininet logs tc's harmless "htb quantum is big" notice as an error.
         setLogLevel("critical")
         for host in lab.esxi_hosts:
-            net.addLink(self.node(host.name), mgmt, cls=Link,
-                        intfName1=naming.CONTROL_IFACE, intfName2=naming.control_port(host.name))
+            net.addLink(
+                self.node(host.name),
+                mgmt,
+                cls=Link,
+                intfName1=naming.CONTROL_IFACE,
+                intfName2=naming.control_port(host.name),
+            )
             for up in host.uplinks:
-                net.addLink(self.node(host.name), fabric, cls=TCLink,
-                            intfName1=up.name, intfName2=naming.fabric_port(up.switch, up.port),
-                            bw=link_mbps(lab, up.speed))
+                net.addLink(
+                    self.node(host.name),
+                    fabric,
+                    cls=TCLink,
+                    intfName1=up.name,
+                    intfName2=naming.fabric_port(up.switch, up.port),
+                    bw=link_mbps(lab, up.speed),
+                )
         for vm in lab.vms:
             for nic in vm.vnics:
-                net.addLink(self.node(vm.name), self.node(vm.host), cls=Link,
-                            intfName1=nic.name, intfName2=naming.vnic_port(vm.name, nic.name),
-                            addr1=nic.mac)
+                net.addLink(
+                    self.node(vm.name),
+                    self.node(vm.host),
+                    cls=Link,
+                    intfName1=nic.name,
+                    intfName2=naming.vnic_port(vm.name, nic.name),
+                    addr1=nic.mac,
+                )
         for h in lab.hosts:
             for intf in h.interfaces:
                 params = {"addr1": intf.mac} if intf.mac else {}
-                net.addLink(self.node(h.name), fabric, cls=Link, intfName1=intf.name,
-                            intfName2=naming.fabric_port(intf.switch, intf.port), **params)
+                net.addLink(
+                    self.node(h.name),
+                    fabric,
+                    cls=Link,
+                    intfName1=intf.name,
+                    intfName2=naming.fabric_port(intf.switch, intf.port),
+                    **params,
+                )
         for link in lab.dci_links:
             # Both ends are in the fabric node: number its ports explicitly, or
             # Mininet gives both ends the same one and teardown trips over it.
             port = fabric.newPort()
-            net.addLink(fabric, fabric, cls=TCLink, port1=port, port2=port + 1,
-                        intfName1=naming.fabric_port(link.a.switch, link.a.port),
-                        intfName2=naming.fabric_port(link.b.switch, link.b.port),
-                        bw=link_mbps(lab, link.speed))
+            net.addLink(
+                fabric,
+                fabric,
+                cls=TCLink,
+                port1=port,
+                port2=port + 1,
+                intfName1=naming.fabric_port(link.a.switch, link.a.port),
+                intfName2=naming.fabric_port(link.b.switch, link.b.port),
+                bw=link_mbps(lab, link.speed),
+            )
         setLogLevel("error")
 
     def _disable_tx_offload(self) -> None:
@@ -353,9 +386,21 @@ class LabNetwork:
         mgmt = self.node(naming.MGMT_NODE)
         log = open(self.run.dir / "controller.log", "a")
         self.controller_proc = mgmt.popen(
-            [sys.executable, "-m", "controller", "--lab", str(self.lab_file),
-             "--state", str(self.run.dir), "--port", str(CONTROLLER_PORT)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=str(Path(__file__).resolve().parents[1]))
+            [
+                sys.executable,
+                "-m",
+                "controller",
+                "--lab",
+                str(self.lab_file),
+                "--state",
+                str(self.run.dir),
+                "--port",
+                str(CONTROLLER_PORT),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(Path(__file__).resolve().parents[1]),
+        )
 
     def restart_controller(self, kill: bool = True, timeout: float = 20.0) -> float:
         """Crash (SIGKILL) or stop the controller (if it still runs) and start
@@ -377,10 +422,13 @@ class LabNetwork:
 
         def resynced() -> Optional[str]:
             self._check_controller_alive()
-            stale = [f"{b.host}/{b.bridge}" for b in self.bindings
-                     if not markers[b.dpid].exists()
-                     or markers[b.dpid].stat().st_mtime_ns == before[b.dpid]]
+            stale = [
+                f"{b.host}/{b.bridge}"
+                for b in self.bindings
+                if not markers[b.dpid].exists() or markers[b.dpid].stat().st_mtime_ns == before[b.dpid]
+            ]
             return f"not resynced: {', '.join(stale)}" if stale else None
+
         wait_until(resynced, timeout, "controller resync")
         return time.monotonic() - t0
 
@@ -391,6 +439,7 @@ class LabNetwork:
             self._check_controller_alive()
             out = mgmt.cmd(f"ss -Hltn 'sport = :{CONTROLLER_PORT}'")
             return None if "LISTEN" in out else f"nothing listens on port {CONTROLLER_PORT}"
+
         wait_until(listening, timeout, "controller start")
 
     # -- physical switches --------------------------------------------------
@@ -409,11 +458,20 @@ class LabNetwork:
         inst.vsctl("set", "Open_vSwitch", ".", f"other_config:max-idle={FABRIC_MAX_IDLE_MS}")
         plugged = self._fabric_ports()
         for sw in self.lab.physical_switches:
-            cmds = ["--", "add-br", sw.name,
-                    "--", "set", "bridge", sw.name, f"datapath_type={self.lab.datapath}",
-                    "fail_mode=standalone", f"other_config:mac-aging-time={sw.mac_aging}",
-                    f"mcast_snooping_enable={'true' if sw.igmp_snooping else 'false'}",
-                    f"other_config:mcast-snooping-aging-time={sw.igmp_aging}"]
+            cmds = [
+                "--",
+                "add-br",
+                sw.name,
+                "--",
+                "set",
+                "bridge",
+                sw.name,
+                f"datapath_type={self.lab.datapath}",
+                "fail_mode=standalone",
+                f"other_config:mac-aging-time={sw.mac_aging}",
+                f"mcast_snooping_enable={'true' if sw.igmp_snooping else 'false'}",
+                f"other_config:mcast-snooping-aging-time={sw.igmp_aging}",
+            ]
             config = {p.port: p for p in sw.ports}
             in_lag = {p for lag in sw.lags for p in lag.ports}
             for port, access_vlan in sorted(plugged.get(sw.name, {}).items()):
@@ -421,22 +479,36 @@ class LabNetwork:
                 fabric.cmd(f"ip link set {name} mtu {sw.mtu}")
                 if port in in_lag:
                     continue
-                cmds += ["--", "add-port", sw.name, name,
-                         "--", "set", "interface", name, f"mtu_request={sw.mtu}"] + keep_qdisc(name)
+                cmds += [
+                    "--",
+                    "add-port",
+                    sw.name,
+                    name,
+                    "--",
+                    "set",
+                    "interface",
+                    name,
+                    f"mtu_request={sw.mtu}",
+                ] + keep_qdisc(name)
                 cfg = config.get(port)
                 vlan = access_vlan or (cfg.vlan if cfg and cfg.mode == "access" else None)
                 if vlan:
                     cmds += ["--", "set", "port", name, f"tag={vlan}"]
                 elif cfg and cfg.allowed_vlans:
-                    cmds += ["--", "set", "port", name,
-                             "trunks=" + ",".join(map(str, cfg.allowed_vlans))]
+                    cmds += ["--", "set", "port", name, "trunks=" + ",".join(map(str, cfg.allowed_vlans))]
             for lag in sw.lags:
-                members = [naming.fabric_port(sw.name, p) for p in lag.ports
-                           if p in plugged.get(sw.name, {})]
+                members = [naming.fabric_port(sw.name, p) for p in lag.ports if p in plugged.get(sw.name, {})]
                 if len(members) >= 2:
                     # A static EtherChannel: no LACP, hash by L2 source.
-                    cmds += ["--", "add-bond", sw.name, lag.name, *members,
-                             "bond_mode=balance-slb", "lacp=off"]
+                    cmds += [
+                        "--",
+                        "add-bond",
+                        sw.name,
+                        lag.name,
+                        *members,
+                        "bond_mode=balance-slb",
+                        "lacp=off",
+                    ]
             cmds += self._span_commands(sw, plugged.get(sw.name, {}))
             inst.vsctl(*cmds, *KEEP_QDISC_RECORD)
         for link in self.lab.dci_links:
@@ -457,9 +529,19 @@ class LabNetwork:
             for i, src in enumerate(sources):
                 cmds += ["--", f"--id=@{span.name}{i}", "get", "port", src]
             dst = naming.fabric_port(sw.name, span.destination)
-            cmds += ["--", f"--id=@{span.name}out", "get", "port", dst,
-                     "--", f"--id=@{span.name}", "create", "mirror", f"name={span.name}",
-                     f"output_port=@{span.name}out"]
+            cmds += [
+                "--",
+                f"--id=@{span.name}out",
+                "get",
+                "port",
+                dst,
+                "--",
+                f"--id=@{span.name}",
+                "create",
+                "mirror",
+                f"name={span.name}",
+                f"output_port=@{span.name}out",
+            ]
             if span.direction in ("tx", "both"):
                 cmds.append(f"select_dst_port={ids}")
             if span.direction in ("rx", "both"):
@@ -491,30 +573,71 @@ class LabNetwork:
             br, mtu = b.bridge, b.switch.mtu
             # Secure fail mode and the controller first: no frame is switched
             # before the controller has programmed the bridge.
-            cmds = ["--", "add-br", br,
-                    "--", "set", "bridge", br, f"datapath_type={self.lab.datapath}",
-                    "fail_mode=secure", "protocols=OpenFlow13",
-                    f"other_config:datapath-id={b.dpid:016x}",
-                    "other_config:disable-in-band=true",
-                    "--", "set-controller", br, f"tcp:{mgmt_ip}:{CONTROLLER_PORT}"]
+            cmds = [
+                "--",
+                "add-br",
+                br,
+                "--",
+                "set",
+                "bridge",
+                br,
+                f"datapath_type={self.lab.datapath}",
+                "fail_mode=secure",
+                "protocols=OpenFlow13",
+                f"other_config:datapath-id={b.dpid:016x}",
+                "other_config:disable-in-band=true",
+                "--",
+                "set-controller",
+                br,
+                f"tcp:{mgmt_ip}:{CONTROLLER_PORT}",
+            ]
             for p in b.ports:
                 if p.kind == "tunnel":
                     # Userspace VXLAN: the outer destination and VNI come from
                     # each flow (tun_dst, tun_id); OVS routes the outer packet
                     # from the VTEP's address through the VTEP vmk.
-                    cmds += ["--", "add-port", br, p.name,
-                             "--", "set", "interface", p.name, "type=vxlan",
-                             f"ofport_request={p.ofport}", "options:remote_ip=flow",
-                             "options:key=flow", f"options:local_ip={vtep_of(host).ip.ip}"]
+                    cmds += [
+                        "--",
+                        "add-port",
+                        br,
+                        p.name,
+                        "--",
+                        "set",
+                        "interface",
+                        p.name,
+                        "type=vxlan",
+                        f"ofport_request={p.ofport}",
+                        "options:remote_ip=flow",
+                        "options:key=flow",
+                        f"options:local_ip={vtep_of(host).ip.ip}",
+                    ]
                     continue
                 if p.kind == "mirror":
-                    cmds += ["--", "add-port", br, p.name,
-                             "--", "set", "interface", p.name, *mirror_interface(p.name),
-                             f"ofport_request={p.ofport}"]
+                    cmds += [
+                        "--",
+                        "add-port",
+                        br,
+                        p.name,
+                        "--",
+                        "set",
+                        "interface",
+                        p.name,
+                        *mirror_interface(p.name),
+                        f"ofport_request={p.ofport}",
+                    ]
                     continue
-                cmds += ["--", "add-port", br, p.name,
-                         "--", "set", "interface", p.name, f"ofport_request={p.ofport}",
-                         f"mtu_request={mtu}"]
+                cmds += [
+                    "--",
+                    "add-port",
+                    br,
+                    p.name,
+                    "--",
+                    "set",
+                    "interface",
+                    p.name,
+                    f"ofport_request={p.ofport}",
+                    f"mtu_request={mtu}",
+                ]
                 if p.kind == "vmk":
                     cmds += ["type=internal", f'mac="{p.mac}"']
                 if p.kind == "uplink":
@@ -560,8 +683,10 @@ class LabNetwork:
             if h.kind in ("router", "firewall"):
                 # Routes may be asymmetric (a stretched L2 with two exits):
                 # no reverse-path filter, as on a data-centre router.
-                node.cmd("sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 "
-                         "net.ipv4.conf.default.rp_filter=0")
+                node.cmd(
+                    "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 "
+                    "net.ipv4.conf.default.rp_filter=0"
+                )
             if h.firewall is not None:
                 self._start_firewall(node, h)
             if h.gateway is not None:
@@ -573,8 +698,9 @@ class LabNetwork:
         rules = self.run.dir / f"{h.name}.nft"
         rules.write_text(perimeter.ruleset(self.lab, h.firewall))
         loose = 1 if h.firewall.tcp_loose else 0
-        out = node.cmd(f"sysctl -qw net.netfilter.nf_conntrack_tcp_loose={loose} 2>&1; "
-                       f"nft -f {rules} 2>&1; echo rc=$?").strip()
+        out = node.cmd(
+            f"sysctl -qw net.netfilter.nf_conntrack_tcp_loose={loose} 2>&1; nft -f {rules} 2>&1; echo rc=$?"
+        ).strip()
         if not out.endswith("rc=0"):
             raise NotReady(f"{h.name}: firewall rules not loaded: {out}")
 
@@ -594,7 +720,8 @@ class LabNetwork:
             # A gratuitous ARP from the virtual MAC when it comes up, as an
             # HSRP/VRRP router announces itself: the site's switches learn
             # where the gateway is instead of flooding frames for it.
-            f" && sysctl -qw net.ipv4.conf.{dev}.arp_notify=1 && ip link set {dev} up; echo rc=$?")
+            f" && sysctl -qw net.ipv4.conf.{dev}.arp_notify=1 && ip link set {dev} up; echo rc=$?"
+        )
         if not out.strip().endswith("rc=0"):
             raise NotReady(f"{node.name}: virtual gateway {intf.vip.ip} on {intf.name}: {out}")
 
@@ -615,9 +742,13 @@ class LabNetwork:
         # (OVS refreshes the database's is_connected column only every ~5 s.)
         def connections() -> Optional[str]:
             self._check_controller_alive()
-            down = [f"{b.host}/{b.bridge}" for b in self.bindings
-                    if not naming.synced_marker(self.run.dir, b.dpid).exists()]
+            down = [
+                f"{b.host}/{b.bridge}"
+                for b in self.bindings
+                if not naming.synced_marker(self.run.dir, b.dpid).exists()
+            ]
             return f"not synced by the controller: {', '.join(down)}" if down else None
+
         wait_until(connections, left(), "controller connections")
         self.timings["connected_s"] = time.monotonic() - self._t0
 
@@ -628,9 +759,11 @@ class LabNetwork:
         def guests_seen() -> Optional[str]:
             self._check_controller_alive()
             seen = (control.read_json(self.run.dir / control.APPLIED) or {}).get("guests", {})
-            missing = [p for p in vnics
-                       if "01:00:5e:00:00:01" not in ((seen.get(p) or {}).get("mcast") or [])]
+            missing = [
+                p for p in vnics if "01:00:5e:00:00:01" not in ((seen.get(p) or {}).get("mcast") or [])
+            ]
             return f"hostd has not reported {', '.join(missing)} up" if missing else None
+
         wait_until(guests_seen, left(), "guest NIC state")
 
         # Guests' NIC filters shape the flows, so the controller's marker (what
@@ -645,6 +778,7 @@ class LabNetwork:
                 if have != want:
                     wrong.append(f"{b.host}/{b.bridge} has {have}/{want} flows")
             return "; ".join(wrong) if wrong else None
+
         wait_until(flows, left(), "flow installation")
 
         self._resolve_vtep_neighbours(left())
@@ -652,8 +786,13 @@ class LabNetwork:
         probe = self._probe_pair()
         if probe is not None:
             src, dst = probe
-            wait_until(lambda: None if self.ping(src, dst, count=1, wait=0.5)
-                       else f"{src.name} cannot ping {dst.name}", left(), "probe")
+            wait_until(
+                lambda: (
+                    None if self.ping(src, dst, count=1, wait=0.5) else f"{src.name} cannot ping {dst.name}"
+                ),
+                left(),
+                "probe",
+            )
 
     def _vteps(self) -> dict:
         """ESXi host name -> its VTEP vmk, for hosts that have one."""
@@ -667,15 +806,23 @@ class LabNetwork:
         each VTEP would be lost."""
         vteps = self._vteps()
         for host, vmk in vteps.items():
-            peers = [str(v.ip.ip) for h, v in vteps.items()
-                     if h != host and v.ip.network == vmk.ip.network]
+            peers = [str(v.ip.ip) for h, v in vteps.items() if h != host and v.ip.network == vmk.ip.network]
             peers += [str(vmk.gateway)] if vmk.gateway is not None else []
             node = self.node(host)
             for peer in peers:
-                wait_until(lambda: None if node.cmd(
-                    f"ping -n -q -c 1 -W 0.5 -I {vmk.ip.ip} {peer} >/dev/null 2>&1; echo rc=$?"
-                ).strip().endswith("rc=0") else f"{host} VTEP cannot reach {peer}",
-                    timeout, "VTEP neighbours")
+                wait_until(
+                    lambda: (
+                        None
+                        if node.cmd(
+                            f"ping -n -q -c 1 -W 0.5 -I {vmk.ip.ip} {peer} >/dev/null 2>&1; echo rc=$?"
+                        )
+                        .strip()
+                        .endswith("rc=0")
+                        else f"{host} VTEP cannot reach {peer}"
+                    ),
+                    timeout,
+                    "VTEP neighbours",
+                )
 
     def _resolve_mirror_neighbours(self, timeout: float) -> None:
         """Each host with a mirror tunnel port resolves the next hop towards
@@ -685,18 +832,23 @@ class LabNetwork:
         for host, destinations in mirror_destinations(self.lab, self.bindings).items():
             node, inst = self.node(host), self.ovs[host]
             for dst in destinations:
+
                 def resolved(dst=dst) -> Optional[str]:
                     node.cmd(f"ping -n -q -c 1 -W 0.5 {dst} >/dev/null 2>&1")
                     route = node.cmd(f"ip -o route get {dst}").split()
                     hop = route[route.index("via") + 1] if "via" in route else dst
-                    known = {line.split()[0] for line in
-                             inst.appctl("tnl/neigh/show").splitlines()[2:] if line.strip()}
+                    known = {
+                        line.split()[0]
+                        for line in inst.appctl("tnl/neigh/show").splitlines()[2:]
+                        if line.strip()
+                    }
                     if hop in known:
                         return None
                     # The kernel may have resolved it before OVS's flows were
                     # in: forget it, so the next ping ARPs through the bridge.
                     node.cmd(f"ip neigh flush to {hop}")
                     return f"{host} has no tunnel neighbour {hop} towards mirror destination {dst}"
+
                 wait_until(resolved, timeout, "mirror destinations")
 
     def _check_controller_alive(self) -> None:
@@ -726,8 +878,15 @@ class LabNetwork:
         return {
             "run": self.run.id,
             "nodes": [n.name for n in self.net.hosts] if self.net else [],
-            "vswitches": [{"host": b.host, "bridge": b.bridge, "dpid": f"{b.dpid:016x}",
-                           "ports": [p.__dict__ for p in b.ports]} for b in self.bindings],
+            "vswitches": [
+                {
+                    "host": b.host,
+                    "bridge": b.bridge,
+                    "dpid": f"{b.dpid:016x}",
+                    "ports": [p.__dict__ for p in b.ports],
+                }
+                for b in self.bindings
+            ],
         }
 
 

@@ -15,6 +15,7 @@ Everything works from the run directory alone (node PIDs, OVS sockets, the
 controller's files), so a second ``vlab`` process can act on a lab another
 process brought up. Every process started here carries the run's marker.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -56,8 +57,11 @@ class CaptureIncomplete(RuntimeError):
     them): whatever it counted cannot be trusted."""
 
 
-_STATS = re.compile(r"(\d+) packets? captured.*?(\d+) packets? received by filter"
-                    r".*?(\d+) packets? dropped by kernel", re.S)
+_STATS = re.compile(
+    r"(\d+) packets? captured.*?(\d+) packets? received by filter"
+    r".*?(\d+) packets? dropped by kernel",
+    re.S,
+)
 
 
 def capture_stats(log: str) -> Optional[tuple[int, int, int]]:
@@ -81,8 +85,15 @@ class Capture:
     its traffic finish (a closed TCP connection, a marker frame after it on
     the same path) before stopping."""
 
-    def __init__(self, proc: subprocess.Popen, pcap: Path, on_stop=None,
-                 log: Optional[Path] = None, what: str = "", direction: bool = False):
+    def __init__(
+        self,
+        proc: subprocess.Popen,
+        pcap: Path,
+        on_stop=None,
+        log: Optional[Path] = None,
+        what: str = "",
+        direction: bool = False,
+    ):
         self.proc, self.pcap, self._on_stop = proc, pcap, on_stop
         self.log, self.what = log, what or str(pcap)
         # With -Q libpcap drops the other direction in userspace, after the
@@ -100,9 +111,11 @@ class Capture:
         """Ask tcpdump for its counters (SIGUSR1) and wait for the answer."""
         before = self.log.read_text().count("received by filter")
         self.proc.send_signal(signal.SIGUSR1)
-        wait_for(lambda: self.proc.poll() is not None
-                 or self.log.read_text().count("received by filter") > before, timeout,
-                 f"tcpdump's counters for {self.what}")
+        wait_for(
+            lambda: self.proc.poll() is not None or self.log.read_text().count("received by filter") > before,
+            timeout,
+            f"tcpdump's counters for {self.what}",
+        )
         return self._stats()
 
     def drain(self, timeout: float = 3.0) -> bool:
@@ -122,9 +135,11 @@ class Capture:
             if not self.direction:
                 return stats[0] + stats[2] >= stats[1]
             return len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]
+
         try:
-            wait_for(caught_up, timeout, f"{self.what}: tcpdump writing the frames it received",
-                     interval=0.05)
+            wait_for(
+                caught_up, timeout, f"{self.what}: tcpdump writing the frames it received", interval=0.05
+            )
         except OperationError:
             return False
         return True
@@ -141,8 +156,10 @@ class Capture:
                 self._on_stop()
         self.stats = self._stats()
         if self.stats is not None and self.stats[2] > 0:
-            raise CaptureIncomplete(f"{self.what}: the kernel dropped {self.stats[2]} of "
-                                    f"{self.stats[1]} frames before tcpdump read them")
+            raise CaptureIncomplete(
+                f"{self.what}: the kernel dropped {self.stats[2]} of "
+                f"{self.stats[1]} frames before tcpdump read them"
+            )
         return self.pcap
 
 
@@ -166,15 +183,19 @@ class LabControl:
 
     def sh(self, node: str, cmd: str, check: bool = True) -> str:
         """Run ``cmd`` in ``node``'s network namespace."""
-        proc = subprocess.run(["nsenter", "-t", str(self.pids[node]), "-n", "sh", "-c", cmd],
-                              capture_output=True, text=True, env=self._env(), timeout=60)
+        proc = subprocess.run(
+            ["nsenter", "-t", str(self.pids[node]), "-n", "sh", "-c", cmd],
+            capture_output=True,
+            text=True,
+            env=self._env(),
+            timeout=60,
+        )
         if check and proc.returncode != 0:
             raise OperationError(f"{node}: `{cmd}` failed: {proc.stderr.strip()}")
         return proc.stdout
 
     def popen(self, node: str, argv: list[str], **kw) -> subprocess.Popen:
-        return subprocess.Popen(["nsenter", "-t", str(self.pids[node]), "-n", *argv],
-                                env=self._env(), **kw)
+        return subprocess.Popen(["nsenter", "-t", str(self.pids[node]), "-n", *argv], env=self._env(), **kw)
 
     def ovs(self, node: str) -> OvsInstance:
         return OvsInstance(None, self.dir / node)
@@ -182,8 +203,10 @@ class LabControl:
     def esxi(self, name: str):
         host = next((h for h in self.lab.esxi_hosts if h.name == name), None)
         if host is None:
-            raise OperationError(f"no ESXi host {name!r} in lab {self.lab.name} "
-                                 f"(hosts: {', '.join(h.name for h in self.lab.esxi_hosts)})")
+            raise OperationError(
+                f"no ESXi host {name!r} in lab {self.lab.name} "
+                f"(hosts: {', '.join(h.name for h in self.lab.esxi_hosts)})"
+            )
         return host
 
     def vm(self, name: str):
@@ -195,7 +218,11 @@ class LabControl:
     # -- talking to the controller --------------------------------------------
     def desired(self) -> dict:
         return control.read_json(self.dir / control.DESIRED) or {
-            "generation": 0, "placement": {}, "captures": [], "moves": {}}
+            "generation": 0,
+            "placement": {},
+            "captures": [],
+            "moves": {},
+        }
 
     def applied(self) -> dict:
         return control.read_json(self.dir / control.APPLIED) or {}
@@ -206,15 +233,19 @@ class LabControl:
         want.update(changes)
         want["generation"] = want.get("generation", 0) + 1
         control.write_json(self.dir / control.DESIRED, want)
-        return wait_for(lambda: (lambda a: a if a.get("generation", 0) >= want["generation"]
-                                 else None)(self.applied()),
-                        timeout, "controller applying the request")
+        return wait_for(
+            lambda: (lambda a: a if a.get("generation", 0) >= want["generation"] else None)(self.applied()),
+            timeout,
+            "controller applying the request",
+        )
 
     def wait_guest(self, port: str, predicate, timeout: float = 5.0) -> dict:
         """Wait until hostd has reported ``port``'s guest state matching ``predicate``."""
-        return wait_for(lambda: (lambda g: g if g and predicate(g) else None)(
-            self.applied().get("guests", {}).get(port)), timeout,
-            f"hostd reporting the guest state of {port}")
+        return wait_for(
+            lambda: (lambda g: g if g and predicate(g) else None)(self.applied().get("guests", {}).get(port)),
+            timeout,
+            f"hostd reporting the guest state of {port}",
+        )
 
     def placement(self) -> dict[str, Placement]:
         where = default_placement(self.lab)
@@ -235,8 +266,7 @@ class LabControl:
 
     def uplink(self, host: str, vmnic: str, up: bool) -> None:
         """Pull (up=False) or plug the cable of ``host``'s ``vmnic``."""
-        self.sh(naming.FABRIC_NODE, f"ip link set {self.fabric_port(host, vmnic)}"
-                                    f" {'up' if up else 'down'}")
+        self.sh(naming.FABRIC_NODE, f"ip link set {self.fabric_port(host, vmnic)} {'up' if up else 'down'}")
 
     # -- vMotion and reconnect ----------------------------------------------------
     def _vnic_ports(self, vm) -> list[tuple[str, object]]:
@@ -250,16 +280,22 @@ class LabControl:
         if nic.logical_switch is not None:
             sw = overlay_switch(self.lab, esx)
             if sw is None:
-                raise OperationError(f"{host_name} has no VTEP for logical switch "
-                                     f"{nic.logical_switch!r}")
+                raise OperationError(f"{host_name} has no VTEP for logical switch {nic.logical_switch!r}")
             return sw
         try:
             return switch_of_port_group(self.lab, esx, nic.port_group)[0]
         except KeyError:
             raise OperationError(f"{host_name} has no port group {nic.port_group!r}") from None
 
-    def vmotion(self, vm_name: str, dest: str, stun_s: float = 0.1, igmp_query: bool = True,
-                max_response_s: float = 10.0, query_source: str = "0.0.0.0") -> dict:
+    def vmotion(
+        self,
+        vm_name: str,
+        dest: str,
+        stun_s: float = 0.1,
+        igmp_query: bool = True,
+        max_response_s: float = 10.0,
+        query_source: str = "0.0.0.0",
+    ) -> dict:
         """Move ``vm_name`` to ``dest``; returns when it runs there (times in
         ``time.time()`` seconds: stun start and resume)."""
         vm, where = self.vm(vm_name), self.placement()
@@ -289,34 +325,55 @@ class LabControl:
             zones = dfw.zone_of(self.lab)
             exported = time.time()
             for port, _ in ports:
-                sessions[port] = [[*entry[:5], None if entry[5] is None else exported + entry[5]]
-                                  for entry in self.ovs(src).conntrack(zones[port])]
+                sessions[port] = [
+                    [*entry[:5], None if entry[5] is None else exported + entry[5]]
+                    for entry in self.ovs(src).conntrack(zones[port])
+                ]
         seq = next(self._seq)
         placement = dict(self.desired().get("placement", {}))
         moves = dict(self.desired().get("moves", {}))
         for port, _ in ports:
             placement[port] = {"host": dest, "ofport": where[port].ofport}
-            moves[port] = {"seq": f"{time.time():.6f}-{seq}", "igmp_query": igmp_query,
-                           "max_response_s": max_response_s, "query_source": query_source}
+            moves[port] = {
+                "seq": f"{time.time():.6f}-{seq}",
+                "igmp_query": igmp_query,
+                "max_response_s": max_response_s,
+                "query_source": query_source,
+            }
         # The destination is programmed before the VM resumes there.
         self.request(placement=placement, moves=moves, dfw_sessions=sessions)
         programmed = time.time()
         remaining = stun_s - (time.time() - t_stun)
         if remaining > 0:
-            time.sleep(remaining)        # the configured stun time (model, not polling)
+            time.sleep(remaining)  # the configured stun time (model, not polling)
         self._plug(dest, ports, {p: where[p].ofport for p, _ in ports})
-        return {"vm": vm_name, "from": src, "to": dest, "stun_start": t_stun,
-                "programmed": programmed, "resumed": time.time(), "stun_s": stun_s}
+        return {
+            "vm": vm_name,
+            "from": src,
+            "to": dest,
+            "stun_start": t_stun,
+            "programmed": programmed,
+            "resumed": time.time(),
+            "stun_s": stun_s,
+        }
 
     def _plug(self, host: str, ports: list[tuple[str, object]], ofports: dict[str, int]) -> None:
         for port, nic in ports:
             sw = self._switch_of(host, nic)
             # Link up before OVS opens the port: the port then appears up at
             # once (OVS notices a later carrier change on a re-used name late).
-            self.sh(host, f"ethtool -K {port} tx off >/dev/null 2>&1; "
-                          f"ip link set {port} mtu {sw.mtu} up")
-            self.ovs(host).vsctl("add-port", sw.name, port, "--", "set", "interface", port,
-                                 f"ofport_request={ofports[port]}", f"mtu_request={sw.mtu}")
+            self.sh(host, f"ethtool -K {port} tx off >/dev/null 2>&1; ip link set {port} mtu {sw.mtu} up")
+            self.ovs(host).vsctl(
+                "add-port",
+                sw.name,
+                port,
+                "--",
+                "set",
+                "interface",
+                port,
+                f"ofport_request={ofports[port]}",
+                f"mtu_request={sw.mtu}",
+            )
 
     def reconnect(self, vm_name: str) -> dict[str, int]:
         """Plug the VM's vNICs into new virtual ports (new port IDs)."""
@@ -338,9 +395,17 @@ class LabControl:
         return new
 
     # -- pktcap-uw ------------------------------------------------------------------
-    def capture(self, pcap: Path, *, port: Optional[str] = None, point: str = "VnicRx",
-                uplink: Optional[tuple[str, str]] = None, direction: str = "rx",
-                bpf: str = "", extra: Optional[list[str]] = None) -> Capture:
+    def capture(
+        self,
+        pcap: Path,
+        *,
+        port: Optional[str] = None,
+        point: str = "VnicRx",
+        uplink: Optional[tuple[str, str]] = None,
+        direction: str = "rx",
+        bpf: str = "",
+        extra: Optional[list[str]] = None,
+    ) -> Capture:
         """Start a capture, as ``pktcap-uw`` would: ``port`` is a vNIC port
         name (``vm-eth0``) with ``point`` PortOutput or VnicRx; or ``uplink``
         is (host, vmnic) with ``direction`` rx (into the host) or tx.
@@ -382,8 +447,9 @@ class LabControl:
                     return vm.name, nic.name
         raise OperationError(f"no vNIC port {port!r}")
 
-    def tcpdump(self, node: str, iface: str, pcap: Path, bpf: str = "",
-                direction: Optional[list] = None, on_stop=None) -> Capture:
+    def tcpdump(
+        self, node: str, iface: str, pcap: Path, bpf: str = "", direction: Optional[list] = None, on_stop=None
+    ) -> Capture:
         """A capture on any node's interface (``-p``: never makes it promiscuous,
         which on a guest would change what the vSwitch delivers)."""
         pcap = Path(pcap)
@@ -395,22 +461,59 @@ class LabControl:
         # (kernel drops, found by Capture.stop under stress-ng). 64 KiB holds
         # any frame (a GSO packet is at most 64 KiB); 16 MiB gives 256 slots.
         # An -s of the caller's comes later and wins.
-        proc = self.popen(node, ["tcpdump", "-n", "-p", "-U", "--immediate-mode", "-i", iface,
-                                 "-s", "65535", "-B", "16384", *(direction or []),
-                                 "-w", str(pcap), *([bpf] if bpf else [])],
-                          stdout=subprocess.DEVNULL, stderr=open(err, "w"))
-        wait_for(lambda: proc.poll() is not None or "listening on" in err.read_text(), 10,
-                 f"tcpdump on {node}/{iface}")
+        proc = self.popen(
+            node,
+            [
+                "tcpdump",
+                "-n",
+                "-p",
+                "-U",
+                "--immediate-mode",
+                "-i",
+                iface,
+                "-s",
+                "65535",
+                "-B",
+                "16384",
+                *(direction or []),
+                "-w",
+                str(pcap),
+                *([bpf] if bpf else []),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(err, "w"),
+        )
+        wait_for(
+            lambda: proc.poll() is not None or "listening on" in err.read_text(),
+            10,
+            f"tcpdump on {node}/{iface}",
+        )
         if proc.poll() is not None and proc.returncode != 0:
             raise OperationError(f"tcpdump on {node}/{iface} failed: {err.read_text().strip()}")
-        return Capture(proc, pcap, on_stop, log=err, what=f"tcpdump on {node}/{iface}",
-                       direction="-Q" in (direction or []))
+        return Capture(
+            proc,
+            pcap,
+            on_stop,
+            log=err,
+            what=f"tcpdump on {node}/{iface}",
+            direction="-Q" in (direction or []),
+        )
 
     def _open_port_output(self, host: str, port: str, ofport: int) -> tuple[str, list]:
         name = f"pcap{ofport}"
         bridge = next(b for b in self._bridges(host) if port in self._ports_of(host, b))
-        self.ovs(host).vsctl("--may-exist", "add-port", bridge, name, "--", "set", "interface",
-                             name, "type=internal", f"ofport_request={CAPTURE_BASE + ofport}")
+        self.ovs(host).vsctl(
+            "--may-exist",
+            "add-port",
+            bridge,
+            name,
+            "--",
+            "set",
+            "interface",
+            name,
+            "type=internal",
+            f"ofport_request={CAPTURE_BASE + ofport}",
+        )
         self.sh(host, f"ip link set {name} up")
         captures = sorted(set(self.desired().get("captures", [])) | {port})
         self.request(captures=captures)

@@ -6,6 +6,7 @@ routes of several "hosts" collide inside one ovs-vswitchd (README, "Design notes
 Control commands (ovs-vsctl, ovs-ofctl, ovs-appctl) reach the daemons through
 unix sockets in the run directory, so they work from the root namespace.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,7 @@ class OvsInstance:
     """ovsdb-server and ovs-vswitchd for one node, files under ``rundir``."""
 
     def __init__(self, node, rundir: Path):
-        self.node = node                 # a Mininet node: commands run in its namespace
+        self.node = node  # a Mininet node: commands run in its namespace
         self.dir = Path(rundir)
         self.db_sock = self.dir / "db.sock"
         self.vswitchd_ctl = self.dir / "ovs-vswitchd.ctl"
@@ -43,25 +44,47 @@ class OvsInstance:
         self.dir.mkdir(parents=True, exist_ok=True)
         d = self.dir
         self._node_cmd(f"ovsdb-tool create {d}/conf.db {SCHEMA}")
-        self.procs.append(self._spawn(
-            ["ovsdb-server", f"{d}/conf.db", f"--remote=punix:{self.db_sock}",
-             f"--pidfile={d}/ovsdb-server.pid", f"--unixctl={self.ovsdb_ctl}",
-             f"--log-file={d}/ovsdb-server.log", "--no-chdir"], "ovsdb-server"))
+        self.procs.append(
+            self._spawn(
+                [
+                    "ovsdb-server",
+                    f"{d}/conf.db",
+                    f"--remote=punix:{self.db_sock}",
+                    f"--pidfile={d}/ovsdb-server.pid",
+                    f"--unixctl={self.ovsdb_ctl}",
+                    f"--log-file={d}/ovsdb-server.log",
+                    "--no-chdir",
+                ],
+                "ovsdb-server",
+            )
+        )
         self._wait_for(self.db_sock, timeout)
         self.vsctl("--no-wait", "init")
-        self.procs.append(self._spawn(
-            ["ovs-vswitchd", f"unix:{self.db_sock}", f"--pidfile={d}/ovs-vswitchd.pid",
-             f"--unixctl={self.vswitchd_ctl}", f"--log-file={d}/ovs-vswitchd.log",
-             "--no-chdir"], "ovs-vswitchd"))
+        self.procs.append(
+            self._spawn(
+                [
+                    "ovs-vswitchd",
+                    f"unix:{self.db_sock}",
+                    f"--pidfile={d}/ovs-vswitchd.pid",
+                    f"--unixctl={self.vswitchd_ctl}",
+                    f"--log-file={d}/ovs-vswitchd.log",
+                    "--no-chdir",
+                ],
+                "ovs-vswitchd",
+            )
+        )
         self._wait_for(self.vswitchd_ctl, timeout)
 
     def _spawn(self, argv: list[str], name: str) -> subprocess.Popen:
         # OVS_RUNDIR puts bridge .mgmt sockets in our directory, not /var/run.
-        env = {**os.environ, "OVS_RUNDIR": str(self.dir), "OVS_LOGDIR": str(self.dir),
-               "OVS_DBDIR": str(self.dir)}
+        env = {
+            **os.environ,
+            "OVS_RUNDIR": str(self.dir),
+            "OVS_LOGDIR": str(self.dir),
+            "OVS_DBDIR": str(self.dir),
+        }
         out = open(self.dir / f"{name}.stderr", "w")
-        return self.node.popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                               stderr=subprocess.STDOUT, env=env)
+        return self.node.popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
 
     def _wait_for(self, path: Path, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -69,16 +92,19 @@ class OvsInstance:
             dead = [p for p in self.procs if p.poll() is not None]
             if dead or time.monotonic() > deadline:
                 logs = " ".join(str(f) for f in self.dir.glob("*.log"))
-                raise OvsError(f"{self.node.name}: {path.name} did not appear "
-                               f"(exited: {[p.args[0] for p in dead]}); see {logs}")
+                raise OvsError(
+                    f"{self.node.name}: {path.name} did not appear "
+                    f"(exited: {[p.args[0] for p in dead]}); see {logs}"
+                )
             time.sleep(0.02)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask both daemons to exit, then make sure they did (and reap them)."""
         for ctl in (self.vswitchd_ctl, self.ovsdb_ctl):
             if ctl.exists():
-                subprocess.run(["ovs-appctl", "-T", "5", "-t", str(ctl), "exit"],
-                               capture_output=True, timeout=10)
+                subprocess.run(
+                    ["ovs-appctl", "-T", "5", "-t", str(ctl), "exit"], capture_output=True, timeout=10
+                )
         for proc in reversed(self.procs):
             try:
                 proc.wait(timeout)
@@ -103,8 +129,7 @@ class OvsInstance:
         return self._run(["ovs-vsctl", "--timeout=20", f"--db=unix:{self.db_sock}", *args])
 
     def ofctl(self, command: str, bridge: str, *args: str) -> str:
-        return self._run(["ovs-ofctl", "-O", "OpenFlow13", command,
-                          f"unix:{self.dir}/{bridge}.mgmt", *args])
+        return self._run(["ovs-ofctl", "-O", "OpenFlow13", command, f"unix:{self.dir}/{bridge}.mgmt", *args])
 
     def appctl(self, *args: str) -> str:
         return self._run(["ovs-appctl", "-t", str(self.vswitchd_ctl), *args])
@@ -141,7 +166,7 @@ class OvsInstance:
             if m:
                 current = names.get(m.group(1).strip(), m.group(1).strip())
                 stats[current] = {}
-                line = line[m.end():]
+                line = line[m.end() :]
             direction = "rx" if " rx " in f" {line} " else "tx" if " tx " in f" {line} " else None
             if current is None or direction is None:
                 continue
@@ -168,8 +193,9 @@ def parse_mdb(text: str) -> list[dict]:
         if len(fields) != len(names):
             continue
         row = dict(zip(names, fields))
-        rows.append({"port": row["port"], "vlan": int(row["vlan"]), "group": row["group"],
-                     "age": int(row["age"])})
+        rows.append(
+            {"port": row["port"], "vlan": int(row["vlan"]), "group": row["group"], "age": int(row["age"])}
+        )
     return rows
 
 
@@ -187,7 +213,14 @@ def parse_conntrack(text: str) -> list[list]:
         fields = dict(kv.split("=", 1) for kv in m.group(2).split(","))
         sport, dport = fields.get("sport"), fields.get("dport")
         timeout = _TIMEOUT.search(line)
-        out.append([IP_PROTOCOLS[m.group(1)], fields["src"], fields["dst"],
-                    int(sport) if sport else None, int(dport) if dport else None,
-                    int(timeout.group(1)) if timeout else None])
+        out.append(
+            [
+                IP_PROTOCOLS[m.group(1)],
+                fields["src"],
+                fields["dst"],
+                int(sport) if sport else None,
+                int(dport) if dport else None,
+                int(timeout.group(1)) if timeout else None,
+            ]
+        )
     return out

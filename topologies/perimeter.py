@@ -10,6 +10,7 @@ counter and a comment, so experiments read per-rule drops as numbers
 (``rule_counters``) and half-open connections from the conntrack table
 (``conntrack_summary``).
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,7 @@ def _rule(lab: Lab, rule: FirewallRule) -> list[str]:
         elif service.ports is not None:
             low, high = service.ports
             match.append(f"{service.name} dport {low if low == high else f'{low}-{high}'}")
-        lines.append(" ".join(match + ["ct state new", "counter", verdict,
-                                       f'comment "{rule.name}"']))
+        lines.append(" ".join(match + ["ct state new", "counter", verdict, f'comment "{rule.name}"']))
     return lines
 
 
@@ -53,14 +53,20 @@ def ruleset(lab: Lab, fw: PerimeterFirewall) -> str:
     """The nftables ruleset (``nft -f`` input) of one firewall."""
     default = "accept" if fw.default_action == "allow" else "drop"
     rules = [line for rule in fw.rules for line in _rule(lab, rule)]
-    body = "\n".join(f"        {r}" for r in [
-        f'ct state established,related counter accept comment "{ESTABLISHED}"',
-        f'ct state invalid counter drop comment "{INVALID}"',
-        *rules,
-        f'counter {default} comment "{DEFAULT}"'])
-    return (f"table inet {TABLE} {{\n    chain forward {{\n"
-            f"        type filter hook forward priority 0; policy accept;\n"
-            f"{body}\n    }}\n}}\n")
+    body = "\n".join(
+        f"        {r}"
+        for r in [
+            f'ct state established,related counter accept comment "{ESTABLISHED}"',
+            f'ct state invalid counter drop comment "{INVALID}"',
+            *rules,
+            f'counter {default} comment "{DEFAULT}"',
+        ]
+    )
+    return (
+        f"table inet {TABLE} {{\n    chain forward {{\n"
+        f"        type filter hook forward priority 0; policy accept;\n"
+        f"{body}\n    }}\n}}\n"
+    )
 
 
 def rule_counters(nft_json: str) -> dict[str, dict[str, int]]:

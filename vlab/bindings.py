@@ -8,6 +8,7 @@ vMotion and link failures change bindings, never the lab, and so does what
 a guest does to its own NIC (``GuestNic``: the effective MAC, promiscuous
 mode, the multicast filter), which the hypervisor sees and reports.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,29 +40,38 @@ class GuestNic:
     means "not reported yet": every multicast frame passes. ``ipv4`` are the
     addresses the guest configured (what VMware Tools reports; NSX's IP
     discovery fills its ARP table from it)."""
-    effective_mac: Optional[str] = None          # None = the configured MAC
+
+    effective_mac: Optional[str] = None  # None = the configured MAC
     promiscuous: bool = False
     allmulti: bool = False
     mcast: Optional[frozenset[str]] = None
     ipv4: frozenset[str] = frozenset()
 
     def to_json(self) -> dict:
-        return {"effective_mac": self.effective_mac, "promiscuous": self.promiscuous,
-                "allmulti": self.allmulti,
-                "mcast": sorted(self.mcast) if self.mcast is not None else None,
-                "ipv4": sorted(self.ipv4)}
+        return {
+            "effective_mac": self.effective_mac,
+            "promiscuous": self.promiscuous,
+            "allmulti": self.allmulti,
+            "mcast": sorted(self.mcast) if self.mcast is not None else None,
+            "ipv4": sorted(self.ipv4),
+        }
 
     @staticmethod
     def from_json(d: dict) -> "GuestNic":
         mc = d.get("mcast")
-        return GuestNic(d.get("effective_mac"), bool(d.get("promiscuous")),
-                        bool(d.get("allmulti")), frozenset(mc) if mc is not None else None,
-                        frozenset(d.get("ipv4") or ()))
+        return GuestNic(
+            d.get("effective_mac"),
+            bool(d.get("promiscuous")),
+            bool(d.get("allmulti")),
+            frozenset(mc) if mc is not None else None,
+            frozenset(d.get("ipv4") or ()),
+        )
 
 
 @dataclass(frozen=True)
 class Placement:
     """Where one vNIC is plugged in right now (host, OpenFlow port number)."""
+
     host: str
     ofport: int
 
@@ -71,15 +81,16 @@ class PortBinding:
     """One vSwitch port: an uplink, a VMkernel adapter, a VM's vNIC (on a
     port group or an NSX logical switch), the VXLAN tunnel port or a port
     mirroring tunnel port (kind ``mirror``, named by MIRROR_PORTS)."""
-    name: str                                  # OVS port / interface name in the host namespace
+
+    name: str  # OVS port / interface name in the host namespace
     ofport: int
     kind: Literal["uplink", "vmk", "vnic", "tunnel", "mirror"]
-    port_group: Optional[str] = None           # None for uplinks, tunnels, logical ports
-    logical_switch: Optional[str] = None       # vNICs on an NSX logical switch
-    mac: Optional[str] = None                  # configured MAC (None for uplinks)
-    owner: Optional[str] = None                # VM name, or host name for a vmk
-    guest: GuestNic = GuestNic()               # vNICs only: the guest's filter state
-    capture: bool = False                      # a PortOutput capture session is open
+    port_group: Optional[str] = None  # None for uplinks, tunnels, logical ports
+    logical_switch: Optional[str] = None  # vNICs on an NSX logical switch
+    mac: Optional[str] = None  # configured MAC (None for uplinks)
+    owner: Optional[str] = None  # VM name, or host name for a vmk
+    guest: GuestNic = GuestNic()  # vNICs only: the guest's filter state
+    capture: bool = False  # a PortOutput capture session is open
 
     @property
     def effective_mac(self) -> Optional[str]:
@@ -89,6 +100,7 @@ class PortBinding:
 @dataclass(frozen=True)
 class SwitchBinding:
     """Everything the controller needs to program one vSwitch bridge."""
+
     host: str
     switch: HostSwitch
     dpid: int
@@ -149,8 +161,7 @@ def mirror_ports(lab: Lab, sw: HostSwitch) -> list[PortBinding]:
         return []
     dvs = next(d for d in lab.distributed_switches if d.name == sw.name)
     used = sorted({m.encapsulation for m in dvs.mirrors if m.type == "erspan"})
-    return [PortBinding(name=MIRROR_PORTS[e][0], ofport=MIRROR_PORTS[e][1], kind="mirror")
-            for e in used]
+    return [PortBinding(name=MIRROR_PORTS[e][0], ofport=MIRROR_PORTS[e][1], kind="mirror") for e in used]
 
 
 def datapath_id(host_index: int, switch_index: int) -> int:
@@ -175,8 +186,7 @@ def default_placement(lab: Lab) -> dict[str, Placement]:
     return out
 
 
-def switch_bindings(lab: Lab, placement: Optional[dict[str, Placement]] = None
-                    ) -> tuple[SwitchBinding, ...]:
+def switch_bindings(lab: Lab, placement: Optional[dict[str, Placement]] = None) -> tuple[SwitchBinding, ...]:
     """Bindings of every vSwitch of every ESXi host. ``placement`` overrides
     where vNICs are plugged in (vMotion, reconnect to a new port); by default
     each VM is on its lab ``host``."""
@@ -187,17 +197,24 @@ def switch_bindings(lab: Lab, placement: Optional[dict[str, Placement]] = None
         ports: dict[str, list[PortBinding]] = {}
         switches = host_switches(lab, host)
         for sw in switches:
-            ports[sw.name] = [PortBinding(name=u, ofport=UPLINK_BASE + i, kind="uplink")
-                              for i, u in enumerate(sw.uplinks)]
+            ports[sw.name] = [
+                PortBinding(name=u, ofport=UPLINK_BASE + i, kind="uplink") for i, u in enumerate(sw.uplinks)
+            ]
         for i, vmk in enumerate(host.vmkernel):
             sw, _ = switch_of_port_group(lab, host, vmk.port_group)
-            ports[sw.name].append(PortBinding(
-                name=vmk.name, ofport=VMK_BASE + i, kind="vmk", port_group=vmk.port_group,
-                mac=vmk.mac or vmk_mac(host.name, vmk.name), owner=host.name))
+            ports[sw.name].append(
+                PortBinding(
+                    name=vmk.name,
+                    ofport=VMK_BASE + i,
+                    kind="vmk",
+                    port_group=vmk.port_group,
+                    mac=vmk.mac or vmk_mac(host.name, vmk.name),
+                    owner=host.name,
+                )
+            )
         overlay = overlay_switch(lab, host)
         if overlay is not None:
-            ports[overlay.name].append(PortBinding(name=TUNNEL_PORT, ofport=TUNNEL_OFPORT,
-                                                   kind="tunnel"))
+            ports[overlay.name].append(PortBinding(name=TUNNEL_PORT, ofport=TUNNEL_OFPORT, kind="tunnel"))
         for sw in switches:
             ports[sw.name] += mirror_ports(lab, sw)
         for vm in lab.vms:
@@ -209,12 +226,24 @@ def switch_bindings(lab: Lab, placement: Optional[dict[str, Placement]] = None
                     sw = overlay
                 else:
                     sw, _ = switch_of_port_group(lab, host, nic.port_group)
-                ports[sw.name].append(PortBinding(
-                    name=name, ofport=where[name].ofport, kind="vnic",
-                    port_group=nic.port_group, logical_switch=nic.logical_switch,
-                    mac=nic.mac, owner=vm.name))
+                ports[sw.name].append(
+                    PortBinding(
+                        name=name,
+                        ofport=where[name].ofport,
+                        kind="vnic",
+                        port_group=nic.port_group,
+                        logical_switch=nic.logical_switch,
+                        mac=nic.mac,
+                        owner=vm.name,
+                    )
+                )
         for sw in switches:
-            out.append(SwitchBinding(host=host.name, switch=sw,
-                                     dpid=datapath_id(h_index, sw.index),
-                                     ports=tuple(ports[sw.name])))
+            out.append(
+                SwitchBinding(
+                    host=host.name,
+                    switch=sw,
+                    dpid=datapath_id(h_index, sw.index),
+                    ports=tuple(ports[sw.name]),
+                )
+            )
     return tuple(out)

@@ -23,6 +23,7 @@ On a running lab (``--run ID``; the only running lab by default):
 Exit codes: 0 success, 1 a verdict or check failed, 2 bad input (lab file,
 arguments, not root).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,31 +39,35 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 def _need_root() -> None:
     if os.geteuid() != 0:
-        print("vlab: this command creates namespaces and OVS instances: run it as root",
-              file=sys.stderr)
+        print("vlab: this command creates namespaces and OVS instances: run it as root", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
 
 
 def cmd_check(args) -> int:
     from .lab.validate import lab_warnings
+
     for path in args.labs:
-        lab = load_lab(path)     # LabError is reported by main()
+        lab = load_lab(path)  # LabError is reported by main()
         for where, text in lab_warnings(lab):
             print(f"{path}: {where}: warning: {text}", file=sys.stderr)
-        print(f"{path}: ok ({len(lab.esxi_hosts)} ESXi hosts, {len(lab.vms)} VMs, "
-              f"{len(lab.physical_switches)} physical switches, {len(lab.hosts)} other hosts)")
+        print(
+            f"{path}: ok ({len(lab.esxi_hosts)} ESXi hosts, {len(lab.vms)} VMs, "
+            f"{len(lab.physical_switches)} physical switches, {len(lab.hosts)} other hosts)"
+        )
     return EXIT_OK
 
 
 def cmd_run(args) -> int:
     _need_root()
     import experiments
+
     names = args.experiments or list(experiments.REGISTRY)
-    modules = [experiments.get(n) for n in names]      # unknown names fail before any start
+    modules = [experiments.get(n) for n in names]  # unknown names fail before any start
     if args.repeat < 1:
         raise UsageError(f"--repeat must be at least 1 (got {args.repeat})")
     from experiments import repeat
     from experiments.common import RESULTS, write_result
+
     failed = []
     t_all = time.monotonic()
     os.environ["VLAB_QUIET"] = "1" if args.quiet else ""
@@ -70,8 +75,7 @@ def cmd_run(args) -> int:
         runs = []
         for i in range(args.repeat):
             t0 = time.monotonic()
-            _say(args, f"[{name}] running" + (f" ({i + 1}/{args.repeat})" if args.repeat > 1
-                                              else ""))
+            _say(args, f"[{name}] running" + (f" ({i + 1}/{args.repeat})" if args.repeat > 1 else ""))
             result = module.run({})
             result.setdefault("environment", {})["wall_s"] = round(time.monotonic() - t0, 1)
             path = write_result(name, result)
@@ -82,8 +86,10 @@ def cmd_run(args) -> int:
             if not all(verdicts.values()) and name not in failed:
                 failed.append(name)
         figures = module.plot(result, RESULTS / name)
-        _say(args, f"[{name}] wrote {path} and {', '.join(str(f) for f in figures)} "
-                   f"({time.monotonic() - t0:.0f}s)")
+        _say(
+            args,
+            f"[{name}] wrote {path} and {', '.join(str(f) for f in figures)} ({time.monotonic() - t0:.0f}s)",
+        )
         if args.repeat > 1:
             summary = repeat.write(RESULTS, module, runs)
             figures = repeat.plot(repeat.summarize(module, runs), RESULTS / name)
@@ -91,11 +97,22 @@ def cmd_run(args) -> int:
     if not args.experiments and args.repeat == 1:
         # A full run: its wall time is one of the bench's numbers.
         from experiments.common import environment
+
         env = environment()
-        (RESULTS / "run.json").write_text(json.dumps({
-            "wall_s": round(time.monotonic() - t_all, 1), "experiments": names,
-            "git": env["git"], "date": env["date"]}, indent=2) + "\n")
+        (RESULTS / "run.json").write_text(
+            json.dumps(
+                {
+                    "wall_s": round(time.monotonic() - t_all, 1),
+                    "experiments": names,
+                    "git": env["git"],
+                    "date": env["date"],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     from experiments import report
+
     _say(args, f"wrote {report.write(RESULTS)}")
     if failed:
         print(f"vlab run: verdicts failed in: {', '.join(failed)}", file=sys.stderr)
@@ -107,18 +124,27 @@ def cmd_bench(args) -> int:
     _need_root()
     from experiments import bench
     from experiments.common import write_result
+
     os.environ["VLAB_QUIET"] = "1" if args.quiet else ""
     if args.flakes is not None:
         return _bench_flakes(args)
     params = {}
     if args.quick:
-        params = {"hosts": (1, 4), "failover_trials": 5, "vmotion_moves": 4, "iperf_s": 2.0,
-                  "controller_kills": 3}
+        params = {
+            "hosts": (1, 4),
+            "failover_trials": 5,
+            "vmotion_moves": 4,
+            "iperf_s": 2.0,
+            "controller_kills": 3,
+        }
     result = bench.run(params)
     path = write_result(bench.NAME, result)
     figures = bench.plot(result, bench.OUT)
-    _say(args, f"[bench] wrote {path} and {', '.join(str(f) for f in figures)} "
-               f"({result['environment']['wall_s']:.0f}s)")
+    _say(
+        args,
+        f"[bench] wrote {path} and {', '.join(str(f) for f in figures)} "
+        f"({result['environment']['wall_s']:.0f}s)",
+    )
     for claim, ok in result["verdicts"].items():
         print(f"[bench] {'MET' if ok else 'NOT MET'} {claim}")
     return EXIT_OK
@@ -128,13 +154,17 @@ def _bench_flakes(args) -> int:
     import shlex
 
     from experiments import flakes
+
     if args.flakes < 1 or args.load_cpus < 0:
-        raise UsageError(f"--flakes needs N >= 1 and --load-cpus K >= 0 "
-                         f"(got {args.flakes}, {args.load_cpus})")
+        raise UsageError(
+            f"--flakes needs N >= 1 and --load-cpus K >= 0 (got {args.flakes}, {args.load_cpus})"
+        )
     result = flakes.run(args.flakes, args.load_cpus, tuple(shlex.split(args.pytest_args)))
     counts = result["failing_tests_per_run"]
-    print(f"[flakes] failing tests per run under {result['load']}: "
-          f"{', '.join(map(str, counts))} -> {flakes.OUT / 'flakes.json'}")
+    print(
+        f"[flakes] failing tests per run under {result['load']}: "
+        f"{', '.join(map(str, counts))} -> {flakes.OUT / 'flakes.json'}"
+    )
     return EXIT_OK if result["verdicts"]["no_failing_test_in_any_run"] else EXIT_FAILED
 
 
@@ -142,15 +172,18 @@ def cmd_plot(args) -> int:
     import experiments
     from experiments import bench
     from experiments.common import RESULTS, read_result
+
     # The bench is not an experiment (no claims, not in `vlab run`), but its
     # figures are redrawn from its JSON the same way.
-    names = args.experiments or [n for n in [*experiments.REGISTRY, bench.NAME]
-                                 if (RESULTS / n / "result.json").exists()]
+    names = args.experiments or [
+        n for n in [*experiments.REGISTRY, bench.NAME] if (RESULTS / n / "result.json").exists()
+    ]
     for name in names:
         module = bench if name == bench.NAME else experiments.get(name)
         for path in module.plot(read_result(name), RESULTS / name):
             print(path)
     from experiments import report
+
     print(report.write(RESULTS))
     return EXIT_OK
 
@@ -161,14 +194,19 @@ def cmd_up(args) -> int:
 
     from experiments.common import lab_session
     from topologies.labcli import EsxiCLI
+
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive (got {args.timeout:g})")
     with lab_session(args.lab, timeout=args.timeout) as net:
-        print(f"lab {net.lab.name} is up (run {net.run.id}, {net.timings['bringup_s']:.1f}s); "
-              "nodes: " + " ".join(n.name for n in net.net.hosts))
-        print("ESXi commands: esxtop, pktcap-uw, esxcli, vmotion, uplink, nsx; "
-              "`help` lists all, `exit` tears the lab down")
-        setLogLevel("output")                # Mininet's CLI prints at this level
+        print(
+            f"lab {net.lab.name} is up (run {net.run.id}, {net.timings['bringup_s']:.1f}s); "
+            "nodes: " + " ".join(n.name for n in net.net.hosts)
+        )
+        print(
+            "ESXi commands: esxtop, pktcap-uw, esxcli, vmotion, uplink, nsx; "
+            "`help` lists all, `exit` tears the lab down"
+        )
+        setLogLevel("output")  # Mininet's CLI prints at this level
         EsxiCLI(net)
     return EXIT_OK
 
@@ -176,6 +214,7 @@ def cmd_up(args) -> int:
 def cmd_clean(args) -> int:
     _need_root()
     from .runtime import clean_dead_runs
+
     cleaned = clean_dead_runs(include_live=args.all)
     print(f"removed {len(cleaned)} run(s)" + (f": {' '.join(cleaned)}" if cleaned else ""))
     return EXIT_OK
@@ -186,6 +225,7 @@ def _running_lab(args):
     from topologies.operations import LabControl
 
     from .runtime import Run, existing_runs, owner_alive
+
     if args.run:
         run = Run(args.run)
         if not run.dir.is_dir():
@@ -193,8 +233,9 @@ def _running_lab(args):
     else:
         live = [r for r in existing_runs() if owner_alive(r)]
         if len(live) != 1:
-            raise UsageError(f"{len(live)} labs are running ({' '.join(r.id for r in live)}); "
-                             "name one with --run")
+            raise UsageError(
+                f"{len(live)} labs are running ({' '.join(r.id for r in live)}); name one with --run"
+            )
         run = live[0]
     return LabControl(run.dir)
 
@@ -210,6 +251,7 @@ def cmd_uplink(args) -> int:
 def cmd_vmotion(args) -> int:
     _need_root()
     from topologies import commands
+
     print(commands.vmotion(_running_lab(args), args))
     return EXIT_OK
 
@@ -217,6 +259,7 @@ def cmd_vmotion(args) -> int:
 def cmd_pktcap(args) -> int:
     _need_root()
     from topologies import commands
+
     print(f"wrote {commands.pktcap(_running_lab(args), args)}")
     return EXIT_OK
 
@@ -224,6 +267,7 @@ def cmd_pktcap(args) -> int:
 def cmd_esxtop(args) -> int:
     _need_root()
     from topologies import commands
+
     for screen in commands.esxtop_screens(_running_lab(args), args):
         if sys.stdout.isatty():
             print("\033[2J\033[H", end="")
@@ -240,16 +284,24 @@ def cmd_lab_validate(args) -> int:
 
     from . import labcheck
     from .runtime import existing_runs, owner_alive
-    lab = load_lab(args.lab)                 # a broken file fails here, exit 2
+
+    lab = load_lab(args.lab)  # a broken file fails here, exit 2
     if args.run:
         ctl = _running_lab(args)
     else:
         wanted = Path(args.lab).resolve()
-        runs = [r for r in existing_runs() if owner_alive(r) and (r.dir / "nodes.json").exists()
-                and Path(LabControl(r.dir).lab_file) == wanted]
+        runs = [
+            r
+            for r in existing_runs()
+            if owner_alive(r)
+            and (r.dir / "nodes.json").exists()
+            and Path(LabControl(r.dir).lab_file) == wanted
+        ]
         if len(runs) != 1:
-            raise UsageError(f"{len(runs)} running labs use {args.lab}; bring it up with "
-                             "`vlab lab up` (or name the run with --run)")
+            raise UsageError(
+                f"{len(runs)} running labs use {args.lab}; bring it up with "
+                "`vlab lab up` (or name the run with --run)"
+            )
         ctl = LabControl(runs[0].dir)
     checks = labcheck.validate(ctl, lab.expect)
     for check in checks:
@@ -262,6 +314,7 @@ def cmd_lab_validate(args) -> int:
 def cmd_pipeline(args) -> int:
     """The OpenFlow pipeline every vSwitch bridge runs, as docs/pipeline.md shows it."""
     from controller.pipeline import markdown
+
     print(markdown(), end="")
     return EXIT_OK
 
@@ -275,6 +328,7 @@ def cmd_trace(args) -> int:
     from controller.state import ControllerState
 
     from .trace import TraceError, build_frame, frame_from_pcap, live_state, ofproto_flow, parse_ofproto_trace
+
     live = args.live or args.run
     if live:
         _need_root()
@@ -292,10 +346,23 @@ def cmd_trace(args) -> int:
         if args.pcap:
             frame = frame_from_pcap(Path(args.pcap), args.frame, binding.port(args.port).ofport)
         else:
-            frame = build_frame(state.lab, binding, args.port, dst=args.dst, src=args.src,
-                                vlan=args.vlan, arp=args.arp, ip_src=args.ip_src,
-                                ip_dst=args.ip_dst, tcp=args.tcp, udp=args.udp, icmp=args.icmp,
-                                sport=args.sport, syn_ack=args.syn_ack, ttl=args.ttl)
+            frame = build_frame(
+                state.lab,
+                binding,
+                args.port,
+                dst=args.dst,
+                src=args.src,
+                vlan=args.vlan,
+                arp=args.arp,
+                ip_src=args.ip_src,
+                ip_dst=args.ip_dst,
+                tcp=args.tcp,
+                udp=args.udp,
+                icmp=args.icmp,
+                sport=args.sport,
+                syn_ack=args.syn_ack,
+                ttl=args.ttl,
+            )
     except TraceError as exc:
         raise UsageError(str(exc)) from None
     ex = explain(binding, flows, state.lab, frame, to=args.to, size=args.size)
@@ -306,14 +373,20 @@ def cmd_trace(args) -> int:
         ovs = parse_ofproto_trace(text)
         names = {p.ofport: p.name for p in binding.ports}
         ovs_out = sorted({names.get(n, f"port {n}") for n in ovs.outputs})
-        sim_out = sorted({d.split(" to ")[0] for d in ex.delivered if not d.startswith(
-            ("controller", "PortOutput"))})
-        out["ovs"] = {"steps": [vars(s) for s in ovs.steps], "outputs": ovs_out,
-                      "datapath_actions": ovs.datapath_actions}
+        sim_out = sorted(
+            {d.split(" to ")[0] for d in ex.delivered if not d.startswith(("controller", "PortOutput"))}
+        )
+        out["ovs"] = {
+            "steps": [vars(s) for s in ovs.steps],
+            "outputs": ovs_out,
+            "datapath_actions": ovs.datapath_actions,
+        }
         if args.size is None and ovs_out != sim_out:
-            disagree = (f"OVS sends it to {', '.join(ovs_out) or 'nothing'}; the lab's model "
-                        f"to {', '.join(sim_out) or 'nothing'} (the controller's view may "
-                        f"differ from the control files)")
+            disagree = (
+                f"OVS sends it to {', '.join(ovs_out) or 'nothing'}; the lab's model "
+                f"to {', '.join(sim_out) or 'nothing'} (the controller's view may "
+                f"differ from the control files)"
+            )
             out["disagreement"] = disagree
     if args.json:
         print(json.dumps(out, indent=2))
@@ -322,8 +395,10 @@ def cmd_trace(args) -> int:
         if live:
             print("OVS ofproto/trace:")
             for s in ovs.steps:
-                print(f"  {'  ' * min(s.pass_, 1)}{s.table} {s.stage:<17} {s.band:<24} "
-                      f"{s.concern}{'  (recirculated)' if s.pass_ else ''}")
+                print(
+                    f"  {'  ' * min(s.pass_, 1)}{s.table} {s.stage:<17} {s.band:<24} "
+                    f"{s.concern}{'  (recirculated)' if s.pass_ else ''}"
+                )
             print(f"  datapath actions: {ovs.datapath_actions}")
             if disagree:
                 print(f"disagreement: {disagree}")
@@ -335,6 +410,7 @@ def cmd_inspect(args) -> int:
     import json
 
     from topologies.esxcli import inspect
+
     print(json.dumps(inspect(_running_lab(args)), indent=2 if args.json else None))
     return EXIT_OK
 
@@ -344,6 +420,7 @@ def cmd_nsx(args) -> int:
     import json
 
     from topologies.esxcli import nsx_tables
+
     print(json.dumps(nsx_tables(_running_lab(args)), indent=2))
     return EXIT_OK
 
@@ -359,6 +436,7 @@ def _say(args, text: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from topologies import commands
+
     parser = argparse.ArgumentParser(prog="vlab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("check", help="validate lab files")
@@ -367,24 +445,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run experiments (all by default)")
     p.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
     p.add_argument("-q", "--quiet", action="store_true", help="print only failures")
-    p.add_argument("--repeat", type=int, default=1, metavar="N",
-                   help="run each experiment N times; repeats.json and a mean/95%% CI figure")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each experiment N times; repeats.json and a mean/95%% CI figure",
+    )
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("bench", help="benchmarks: scale, controller, failover, vMotion, "
-                                     "shaping, throughput -> results/bench")
-    p.add_argument("--quick", action="store_true",
-                   help="fewer hosts and trials (a smoke run; not for the README)")
-    p.add_argument("--flakes", type=int, metavar="N",
-                   help="instead: run the test suite N times with CPUs kept busy and report "
-                        "the failing tests per run (results/bench/flakes.json)")
-    p.add_argument("--load-cpus", type=int, default=1, metavar="K",
-                   help="CPUs the load generator keeps busy during --flakes (default 1)")
-    p.add_argument("--pytest-args", default="", metavar="ARGS",
-                   help="extra pytest arguments for --flakes, e.g. '-k mirror'")
+    p = sub.add_parser(
+        "bench", help="benchmarks: scale, controller, failover, vMotion, shaping, throughput -> results/bench"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="fewer hosts and trials (a smoke run; not for the README)"
+    )
+    p.add_argument(
+        "--flakes",
+        type=int,
+        metavar="N",
+        help="instead: run the test suite N times with CPUs kept busy and report "
+        "the failing tests per run (results/bench/flakes.json)",
+    )
+    p.add_argument(
+        "--load-cpus",
+        type=int,
+        default=1,
+        metavar="K",
+        help="CPUs the load generator keeps busy during --flakes (default 1)",
+    )
+    p.add_argument(
+        "--pytest-args",
+        default="",
+        metavar="ARGS",
+        help="extra pytest arguments for --flakes, e.g. '-k mirror'",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_bench)
-    p = sub.add_parser("plot", help="redraw figures from stored results (experiments and "
-                                    "`bench`)")
+    p = sub.add_parser("plot", help="redraw figures from stored results (experiments and `bench`)")
     p.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
     p.set_defaults(func=cmd_plot)
     p = sub.add_parser("up", help="bring a lab up and open the CLI (same as `lab up`)")
@@ -414,8 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_pktcap_args(p)
     p.add_argument("--run", help="run id (default: the only running lab)")
     p.set_defaults(func=cmd_pktcap)
-    p = sub.add_parser("inspect", help="dump a running lab as JSON (nodes, ports, MACs, IPs, "
-                                       "uplink pinning)")
+    p = sub.add_parser("inspect", help="dump a running lab as JSON (nodes, ports, MACs, IPs, uplink pinning)")
     p.add_argument("--json", action="store_true", help="indented JSON (the output is JSON anyway)")
     p.add_argument("--run", help="run id (default: the only running lab)")
     p.set_defaults(func=cmd_inspect)
@@ -423,20 +519,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("view", choices=["tables"], help="tables: VTEP, MAC and ARP tables (JSON)")
     p.add_argument("--run", help="run id (default: the only running lab)")
     p.set_defaults(func=cmd_nsx)
-    p = sub.add_parser("pipeline", help="the vSwitch OpenFlow pipeline: tables, stages, "
-                                        "priority bands (Markdown)")
+    p = sub.add_parser(
+        "pipeline", help="the vSwitch OpenFlow pipeline: tables, stages, priority bands (Markdown)"
+    )
     p.set_defaults(func=cmd_pipeline)
-    p = sub.add_parser("trace", help="trace a frame through a host's vSwitch pipeline and "
-                                     "say why it is dropped (rootless from a lab file, or "
-                                     "--live on a running lab with OVS's ofproto/trace)")
+    p = sub.add_parser(
+        "trace",
+        help="trace a frame through a host's vSwitch pipeline and "
+        "say why it is dropped (rootless from a lab file, or "
+        "--live on a running lab with OVS's ofproto/trace)",
+    )
     p.add_argument("lab", nargs="?", metavar="LAB", help="lab file (not with --live/--run)")
     p.add_argument("--host", required=True, help="the ESXi host (e.g. esx1)")
-    p.add_argument("--port", required=True,
-                   help="the vSwitch port the frame enters by: a vNIC port (vm1-eth0), "
-                        "an uplink (vmnic0) or a vmk")
-    p.add_argument("--dst", default="broadcast",
-                   help="destination: a MAC, 'broadcast', a VM, a vNIC port or HOST/vmkN "
-                        "(default broadcast)")
+    p.add_argument(
+        "--port",
+        required=True,
+        help="the vSwitch port the frame enters by: a vNIC port (vm1-eth0), an uplink (vmnic0) or a vmk",
+    )
+    p.add_argument(
+        "--dst",
+        default="broadcast",
+        help="destination: a MAC, 'broadcast', a VM, a vNIC port or HOST/vmkN (default broadcast)",
+    )
     p.add_argument("--src", help="source MAC (default: the port's own)")
     p.add_argument("--vlan", type=int, help="802.1Q VLAN ID of the frame (default untagged)")
     p.add_argument("--arp", metavar="IP", help="an ARP request for IP")
@@ -466,8 +570,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_up_args(p) -> None:
     p.add_argument("lab", metavar="LAB")
-    p.add_argument("--timeout", type=float, default=90.0, metavar="S",
-                   help="give up bring-up after S seconds, removing everything (default 90)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=90.0,
+        metavar="S",
+        help="give up bring-up after S seconds, removing everything (default 90)",
+    )
     p.set_defaults(func=cmd_up)
 
 
@@ -490,8 +599,7 @@ def main(argv=None) -> int:
     except _runtime_failures() as exc:
         # The lab did not come up, or a measurement could not be trusted: one
         # line, and lab_session has already removed everything of this run.
-        print(f"vlab {args.command}: {exc} (everything this run created was removed)",
-              file=sys.stderr)
+        print(f"vlab {args.command}: {exc} (everything this run created was removed)", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("vlab: interrupted; everything this run created was removed", file=sys.stderr)
@@ -500,17 +608,20 @@ def main(argv=None) -> int:
 
 def _unknown_experiment():
     from experiments import UnknownExperiment
+
     return UnknownExperiment
 
 
 def _runtime_failures():
     from topologies.network import NotReady
     from topologies.operations import CaptureIncomplete
+
     return (NotReady, CaptureIncomplete)
 
 
 def _operation_error():
     from topologies.operations import OperationError
+
     return OperationError
 
 

@@ -16,6 +16,7 @@ directory (the OpenFlow channel is for switches; this is vCenter's API).
 
 Writers replace files atomically, so a reader never sees half a file.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ from typing import Optional
 
 NODES, DESIRED, APPLIED, EVENTS = "nodes.json", "desired.json", "applied.json", "events.jsonl"
 NSX_TABLES = "nsx.json"
-SNOOPED = "ip_discovery.json"     # what ARP/DHCP snooping learned, kept across controller restarts
+SNOOPED = "ip_discovery.json"  # what ARP/DHCP snooping learned, kept across controller restarts
 
 
 def write_json(path: Path, data: dict) -> None:

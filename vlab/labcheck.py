@@ -11,6 +11,7 @@ Checks, one line each, on the lab running from the given file:
 
 Exit 0 when every check passes, 1 otherwise.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -34,24 +35,39 @@ def _flows(ctl) -> list[Check]:
     checks = []
     applied = ctl.applied()
     want_gen = ctl.desired().get("generation", 0)
-    checks.append(Check("controller", applied.get("generation", 0) >= want_gen,
-                        f"applied generation {applied.get('generation', 0)} of {want_gen}"))
+    checks.append(
+        Check(
+            "controller",
+            applied.get("generation", 0) >= want_gen,
+            f"applied generation {applied.get('generation', 0)} of {want_gen}",
+        )
+    )
     for host in ctl.lab.esxi_hosts:
         ovs = ctl.ovs(host.name)
         for bridge in ovs.vsctl("list-br").split():
             dpid = int(ovs.vsctl("get", "bridge", bridge, "datapath_id").strip().strip('"'), 16)
             marker = control.read_json(naming.synced_marker(ctl.dir, dpid)) or {}
             have, want = ovs.flow_count(bridge), marker.get("flows")
-            checks.append(Check(f"flows {host.name}/{bridge}", have == want,
-                                f"{have} flows installed, controller sent {want}"))
+            checks.append(
+                Check(
+                    f"flows {host.name}/{bridge}",
+                    have == want,
+                    f"{have} flows installed, controller sent {want}",
+                )
+            )
     return checks
 
 
 def _uplinks(ctl) -> list[Check]:
     down = ctl.applied().get("uplinks_down", {})
-    return [Check(f"uplinks {h.name}", not down.get(h.name),
-                  "all up" if not down.get(h.name) else f"down: {', '.join(down[h.name])}")
-            for h in ctl.lab.esxi_hosts]
+    return [
+        Check(
+            f"uplinks {h.name}",
+            not down.get(h.name),
+            "all up" if not down.get(h.name) else f"down: {', '.join(down[h.name])}",
+        )
+        for h in ctl.lab.esxi_hosts
+    ]
 
 
 def _reachability(ctl, expect) -> list[Check]:
@@ -67,12 +83,14 @@ def _reachability(ctl, expect) -> list[Check]:
     def ping(pair):
         a, b, want = pair
         src, dst = eps[a], eps[b]
-        out = ctl.sh(src.node, f"ping -n -q -c 2 -i 0.2 -W 1 -I {src.ip.ip} {dst.ip.ip}",
-                     check=False)
+        out = ctl.sh(src.node, f"ping -n -q -c 2 -i 0.2 -W 1 -I {src.ip.ip} {dst.ip.ip}", check=False)
         got = " 0 received" not in out and " received" in out
-        return Check(f"reach {a} -> {b}", got == want,
-                     f"{'reachable' if got else 'unreachable'}, {source}: "
-                     f"{'reachable' if want else 'unreachable'}")
+        return Check(
+            f"reach {a} -> {b}",
+            got == want,
+            f"{'reachable' if got else 'unreachable'}, {source}: {'reachable' if want else 'unreachable'}",
+        )
+
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(ping, pairs))
 

@@ -6,6 +6,7 @@ namespaces and vanish with them. That is how ``vlab clean`` finds what is ours
 and nothing else. Interface names are derived from lab names here, in one
 place, so the lab checker can reject names Linux would refuse (> 15 chars).
 """
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,8 @@ import secrets
 
 PREFIX = "vlab"
 RUN_ROOT = os.environ.get("VLAB_RUN_ROOT", "/run/vlab")
-RUN_ENV = "VLAB_RUN"          # environment marker on every process we start
-IFNAMSIZ = 15                 # Linux interface name limit (IFNAMSIZ - 1)
+RUN_ENV = "VLAB_RUN"  # environment marker on every process we start
+IFNAMSIZ = 15  # Linux interface name limit (IFNAMSIZ - 1)
 
 
 def new_run_id() -> str:
@@ -44,10 +45,11 @@ def control_port(host: str) -> str:
 def synced_marker(run_dir, dpid: int):
     """File the controller writes once a switch acknowledged its flows (barrier)."""
     from pathlib import Path
+
     return Path(run_dir) / "synced" / f"{dpid:016x}"
 
 
-CONTROL_IFACE = "mgmt0"       # the host-side end of the control link
-FABRIC_NODE = "fabric"        # Mininet node holding every physical switch
-MGMT_NODE = "mgmt"            # Mininet node holding the controller (vCenter/NSX)
+CONTROL_IFACE = "mgmt0"  # the host-side end of the control link
+FABRIC_NODE = "fabric"  # Mininet node holding every physical switch
+MGMT_NODE = "mgmt"  # Mininet node holding the controller (vCenter/NSX)
 RESERVED_NODE_NAMES = (FABRIC_NODE, MGMT_NODE)

@@ -1,11 +1,12 @@
 """Protocol numbers, written once: Ethernet types and IP protocols, by name
 and back. Pure constants; everything that builds or reads a frame uses these."""
+
 from __future__ import annotations
 
 ETH_IPV4 = 0x0800
 ETH_ARP = 0x0806
 ETH_VLAN = 0x8100
-ETH_LOCAL_EXPERIMENTAL = 0x88B5   # IEEE 802 local experimental: a frame no L3 stage reads
+ETH_LOCAL_EXPERIMENTAL = 0x88B5  # IEEE 802 local experimental: a frame no L3 stage reads
 
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6

@@ -8,6 +8,7 @@ gateway is an interface of the same router in its own segment. A logical
 switch is one segment across all hosts, and a distributed router has an
 interface in each of its logical switches.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ Segment = tuple
 @dataclass(frozen=True)
 class Endpoint:
     """Something that answers ping: ``node`` is the Mininet node it lives in."""
-    name: str                 # e.g. "vm1a", "esx1/vmk0", "router/eth1"
+
+    name: str  # e.g. "vm1a", "esx1/vmk0", "router/eth1"
     node: str
     ip: IPv4Interface
     gateway: Optional[IPv4Address]
@@ -38,6 +40,7 @@ def _islands(lab: Lab) -> dict[str, str]:
         while parent[x] != x:
             x = parent[x]
         return x
+
     for link in lab.dci_links:
         parent[root(link.a.switch)] = root(link.b.switch)
     return {name: root(name) for name in parent}
@@ -52,12 +55,19 @@ def endpoints(lab: Lab) -> list[Endpoint]:
         plugs = {u.name: u.switch for u in host.uplinks}
         if sw.uplinks:
             return (island[plugs[sw.uplinks[0]]], pg.vlan)
-        return (host.name, sw.name, pg.vlan)      # internal-only vSwitch
+        return (host.name, sw.name, pg.vlan)  # internal-only vSwitch
 
     for host in lab.esxi_hosts:
         for vmk in host.vmkernel:
-            out.append(Endpoint(f"{host.name}/{vmk.name}", host.name, vmk.ip, vmk.gateway,
-                                host_segment(host, vmk.port_group)))
+            out.append(
+                Endpoint(
+                    f"{host.name}/{vmk.name}",
+                    host.name,
+                    vmk.ip,
+                    vmk.gateway,
+                    host_segment(host, vmk.port_group),
+                )
+            )
     for vm in lab.vms:
         host = find(lab.esxi_hosts, vm.host)
         for nic in vm.vnics:
@@ -65,8 +75,11 @@ def endpoints(lab: Lab) -> list[Endpoint]:
                 continue
             name = vm.name if len(vm.vnics) == 1 else f"{vm.name}/{nic.name}"
             # A logical switch is one segment wherever its VMs run.
-            segment = (("nsx", nic.logical_switch) if nic.logical_switch is not None
-                       else host_segment(host, nic.port_group))
+            segment = (
+                ("nsx", nic.logical_switch)
+                if nic.logical_switch is not None
+                else host_segment(host, nic.port_group)
+            )
             out.append(Endpoint(name, vm.name, nic.ip, nic.gateway, segment))
     port_cfg = {(sw.name, p.port): p for sw in lab.physical_switches for p in sw.ports}
     for h in lab.hosts:
@@ -75,8 +88,9 @@ def endpoints(lab: Lab) -> list[Endpoint]:
                 continue
             cfg = port_cfg.get((intf.switch, intf.port))
             vlan = intf.vlan or (cfg.vlan if cfg is not None and cfg.mode == "access" else 0)
-            out.append(Endpoint(f"{h.name}/{intf.name}", h.name, intf.ip, h.gateway,
-                                (island[intf.switch], vlan)))
+            out.append(
+                Endpoint(f"{h.name}/{intf.name}", h.name, intf.ip, h.gateway, (island[intf.switch], vlan))
+            )
     return out
 
 
@@ -98,15 +112,25 @@ def expected_reachability(lab: Lab) -> dict[tuple[str, str], bool]:
 
     # Distributed routers: their interfaces answer on every host, so they
     # are router interfaces in their logical switch's segment.
-    for dlr in (lab.nsx.distributed_routers if lab.nsx else ()):
+    for dlr in lab.nsx.distributed_routers if lab.nsx else ():
         for lif in dlr.interfaces:
-            router_ifs.append(Endpoint(f"{dlr.name}/{lif.logical_switch}", f"nsx:{dlr.name}",
-                                       lif.ip, None, ("nsx", lif.logical_switch)))
+            router_ifs.append(
+                Endpoint(
+                    f"{dlr.name}/{lif.logical_switch}",
+                    f"nsx:{dlr.name}",
+                    lif.ip,
+                    None,
+                    ("nsx", lif.logical_switch),
+                )
+            )
 
     def routed(a: Endpoint, b: Endpoint) -> bool:
         ra, rb = router_for(a), router_for(b)
-        return ra is not None and ra == rb and any(
-            r.node == ra and _same_l2(r, b) for r in router_ifs)
+        return ra is not None and ra == rb and any(r.node == ra and _same_l2(r, b) for r in router_ifs)
 
-    return {(a.name, b.name): _same_l2(a, b) or routed(a, b)
-            for a in eps for b in eps if a is not b and a.node != b.node}
+    return {
+        (a.name, b.name): _same_l2(a, b) or routed(a, b)
+        for a in eps
+        for b in eps
+        if a is not b and a.node != b.node
+    }

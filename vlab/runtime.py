@@ -6,6 +6,7 @@ inherits ``VLAB_RUN=<run id>`` in its environment. ``clean_dead_runs`` removes
 the leftovers of runs whose owner died (crash, SIGKILL): it kills only
 processes carrying a dead run's marker, and touches nothing else.
 """
+
 from __future__ import annotations
 
 import os
@@ -115,8 +116,7 @@ def existing_runs() -> list[Run]:
     root = Path(naming.RUN_ROOT)
     if not root.is_dir():
         return []
-    return [Run(p.name) for p in sorted(root.iterdir())
-            if p.is_dir() and p.name.startswith(naming.PREFIX)]
+    return [Run(p.name) for p in sorted(root.iterdir()) if p.is_dir() and p.name.startswith(naming.PREFIX)]
 
 
 def owner_alive(run: Run) -> bool:
@@ -159,8 +159,10 @@ def _signals_held() -> Iterator[None]:
 def signals_as_exceptions() -> Iterator[None]:
     """Turn SIGTERM (and SIGHUP) into KeyboardInterrupt so ``finally`` blocks
     tear the lab down exactly as for Ctrl-C."""
+
     def handler(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
+
     with _signals_held():
         old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:

@@ -12,6 +12,7 @@ tables, cookies and priorities are read back as stage, concern and band
 names; when OVS and the simulator disagree on where the frame goes, the
 trace says so instead of choosing.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,7 +36,7 @@ from vlab.protocols import (
 )
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
-OUTSIDE_MAC = "00:50:56:ff:ff:fe"        # a frame from the physical network, by default
+OUTSIDE_MAC = "00:50:56:ff:ff:fe"  # a frame from the physical network, by default
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 
@@ -49,6 +50,7 @@ def _endpoints(lab) -> dict[str, tuple[str, Optional[str]]]:
     VM names (their first vNIC), vNIC port names, VMkernel adapters as
     HOST/vmkN and their port names."""
     from vlab.bindings import vmk_mac
+
     out: dict[str, tuple[str, Optional[str]]] = {}
     for vm in lab.vms:
         for i, nic in enumerate(vm.vnics):
@@ -70,17 +72,30 @@ def _mac_of(lab, name: str, what: str) -> tuple[str, Optional[str]]:
         return name.lower(), None
     endpoints = _endpoints(lab)
     if name not in endpoints:
-        raise TraceError(f"{what} {name!r} is not a MAC, 'broadcast', a VM, a vNIC port or "
-                         f"HOST/vmkN of the lab")
+        raise TraceError(
+            f"{what} {name!r} is not a MAC, 'broadcast', a VM, a vNIC port or HOST/vmkN of the lab"
+        )
     return endpoints[name]
 
 
-def build_frame(lab, binding: SwitchBinding, port: str, *, dst: str = "broadcast",
-                src: Optional[str] = None, vlan: Optional[int] = None,
-                arp: Optional[str] = None, ip_src: Optional[str] = None,
-                ip_dst: Optional[str] = None, tcp: Optional[int] = None,
-                udp: Optional[int] = None, icmp: bool = False, sport: int = 40000,
-                syn_ack: bool = False, ttl: int = 64) -> Frame:
+def build_frame(
+    lab,
+    binding: SwitchBinding,
+    port: str,
+    *,
+    dst: str = "broadcast",
+    src: Optional[str] = None,
+    vlan: Optional[int] = None,
+    arp: Optional[str] = None,
+    ip_src: Optional[str] = None,
+    ip_dst: Optional[str] = None,
+    tcp: Optional[int] = None,
+    udp: Optional[int] = None,
+    icmp: bool = False,
+    sport: int = 40000,
+    syn_ack: bool = False,
+    ttl: int = 64,
+) -> Frame:
     """The frame a user describes, entering ``binding`` at ``port``. The
     source MAC and IP default to the port's own (a vNIC's or vmk's)."""
     p = next((q for q in binding.ports if q.name == port), None)
@@ -89,33 +104,50 @@ def build_frame(lab, binding: SwitchBinding, port: str, *, dst: str = "broadcast
     own_mac, own_ip = OUTSIDE_MAC, None
     if p.mac is not None:
         own_mac = p.mac.lower()
-        own_ip = _endpoints(lab).get(port, (None, None))[1] or _endpoints(lab).get(
-            f"{binding.host}/{port}", (None, None))[1]
+        own_ip = (
+            _endpoints(lab).get(port, (None, None))[1]
+            or _endpoints(lab).get(f"{binding.host}/{port}", (None, None))[1]
+        )
     eth_src = _mac_of(lab, src, "--src")[0] if src else own_mac
     eth_dst, dst_ip = _mac_of(lab, "broadcast" if arp and dst == "broadcast" else dst, "--dst")
     # With no L3 asked for, a plain Ethernet frame of the IEEE local
     # experimental ethertype: no firewall or router stage takes it for IP.
-    fields: dict = {"eth_src": eth_src, "eth_dst": eth_dst, "vlan": vlan, "ttl": ttl,
-                    "eth_type": ETH_LOCAL_EXPERIMENTAL}
+    fields: dict = {
+        "eth_src": eth_src,
+        "eth_dst": eth_dst,
+        "vlan": vlan,
+        "ttl": ttl,
+        "eth_type": ETH_LOCAL_EXPERIMENTAL,
+    }
     src_ip = ip_src or own_ip
     if arp is not None:
         if src_ip is None:
             raise TraceError("--arp needs --ip-src (the port has no IP of its own)")
-        fields.update(eth_type=ETH_ARP, arp_op=ARP_REQUEST, arp_sha=eth_src, arp_spa=src_ip,
-                      arp_tha="00:00:00:00:00:00", arp_tpa=_ip(arp, "--arp"))
+        fields.update(
+            eth_type=ETH_ARP,
+            arp_op=ARP_REQUEST,
+            arp_sha=eth_src,
+            arp_spa=src_ip,
+            arp_tha="00:00:00:00:00:00",
+            arp_tpa=_ip(arp, "--arp"),
+        )
         return Frame(p.ofport, **fields)
     if sum(x is not None and x is not False for x in (tcp, udp, icmp or None)) > 1:
         raise TraceError("give one of --tcp, --udp, --icmp")
     target = ip_dst or dst_ip
     if tcp is not None or udp is not None or icmp or ip_dst:
         if target is None or src_ip is None:
-            raise TraceError("an IP frame needs --ip-dst (or a --dst with an IP) and "
-                             "--ip-src (or a port with an IP)")
-        fields.update(eth_type=ETH_IPV4, ipv4_src=_ip(src_ip, "--ip-src"),
-                      ipv4_dst=_ip(target, "--ip-dst"))
+            raise TraceError(
+                "an IP frame needs --ip-dst (or a --dst with an IP) and --ip-src (or a port with an IP)"
+            )
+        fields.update(eth_type=ETH_IPV4, ipv4_src=_ip(src_ip, "--ip-src"), ipv4_dst=_ip(target, "--ip-dst"))
         if tcp is not None:
-            fields.update(ip_proto=IPPROTO_TCP, tcp_src=sport, tcp_dst=tcp,
-                          tcp_flags=TCP_SYN | TCP_ACK if syn_ack else TCP_SYN)
+            fields.update(
+                ip_proto=IPPROTO_TCP,
+                tcp_src=sport,
+                tcp_dst=tcp,
+                tcp_flags=TCP_SYN | TCP_ACK if syn_ack else TCP_SYN,
+            )
         elif udp is not None:
             fields.update(ip_proto=IPPROTO_UDP, udp_src=sport, udp_dst=udp)
         else:
@@ -135,6 +167,7 @@ def frame_from_pcap(path: Path, index: int, in_port: int) -> Frame:
     from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.layers.l2 import ARP, Dot1Q, Ether
     from scapy.utils import rdpcap
+
     try:
         packets = rdpcap(str(path))
     except (OSError, ValueError) as exc:
@@ -144,12 +177,21 @@ def frame_from_pcap(path: Path, index: int, in_port: int) -> Frame:
     pkt = packets[index - 1]
     if Ether not in pkt:
         raise TraceError(f"--pcap {path}: frame {index} is not Ethernet")
-    f: dict = {"eth_src": pkt[Ether].src.lower(), "eth_dst": pkt[Ether].dst.lower(),
-               "vlan": pkt[Dot1Q].vlan if Dot1Q in pkt else None}
+    f: dict = {
+        "eth_src": pkt[Ether].src.lower(),
+        "eth_dst": pkt[Ether].dst.lower(),
+        "vlan": pkt[Dot1Q].vlan if Dot1Q in pkt else None,
+    }
     if ARP in pkt:
         a = pkt[ARP]
-        f.update(eth_type=ETH_ARP, arp_op=a.op, arp_sha=a.hwsrc.lower(), arp_spa=a.psrc,
-                 arp_tha=a.hwdst.lower(), arp_tpa=a.pdst)
+        f.update(
+            eth_type=ETH_ARP,
+            arp_op=a.op,
+            arp_sha=a.hwsrc.lower(),
+            arp_spa=a.psrc,
+            arp_tha=a.hwdst.lower(),
+            arp_tpa=a.pdst,
+        )
     elif IP in pkt:
         ip = pkt[IP]
         f.update(eth_type=ETH_IPV4, ipv4_src=ip.src, ipv4_dst=ip.dst, ttl=ip.ttl, ip_proto=ip.proto)
@@ -171,16 +213,23 @@ def ofproto_flow(frame: Frame) -> str:
         parts.append(f"dl_vlan={frame.vlan}")
     parts.append(f"dl_type={frame.eth_type:#06x}")
     if frame.eth_type == ETH_ARP:
-        parts += [f"arp_op={frame.arp_op}", f"arp_spa={frame.arp_spa}",
-                  f"arp_tpa={frame.arp_tpa}", f"arp_sha={frame.arp_sha}",
-                  f"arp_tha={frame.arp_tha or '00:00:00:00:00:00'}"]
+        parts += [
+            f"arp_op={frame.arp_op}",
+            f"arp_spa={frame.arp_spa}",
+            f"arp_tpa={frame.arp_tpa}",
+            f"arp_sha={frame.arp_sha}",
+            f"arp_tha={frame.arp_tha or '00:00:00:00:00:00'}",
+        ]
     elif frame.ipv4_dst is not None:
         parts += [f"nw_src={frame.ipv4_src}", f"nw_dst={frame.ipv4_dst}", f"nw_ttl={frame.ttl}"]
         if frame.ip_proto is not None:
             parts.append(f"nw_proto={frame.ip_proto}")
         if frame.ip_proto == IPPROTO_TCP:
-            parts += [f"tp_src={frame.tcp_src}", f"tp_dst={frame.tcp_dst}",
-                      f"tcp_flags={frame.tcp_flags:#05x}"]
+            parts += [
+                f"tp_src={frame.tcp_src}",
+                f"tp_dst={frame.tcp_dst}",
+                f"tcp_flags={frame.tcp_flags:#05x}",
+            ]
         elif frame.ip_proto == IPPROTO_UDP:
             parts += [f"tp_src={frame.udp_src}", f"tp_dst={frame.udp_dst}"]
     return ",".join(parts)
@@ -190,18 +239,19 @@ def ofproto_flow(frame: Frame) -> str:
 @dataclass(frozen=True)
 class OvsStep:
     """One table lookup in ``ofproto/trace`` output, named."""
+
     table: int
     stage: str
     band: str
     concern: str
-    priority: Optional[int]          # None: no match
-    pass_: int                       # 0, then one per recirculation (ct(table=))
+    priority: Optional[int]  # None: no match
+    pass_: int  # 0, then one per recirculation (ct(table=))
 
 
 @dataclass
 class OvsTrace:
     steps: list[OvsStep] = field(default_factory=list)
-    outputs: list[int] = field(default_factory=list)     # OpenFlow ports
+    outputs: list[int] = field(default_factory=list)  # OpenFlow ports
     datapath_actions: str = ""
 
 
@@ -233,8 +283,11 @@ def parse_ofproto_trace(text: str) -> OvsTrace:
             hit = _MATCHED.search(rest)
             prio = int(hit.group(1)) if hit else None
             ck = int(hit.group(2), 16) if hit and hit.group(2) else 0
-            trace.steps.append(OvsStep(table, name, band_label(table, prio),
-                                       CONCERN_NAMES.get(concern_of(ck), "?"), prio, passno))
+            trace.steps.append(
+                OvsStep(
+                    table, name, band_label(table, prio), CONCERN_NAMES.get(concern_of(ck), "?"), prio, passno
+                )
+            )
             continue
         stripped = line.strip()
         if stripped.startswith(("->", ">>", "Flow:", "Final flow:", "Megaflow:", "bridge(")):
@@ -253,10 +306,12 @@ def live_state(ctl):
     teaming changed by failovers without failback is not in them)."""
     from controller.state import ControllerState
     from vlab import control
+
     state = ControllerState(ctl.lab)
     desired, applied = ctl.desired(), ctl.applied() or {}
-    state.set_placement({port: Placement(p["host"], p["ofport"])
-                         for port, p in desired.get("placement", {}).items()})
+    state.set_placement(
+        {port: Placement(p["host"], p["ofport"]) for port, p in desired.get("placement", {}).items()}
+    )
     state.set_guests({port: GuestNic.from_json(g) for port, g in applied.get("guests", {}).items()})
     state.set_captures(frozenset(desired.get("captures", [])))
     state.set_dfw_sessions(desired.get("dfw_sessions", {}))

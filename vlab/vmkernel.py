@@ -22,6 +22,7 @@ in on vmk0, reply out on vmk4) are the point of seed 000.
 ``routing_commands(host)`` returns the ``ip`` commands, in order, for a host
 namespace whose vmk interfaces already exist (pure, so it is unit-tested).
 """
+
 from __future__ import annotations
 
 from ipaddress import IPv4Interface
@@ -51,14 +52,13 @@ def routing_commands(host: EsxiHost, transport_subnets: tuple[str, ...] = ()) ->
                 cmds.append(f"ip route replace default via {vmk.gateway} dev {vmk.name}")
             if host.egress == "source":
                 table = SOURCE_TABLE_BASE + i
-                cmds.append(f"ip route replace {_subnet(vmk.ip)} dev {vmk.name} "
-                            f"src {vmk.ip.ip} table {table}")
+                cmds.append(
+                    f"ip route replace {_subnet(vmk.ip)} dev {vmk.name} src {vmk.ip.ip} table {table}"
+                )
                 gateway = vmk.gateway or _default_gateway_in(host, vmk.ip)
                 if gateway is not None:
-                    cmds.append(f"ip route replace default via {gateway} dev {vmk.name} "
-                                f"table {table}")
-                cmds.append(f"ip rule add from {vmk.ip.ip} lookup {table} "
-                            f"priority {RULE_PRIORITY + i}")
+                    cmds.append(f"ip route replace default via {gateway} dev {vmk.name} table {table}")
+                cmds.append(f"ip rule add from {vmk.ip.ip} lookup {table} priority {RULE_PRIORITY + i}")
             continue
         if vmk.stack == "vxlan":
             # The VXLAN stack stays in the main table: OVS's userspace tunnels
@@ -72,8 +72,7 @@ def routing_commands(host: EsxiHost, transport_subnets: tuple[str, ...] = ()) ->
         # The kernel put the connected route in the main table: move it to
         # the stack's own table.
         cmds.append(f"ip route del {_subnet(vmk.ip)} dev {vmk.name} table main")
-        cmds.append(f"ip route replace {_subnet(vmk.ip)} dev {vmk.name} src {vmk.ip.ip} "
-                    f"table {table}")
+        cmds.append(f"ip route replace {_subnet(vmk.ip)} dev {vmk.name} src {vmk.ip.ip} table {table}")
         if vmk.gateway is not None:
             cmds.append(f"ip route replace default via {vmk.gateway} dev {vmk.name} table {table}")
         cmds.append(f"ip rule add from {vmk.ip.ip} lookup {table} priority {RULE_PRIORITY + i}")

@@ -6,6 +6,7 @@ normal stack never does: a forged source MAC, a frame to an arbitrary MAC.
 Each frame is a UDP packet to port 9 whose payload starts with ``--tag``, so a
 capture can count exactly these frames.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ def main(argv=None) -> int:
     p.add_argument("--count", type=int, default=20)
     p.add_argument("--tag", default="vlab")
     a = p.parse_args(argv)
-    frame = (Ether(src=a.src, dst=a.dst) / IP(src=a.ip_src, dst=a.ip_dst)
-             / UDP(sport=9, dport=9) / a.tag.encode())
+    frame = (
+        Ether(src=a.src, dst=a.dst) / IP(src=a.ip_src, dst=a.ip_dst) / UDP(sport=9, dport=9) / a.tag.encode()
+    )
     sendp(frame, iface=a.iface, count=a.count, inter=0.005, verbose=False)
     return 0
 

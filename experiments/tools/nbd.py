@@ -14,6 +14,7 @@ that many bytes of a deterministic disk pattern and closes. ``read`` prints
 one JSON line: bytes received, seconds, Mbit/s, whether the pattern matched
 and how the connection ended (``eof``, ``reset``, ``timeout``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,8 +73,9 @@ def read(args) -> int:
         expected.update(block)
         left -= len(block)
         index += 1
-    s = socket.create_connection((args.server, args.port), timeout=args.timeout,
-                                 source_address=(args.bind, 0) if args.bind else None)
+    s = socket.create_connection(
+        (args.server, args.port), timeout=args.timeout, source_address=(args.bind, 0) if args.bind else None
+    )
     t0 = time.monotonic()
     s.sendall(struct.pack("!Q", args.bytes))
     received, end = 0, "eof"
@@ -90,10 +92,18 @@ def read(args) -> int:
         end = "timeout"
     seconds = time.monotonic() - t0
     s.close()
-    print(json.dumps({"bytes": received, "wanted": args.bytes, "seconds": round(seconds, 4),
-                      "mbps": round(received * 8 / seconds / 1e6, 3) if seconds else 0.0,
-                      "intact": received == args.bytes and got.digest() == expected.digest(),
-                      "end": end}))
+    print(
+        json.dumps(
+            {
+                "bytes": received,
+                "wanted": args.bytes,
+                "seconds": round(seconds, 4),
+                "mbps": round(received * 8 / seconds / 1e6, 3) if seconds else 0.0,
+                "intact": received == args.bytes and got.digest() == expected.digest(),
+                "end": end,
+            }
+        )
+    )
     return 0
 
 

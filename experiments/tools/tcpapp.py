@@ -20,6 +20,7 @@ requests, and per new connection its start time and whether it completed
 (within ``--timeout``). Real sockets, the guest's own TCP stack: a
 connection a firewall breaks stalls and retransmits as it would anywhere.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,7 @@ def users(args) -> int:
     socks = []
     for _ in range(args.held):
         s = socket.create_connection((args.dst, args.port), timeout=args.timeout)
-        s.settimeout(None)       # a stalled connection waits; TCP retransmits meanwhile
+        s.settimeout(None)  # a stalled connection waits; TCP retransmits meanwhile
         socks.append(s)
     print("ready", flush=True)
 
@@ -78,7 +79,7 @@ def users(args) -> int:
         while time.time() < stop:
             try:
                 _request(s, args.reply)
-            except OSError as exc:            # timeout at the end, or reset
+            except OSError as exc:  # timeout at the end, or reset
                 errors[i] = type(exc).__name__
                 return
             held[i].append(time.time())

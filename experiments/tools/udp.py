@@ -9,6 +9,7 @@ IGMP report, as any real receiver does.
 ``recv`` appends one line per packet to ``--out`` as it arrives ("time seq",
 time.time() on the receiver), so a run can be watched while it goes on.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,12 @@ def recv(args) -> int:
     group = args.group and ipaddress.ip_address(args.group)
     s.bind((str(group) if group else args.bind, args.port))
     if group:
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                     struct.pack("4s4s", group.packed, socket.inet_aton(args.bind)))
-    out = open(args.out, "w", buffering=1)          # line-buffered: readable live
+        s.setsockopt(
+            socket.IPPROTO_IP,
+            socket.IP_ADD_MEMBERSHIP,
+            struct.pack("4s4s", group.packed, socket.inet_aton(args.bind)),
+        )
+    out = open(args.out, "w", buffering=1)  # line-buffered: readable live
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
     print("ready", flush=True)

@@ -8,6 +8,7 @@
 request and prints ``{"status", "bytes", "body_ok"}`` as JSON, where
 body_ok says whether the body is exactly that known page.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,14 +36,14 @@ def serve(port: int, size: int) -> None:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self):                          # noqa: N802 (http.server's name)
+        def do_GET(self):  # noqa: N802 (http.server's name)
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args):              # keep stderr quiet
+        def log_message(self, *args):  # keep stderr quiet
             pass
 
     server = HTTPServer(("0.0.0.0", port), Handler)
@@ -55,8 +56,7 @@ def get(url: str, size: int, timeout: float) -> dict:
     conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
     # Connection: close, so the server closes as soon as it has answered and
     # the connection is over (both FINs acknowledged) soon after this returns.
-    conn.request("GET", parts.path or "/", headers={"User-Agent": "vlab-jumpbox",
-                                                    "Connection": "close"})
+    conn.request("GET", parts.path or "/", headers={"User-Agent": "vlab-jumpbox", "Connection": "close"})
     resp = conn.getresponse()
     body = resp.read()
     conn.close()

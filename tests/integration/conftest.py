@@ -1,4 +1,5 @@
 """Fixtures for integration tests: real namespaces, real OVS, real packets."""
+
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ def pytest_collection_modifyitems(items):
 def two_hosts():
     """The two-hosts lab, up for the whole module, always torn down."""
     from experiments.common import lab_session
+
     with lab_session(TWO_HOSTS) as net:
         yield net
 
@@ -26,6 +28,7 @@ def nuggets():
     """The vswitch-nuggets lab (seed 001), up for the whole module."""
     from experiments import vswitch_nuggets
     from experiments.common import lab_session
+
     with lab_session(vswitch_nuggets.LAB) as net:
         yield net
 

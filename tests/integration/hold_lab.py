@@ -3,6 +3,7 @@
 Driven by the cleanup tests as a separate process, so they can interrupt or
 kill a real testbed run at a chosen moment.
 """
+
 import signal
 import sys
 

@@ -7,6 +7,7 @@ run id), a process only when its environment carries the test's own token
 (every process of a run inherits its starter's environment, as its
 ``VLAB_RUN`` marker shows). Namespaces and root-namespace interfaces, which
 no lab should create, are compared machine-wide."""
+
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 from vlab import naming
 from vlab.runtime import processes_with_env, signals_as_on_a_terminal  # noqa: F401 (re-exported)
 
-TOKEN_ENV = "VLAB_TEST_TOKEN"     # set by a test in the environment of the lab it starts
+TOKEN_ENV = "VLAB_TEST_TOKEN"  # set by a test in the environment of the lab it starts
 
 
 def snapshot() -> dict:
@@ -43,8 +44,7 @@ def snapshot() -> dict:
 
 
 def new_since(before: dict, after: dict) -> dict:
-    return {k: sorted(set(after[k]) - set(before[k])) for k in before
-            if set(after[k]) - set(before[k])}
+    return {k: sorted(set(after[k]) - set(before[k])) for k in before if set(after[k]) - set(before[k])}
 
 
 def owner(run_dir: Path) -> int | None:
@@ -67,20 +67,24 @@ def carrying(pids, entry: str) -> list[int]:
     return [p for p in pids if p in marked]
 
 
-def ours(snap: dict | None = None, *, token: str | None = None, pid: int | None = None,
-         run_id: str | None = None) -> dict:
+def ours(
+    snap: dict | None = None, *, token: str | None = None, pid: int | None = None, run_id: str | None = None
+) -> dict:
     """``snapshot()`` narrowed to one run: the processes carrying ``token``
     (or the run's own ``VLAB_RUN`` marker) and the run directory owned by
     ``pid`` (or named ``run_id``)."""
     snap = snap or snapshot()
     root = Path(naming.RUN_ROOT)
     entry = f"{TOKEN_ENV}={token}" if token else f"{naming.RUN_ENV}={run_id}"
-    return {**snap, "processes": carrying(snap["processes"], entry),
-            "run_dirs": [d for d in snap["run_dirs"]
-                         if (pid is not None and owner(root / d) == pid) or d == run_id]}
+    return {
+        **snap,
+        "processes": carrying(snap["processes"], entry),
+        "run_dirs": [
+            d for d in snap["run_dirs"] if (pid is not None and owner(root / d) == pid) or d == run_id
+        ],
+    }
 
 
 def nothing_before() -> dict:
     """The machine now, with no process or run directory counted as ours yet."""
     return {**snapshot(), "processes": [], "run_dirs": []}
-

@@ -7,6 +7,7 @@ The generator edits what ends up in Linux and OVS names, near their limits:
 VM, vNIC and VMkernel adapter names on ``two-hosts``, and the names of
 router interfaces that carry a virtual gateway (a device named after the
 interface) on ``vmsc``."""
+
 from __future__ import annotations
 
 import copy
@@ -25,8 +26,9 @@ SEED, ACCEPTED_PER_BASE, TRIES = 20261201, 3, 200
 
 def _name(rng: random.Random, longest: int) -> str:
     first = rng.choice(string.ascii_letters)
-    rest = "".join(rng.choice(string.ascii_letters + string.digits + "-_")
-                   for _ in range(rng.randint(0, longest - 1)))
+    rest = "".join(
+        rng.choice(string.ascii_letters + string.digits + "-_") for _ in range(rng.randint(0, longest - 1))
+    )
     return first + rest
 
 
@@ -77,5 +79,6 @@ def test_every_generated_lab_the_checker_accepts_brings_up(tmp_path):
                 # Up means synced and probed (lab_session); and every vNIC
                 # of the generated names has its uplink.
                 pinned = {p for pins in net.control.applied()["pinning"].values() for p in pins}
-                assert {f"{vm['name']}-{nic.get('name', 'eth0')}" for vm in data["vms"]
-                        for nic in vm["vnics"]} <= pinned, path
+                assert {
+                    f"{vm['name']}-{nic.get('name', 'eth0')}" for vm in data["vms"] for nic in vm["vnics"]
+                } <= pinned, path

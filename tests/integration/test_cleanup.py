@@ -1,6 +1,7 @@
 """Nothing of ours survives a run: normal exit, Ctrl-C or SIGTERM during
 bring-up, and SIGKILL followed by ``vlab clean``. Each test counts only its
 own run (``leftovers.ours``), so other labs may run on the machine meanwhile."""
+
 import os
 import secrets
 import signal
@@ -35,14 +36,21 @@ def _wait_for(predicate, timeout: float, what: str):
 def _start_hold():
     """hold_lab.py with a fresh token in its environment: (proc, token)."""
     token = secrets.token_hex(4)
-    proc = subprocess.Popen(HOLD, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, TOKEN_ENV: token},
-                            preexec_fn=signals_as_on_a_terminal)
+    proc = subprocess.Popen(
+        HOLD,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, TOKEN_ENV: token},
+        preexec_fn=signals_as_on_a_terminal,
+    )
     return proc, token
 
 
 def test_normal_exit_leaves_nothing():
     from experiments.common import lab_session
+
     before = nothing_before()
     with lab_session(TWO_HOSTS) as net:
         run_id = net.run.id
@@ -64,8 +72,13 @@ def test_signal_during_bringup_leaves_nothing(sig, phase):
     before = nothing_before()
     proc, token = _start_hold()
     try:
-        _wait_for(lambda: (d := run_dir_of(proc.pid)) is not None and (d / phase).exists()
-                  or proc.poll() is not None, 60, f"bring-up phase {phase}")
+        _wait_for(
+            lambda: (
+                (d := run_dir_of(proc.pid)) is not None and (d / phase).exists() or proc.poll() is not None
+            ),
+            60,
+            f"bring-up phase {phase}",
+        )
         assert proc.poll() is None, proc.stderr.read()
         proc.send_signal(sig)
         proc.wait(timeout=60)
@@ -83,12 +96,13 @@ def test_vlab_clean_removes_a_killed_run_and_only_that():
         line = proc.stdout.readline()
         assert line.startswith("READY"), proc.stderr.read()
         run_id = line.split()[1]
-        proc.kill()                      # no chance to clean up
+        proc.kill()  # no chance to clean up
         proc.wait()
         left = new_since(before, ours(token=token, run_id=run_id))
         assert left.get("processes") and run_id in left.get("run_dirs", [])
-        out = subprocess.run([str(REPO / ".venv" / "bin" / "vlab"), "clean"], capture_output=True,
-                             text=True, timeout=60)
+        out = subprocess.run(
+            [str(REPO / ".venv" / "bin" / "vlab"), "clean"], capture_output=True, text=True, timeout=60
+        )
         assert out.returncode == 0, out.stderr
         assert run_id in out.stdout
     finally:
@@ -102,6 +116,7 @@ def test_controller_exits_cleanly_on_sigterm():
     """Teardown ends the controller with SIGTERM, not by the SIGKILL fallback
     (its non-daemon library threads once kept it alive for the whole grace time)."""
     from experiments.common import lab_session
+
     with lab_session(TWO_HOSTS) as net:
         proc = net.controller_proc
     assert proc.returncode == 0, proc.returncode
@@ -113,10 +128,15 @@ def test_a_bringup_that_times_out_says_so_in_one_line_and_leaves_nothing(tmp_pat
     nothing of the run left behind."""
     token = secrets.token_hex(4)
     before = nothing_before()
-    proc = subprocess.Popen([sys.executable, "-m", "vlab.cli", "lab", "up", str(TWO_HOSTS),
-                             "--timeout", "0.5"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
-                            env={**os.environ, TOKEN_ENV: token})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlab.cli", "lab", "up", str(TWO_HOSTS), "--timeout", "0.5"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, TOKEN_ENV: token},
+    )
     proc.stdout, proc.stderr = proc.communicate(timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1, proc.stderr

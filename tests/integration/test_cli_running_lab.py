@@ -1,5 +1,6 @@
 """``vlab uplink``, ``vlab vmotion`` and ``vlab pktcap`` from a second process
 acting on a lab that another process holds (as an operator would)."""
+
 import subprocess
 import sys
 import time
@@ -26,8 +27,7 @@ def _wait(predicate, timeout, what):
 @pytest.fixture(scope="module")
 def held():
     """(run id, LabControl) of a two-hosts lab held by another process."""
-    proc = subprocess.Popen(HOLD, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(HOLD, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         assert line.startswith("READY "), proc.stderr.read()[-2000:]
@@ -59,12 +59,31 @@ def test_vmotion_and_pktcap(held, tmp_path):
     assert ctl.placement()["vm1a-eth0"].host == "esx2"
     assert _ping(ctl, "vm1a", "10.10.0.12")
     pcap = tmp_path / "vnicrx.pcap"
-    pinger = subprocess.Popen(["nsenter", "-t", str(ctl.pids["vm1a"]), "-n",
-                               "ping", "-n", "-i", "0.1", "-c", "30", "10.10.0.12"],
-                              stdout=subprocess.DEVNULL)
+    pinger = subprocess.Popen(
+        ["nsenter", "-t", str(ctl.pids["vm1a"]), "-n", "ping", "-n", "-i", "0.1", "-c", "30", "10.10.0.12"],
+        stdout=subprocess.DEVNULL,
+    )
     try:
-        assert main(["pktcap", "--switchport", "vm2a-eth0", "--capture", "VnicRx", "-o",
-                     str(pcap), "-c", "4", "--seconds", "10", "--run", run_id]) == 0
+        assert (
+            main(
+                [
+                    "pktcap",
+                    "--switchport",
+                    "vm2a-eth0",
+                    "--capture",
+                    "VnicRx",
+                    "-o",
+                    str(pcap),
+                    "-c",
+                    "4",
+                    "--seconds",
+                    "10",
+                    "--run",
+                    run_id,
+                ]
+            )
+            == 0
+        )
     finally:
         pinger.terminate()
         pinger.wait()
@@ -72,12 +91,15 @@ def test_vmotion_and_pktcap(held, tmp_path):
     assert main(["vmotion", "vm1a", "esx1", "--run", run_id]) == 0
 
 
-@pytest.mark.parametrize("argv", [
-    ["vmotion", "nosuchvm", "esx2"],
-    ["vmotion", "vm1a", "nosuchhost"],
-    ["uplink", "down", "esx1", "vmnic9"],
-    ["pktcap", "--switchport", "nosuch-eth0", "-o", "/tmp/x.pcap"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["vmotion", "nosuchvm", "esx2"],
+        ["vmotion", "vm1a", "nosuchhost"],
+        ["uplink", "down", "esx1", "vmnic9"],
+        ["pktcap", "--switchport", "nosuch-eth0", "-o", "/tmp/x.pcap"],
+    ],
+)
 def test_bad_operations_exit_2(held, argv, capsys):
     run_id, _ = held
     assert main(argv + ["--run", run_id]) == 2
@@ -99,6 +121,7 @@ def test_esxtop_prints_every_port_with_its_team_pnic(held, capsys):
 
 def test_inspect_dumps_ports_macs_ips_and_pinning(held, capsys):
     import json
+
     run_id, ctl = held
     capsys.readouterr()
     assert main(["inspect", "--json", "--run", run_id]) == 0
@@ -114,6 +137,7 @@ def test_inspect_dumps_ports_macs_ips_and_pinning(held, capsys):
 
 def _with_expect(tmp_path, expect):
     import yaml
+
     data = yaml.safe_load(TWO_HOSTS.read_text())
     data["expect"] = expect
     path = tmp_path / "teacher.yaml"
@@ -130,8 +154,11 @@ def test_lab_validate_passes_on_the_lab_and_fails_when_broken(held, tmp_path, ca
     for vmnic in ("vmnic0", "vmnic1"):
         ctl.uplink("esx1", vmnic, up=False)
     try:
-        _wait(lambda: set(ctl.applied()["uplinks_down"].get("esx1", [])) ==
-              {"vmnic0", "vmnic1"}, 10, "both uplinks down")
+        _wait(
+            lambda: set(ctl.applied()["uplinks_down"].get("esx1", [])) == {"vmnic0", "vmnic1"},
+            10,
+            "both uplinks down",
+        )
         assert main(["lab", "validate", str(TWO_HOSTS), "--run", run_id]) == 1
         out = capsys.readouterr().out
         assert "FAIL uplinks esx1: down: vmnic0, vmnic1" in out
@@ -144,11 +171,9 @@ def test_lab_validate_passes_on_the_lab_and_fails_when_broken(held, tmp_path, ca
 
 def test_lab_validate_against_a_teachers_expectations(held, tmp_path, capsys):
     run_id, _ = held
-    right = _with_expect(tmp_path, {"reachable": [["vm1a", "vm2a"]],
-                                    "unreachable": [["vm1a", "vm1b"]]})
+    right = _with_expect(tmp_path, {"reachable": [["vm1a", "vm2a"]], "unreachable": [["vm1a", "vm1b"]]})
     assert main(["lab", "validate", str(right), "--run", run_id]) == 0
     wrong = _with_expect(tmp_path, {"reachable": [["vm1a", "vm1b"]]})
     capsys.readouterr()
     assert main(["lab", "validate", str(wrong), "--run", run_id]) == 1
-    assert "FAIL reach vm1a -> vm1b: unreachable, lab expectation: reachable" in \
-        capsys.readouterr().out
+    assert "FAIL reach vm1a -> vm1b: unreachable, lab expectation: reachable" in capsys.readouterr().out

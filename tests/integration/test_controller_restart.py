@@ -1,6 +1,7 @@
 """The controller crashes during traffic: forwarding goes on (fail mode
 secure keeps the flows); a new controller resyncs every switch to exactly
 its compiled flows, removing stale ones, without delete-all."""
+
 import re
 import time
 
@@ -15,10 +16,11 @@ STALE = "cookie=0x0100000000000000,table=1,priority=1,in_port=2,actions=drop"
 def test_crash_and_restart_keeps_traffic_and_resyncs_exact_flows():
     with lab_session(TWO_HOSTS) as net:
         ovs1 = net.ovs["esx1"]
-        ping = net.node("vm1a").popen(["ping", "-n", "-i", "0.02", "-c", "250", "10.10.0.12"],
-                                      stdout=-1, text=True)
-        time.sleep(0.5)                      # traffic under way (schedule, not readiness)
-        net.controller_proc.kill()           # the crash
+        ping = net.node("vm1a").popen(
+            ["ping", "-n", "-i", "0.02", "-c", "250", "10.10.0.12"], stdout=-1, text=True
+        )
+        time.sleep(0.5)  # traffic under way (schedule, not readiness)
+        net.controller_proc.kill()  # the crash
         net.controller_proc.wait(10)
         # While headless, a stale flow of ours appears on esx1.
         ovs1.ofctl("add-flow", "vSwitch0", STALE)

@@ -8,6 +8,7 @@
   fw2, which never saw the connection open: the SYN-ACK is dropped as
   invalid there and fw1 keeps a half-open entry.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -23,14 +24,15 @@ from topologies import perimeter
 
 def connect(net, src: str, ip: str, port: int, timeout: float = 1.5) -> str:
     """A fresh TCP connection and one request from ``src``: 'ok' or the error."""
-    out = net.node(src).cmd(f"cd {REPO} && {sys.executable} -m experiments.tools.tcpapp connect "
-                            f"--dst {ip} --port {port} --timeout {timeout}")
+    out = net.node(src).cmd(
+        f"cd {REPO} && {sys.executable} -m experiments.tools.tcpapp connect "
+        f"--dst {ip} --port {port} --timeout {timeout}"
+    )
     return out.strip().splitlines()[-1]
 
 
 def serve(net, vm: str, ip: str, port: int):
-    proc = guest_tool(net, vm, "tcpapp", "serve", "--bind", ip, "--port", port, "--reply", 64,
-                      wait=False)
+    proc = guest_tool(net, vm, "tcpapp", "serve", "--bind", ip, "--port", port, "--reply", 64, wait=False)
     wait_ready_line(proc, f"listener {vm}:{port}")
     return proc
 
@@ -64,8 +66,12 @@ def test_dfw_state_moves_with_the_vm(segmented):
     net = segmented
     server = serve(net, "web", "10.30.0.11", 80)
     client = net.node("client").popen(
-        [sys.executable, "-m", "experiments.tools.tcpapp", "hold", "--dst", "10.30.0.11",
-         "--port", "80"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(REPO))
+        [sys.executable, "-m", "experiments.tools.tcpapp", "hold", "--dst", "10.30.0.11", "--port", "80"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(REPO),
+    )
     try:
         assert client.stdout.readline().strip() == "ready"
         client.stdin.write("\n")
@@ -91,10 +97,11 @@ def test_perimeter_firewalls_drop_half_flows():
     with lab_session(REPO / "labs" / "vmsc.yaml") as net:
         servers = [serve(net, "vm1", "10.10.10.11", 8080), serve(net, "vm2", "10.10.10.12", 8080)]
         try:
-            assert connect(net, "u1", "10.10.10.11", 8080) == "ok"          # DC1: symmetric
+            assert connect(net, "u1", "10.10.10.11", 8080) == "ok"  # DC1: symmetric
             assert connect(net, "u1", "10.10.10.12", 8080) == "TimeoutError"  # DC2: in by fw1, out by fw2
             counters = perimeter.rule_counters(
-                net.node("fw2").cmd(f"nft -j list table inet {perimeter.TABLE}"))
+                net.node("fw2").cmd(f"nft -j list table inet {perimeter.TABLE}")
+            )
             assert counters[perimeter.INVALID]["packets"] >= 1, counters
             fw1 = perimeter.conntrack_summary(net.node("fw1").cmd("conntrack -L 2>/dev/null"))
             assert fw1["half_open"] >= 1, fw1

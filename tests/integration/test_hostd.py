@@ -1,6 +1,7 @@
 """hostd's view of a guest: read over a netlink socket created in the guest's
 network namespace, from the thread that uses it (the controller reads once
 at start in its main thread, then from its watch thread)."""
+
 import subprocess
 import threading
 
@@ -21,9 +22,11 @@ def _namespace_ready(pid: int) -> None:
     import os
 
     from topologies.operations import wait_for
+
     own = os.stat("/proc/self/ns/net").st_ino
-    wait_for(lambda: os.stat(f"/proc/{pid}/ns/net").st_ino != own, 5,
-             "unshare entering its network namespace")
+    wait_for(
+        lambda: os.stat(f"/proc/{pid}/ns/net").st_ino != own, 5, "unshare entering its network namespace"
+    )
 
 
 def test_observer_reads_the_guest_namespace_from_any_thread():
@@ -42,8 +45,9 @@ def test_observer_reads_the_guest_namespace_from_any_thread():
         reader.join(10)
         assert seen["g-eth0"].promiscuous, "a second thread reads the guest's current state"
         # Our own namespace was left as it was: its lo has no such address.
-        own = subprocess.run(["ip", "-4", "addr", "show", "dev", "lo"], capture_output=True,
-                             text=True, check=True).stdout
+        own = subprocess.run(
+            ["ip", "-4", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=True
+        ).stdout
         assert "10.99.0.1" not in own
     finally:
         observer.close()

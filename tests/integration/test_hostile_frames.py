@@ -18,6 +18,7 @@ works on any Ethernet segment and NSX believes a forged DHCP ACK (README,
 cache timing, not the testbed. That the pair's ARP-table entries are intact
 is asserted instead.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,16 +40,16 @@ from vlab import control, naming
 from vlab.bindings import GuestNic
 
 SEED, COUNT = 7, 1000
-MAX_LOST = 2                  # "a couple" of echo requests
+MAX_LOST = 2  # "a couple" of echo requests
 PING_INTERVAL = 0.02
 
 
 @dataclass(frozen=True)
 class Case:
     lab: Path
-    pinger: str               # pings target, on another host
+    pinger: str  # pings target, on another host
     target: str
-    hostile: str              # sends the hostile frames
+    hostile: str  # sends the hostile frames
 
 
 CASES = {
@@ -86,8 +87,9 @@ def _flow_mismatches(net) -> str | None:
         have = net.ovs[b.host].flow_count(b.bridge)
         marker = control.read_json(naming.synced_marker(net.run.dir, b.dpid)) or {}
         if not have == want[name] == marker.get("flows"):
-            wrong.append(f"{name}: {have} installed, {want[name]} compiled, "
-                         f"{marker.get('flows')} acknowledged")
+            wrong.append(
+                f"{name}: {have} installed, {want[name]} compiled, {marker.get('flows')} acknowledged"
+            )
     return "; ".join(wrong) or None
 
 
@@ -102,8 +104,11 @@ def _vnic_rx(net, vm: str) -> int:
 def test_hostile_guest_leaves_controller_flows_and_traffic_intact(case, tmp_path):
     with lab_session(case.lab) as net:
         me, dst = _vnic(net, case.hostile), _vnic(net, case.target)
-        peers = [Peer(v.vnics[0].mac.lower(), str(v.vnics[0].ip.ip)) for v in net.lab.vms
-                 if v.name not in (case.hostile, case.pinger, case.target)]
+        peers = [
+            Peer(v.vnics[0].mac.lower(), str(v.vnics[0].ip.ip))
+            for v in net.lab.vms
+            if v.name not in (case.hostile, case.pinger, case.target)
+        ]
         log = net.run.dir / "controller.log"
         log_start = log.stat().st_size
         packet_ins_before = net.control.applied().get("packet_ins", 0)
@@ -113,16 +118,32 @@ def test_hostile_guest_leaves_controller_flows_and_traffic_intact(case, tmp_path
         ping_out = tmp_path / "ping.txt"
         with open(ping_out, "w") as out:
             ping = net.node(case.pinger).popen(
-                ["ping", "-n", "-i", str(PING_INTERVAL), str(dst.ip.ip)],
-                stdout=out, stderr=subprocess.STDOUT)
+                ["ping", "-n", "-i", str(PING_INTERVAL), str(dst.ip.ip)], stdout=out, stderr=subprocess.STDOUT
+            )
         try:
-            wait_until(lambda: None if _ping_replies(ping_out) else ping_out.read_text()[-300:]
-                       or "no output", 10, f"first echo reply {case.pinger} -> {case.target}")
+            wait_until(
+                lambda: None if _ping_replies(ping_out) else ping_out.read_text()[-300:] or "no output",
+                10,
+                f"first echo reply {case.pinger} -> {case.target}",
+            )
             t0 = time.monotonic()
-            tool = guest_tool(net, case.hostile, "hostile", "--iface", "eth0", "--seed", SEED,
-                              "--count", COUNT, "--src", me.mac, "--ip", me.ip.ip,
-                              *[a for p in peers for a in ("--peer", f"{p.mac},{p.ip}")],
-                              wait=False)
+            tool = guest_tool(
+                net,
+                case.hostile,
+                "hostile",
+                "--iface",
+                "eth0",
+                "--seed",
+                SEED,
+                "--count",
+                COUNT,
+                "--src",
+                me.mac,
+                "--ip",
+                me.ip.ip,
+                *[a for p in peers for a in ("--peer", f"{p.mac},{p.ip}")],
+                wait=False,
+            )
             try:
                 stdout, stderr = tool.communicate(timeout=120)
             finally:
@@ -138,9 +159,15 @@ def test_hostile_guest_leaves_controller_flows_and_traffic_intact(case, tmp_path
             # second of replies so the ping covers the aftermath too.
             wait_until(lambda: _flow_mismatches(net), 20, "flows after the hostile frames")
             settled = len(_ping_replies(ping_out))
-            wait_until(lambda: None if len(_ping_replies(ping_out)) >= settled + 1 / PING_INTERVAL
-                       else f"{len(_ping_replies(ping_out)) - settled} replies since", 10,
-                       "a second of echo replies after the hostile frames")
+            wait_until(
+                lambda: (
+                    None
+                    if len(_ping_replies(ping_out)) >= settled + 1 / PING_INTERVAL
+                    else f"{len(_ping_replies(ping_out)) - settled} replies since"
+                ),
+                10,
+                "a second of echo replies after the hostile frames",
+            )
         finally:
             if ping.poll() is None:
                 ping.send_signal(signal.SIGINT)
@@ -148,19 +175,22 @@ def test_hostile_guest_leaves_controller_flows_and_traffic_intact(case, tmp_path
         text = ping_out.read_text()
 
         # -- the controller ------------------------------------------------------
-        assert net.controller_proc.poll() is None, \
+        assert net.controller_proc.poll() is None, (
             f"controller exited with {net.controller_proc.returncode}: {log.read_text()[-2000:]}"
+        )
         new_log = log.read_text()[log_start:]
-        bad = [line for line in new_log.splitlines()
-               if "Traceback" in line or " ERROR " in line or "Exception" in line]
+        bad = [
+            line
+            for line in new_log.splitlines()
+            if "Traceback" in line or " ERROR " in line or "Exception" in line
+        ]
         assert not bad, "controller log after the hostile frames:\n" + "\n".join(bad[:20])
 
         # -- the frames were what the seed says, and reached the vSwitch --------
-        assert summary["sha256"] == digest(hostile_frames(SEED, COUNT, me.mac, str(me.ip.ip),
-                                                          peers)), summary
+        assert summary["sha256"] == digest(hostile_frames(SEED, COUNT, me.mac, str(me.ip.ip), peers)), summary
         sent = sum(summary["sent"].values())
         assert sent + sum(summary["refused"].values()) == COUNT, summary
-        assert set(summary["errors"]) <= {"EMSGSIZE"}, summary      # only frames > MTU
+        assert set(summary["errors"]) <= {"EMSGSIZE"}, summary  # only frames > MTU
         rx = _vnic_rx(net, case.hostile) - rx_before
         assert rx >= sent, f"vSwitch port of {case.hostile} received {rx} of {sent} frames"
 
@@ -176,7 +206,8 @@ def test_hostile_guest_leaves_controller_flows_and_traffic_intact(case, tmp_path
         assert len(missing) <= MAX_LOST and in_flight <= 1, (
             f"{case.pinger} -> {case.target}: {len(missing)} of {transmitted} lost "
             f"(icmp_seq {missing[:20]}), {in_flight} unanswered at the end; hostile frames "
-            f"sent over {send_s:.2f}s\n{text[-400:]}")
+            f"sent over {send_s:.2f}s\n{text[-400:]}"
+        )
 
         # -- the flows -------------------------------------------------------------
         wrong = _flow_mismatches(net)
@@ -187,20 +218,20 @@ def test_hostile_guest_leaves_controller_flows_and_traffic_intact(case, tmp_path
         # the controller write its packet-in count as of now.
         applied = net.control.request()
         packet_ins = applied.get("packet_ins", 0) - packet_ins_before
-        discovered = [e for e in net.control.events()[events_before:]
-                      if e["event"] == "ip_discovered"]
+        discovered = [e for e in net.control.events()[events_before:] if e["event"] == "ip_discovered"]
         if net.lab.nsx is not None:
-            arp = {e["ip"]: e["mac"] for e in nsx_tables(net.control)[dst.logical_switch]
-                   ["arp_table"]}
+            arp = {e["ip"]: e["mac"] for e in nsx_tables(net.control)[dst.logical_switch]["arp_table"]}
             for vm in (case.pinger, case.target):
                 nic = _vnic(net, vm)
                 assert arp.get(str(nic.ip.ip)) == nic.mac.lower(), (vm, arp)
             # Own-MAC ARP and DHCP-shaped frames are copied to the controller.
             assert packet_ins > 0, applied
-        print(f"\n[{net.lab.name}] hostile frames from {case.hostile}: kinds {summary['kinds']}, "
-              f"sent {summary['sent']}, refused {summary['refused']} {summary['errors']}, "
-              f"padded {summary['padded']}, own source MAC {summary['own_src']}, "
-              f"in {send_s:.2f}s; vSwitch port rx {rx}; packet-ins {packet_ins}; "
-              f"ip_discovered {[(e['port'], e['method'], e['ip']) for e in discovered]}; "
-              f"ping {case.pinger} -> {case.target}: {received}/{transmitted} replies, "
-              f"lost icmp_seq {missing}, {in_flight} in flight at the stop")
+        print(
+            f"\n[{net.lab.name}] hostile frames from {case.hostile}: kinds {summary['kinds']}, "
+            f"sent {summary['sent']}, refused {summary['refused']} {summary['errors']}, "
+            f"padded {summary['padded']}, own source MAC {summary['own_src']}, "
+            f"in {send_s:.2f}s; vSwitch port rx {rx}; packet-ins {packet_ins}; "
+            f"ip_discovered {[(e['port'], e['method'], e['ip']) for e in discovered]}; "
+            f"ping {case.pinger} -> {case.target}: {received}/{transmitted} replies, "
+            f"lost icmp_seq {missing}, {in_flight} in flight at the stop"
+        )

@@ -16,6 +16,7 @@ run directory and processes (``leftovers.ours``).
 ``test_interrupted_bringups_leave_nothing`` runs 6 cycles in the default run;
 the 30-cycle variant is marked ``slow`` (``pytest -m slow``).
 """
+
 from __future__ import annotations
 
 import os
@@ -46,22 +47,24 @@ from vlab import naming
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # How far bring-up got when a signal arrived: files it creates, in order.
-MARKS = [("owner.pid", "run dir"), ("fabric/ovs-vswitchd.ctl", "fabric OVS"),
-         ("esx1/ovs-vswitchd.ctl", "esx1 OVS"), ("esx2/ovs-vswitchd.ctl", "esx2 OVS"),
-         ("synced", "controller syncing")]
+MARKS = [
+    ("owner.pid", "run dir"),
+    ("fabric/ovs-vswitchd.ctl", "fabric OVS"),
+    ("esx1/ovs-vswitchd.ctl", "esx1 OVS"),
+    ("esx2/ovs-vswitchd.ctl", "esx2 OVS"),
+    ("synced", "controller syncing"),
+]
 EXIT_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
 class Timing:
-    ready_s: float           # start of hold_lab.py until READY
-    teardown_s: float        # signal while up until exit
+    ready_s: float  # start of hold_lab.py until READY
+    teardown_s: float  # signal while up until exit
 
 
 def _ready(out: Path) -> bool:
     return out.exists() and out.read_text().startswith("READY")
-
-
 
 
 def _phase(out: Path, proc: subprocess.Popen) -> str:
@@ -80,9 +83,15 @@ def _start(tmp: Path, n: int):
     token = secrets.token_hex(4)
     out, err = tmp / f"hold{n}.out", tmp / f"hold{n}.err"
     with open(out, "w") as o, open(err, "w") as e:
-        proc = subprocess.Popen(HOLD, cwd=REPO, stdout=o, stderr=e, text=True,
-                                env={**os.environ, TOKEN_ENV: token},
-                                preexec_fn=signals_as_on_a_terminal)
+        proc = subprocess.Popen(
+            HOLD,
+            cwd=REPO,
+            stdout=o,
+            stderr=e,
+            text=True,
+            env={**os.environ, TOKEN_ENV: token},
+            preexec_fn=signals_as_on_a_terminal,
+        )
     return proc, token, out, err
 
 
@@ -110,8 +119,7 @@ def timing(tmp_path_factory) -> Timing:
         snap = snapshot()
         marked = carrying(snap["processes"], f"{naming.RUN_ENV}={run_id}")
         mine = ours(snap, token=token, pid=proc.pid)
-        assert marked and marked == mine["processes"] and mine["run_dirs"] == [run_id], \
-            (marked, mine)
+        assert marked and marked == mine["processes"] and mine["run_dirs"] == [run_id], (marked, mine)
         t1 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         proc.wait(EXIT_TIMEOUT)
@@ -134,12 +142,11 @@ def _cycle(rng: random.Random, timing: Timing, tmp: Path, n: int) -> dict:
     proc, token, out, err = _start(tmp, n)
     try:
         try:
-            proc.wait(delay)        # the chosen moment (returns early only if it died)
+            proc.wait(delay)  # the chosen moment (returns early only if it died)
         except subprocess.TimeoutExpired:
             pass
         record["phase"] = _phase(out, proc)
-        assert proc.poll() is None, f"cycle {n}: hold_lab exited on its own: " \
-                                    f"{err.read_text()[-2000:]}"
+        assert proc.poll() is None, f"cycle {n}: hold_lab exited on its own: {err.read_text()[-2000:]}"
         proc.send_signal(sig)
         if second is not None:
             try:
@@ -147,16 +154,21 @@ def _cycle(rng: random.Random, timing: Timing, tmp: Path, n: int) -> dict:
             except subprocess.TimeoutExpired:
                 pass
             record["second"] = f"{second.name} +{delay2:.3f}s " + (
-                "after exit" if proc.poll() is not None else "during teardown"
-                if run_dir_of(proc.pid) is not None else "alive, no run dir")
+                "after exit"
+                if proc.poll() is not None
+                else "during teardown"
+                if run_dir_of(proc.pid) is not None
+                else "alive, no run dir"
+            )
             if proc.poll() is None:
                 proc.send_signal(second)
         t = time.monotonic()
         try:
             proc.wait(EXIT_TIMEOUT)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"cycle {n} {record}: hold_lab still running "
-                                 f"{EXIT_TIMEOUT:.0f}s after the signal") from None
+            raise AssertionError(
+                f"cycle {n} {record}: hold_lab still running {EXIT_TIMEOUT:.0f}s after the signal"
+            ) from None
         record["exit_s"] = round(time.monotonic() - t, 3)
         record["returncode"] = proc.returncode
     finally:
@@ -164,8 +176,9 @@ def _cycle(rng: random.Random, timing: Timing, tmp: Path, n: int) -> dict:
             proc.kill()
             proc.wait()
     last = _last_word(err)
-    assert last == "" or last.startswith("KeyboardInterrupt"), \
+    assert last == "" or last.startswith("KeyboardInterrupt"), (
         f"cycle {n} {record}: hold_lab ended with {last!r}:\n{err.read_text()[-3000:]}"
+    )
     left = new_since(before, ours(token=token, pid=proc.pid))
     assert left == {}, f"cycle {n} {record} left {left}\n{err.read_text()[-3000:]}"
     return record
@@ -177,9 +190,11 @@ def _run_cycles(seed: int, cycles: int, timing: Timing, tmp: Path) -> None:
     records = [_cycle(rng, timing, tmp, n) for n in range(1, cycles + 1)]
     phases = Counter(r["phase"].split(":")[0] for r in records)
     seconds = Counter(r["second"].split(" ", 2)[2] for r in records if "second" in r)
-    print(f"\n{cycles} cycles (seed {seed}) in {time.monotonic() - t0:.1f}s; READY after "
-          f"{timing.ready_s:.2f}s, teardown {timing.teardown_s:.2f}s when calibrated; first "
-          f"signal {dict(phases)}; second signal {dict(seconds)}")
+    print(
+        f"\n{cycles} cycles (seed {seed}) in {time.monotonic() - t0:.1f}s; READY after "
+        f"{timing.ready_s:.2f}s, teardown {timing.teardown_s:.2f}s when calibrated; first "
+        f"signal {dict(phases)}; second signal {dict(seconds)}"
+    )
     for r in records:
         print("  ", r)
 

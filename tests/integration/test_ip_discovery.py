@@ -3,6 +3,7 @@ table learns from the guests' own ARP frames and from a real DHCP exchange
 (dnsmasq in one guest, udhcpc in another, across both VTEP subnets), and
 ARP suppression then answers on the source host: zero ARP requests reach
 the physical network."""
+
 import subprocess
 
 import pytest
@@ -30,13 +31,13 @@ def snooping_only(tmp_path_factory):
 
 
 def arp_table(net, logical_switch="web"):
-    return {e["ip"]: (e["mac"], e["sources"]) for e in nsx_tables(net.control)[logical_switch]
-            ["arp_table"]}
+    return {e["ip"]: (e["mac"], e["sources"]) for e in nsx_tables(net.control)[logical_switch]["arp_table"]}
 
 
 def wait_for_entry(net, ip, what):
     def learned():
         return None if ip in arp_table(net) else f"arp table {arp_table(net)}"
+
     wait_until(learned, 10, what)
 
 
@@ -67,14 +68,28 @@ def test_dhcp_snooping_learns_a_real_lease_across_vtep_subnets(snooping_only, wo
     B): the DISCOVER crosses by unicast replication, the ACK is snooped."""
     net = snooping_only
     net.node("vm5").cmd("ip -4 addr flush dev eth0")
-    server = net.control.popen("vm2", [
-        "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
-        "--interface=eth0", "--bind-interfaces", f"--dhcp-range={POOL[0]},{POOL[1]},1h",
-        f"--dhcp-leasefile={work / 'leases'}", f"--pid-file={work / 'dnsmasq.pid'}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = net.control.popen(
+        "vm2",
+        [
+            "dnsmasq",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--user=root",
+            "--interface=eth0",
+            "--bind-interfaces",
+            f"--dhcp-range={POOL[0]},{POOL[1]},1h",
+            f"--dhcp-leasefile={work / 'leases'}",
+            f"--pid-file={work / 'dnsmasq.pid'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        client = net.control.sh("vm5", f"udhcpc -i eth0 -n -q -f -t 5 -T 1 "
-                                       f"-s {GUEST_DHCP_HOOK} 2>&1", check=False)
+        client = net.control.sh(
+            "vm5", f"udhcpc -i eth0 -n -q -f -t 5 -T 1 -s {GUEST_DHCP_HOOK} 2>&1", check=False
+        )
         leased = net.node("vm5").cmd("ip -4 -o addr show dev eth0").split()
         ip = next((w.split("/")[0] for w in leased if w.startswith("10.1.1.1")), None)
         assert ip is not None, client
@@ -87,7 +102,8 @@ def test_dhcp_snooping_learns_a_real_lease_across_vtep_subnets(snooping_only, wo
             out = vm1.cmd(f"ping -n -c 1 -W 2 {ip}")
         assert "1 received" in out, out
         assert walk.arp_requests(under.frames, ip)["total"] == 0, [
-            (w, walk._inner(f).summary()) for w, f in under.frames]
+            (w, walk._inner(f).summary()) for w, f in under.frames
+        ]
     finally:
         server.terminate()
         _, err = server.communicate(timeout=10)
@@ -100,8 +116,11 @@ def test_snooped_bindings_survive_a_controller_restart(snooping_only, work):
     assert any("arp_snooping" in sources for _, sources in before.values()), before
     (net.run.dir / control.NSX_TABLES).unlink()
     net.restart_controller()
-    wait_until(lambda: None if (net.run.dir / control.NSX_TABLES).exists() else "no nsx.json",
-               10, "tables written by the new controller")
+    wait_until(
+        lambda: None if (net.run.dir / control.NSX_TABLES).exists() else "no nsx.json",
+        10,
+        "tables written by the new controller",
+    )
     assert arp_table(net) == before
     r = walk.measure_arp(net, work, "restarted", rounds=2)
     assert r["replies"] == 2 and r["arp_requests_on_wire"]["total"] == 0, r

@@ -2,6 +2,7 @@
 the monitor, equal to what the jump box sent and received, an HTTP GET
 reassembled from them by tshark; snap length; a local session whose
 destination gets only copies; and mirroring that follows a vMotion."""
+
 import pytest
 
 from experiments import erspan_capture as ec
@@ -33,8 +34,7 @@ def test_erspan_copies_are_the_jump_box_frames_and_reassemble_the_get(browsed):
     assert r["erspan_version"] == [1] and r["outer_sources"] == ["10.2.0.11"]
     # tshark's "erspan" filter counts the same frames as our own decoder.
     assert r["tshark"]["erspan_by_session"] == {"1": r["erspan_session1_frames"]}
-    assert r["tshark"]["gre_filter"] == (r["erspan_session1_frames"]
-                                         + r["tshark"]["gre_by_key"]["2"])
+    assert r["tshark"]["gre_filter"] == (r["erspan_session1_frames"] + r["tshark"]["gre_by_key"]["2"])
     assert r["reassembled"]["request_line"] == "GET /index.html HTTP/1.1"
     assert r["reassembled"]["status_line"] == "HTTP/1.1 200 OK"
     assert r["reassembled"]["body_equal_to_page"]
@@ -60,8 +60,7 @@ def test_gre_copies_are_cut_to_the_snap_length(browsed):
     assert r["verdict"], r
 
 
-def test_local_session_feeds_the_sniffer_which_receives_and_sends_nothing_else(lab, browsed,
-                                                                             tmp_path):
+def test_local_session_feeds_the_sniffer_which_receives_and_sends_nothing_else(lab, browsed, tmp_path):
     r = ec.measure_local_mirror(lab, tmp_path, browsed["pcaps"], frames=10)
     assert r["copies_at_sniffer"] == r["jumpbox_http_frames"] > 0
     assert r["copies_equal_to_jumpbox_frames"] and r["not_jumpbox_frames_at_sniffer"] == 0
@@ -71,8 +70,7 @@ def test_local_session_feeds_the_sniffer_which_receives_and_sends_nothing_else(l
 
 def test_monitor_sees_nothing_without_traffic_from_a_source(lab, tmp_path):
     """Traffic of unmirrored ports (the gateway pinging esx2's vmk0) makes no copies."""
-    cap = lab.control.tcpdump("monitor", "eth0", tmp_path / "idle.pcap", "ip proto 47",
-                              ["-Q", "in"])
+    cap = lab.control.tcpdump("monitor", "eth0", tmp_path / "idle.pcap", "ip proto 47", ["-Q", "in"])
     try:
         out = lab.node("gw").cmd("ping -n -q -c 5 -i 0.1 -W 1 10.2.0.12")
     finally:

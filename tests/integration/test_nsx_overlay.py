@@ -3,6 +3,7 @@ source host, a distributed router that keeps same-host routed traffic off
 the uplinks, controller tables that follow vMotion, and the MTU lesson.
 Every assertion counts real frames captured where they entered the physical
 network (or arrived at a guest)."""
+
 import json
 
 import pytest
@@ -13,8 +14,7 @@ from experiments.common import lab_session
 from topologies.esxcli import nsx_tables
 from vlab import cli
 
-VTEP = {"esx1": "172.16.200.11", "esx2": "172.16.200.12", "esx3": "172.16.201.13",
-        "esx4": "172.16.201.14"}
+VTEP = {"esx1": "172.16.200.11", "esx2": "172.16.200.12", "esx3": "172.16.201.13", "esx4": "172.16.201.14"}
 
 
 @pytest.fixture(scope="module")
@@ -26,22 +26,22 @@ def overlay():
 def _vxlan(frames):
     from scapy.layers.inet import IP
     from scapy.layers.vxlan import VXLAN
-    return [(w, f[IP].src, f[IP].dst, f[VXLAN].vni, walk._inner(f)) for w, f in frames
-            if VXLAN in f]
+
+    return [(w, f[IP].src, f[IP].dst, f[VXLAN].vni, walk._inner(f)) for w, f in frames if VXLAN in f]
 
 
 def test_vm_traffic_crosses_the_underlay_as_vxlan_between_vteps(overlay, work):
     from scapy.layers.inet import ICMP
     from scapy.layers.l2 import Ether
-    overlay.node("vm1").cmd("ping -n -q -c 2 -i 0.2 -W 1 10.1.1.12")     # warm caches
+
+    overlay.node("vm1").cmd("ping -n -q -c 2 -i 0.2 -W 1 10.1.1.12")  # warm caches
     with walk.Underlay(overlay, work, "enc") as under:
         out = overlay.node("vm1").cmd("ping -n -c 5 -i 0.1 -W 1 10.1.1.12")
     frames = under.frames
     assert "5 received" in out, out
     requests = [v for v in _vxlan(frames) if ICMP in v[4] and v[4][ICMP].type == 8]
     assert len(requests) == 5, frames
-    assert {(src, dst, vni) for _, src, dst, vni, _ in requests} == \
-        {(VTEP["esx1"], VTEP["esx2"], 5001)}
+    assert {(src, dst, vni) for _, src, dst, vni, _ in requests} == {(VTEP["esx1"], VTEP["esx2"], 5001)}
     # The physical network sees VTEP MACs outside, VM MACs only inside.
     vm_macs = {"00:50:56:a1:00:01", "00:50:56:a1:00:02"}
     assert not any(f[Ether].src in vm_macs or f[Ether].dst in vm_macs for _, f in frames)
@@ -63,15 +63,21 @@ def test_arp_is_answered_on_the_source_host(overlay, work):
 
 def test_arp_for_an_unknown_ip_is_replicated_to_vteps_and_the_remote_utep(overlay, work):
     from scapy.layers.l2 import ARP
+
     with walk.Underlay(overlay, work, "miss") as under:
         overlay.node("vm1").cmd("ping -n -c 1 -W 1 10.1.1.99")
-    arp = {(w, src, dst) for w, src, dst, vni, inner in _vxlan(under.frames)
-           if ARP in inner and inner[ARP].pdst == "10.1.1.99" and vni == 5001}
+    arp = {
+        (w, src, dst)
+        for w, src, dst, vni, inner in _vxlan(under.frames)
+        if ARP in inner and inner[ARP].pdst == "10.1.1.99" and vni == 5001
+    }
     # Head-end: esx1 -> esx2 (same subnet) and -> esx3 (UTEP of the other
     # subnet); esx3 then replicates to esx4. Nobody sends to esx4 but esx3.
     assert {(src, dst) for _, src, dst in arp} == {
-        (VTEP["esx1"], VTEP["esx2"]), (VTEP["esx1"], VTEP["esx3"]),
-        (VTEP["esx3"], VTEP["esx4"])}, arp
+        (VTEP["esx1"], VTEP["esx2"]),
+        (VTEP["esx1"], VTEP["esx3"]),
+        (VTEP["esx3"], VTEP["esx4"]),
+    }, arp
 
 
 def test_same_host_routing_never_reaches_the_uplinks(overlay, work):
@@ -88,14 +94,21 @@ def test_cross_host_routing_goes_vtep_to_vtep_once(overlay, work):
 
 def test_nsx_tables_follow_vmotion_and_traffic_follows_them(overlay, work, capsys):
     tables = nsx_tables(overlay.control)
-    assert {e["ip"] for e in tables["web"]["arp_table"]} == \
-        {"10.1.1.11", "10.1.1.12", "10.1.1.15", "10.1.1.16"}
+    assert {e["ip"] for e in tables["web"]["arp_table"]} == {
+        "10.1.1.11",
+        "10.1.1.12",
+        "10.1.1.15",
+        "10.1.1.16",
+    }
     overlay.control.vmotion("vm2", "esx4", stun_s=0.1)
     try:
+
         def moved():
             macs = {e["mac"]: e["host"] for e in nsx_tables(overlay.control)["web"]["mac_table"]}
             return None if macs.get("00:50:56:a1:00:02") == "esx4" else f"mac table {macs}"
+
         from topologies.network import wait_until
+
         wait_until(moved, 10, "MAC table after vMotion")
         assert cli.main(["nsx", "tables", "--run", overlay.run.id]) == 0
         printed = json.loads(capsys.readouterr().out)
@@ -104,8 +117,7 @@ def test_nsx_tables_follow_vmotion_and_traffic_follows_them(overlay, work, capsy
         with walk.Underlay(overlay, work, "moved") as under:
             out = overlay.node("vm1").cmd("ping -n -c 3 -i 0.1 -W 1 10.1.1.12")
         assert "3 received" in out, out
-        assert {dst for _, src, dst, _, _ in _vxlan(under.frames) if src == VTEP["esx1"]} == \
-            {VTEP["esx4"]}
+        assert {dst for _, src, dst, _, _ in _vxlan(under.frames) if src == VTEP["esx1"]} == {VTEP["esx4"]}
     finally:
         overlay.control.vmotion("vm2", "esx2", stun_s=0.1)
 

@@ -4,6 +4,7 @@ and each kind of drop is explained: forged transmits, a tag from a VST
 guest, unknown unicast from an uplink, MAC address changes (after the
 guest really changed its MAC), DFW rule and default rule, reverse teaming,
 and the MTU."""
+
 from __future__ import annotations
 
 import copy
@@ -45,27 +46,45 @@ def reasons(out) -> list[str]:
 
 
 def test_delivered_frames_take_the_same_stages_in_ovs(capsys, segmented):
-    out = trace(capsys, segmented, "--host", "esx1", "--port", "attacker-eth0", "--dst", "web",
-                "--tcp", "80")
+    out = trace(capsys, segmented, "--host", "esx1", "--port", "attacker-eth0", "--dst", "web", "--tcp", "80")
     assert out["delivered"] == ["web-eth0"] == out["ovs"]["outputs"]
-    assert [(s["stage"], s["band"]) for s in out["steps"]] == [
-        (s["stage"], s["band"]) for s in out["ovs"]["steps"]] == [
-        ("vs_in_port", "classify"), ("vs_forward", "exact"), ("dfw_to_vm", "to-ct"),
-        ("dfw_to_vm_ct", "rule 2")]
+    assert (
+        [(s["stage"], s["band"]) for s in out["steps"]]
+        == [(s["stage"], s["band"]) for s in out["ovs"]["steps"]]
+        == [
+            ("vs_in_port", "classify"),
+            ("vs_forward", "exact"),
+            ("dfw_to_vm", "to-ct"),
+            ("dfw_to_vm_ct", "rule 2"),
+        ]
+    )
 
 
-@pytest.mark.parametrize("argv, reason", [
-    (["--port", "attacker-eth0", "--dst", "web", "--src", "00:50:56:a4:00:99"],
-     "forged transmits = reject: source MAC 00:50:56:a4:00:99 is not attacker-eth0's MAC"),
-    (["--port", "attacker-eth0", "--dst", "web", "--vlan", "30"],
-     "VLAN: attacker-eth0's port group app is VLAN 30 (VST)"),
-    (["--port", "vmnic0", "--dst", "00:50:56:a4:00:55", "--vlan", "30"],
-     "unknown unicast from uplink vmnic0"),
-    (["--port", "attacker-eth0", "--dst", "web", "--tcp", "22"],
-     "distributed firewall rule 1 'no-ssh-to-web' at web-eth0: drop"),
-    (["--port", "attacker-eth0", "--dst", "web", "--tcp", "443"],
-     "distributed firewall at web-eth0: no rule allows it; the default rule drops"),
-])
+@pytest.mark.parametrize(
+    "argv, reason",
+    [
+        (
+            ["--port", "attacker-eth0", "--dst", "web", "--src", "00:50:56:a4:00:99"],
+            "forged transmits = reject: source MAC 00:50:56:a4:00:99 is not attacker-eth0's MAC",
+        ),
+        (
+            ["--port", "attacker-eth0", "--dst", "web", "--vlan", "30"],
+            "VLAN: attacker-eth0's port group app is VLAN 30 (VST)",
+        ),
+        (
+            ["--port", "vmnic0", "--dst", "00:50:56:a4:00:55", "--vlan", "30"],
+            "unknown unicast from uplink vmnic0",
+        ),
+        (
+            ["--port", "attacker-eth0", "--dst", "web", "--tcp", "22"],
+            "distributed firewall rule 1 'no-ssh-to-web' at web-eth0: drop",
+        ),
+        (
+            ["--port", "attacker-eth0", "--dst", "web", "--tcp", "443"],
+            "distributed firewall at web-eth0: no rule allows it; the default rule drops",
+        ),
+    ],
+)
 def test_each_drop_is_explained_and_ovs_drops_it_too(capsys, segmented, argv, reason):
     out = trace(capsys, segmented, "--host", "esx1", *argv)
     assert out["delivered"] == [] == out["ovs"]["outputs"]
@@ -74,11 +93,22 @@ def test_each_drop_is_explained_and_ovs_drops_it_too(capsys, segmented, argv, re
 
 
 def test_mtu_is_explained_where_ovs_cannot_see_it(capsys, segmented):
-    out = trace(capsys, segmented, "--host", "esx1", "--port", "attacker-eth0", "--dst", "web",
-                "--tcp", "80", "--size", "1600")
+    out = trace(
+        capsys,
+        segmented,
+        "--host",
+        "esx1",
+        "--port",
+        "attacker-eth0",
+        "--dst",
+        "web",
+        "--tcp",
+        "80",
+        "--size",
+        "1600",
+    )
     assert out["delivered"] == [] and out["ovs"]["outputs"] == ["web-eth0"]
-    assert reasons(out) == ["MTU: a 1600-byte IP packet is larger than dvs's MTU of 1500; "
-                            "the port drops it"]
+    assert reasons(out) == ["MTU: a 1600-byte IP packet is larger than dvs's MTU of 1500; the port drops it"]
 
 
 def test_a_guest_that_changed_its_mac_receives_nothing(capsys, segmented):
@@ -86,13 +116,16 @@ def test_a_guest_that_changed_its_mac_receives_nothing(capsys, segmented):
     net.node("attacker").cmd(f"ip link set eth0 address {new}")
     try:
         net.control.wait_guest("attacker-eth0", lambda g: g["effective_mac"] == new)
-        out = trace(capsys, net, "--host", "esx1", "--port", "web-eth0", "--dst", "broadcast",
-                    "--to", "attacker-eth0")
+        out = trace(
+            capsys, net, "--host", "esx1", "--port", "web-eth0", "--dst", "broadcast", "--to", "attacker-eth0"
+        )
         assert "attacker-eth0" not in out["delivered"]
         assert "attacker-eth0" not in out["ovs"]["outputs"]
-        assert reasons(out) == [f"MAC address changes = reject: the guest changed "
-                                f"attacker-eth0's MAC to {new} (configured {ATTACKER}), so "
-                                f"nothing is delivered to it"]
+        assert reasons(out) == [
+            f"MAC address changes = reject: the guest changed "
+            f"attacker-eth0's MAC to {new} (configured {ATTACKER}), so "
+            f"nothing is delivered to it"
+        ]
     finally:
         net.node("attacker").cmd(f"ip link set eth0 address {ATTACKER}")
         net.control.wait_guest("attacker-eth0", lambda g: g["effective_mac"] in (None, ATTACKER))

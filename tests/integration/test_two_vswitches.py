@@ -2,6 +2,7 @@
 most common ESXi layout, on real OVS: one bridge per vSwitch, and everything
 keyed by host (applied.json, esxcli, inspect, lab validate, failover, vMotion)
 holds the ports of both."""
+
 from pathlib import Path
 
 import pytest
@@ -34,16 +35,21 @@ def test_esxcli_and_inspect_list_the_ports_of_both_vswitches(lab):
     rows = {r["World"]: r for r in vm_list(lab.control, "esx1")}
     assert set(rows) == {"g1", "g2"}
     assert rows["g2"]["Team Uplink"] == "vmnic2" and rows["g2"]["VLAN ID"] == 20
-    switches = {s["name"]: {p["name"] for p in s["ports"]}
-                for s in inspect(lab.control)["esxi_hosts"]["esx1"]["vswitches"]}
+    switches = {
+        s["name"]: {p["name"] for p in s["ports"]}
+        for s in inspect(lab.control)["esxi_hosts"]["esx1"]["vswitches"]
+    }
     assert switches["vSwitch0"] >= {"vmk0", "g1-eth0", "vmnic0", "vmnic1"}
     assert switches["vSwitch1"] >= {"g2-eth0", "vmnic2", "vmnic3"}
 
 
 def test_reachability_and_lab_validate_match_the_design(lab):
     eps = lab.endpoints()
-    measured = {(src.name, dst): ok for src in eps
-                for dst, ok in ping_sweep(lab, src, [d for d in eps if d.node != src.node]).items()}
+    measured = {
+        (src.name, dst): ok
+        for src in eps
+        for dst, ok in ping_sweep(lab, src, [d for d in eps if d.node != src.node]).items()
+    }
     assert measured == expected_reachability(lab.lab)
     checks = labcheck.validate(lab.control)
     assert [c.line() for c in checks if not c.ok] == []
@@ -55,12 +61,14 @@ def test_failover_on_vswitch1_moves_only_its_ports(lab):
     before = ctl.applied()["pinning"]["esx1"]
     ctl.uplink("esx1", "vmnic2", up=False)
     try:
-        wait_for(lambda: ctl.applied()["pinning"]["esx1"]["g2-eth0"] == "vmnic3", 10,
-                 "g2 failing over to vmnic3")
+        wait_for(
+            lambda: ctl.applied()["pinning"]["esx1"]["g2-eth0"] == "vmnic3", 10, "g2 failing over to vmnic3"
+        )
         applied = ctl.applied()
         assert applied["uplinks_down"]["esx1"] == ["vmnic2"]
-        assert {k: v for k, v in applied["pinning"]["esx1"].items() if k != "g2-eth0"} == \
-            {k: v for k, v in before.items() if k != "g2-eth0"}
+        assert {k: v for k, v in applied["pinning"]["esx1"].items() if k != "g2-eth0"} == {
+            k: v for k, v in before.items() if k != "g2-eth0"
+        }
         assert " 0% packet loss" in lab.node("g2").cmd("ping -n -q -c 3 -i 0.2 -W 1 10.20.0.12")
     finally:
         ctl.uplink("esx1", "vmnic2", up=True)

@@ -1,5 +1,6 @@
 """VMkernel egress selection, custom TCP/IP stacks and esxtop counters with
 real TCP and pcaps at the physical switch ports (seed 000)."""
+
 from pathlib import Path
 
 import pytest
@@ -54,5 +55,6 @@ def test_custom_stack_has_its_own_routes_and_gateway(work):
         pcap = cap.stop()
     assert ok.strip().endswith("rc=0") and not blocked.strip().endswith("rc=0")
     from scapy.layers.inet import IP
+
     assert count_frames(pcap, lambda p: IP in p and p[IP].src == "10.50.0.11") >= 2
     assert count_frames(pcap, lambda p: IP in p and p[IP].src == "172.17.4.102") == 0

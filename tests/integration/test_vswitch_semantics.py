@@ -1,6 +1,7 @@
 """Seed 001 on real guests and real OVS: each vSwitch policy proved with real
 frames counted in pcaps. The measurements are the experiment's own
 (experiments.vswitch_nuggets), so the experiment reports what is tested here."""
+
 from experiments import vswitch_nuggets as vn
 
 
@@ -13,14 +14,19 @@ def test_no_mac_learning_and_unknown_unicast_reaches_no_other_vm(nuggets, work):
 
 def test_mac_change_reject_drops_inbound_until_changed_back(nuggets, work):
     r = vn.measure_mac_change(nuggets, work, "strict")
-    assert (r["delivered_to_new_mac"], r["delivered_to_configured_mac_while_changed"],
-            r["delivered_after_change_back"]) == (0, 0, r["sent_each"]), r
+    assert (
+        r["delivered_to_new_mac"],
+        r["delivered_to_configured_mac_while_changed"],
+        r["delivered_after_change_back"],
+    ) == (0, 0, r["sent_each"]), r
 
 
 def test_mac_change_accept_delivers_to_the_new_mac(nuggets, work):
     r = vn.measure_mac_change(nuggets, work, "open")
-    assert (r["delivered_to_new_mac"], r["delivered_to_configured_mac_while_changed"]) == \
-        (r["sent_each"], 0), r
+    assert (r["delivered_to_new_mac"], r["delivered_to_configured_mac_while_changed"]) == (
+        r["sent_each"],
+        0,
+    ), r
 
 
 def test_forged_transmits_reject_drops_accept_forwards(nuggets, work):

@@ -1,5 +1,6 @@
 """``vlab bench`` without a lab: its generated labs are valid, its statistics
 are the ones it claims, and its figures come from the stored JSON alone."""
+
 import json
 
 import pytest
@@ -8,10 +9,17 @@ from experiments import bench, bench_labs
 from vlab.lab.load import parse_lab
 
 
-@pytest.mark.parametrize("data", [
-    bench_labs.scale_lab(1), bench_labs.scale_lab(16), bench_labs.operations_lab(),
-    bench_labs.single_host_lab(), *[bench_labs.shaping_lab(r) for r in bench.SHAPING_MBPS]],
-    ids=lambda d: d["name"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        bench_labs.scale_lab(1),
+        bench_labs.scale_lab(16),
+        bench_labs.operations_lab(),
+        bench_labs.single_host_lab(),
+        *[bench_labs.shaping_lab(r) for r in bench.SHAPING_MBPS],
+    ],
+    ids=lambda d: d["name"],
+)
 def test_generated_labs_pass_the_lab_checker(data):
     lab = parse_lab(data, f"{data['name']}.yaml")
     assert lab.vms
@@ -30,7 +38,7 @@ def test_shaping_lab_sets_the_rate_through_link_scale():
 
 
 def test_percentile_is_nearest_rank():
-    values = list(range(1, 21))                  # 20 trials
+    values = list(range(1, 21))  # 20 trials
     assert bench.percentile(values, 50) == 10
     assert bench.percentile(values, 95) == 19
     assert bench.percentile([7.0], 95) == 7.0
@@ -44,23 +52,48 @@ def test_longest_silence_ignores_arrivals_before_the_stun():
 
 def stored_result():
     return {
-        "scale": [{"hosts": h, "bringup_s": h * 1.0, "reach_all_s": h * 1.5,
-                   "peak_memory_mb": 100.0 * h, "peak_rss_of_our_processes_mb": 150.0 * h}
-                  for h in bench.SCALE_HOSTS],
+        "scale": [
+            {
+                "hosts": h,
+                "bringup_s": h * 1.0,
+                "reach_all_s": h * 1.5,
+                "peak_memory_mb": 100.0 * h,
+                "peak_rss_of_our_processes_mb": 150.0 * h,
+            }
+            for h in bench.SCALE_HOSTS
+        ],
         "failover": {"failover_ms": [12.0, 14.0, None], "p95_ms": 14.0, "target_p95_ms": 100},
-        "vmotion": {"per_move": [{"to_peer_blackout_ms": 10.0, "to_mover_blackout_ms": 20.0}],
-                    "target_ms": 50, "stun_s": 0.1},
+        "vmotion": {
+            "per_move": [{"to_peer_blackout_ms": 10.0, "to_mover_blackout_ms": 20.0}],
+            "target_ms": 50,
+            "stun_s": 0.1,
+        },
         "shaping": [{"configured_mbps": r, "ratio": 0.94} for r in bench.SHAPING_MBPS],
-        "throughput": {"veth": {"mbps": 6000.0}, "ovs_bridge": {"mbps": 700.0},
-                       "vlan": {"mbps": 93.0}, "overlay": {"mbps": 88.0},
-                       "overlay_over_vlan": 0.946},
+        "throughput": {
+            "veth": {"mbps": 6000.0},
+            "ovs_bridge": {"mbps": 700.0},
+            "vlan": {"mbps": 93.0},
+            "overlay": {"mbps": 88.0},
+            "overlay_over_vlan": 0.946,
+        },
         "controller_resync": {
-            "bridges": 16, "flows_total": 1920, "target_s": 1.0, "flows_exact_every_time": True,
+            "bridges": 16,
+            "flows_total": 1920,
+            "target_s": 1.0,
+            "flows_exact_every_time": True,
             "stream": {"pps": 1000},
-            "trials": [{"resync_from_start_s": 0.9 + k / 10, "resync_from_kill_s": 1.2 + k / 10,
-                        "first_switch_from_start_s": 0.7, "listening_from_start_s": 0.5,
-                        "lost": k, "sent_in_window": 1700}
-                       for k in range(3)]},
+            "trials": [
+                {
+                    "resync_from_start_s": 0.9 + k / 10,
+                    "resync_from_kill_s": 1.2 + k / 10,
+                    "first_switch_from_start_s": 0.7,
+                    "listening_from_start_s": 0.5,
+                    "lost": k,
+                    "sent_in_window": 1700,
+                }
+                for k in range(3)
+            ],
+        },
     }
 
 
@@ -70,8 +103,7 @@ FIGURES = ("scale", "failover-vmotion", "throughput", "controller-resync")
 def test_figures_are_drawn_from_the_json_alone(tmp_path):
     result = json.loads(json.dumps(stored_result()))
     paths = bench.plot(result, tmp_path)
-    assert sorted(p.name for p in paths) == sorted(
-        f"{n}.{ext}" for n in FIGURES for ext in ("png", "pdf"))
+    assert sorted(p.name for p in paths) == sorted(f"{n}.{ext}" for n in FIGURES for ext in ("png", "pdf"))
     assert all(p.stat().st_size > 0 for p in paths)
 
 
@@ -92,15 +124,25 @@ def test_udp_seqs_reads_sequence_numbers_and_capture_times(tmp_path):
 
     def frame(seq, t, dport=7201, tag=False):
         l2 = Ether() / Dot1Q(vlan=10) if tag else Ether()
-        p = l2 / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(dport=dport) / Raw(
-            struct.pack("!Q", seq).ljust(64, b"\0"))
+        p = (
+            l2
+            / IP(src="10.0.0.1", dst="10.0.0.2")
+            / UDP(dport=dport)
+            / Raw(struct.pack("!Q", seq).ljust(64, b"\0"))
+        )
         p.time = t
         return p
-    frames = [frame(0, 100.0), frame(1, 100.001, tag=True), frame(2, 100.002, dport=9),
-              frame(3, 100.003), frame(3, 100.004)]
+
+    frames = [
+        frame(0, 100.0),
+        frame(1, 100.001, tag=True),
+        frame(2, 100.002, dport=9),
+        frame(3, 100.003),
+        frame(3, 100.004),
+    ]
     wrpcap(str(tmp_path / "s.pcap"), frames)
     seqs = bench.udp_seqs(tmp_path / "s.pcap", 7201)
-    assert sorted(seqs) == [0, 1, 3]                  # other port skipped
+    assert sorted(seqs) == [0, 1, 3]  # other port skipped
     assert seqs[3] == pytest.approx(100.003, abs=1e-6)  # first copy's time
     assert bench.udp_seqs(tmp_path / "missing.pcap", 7201) == {}
 

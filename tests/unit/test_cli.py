@@ -1,4 +1,5 @@
 """The vlab command's rootless parts, through its Python entry point."""
+
 import pytest
 
 from vlab.cli import main
@@ -13,8 +14,11 @@ def test_check_valid_lab(capsys):
 
 def test_check_broken_lab_prints_one_error_and_exits_2(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(open(LAB).read().replace("port_group: PG-10G, mac: \"00:50:56:00:01:0b\"",
-                                            "port_group: PG-X, mac: \"00:50:56:00:01:0b\""))
+    bad.write_text(
+        open(LAB)
+        .read()
+        .replace('port_group: PG-10G, mac: "00:50:56:00:01:0b"', 'port_group: PG-X, mac: "00:50:56:00:01:0b"')
+    )
     assert main(["check", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"{bad}: vms[1].vnics[0].port_group: esx1 has no port group 'PG-X'"
@@ -37,6 +41,7 @@ def test_plot_bench_redraws_the_bench_figures_from_its_json(tmp_path, monkeypatc
     import shutil
 
     from experiments import common
+
     stored = common.RESULTS / "bench" / "result.json"
     if not stored.exists():
         pytest.skip("no stored bench result")
@@ -45,6 +50,5 @@ def test_plot_bench_redraws_the_bench_figures_from_its_json(tmp_path, monkeypatc
     monkeypatch.setattr(common, "RESULTS", tmp_path)
     assert main(["plot", "bench"]) == 0
     drawn = {p.name for p in (tmp_path / "bench").iterdir()}
-    assert {"scale.png", "failover-vmotion.pdf", "throughput.png",
-            "controller-resync.png"} <= drawn
+    assert {"scale.png", "failover-vmotion.pdf", "throughput.png", "controller-resync.png"} <= drawn
     assert str(tmp_path / "REPORT.md") in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """vCenter's view as events arrive: failover, failback, vMotion, and the
 frames sent on a guest's behalf (no switch, no root)."""
+
 import copy
 
 from scapy.contrib.igmp import IGMP
@@ -14,18 +15,35 @@ from vlab.lab.load import parse_lab
 LAB = {
     "name": "state",
     "physical_switches": [{"name": "psw"}],
-    "esxi_hosts": [{
-        "name": f"esx{h}",
-        "uplinks": [{"name": f"vmnic{i}", "speed": 1, "switch": "psw", "port": 10 * h + i}
-                    for i in range(2)],
-        "vswitches": [{"name": "vSwitch0", "uplinks": ["vmnic0", "vmnic1"], "port_groups": [
-            {"name": "LOUD", "vlan": 10, "teaming": {"notify_switches": True}},
-            {"name": "QUIET", "vlan": 10, "teaming": {"notify_switches": False}},
-            {"name": "ORDER", "vlan": 20, "teaming": {
-                "policy": "explicit_failover", "active": ["vmnic0"], "standby": ["vmnic1"],
-                "failback": False}},
-        ]}],
-    } for h in (1, 2)],
+    "esxi_hosts": [
+        {
+            "name": f"esx{h}",
+            "uplinks": [
+                {"name": f"vmnic{i}", "speed": 1, "switch": "psw", "port": 10 * h + i} for i in range(2)
+            ],
+            "vswitches": [
+                {
+                    "name": "vSwitch0",
+                    "uplinks": ["vmnic0", "vmnic1"],
+                    "port_groups": [
+                        {"name": "LOUD", "vlan": 10, "teaming": {"notify_switches": True}},
+                        {"name": "QUIET", "vlan": 10, "teaming": {"notify_switches": False}},
+                        {
+                            "name": "ORDER",
+                            "vlan": 20,
+                            "teaming": {
+                                "policy": "explicit_failover",
+                                "active": ["vmnic0"],
+                                "standby": ["vmnic1"],
+                                "failback": False,
+                            },
+                        },
+                    ],
+                }
+            ],
+        }
+        for h in (1, 2)
+    ],
     "vms": [
         {"name": "loud", "host": "esx1", "vnics": [{"port_group": "LOUD", "mac": "00:50:56:00:00:01"}]},
         {"name": "quiet", "host": "esx1", "vnics": [{"port_group": "QUIET", "mac": "00:50:56:00:00:03"}]},
@@ -56,7 +74,7 @@ def test_failback_no_keeps_the_standby_in_use():
     s.uplink_changed(esx1, "vmnic0", up=False)
     assert s.pinning()[esx1]["order-eth0"] == "vmnic1"
     notes = s.uplink_changed(esx1, "vmnic0", up=True)
-    assert s.pinning()[esx1]["order-eth0"] == "vmnic1"          # failback: no
+    assert s.pinning()[esx1]["order-eth0"] == "vmnic1"  # failback: no
     assert all(n.port != "order-eth0" for n in notes)
     # The recovered uplink is now the standby: losing vmnic1 moves it back.
     s.uplink_changed(esx1, "vmnic1", up=False)
@@ -104,28 +122,31 @@ def test_igmp_query_carries_source_and_max_response_time():
 TWO_VSWITCHES = {
     "name": "two-vswitches",
     "physical_switches": [{"name": "psw"}],
-    "esxi_hosts": [{
-        "name": "esx1",
-        "uplinks": [{"name": f"vmnic{i}", "speed": 1, "switch": "psw", "port": 10 + i}
-                    for i in range(2)],
-        # The most common ESXi layout: vSwitch0 for management, vSwitch1 for VMs.
-        "vswitches": [{"name": "vSwitch0", "uplinks": ["vmnic0"],
-                       "port_groups": [{"name": "Management", "vlan": 10}]},
-                      {"name": "vSwitch1", "uplinks": ["vmnic1"],
-                       "port_groups": [{"name": "VMs", "vlan": 20}]}],
-    }],
+    "esxi_hosts": [
+        {
+            "name": "esx1",
+            "uplinks": [{"name": f"vmnic{i}", "speed": 1, "switch": "psw", "port": 10 + i} for i in range(2)],
+            # The most common ESXi layout: vSwitch0 for management, vSwitch1 for VMs.
+            "vswitches": [
+                {
+                    "name": "vSwitch0",
+                    "uplinks": ["vmnic0"],
+                    "port_groups": [{"name": "Management", "vlan": 10}],
+                },
+                {"name": "vSwitch1", "uplinks": ["vmnic1"], "port_groups": [{"name": "VMs", "vlan": 20}]},
+            ],
+        }
+    ],
     "vms": [
-        {"name": "g1", "host": "esx1", "vnics": [{"port_group": "Management",
-                                                  "mac": "00:50:56:00:00:11"}]},
-        {"name": "g2", "host": "esx1", "vnics": [{"port_group": "VMs",
-                                                  "mac": "00:50:56:00:00:12"}]},
+        {"name": "g1", "host": "esx1", "vnics": [{"port_group": "Management", "mac": "00:50:56:00:00:11"}]},
+        {"name": "g2", "host": "esx1", "vnics": [{"port_group": "VMs", "mac": "00:50:56:00:00:12"}]},
     ],
 }
 
 
 def test_a_host_with_two_vswitches_reports_the_pinning_and_failures_of_both():
     s = ControllerState(parse_lab(copy.deepcopy(TWO_VSWITCHES)))
-    assert len(s.dpids) == 2                 # one bridge per vSwitch
+    assert len(s.dpids) == 2  # one bridge per vSwitch
     assert s.pinning_by_host() == {"esx1": {"g1-eth0": "vmnic0", "g2-eth0": "vmnic1"}}
     vswitch0, vswitch1 = s.dpids
     s.uplink_changed(vswitch0, "vmnic0", up=False)

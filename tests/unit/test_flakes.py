@@ -1,4 +1,5 @@
 """`vlab bench --flakes`: the suite's runs counted from pytest's JUnit XML."""
+
 import json
 
 from experiments import flakes
@@ -15,8 +16,11 @@ def test_junit_counts_name_the_failing_tests(tmp_path):
     xml = tmp_path / "run.xml"
     xml.write_text(JUNIT)
     assert flakes.junit_counts(xml) == {
-        "passed": 1, "failed": 2, "skipped": 1,
-        "failing": ["tests.integration.test_mirror::test_b", "tests.unit.test_c::test_c"]}
+        "passed": 1,
+        "failed": 2,
+        "skipped": 1,
+        "failing": ["tests.integration.test_mirror::test_b", "tests.unit.test_c::test_c"],
+    }
     assert flakes.junit_counts(tmp_path / "missing.xml")["failing"] == ["(no JUnit report)"]
 
 

@@ -2,6 +2,7 @@
 ARP table, and how the switch then behaves (no root, no switch).
 
 Same lab and names as ``test_overlay_flows``: web (VNI 5001) on esx1..esx4."""
+
 import copy
 
 from scapy.layers.dhcp import BOOTP, DHCP
@@ -24,8 +25,17 @@ def web_discovers(*methods):
 
 
 def arp_request(vm, target, spa=None):
-    return Frame(PORT[vm], BCAST, MAC[vm], eth_type=0x0806, arp_op=1, arp_sha=MAC[vm],
-                 arp_spa=spa or IP[vm], arp_tha="00:00:00:00:00:00", arp_tpa=target)
+    return Frame(
+        PORT[vm],
+        BCAST,
+        MAC[vm],
+        eth_type=0x0806,
+        arp_op=1,
+        arp_sha=MAC[vm],
+        arp_spa=spa or IP[vm],
+        arp_tha="00:00:00:00:00:00",
+        arp_tpa=target,
+    )
 
 
 def dhcp_ack_frame(in_port, **fields):
@@ -37,7 +47,7 @@ def to_controller(outputs):
 
 
 def test_arp_from_an_address_the_table_knows_is_not_copied_to_the_controller():
-    _, _, flows = setup()                               # VMware Tools reported every IP
+    _, _, flows = setup()  # VMware Tools reported every IP
     out = trace(flows["esx1"], arp_request("vm1", "10.1.1.99"))
     assert to_controller(out) == []
     assert encapsulated_to(out) == [VTEP["esx2"], VTEP["esx3"]]
@@ -54,7 +64,7 @@ def test_a_vnic_holding_its_arp_binding_is_not_copied_any_more():
     snooped = {"vm1-eth0": {"arp_snooping": frozenset({IP["vm1"]})}}
     _, tables, flows = setup(web_discovers("arp_snooping"), known=False, snooped=snooped)
     assert tables.arp_table[(WEB, IP["vm1"])] == MAC["vm1"]
-    for spa in (IP["vm1"], "10.1.1.77"):                # its own, and a second address
+    for spa in (IP["vm1"], "10.1.1.77"):  # its own, and a second address
         assert to_controller(trace(flows["esx1"], arp_request("vm1", IP["vm2"], spa))) == []
 
 
@@ -79,8 +89,7 @@ def test_dhcp_acks_are_copied_from_local_servers_and_from_the_tunnel():
     local = trace(flows["esx2"], dhcp_ack_frame(PORT["vm2"]))
     assert len(to_controller(local)) == 1
     assert encapsulated_to(local) == [VTEP["esx1"], VTEP["esx3"]]
-    remote = trace(flows["esx1"], dhcp_ack_frame(TUNNEL_OFPORT, tunnel_id=WEB,
-                                                 tun_ipv4_src=VTEP["esx2"]))
+    remote = trace(flows["esx1"], dhcp_ack_frame(TUNNEL_OFPORT, tunnel_id=WEB, tun_ipv4_src=VTEP["esx2"]))
     assert len(to_controller(remote)) == 1
     assert [o.port for o in remote if o.port != "controller"] == [PORT["vm1"]]
     _, _, flows = setup(web_discovers("arp_snooping"), known=False)
@@ -101,10 +110,13 @@ def test_snoop_reads_arp_senders_and_refuses_probes_and_forged_senders():
 
 
 def dhcp(message_type, yiaddr="10.1.1.50", chaddr=VM1):
-    return bytes(Ether(src="00:50:56:a1:00:02", dst=BCAST) / IPv4(src="10.1.1.12",
-                 dst="255.255.255.255") / UDP(sport=67, dport=68)
-                 / BOOTP(op=2, yiaddr=yiaddr, chaddr=bytes.fromhex(chaddr.replace(":", "")))
-                 / DHCP(options=[("message-type", message_type), "end"]))
+    return bytes(
+        Ether(src="00:50:56:a1:00:02", dst=BCAST)
+        / IPv4(src="10.1.1.12", dst="255.255.255.255")
+        / UDP(sport=67, dport=68)
+        / BOOTP(op=2, yiaddr=yiaddr, chaddr=bytes.fromhex(chaddr.replace(":", "")))
+        / DHCP(options=[("message-type", message_type), "end"])
+    )
 
 
 def test_snoop_reads_dhcp_acks_only():
@@ -122,8 +134,9 @@ def test_snoop_survives_garbage():
 # -- what the controller believes -----------------------------------------------
 def controller(*methods):
     state = ControllerState(parse_lab(web_discovers(*methods)))
-    dpid = next(d for d in state.dpids if state.host_of(d) == "esx1"
-                and state.binding(d).tunnel_port() is not None)
+    dpid = next(
+        d for d in state.dpids if state.host_of(d) == "esx1" and state.binding(d).tunnel_port() is not None
+    )
     return state, dpid
 
 

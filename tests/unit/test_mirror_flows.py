@@ -3,6 +3,7 @@ where the copies go, what they look like, and that forwarding is otherwise
 unchanged (no root, no switch). The lab is ``labs/erspan.yaml``: jumpbox
 mirrored both ways by ERSPAN (session 1) and to the local sniffer VM (normal
 traffic disallowed), web's sent frames by GRE (session 2, 128 bytes)."""
+
 from __future__ import annotations
 
 import copy
@@ -56,10 +57,16 @@ def disabled(dvs):
 def summary(outputs) -> list[tuple]:
     """(port, VLAN, tunnel destination, tunnel key, max_len) per output;
     tunnel fields only for the mirror ports."""
-    return sorted((o.port, o.frame.vlan,
-                   o.frame.tun_ipv4_dst if o.port in (ERSPAN, GRE) else None,
-                   o.frame.tunnel_id if o.port in (ERSPAN, GRE) else None, o.max_len)
-                  for o in outputs)
+    return sorted(
+        (
+            o.port,
+            o.frame.vlan,
+            o.frame.tun_ipv4_dst if o.port in (ERSPAN, GRE) else None,
+            o.frame.tunnel_id if o.port in (ERSPAN, GRE) else None,
+            o.max_len,
+        )
+        for o in outputs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,23 +90,25 @@ def test_jumpbox_sending_is_copied_by_erspan_and_to_the_sniffer(esx1, plain):
     frame = Frame(JUMPBOX, WEB_MAC, eth_src=JUMPBOX_MAC)
     assert summary(trace(plain, frame)) == [(WEB, None, None, None, None)]
     # web is a GRE source for what it sends only: receiving adds no GRE copy.
-    assert summary(trace(esx1, frame)) == sorted([
-        (WEB, None, None, None, None), erspan_copy(), (SNIFFER, None, None, None, None)])
+    assert summary(trace(esx1, frame)) == sorted(
+        [(WEB, None, None, None, None), erspan_copy(), (SNIFFER, None, None, None, None)]
+    )
 
 
 def test_jumpbox_receiving_is_copied_untagged_where_the_pipeline_has_the_tag(esx1):
     # From the uplink the frame is tagged (VLAN 20) inside the pipeline; the
     # copies are the frame as jumpbox receives it.
     frame = Frame(1, JUMPBOX_MAC, eth_src="00:50:56:99:00:01", vlan=20)
-    assert summary(trace(esx1, frame)) == sorted([
-        (JUMPBOX, None, None, None, None), erspan_copy(), (SNIFFER, None, None, None, None)])
+    assert summary(trace(esx1, frame)) == sorted(
+        [(JUMPBOX, None, None, None, None), erspan_copy(), (SNIFFER, None, None, None, None)]
+    )
 
 
 def test_web_sending_is_copied_by_gre_cut_to_the_snap_length(esx1):
     frame = Frame(WEB, JUMPBOX_MAC, eth_src=WEB_MAC)
-    assert summary(trace(esx1, frame)) == sorted([
-        (JUMPBOX, None, None, None, None), GRE_COPY, erspan_copy(),
-        (SNIFFER, None, None, None, None)])
+    assert summary(trace(esx1, frame)) == sorted(
+        [(JUMPBOX, None, None, None, None), GRE_COPY, erspan_copy(), (SNIFFER, None, None, None, None)]
+    )
 
 
 def test_receive_only_sniffer_gets_copies_and_nothing_else(esx1):
@@ -112,7 +121,8 @@ def test_receive_only_sniffer_gets_copies_and_nothing_else(esx1):
     # once; with normal traffic allowed it gets both the broadcast and the copy.
     allowed = compiled(variant(local_allows_normal_traffic))["esx1"]
     assert [o for o in summary(trace(allowed, frame)) if o[0] == SNIFFER] == [
-        (SNIFFER, None, None, None, None)] * 2
+        (SNIFFER, None, None, None, None)
+    ] * 2
 
 
 def test_receive_only_sniffer_sends_nothing(esx1):
@@ -120,18 +130,26 @@ def test_receive_only_sniffer_sends_nothing(esx1):
         assert trace(esx1, Frame(SNIFFER, dst, eth_src="00:50:56:03:00:30")) == [], dst
     drop = [f for f in esx1 if f.cookie == mirror.COOKIE]
     assert [(f.table, f.priority, dict(f.match), f.actions) for f in drop] == [
-        (Table.INGRESS, Priority.MIRROR_DESTINATION_ONLY, {"in_port": SNIFFER}, ())]
+        (Table.INGRESS, Priority.MIRROR_DESTINATION_ONLY, {"in_port": SNIFFER}, ())
+    ]
 
 
-FRAMES = [Frame(p, dst, eth_src=src, vlan=vlan) for p, src, vlan in (
-    (JUMPBOX, JUMPBOX_MAC, None), (WEB, WEB_MAC, None), (1, "00:50:56:99:00:01", 20),
-    (2, "00:50:56:99:00:02", 20), (100, None, None))
-    for dst in (BCAST, JUMPBOX_MAC, WEB_MAC, "00:50:56:99:00:03", "01:00:5e:00:00:01")]
+FRAMES = [
+    Frame(p, dst, eth_src=src, vlan=vlan)
+    for p, src, vlan in (
+        (JUMPBOX, JUMPBOX_MAC, None),
+        (WEB, WEB_MAC, None),
+        (1, "00:50:56:99:00:01", 20),
+        (2, "00:50:56:99:00:02", 20),
+        (100, None, None),
+    )
+    for dst in (BCAST, JUMPBOX_MAC, WEB_MAC, "00:50:56:99:00:03", "01:00:5e:00:00:01")
+]
 
 
 @pytest.mark.parametrize("frame", FRAMES, ids=lambda f: f"{f.in_port}->{f.eth_dst}")
 def test_forwarding_is_otherwise_unchanged(esx1, plain, frame):
-    if frame.eth_src is None:       # vmk0: its own MAC
+    if frame.eth_src is None:  # vmk0: its own MAC
         lab = parse_lab(copy.deepcopy(DATA))
         vmk = next(p for p in switch_bindings(lab)[0].ports if p.kind == "vmk")
         frame = Frame(frame.in_port, frame.eth_dst, eth_src=vmk.mac, vlan=frame.vlan)
@@ -150,7 +168,7 @@ def test_mirroring_follows_the_vm_after_vmotion():
     # esx1, so (as on vSphere) the local copies stop.
     out = summary(trace(moved["esx2"], Frame(JUMPBOX, WEB_MAC, eth_src=JUMPBOX_MAC)))
     uplink = [o for o in out if o[0] != ERSPAN]
-    assert len(uplink) == 1 and uplink[0][:2] in ((1, 20), (2, 20)), out   # to web, tagged
+    assert len(uplink) == 1 and uplink[0][:2] in ((1, 20), (2, 20)), out  # to web, tagged
     assert erspan_copy() in out and len(out) == 2
     back = summary(trace(moved["esx2"], Frame(1, JUMPBOX_MAC, eth_src=WEB_MAC, vlan=20)))
     assert back == sorted([(JUMPBOX, None, None, None, None), erspan_copy()])
@@ -164,15 +182,20 @@ def test_copies_go_before_ct_and_resubmit_and_replay_the_vlan_changes():
     b = switch_bindings(lab)[0]
     flows = [
         # a DFW-style ingress: the VM's frame tagged, then tracked
-        FlowSpec.make(Table.INGRESS, 300, {"in_port": JUMPBOX},
-                      (("push_vlan", 0x8100), ("set_field", "vlan_vid", 0x1014),
-                       ("ct", False, 1, Table.DFW_FROM_VM))),
+        FlowSpec.make(
+            Table.INGRESS,
+            300,
+            {"in_port": JUMPBOX},
+            (("push_vlan", 0x8100), ("set_field", "vlan_vid", 0x1014), ("ct", False, 1, Table.DFW_FROM_VM)),
+        ),
         # delivery after a verdict
-        FlowSpec.make(Table.DFW_TO_VM_CT, 2000, {"reg0": JUMPBOX},
-                      (("ct", True, 1, None), ("output", JUMPBOX))),
+        FlowSpec.make(
+            Table.DFW_TO_VM_CT, 2000, {"reg0": JUMPBOX}, (("ct", True, 1, None), ("output", JUMPBOX))
+        ),
         # an output behind a resubmit: the copy goes first, with the pop
-        FlowSpec.make(Table.FORWARD, 300, {"in_port": 1},
-                      (("resubmit", 7), ("pop_vlan",), ("output", JUMPBOX))),
+        FlowSpec.make(
+            Table.FORWARD, 300, {"in_port": 1}, (("resubmit", 7), ("pop_vlan",), ("output", JUMPBOX))
+        ),
     ]
     out = mirror.add_copies(flows, b, lab)
     first, delivered, behind = out[0].actions, out[1].actions, out[2].actions
@@ -180,8 +203,7 @@ def test_copies_go_before_ct_and_resubmit_and_replay_the_vlan_changes():
     assert first[0][1][-1] == ("output", ERSPAN) and first[1][1] == (("output", SNIFFER),)
     assert [a[0] for a in delivered] == ["clone", "clone", "ct", "output"]
     assert [a[0] for a in behind] == ["clone", "clone", "resubmit", "pop_vlan", "output"]
-    assert behind[0][1][0] == ("pop_vlan",) and behind[1][1] == (("pop_vlan",),
-                                                                ("output", SNIFFER))
+    assert behind[0][1][0] == ("pop_vlan",) and behind[1][1] == (("pop_vlan",), ("output", SNIFFER))
 
 
 def test_with_the_distributed_firewall_copies_precede_every_ct_and_resubmit():
@@ -199,8 +221,10 @@ def test_with_the_distributed_firewall_copies_precede_every_ct_and_resubmit():
 def test_clone_and_truncating_output_serialize_as_ovs_expects():
     from os_ken.ofproto import ofproto_v1_3 as ofp
     from os_ken.ofproto import ofproto_v1_3_parser as parser
-    action = ofdriver._action(ofp, parser, (
-        "clone", (("set_field", "tun_ipv4_dst", MONITOR), ("output_trunc", GRE, 128))))
+
+    action = ofdriver._action(
+        ofp, parser, ("clone", (("set_field", "tun_ipv4_dst", MONITOR), ("output_trunc", GRE, 128)))
+    )
     buf = bytearray()
     action.serialize(buf, 0)
     # experimenter action, Nicira, subtype NXAST_CLONE (42), 6 pad bytes
@@ -218,16 +242,26 @@ def test_monitor_decoder_reads_erspan_and_gre_headers():
     from scapy.layers.l2 import GRE, Dot1Q, Ether
 
     from experiments.erspan_capture import decapsulate
+
     inner = bytes(Ether(src=JUMPBOX_MAC, dst=WEB_MAC) / IP() / (b"x" * 10))
-    erspan_header = bytes.fromhex("10000001") + bytes(4)     # type II, VLAN 0, session 1
-    f1 = bytes(Ether() / Dot1Q(vlan=10) / IP(src="10.2.0.11", dst=MONITOR)
-               / GRE(proto=0x88BE, seqnum_present=1, sequence_number=7)
-               / (erspan_header + inner))
-    f2 = bytes(Ether() / IP(src="10.2.0.12", dst=MONITOR)
-               / GRE(proto=0x6558, key_present=1, key=2) / inner[:40])
+    erspan_header = bytes.fromhex("10000001") + bytes(4)  # type II, VLAN 0, session 1
+    f1 = bytes(
+        Ether()
+        / Dot1Q(vlan=10)
+        / IP(src="10.2.0.11", dst=MONITOR)
+        / GRE(proto=0x88BE, seqnum_present=1, sequence_number=7)
+        / (erspan_header + inner)
+    )
+    f2 = bytes(
+        Ether() / IP(src="10.2.0.12", dst=MONITOR) / GRE(proto=0x6558, key_present=1, key=2) / inner[:40]
+    )
     d1, d2 = decapsulate(f1), decapsulate(f2)
-    assert (d1["kind"], d1["session"], d1["version"], d1["vlan"], d1["inner"]) == (
-        "erspan", 1, 1, 10, inner)
+    assert (d1["kind"], d1["session"], d1["version"], d1["vlan"], d1["inner"]) == ("erspan", 1, 1, 10, inner)
     assert (d2["kind"], d2["session"], d2["vlan"], d2["outer_src"], d2["inner"]) == (
-        "gre", 2, None, "10.2.0.12", inner[:40])
+        "gre",
+        2,
+        None,
+        "10.2.0.12",
+        inner[:40],
+    )
     assert decapsulate(bytes(Ether() / IP(proto=17) / b"not gre")) is None

@@ -4,6 +4,7 @@ frame go, and how is it rewritten? (no root, no switch)
 The lab is ``labs/nsx-overlay.yaml``: web (VNI 5001) on esx1..esx4, app
 (VNI 5002) on esx1/esx2, VTEP subnet A = esx1, esx2 and B = esx3, esx4.
 """
+
 import copy
 from pathlib import Path
 
@@ -15,15 +16,19 @@ from controller.simulate import Frame, trace
 from vlab.bindings import TUNNEL_OFPORT, GuestNic, Placement, switch_bindings
 from vlab.lab.load import parse_lab
 
-LAB_DATA = yaml.safe_load((Path(__file__).resolve().parents[2] / "labs" / "nsx-overlay.yaml")
-                          .read_text())
+LAB_DATA = yaml.safe_load((Path(__file__).resolve().parents[2] / "labs" / "nsx-overlay.yaml").read_text())
 BCAST = "ff:ff:ff:ff:ff:ff"
 VMAC = "02:50:56:56:44:52"
 MAC = {f"vm{i}": f"00:50:56:a1:00:0{i}" for i in range(1, 7)}
-IP = {"vm1": "10.1.1.11", "vm2": "10.1.1.12", "vm3": "10.1.2.13", "vm4": "10.1.2.14",
-      "vm5": "10.1.1.15", "vm6": "10.1.1.16"}
-VTEP = {"esx1": "172.16.200.11", "esx2": "172.16.200.12", "esx3": "172.16.201.13",
-        "esx4": "172.16.201.14"}
+IP = {
+    "vm1": "10.1.1.11",
+    "vm2": "10.1.1.12",
+    "vm3": "10.1.2.13",
+    "vm4": "10.1.2.14",
+    "vm5": "10.1.1.15",
+    "vm6": "10.1.1.16",
+}
+VTEP = {"esx1": "172.16.200.11", "esx2": "172.16.200.12", "esx3": "172.16.201.13", "esx4": "172.16.201.14"}
 PORT = {"vm1": 200, "vm2": 201, "vm3": 202, "vm4": 203, "vm5": 204, "vm6": 205}
 WEB, APP = 5001, 5002
 
@@ -33,8 +38,7 @@ def setup(data=None, placement=None, known=True, snooped=None):
     reported by VMware Tools; ``snooped`` adds what snooping learned."""
     lab = parse_lab(copy.deepcopy(data or LAB_DATA))
     bindings = switch_bindings(lab, placement)
-    guests = {f"{vm}-eth0": GuestNic(ipv4=frozenset({ip})) for vm, ip in IP.items()} \
-        if known else {}
+    guests = {f"{vm}-eth0": GuestNic(ipv4=frozenset({ip})) for vm, ip in IP.items()} if known else {}
     tables = build_tables(lab, bindings, guests, snooped)
     flows = {b.host: compile_bridge(b, tables, lab) for b in bindings}
     return lab, tables, flows
@@ -47,8 +51,9 @@ def encapsulated_to(outputs):
 def test_unicast_to_a_remote_vm_is_encapsulated_to_its_vtep_only():
     _, _, flows = setup()
     out = trace(flows["esx1"], Frame(PORT["vm1"], MAC["vm2"], MAC["vm1"]))
-    assert [(o.port, o.frame.tun_ipv4_dst, o.frame.tunnel_id) for o in out] == \
-        [(TUNNEL_OFPORT, VTEP["esx2"], WEB)]
+    assert [(o.port, o.frame.tun_ipv4_dst, o.frame.tunnel_id) for o in out] == [
+        (TUNNEL_OFPORT, VTEP["esx2"], WEB)
+    ]
 
 
 def test_unicast_to_a_local_vm_stays_on_the_host():
@@ -59,8 +64,9 @@ def test_unicast_to_a_local_vm_stays_on_the_host():
 
 def test_broadcast_is_replicated_to_same_subnet_vteps_and_one_utep_per_other_subnet():
     _, _, flows = setup(known=False)
-    out = trace(flows["esx1"], Frame(PORT["vm1"], BCAST, MAC["vm1"], eth_type=0x0806,
-                                     arp_op=1, arp_tpa="10.1.1.99"))
+    out = trace(
+        flows["esx1"], Frame(PORT["vm1"], BCAST, MAC["vm1"], eth_type=0x0806, arp_op=1, arp_tpa="10.1.1.99")
+    )
     # esx2 directly, esx3 as the UTEP of 172.16.201.0/24; never esx4; not vm3 (other VNI).
     assert encapsulated_to(out) == [VTEP["esx2"], VTEP["esx3"]]
     assert all(o.port == TUNNEL_OFPORT for o in out)
@@ -102,15 +108,27 @@ def test_forged_source_mac_is_dropped():
 
 def test_arp_request_for_a_known_ip_is_answered_on_the_source_host():
     _, _, flows = setup()
-    req = Frame(PORT["vm1"], BCAST, MAC["vm1"], eth_type=0x0806, arp_op=1,
-                arp_sha=MAC["vm1"], arp_spa=IP["vm1"], arp_tha="00:00:00:00:00:00",
-                arp_tpa=IP["vm2"])
+    req = Frame(
+        PORT["vm1"],
+        BCAST,
+        MAC["vm1"],
+        eth_type=0x0806,
+        arp_op=1,
+        arp_sha=MAC["vm1"],
+        arp_spa=IP["vm1"],
+        arp_tha="00:00:00:00:00:00",
+        arp_tpa=IP["vm2"],
+    )
     out = trace(flows["esx1"], req)
     assert len(out) == 1 and out[0].port == PORT["vm1"]
     reply = out[0].frame
     assert (reply.arp_op, reply.eth_src, reply.eth_dst) == (2, MAC["vm2"], MAC["vm1"])
-    assert (reply.arp_sha, reply.arp_spa, reply.arp_tha, reply.arp_tpa) == \
-        (MAC["vm2"], IP["vm2"], MAC["vm1"], IP["vm1"])
+    assert (reply.arp_sha, reply.arp_spa, reply.arp_tha, reply.arp_tpa) == (
+        MAC["vm2"],
+        IP["vm2"],
+        MAC["vm1"],
+        IP["vm1"],
+    )
 
 
 def test_arp_for_an_unknown_ip_or_with_suppression_off_is_replicated():
@@ -129,8 +147,16 @@ def test_the_router_answers_arp_for_its_gateway_ip_everywhere():
     data["nsx"]["logical_switches"][0]["arp_suppression"] = False
     _, _, flows = setup(data)
     for host, vm in (("esx1", "vm1"), ("esx3", "vm5")):
-        req = Frame(PORT[vm], BCAST, MAC[vm], eth_type=0x0806, arp_op=1, arp_sha=MAC[vm],
-                    arp_spa=IP[vm], arp_tpa="10.1.1.1")
+        req = Frame(
+            PORT[vm],
+            BCAST,
+            MAC[vm],
+            eth_type=0x0806,
+            arp_op=1,
+            arp_sha=MAC[vm],
+            arp_spa=IP[vm],
+            arp_tpa="10.1.1.1",
+        )
         out = trace(flows[host], req)
         assert [(o.port, o.frame.arp_op, o.frame.arp_sha) for o in out] == [(PORT[vm], 2, VMAC)]
 
@@ -139,26 +165,28 @@ def test_routed_same_host_traffic_never_leaves_the_host():
     _, _, flows = setup()
     pkt = Frame(PORT["vm1"], VMAC, MAC["vm1"], ipv4_dst=IP["vm3"], ttl=64)
     out = trace(flows["esx1"], pkt)
-    assert [(o.port, o.frame.eth_src, o.frame.eth_dst, o.frame.ttl) for o in out] == \
-        [(PORT["vm3"], VMAC, MAC["vm3"], 63)]
+    assert [(o.port, o.frame.eth_src, o.frame.eth_dst, o.frame.ttl) for o in out] == [
+        (PORT["vm3"], VMAC, MAC["vm3"], 63)
+    ]
 
 
 def test_routed_cross_host_traffic_goes_vtep_to_vtep_in_the_destination_vni():
     _, _, flows = setup()
     out = trace(flows["esx1"], Frame(PORT["vm1"], VMAC, MAC["vm1"], ipv4_dst=IP["vm4"]))
-    assert [(o.port, o.frame.tunnel_id, o.frame.tun_ipv4_dst, o.frame.eth_dst) for o in out] == \
-        [(TUNNEL_OFPORT, APP, VTEP["esx2"], MAC["vm4"])]
+    assert [(o.port, o.frame.tunnel_id, o.frame.tun_ipv4_dst, o.frame.eth_dst) for o in out] == [
+        (TUNNEL_OFPORT, APP, VTEP["esx2"], MAC["vm4"])
+    ]
     # esx3 has no app port, yet routes web -> app straight to vm4's VTEP.
     out = trace(flows["esx3"], Frame(PORT["vm5"], VMAC, MAC["vm5"], ipv4_dst=IP["vm4"]))
-    assert [(o.port, o.frame.tunnel_id, o.frame.tun_ipv4_dst) for o in out] == \
-        [(TUNNEL_OFPORT, APP, VTEP["esx2"])]
+    assert [(o.port, o.frame.tunnel_id, o.frame.tun_ipv4_dst) for o in out] == [
+        (TUNNEL_OFPORT, APP, VTEP["esx2"])
+    ]
 
 
 def test_router_drops_unknown_destinations_and_ttl_expiry():
     _, _, flows = setup()
     assert trace(flows["esx1"], Frame(PORT["vm1"], VMAC, MAC["vm1"], ipv4_dst="10.1.2.99")) == []
-    assert trace(flows["esx1"], Frame(PORT["vm1"], VMAC, MAC["vm1"], ipv4_dst=IP["vm3"],
-                                      ttl=1)) == []
+    assert trace(flows["esx1"], Frame(PORT["vm1"], VMAC, MAC["vm1"], ipv4_dst=IP["vm3"], ttl=1)) == []
 
 
 def test_vmotion_moves_the_mac_table_entry_and_vtep_membership():
@@ -173,8 +201,10 @@ def test_vmotion_moves_the_mac_table_entry_and_vtep_membership():
 def test_tables_json_lists_the_arp_table_from_reported_ips():
     _, tables, _ = setup()
     app = tables.to_json()["app"]
-    assert app["arp_table"] == [{"ip": IP["vm3"], "mac": MAC["vm3"], "sources": ["vmtools"]},
-                                {"ip": IP["vm4"], "mac": MAC["vm4"], "sources": ["vmtools"]}]
+    assert app["arp_table"] == [
+        {"ip": IP["vm3"], "mac": MAC["vm3"], "sources": ["vmtools"]},
+        {"ip": IP["vm4"], "mac": MAC["vm4"], "sources": ["vmtools"]},
+    ]
     assert [(e["host"], e["utep"]) for e in app["vtep_table"]] == [("esx1", True), ("esx2", False)]
 
 

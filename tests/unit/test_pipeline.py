@@ -1,6 +1,7 @@
 """The pipeline declaration: every flow every shipped lab compiles fits it,
 and a flow that does not (a wrong goto, match, priority, set field or
 recirculation) is refused with a reason naming the stage."""
+
 from __future__ import annotations
 
 import copy
@@ -47,28 +48,44 @@ def test_distributed_firewall_flows_fit_the_declaration():
     assert [f for f in flows if violations(f)] == []
 
 
-def _flow(table=Table.FORWARD, priority=Priority.EXACT, match=None, actions=(), goto=None,
-          concern=VSWITCH) -> FlowSpec:
+def _flow(
+    table=Table.FORWARD, priority=Priority.EXACT, match=None, actions=(), goto=None, concern=VSWITCH
+) -> FlowSpec:
     return FlowSpec.make(table, priority, match or {"in_port": 1}, actions, goto, concern)
 
 
-@pytest.mark.parametrize("flow, reason", [
-    (_flow(goto=Table.INGRESS), "vs_forward may not go to table 0"),
-    (_flow(match={"in_port": 1, "ipv4_dst": "10.0.0.1"}), "vs_forward may not match ipv4_dst"),
-    (_flow(table=Table.ROUTE, concern=cookie(Concern.ROUTER),
-           match={"tunnel_id": 5, "ipv4_dst": "10.0.0.1"}),
-     "a match on ipv4_dst needs eth_type 0x0800"),
-    (_flow(priority=Priority.EXACT + 1), "priority 301 is in no band of vs_forward"),
-    (_flow(concern=cookie(Concern.DFW)), "concern dfw does not write in vs_forward"),
-    (_flow(actions=(("set_field", "eth_src", "00:50:56:00:00:01"),)),
-     "vs_forward may not set eth_src"),
-    (_flow(actions=(("clone", (("set_field", "ipv4_dst", "10.0.0.1"),)),)),
-     "vs_forward may not set ipv4_dst"),
-    (_flow(actions=(("resubmit", Table.L2),)), "vs_forward may not resubmit to table 5"),
-    (_flow(table=Table.INGRESS, priority=Priority.INGRESS_CLASSIFY,
-           actions=(("ct", False, 1, Table.DFW_TO_VM),)), "vs_in_port may not ct to table 7"),
-    (_flow(table=12), "table 12 is not in the pipeline"),
-])
+@pytest.mark.parametrize(
+    "flow, reason",
+    [
+        (_flow(goto=Table.INGRESS), "vs_forward may not go to table 0"),
+        (_flow(match={"in_port": 1, "ipv4_dst": "10.0.0.1"}), "vs_forward may not match ipv4_dst"),
+        (
+            _flow(
+                table=Table.ROUTE,
+                concern=cookie(Concern.ROUTER),
+                match={"tunnel_id": 5, "ipv4_dst": "10.0.0.1"},
+            ),
+            "a match on ipv4_dst needs eth_type 0x0800",
+        ),
+        (_flow(priority=Priority.EXACT + 1), "priority 301 is in no band of vs_forward"),
+        (_flow(concern=cookie(Concern.DFW)), "concern dfw does not write in vs_forward"),
+        (_flow(actions=(("set_field", "eth_src", "00:50:56:00:00:01"),)), "vs_forward may not set eth_src"),
+        (
+            _flow(actions=(("clone", (("set_field", "ipv4_dst", "10.0.0.1"),)),)),
+            "vs_forward may not set ipv4_dst",
+        ),
+        (_flow(actions=(("resubmit", Table.L2),)), "vs_forward may not resubmit to table 5"),
+        (
+            _flow(
+                table=Table.INGRESS,
+                priority=Priority.INGRESS_CLASSIFY,
+                actions=(("ct", False, 1, Table.DFW_TO_VM),),
+            ),
+            "vs_in_port may not ct to table 7",
+        ),
+        (_flow(table=12), "table 12 is not in the pipeline"),
+    ],
+)
 def test_a_flow_that_does_not_fit_is_refused_with_the_reason(flow, reason):
     assert reason in violations(flow)
     with pytest.raises(pipeline.PipelineError, match=re.escape(reason)):
@@ -85,8 +102,9 @@ def test_every_dfw_rule_has_a_priority_of_its_own_above_the_default():
 def test_a_lab_with_more_firewall_rules_than_the_band_holds_is_refused():
     data = _with_dfw("vmsc.yaml")
     rule = data["distributed_firewall"]["rules"][0]
-    data["distributed_firewall"]["rules"] = [{**rule, "name": f"r{i}"}
-                                             for i in range(pipeline.MAX_DFW_RULES + 1)]
+    data["distributed_firewall"]["rules"] = [
+        {**rule, "name": f"r{i}"} for i in range(pipeline.MAX_DFW_RULES + 1)
+    ]
     with pytest.raises(LabError, match="distributed_firewall.rules"):
         parse_lab(data)
 
@@ -95,5 +113,6 @@ def test_docs_pipeline_md_is_the_declaration(capsys):
     assert main(["pipeline"]) == 0
     out = capsys.readouterr().out
     assert out == pipeline.markdown()
-    assert (ROOT / "docs" / "pipeline.md").read_text() == out, \
+    assert (ROOT / "docs" / "pipeline.md").read_text() == out, (
         "docs/pipeline.md is stale: regenerate it with `vlab pipeline > docs/pipeline.md`"
+    )

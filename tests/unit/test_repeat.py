@@ -1,4 +1,5 @@
 """--repeat: metrics per run, mean and 95% CI, the figure from JSON (no root)."""
+
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "results"
 def test_mean_and_ci95_use_students_t():
     mean, half = repeat.mean_ci95([9.8, 10.0, 10.2])
     assert mean == pytest.approx(10.0)
-    assert half == pytest.approx(4.303 * 0.2 / 3 ** 0.5, rel=1e-3)
+    assert half == pytest.approx(4.303 * 0.2 / 3**0.5, rel=1e-3)
     assert repeat.mean_ci95([5.0]) == (5.0, 0.0)
 
 

@@ -1,4 +1,5 @@
 """results/REPORT.md from stored JSON alone (no root, no lab)."""
+
 import json
 import re
 import shutil
@@ -78,8 +79,10 @@ def test_every_figure_redraws_from_the_stored_json_alone(name, tmp_path):
 def test_a_failed_fidelity_check_makes_claims_untrustworthy(results):
     path = results / "reverse-teaming" / "result.json"
     data = json.loads(path.read_text())
-    data["fidelity"] = {"cpu_percent": 99.0, "checks": [
-        {"check": "cpu_load", "value": 99.0, "limit": "<= 90.0%", "ok": False}]}
+    data["fidelity"] = {
+        "cpu_percent": 99.0,
+        "checks": [{"check": "cpu_load", "value": 99.0, "limit": "<= 90.0%", "ok": False}],
+    }
     path.write_text(json.dumps(data))
     text = report.build(results)
     line = next(x for x in text.splitlines() if "PortOutput shows" in x)
@@ -89,19 +92,22 @@ def test_a_failed_fidelity_check_makes_claims_untrustworthy(results):
 
 def test_fidelity_checks_and_limits():
     from experiments.fidelity import checks
+
     ok = checks(40.0, {"a": 0}, frames_counted=True, rates={"link": (95.0, 100.0)})
     assert all(c["ok"] for c in ok)
-    bad = {c["check"]: c["ok"] for c in checks(95.0, {"a": 3}, frames_counted=True,
-                                                 rates={"link": (50.0, 100.0)})}
+    bad = {
+        c["check"]: c["ok"]
+        for c in checks(95.0, {"a": 3}, frames_counted=True, rates={"link": (50.0, 100.0)})
+    }
     assert bad == {"cpu_load": False, "no_shaping_drops": False, "link_rate link": False}
     # Drops under TCP cannot fail anything: the check says "not measured".
-    tcp = {c["check"]: (c["ok"], c["status"]) for c in checks(10.0, {"a": 300},
-                                                               frames_counted=False)}
+    tcp = {c["check"]: (c["ok"], c["status"]) for c in checks(10.0, {"a": 300}, frames_counted=False)}
     assert tcp == {"cpu_load": (True, "met"), "shaping_drops": (None, "not measured")}
 
 
 def test_a_check_not_measured_is_reported_as_such_and_does_not_fail_a_result(tmp_path):
     from experiments.fidelity import checks, trustworthy
+
     result = {"fidelity": {"checks": checks(10.0, {"a": 300}, frames_counted=False)}}
     assert trustworthy(result)
     shipped = json.loads((REPO / "results" / "two-hosts" / "result.json").read_text())
@@ -113,15 +119,19 @@ def test_a_check_not_measured_is_reported_as_such_and_does_not_fail_a_result(tmp
 def test_a_failed_link_rate_check_makes_only_the_throughput_claims_untrustworthy(tmp_path):
     """two-hosts: reachability is ping at any rate; the 10:1 ratio is not."""
     shipped = json.loads((REPO / "results" / "two-hosts" / "result.json").read_text())
-    checks = [{"check": "cpu_load", "value": 30.0, "limit": "<= 90.0%", "ok": True},
-              {"check": "link_rate 10G", "value": 0.85, "limit": ">= 0.9 of configured",
-               "ok": False}]
+    checks = [
+        {"check": "cpu_load", "value": 30.0, "limit": "<= 90.0%", "ok": True},
+        {"check": "link_rate 10G", "value": 0.85, "limit": ">= 0.9 of configured", "ok": False},
+    ]
     (tmp_path / "two-hosts").mkdir()
     (tmp_path / "two-hosts" / "result.json").write_text(
-        json.dumps({**shipped, "fidelity": {**shipped["fidelity"], "checks": checks}}))
-    rows = [line for line in report.build(tmp_path).splitlines()
-            if line.startswith("| ") and "two-hosts" not in line]
-    verdicts = {row.split(" | ")[-1] for row in rows if "untrustworthy" in row or
-                "**reproduced**" in row}
+        json.dumps({**shipped, "fidelity": {**shipped["fidelity"], "checks": checks}})
+    )
+    rows = [
+        line
+        for line in report.build(tmp_path).splitlines()
+        if line.startswith("| ") and "two-hosts" not in line
+    ]
+    verdicts = {row.split(" | ")[-1] for row in rows if "untrustworthy" in row or "**reproduced**" in row}
     assert "untrustworthy (fidelity check failed: link_rate 10G) |" in verdicts
     assert "**reproduced** |" in verdicts

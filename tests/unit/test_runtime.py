@@ -1,4 +1,5 @@
 """Signal handling and process cleanup of a run, without a lab."""
+
 import os
 import signal
 import subprocess
@@ -26,7 +27,7 @@ def test_a_signal_during_teardown_is_deferred_then_raised():
                 reached = True
     assert reached
     assert signal.getsignal(signal.SIGTERM) is before
-    assert _blocked() == set()                   # nothing left blocked
+    assert _blocked() == set()  # nothing left blocked
 
 
 class FakeRun:
@@ -65,6 +66,7 @@ def test_a_signal_just_before_uninterruptible_takes_over_does_not_skip_teardown(
             raise KeyboardInterrupt("signal 15")
         with real():
             yield
+
     monkeypatch.setattr(common, "Run", lambda: run)
     monkeypatch.setattr(common, "LabNetwork", FakeNet)
     monkeypatch.setattr(common, "uninterruptible", first_one_interrupted)
@@ -77,10 +79,10 @@ def test_a_signal_just_before_uninterruptible_takes_over_does_not_skip_teardown(
 def test_a_zombie_is_not_running():
     child = subprocess.Popen(["true"])
     deadline = time.monotonic() + 10
-    while runtime._running(child.pid):           # exits, stays a zombie until reaped
+    while runtime._running(child.pid):  # exits, stays a zombie until reaped
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    assert runtime._alive(child.pid)             # still in /proc
+    assert runtime._alive(child.pid)  # still in /proc
     child.wait()
     assert not runtime._running(child.pid)
 
@@ -93,6 +95,7 @@ def test_a_bringup_step_that_blocks_forever_is_interrupted_with_its_name():
     import pytest
 
     from topologies.network import NotReady, time_limit
+
     r, w = os.pipe()
     try:
         with pytest.raises(NotReady, match="stuck starting esx1's shell"):

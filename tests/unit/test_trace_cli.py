@@ -1,5 +1,6 @@
 """``vlab trace`` without root: frames built from what a user types, the
 explanation printed, bad input refused with one line and exit code 2."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,12 @@ def test_a_frame_from_a_vm_defaults_to_the_vnic_own_addresses():
     lab, b = nuggets_port()
     f = build_frame(lab, b, "strict-eth0", dst="open", tcp=80)
     assert (f.eth_src, f.eth_dst, f.ip_proto, f.tcp_dst, f.tcp_flags) == (
-        "00:50:56:01:00:11", "00:50:56:01:00:12", 6, 80, TCP_SYN)
+        "00:50:56:01:00:11",
+        "00:50:56:01:00:12",
+        6,
+        80,
+        TCP_SYN,
+    )
     assert f.ipv4_src is not None and f.ipv4_dst is not None
     assert ofproto_flow(f).startswith(f"in_port={b.port('strict-eth0').ofport},dl_src=00:50:56:01:00:11")
 
@@ -36,14 +42,16 @@ def test_a_frame_from_a_vm_defaults_to_the_vnic_own_addresses():
 def test_an_arp_request_is_broadcast():
     lab, b = nuggets_port()
     f = build_frame(lab, b, "strict-eth0", arp="10.0.10.99")
-    assert (f.eth_type, f.eth_dst, f.arp_op, f.arp_tpa) == (0x0806, "ff:ff:ff:ff:ff:ff", 1,
-                                                          "10.0.10.99")
+    assert (f.eth_type, f.eth_dst, f.arp_op, f.arp_tpa) == (0x0806, "ff:ff:ff:ff:ff:ff", 1, "10.0.10.99")
 
 
-@pytest.mark.parametrize("kw, error", [
-    ({"dst": "nobody"}, "--dst 'nobody' is not a MAC, 'broadcast', a VM"),
-    ({"dst": "open", "ip_dst": "10.0.0.300", "icmp": True}, "--ip-dst '10.0.0.300' is not an IPv4"),
-])
+@pytest.mark.parametrize(
+    "kw, error",
+    [
+        ({"dst": "nobody"}, "--dst 'nobody' is not a MAC, 'broadcast', a VM"),
+        ({"dst": "open", "ip_dst": "10.0.0.300", "icmp": True}, "--ip-dst '10.0.0.300' is not an IPv4"),
+    ],
+)
 def test_bad_frames_are_refused(kw, error):
     lab, b = nuggets_port()
     with pytest.raises(TraceError, match=error):
@@ -54,9 +62,17 @@ def test_a_frame_from_a_pcap(tmp_path):
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import Dot1Q, Ether
     from scapy.utils import wrpcap
+
     pcap = tmp_path / "f.pcap"
-    wrpcap(str(pcap), [Ether(src="00:50:56:01:00:11", dst="00:50:56:01:00:12") / Dot1Q(vlan=10)
-                       / IP(src="10.0.10.1", dst="10.0.10.2", ttl=7) / TCP(sport=1, dport=22)])
+    wrpcap(
+        str(pcap),
+        [
+            Ether(src="00:50:56:01:00:11", dst="00:50:56:01:00:12")
+            / Dot1Q(vlan=10)
+            / IP(src="10.0.10.1", dst="10.0.10.2", ttl=7)
+            / TCP(sport=1, dport=22)
+        ],
+    )
     f = frame_from_pcap(pcap, 1, 200)
     assert (f.in_port, f.vlan, f.ipv4_dst, f.ttl, f.tcp_dst) == (200, 10, "10.0.10.2", 7, 22)
     with pytest.raises(TraceError, match="no frame 2"):
@@ -64,24 +80,41 @@ def test_a_frame_from_a_pcap(tmp_path):
 
 
 def test_cli_explains_a_forged_frame(capsys):
-    assert main(["trace", NUGGETS, "--host", "esx1", "--port", "strict-eth0", "--dst", "open",
-                 "--src", "00:50:56:01:99:99"]) == 0
+    assert (
+        main(
+            [
+                "trace",
+                NUGGETS,
+                "--host",
+                "esx1",
+                "--port",
+                "strict-eth0",
+                "--dst",
+                "open",
+                "--src",
+                "00:50:56:01:99:99",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "0 vs_in_port" in out and "forged transmits = reject" in out
 
 
 def test_cli_json(capsys):
-    assert main(["trace", NUGGETS, "--host", "esx1", "--port", "open-eth0", "--dst", "strict",
-                 "--json"]) == 0
+    assert main(["trace", NUGGETS, "--host", "esx1", "--port", "open-eth0", "--dst", "strict", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["delivered"] == ["strict-eth0"]
     assert [s["stage"] for s in out["steps"]] == ["vs_in_port", "vs_forward"]
 
 
-@pytest.mark.parametrize("argv, error", [
-    (["--host", "esx9", "--port", "vmnic0"], "esx9 has no vSwitch port 'vmnic0'"),
-    (["--host", "esx1", "--port", "open-eth0", "--dst", "zz"], "--dst 'zz' is not a MAC"),
-])
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (["--host", "esx9", "--port", "vmnic0"], "esx9 has no vSwitch port 'vmnic0'"),
+        (["--host", "esx1", "--port", "open-eth0", "--dst", "zz"], "--dst 'zz' is not a MAC"),
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_2(capsys, argv, error):
     assert main(["trace", NUGGETS, *argv]) == 2
     err = capsys.readouterr().err
@@ -93,10 +126,14 @@ DATA = Path(__file__).with_name("data")
 
 def test_ofproto_trace_is_read_back_by_stage_band_and_concern():
     from vlab.trace import parse_ofproto_trace
+
     t = parse_ofproto_trace((DATA / "ofproto-trace-dfw.txt").read_text())
     assert [(s.stage, s.band, s.concern, s.pass_) for s in t.steps] == [
-        ("vs_in_port", "classify", "vswitch", 0), ("vs_forward", "exact", "vswitch", 0),
-        ("dfw_to_vm", "to-ct", "dfw", 0), ("dfw_to_vm_ct", "rule 2", "dfw", 1)]
+        ("vs_in_port", "classify", "vswitch", 0),
+        ("vs_forward", "exact", "vswitch", 0),
+        ("dfw_to_vm", "to-ct", "dfw", 0),
+        ("dfw_to_vm_ct", "rule 2", "dfw", 1),
+    ]
     assert t.outputs == [200] and t.datapath_actions == "ct(commit,zone=1),2"
     arp = parse_ofproto_trace((DATA / "ofproto-trace-arp.txt").read_text())
     assert arp.outputs == [1, 200]

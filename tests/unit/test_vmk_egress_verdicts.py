@@ -2,6 +2,7 @@
 "roughly the same amount" as vmk4 transmits when the receiver ACKs every
 segment; with delayed ACKs only "at most once per segment" (Linux's 0.39 on
 a loaded machine is no failure). From the shipped result, rootless."""
+
 import copy
 import json
 

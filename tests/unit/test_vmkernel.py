@@ -1,4 +1,5 @@
 """VMkernel TCP/IP stacks as routing commands, and esxtop arithmetic (no root)."""
+
 import copy
 
 import pytest
@@ -10,19 +11,34 @@ from vlab.vmkernel import STACK_TABLE, routing_commands
 LAB = {
     "name": "stacks",
     "physical_switches": [{"name": "psw"}],
-    "esxi_hosts": [{
-        "name": "esx1",
-        "uplinks": [{"name": "vmnic0", "speed": 1, "switch": "psw", "port": 1}],
-        "vswitches": [{"name": "vSwitch0", "uplinks": ["vmnic0"], "port_groups": [
-            {"name": "Mgmt", "vlan": 4}, {"name": "Data", "vlan": 28},
-            {"name": "vMotion", "vlan": 50}]}],
-        "vmkernel": [
-            {"name": "vmk0", "port_group": "Mgmt", "ip": "172.17.4.102/24", "gateway": "172.17.4.1"},
-            {"name": "vmk4", "port_group": "Data", "ip": "172.17.28.102/22"},
-            {"name": "vmk1", "port_group": "vMotion", "ip": "10.50.0.11/24", "stack": "vmotion",
-             "gateway": "10.50.0.1"},
-        ],
-    }],
+    "esxi_hosts": [
+        {
+            "name": "esx1",
+            "uplinks": [{"name": "vmnic0", "speed": 1, "switch": "psw", "port": 1}],
+            "vswitches": [
+                {
+                    "name": "vSwitch0",
+                    "uplinks": ["vmnic0"],
+                    "port_groups": [
+                        {"name": "Mgmt", "vlan": 4},
+                        {"name": "Data", "vlan": 28},
+                        {"name": "vMotion", "vlan": 50},
+                    ],
+                }
+            ],
+            "vmkernel": [
+                {"name": "vmk0", "port_group": "Mgmt", "ip": "172.17.4.102/24", "gateway": "172.17.4.1"},
+                {"name": "vmk4", "port_group": "Data", "ip": "172.17.28.102/22"},
+                {
+                    "name": "vmk1",
+                    "port_group": "vMotion",
+                    "ip": "10.50.0.11/24",
+                    "stack": "vmotion",
+                    "gateway": "10.50.0.1",
+                },
+            ],
+        }
+    ],
 }
 
 
@@ -62,20 +78,33 @@ def test_one_default_gateway_per_stack():
     data["esxi_hosts"][0]["vmkernel"][1]["gateway"] = "172.17.28.1"
     with pytest.raises(LabError) as err:
         parse_lab(data, "lab.yaml")
-    assert str(err.value) == ("lab.yaml: esxi_hosts[0].vmkernel[1].gateway: the default TCP/IP "
-                              "stack already has its default gateway on vmk0")
+    assert str(err.value) == (
+        "lab.yaml: esxi_hosts[0].vmkernel[1].gateway: the default TCP/IP "
+        "stack already has its default gateway on vmk0"
+    )
 
 
 def _port(kind, **c):
-    base = {"bridge": "vSwitch0", "ofport": 1, "kind": kind, "team_pnic": "vmnic0",
-            "tx_pkts": 0, "tx_bytes": 0, "tx_drop": 0, "rx_pkts": 0, "rx_bytes": 0, "rx_drop": 0}
+    base = {
+        "bridge": "vSwitch0",
+        "ofport": 1,
+        "kind": kind,
+        "team_pnic": "vmnic0",
+        "tx_pkts": 0,
+        "tx_bytes": 0,
+        "tx_drop": 0,
+        "rx_pkts": 0,
+        "rx_bytes": 0,
+        "rx_drop": 0,
+    }
     return {**base, **c}
 
 
 def test_esxtop_rates_and_drop_percentages():
     before = Sample(0.0, {"vmk4": _port("vmk", ofport=101)})
-    after = Sample(2.0, {"vmk4": _port("vmk", ofport=101, tx_pkts=2000, tx_bytes=3_000_000,
-                                       rx_pkts=1000, rx_drop=10)})
+    after = Sample(
+        2.0, {"vmk4": _port("vmk", ofport=101, tx_pkts=2000, tx_bytes=3_000_000, rx_pkts=1000, rx_drop=10)}
+    )
     (row,) = rates(before, after)
     assert row["PKTTX/s"] == 1000 and row["MbTX/s"] == 12.0 and row["PKTRX/s"] == 500
     assert row["%DRPRX"] == pytest.approx(0.99, abs=0.01) and row["%DRPTX"] == 0

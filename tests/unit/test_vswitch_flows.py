@@ -1,4 +1,5 @@
 """Base vSwitch flows: where does a frame go? (no root, no switch)"""
+
 import copy
 
 import pytest
@@ -15,21 +16,28 @@ REMOTE = "00:50:56:99:99:99"
 LAB = {
     "name": "unit",
     "physical_switches": [{"name": "psw"}],
-    "esxi_hosts": [{
-        "name": "esx1",
-        "uplinks": [{"name": f"vmnic{i}", "speed": 1 if i < 2 else 10, "switch": "psw",
-                     "port": i + 1} for i in range(4)],
-        "vswitches": [{
-            "name": "vSwitch0",
-            "uplinks": ["vmnic0", "vmnic1", "vmnic2", "vmnic3"],
-            "port_groups": [
-                {"name": "A", "vlan": 10, "teaming": {"active": ["vmnic0", "vmnic1"]}},
-                {"name": "B", "vlan": 20, "teaming": {"active": ["vmnic2"], "standby": ["vmnic3"]}},
-                {"name": "EST", "vlan": 0, "teaming": {"active": ["vmnic0"]}},
-                {"name": "TRUNK", "vlan": 4095, "teaming": {"active": ["vmnic2"]}},
-            ]}],
-        "vmkernel": [{"name": "vmk0", "port_group": "A", "ip": "192.168.0.1/24"}],
-    }],
+    "esxi_hosts": [
+        {
+            "name": "esx1",
+            "uplinks": [
+                {"name": f"vmnic{i}", "speed": 1 if i < 2 else 10, "switch": "psw", "port": i + 1}
+                for i in range(4)
+            ],
+            "vswitches": [
+                {
+                    "name": "vSwitch0",
+                    "uplinks": ["vmnic0", "vmnic1", "vmnic2", "vmnic3"],
+                    "port_groups": [
+                        {"name": "A", "vlan": 10, "teaming": {"active": ["vmnic0", "vmnic1"]}},
+                        {"name": "B", "vlan": 20, "teaming": {"active": ["vmnic2"], "standby": ["vmnic3"]}},
+                        {"name": "EST", "vlan": 0, "teaming": {"active": ["vmnic0"]}},
+                        {"name": "TRUNK", "vlan": 4095, "teaming": {"active": ["vmnic2"]}},
+                    ],
+                }
+            ],
+            "vmkernel": [{"name": "vmk0", "port_group": "A", "ip": "192.168.0.1/24"}],
+        }
+    ],
     "vms": [
         {"name": "a1", "host": "esx1", "vnics": [{"port_group": "A", "mac": "00:50:56:00:00:01"}]},
         {"name": "a2", "host": "esx1", "vnics": [{"port_group": "A", "mac": "00:50:56:00:00:02"}]},
@@ -87,8 +95,7 @@ def test_broadcast_floods_vlan_and_one_uplink(sw):
     out = forward(flows, Frame(port(b, "a1").ofport, BCAST))
     vmk = b.port("vmk0").ofport
     trunk = port(b, "t1").ofport
-    assert out == sorted([(pin(b, "a1"), 10), (port(b, "a2").ofport, None), (vmk, None),
-                          (trunk, 10)])
+    assert out == sorted([(pin(b, "a1"), 10), (port(b, "a2").ofport, None), (vmk, None), (trunk, 10)])
 
 
 def test_uplink_unicast_delivered_only_from_pinned_uplink(sw):
@@ -106,8 +113,11 @@ def test_uplink_broadcast_reaches_ports_pinned_to_it_never_other_uplinks(sw):
     for up in b.uplink_ports():
         out = forward(flows, Frame(up.ofport, BCAST, vlan=10))
         assert not uplinks & {p for p, _ in out}
-        pinned = sorted(p.ofport for p in b.local_ports()
-                        if p.port_group in ("A", "TRUNK") and pin_port(b, p) == up.ofport)
+        pinned = sorted(
+            p.ofport
+            for p in b.local_ports()
+            if p.port_group in ("A", "TRUNK") and pin_port(b, p) == up.ofport
+        )
         assert [p for p, _ in out] == pinned, up.name
 
 
@@ -136,8 +146,7 @@ def test_est_port_group_is_untagged_on_uplink(sw):
     b, flows = sw
     out = forward(flows, Frame(port(b, "e1").ofport, REMOTE))
     assert out == [(b.port("vmnic0").ofport, None)]
-    assert forward(flows, Frame(b.port("vmnic0").ofport, port(b, "e1").mac)) == \
-        [(port(b, "e1").ofport, None)]
+    assert forward(flows, Frame(b.port("vmnic0").ofport, port(b, "e1").mac)) == [(port(b, "e1").ofport, None)]
 
 
 def test_vgt_guest_keeps_its_tags(sw):
@@ -186,8 +195,8 @@ def test_flows_are_deterministic():
 def test_mdb_show_parses_in_both_ovs_formats():
     """OVS 3.1 (Debian 12) and 3.5 (Debian 13, which adds a protocol column)."""
     from topologies.ovs import parse_mdb
+
     old = " port  VLAN  GROUP                Age\n    2    10  239.2.2.2              3\n"
-    new = (" port  VLAN  protocol  GROUP                Age\n"
-           "    2    10  IGMPv2    239.2.2.2              3\n")
+    new = " port  VLAN  protocol  GROUP                Age\n    2    10  IGMPv2    239.2.2.2              3\n"
     want = [{"port": "2", "vlan": 10, "group": "239.2.2.2", "age": 3}]
     assert parse_mdb(old) == want and parse_mdb(new) == want

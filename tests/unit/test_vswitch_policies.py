@@ -1,5 +1,6 @@
 """Security policies, multicast filters, promiscuous ports, reverse teaming,
 capture points and failover, as flows: where does a frame go? (no root)"""
+
 import copy
 
 import pytest
@@ -13,32 +14,55 @@ from vlab.lab.load import parse_lab
 BCAST = "ff:ff:ff:ff:ff:ff"
 OUTSIDE = "00:50:56:99:99:99"
 NEW_MAC = "00:50:56:aa:bb:cc"
-GROUP_MAC = "01:00:5e:01:01:01"      # 239.1.1.1 and 239.129.1.1 (32:1 overlap)
+GROUP_MAC = "01:00:5e:01:01:01"  # 239.1.1.1 and 239.129.1.1 (32:1 overlap)
 
 LAB = {
     "name": "policies",
     "physical_switches": [{"name": "psw"}],
-    "esxi_hosts": [{
-        "name": "esx1",
-        "uplinks": [{"name": f"vmnic{i}", "speed": 1, "switch": "psw", "port": i + 1}
-                    for i in range(3)],
-        "vswitches": [{
-            "name": "vSwitch0",
-            "uplinks": ["vmnic0", "vmnic1", "vmnic2"],
-            "port_groups": [
-                {"name": "STRICT", "vlan": 10,
-                 "security": {"promiscuous": "reject", "mac_changes": "reject",
-                              "forged_transmits": "reject"},
-                 "teaming": {"active": ["vmnic0", "vmnic1"]}},
-                {"name": "OPEN", "vlan": 10,
-                 "security": {"promiscuous": "accept", "mac_changes": "accept",
-                              "forged_transmits": "accept"},
-                 "teaming": {"active": ["vmnic0", "vmnic1"]}},
-                {"name": "FAILOVER", "vlan": 20,
-                 "teaming": {"policy": "explicit_failover", "active": ["vmnic0"],
-                             "standby": ["vmnic1"], "failback": False}},
-            ]}],
-    }],
+    "esxi_hosts": [
+        {
+            "name": "esx1",
+            "uplinks": [{"name": f"vmnic{i}", "speed": 1, "switch": "psw", "port": i + 1} for i in range(3)],
+            "vswitches": [
+                {
+                    "name": "vSwitch0",
+                    "uplinks": ["vmnic0", "vmnic1", "vmnic2"],
+                    "port_groups": [
+                        {
+                            "name": "STRICT",
+                            "vlan": 10,
+                            "security": {
+                                "promiscuous": "reject",
+                                "mac_changes": "reject",
+                                "forged_transmits": "reject",
+                            },
+                            "teaming": {"active": ["vmnic0", "vmnic1"]},
+                        },
+                        {
+                            "name": "OPEN",
+                            "vlan": 10,
+                            "security": {
+                                "promiscuous": "accept",
+                                "mac_changes": "accept",
+                                "forged_transmits": "accept",
+                            },
+                            "teaming": {"active": ["vmnic0", "vmnic1"]},
+                        },
+                        {
+                            "name": "FAILOVER",
+                            "vlan": 20,
+                            "teaming": {
+                                "policy": "explicit_failover",
+                                "active": ["vmnic0"],
+                                "standby": ["vmnic1"],
+                                "failback": False,
+                            },
+                        },
+                    ],
+                }
+            ],
+        }
+    ],
     "vms": [
         {"name": "s1", "host": "esx1", "vnics": [{"port_group": "STRICT", "mac": "00:50:56:00:00:01"}]},
         {"name": "s2", "host": "esx1", "vnics": [{"port_group": "STRICT", "mac": "00:50:56:00:00:02"}]},
@@ -133,8 +157,8 @@ def test_promiscuous_needs_both_the_policy_and_the_guest():
     guest_promisc = GuestNic(promiscuous=True)
     b = binding(guests={"spy": guest_promisc, "s2": guest_promisc})
     frame = from_vm(b, "s1", port(b, "o1").mac)
-    assert delivered(b, frame) == {"o1", "spy"}       # s2's port group rejects promiscuous
-    assert delivered(binding(), frame) == {"o1"}       # spy's guest is not promiscuous
+    assert delivered(b, frame) == {"o1", "spy"}  # s2's port group rejects promiscuous
+    assert delivered(binding(), frame) == {"o1"}  # spy's guest is not promiscuous
 
 
 def _visibility(spy_port: int) -> dict:
@@ -143,7 +167,7 @@ def _visibility(spy_port: int) -> dict:
     b = switch_bindings(lab, {"spy-eth0": Placement("esx1", spy_port)})[0]
     b = b.with_guests({"spy-eth0": GuestNic(promiscuous=True)})
     local, other = "s1", "o1"
-    arrive = pinned_to(b, local)          # the physical switch learned s1 there
+    arrive = pinned_to(b, local)  # the physical switch learned s1 there
     return {
         "same-host -> same-host": "spy" in delivered(b, from_vm(b, local, port(b, other).mac)),
         "same-host -> outside": "spy" in delivered(b, from_vm(b, local, OUTSIDE)),
@@ -166,16 +190,20 @@ def test_a_new_port_flips_the_outside_to_same_host_row():
 @pytest.mark.parametrize("arrives_on", ["vmnic0", "vmnic1"])
 def test_promiscuous_port_is_reverse_teaming_filtered(arrives_on):
     b = binding(guests={"spy": GuestNic(promiscuous=True)})
-    seen = "spy" in delivered(b, from_uplink(b, arrives_on, OUTSIDE))   # outside -> outside, flooded
+    seen = "spy" in delivered(b, from_uplink(b, arrives_on, OUTSIDE))  # outside -> outside, flooded
     assert seen == (pinned_to(b, "spy") == arrives_on)
 
 
 # -- multicast filter ------------------------------------------------------------------
 def test_multicast_only_to_ports_whose_filter_has_the_group_mac():
-    b = binding(guests={"s1": GuestNic(mcast=frozenset({GROUP_MAC})),
-                        "s2": GuestNic(mcast=frozenset()),
-                        "o1": GuestNic(mcast=frozenset({GROUP_MAC})),
-                        "spy": GuestNic(mcast=frozenset())})
+    b = binding(
+        guests={
+            "s1": GuestNic(mcast=frozenset({GROUP_MAC})),
+            "s2": GuestNic(mcast=frozenset()),
+            "o1": GuestNic(mcast=frozenset({GROUP_MAC})),
+            "spy": GuestNic(mcast=frozenset()),
+        }
+    )
     up = pinned_to(b, "s1")
     assert pinned_to(b, "o1") == up, "test assumes s1 and o1 share an uplink"
     assert delivered(b, from_uplink(b, up, GROUP_MAC)) == {"s1", "o1"}
@@ -219,7 +247,9 @@ def test_ip_hash_has_no_reverse_teaming():
 def test_failover_moves_only_ports_of_the_failed_uplink():
     lab = copy.deepcopy(LAB)
     lab["esxi_hosts"][0]["vswitches"][0]["port_groups"][0]["teaming"] = {
-        "active": ["vmnic0", "vmnic1"], "standby": ["vmnic2"]}
+        "active": ["vmnic0", "vmnic1"],
+        "standby": ["vmnic2"],
+    }
     before = pinning(binding(lab))
     after = pinning(binding(lab, down=["vmnic0"]))
     for name, up in before.items():
@@ -247,6 +277,7 @@ def test_explicit_failover_and_failback_no():
     assert pinned_uplink(f1, kept) == "vmnic1"
     assert kept.standby == ("vmnic0",)
     # With failback the configured order applies again.
-    back = after_recovery(team.__class__(**{**team.__dict__, "failback": True}), "vmnic0",
-                          frozenset({"vmnic0"}))
+    back = after_recovery(
+        team.__class__(**{**team.__dict__, "failback": True}), "vmnic0", frozenset({"vmnic0"})
+    )
     assert pinned_uplink(f1, back) == "vmnic0"

@@ -7,6 +7,7 @@ one on a Linux host, the distributed one in the vSwitch) and the lab
 validation read them through this module, so a word means the same thing
 everywhere.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ class UnknownName(ValueError):
 @dataclass(frozen=True)
 class Endpoints:
     """A resolved source or destination list: ``any``, or VMs plus networks."""
+
     any: bool = False
     vms: frozenset[str] = frozenset()
     networks: tuple[IPv4Network, ...] = ()
@@ -35,8 +37,15 @@ class Endpoints:
         """Every network this stands for, VMs as /32 host routes of their vNIC IPs."""
         if self.any:
             return (IPv4Network("0.0.0.0/0"),)
-        hosts = sorted({IPv4Network(f"{nic.ip.ip}/32") for vm in lab.vms if vm.name in self.vms
-                        for nic in vm.vnics if nic.ip is not None})
+        hosts = sorted(
+            {
+                IPv4Network(f"{nic.ip.ip}/32")
+                for vm in lab.vms
+                if vm.name in self.vms
+                for nic in vm.vnics
+                if nic.ip is not None
+            }
+        )
         return tuple(sorted(set(hosts) | set(self.networks)))
 
     def holds_vm(self, vm: str) -> bool:
@@ -46,7 +55,8 @@ class Endpoints:
 @dataclass(frozen=True)
 class Service:
     """An IP protocol and an optional destination port range."""
-    proto: Optional[int] = None            # None = any protocol
+
+    proto: Optional[int] = None  # None = any protocol
     ports: Optional[tuple[int, int]] = None
 
     @staticmethod

@@ -4,6 +4,7 @@ Whatever is wrong, the caller gets exactly one ``LabError`` whose text is
 ``FILE: path.to.field: problem`` (the first problem found, in file order), so a
 user fixes one thing at a time and scripts can parse the message.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,16 +34,19 @@ class _Loader(yaml.SafeLoader):
             seen: dict = {}
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue        # '<<: *anchor' may be overridden on purpose
+                    continue  # '<<: *anchor' may be overridden on purpose
                 key = self.construct_object(key_node, deep=deep)
                 try:
                     first = seen.get(key)
-                except TypeError:   # unhashable key: the base class reports it
+                except TypeError:  # unhashable key: the base class reports it
                     continue
                 if first is not None:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r} (first on line {first.line + 1})",
-                        key_node.start_mark)
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first on line {first.line + 1})",
+                        key_node.start_mark,
+                    )
                 seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
 
@@ -51,8 +55,11 @@ def _is_tag(part: Any) -> bool:
     # pydantic inserts the union member or validator name into loc, e.g.
     # ('link_scale', 'float') or ('x', 'function-after[...]'), and '[key]'
     # for a mapping key; those are not part of the user's file.
-    return isinstance(part, str) and (part in {"float", "int", "str", "bool"} or "[" in part
-                                      or part.startswith(("function-", "constrained-")))
+    return isinstance(part, str) and (
+        part in {"float", "int", "str", "bool"}
+        or "[" in part
+        or part.startswith(("function-", "constrained-"))
+    )
 
 
 def format_loc(loc: Iterable[Any], data: Any = None) -> str:
@@ -67,8 +74,7 @@ def format_loc(loc: Iterable[Any], data: Any = None) -> str:
         if isinstance(node, dict) and part in node:
             out += ("." if out else "") + str(part)
             node = node[part]
-        elif (isinstance(node, (list, tuple)) and isinstance(part, int)
-              and 0 <= part < len(node)):
+        elif isinstance(node, (list, tuple)) and isinstance(part, int) and 0 <= part < len(node):
             out += f"[{part}]"
             node = node[part]
         elif _is_tag(part):
@@ -124,7 +130,7 @@ def _problem(err: dict) -> str:
         msg = f"must have at least {n} {'entry' if n == 1 else 'entries'}"
     else:
         if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         msg = msg.replace("Input should be", "must be")
     if "[key]" in err["loc"]:
         msg = "key " + msg
@@ -143,8 +149,7 @@ def parse_lab(data: Any, file: str = "<lab>") -> Lab:
     if data is None:
         raise LabError(file, "", "the lab file is empty")
     if not isinstance(data, dict):
-        raise LabError(file, "", "a lab file must be a YAML mapping at the top level "
-                                 f"(got {_got(data)})")
+        raise LabError(file, "", f"a lab file must be a YAML mapping at the top level (got {_got(data)})")
     try:
         lab = Lab.model_validate(data)
     except ValidationError as exc:
@@ -153,7 +158,7 @@ def parse_lab(data: Any, file: str = "<lab>") -> Lab:
         err = errors[0]
         loc = err["loc"]
         if err["type"] == "invalid_key":
-            loc = loc[:-1]      # the key is not a field: point at its mapping
+            loc = loc[:-1]  # the key is not a field: point at its mapping
         raise LabError(file, format_loc(loc, data), _problem(err)) from None
     problem = check_references(lab)
     if problem is not None:

@@ -10,6 +10,7 @@ quoted "10" is not a VLAN). Cross-references (a VM's port group exists on its
 host, a port group's uplinks are on its vSwitch, ...) are checked by
 ``vlab.lab.validate`` once the whole file has parsed.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -28,7 +29,7 @@ from pydantic import (
     StrictStr,
 )
 
-NAME_MAX = 15     # Linux IFNAMSIZ - 1: a name may become a whole interface name
+NAME_MAX = 15  # Linux IFNAMSIZ - 1: a name may become a whole interface name
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _VMK_RE = re.compile(r"vmk[0-9]+")
 
@@ -37,11 +38,11 @@ def _name(value: str) -> str:
     # Checked here rather than with StringConstraints so the user reads a
     # sentence, not a regular expression.
     if not _NAME_RE.fullmatch(value):
-        raise ValueError("must start with a letter and contain only letters, digits, "
-                         "'-' and '_'")
+        raise ValueError("must start with a letter and contain only letters, digits, '-' and '_'")
     if len(value) > NAME_MAX:
-        raise ValueError(f"must be at most {NAME_MAX} characters, as it becomes part of "
-                         "Linux interface names")
+        raise ValueError(
+            f"must be at most {NAME_MAX} characters, as it becomes part of Linux interface names"
+        )
     return value
 
 
@@ -95,8 +96,10 @@ def _ipv4_interface(value: object) -> ipaddress.IPv4Interface:
         iface = ipaddress.IPv4Interface(value)
     except ValueError as exc:
         raise ValueError(f"not an IPv4 address/prefix: {exc}") from None
-    if iface.network.prefixlen < 31 and iface.ip in (iface.network.network_address,
-                                                     iface.network.broadcast_address):
+    if iface.network.prefixlen < 31 and iface.ip in (
+        iface.network.network_address,
+        iface.network.broadcast_address,
+    ):
         raise ValueError("must not be the network or broadcast address of its subnet")
     return iface
 
@@ -135,6 +138,7 @@ Policy = Literal["accept", "reject"]
 
 class LabModel(BaseModel):
     """Base of every lab object: unknown keys are errors, objects are immutable."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -142,6 +146,7 @@ class Security(LabModel):
     """vSphere security policy. ``None`` means "inherit" (from the vSwitch, or
     the vSwitch type's default: standard Reject/Accept/Accept, distributed
     Reject/Reject/Reject)."""
+
     promiscuous: Optional[Policy] = None
     mac_changes: Optional[Policy] = None
     forged_transmits: Optional[Policy] = None
@@ -150,8 +155,8 @@ class Security(LabModel):
 class Teaming(LabModel):
     """NIC teaming and failover. Fields left unset inherit from the vSwitch;
     on the vSwitch, ``active=None`` means every uplink of the vSwitch is active."""
-    policy: Optional[Literal["originating_port", "source_mac_hash", "ip_hash",
-                             "explicit_failover"]] = None
+
+    policy: Optional[Literal["originating_port", "source_mac_hash", "ip_hash", "explicit_failover"]] = None
     active: Optional[tuple[Name, ...]] = None
     standby: Optional[tuple[Name, ...]] = None
     unused: Optional[tuple[Name, ...]] = None
@@ -163,6 +168,7 @@ class Teaming(LabModel):
 class PortGroup(LabModel):
     """A port group: VLAN 0 = external switch tagging (untagged), 1-4094 =
     virtual switch tagging, 4095 = virtual guest tagging (trunk to the guest)."""
+
     name: Name
     vlan: VlanId = 0
     teaming: Teaming = Teaming()
@@ -171,6 +177,7 @@ class PortGroup(LabModel):
 
 class StandardSwitch(LabModel):
     """A vSphere standard switch (vSS) on one host; ``uplinks`` are vmnic names."""
+
     name: Name
     uplinks: tuple[Name, ...] = ()
     mtu: Mtu = 1500
@@ -186,6 +193,7 @@ class MirrorPort(LabModel):
     delivers to the VM, ``both`` = both (VMware, "vSphere 5 New Networking
     Features - Port Mirroring": "the traffic seeks ingress to the VDS and
     hence the source is called Ingress"). A destination ignores it."""
+
     vm: Name
     vnic: Name = "eth0"
     direction: Literal["both", "ingress", "egress"] = "both"
@@ -209,6 +217,7 @@ class MirrorSession(LabModel):
     that many bytes; unset = whole frames). ``normal_traffic`` is "Normal
     I/O on destination ports" (vSphere's default: disallowed): a destination
     vNIC then receives only mirrored frames and what it sends is dropped."""
+
     name: Name
     type: Literal["erspan", "local"]
     enabled: StrictBool = True
@@ -225,6 +234,7 @@ class DistributedSwitch(LabModel):
     """A vSphere distributed switch (VDS): port groups defined once for every
     member host; ``uplinks`` are dvUplink names each member maps to a vmnic.
     ``mirrors`` are its port mirroring sessions."""
+
     name: Name
     uplinks: tuple[Name, ...] = ()
     mtu: Mtu = 1500
@@ -236,12 +246,14 @@ class DistributedSwitch(LabModel):
 
 class DistributedSwitchMember(LabModel):
     """A host's membership of a distributed switch: dvUplink name -> vmnic."""
+
     name: Name
     uplinks: dict[Name, Name] = Field(default_factory=dict)
 
 
 class Uplink(LabModel):
     """A physical NIC (vmnic) and the physical switch port it plugs into."""
+
     name: Name
     speed: Speed = Field(description="link speed in GbE")
     switch: Name
@@ -251,6 +263,7 @@ class Uplink(LabModel):
 class VmkernelAdapter(LabModel):
     """A VMkernel adapter: an internal port of a vSwitch whose IP lives in the
     host namespace's routing table (the VMkernel TCP/IP stack)."""
+
     name: Annotated[StrictStr, AfterValidator(_vmk_name)]
     port_group: Name
     ip: IPv4If
@@ -263,6 +276,7 @@ class VmkernelAdapter(LabModel):
 
 class EsxiHost(LabModel):
     """An ESXi host: a namespace running its own Open vSwitch instance."""
+
     name: Name
     site: Optional[Name] = None
     uplinks: tuple[Uplink, ...] = ()
@@ -278,6 +292,7 @@ class Vnic(LabModel):
     """A VM's virtual NIC: its configured MAC and the guest's IP settings.
     It connects to a VLAN-backed ``port_group`` or to an NSX
     ``logical_switch`` (exactly one of the two)."""
+
     name: Name = "eth0"
     port_group: Optional[Name] = None
     logical_switch: Optional[Name] = None
@@ -289,6 +304,7 @@ class Vnic(LabModel):
 class Vm(LabModel):
     """A virtual machine (a Mininet host with a real TCP/IP stack); ``host`` is
     where it starts."""
+
     name: Name
     host: Name
     vnics: tuple[Vnic, ...] = Field(min_length=1)
@@ -297,6 +313,7 @@ class Vm(LabModel):
 class SwitchPort(LabModel):
     """Configuration of one physical switch port (ports not listed are trunks
     carrying every VLAN, untagged frames on the native VLAN)."""
+
     port: PortNumber
     mode: Literal["trunk", "access"] = "trunk"
     vlan: Optional[SwitchVlan] = None
@@ -305,6 +322,7 @@ class SwitchPort(LabModel):
 
 class Lag(LabModel):
     """A static EtherChannel (no LACP) bundling physical switch ports."""
+
     name: Name
     ports: tuple[PortNumber, ...] = Field(min_length=2)
 
@@ -314,6 +332,7 @@ class Span(LabModel):
     receive (rx) or both, delivered to ``destination``. As on most switches,
     the destination port then carries only mirrored frames and ignores what
     it receives."""
+
     name: Name
     source_ports: tuple[PortNumber, ...] = Field(min_length=1)
     direction: Literal["tx", "rx", "both"] = "both"
@@ -322,6 +341,7 @@ class Span(LabModel):
 
 class PhysicalSwitch(LabModel):
     """A MAC-learning physical switch with a readable MAC table."""
+
     name: Name
     site: Optional[Name] = None
     mac_aging: Annotated[StrictInt, Field(ge=10, le=3600)] = 300
@@ -338,6 +358,7 @@ class PhysicalSwitch(LabModel):
 
 class GatewayAddress(LabModel):
     """A virtual first-hop gateway (HSRP/VRRP style): an IP and its virtual MAC."""
+
     ip: IPv4Addr
     mac: Mac
 
@@ -348,6 +369,7 @@ class HostInterface(LabModel):
     makes a router answer for a virtual gateway too (a macvlan with the
     virtual MAC); what the router itself sends, ARP included, keeps the
     interface's own MAC and IP, as HSRP and VRRP routers do."""
+
     name: Name
     switch: Name
     port: PortNumber
@@ -360,10 +382,9 @@ class HostInterface(LabModel):
 
 class Route(LabModel):
     """A static route."""
+
     to: IPv4Net
     via: IPv4Addr
-
-
 
 
 def _service(value: object) -> str:
@@ -373,8 +394,7 @@ def _service(value: object) -> str:
         return value
     proto, _, ports = value.partition("/")
     if proto not in ("tcp", "udp") or not ports:
-        raise ValueError("must be 'any', 'icmp' or protocol/port like 'tcp/80', "
-                         "'udp/53', 'tcp/8000-8080'")
+        raise ValueError("must be 'any', 'icmp' or protocol/port like 'tcp/80', 'udp/53', 'tcp/8000-8080'")
     low, _, high = ports.partition("-")
     try:
         lo, hi = int(low), int(high or low)
@@ -396,6 +416,7 @@ class FirewallRule(LabModel):
     firewall only) or IPv4 networks; ``any`` matches everything.
     ``applied_to`` (distributed firewall only) limits the vNICs enforcing the
     rule to these VMs or groups; empty = every vNIC in the firewall's scope."""
+
     name: Name
     sources: tuple[StrictStr, ...] = ("any",)
     destinations: tuple[StrictStr, ...] = ("any",)
@@ -410,6 +431,7 @@ class PerimeterFirewall(LabModel):
     connection and drops what does not fit it: a TCP segment of a connection
     it has not seen open (mid-stream, a SYN-ACK without the SYN) is invalid,
     unless ``tcp_loose`` lets it pick such connections up."""
+
     rules: tuple[FirewallRule, ...] = ()
     default_action: Verdict = "drop"
     tcp_loose: StrictBool = False
@@ -419,6 +441,7 @@ class Host(LabModel):
     """A router (IP forwarding on), a stateful perimeter firewall (a router
     that filters, see ``PerimeterFirewall``) or a plain host (backup proxy,
     monitor, user)."""
+
     name: Name
     kind: Literal["host", "router", "firewall"] = "host"
     site: Optional[Name] = None
@@ -430,6 +453,7 @@ class Host(LabModel):
 
 class SwitchPortRef(LabModel):
     """One end of a switch-to-switch link."""
+
     switch: Name
     port: PortNumber
 
@@ -440,18 +464,19 @@ class DciLink(LabModel):
     to each site (FHRP isolation, as OTV's filters do): frames from or to the
     gateway MAC and ARP for its IP do not cross, so each site's hosts use
     their own site's gateway (local egress)."""
+
     name: Name
     a: SwitchPortRef
     b: SwitchPortRef
     isolate: tuple[GatewayAddress, ...] = ()
     # float first: a union reports its first member's error, and "must be a
     # valid number" is the right message for a speed that may be 2.5.
-    speed: Annotated[StrictFloat | StrictInt, Field(gt=0, le=100)] = Field(
-        description="link speed in Gbit/s")
+    speed: Annotated[StrictFloat | StrictInt, Field(gt=0, le=100)] = Field(description="link speed in Gbit/s")
 
 
 class Site(LabModel):
     """A data centre site."""
+
     name: Name
 
 
@@ -459,6 +484,7 @@ class Expectation(LabModel):
     """What a teacher expects of a lab (``vlab lab validate``): pairs of
     endpoint names (``vm1``, ``esx1/vmk0``, ``router/eth1``) that must or must
     not reach each other by ping."""
+
     reachable: tuple[tuple[StrictStr, StrictStr], ...] = ()
     unreachable: tuple[tuple[StrictStr, StrictStr], ...] = ()
 
@@ -473,6 +499,7 @@ class LogicalSwitch(LabModel):
     ``ip_discovery`` says how that table learns a VM's IP: from VMware Tools
     (the guest's configured addresses), by snooping the VM's ARP frames
     (first binding per vNIC wins) or by snooping DHCP ACKs sent to it."""
+
     name: Name
     vni: Annotated[StrictInt, Field(ge=5000, le=16777215)]
     arp_suppression: StrictBool = True
@@ -482,6 +509,7 @@ class LogicalSwitch(LabModel):
 class RouterInterface(LabModel):
     """A logical interface (LIF) of a distributed router on a logical switch:
     the same gateway IP and virtual MAC on every host."""
+
     logical_switch: Name
     ip: IPv4If
 
@@ -489,8 +517,9 @@ class RouterInterface(LabModel):
 class DistributedRouter(LabModel):
     """An NSX distributed logical router: one instance in every prepared
     host, routing on the host where the packet enters."""
+
     name: Name
-    mac: Mac = "02:50:56:56:44:52"          # the vMAC, the same on every host
+    mac: Mac = "02:50:56:56:44:52"  # the vMAC, the same on every host
     interfaces: tuple[RouterInterface, ...] = Field(min_length=1)
 
 
@@ -499,6 +528,7 @@ class Nsx(LabModel):
     hosts' VTEPs (VMkernel adapters with ``stack: vxlan``). Host preparation
     sets the MTU of every vSwitch carrying a VTEP to ``transport_mtu``;
     VXLAN adds 50 bytes, so below 1550 full-size guest frames cannot cross."""
+
     transport_mtu: Mtu = 1600
     logical_switches: tuple[LogicalSwitch, ...] = ()
     distributed_routers: tuple[DistributedRouter, ...] = ()
@@ -506,6 +536,7 @@ class Nsx(LabModel):
 
 class SecurityGroup(LabModel):
     """An NSX security group: VMs by name and IP sets."""
+
     name: Name
     vms: tuple[Name, ...] = ()
     ips: tuple[IPv4Net, ...] = ()
@@ -517,6 +548,7 @@ class DistributedFirewall(LabModel):
     VM sends and what it receives, with connection tracking in the vSwitch.
     A connection's state moves with its VM on vMotion. ``default_action`` is
     the last rule."""
+
     groups: tuple[SecurityGroup, ...] = ()
     rules: tuple[FirewallRule, ...] = Field(default=(), max_length=MAX_FIREWALL_RULES)
     default_action: Verdict = "allow"
@@ -527,6 +559,7 @@ class Lab(LabModel):
     """A whole lab. ``link_scale`` multiplies every link speed (1/100 turns
     1 GbE into 10 Mbit/s) because a userspace OVS datapath tops out near
     1 Gbit/s per flow on these machines (README, "Design notes")."""
+
     name: Name
     description: StrictStr = ""
     link_scale: Annotated[StrictFloat | StrictInt, Field(gt=0, le=1)] = 0.01

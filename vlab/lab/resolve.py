@@ -5,6 +5,7 @@ switch's port groups appear on every member host with dvUplink names mapped to
 that host's vmnics. This module resolves all of that once, so topologies and
 flow compilers read plain, fully specified values.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -32,6 +33,7 @@ DEFAULT_SECURITY = {
 @dataclass(frozen=True)
 class EffectiveSecurity:
     """Security policy with inheritance resolved."""
+
     promiscuous: str
     mac_changes: str
     forged_transmits: str
@@ -40,6 +42,7 @@ class EffectiveSecurity:
 @dataclass(frozen=True)
 class EffectiveTeaming:
     """Teaming with inheritance resolved; uplinks are this host's vmnic names."""
+
     policy: str
     active: tuple[str, ...]
     standby: tuple[str, ...]
@@ -52,6 +55,7 @@ class EffectiveTeaming:
 @dataclass(frozen=True)
 class HostPortGroup:
     """A port group as it exists on one host's vSwitch."""
+
     name: str
     vlan: int
     teaming: EffectiveTeaming
@@ -62,11 +66,12 @@ class HostPortGroup:
 class HostSwitch:
     """One vSwitch (standard, or a distributed switch's host proxy switch) on
     one host: an OVS bridge in that host's OVS instance."""
+
     host: str
     name: str
     kind: Literal["standard", "distributed"]
-    index: int                       # position on the host, 0-based
-    uplinks: tuple[str, ...]         # vmnic names, in the switch's order
+    index: int  # position on the host, 0-based
+    uplinks: tuple[str, ...]  # vmnic names, in the switch's order
     mtu: int
     port_groups: tuple[HostPortGroup, ...]
 
@@ -89,15 +94,17 @@ def effective_security(kind: str, switch: Security, pg: Security) -> EffectiveSe
     return EffectiveSecurity(
         promiscuous=_pick(pg.promiscuous, switch.promiscuous, dflt[0]),
         mac_changes=_pick(pg.mac_changes, switch.mac_changes, dflt[1]),
-        forged_transmits=_pick(pg.forged_transmits, switch.forged_transmits, dflt[2]))
+        forged_transmits=_pick(pg.forged_transmits, switch.forged_transmits, dflt[2]),
+    )
 
 
 def _failover_order(t: Teaming) -> bool:
     return any(x is not None for x in (t.active, t.standby, t.unused))
 
 
-def effective_teaming(uplinks: tuple[str, ...], switch: Teaming, pg: Teaming,
-                      rename: Optional[dict[str, str]] = None) -> EffectiveTeaming:
+def effective_teaming(
+    uplinks: tuple[str, ...], switch: Teaming, pg: Teaming, rename: Optional[dict[str, str]] = None
+) -> EffectiveTeaming:
     """Merge port-group over vSwitch teaming. The failover order (active,
     standby, unused) is overridden as a unit, as in the vSphere client: an
     uplink the order does not list is unused when ``active`` is given and
@@ -110,33 +117,45 @@ def effective_teaming(uplinks: tuple[str, ...], switch: Teaming, pg: Teaming,
         unused += tuple(u for u in uplinks if u not in active + standby + unused)
     else:
         active = tuple(u for u in uplinks if u not in standby + unused)
+
     # On a distributed switch, a dvUplink this host does not map to a vmnic
     # does not exist here: drop it rather than hand out a non-vmnic name.
     def r(names):
         if rename is None:
             return tuple(names)
         return tuple(rename[n] for n in names if n in rename)
+
     return EffectiveTeaming(
         policy=_pick(pg.policy, switch.policy, "originating_port"),
-        active=r(active), standby=r(standby), unused=r(unused),
-        failure_detection=_pick(pg.failure_detection, switch.failure_detection,
-                                "link_status"),
+        active=r(active),
+        standby=r(standby),
+        unused=r(unused),
+        failure_detection=_pick(pg.failure_detection, switch.failure_detection, "link_status"),
         notify_switches=_pick(pg.notify_switches, switch.notify_switches, True),
-        failback=_pick(pg.failback, switch.failback, True))
+        failback=_pick(pg.failback, switch.failback, True),
+    )
 
 
-def _resolve(host: EsxiHost, sw: StandardSwitch | DistributedSwitch, kind: str,
-             index: int, uplink_map: Optional[dict[str, str]]) -> HostSwitch:
+def _resolve(
+    host: EsxiHost,
+    sw: StandardSwitch | DistributedSwitch,
+    kind: str,
+    index: int,
+    uplink_map: Optional[dict[str, str]],
+) -> HostSwitch:
     pgs = tuple(
         HostPortGroup(
-            name=pg.name, vlan=pg.vlan,
+            name=pg.name,
+            vlan=pg.vlan,
             teaming=effective_teaming(sw.uplinks, sw.teaming, pg.teaming, uplink_map),
-            security=effective_security(kind, sw.security, pg.security))
-        for pg in sw.port_groups)
-    vmnics = tuple((uplink_map or {}).get(u, u) for u in sw.uplinks
-                   if uplink_map is None or u in uplink_map)
-    return HostSwitch(host=host.name, name=sw.name, kind=kind, index=index,
-                      uplinks=vmnics, mtu=sw.mtu, port_groups=pgs)
+            security=effective_security(kind, sw.security, pg.security),
+        )
+        for pg in sw.port_groups
+    )
+    vmnics = tuple((uplink_map or {}).get(u, u) for u in sw.uplinks if uplink_map is None or u in uplink_map)
+    return HostSwitch(
+        host=host.name, name=sw.name, kind=kind, index=index, uplinks=vmnics, mtu=sw.mtu, port_groups=pgs
+    )
 
 
 def host_switches(lab: Lab, host: EsxiHost) -> tuple[HostSwitch, ...]:
@@ -145,14 +164,16 @@ def host_switches(lab: Lab, host: EsxiHost) -> tuple[HostSwitch, ...]:
     out = [_resolve(host, sw, "standard", i, None) for i, sw in enumerate(host.vswitches)]
     dvs = {d.name: d for d in lab.distributed_switches}
     for member in host.distributed_switches:
-        out.append(_resolve(host, dvs[member.name], "distributed", len(out),
-                            dict(member.uplinks)))
+        out.append(_resolve(host, dvs[member.name], "distributed", len(out), dict(member.uplinks)))
     vtep = vtep_of(host)
     if vtep is not None and lab.nsx is not None:
         # NSX host preparation sets the transport MTU on the VTEP's vSwitch.
-        out = [replace(sw, mtu=lab.nsx.transport_mtu)
-               if any(pg.name == vtep.port_group for pg in sw.port_groups) else sw
-               for sw in out]
+        out = [
+            replace(sw, mtu=lab.nsx.transport_mtu)
+            if any(pg.name == vtep.port_group for pg in sw.port_groups)
+            else sw
+            for sw in out
+        ]
     return tuple(out)
 
 
@@ -189,6 +210,17 @@ def find(items, name: str):
     return next((i for i in items if i.name == name), None)
 
 
-__all__ = ["EffectiveSecurity", "EffectiveTeaming", "HostPortGroup", "HostSwitch",
-           "host_switches", "switch_of_port_group", "vtep_of", "overlay_switch", "effective_teaming",
-           "effective_security", "find", "PortGroup"]
+__all__ = [
+    "EffectiveSecurity",
+    "EffectiveTeaming",
+    "HostPortGroup",
+    "HostSwitch",
+    "host_switches",
+    "switch_of_port_group",
+    "vtep_of",
+    "overlay_switch",
+    "effective_teaming",
+    "effective_security",
+    "find",
+    "PortGroup",
+]

@@ -4,6 +4,7 @@
 None. Checks follow the file's order (sites, switches, hosts, VMs, ...) so the
 reported problem is the first one a reader meets.
 """
+
 from __future__ import annotations
 
 from ipaddress import IPv4Interface
@@ -28,8 +29,13 @@ def _dupes(items, what: str, base: str, key=lambda x: x.name) -> Iterator[Proble
 
 def _ifname(name: str, path: str, role: str) -> Iterator[Problem]:
     if len(name) > naming.IFNAMSIZ:
-        yield path, (f"{role} interface name {name!r} is {len(name)} characters; "
-                     f"Linux allows at most {naming.IFNAMSIZ}")
+        yield (
+            path,
+            (
+                f"{role} interface name {name!r} is {len(name)} characters; "
+                f"Linux allows at most {naming.IFNAMSIZ}"
+            ),
+        )
 
 
 def _gateway(ip: Optional[IPv4Interface], gw, path: str) -> Iterator[Problem]:
@@ -52,9 +58,14 @@ MAX_LINK_MBPS = 1000
 def _shapeable(lab: Lab, gbps: float, path: str) -> Iterator[Problem]:
     mbps = gbps * 1000 * lab.link_scale
     if mbps > MAX_LINK_MBPS:
-        yield path, (f"{gbps:g} Gbit/s x link_scale {lab.link_scale:g} = {mbps:g} Mbit/s; "
-                     f"emulated links must stay at or below {MAX_LINK_MBPS} Mbit/s "
-                     "(lower link_scale)")
+        yield (
+            path,
+            (
+                f"{gbps:g} Gbit/s x link_scale {lab.link_scale:g} = {mbps:g} Mbit/s; "
+                f"emulated links must stay at or below {MAX_LINK_MBPS} Mbit/s "
+                "(lower link_scale)"
+            ),
+        )
 
 
 def _checks(lab: Lab) -> Iterator[Problem]:
@@ -75,26 +86,30 @@ def _checks(lab: Lab) -> Iterator[Problem]:
             if p.mode == "trunk" and p.vlan is not None:
                 yield f"{base}.ports[{j}].vlan", "vlan is for access ports; trunks use allowed_vlans"
             if p.mode == "access" and p.allowed_vlans is not None:
-                yield (f"{base}.ports[{j}].allowed_vlans",
-                       "allowed_vlans is for trunk ports; an access port carries only its vlan")
-            yield from _ifname(naming.fabric_port(sw.name, p.port), f"{base}.ports[{j}].port",
-                               "switch port")
+                yield (
+                    f"{base}.ports[{j}].allowed_vlans",
+                    "allowed_vlans is for trunk ports; an access port carries only its vlan",
+                )
+            yield from _ifname(naming.fabric_port(sw.name, p.port), f"{base}.ports[{j}].port", "switch port")
         yield from _dupes(sw.lags, "LAG", f"{base}.lags")
         in_lag: dict[int, str] = {}
         for j, lag in enumerate(sw.lags):
             for k, port in enumerate(lag.ports):
                 if port in in_lag:
-                    yield (f"{base}.lags[{j}].ports[{k}]",
-                           f"port {port} is already in LAG {in_lag[port]!r}")
+                    yield (f"{base}.lags[{j}].ports[{k}]", f"port {port} is already in LAG {in_lag[port]!r}")
                 in_lag[port] = lag.name
         yield from _dupes(sw.spans, "SPAN session", f"{base}.spans")
         for j, span in enumerate(sw.spans):
             if span.destination in span.source_ports:
-                yield (f"{base}.spans[{j}].destination",
-                       f"port {span.destination} is also a source of the session")
+                yield (
+                    f"{base}.spans[{j}].destination",
+                    f"port {span.destination} is also a source of the session",
+                )
             if span.destination in in_lag:
-                yield (f"{base}.spans[{j}].destination",
-                       f"port {span.destination} is in LAG {in_lag[span.destination]!r}")
+                yield (
+                    f"{base}.spans[{j}].destination",
+                    f"port {span.destination} is in LAG {in_lag[span.destination]!r}",
+                )
         switch_ports[sw.name] = set()
 
     used_ports: dict[tuple[str, int], str] = {}
@@ -104,8 +119,7 @@ def _checks(lab: Lab) -> Iterator[Problem]:
             yield f"{path}.switch", f"unknown physical switch {switch!r}"
             return
         if (switch, port) in used_ports:
-            yield f"{path}.port", (f"{switch} port {port} is already used by "
-                                   f"{used_ports[(switch, port)]}")
+            yield f"{path}.port", (f"{switch} port {port} is already used by {used_ports[(switch, port)]}")
             return
         used_ports[(switch, port)] = who
         yield from _ifname(naming.fabric_port(switch, port), f"{path}.port", "switch port")
@@ -114,14 +128,12 @@ def _checks(lab: Lab) -> Iterator[Problem]:
     yield from _dupes(lab.distributed_switches, "distributed switch", "distributed_switches")
     for i, dvs in enumerate(lab.distributed_switches):
         base = f"distributed_switches[{i}]"
-        yield from _dupes([type("U", (), {"name": u}) for u in dvs.uplinks], "dvUplink",
-                          f"{base}.uplinks")
+        yield from _dupes([type("U", (), {"name": u}) for u in dvs.uplinks], "dvUplink", f"{base}.uplinks")
         yield from _switch_body(dvs, base, "distributed switch")
 
     # --- node names are one namespace (Mininet node names) -----------------
     nodes: dict[str, str] = {}
-    for section, items in (("esxi_hosts", lab.esxi_hosts), ("vms", lab.vms),
-                           ("hosts", lab.hosts)):
+    for section, items in (("esxi_hosts", lab.esxi_hosts), ("vms", lab.vms), ("hosts", lab.hosts)):
         for i, item in enumerate(items):
             path = f"{section}[{i}].name"
             if item.name in naming.RESERVED_NODE_NAMES:
@@ -132,6 +144,7 @@ def _checks(lab: Lab) -> Iterator[Problem]:
 
     macs: dict[str, str] = {}
     ips: dict[object, str] = {}
+
     def unique_addr(mac, ip, path: str) -> Iterator[Problem]:
         if mac is not None:
             if mac in macs:
@@ -155,19 +168,22 @@ def _checks(lab: Lab) -> Iterator[Problem]:
         for j, up in enumerate(host.uplinks):
             yield from plug(up.switch, up.port, f"{base}.uplinks[{j}]", f"{host.name}/{up.name}")
             yield from _shapeable(lab, up.speed, f"{base}.uplinks[{j}].speed")
-        owner: dict[str, str] = {}      # vmnic -> vSwitch using it
+        owner: dict[str, str] = {}  # vmnic -> vSwitch using it
         # Every vSwitch, standard or distributed, is an OVS bridge in the
         # host's namespace, next to the vmnics: one namespace for all names.
         # Checked before the port groups, or joining a distributed switch twice
         # would first show up as its port groups clashing with themselves.
         yield from _dupes(host.vswitches, "vSwitch", f"{base}.vswitches")
-        yield from _dupes(host.distributed_switches, "distributed switch membership",
-                          f"{base}.distributed_switches")
+        yield from _dupes(
+            host.distributed_switches, "distributed switch membership", f"{base}.distributed_switches"
+        )
         vss_names = {sw.name for sw in host.vswitches}
         for j, member in enumerate(host.distributed_switches):
             if member.name in vss_names:
-                yield (f"{base}.distributed_switches[{j}].name",
-                       f"{member.name!r} is also a standard vSwitch of {host.name}")
+                yield (
+                    f"{base}.distributed_switches[{j}].name",
+                    f"{member.name!r} is also a standard vSwitch of {host.name}",
+                )
         pgs: dict[str, int] = {}
         for j, sw in enumerate(host.vswitches):
             sbase = f"{base}.vswitches[{j}]"
@@ -193,23 +209,26 @@ def _checks(lab: Lab) -> Iterator[Problem]:
                 yield f"{mbase}.name", f"unknown distributed switch {member.name!r}"
                 continue
             if member.name in vmnics:
-                yield (f"{mbase}.name",
-                       f"distributed switch name {member.name!r} clashes with an uplink name")
+                yield (
+                    f"{mbase}.name",
+                    f"distributed switch name {member.name!r} clashes with an uplink name",
+                )
             for dvup, vmnic in member.uplinks.items():
                 if dvup not in dvs.uplinks:
                     yield f"{mbase}.uplinks.{dvup}", f"{dvs.name} has no dvUplink {dvup!r}"
                 if vmnic not in vmnics:
                     yield f"{mbase}.uplinks.{dvup}", f"{host.name} has no uplink {vmnic!r}"
                 elif owner.get(vmnic) == dvs.name:
-                    yield (f"{mbase}.uplinks.{dvup}",
-                           f"{vmnic} is already mapped to another dvUplink")
+                    yield (f"{mbase}.uplinks.{dvup}", f"{vmnic} is already mapped to another dvUplink")
                 elif vmnic in owner:
                     yield f"{mbase}.uplinks.{dvup}", f"{vmnic} is already an uplink of {owner[vmnic]}"
                 owner.setdefault(vmnic, dvs.name)
             for pg in dvs.port_groups:
                 if pg.name in pgs:
-                    yield (f"{mbase}.name",
-                           f"port group {pg.name!r} of {dvs.name} clashes with one on {host.name}")
+                    yield (
+                        f"{mbase}.name",
+                        f"port group {pg.name!r} of {dvs.name} clashes with one on {host.name}",
+                    )
                 pgs[pg.name] = pg.vlan
         host_pgs[host.name] = pgs
         yield from _dupes(host.vmkernel, "VMkernel adapter", f"{base}.vmkernel")
@@ -227,9 +246,11 @@ def _checks(lab: Lab) -> Iterator[Problem]:
             if vmk.gateway is None:
                 continue
             if vmk.stack in gateway_of:
-                yield (f"{base}.vmkernel[{j}].gateway",
-                       f"the {vmk.stack} TCP/IP stack already has its default gateway on "
-                       f"{gateway_of[vmk.stack]}")
+                yield (
+                    f"{base}.vmkernel[{j}].gateway",
+                    f"the {vmk.stack} TCP/IP stack already has its default gateway on "
+                    f"{gateway_of[vmk.stack]}",
+                )
             gateway_of.setdefault(vmk.stack, vmk.name)
 
     # --- NSX: VTEPs, logical switches, distributed routers -------------------
@@ -249,11 +270,15 @@ def _checks(lab: Lab) -> Iterator[Problem]:
                 yield nbase, "give exactly one of port_group and logical_switch"
             elif nic.logical_switch is not None:
                 if nic.logical_switch not in segments:
-                    yield (f"{nbase}.logical_switch",
-                           f"unknown logical switch {nic.logical_switch!r} (nsx.logical_switches)")
+                    yield (
+                        f"{nbase}.logical_switch",
+                        f"unknown logical switch {nic.logical_switch!r} (nsx.logical_switches)",
+                    )
                 elif vm.host not in vteps:
-                    yield (f"{nbase}.logical_switch", f"{vm.host} has no VTEP (a VMkernel "
-                                                      "adapter with stack: vxlan)")
+                    yield (
+                        f"{nbase}.logical_switch",
+                        f"{vm.host} has no VTEP (a VMkernel adapter with stack: vxlan)",
+                    )
             elif nic.port_group not in host_pgs[vm.host]:
                 yield f"{nbase}.port_group", f"{vm.host} has no port group {nic.port_group!r}"
             yield from _ifname(naming.vnic_port(vm.name, nic.name), f"{nbase}.name", "vNIC port")
@@ -272,18 +297,28 @@ def _checks(lab: Lab) -> Iterator[Problem]:
             yield from plug(intf.switch, intf.port, ibase, f"{h.name}/{intf.name}")
             cfg = sw_cfg.get(intf.switch, {}).get(intf.port)
             if intf.vlan is not None and cfg is not None:
-                yield f"{ibase}.vlan", (f"{intf.switch} port {intf.port} is configured under "
-                                        "physical_switches; set the VLAN in one place")
+                yield (
+                    f"{ibase}.vlan",
+                    (
+                        f"{intf.switch} port {intf.port} is configured under "
+                        "physical_switches; set the VLAN in one place"
+                    ),
+                )
             yield from unique_addr(intf.mac, intf.ip, ibase)
             if intf.vip is not None:
-                yield from _ifname(naming.virtual_gateway(intf.name), f"{ibase}.name",
-                                   "virtual gateway (vip)")
-            if intf.vip is not None and (intf.ip is None or intf.vip.ip not in intf.ip.network
-                                         or intf.vip.ip == intf.ip.ip):
-                yield (f"{ibase}.vip.ip", f"the virtual gateway {intf.vip.ip} must be another "
-                                          f"address in the interface's subnet")
+                yield from _ifname(
+                    naming.virtual_gateway(intf.name), f"{ibase}.name", "virtual gateway (vip)"
+                )
+            if intf.vip is not None and (
+                intf.ip is None or intf.vip.ip not in intf.ip.network or intf.vip.ip == intf.ip.ip
+            ):
+                yield (
+                    f"{ibase}.vip.ip",
+                    f"the virtual gateway {intf.vip.ip} must be another address in the interface's subnet",
+                )
         if h.gateway is not None and not any(
-                x.ip is not None and h.gateway in x.ip.network for x in h.interfaces):
+            x.ip is not None and h.gateway in x.ip.network for x in h.interfaces
+        ):
             yield f"{base}.gateway", f"gateway {h.gateway} is in none of {h.name}'s subnets"
         for j, r in enumerate(h.routes):
             if not any(x.ip is not None and r.via in x.ip.network for x in h.interfaces):
@@ -327,14 +362,19 @@ def _nsx(lab: Lab, host_pgs: dict[str, dict[str, int]], unique_addr):
             elif host.name in vteps:
                 yield path, f"{host.name} already has a VTEP, {vteps[host.name]}"
             vteps.setdefault(host.name, vmk.name)
-            sw, _ = switch_of_port_group(lab, host, vmk.port_group) \
-                if vmk.port_group in host_pgs[host.name] else (None, None)
+            sw, _ = (
+                switch_of_port_group(lab, host, vmk.port_group)
+                if vmk.port_group in host_pgs[host.name]
+                else (None, None)
+            )
             if sw is not None and lab.nsx is not None:
                 declared = _declared_mtu(lab, host, sw.name)
                 if declared is not None and declared != lab.nsx.transport_mtu:
-                    yield (f"esxi_hosts[{i}].vmkernel[{j}].port_group",
-                           f"{sw.name} carries the VTEP, so its MTU is nsx.transport_mtu "
-                           f"({lab.nsx.transport_mtu}), not the {declared} it sets")
+                    yield (
+                        f"esxi_hosts[{i}].vmkernel[{j}].port_group",
+                        f"{sw.name} carries the VTEP, so its MTU is nsx.transport_mtu "
+                        f"({lab.nsx.transport_mtu}), not the {declared} it sets",
+                    )
     if lab.nsx is None:
         return vteps
     nsx = lab.nsx
@@ -343,8 +383,7 @@ def _nsx(lab: Lab, host_pgs: dict[str, dict[str, int]], unique_addr):
     for i, ls in enumerate(nsx.logical_switches):
         for j, method in enumerate(ls.ip_discovery):
             if method in ls.ip_discovery[:j]:
-                yield (f"nsx.logical_switches[{i}].ip_discovery[{j}]",
-                       f"{method} is listed twice")
+                yield (f"nsx.logical_switches[{i}].ip_discovery[{j}]", f"{method} is listed twice")
     names = {ls.name for ls in nsx.logical_switches}
     yield from _dupes(nsx.distributed_routers, "distributed router", "nsx.distributed_routers")
     routed: dict[str, str] = {}
@@ -356,12 +395,16 @@ def _nsx(lab: Lab, host_pgs: dict[str, dict[str, int]], unique_addr):
             if lif.logical_switch not in names:
                 yield f"{lbase}.logical_switch", f"unknown logical switch {lif.logical_switch!r}"
             elif lif.logical_switch in routed:
-                yield (f"{lbase}.logical_switch", f"{lif.logical_switch} already has an "
-                                                  f"interface on {routed[lif.logical_switch]}")
+                yield (
+                    f"{lbase}.logical_switch",
+                    f"{lif.logical_switch} already has an interface on {routed[lif.logical_switch]}",
+                )
             routed.setdefault(lif.logical_switch, dlr.name)
             if lif.ip.network in subnets:
-                yield (f"{lbase}.ip", f"subnet {lif.ip.network} is already on interface "
-                                      f"{subnets[lif.ip.network]}")
+                yield (
+                    f"{lbase}.ip",
+                    f"subnet {lif.ip.network} is already on interface {subnets[lif.ip.network]}",
+                )
             subnets.setdefault(lif.ip.network, j)
             yield from unique_addr(None, lif.ip, lbase)
     return vteps
@@ -386,10 +429,14 @@ def lab_warnings(lab: Lab) -> list[Problem]:
     """Things that are allowed but probably not what the author wants."""
     out = []
     if lab.nsx is not None and lab.nsx.transport_mtu < 1500 + VXLAN_OVERHEAD:
-        out.append(("nsx.transport_mtu",
-                    f"{lab.nsx.transport_mtu} is below {1500 + VXLAN_OVERHEAD}: VXLAN adds "
-                    f"{VXLAN_OVERHEAD} bytes, so full-size guest frames (bulk TCP) will not "
-                    "cross the overlay; small ones (ping) will"))
+        out.append(
+            (
+                "nsx.transport_mtu",
+                f"{lab.nsx.transport_mtu} is below {1500 + VXLAN_OVERHEAD}: VXLAN adds "
+                f"{VXLAN_OVERHEAD} bytes, so full-size guest frames (bulk TCP) will not "
+                "cross the overlay; small ones (ping) will",
+            )
+        )
     return out
 
 
@@ -400,8 +447,8 @@ def _switch_body(sw, base: str, what: str) -> Iterator[Problem]:
     # (path, teaming as written, what it overrides the vSwitch's with): the
     # vSwitch's own teaming resolves against nothing but itself.
     for tpath, teaming, override in [(f"{base}.teaming", sw.teaming, Teaming())] + [
-            (f"{base}.port_groups[{k}].teaming", pg.teaming, pg.teaming)
-            for k, pg in enumerate(sw.port_groups)]:
+        (f"{base}.port_groups[{k}].teaming", pg.teaming, pg.teaming) for k, pg in enumerate(sw.port_groups)
+    ]:
         listed: dict[str, str] = {}
         for field in ("active", "standby", "unused"):
             for k, up in enumerate(getattr(teaming, field) or ()):
@@ -416,24 +463,32 @@ def _switch_body(sw, base: str, what: str) -> Iterator[Problem]:
         eff = effective_teaming(sw.uplinks, sw.teaming, override)
         if sw.uplinks and not eff.active and not eff.standby:
             field = "unused" if teaming.active is None else "active"
-            yield (f"{tpath}.{field}", "no active or standby uplink left: traffic could not "
-                                       "leave the host")
+            yield (f"{tpath}.{field}", "no active or standby uplink left: traffic could not leave the host")
 
 
 def _ip_hash_needs_lag(lab: Lab) -> Iterator[Problem]:
     """IP-hash teaming needs each host's active uplinks in one static
     EtherChannel. The problem is reported at the ``teaming.policy`` that asks
     for ip_hash: the port group's own, or its switch's when it is inherited."""
-    lag_of = {(sw.name, p): (sw.name, lag.name) for sw in lab.physical_switches
-              for lag in sw.lags for p in lag.ports}
+    lag_of = {
+        (sw.name, p): (sw.name, lag.name)
+        for sw in lab.physical_switches
+        for lag in sw.lags
+        for p in lag.ports
+    }
     dvs_index = {d.name: d_i for d_i, d in enumerate(lab.distributed_switches)}
     for i, host in enumerate(lab.esxi_hosts):
         plugs = {u.name: (u.switch, u.port) for u in host.uplinks}
-        switches = [(f"esxi_hosts[{i}].vswitches[{j}]", sw, None)
-                    for j, sw in enumerate(host.vswitches)]
-        switches += [(f"distributed_switches[{dvs_index[m.name]}]",
-                      lab.distributed_switches[dvs_index[m.name]], dict(m.uplinks))
-                     for m in host.distributed_switches if m.name in dvs_index]
+        switches = [(f"esxi_hosts[{i}].vswitches[{j}]", sw, None) for j, sw in enumerate(host.vswitches)]
+        switches += [
+            (
+                f"distributed_switches[{dvs_index[m.name]}]",
+                lab.distributed_switches[dvs_index[m.name]],
+                dict(m.uplinks),
+            )
+            for m in host.distributed_switches
+            if m.name in dvs_index
+        ]
         for sbase, sw, dv_map in switches:
             for k, pg in enumerate(sw.port_groups):
                 t = effective_teaming(sw.uplinks, sw.teaming, pg.teaming)
@@ -445,11 +500,19 @@ def _ip_hash_needs_lag(lab: Lab) -> Iterator[Problem]:
                     active = tuple(dv_map[u] for u in active if u in dv_map)
                 problem = _lag_problem(active, plugs, lag_of)
                 if problem is not None:
-                    where = (f"{sbase}.port_groups[{k}].teaming.policy"
-                             if pg.teaming.policy is not None else f"{sbase}.teaming.policy")
-                    yield where, ("ip_hash needs every active uplink in one static LAG "
-                                  f"(physical_switches[].lags); {pg.name} on {host.name}: "
-                                  f"{problem}")
+                    where = (
+                        f"{sbase}.port_groups[{k}].teaming.policy"
+                        if pg.teaming.policy is not None
+                        else f"{sbase}.teaming.policy"
+                    )
+                    yield (
+                        where,
+                        (
+                            "ip_hash needs every active uplink in one static LAG "
+                            f"(physical_switches[].lags); {pg.name} on {host.name}: "
+                            f"{problem}"
+                        ),
+                    )
 
 
 def _lag_problem(active, plugs, lag_of) -> Optional[str]:
@@ -463,8 +526,11 @@ def _lag_problem(active, plugs, lag_of) -> Optional[str]:
             return f"{vmnic} ({switch} port {port}) is in no LAG"
         lags.add(lag_of[(switch, port)])
     if len(lags) > 1:
-        return "active uplinks are in different LAGs (" + ", ".join(
-            f"{sw}/{lag}" for sw, lag in sorted(lags)) + ")"
+        return (
+            "active uplinks are in different LAGs ("
+            + ", ".join(f"{sw}/{lag}" for sw, lag in sorted(lags))
+            + ")"
+        )
     return None
 
 
@@ -484,9 +550,11 @@ def _rules(lab: Lab, rules, base: str, groups: bool) -> Iterator[Problem]:
         if groups:
             yield from _words(lab, rule.applied_to, f"{base}[{i}].applied_to", groups)
         elif rule.applied_to:
-            yield (f"{base}[{i}].applied_to",
-                   "applied_to is for the distributed firewall; a perimeter firewall "
-                   "filters everything it routes")
+            yield (
+                f"{base}[{i}].applied_to",
+                "applied_to is for the distributed firewall; a perimeter firewall "
+                "filters everything it routes",
+            )
 
 
 def _distributed_firewall(lab: Lab) -> Iterator[Problem]:
@@ -497,8 +565,10 @@ def _distributed_firewall(lab: Lab) -> Iterator[Problem]:
     yield from _dupes(dfw.groups, "security group", "distributed_firewall.groups")
     for i, group in enumerate(dfw.groups):
         if group.name in vms:
-            yield (f"distributed_firewall.groups[{i}].name",
-                   f"{group.name!r} is also a VM's name; rules could not tell them apart")
+            yield (
+                f"distributed_firewall.groups[{i}].name",
+                f"{group.name!r} is also a VM's name; rules could not tell them apart",
+            )
         for j, vm in enumerate(group.vms):
             if vm not in vms:
                 yield f"distributed_firewall.groups[{i}].vms[{j}]", f"unknown VM {vm!r}"
@@ -547,43 +617,59 @@ def _mirrors(lab: Lab) -> Iterator[Problem]:
             for field in wrong:
                 if field in m.model_fields_set:
                     other = "local" if m.type == "erspan" else "erspan"
-                    yield (f"{mbase}.{field}",
-                           f"{field} is for {other} sessions, this one is {m.type}")
+                    yield (f"{mbase}.{field}", f"{field} is for {other} sessions, this one is {m.type}")
             if m.type == "erspan" and m.destination_ip is None:
-                yield f"{mbase}.destination_ip", ("an erspan session needs destination_ip "
-                                                  "(the monitoring host's address)")
+                yield (
+                    f"{mbase}.destination_ip",
+                    ("an erspan session needs destination_ip (the monitoring host's address)"),
+                )
             if m.type == "local" and not m.destination_vnics:
-                yield f"{mbase}.destination_vnics", ("a local session needs destination_vnics "
-                                                     "(the VMs that receive the copies)")
+                yield (
+                    f"{mbase}.destination_vnics",
+                    ("a local session needs destination_vnics (the VMs that receive the copies)"),
+                )
             if m.type == "erspan":
                 sid = mirror_session_id(dvs, j)
                 if sid in ids:
-                    yield (f"{mbase}.session_id",
-                           f"session ID {sid} is already used by session {ids[sid]!r}")
+                    yield (f"{mbase}.session_id", f"session ID {sid} is already used by session {ids[sid]!r}")
                 ids.setdefault(sid, m.name)
             sources: dict[tuple[str, str], int] = {}
             for k, src in enumerate(m.sources):
                 yield from _mirror_port(lab, dvs, src, f"{mbase}.sources[{k}]")
                 key = (src.vm, src.vnic)
                 if key in sources:
-                    yield (f"{mbase}.sources[{k}]", f"{src.vm}/{src.vnic} is already a source "
-                                                    f"(sources[{sources[key]}])")
+                    yield (
+                        f"{mbase}.sources[{k}]",
+                        f"{src.vm}/{src.vnic} is already a source (sources[{sources[key]}])",
+                    )
                 sources.setdefault(key, k)
-                own = [n.ip.ip for v in lab.vms if v.name == src.vm
-                       for n in v.vnics if n.name == src.vnic and n.ip is not None]
+                own = [
+                    n.ip.ip
+                    for v in lab.vms
+                    if v.name == src.vm
+                    for n in v.vnics
+                    if n.name == src.vnic and n.ip is not None
+                ]
                 if m.type == "erspan" and m.destination_ip in own:
-                    yield (f"{mbase}.destination_ip", f"{m.destination_ip} is the address of "
-                           f"source {src.vm}/{src.vnic}: its copies would be mirrored again")
+                    yield (
+                        f"{mbase}.destination_ip",
+                        f"{m.destination_ip} is the address of "
+                        f"source {src.vm}/{src.vnic}: its copies would be mirrored again",
+                    )
             for k, dst in enumerate(m.destination_vnics):
                 dpath = f"{mbase}.destination_vnics[{k}]"
                 yield from _mirror_port(lab, dvs, dst, dpath)
                 key = (dst.vm, dst.vnic)
                 if key in sources:
-                    yield dpath, (f"{dst.vm}/{dst.vnic} is also a source of this session "
-                                  f"(sources[{sources[key]}])")
+                    yield (
+                        dpath,
+                        (f"{dst.vm}/{dst.vnic} is also a source of this session (sources[{sources[key]}])"),
+                    )
                 elif key in destination_of:
-                    yield dpath, (f"{dst.vm}/{dst.vnic} is already a destination of session "
-                                  f"{destination_of[key]!r}")
+                    yield (
+                        dpath,
+                        (f"{dst.vm}/{dst.vnic} is already a destination of session {destination_of[key]!r}"),
+                    )
                 destination_of.setdefault(key, m.name)
 
 
@@ -591,13 +677,16 @@ def _expectations(lab: Lab) -> Iterator[Problem]:
     if lab.expect is None:
         return
     from ..reachability import endpoints
+
     names = {e.name for e in endpoints(lab)}
     for kind in ("reachable", "unreachable"):
         for i, pair in enumerate(getattr(lab.expect, kind)):
             for j, name in enumerate(pair):
                 if name not in names:
-                    yield (f"expect.{kind}[{i}][{j}]",
-                           f"unknown endpoint {name!r} (endpoints: {', '.join(sorted(names))})")
+                    yield (
+                        f"expect.{kind}[{i}][{j}]",
+                        f"unknown endpoint {name!r} (endpoints: {', '.join(sorted(names))})",
+                    )
 
 
 def check_references(lab: Lab) -> Optional[Problem]:

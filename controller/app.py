@@ -68,9 +68,17 @@ class VSwitchController(app_manager.OSKenApp):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.lab = load_lab(Settings.lab_file)
+        self.configure(load_lab(Settings.lab_file), Path(Settings.state_dir))
+        # A daemon thread: SIGTERM (sys.exit in the main thread) must not wait for it.
+        threading.Thread(target=self._watch, name="hostd-watch", daemon=True).start()
+
+    def configure(self, lab, run_dir: Path) -> None:
+        """Everything but os-ken's own set-up and the hostd thread: the unit
+        tests drive a controller built by this alone against a fake switch
+        (tests/unit/fakeswitch.py)."""
+        self.lab = lab
         self.state = ControllerState(self.lab)
-        self.run_dir = Path(Settings.state_dir)
+        self.run_dir = Path(run_dir)
         naming.synced_marker(self.run_dir, 0).parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
         self.datapaths: dict[int, object] = {}
@@ -91,8 +99,6 @@ class VSwitchController(app_manager.OSKenApp):
         # Start from what the testbed asked for and what the guests show, so
         # a restarted controller resyncs switches to the right flows at once.
         self._poll_once()
-        # A daemon thread: SIGTERM (sys.exit in the main thread) must not wait for it.
-        threading.Thread(target=self._watch, name="hostd-watch", daemon=True).start()
 
     # -- OpenFlow events ---------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)

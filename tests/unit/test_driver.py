@@ -1,0 +1,168 @@
+"""The os-ken driver (controller/app.py) against fake switches that apply its
+real flow-mods: what a switch holds after a connect, a reconnect over a
+previous controller's flows, an uplink failure, a vMotion and a guest's MAC
+change is exactly what the compilers say, with no moment where a flow that
+stays is missing; barriers gate the synced marker and applied.json; RARPs
+go out of the right uplink. Rootless: no OVS, no sockets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from controller import app as app_module
+from controller.app import VSwitchController
+from controller.pipeline import Concern, FlowSpec, Table, cookie
+from tests.unit.fakeswitch import Event, FakeDatapath, Msg, PortDesc
+from vlab import control, naming
+from vlab.bindings import GuestNic
+from vlab.lab.load import load_lab
+
+LABS = Path(__file__).resolve().parents[2] / "labs"
+
+
+@pytest.fixture
+def ctl(tmp_path):
+    c = VSwitchController.__new__(VSwitchController)  # no os-ken app manager
+    c.configure(load_lab(LABS / "two-hosts.yaml"), tmp_path)
+    return c
+
+
+def connect(ctl, dpid, flows=None) -> FakeDatapath:
+    dp = FakeDatapath(dpid, flows=dict(flows or {}))
+    ctl.on_switch_features(Event(Msg(dp)))
+    return dp
+
+
+def answer_barriers(ctl, dp) -> None:
+    while dp.barriers:
+        ctl.on_barrier(Event(Msg(dp, xid=dp.barriers.pop(0))))
+
+
+def holds_compiled(ctl, dp) -> bool:
+    return dp.table() == dp.expected(ctl.state.flows(dp.id))
+
+
+def test_a_connecting_switch_gets_exactly_the_compiled_flows_and_synced_after_the_barrier(ctl):
+    dpid = ctl.state.dpids[0]
+    dp = connect(ctl, dpid)
+    assert holds_compiled(ctl, dp)
+    marker = naming.synced_marker(ctl.run_dir, dpid)
+    assert not marker.exists()  # flows sent, not yet acknowledged
+    answer_barriers(ctl, dp)
+    assert json.loads(marker.read_text())["flows"] == len(ctl.state.flows(dpid))
+    applied = control.read_json(ctl.run_dir / control.APPLIED)
+    assert applied["connected"] == [f"{dpid:016x}"]
+
+
+def test_reconnect_replaces_a_previous_controllers_flows_and_leaves_foreign_ones(ctl):
+    dpid = ctl.state.dpids[0]
+    first = connect(ctl, dpid)
+    answer_barriers(ctl, first)
+    old_epoch = ctl.epoch[dpid]
+    # The switch keeps the old flows, plus a stale one of ours that the new
+    # compile will not produce, plus one that is not ours (cookie 0).
+    stale = FlowSpec.make(
+        Table.FORWARD, 300, {"in_port": 1, "eth_dst": "00:50:56:99:99:99"}, cookie=cookie(Concern.VSWITCH)
+    )
+    foreign = FlowSpec.make(Table.FORWARD, 7, {"in_port": 9})
+    dp = FakeDatapath(dpid, flows=dict(first.flows))
+    dp.send_msg(app_module.ofdriver.flow_mod(dp, stale, old_epoch))
+    dp.send_msg(app_module.ofdriver.flow_mod(dp, foreign))
+    fresh = VSwitchController.__new__(VSwitchController)
+    fresh.configure(ctl.lab, ctl.run_dir)
+    fresh.on_switch_features(Event(Msg(dp)))
+    expected = dp.expected(fresh.state.flows(dpid))
+    foreign_key = next(k for k in dp.table() if k[1] == 7)
+    assert {k: v for k, v in dp.table().items() if k != foreign_key} == expected
+    assert foreign_key in dp.table()
+    # Every flow that stays was re-added before any delete was sent.
+    kinds = [m.command for m in dp.sent if hasattr(m, "command")]
+    deletes = [i for i, k in enumerate(kinds) if k == dp.ofproto.OFPFC_DELETE]
+    adds = [i for i, k in enumerate(kinds) if k == dp.ofproto.OFPFC_ADD]
+    assert deletes and max(adds) < min(deletes)
+
+
+def test_an_uplink_failure_installs_the_difference_adds_first(ctl):
+    dpid = ctl.state.dpids[0]
+    dp = connect(ctl, dpid)
+    answer_barriers(ctl, dp)
+    binding = ctl.state.binding(dpid)
+    uplink = ctl.state.pinning()[dpid][next(p.name for p in binding.local_ports())]
+    before = dict(dp.table())
+    sent = len(dp.sent)
+    ofp = dp.ofproto
+    port_no = binding.port(uplink).ofport
+    ctl.on_port_status(
+        Event(Msg(dp, reason=ofp.OFPPR_MODIFY, desc=PortDesc(uplink, port_no, ofp.OFPPS_LINK_DOWN)))
+    )
+    assert holds_compiled(ctl, dp) and dp.table() != before
+    assert ctl.state.down[dpid] == frozenset({uplink})
+    new = dp.sent[sent:]
+    commands = [m.command for m in new if hasattr(m, "command")]
+    assert ofp.OFPFC_DELETE not in commands  # a diff, not a resync
+    if ofp.OFPFC_DELETE_STRICT in commands:
+        assert commands.index(ofp.OFPFC_DELETE_STRICT) > max(
+            i for i, c in enumerate(commands) if c == ofp.OFPFC_ADD
+        )
+    # The port group notifies switches: a RARP for each moved port, out of
+    # its new uplink.
+    rarps = [m for m in dp.packet_outs]
+    assert rarps and all(m.actions[0].port != port_no for m in rarps)
+    # The same status again changes nothing.
+    sent = len(dp.sent)
+    ctl.on_port_status(
+        Event(Msg(dp, reason=ofp.OFPPR_MODIFY, desc=PortDesc(uplink, port_no, ofp.OFPPS_LINK_DOWN)))
+    )
+    assert len(dp.sent) == sent
+
+
+def test_uplinks_already_down_at_connect_are_taken_from_the_port_descriptions(ctl):
+    dpid = ctl.state.dpids[0]
+    dp = connect(ctl, dpid)
+    uplink = ctl.state.binding(dpid).uplink_ports()[0]
+    ofp = dp.ofproto
+    ctl.on_port_descriptions(Event(Msg(dp, body=[PortDesc(uplink.name, uplink.ofport, ofp.OFPPS_LINK_DOWN)])))
+    assert uplink.name in ctl.state.down[dpid] and holds_compiled(ctl, dp)
+
+
+def test_a_vmotion_leaves_both_hosts_with_their_compiled_flows_and_rarps_on_arrival(ctl, monkeypatch):
+    monkeypatch.setattr(app_module, "VMOTION_RARP_REPEATS_S", ())
+    dps = {d: connect(ctl, d) for d in ctl.state.dpids}
+    for dp in dps.values():
+        answer_barriers(ctl, dp)
+    vm = ctl.lab.vms[0]
+    port = naming.vnic_port(vm.name, vm.vnics[0].name)
+    src = next(d for d in dps if any(p.name == port for p in ctl.state.binding(d).ports))
+    other = next(h.name for h in ctl.lab.esxi_hosts if h.name != vm.host)
+    ofport = ctl.state.binding(src).port(port).ofport
+    desired = {
+        "generation": 1,
+        "placement": {port: {"host": other, "ofport": ofport}},
+        "moves": {port: {"seq": "1", "igmp_query": False}},
+    }
+    ctl._apply(ctl._take_desired(desired))  # what the watch loop does with desired.json
+    dest = next(d for d in dps if any(p.name == port for p in ctl.state.binding(d).ports))
+    assert ctl.state.host_of(dest) == other
+    for d, dp in dps.items():
+        assert holds_compiled(ctl, dp), ctl.state.host_of(d)
+    assert any(k[2] and ("in_port", ofport) in k[2] for k in dps[dest].table())
+    assert not any(("in_port", ofport) in k[2] for k in dps[src].table())
+    ofp = dps[dest].ofproto
+    ctl.on_port_status(Event(Msg(dps[dest], reason=ofp.OFPPR_ADD, desc=PortDesc(port, ofport, 0))))
+    assert len(dps[dest].packet_outs) == 1
+    events = [e["event"] for e in control.read_events(ctl.run_dir)]
+    assert "vmotion_port_up" in events and "rarp" in events
+
+
+def test_a_guest_mac_change_is_compiled_and_installed(ctl):
+    dps = {d: connect(ctl, d) for d in ctl.state.dpids}
+    vm = ctl.lab.vms[0]
+    port = naming.vnic_port(vm.name, vm.vnics[0].name)
+    before = {d: dict(dp.table()) for d, dp in dps.items()}
+    assert ctl.state.set_guests({port: GuestNic(effective_mac="00:50:56:01:77:77")})
+    ctl._apply(set(dps))
+    assert all(holds_compiled(ctl, dp) for dp in dps.values())
+    assert any(dp.table() != before[d] for d, dp in dps.items())

@@ -32,9 +32,13 @@ def main(argv=None) -> int:
     )
     if os.environ.get("VLAB_DEBUG"):
         logging.getLogger("vlab").setLevel(logging.DEBUG)
-    import os_ken.controller.controller  # noqa: F401  (registers the ofp-* options)
     from os_ken import cfg
     from os_ken.base.app_manager import AppManager
+
+    # isort: split
+    # Only after app_manager: os-ken's controller module imported first is a
+    # circular import (app_manager imports it back).
+    import os_ken.controller.controller  # noqa: F401  (registers the ofp-* options)
 
     from .app import Settings
 

@@ -1,9 +1,10 @@
 """Why a frame went where it went: a simulator walk read back in ESXi and
 NSX terms.
 
-``explain(state, host, frame, ...)`` compiles the bridge the frame enters
-(from the lab and the controller's current view: placement, guests' NIC
-state, uplinks down, imported DFW sessions), walks the frame through it
+``explain(binding, flows, lab, frame, ...)`` takes the bridge the frame
+enters and its compiled flows (``on_host(state, host, port)`` gives both from
+a ``ControllerState``: the lab plus the controller's current view, placement,
+guests' NIC state, uplinks down, imported DFW sessions), walks the frame
 (``controller.simulate``), and names each step by the pipeline declaration
 (stage, priority band, concern). For every port the frame did not reach
 that a user could have expected it at, and for the frame itself when it

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from vlab.bindings import CAPTURE_BASE, PortBinding, SwitchBinding
-from vlab.protocols import ETH_ARP, IPPROTO_TCP, IPPROTO_UDP, PROTOCOL_NAMES
+from vlab.protocols import ETH_ARP, ETH_IPV4, IPPROTO_TCP, IPPROTO_UDP, PROTOCOL_NAMES
 
 from . import overlay
 from .pipeline import CONCERN_NAMES, STAGES, FlowSpec, Priority, Table, band_label, concern_of
@@ -62,6 +62,8 @@ class Explanation:
     in_port: str
     steps: list[Stage] = field(default_factory=list)
     delivered: list[str] = field(default_factory=list)
+    copies: list[str] = field(default_factory=list)  # mirror/capture copies, packet-ins
+    ct_states: list[int] = field(default_factory=list)  # each ct(table=) fork's state, in order
     refused: list[tuple[str, str]] = field(default_factory=list)  # (port or "", reason)
 
     @property
@@ -79,6 +81,7 @@ class Explanation:
             "frame": {k: v for k, v in vars(self.frame).items() if v not in (None, 0) or k in ("in_port",)},
             "steps": [vars(s) for s in self.steps],
             "delivered": self.delivered,
+            "copies": self.copies,
             "refused": [{"port": p, "reason": r} for p, r in self.refused],
         }
 
@@ -93,6 +96,8 @@ class Explanation:
         for s in self.steps:
             lines.append(f"  {'  ' * s.depth}{s.table} {s.stage:<17} {s.band:<24} {s.did}")
         lines.append("delivered: " + (", ".join(self.delivered) if self.delivered else "nothing"))
+        if self.copies:
+            lines.append("copies: " + ", ".join(self.copies))
         if self.refused:
             lines.append("dropped:" if self.dropped else "not delivered:")
             lines += [f"  {p + ': ' if p else ''}{r}" for p, r in self.refused]
@@ -117,6 +122,16 @@ class _Names:
 
     def port(self, no) -> Optional[PortBinding]:
         return self.by_no.get(no)
+
+    def port_named(self, name: str) -> Optional[PortBinding]:
+        return next((p for p in self.by_no.values() if p.name == name), None)
+
+    def is_copy(self, no) -> bool:
+        """A capture port, a port mirroring tunnel or the controller."""
+        if no == "controller" or (isinstance(no, int) and no >= CAPTURE_BASE):
+            return True
+        p = self.by_no.get(no)
+        return p is not None and p.kind == "mirror"
 
     def name(self, no, frame: Optional[Frame] = None) -> str:
         if no == "controller":
@@ -180,12 +195,19 @@ def _step_reason(step: Step, names: _Names, lab, view: Optional[View]) -> Option
             if view is not None and p.port_group is not None:
                 return view.ingress_refusal(p, f.eth_src, f.vlan is not None)
         if step.table == Table.FORWARD:
-            return (
-                f"VLAN {f.vlan if f.vlan is not None else 0}: no port group on this "
-                f"vSwitch carries it, and no VGT port"
-            )
+            vlan = f.vlan if f.vlan is not None else 0
+            sender = names.port(f.in_port)
+            if view is not None and view.members(vlan) and sender is not None and sender.kind == "uplink":
+                return (
+                    f"unknown unicast from uplink {sender.name} in VLAN {vlan}: only VGT ports carry "
+                    f"that VLAN here and none has {f.eth_dst}, and frames from an uplink never go "
+                    f"out of another uplink"
+                )
+            return f"VLAN {vlan}: no port group on this vSwitch carries it, and no VGT port"
         return f"no flow of {STAGES[step.table].name} takes it (table miss)"
     band = _band(step.flow)
+    if band == "no-route" and f.eth_type != ETH_IPV4:
+        return "distributed router: a frame for the router's vMAC that is not IPv4 is dropped"
     if band in _DROPPING_BANDS:
         return _DROPPING_BANDS[band].format(
             port=_dfw_port(step, names) if band == "invalid" else names.name(f.in_port), ipv4_dst=f.ipv4_dst
@@ -253,18 +275,19 @@ def explain(
     view = View(binding) if binding.local_ports() else None
     w = walk(flows, frame, conntrack)
     ex = Explanation(binding.host, binding.bridge, frame, names.name(frame.in_port))
+    ex.ct_states = list(w.ct_states)
     for s in w.steps:
         concern = CONCERN_NAMES.get(concern_of(s.flow.cookie), "?") if s.flow else "-"
         ex.steps.append(Stage(s.table, STAGES[s.table].name, _band(s.flow), concern, s.depth, _did(s, names)))
     delivered = set()
     for o in w.sorted_outputs():
         name = names.name(o.port, o.frame)
-        if (
-            size is not None
-            and size > binding.switch.mtu
-            and isinstance(o.port, int)
-            and o.port < CAPTURE_BASE
-        ):
+        if names.is_copy(o.port):
+            # A mirror or capture copy, or a packet-in: not a delivery.
+            if name not in ex.copies:
+                ex.copies.append(name)
+            continue
+        if size is not None and size > binding.switch.mtu and o.max_len is None:
             ex.refused.append(
                 (
                     name,
@@ -277,19 +300,22 @@ def explain(
         delivered.add(o.port)
         if name not in ex.delivered:
             ex.delivered.append(name)
+    ended = []  # the reasons a walk (or a fork of it) ended with
     for s in w.steps:
         why = _step_reason(s, names, lab, view)
         if why is not None:
             dfw = s.table in (Table.DFW_FROM_VM, Table.DFW_TO_VM_CT)
             port = _dfw_port(s, names) if dfw else ""
             ex.refused.append((port, why))
+            ended.append(why)
         if s.table == Table.FORWARD and s.flow is not None and view is not None:
             ex.refused += _vswitch_reasons(s, view, names, delivered, to)
     if to is not None and to not in ex.delivered and ex.reason_for(to) is None:
-        general = [r for p, r in ex.refused if not p]
-        ex.refused.append(
-            (to, general[0] if general else "the frame never reaches a flow that delivers to it")
-        )
+        if names.port_named(to) is None:
+            ex.refused.append((to, f"{binding.bridge} on {binding.host} has no port {to}"))
+        else:
+            why = ended[0] if ended else "the frame never reaches a flow that delivers to it"
+            ex.refused.append((to, why))
     return ex
 
 

@@ -141,7 +141,8 @@ class FlowSpec:
     ("clone", actions) (actions on a copy; their changes stay inside),
     ("resubmit", table) (look the frame up in another table, then go on),
     ("ct", commit, zone, table) (connection tracking in ``zone``; with a
-    table the frame continues there, tracked, and this flow ends).
+    table a tracked copy continues there, while this action list goes on
+    with the untracked original).
     ``goto`` continues in another table."""
 
     table: int
@@ -489,7 +490,8 @@ def markdown() -> str:
         "Generated from `controller/pipeline.py` (`PIPELINE`) by `vlab pipeline`; "
         "a unit test keeps this file equal to it. Every flow a compiler returns is "
         "checked against this declaration (`controller.pipeline.check`). A frame that "
-        "matches no flow in a table is dropped (OpenFlow 1.3 table miss).",
+        "matches no flow in a table is dropped (OpenFlow 1.3 table miss); inside a "
+        "`resubmit` a miss ends only that lookup.",
         "",
         "| table | stage | what it does | goes to | recirculates to | written by |",
         "|---|---|---|---|---|---|",

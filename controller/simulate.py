@@ -129,6 +129,9 @@ class Walk:
 
     steps: list[Step] = field(default_factory=list)
     outputs: list[Output] = field(default_factory=list)
+    # The ct_state each ct(table=) fork resumed with, in order (what
+    # ofproto/trace takes as --ct-next to trace the same states).
+    ct_states: list[int] = field(default_factory=list)
 
     def sorted_outputs(self) -> list[Output]:
         return sorted(self.outputs, key=lambda o: o.port if isinstance(o.port, int) else -1)
@@ -212,7 +215,10 @@ class _Walker:
             step_at = len(self.walk.steps)
             self.walk.steps.append(Step(current, frame, flow, depth))
             if flow is None:
-                return None  # table miss: drop (OpenFlow 1.3)
+                # A table miss drops the frame (OpenFlow 1.3) when it is the
+                # frame's own lookup; inside a resubmit it ends only that
+                # lookup, and the resubmitting flow goes on with the frame.
+                return frame
             self.current.append(step_at)
             frame = self.actions(flow.actions, frame, depth)
             self.current.pop()
@@ -234,17 +240,19 @@ class _Walker:
             elif kind == "clone":
                 self.actions(action[1], frame, depth)  # changes inside stay inside
             elif kind == "resubmit":
-                after = self.table(action[1], frame, depth + 1)
-                if after is None:
-                    return frame  # OVS continues after the resubmit
-                frame = after
+                # What the resubmitted lookup changed stays changed; then this
+                # action list goes on (None: a dec_ttl there ended the frame).
+                frame = self.table(action[1], frame, depth + 1)
+                if frame is None:
+                    return None
             elif kind == "ct":
                 _, commit, zone, table = action
+                state = self.ct.state(zone, frame)  # as the tracker saw it, before committing
                 if commit:
                     self.ct.commit(zone, frame)
                 if table is not None:  # the tracked fork
-                    tracked = replace(frame, ct_state=self.ct.state(zone, frame), ct_zone=zone)
-                    self.table(table, tracked, depth + 1)
+                    self.walk.ct_states.append(state)
+                    self.table(table, replace(frame, ct_state=state, ct_zone=zone), depth + 1)
                 frame = replace(frame, ct_state=0, ct_zone=0)
             elif kind == "push_vlan":
                 frame = replace(frame, vlan=0)

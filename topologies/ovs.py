@@ -122,7 +122,8 @@ class OvsInstance:
     def _run(self, argv: list[str]) -> str:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         if proc.returncode != 0:
-            raise OvsError(f"{self.node.name}: {' '.join(argv)}: {proc.stderr.strip()}")
+            who = self.node.name if self.node is not None else self.dir.name
+            raise OvsError(f"{who}: {' '.join(argv)}: {proc.stderr.strip()}")
         return proc.stdout
 
     def vsctl(self, *args: str) -> str:

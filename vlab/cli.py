@@ -327,7 +327,7 @@ def cmd_trace(args) -> int:
     from controller.explain import explain, on_host
     from controller.state import ControllerState
 
-    from .trace import TraceError, build_frame, frame_from_pcap, live_state, ofproto_flow, parse_ofproto_trace
+    from .trace import TraceError, build_frame, compare_with_ovs, frame_from_pcap, live_state
 
     live = args.live or args.run
     if live:
@@ -342,6 +342,8 @@ def cmd_trace(args) -> int:
         binding, flows = on_host(state, args.host, args.port)
     except KeyError as exc:
         raise UsageError(exc.args[0]) from None
+    if args.to is not None and not any(p.name == args.to for p in binding.ports):
+        raise UsageError(f"--to {args.to!r}: {binding.bridge} on {args.host} has no such port")
     try:
         if args.pcap:
             frame = frame_from_pcap(Path(args.pcap), args.frame, binding.port(args.port).ofport)
@@ -367,39 +369,25 @@ def cmd_trace(args) -> int:
         raise UsageError(str(exc)) from None
     ex = explain(binding, flows, state.lab, frame, to=args.to, size=args.size)
     out = ex.to_json()
-    disagree = None
+    ovs = disagree = None
     if live:
-        text = ctl.ovs(args.host).appctl("ofproto/trace", binding.bridge, ofproto_flow(frame))
-        ovs = parse_ofproto_trace(text)
-        names = {p.ofport: p.name for p in binding.ports}
-        ovs_out = sorted({names.get(n, f"port {n}") for n in ovs.outputs})
-        sim_out = sorted(
-            {d.split(" to ")[0] for d in ex.delivered if not d.startswith(("controller", "PortOutput"))}
-        )
-        out["ovs"] = {
-            "steps": [vars(s) for s in ovs.steps],
-            "outputs": ovs_out,
-            "datapath_actions": ovs.datapath_actions,
-        }
-        if args.size is None and ovs_out != sim_out:
-            disagree = (
-                f"OVS sends it to {', '.join(ovs_out) or 'nothing'}; the lab's model "
-                f"to {', '.join(sim_out) or 'nothing'} (the controller's view may "
-                f"differ from the control files)"
-            )
+        ovs, disagree = compare_with_ovs(ctl, binding, frame, ex, held_to_mtu=args.size is not None)
+        out["ovs"] = ovs
+        if disagree:
             out["disagreement"] = disagree
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         print(ex.render())
-        if live:
+        if ovs is not None:
             print("OVS ofproto/trace:")
-            for s in ovs.steps:
+            for s in ovs["steps"]:
+                again = "  (recirculated)" if s["pass_"] else ""
                 print(
-                    f"  {'  ' * min(s.pass_, 1)}{s.table} {s.stage:<17} {s.band:<24} "
-                    f"{s.concern}{'  (recirculated)' if s.pass_ else ''}"
+                    f"  {'  ' * min(s['pass_'], 1)}{s['table']} {s['stage']:<17} {s['band']:<24} "
+                    f"{s['concern']}{again}"
                 )
-            print(f"  datapath actions: {ovs.datapath_actions}")
+            print(f"  datapath actions: {' | '.join(ovs['datapath_actions'])}")
             if disagree:
                 print(f"disagreement: {disagree}")
     return EXIT_FAILED if disagree else EXIT_OK

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Optional
 
 from controller.pipeline import CONCERN_NAMES, STAGES, band_label, concern_of
-from controller.simulate import TCP_ACK, TCP_SYN, Frame
+from controller.simulate import CT_EST, CT_INV, CT_NEW, CT_REL, CT_RPL, CT_TRK, TCP_ACK, TCP_SYN, Frame
 from vlab import naming
-from vlab.bindings import GuestNic, Placement, SwitchBinding
+from vlab.bindings import CAPTURE_BASE, GuestNic, Placement, SwitchBinding
 from vlab.protocols import (
     ARP_REQUEST,
     ETH_ARP,
@@ -108,6 +108,11 @@ def build_frame(
             _endpoints(lab).get(port, (None, None))[1]
             or _endpoints(lab).get(f"{binding.host}/{port}", (None, None))[1]
         )
+    _in_range(vlan, 0, 4094, "--vlan")
+    _in_range(tcp, 0, 65535, "--tcp")
+    _in_range(udp, 0, 65535, "--udp")
+    _in_range(sport, 0, 65535, "--sport")
+    _in_range(ttl, 0, 255, "--ttl")
     eth_src = _mac_of(lab, src, "--src")[0] if src else own_mac
     eth_dst, dst_ip = _mac_of(lab, "broadcast" if arp and dst == "broadcast" else dst, "--dst")
     # With no L3 asked for, a plain Ethernet frame of the IEEE local
@@ -127,7 +132,7 @@ def build_frame(
             eth_type=ETH_ARP,
             arp_op=ARP_REQUEST,
             arp_sha=eth_src,
-            arp_spa=src_ip,
+            arp_spa=_ip(src_ip, "--ip-src"),
             arp_tha="00:00:00:00:00:00",
             arp_tpa=_ip(arp, "--arp"),
         )
@@ -155,6 +160,11 @@ def build_frame(
     return Frame(p.ofport, **fields)
 
 
+def _in_range(value: Optional[int], low: int, high: int, what: str) -> None:
+    if value is not None and not low <= value <= high:
+        raise TraceError(f"{what} {value} is not within {low}-{high}")
+
+
 def _ip(text: str, what: str) -> str:
     try:
         return str(IPv4Address(text))
@@ -170,8 +180,8 @@ def frame_from_pcap(path: Path, index: int, in_port: int) -> Frame:
 
     try:
         packets = rdpcap(str(path))
-    except (OSError, ValueError) as exc:
-        raise TraceError(f"--pcap {path}: {exc}") from None
+    except Exception as exc:  # scapy raises its own exceptions for a file that is no pcap
+        raise TraceError(f"--pcap {path}: not a readable pcap ({exc})") from None
     if not 1 <= index <= len(packets):
         raise TraceError(f"--pcap {path}: no frame {index} (it has {len(packets)})")
     pkt = packets[index - 1]
@@ -224,13 +234,14 @@ def ofproto_flow(frame: Frame) -> str:
         parts += [f"nw_src={frame.ipv4_src}", f"nw_dst={frame.ipv4_dst}", f"nw_ttl={frame.ttl}"]
         if frame.ip_proto is not None:
             parts.append(f"nw_proto={frame.ip_proto}")
-        if frame.ip_proto == IPPROTO_TCP:
+        # A pcap's IP packet may lack its L4 header (a fragment, a cut frame).
+        if frame.ip_proto == IPPROTO_TCP and frame.tcp_dst is not None:
             parts += [
                 f"tp_src={frame.tcp_src}",
                 f"tp_dst={frame.tcp_dst}",
                 f"tcp_flags={frame.tcp_flags:#05x}",
             ]
-        elif frame.ip_proto == IPPROTO_UDP:
+        elif frame.ip_proto == IPPROTO_UDP and frame.udp_dst is not None:
             parts += [f"tp_src={frame.udp_src}", f"tp_dst={frame.udp_dst}"]
     return ",".join(parts)
 
@@ -252,7 +263,7 @@ class OvsStep:
 class OvsTrace:
     steps: list[OvsStep] = field(default_factory=list)
     outputs: list[int] = field(default_factory=list)  # OpenFlow ports
-    datapath_actions: str = ""
+    datapath_actions: list[str] = field(default_factory=list)  # one per pass
 
 
 _TABLE_LINE = re.compile(r"^\s*(\d+)\. (.*)$")
@@ -261,16 +272,37 @@ _OUTPUT = re.compile(r"\boutput(?::|\(port=)(\d+)")
 
 
 def parse_ofproto_trace(text: str) -> OvsTrace:
-    """Steps and OpenFlow outputs of an ``ovs-appctl ofproto/trace`` run."""
+    """Steps and OpenFlow outputs of an ``ovs-appctl ofproto/trace`` run.
+
+    Only the traced frame's own passes are read: a second ``bridge(...)``
+    section within a pass is the outer packet of a native tunnel (VXLAN,
+    ERSPAN, GRE), translated again from the vmk it leaves by; it runs to the
+    next blank line and is skipped. ``clone(...)`` lines are skipped (their
+    actions follow, expanded); ``IN_PORT`` is an output to the frame's own
+    in_port."""
     trace = OvsTrace()
-    passno = 0
+    passno, in_port, nested, bridges = 0, None, False, 0
     lines = text.splitlines()
     for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped:
+            nested = False
+            continue
+        if nested:
+            continue
+        if stripped.startswith("bridge("):
+            bridges += 1
+            nested = bridges > 1
+            continue
         if line.startswith("recirc("):
-            passno += 1
+            passno, bridges = passno + 1, 0
+            continue
+        if line.startswith("Flow:") and in_port is None:
+            found = re.search(r"\bin_port=(\d+)", line)
+            in_port = int(found.group(1)) if found else None
             continue
         if line.startswith("Datapath actions:"):
-            trace.datapath_actions = line.split(":", 1)[1].strip()
+            trace.datapath_actions.append(line.split(":", 1)[1].strip())
             continue
         m = _TABLE_LINE.match(line)
         if m:
@@ -283,19 +315,17 @@ def parse_ofproto_trace(text: str) -> OvsTrace:
             hit = _MATCHED.search(rest)
             prio = int(hit.group(1)) if hit else None
             ck = int(hit.group(2), 16) if hit and hit.group(2) else 0
-            trace.steps.append(
-                OvsStep(
-                    table, name, band_label(table, prio), CONCERN_NAMES.get(concern_of(ck), "?"), prio, passno
-                )
-            )
+            concern = CONCERN_NAMES.get(concern_of(ck), "?")
+            trace.steps.append(OvsStep(table, name, band_label(table, prio), concern, prio, passno))
             continue
-        stripped = line.strip()
-        if stripped.startswith(("->", ">>", "Flow:", "Final flow:", "Megaflow:", "bridge(")):
+        if stripped.startswith(("->", ">>", "Final flow:", "Megaflow:", "bridge(", "clone(", "---")):
             continue
-        for port in _OUTPUT.findall(stripped):
-            skipped = i + 1 < len(lines) and "skipping output to input port" in lines[i + 1]
-            if not skipped:
-                trace.outputs.append(int(port))
+        skipped = i + 1 < len(lines) and "skipping output to input port" in lines[i + 1]
+        if skipped:
+            continue
+        trace.outputs += [int(port) for port in _OUTPUT.findall(stripped)]
+        if stripped == "IN_PORT" and in_port is not None:
+            trace.outputs.append(in_port)
     return trace
 
 
@@ -323,3 +353,57 @@ def live_state(ctl):
                 if b.host == host and any(p.name == uplink for p in b.uplink_ports()):
                     state.uplink_changed(dpid, uplink, False)
     return state
+
+
+def ct_next(state: int) -> str:
+    """A simulator ct_state as ofproto/trace's ``--ct-next`` flags."""
+    names = [
+        (CT_TRK, "trk"),
+        (CT_NEW, "new"),
+        (CT_EST, "est"),
+        (CT_REL, "rel"),
+        (CT_RPL, "rpl"),
+        (CT_INV, "inv"),
+    ]
+    return ",".join(name for bit, name in names if state & bit)
+
+
+def compare_with_ovs(ctl, binding: SwitchBinding, frame: Frame, ex, held_to_mtu: bool = False):
+    """OVS's own trace of ``frame`` on the running bridge, read back by stage
+    name, and a disagreement with the model's explanation ``ex`` (None when
+    both send it to the same ports). The connection states the model's
+    conntrack gave each ``ct`` fork are passed as ``--ct-next``, so both
+    trace the same states. Copies (mirror, capture, packet-in) are left
+    out of the comparison on both sides; with ``held_to_mtu`` the outputs
+    are not compared (OVS's trace does not see the MTU)."""
+    from topologies.ovs import OvsError
+
+    argv = ["ofproto/trace", binding.bridge, ofproto_flow(frame)]
+    for state in ex.ct_states:
+        argv += ["--ct-next", ct_next(state)]
+    try:
+        text = ctl.ovs(binding.host).appctl(*argv)
+    except OvsError as exc:
+        raise TraceError(f"ofproto/trace failed: {exc}") from None
+    ovs = parse_ofproto_trace(text)
+    ports = {p.ofport: p for p in binding.ports}
+    outputs = sorted(
+        {
+            ports[n].name if n in ports else f"port {n}"
+            for n in ovs.outputs
+            if not (n >= CAPTURE_BASE or (n in ports and ports[n].kind == "mirror"))
+        }
+    )
+    model = sorted({d.split(" to ")[0] for d in ex.delivered})
+    disagree = None
+    if not held_to_mtu and outputs != model:
+        disagree = (
+            f"OVS sends it to {', '.join(outputs) or 'nothing'}; the lab's model to "
+            f"{', '.join(model) or 'nothing'} (the controller's view may differ from "
+            f"the control files)"
+        )
+    return {
+        "steps": [vars(s) for s in ovs.steps],
+        "outputs": outputs,
+        "datapath_actions": ovs.datapath_actions,
+    }, disagree

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
 
 from controller import ofdriver
-from controller.pipeline import FlowSpec
+from controller.pipeline import COOKIE_MASK_CONCERN, FlowSpec
 
 
 def _key(table_id: int, priority: int, match) -> tuple:
@@ -77,16 +77,23 @@ class FakeDatapath:
             self.packet_outs.append(msg)
 
     def table(self) -> dict:
-        """key -> instructions, for what the switch holds."""
-        return {k: e.instructions for k, e in self.flows.items()}
+        """key -> (owning concern's cookie, instructions), for what the switch holds."""
+        return {k: (e.cookie & COOKIE_MASK_CONCERN, e.instructions) for k, e in self.flows.items()}
 
     def expected(self, flows: list[FlowSpec]) -> dict:
-        """key -> instructions, for what it must hold to run ``flows``."""
+        """key -> (concern cookie, instructions), for what it must hold to run ``flows``."""
         out = {}
         for spec in flows:
             msg = ofdriver.flow_mod(self, spec)
-            out[_key(msg.table_id, msg.priority, msg.match)] = _instructions(msg)
+            out[_key(msg.table_id, msg.priority, msg.match)] = (
+                spec.cookie & COOKIE_MASK_CONCERN,
+                _instructions(msg),
+            )
         return out
+
+    def epochs(self) -> set[int]:
+        """The cookie epochs (low bits) of what the switch holds."""
+        return {e.cookie & ((1 << ofdriver.EPOCH_BITS) - 1) for e in self.flows.values()}
 
 
 class Event:

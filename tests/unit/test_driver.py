@@ -48,7 +48,7 @@ def holds_compiled(ctl, dp) -> bool:
 def test_a_connecting_switch_gets_exactly_the_compiled_flows_and_synced_after_the_barrier(ctl):
     dpid = ctl.state.dpids[0]
     dp = connect(ctl, dpid)
-    assert holds_compiled(ctl, dp)
+    assert holds_compiled(ctl, dp) and dp.epochs() == {ctl.epoch[dpid]}
     marker = naming.synced_marker(ctl.run_dir, dpid)
     assert not marker.exists()  # flows sent, not yet acknowledged
     answer_barriers(ctl, dp)
@@ -78,6 +78,8 @@ def test_reconnect_replaces_a_previous_controllers_flows_and_leaves_foreign_ones
     foreign_key = next(k for k in dp.table() if k[1] == 7)
     assert {k: v for k, v in dp.table().items() if k != foreign_key} == expected
     assert foreign_key in dp.table()
+    # What is ours carries the new epoch only (the foreign flow has cookie 0).
+    assert dp.epochs() == {fresh.epoch[dpid], 0}
     # Every flow that stays was re-added before any delete was sent.
     kinds = [m.command for m in dp.sent if hasattr(m, "command")]
     deletes = [i for i, k in enumerate(kinds) if k == dp.ofproto.OFPFC_DELETE]

@@ -136,9 +136,30 @@ def test_a_port_in_another_vlan_is_named_when_asked_for():
     binding, _ = on_host(state, "esx1", "vmnic0")
     vlans = {p.name: binding.switch.port_group(p.port_group).vlan for p in binding.local_ports()}
     port, vlan = next(iter(vlans.items()))
-    other = vlan + 1 if vlan + 1 not in vlans.values() else vlan + 2
+    other = next(v for v in vlans.values() if v != vlan)  # a VLAN this vSwitch carries
     ex = run(state, "esx1", "vmnic0", eth_dst=BCAST, eth_src="00:50:56:99:00:01", vlan=other, to=port)
-    assert port not in ex.delivered and ex.reason_for(port) is not None
+    assert port not in ex.delivered
+    assert ex.reason_for(port) == f"VLAN: {port} is in VLAN {vlan} (VST), the frame in VLAN {other} (VST)"
+
+
+def test_a_vlan_no_port_group_carries_is_named_for_the_expected_port_too():
+    state = ControllerState(load_lab(LABS / "two-hosts.yaml"))
+    binding, _ = on_host(state, "esx1", "vmnic0")
+    port = binding.local_ports()[0].name
+    ex = run(state, "esx1", "vmnic0", eth_dst=BCAST, eth_src="00:50:56:99:00:01", vlan=3999, to=port)
+    assert ex.reason_for(port) == "VLAN 3999: no port group on this vSwitch carries it, and no VGT port"
+
+
+def test_unknown_unicast_in_a_vlan_only_vgt_ports_carry():
+    data = yaml.safe_load((LABS / "vswitch-nuggets.yaml").read_text())
+    for sw in data["esxi_hosts"][0]["vswitches"]:
+        for pg in sw["port_groups"]:
+            if pg["name"] == "PG-Quiet":
+                pg["vlan"] = 4095
+    state = ControllerState(parse_lab(data))
+    ex = run(state, "esx1", "vmnic0", eth_dst="00:50:56:01:55:55", eth_src="00:50:56:99:00:01", vlan=77)
+    assert ex.dropped
+    assert ex.refused[0][1].startswith("unknown unicast from uplink vmnic0 in VLAN 77: only VGT ports")
 
 
 def test_unknown_unicast_from_an_uplink():
@@ -221,6 +242,19 @@ def test_dfw_default_rule_and_allowed_connection_with_its_reply():
     assert "state" in [s.band for s in reply.steps]
 
 
+def test_a_drop_on_the_sending_side_is_the_reason_for_the_expected_port():
+    ex = run(
+        microseg(),
+        "esx1",
+        "web-eth0",
+        to="attacker-eth0",
+        **_tcp(WEB, ATTACKER, "10.30.0.11", "10.30.0.66", 40000, 443),
+    )
+    assert ex.reason_for("attacker-eth0") == (
+        "distributed firewall at web-eth0: no rule allows it; the default rule drops"
+    )
+
+
 def test_dfw_invalid_state():
     ex = run(
         microseg(),
@@ -241,3 +275,21 @@ def test_mtu():
     assert run(nuggets(), "esx1", "open-eth0", eth_dst=STRICT, eth_src=OPEN, size=1500).delivered == [
         "strict-eth0"
     ]
+
+
+def test_simulator_resubmit_miss_goes_on_and_ct_commit_sees_a_new_connection():
+    from controller.pipeline import FlowSpec
+    from controller.simulate import CT_NEW, CT_TRK, walk
+
+    flows = [FlowSpec.make(0, 100, {}, (("resubmit", 5), ("output", 3)))]
+    assert [o.port for o in walk(flows, Frame(1, BCAST)).outputs] == [3]
+    ct = [FlowSpec.make(0, 100, {}, (("ct", True, 7, 6),)), FlowSpec.make(6, 100, {}, (("output", 2),))]
+    w = walk(
+        ct,
+        Frame(
+            1,
+            WEB,
+            **{"ipv4_src": "10.0.0.1", "ipv4_dst": "10.0.0.2", "ip_proto": 17, "udp_src": 1, "udp_dst": 2},
+        ),
+    )
+    assert w.ct_states == [CT_TRK | CT_NEW] and [o.port for o in w.outputs] == [2]

@@ -134,9 +134,63 @@ def test_ofproto_trace_is_read_back_by_stage_band_and_concern():
         ("dfw_to_vm", "to-ct", "dfw", 0),
         ("dfw_to_vm_ct", "rule 2", "dfw", 1),
     ]
-    assert t.outputs == [200] and t.datapath_actions == "ct(commit,zone=1),2"
+    assert t.outputs == [200] and t.datapath_actions == ["ct(zone=1),recirc(0x3)", "ct(commit,zone=1),2"]
     arp = parse_ofproto_trace((DATA / "ofproto-trace-arp.txt").read_text())
     assert arp.outputs == [1, 200]
     forged = parse_ofproto_trace((DATA / "ofproto-trace-forged.txt").read_text())
     assert [(s.stage, s.band) for s in forged.steps] == [("vs_in_port", "miss")]
-    assert forged.outputs == [] and forged.datapath_actions == "drop"
+    assert forged.outputs == [] and forged.datapath_actions == ["drop"]
+
+
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (["--port", "open-eth0", "--vlan", "5000"], "--vlan 5000 is not within 0-4094"),
+        (["--port", "open-eth0", "--dst", "strict", "--tcp", "70000"], "--tcp 70000 is not within 0-65535"),
+        (["--port", "open-eth0", "--to", "nosuch"], "--to 'nosuch': vSwitch0 on esx1 has no such port"),
+        (["--port", "vmnic0", "--arp", "10.0.10.1", "--ip-src", "foo"], "--ip-src 'foo' is not an IPv4"),
+    ],
+)
+def test_out_of_range_input_is_one_line_and_exit_2(capsys, argv, error):
+    assert main(["trace", NUGGETS, "--host", "esx1", *argv]) == 2
+    err = capsys.readouterr().err
+    assert error in err and err.count("\n") == 1
+
+
+def test_a_file_that_is_not_a_pcap_is_one_line_and_exit_2(capsys, tmp_path):
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"not a capture at all")
+    assert main(["trace", NUGGETS, "--host", "esx1", "--port", "open-eth0", "--pcap", str(junk)]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable pcap" in err and err.count("\n") == 1
+
+
+def test_ofproto_trace_reader_skips_the_tunnels_outer_packet():
+    from vlab.trace import parse_ofproto_trace
+
+    t = parse_ofproto_trace((DATA / "ofproto-trace-tunnel.txt").read_text())
+    assert [s.stage for s in t.steps] == [
+        "vs_in_port",
+        "ls_ip_discovery",
+        "ls_arp_responder",
+        "lr_route",
+        "ls_l2",
+    ]
+    assert t.outputs == [199]
+
+
+def test_ofproto_trace_reader_reads_in_port():
+    from vlab.trace import parse_ofproto_trace
+
+    text = """Flow: arp,in_port=200,vlan_tci=0x0000
+
+bridge("dvs-compute")
+---------------------
+ 3. arp,tun_id=0x1388,arp_tpa=10.1.1.12,arp_op=1, priority 300, cookie 0x300000000000000
+    set_field:2->arp_op
+    IN_PORT
+
+Final flow: unchanged
+Datapath actions: 1
+"""
+    assert parse_ofproto_trace(text).outputs == [200]

@@ -114,6 +114,14 @@ def _l3(f: Frame) -> str:
     return f"{proto} {f.ipv4_src or '?'} > {f.ipv4_dst}{':' + str(port) if port else ''}"
 
 
+def is_copy(port: Optional[PortBinding], no) -> bool:
+    """Output ``no`` (whose binding is ``port``, if any) is a copy, not a
+    delivery: a PortOutput capture port, a port mirroring tunnel or the controller."""
+    if no == "controller" or (isinstance(no, int) and no >= CAPTURE_BASE):
+        return True
+    return port is not None and port.kind == "mirror"
+
+
 class _Names:
     """OpenFlow port numbers of one bridge, as a user names them."""
 
@@ -127,11 +135,7 @@ class _Names:
         return next((p for p in self.by_no.values() if p.name == name), None)
 
     def is_copy(self, no) -> bool:
-        """A capture port, a port mirroring tunnel or the controller."""
-        if no == "controller" or (isinstance(no, int) and no >= CAPTURE_BASE):
-            return True
-        p = self.by_no.get(no)
-        return p is not None and p.kind == "mirror"
+        return is_copy(self.by_no.get(no), no)
 
     def name(self, no, frame: Optional[Frame] = None) -> str:
         if no == "controller":

@@ -24,7 +24,7 @@ from typing import Optional
 from controller.pipeline import CONCERN_NAMES, STAGES, band_label, concern_of
 from controller.simulate import CT_EST, CT_INV, CT_NEW, CT_REL, CT_RPL, CT_TRK, TCP_ACK, TCP_SYN, Frame
 from vlab import naming
-from vlab.bindings import CAPTURE_BASE, GuestNic, Placement, SwitchBinding
+from vlab.bindings import GuestNic, Placement, SwitchBinding
 from vlab.protocols import (
     ARP_REQUEST,
     ETH_ARP,
@@ -104,10 +104,8 @@ def build_frame(
     own_mac, own_ip = OUTSIDE_MAC, None
     if p.mac is not None:
         own_mac = p.mac.lower()
-        own_ip = (
-            _endpoints(lab).get(port, (None, None))[1]
-            or _endpoints(lab).get(f"{binding.host}/{port}", (None, None))[1]
-        )
+        known = _endpoints(lab)
+        own_ip = known.get(port, (None, None))[1] or known.get(f"{binding.host}/{port}", (None, None))[1]
     _in_range(vlan, 0, 4094, "--vlan")
     _in_range(tcp, 0, 65535, "--tcp")
     _in_range(udp, 0, 65535, "--udp")
@@ -376,6 +374,7 @@ def compare_with_ovs(ctl, binding: SwitchBinding, frame: Frame, ex, held_to_mtu:
     trace the same states. Copies (mirror, capture, packet-in) are left
     out of the comparison on both sides; with ``held_to_mtu`` the outputs
     are not compared (OVS's trace does not see the MTU)."""
+    from controller.explain import is_copy
     from topologies.ovs import OvsError
 
     argv = ["ofproto/trace", binding.bridge, ofproto_flow(frame)]
@@ -388,11 +387,7 @@ def compare_with_ovs(ctl, binding: SwitchBinding, frame: Frame, ex, held_to_mtu:
     ovs = parse_ofproto_trace(text)
     ports = {p.ofport: p for p in binding.ports}
     outputs = sorted(
-        {
-            ports[n].name if n in ports else f"port {n}"
-            for n in ovs.outputs
-            if not (n >= CAPTURE_BASE or (n in ports and ports[n].kind == "mirror"))
-        }
+        {ports[n].name if n in ports else f"port {n}" for n in ovs.outputs if not is_copy(ports.get(n), n)}
     )
     model = sorted({d.split(" to ")[0] for d in ex.delivered})
     disagree = None

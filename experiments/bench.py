@@ -339,7 +339,7 @@ def measure_failover(net, work: Path, trials: int = 20, pps: int = 1000) -> dict
             pps * (trials * 3 + 10),
             wait=False,
         )
-        from topologies.operations import wait_for
+        from vlab.operations import wait_for
 
         wait_for(lambda: len(_arrivals(work / "failover-recv.txt")) > pps // 10, 10, "stream reaching peer")
         for _ in range(trials):
@@ -453,7 +453,7 @@ def measure_vmotion(net, work: Path, moves: int = 10, pps: int = 1000, stun_s: f
             )
             for rx, (tx, port) in streams.items()
         ]
-        from topologies.operations import wait_for
+        from vlab.operations import wait_for
 
         files = [work / f"vmotion-{rx}.txt" for rx in streams]
         for f in files:
@@ -599,7 +599,7 @@ def measure_controller_resync(
     kernel capture on the sender's vNIC; lost: never captured on the
     receiver's); and whether every bridge then holds exactly its flows."""
     from topologies.network import NotReady
-    from topologies.operations import wait_for
+    from vlab.operations import wait_for
 
     ctl, port = net.control, 7201
     src, dst = _vms_on_two_hosts(net.lab)

@@ -46,10 +46,10 @@ from experiments.common import (
     write_result,
 )
 from experiments.fidelity import CpuMeter, checks, shaping_drops
-from topologies.esxcli import nsx_tables
 from topologies.network import LabNetwork, link_mbps, wait_until
 from vlab import naming
 from vlab.reachability import endpoints
+from vlab.shell.esxcli import nsx_tables
 
 NAME = "nsx-packet-walk"
 LABS = Path(__file__).resolve().parents[1] / "labs"

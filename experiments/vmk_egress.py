@@ -40,9 +40,9 @@ from experiments.common import (
     write_result,
 )
 from experiments.fidelity import CpuMeter, checks, shaping_drops
-from topologies import esxtop
 from topologies.network import LabNetwork, link_mbps
 from vlab.lab.resolve import find, switch_of_port_group
+from vlab.shell import esxtop
 
 NAME = "vmk-egress"
 LABS = Path(__file__).resolve().parents[1] / "labs"

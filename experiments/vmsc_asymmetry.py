@@ -49,9 +49,8 @@ from experiments.common import (
 )
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
-from topologies import perimeter
 from topologies.network import LabNetwork
-from vlab import naming
+from vlab import naming, perimeter
 
 NAME = "vmsc-asymmetry"
 LAB = Path(__file__).resolve().parents[1] / "labs" / "vmsc.yaml"

@@ -37,17 +37,15 @@ from mininet.net import Mininet
 from mininet.node import Host
 
 from controller import dfw
-from vlab import control, naming
+from vlab import control, naming, perimeter
 from vlab.bindings import MIRROR_PORTS, SwitchBinding, switch_bindings
 from vlab.lab.model import Lab
 from vlab.lab.resolve import vtep_of
+from vlab.operations import LabControl
+from vlab.ovs import OvsInstance, parse_mdb
 from vlab.reachability import Endpoint, endpoints, expected_reachability
 from vlab.runtime import Run
 from vlab.vmkernel import routing_commands
-
-from . import perimeter
-from .operations import LabControl
-from .ovs import OvsInstance, parse_mdb
 
 LOG = logging.getLogger("vlab.topology")
 CONTROLLER_PORT = 6653

@@ -193,7 +193,7 @@ def cmd_up(args) -> int:
     from mininet.log import setLogLevel
 
     from experiments.common import lab_session
-    from topologies.labcli import EsxiCLI
+    from vlab.shell.labcli import EsxiCLI
 
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive (got {args.timeout:g})")
@@ -222,7 +222,7 @@ def cmd_clean(args) -> int:
 
 def _running_lab(args):
     """LabControl of ``--run``, or of the only running lab."""
-    from topologies.operations import LabControl
+    from vlab.operations import LabControl
 
     from .runtime import Run, existing_runs, owner_alive
 
@@ -250,7 +250,7 @@ def cmd_uplink(args) -> int:
 
 def cmd_vmotion(args) -> int:
     _need_root()
-    from topologies import commands
+    from vlab.shell import commands
 
     print(commands.vmotion(_running_lab(args), args))
     return EXIT_OK
@@ -258,7 +258,7 @@ def cmd_vmotion(args) -> int:
 
 def cmd_pktcap(args) -> int:
     _need_root()
-    from topologies import commands
+    from vlab.shell import commands
 
     print(f"wrote {commands.pktcap(_running_lab(args), args)}")
     return EXIT_OK
@@ -266,7 +266,7 @@ def cmd_pktcap(args) -> int:
 
 def cmd_esxtop(args) -> int:
     _need_root()
-    from topologies import commands
+    from vlab.shell import commands
 
     for screen in commands.esxtop_screens(_running_lab(args), args):
         if sys.stdout.isatty():
@@ -280,7 +280,7 @@ def cmd_lab_validate(args) -> int:
     _need_root()
     from pathlib import Path
 
-    from topologies.operations import LabControl
+    from vlab.operations import LabControl
 
     from . import labcheck
     from .runtime import existing_runs, owner_alive
@@ -397,7 +397,7 @@ def cmd_inspect(args) -> int:
     _need_root()
     import json
 
-    from topologies.esxcli import inspect
+    from vlab.shell.esxcli import inspect
 
     print(json.dumps(inspect(_running_lab(args)), indent=2 if args.json else None))
     return EXIT_OK
@@ -407,7 +407,7 @@ def cmd_nsx(args) -> int:
     _need_root()
     import json
 
-    from topologies.esxcli import nsx_tables
+    from vlab.shell.esxcli import nsx_tables
 
     print(json.dumps(nsx_tables(_running_lab(args)), indent=2))
     return EXIT_OK
@@ -423,7 +423,7 @@ def _say(args, text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from topologies import commands
+    from vlab.shell import commands
 
     parser = argparse.ArgumentParser(prog="vlab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -602,13 +602,13 @@ def _unknown_experiment():
 
 def _runtime_failures():
     from topologies.network import NotReady
-    from topologies.operations import CaptureIncomplete
+    from vlab.operations import CaptureIncomplete
 
     return (NotReady, CaptureIncomplete)
 
 
 def _operation_error():
-    from topologies.operations import OperationError
+    from vlab.operations import OperationError
 
     return OperationError
 

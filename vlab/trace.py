@@ -375,7 +375,7 @@ def compare_with_ovs(ctl, binding: SwitchBinding, frame: Frame, ex, held_to_mtu:
     out of the comparison on both sides; with ``held_to_mtu`` the outputs
     are not compared (OVS's trace does not see the MTU)."""
     from controller.explain import is_copy
-    from topologies.ovs import OvsError
+    from vlab.ovs import OvsError
 
     argv = ["ofproto/trace", binding.bridge, ofproto_flow(frame)]
     for state in ex.ct_states:

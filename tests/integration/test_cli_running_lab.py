@@ -10,9 +10,9 @@ import pytest
 
 from experiments.common import count_frames
 from tests.integration.conftest import REPO, TWO_HOSTS
-from topologies.operations import LabControl
 from vlab import naming
 from vlab.cli import main
+from vlab.operations import LabControl
 
 HOLD = [sys.executable, str(Path(__file__).with_name("hold_lab.py")), str(TWO_HOSTS)]
 

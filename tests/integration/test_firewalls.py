@@ -19,7 +19,7 @@ import pytest
 
 from experiments import microsegmentation
 from experiments.common import REPO, guest_tool, lab_session, stop_tool, wait_ready_line
-from topologies import perimeter
+from vlab import perimeter
 
 
 def connect(net, src: str, ip: str, port: int, timeout: float = 1.5) -> str:

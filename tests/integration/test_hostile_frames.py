@@ -34,10 +34,10 @@ import pytest
 from controller.state import ControllerState
 from experiments.common import REPO, guest_tool, lab_session
 from experiments.tools.hostile import Peer, digest, hostile_frames
-from topologies.esxcli import nsx_tables
 from topologies.network import wait_until
 from vlab import control, naming
 from vlab.bindings import GuestNic
+from vlab.shell.esxcli import nsx_tables
 
 SEED, COUNT = 7, 1000
 MAX_LOST = 2  # "a couple" of echo requests

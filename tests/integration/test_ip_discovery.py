@@ -11,9 +11,9 @@ import yaml
 
 from experiments import nsx_packet_walk as walk
 from experiments.common import REPO, lab_session
-from topologies.esxcli import nsx_tables
 from topologies.network import wait_until
 from vlab import control
+from vlab.shell.esxcli import nsx_tables
 
 GUEST_DHCP_HOOK = REPO / "experiments" / "tools" / "udhcpc-guest.sh"
 POOL = ("10.1.1.100", "10.1.1.110")

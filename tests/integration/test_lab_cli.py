@@ -3,7 +3,7 @@ student would type them (Mininet's CLI runs a script and returns)."""
 
 import os
 
-from topologies.labcli import EsxiCLI
+from vlab.shell.labcli import EsxiCLI
 
 
 def _cli(net, tmp_path, *commands):

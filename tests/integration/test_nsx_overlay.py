@@ -11,8 +11,8 @@ import yaml
 
 from experiments import nsx_packet_walk as walk
 from experiments.common import lab_session
-from topologies.esxcli import nsx_tables
 from vlab import cli
+from vlab.shell.esxcli import nsx_tables
 
 VTEP = {"esx1": "172.16.200.11", "esx2": "172.16.200.12", "esx3": "172.16.201.13", "esx4": "172.16.201.14"}
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from experiments.common import lab_session, ping_sweep
-from topologies.esxcli import inspect, vm_list
-from topologies.operations import wait_for
 from vlab import labcheck
+from vlab.operations import wait_for
 from vlab.reachability import expected_reachability
+from vlab.shell.esxcli import inspect, vm_list
 
 LAB = Path(__file__).with_name("labs") / "two-vswitches.yaml"
 

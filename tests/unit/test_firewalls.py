@@ -20,10 +20,10 @@ from controller import dfw
 from controller.flows import compile_bridge
 from controller.nsx import build_tables
 from controller.pipeline import Priority, Table
-from topologies import perimeter
-from topologies.ovs import parse_conntrack
+from vlab import perimeter
 from vlab.bindings import switch_bindings
 from vlab.lab.load import LabError, parse_lab
+from vlab.ovs import parse_conntrack
 
 LABS = Path(__file__).resolve().parents[2] / "labs"
 MICROSEG = yaml.safe_load((LABS / "microseg.yaml").read_text())

@@ -2,7 +2,7 @@
 tcpdump's counters and ``ss`` output, parsed (no root, no namespace)."""
 
 from experiments.settle import is_marker, marker, open_connections
-from topologies.operations import capture_stats
+from vlab.operations import capture_stats
 
 USR1 = "tcpdump: listening on eth0, link-type EN10MB (Ethernet), snapshot length 262144 bytes\n"
 

@@ -4,8 +4,8 @@ import copy
 
 import pytest
 
-from topologies.esxtop import Sample, format_table, rates
 from vlab.lab.load import LabError, parse_lab
+from vlab.shell.esxtop import Sample, format_table, rates
 from vlab.vmkernel import STACK_TABLE, routing_commands
 
 LAB = {

@@ -194,7 +194,7 @@ def test_flows_are_deterministic():
 
 def test_mdb_show_parses_in_both_ovs_formats():
     """OVS 3.1 (Debian 12) and 3.5 (Debian 13, which adds a protocol column)."""
-    from topologies.ovs import parse_mdb
+    from vlab.ovs import parse_mdb
 
     old = " port  VLAN  GROUP                Age\n    2    10  239.2.2.2              3\n"
     new = " port  VLAN  protocol  GROUP                Age\n    2    10  IGMPv2    239.2.2.2              3\n"

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from .operations import LabControl, OperationError
+from vlab.operations import LabControl, OperationError
 
 
 def add_vmotion_args(p: argparse.ArgumentParser) -> None:

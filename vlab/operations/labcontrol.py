@@ -32,8 +32,7 @@ from vlab import control, naming
 from vlab.bindings import CAPTURE_BASE, Placement, default_placement
 from vlab.lab.load import load_lab
 from vlab.lab.resolve import overlay_switch, switch_of_port_group
-
-from .ovs import OvsInstance
+from vlab.ovs import OvsInstance
 
 
 class OperationError(RuntimeError):

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from mininet.cli import CLI
 
+from vlab.operations import OperationError
+
 from . import commands, esxcli
-from .operations import OperationError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -15,8 +15,8 @@ from controller.nsx import vteps
 from vlab import control, naming
 from vlab.bindings import switch_bindings
 from vlab.lab.resolve import switch_of_port_group
+from vlab.operations import OperationError
 
-from .operations import OperationError
 from .textable import render
 
 VM_COLUMNS = ("World", "Port ID", "Port", "MAC Address", "Portgroup", "VLAN ID", "Team Uplink")

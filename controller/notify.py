@@ -17,8 +17,9 @@ from scapy.contrib.igmp import IGMP
 from scapy.layers.inet import IP, IPOption_Router_Alert
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
+from vlab.protocols import ALL_HOSTS_MAC
+
 BROADCAST = "ff:ff:ff:ff:ff:ff"
-ALL_HOSTS_MAC = "01:00:5e:00:00:01"
 ETH_P_RARP = 0x8035
 
 

@@ -339,7 +339,7 @@ def measure_failover(net, work: Path, trials: int = 20, pps: int = 1000) -> dict
             pps * (trials * 3 + 10),
             wait=False,
         )
-        from vlab.operations import wait_for
+        from vlab.waiting import wait_for
 
         wait_for(lambda: len(_arrivals(work / "failover-recv.txt")) > pps // 10, 10, "stream reaching peer")
         for _ in range(trials):
@@ -453,7 +453,7 @@ def measure_vmotion(net, work: Path, moves: int = 10, pps: int = 1000, stun_s: f
             )
             for rx, (tx, port) in streams.items()
         ]
-        from vlab.operations import wait_for
+        from vlab.waiting import wait_for
 
         files = [work / f"vmotion-{rx}.txt" for rx in streams]
         for f in files:
@@ -598,8 +598,8 @@ def measure_controller_resync(
     packets the stream lost from the kill until ``after_s`` after that (sent:
     kernel capture on the sender's vNIC; lost: never captured on the
     receiver's); and whether every bridge then holds exactly its flows."""
-    from topologies.network import NotReady
-    from vlab.operations import wait_for
+    from topologies.readiness import NotReady
+    from vlab.waiting import wait_for
 
     ctl, port = net.control, 7201
     src, dst = _vms_on_two_hosts(net.lab)
@@ -781,10 +781,10 @@ def measure_veth_ceiling(seconds: float) -> dict:
             ["iperf3", "-s", "-1", "-B", "10.99.0.2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
-            from topologies.network import wait_until
+            from vlab.waiting import Pending, wait_for
 
-            wait_until(
-                lambda: None if "LISTEN" in b.cmd("ss -Hltn 'sport = :5201'") else "iperf3 not listening",
+            wait_for(
+                lambda: "LISTEN" in b.cmd("ss -Hltn 'sport = :5201'") or Pending("iperf3 not listening"),
                 10,
                 "iperf3 on vb",
             )

@@ -22,10 +22,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterator
 
-from topologies.network import LabNetwork, wait_until
+from topologies.network import LabNetwork
 from vlab.lab.load import load_lab
 from vlab.reachability import Endpoint
 from vlab.runtime import Run, signals_as_exceptions, uninterruptible
+from vlab.waiting import Pending, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get("VLAB_RESULTS", REPO / "results"))
@@ -182,8 +183,8 @@ def iperf3(
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_until(
-            lambda: None if "LISTEN" in srv.cmd(f"ss -Hltn 'sport = :{port}'") else "iperf3 not listening",
+        wait_for(
+            lambda: "LISTEN" in srv.cmd(f"ss -Hltn 'sport = :{port}'") or Pending("iperf3 not listening"),
             10,
             f"iperf3 server on {server.name}",
         )

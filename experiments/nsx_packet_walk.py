@@ -46,10 +46,12 @@ from experiments.common import (
     write_result,
 )
 from experiments.fidelity import CpuMeter, checks, shaping_drops
-from topologies.network import LabNetwork, link_mbps, wait_until
+from topologies.network import LabNetwork
 from vlab import naming
+from vlab.lab.resolve import link_mbps
 from vlab.reachability import endpoints
 from vlab.shell.esxcli import nsx_tables
+from vlab.waiting import Pending, wait_for
 
 NAME = "nsx-packet-walk"
 LABS = Path(__file__).resolve().parents[1] / "labs"
@@ -270,8 +272,8 @@ def measure_bulk(net: LabNetwork, nbytes: int, timeout_s: float = 8.0) -> dict:
         ["iperf3", "-s", "-1", "-p", "5301"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        wait_until(
-            lambda: None if "LISTEN" in vm2.cmd("ss -Hltn 'sport = :5301'") else "iperf3 not listening",
+        wait_for(
+            lambda: "LISTEN" in vm2.cmd("ss -Hltn 'sport = :5301'") or Pending("iperf3 not listening"),
             10,
             "iperf3 on vm2",
         )

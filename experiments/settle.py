@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from experiments.common import guest_tool
-from vlab.operations import wait_for
+from vlab.waiting import wait_for
 
 MARKER_TAG = b"vlab-marker-"
 # A locally administered unicast MAC no VM has: a vSwitch does not learn

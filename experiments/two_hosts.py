@@ -12,9 +12,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from topologies.network import link_mbps
 from vlab.lab.model import Lab
-from vlab.lab.resolve import find, switch_of_port_group
+from vlab.lab.resolve import find, link_mbps, switch_of_port_group
 from vlab.reachability import expected_reachability
 
 from .common import Progress, environment, iperf3, lab_session, ping_sweep, save_figure

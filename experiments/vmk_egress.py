@@ -40,8 +40,8 @@ from experiments.common import (
     write_result,
 )
 from experiments.fidelity import CpuMeter, checks, shaping_drops
-from topologies.network import LabNetwork, link_mbps
-from vlab.lab.resolve import find, switch_of_port_group
+from topologies.network import LabNetwork
+from vlab.lab.resolve import find, link_mbps, switch_of_port_group
 from vlab.shell import esxtop
 
 NAME = "vmk-egress"

@@ -46,7 +46,7 @@ from experiments.common import (
 from experiments.fidelity import CpuMeter, checks, shaping_drops
 from topologies.network import LabNetwork
 from vlab import naming
-from vlab.operations import wait_for
+from vlab.waiting import wait_for
 
 NAME = "vswitch-nuggets"
 LAB = Path(__file__).resolve().parents[1] / "labs" / "vswitch-nuggets.yaml"

@@ -601,7 +601,7 @@ def _unknown_experiment():
 
 
 def _runtime_failures():
-    from topologies.network import NotReady
+    from topologies.readiness import NotReady
     from vlab.operations import CaptureIncomplete
 
     return (NotReady, CaptureIncomplete)

@@ -16,3 +16,7 @@ IP_PROTOCOLS = {"icmp": IPPROTO_ICMP, "tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
 PROTOCOL_NAMES = {number: name for name, number in IP_PROTOCOLS.items()}
 
 ARP_REQUEST, ARP_REPLY = 1, 2
+
+# The IPv4 all-hosts group (224.0.0.1) as a multicast MAC: in every guest
+# NIC's filter once the interface is up, and where IGMP general queries go.
+ALL_HOSTS_MAC = "01:00:5e:00:00:01"

@@ -7,7 +7,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,9 @@ from tests.integration.leftovers import (
     run_dir_of,
     signals_as_on_a_terminal,
 )
+from vlab.waiting import wait_for
 
 HOLD = [sys.executable, str(Path(__file__).with_name("hold_lab.py")), str(TWO_HOSTS)]
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def _start_hold():
@@ -72,7 +64,7 @@ def test_signal_during_bringup_leaves_nothing(sig, phase):
     before = nothing_before()
     proc, token = _start_hold()
     try:
-        _wait_for(
+        wait_for(
             lambda: (
                 (d := run_dir_of(proc.pid)) is not None and (d / phase).exists() or proc.poll() is not None
             ),

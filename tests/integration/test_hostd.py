@@ -21,7 +21,7 @@ def _namespace_ready(pid: int) -> None:
     """unshare has switched namespaces once its net ns differs from ours."""
     import os
 
-    from vlab.operations import wait_for
+    from vlab.waiting import wait_for
 
     own = os.stat("/proc/self/ns/net").st_ino
     wait_for(

@@ -34,10 +34,10 @@ import pytest
 from controller.state import ControllerState
 from experiments.common import REPO, guest_tool, lab_session
 from experiments.tools.hostile import Peer, digest, hostile_frames
-from topologies.network import wait_until
 from vlab import control, naming
 from vlab.bindings import GuestNic
 from vlab.shell.esxcli import nsx_tables
+from vlab.waiting import Pending, wait_for
 
 SEED, COUNT = 7, 1000
 MAX_LOST = 2  # "a couple" of echo requests
@@ -121,8 +121,8 @@ def test_hostile_guest_leaves_controller_flows_and_traffic_intact(case, tmp_path
                 ["ping", "-n", "-i", str(PING_INTERVAL), str(dst.ip.ip)], stdout=out, stderr=subprocess.STDOUT
             )
         try:
-            wait_until(
-                lambda: None if _ping_replies(ping_out) else ping_out.read_text()[-300:] or "no output",
+            wait_for(
+                lambda: _ping_replies(ping_out) or Pending(ping_out.read_text()[-300:] or "no output"),
                 10,
                 f"first echo reply {case.pinger} -> {case.target}",
             )
@@ -157,13 +157,16 @@ def test_hostile_guest_leaves_controller_flows_and_traffic_intact(case, tmp_path
             # Let what the frames triggered settle (packet-ins handled, flows
             # recompiled and acknowledged), then keep pinging for another
             # second of replies so the ping covers the aftermath too.
-            wait_until(lambda: _flow_mismatches(net), 20, "flows after the hostile frames")
+            wait_for(
+                lambda: (lambda wrong: wrong is None or Pending(wrong))(_flow_mismatches(net)),
+                20,
+                "flows after the hostile frames",
+            )
             settled = len(_ping_replies(ping_out))
-            wait_until(
+            wait_for(
                 lambda: (
-                    None
-                    if len(_ping_replies(ping_out)) >= settled + 1 / PING_INTERVAL
-                    else f"{len(_ping_replies(ping_out)) - settled} replies since"
+                    len(_ping_replies(ping_out)) >= settled + 1 / PING_INTERVAL
+                    or Pending(f"{len(_ping_replies(ping_out)) - settled} replies since")
                 ),
                 10,
                 "a second of echo replies after the hostile frames",

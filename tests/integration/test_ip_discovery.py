@@ -11,9 +11,9 @@ import yaml
 
 from experiments import nsx_packet_walk as walk
 from experiments.common import REPO, lab_session
-from topologies.network import wait_until
 from vlab import control
 from vlab.shell.esxcli import nsx_tables
+from vlab.waiting import Pending, wait_for
 
 GUEST_DHCP_HOOK = REPO / "experiments" / "tools" / "udhcpc-guest.sh"
 POOL = ("10.1.1.100", "10.1.1.110")
@@ -36,9 +36,9 @@ def arp_table(net, logical_switch="web"):
 
 def wait_for_entry(net, ip, what):
     def learned():
-        return None if ip in arp_table(net) else f"arp table {arp_table(net)}"
+        return ip in arp_table(net) or Pending(f"arp table {arp_table(net)}")
 
-    wait_until(learned, 10, what)
+    wait_for(learned, 10, what)
 
 
 def test_without_vmtools_the_arp_table_starts_empty(snooping_only):
@@ -116,8 +116,8 @@ def test_snooped_bindings_survive_a_controller_restart(snooping_only, work):
     assert any("arp_snooping" in sources for _, sources in before.values()), before
     (net.run.dir / control.NSX_TABLES).unlink()
     net.restart_controller()
-    wait_until(
-        lambda: None if (net.run.dir / control.NSX_TABLES).exists() else "no nsx.json",
+    wait_for(
+        lambda: (net.run.dir / control.NSX_TABLES).exists() or Pending("no nsx.json"),
         10,
         "tables written by the new controller",
     )

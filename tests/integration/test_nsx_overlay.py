@@ -13,6 +13,7 @@ from experiments import nsx_packet_walk as walk
 from experiments.common import lab_session
 from vlab import cli
 from vlab.shell.esxcli import nsx_tables
+from vlab.waiting import Pending, wait_for
 
 VTEP = {"esx1": "172.16.200.11", "esx2": "172.16.200.12", "esx3": "172.16.201.13", "esx4": "172.16.201.14"}
 
@@ -105,11 +106,9 @@ def test_nsx_tables_follow_vmotion_and_traffic_follows_them(overlay, work, capsy
 
         def moved():
             macs = {e["mac"]: e["host"] for e in nsx_tables(overlay.control)["web"]["mac_table"]}
-            return None if macs.get("00:50:56:a1:00:02") == "esx4" else f"mac table {macs}"
+            return macs.get("00:50:56:a1:00:02") == "esx4" or Pending(f"mac table {macs}")
 
-        from topologies.network import wait_until
-
-        wait_until(moved, 10, "MAC table after vMotion")
+        wait_for(moved, 10, "MAC table after vMotion")
         assert cli.main(["nsx", "tables", "--run", overlay.run.id]) == 0
         printed = json.loads(capsys.readouterr().out)
         assert "esx4" in [e["host"] for e in printed["web"]["vtep_table"]]

@@ -5,10 +5,10 @@ import subprocess
 
 from controller.vswitch import compile_vswitch
 from experiments.common import ping_sweep
-from topologies.network import wait_until
 from vlab import naming
 from vlab.bindings import GuestNic
 from vlab.reachability import expected_reachability
+from vlab.waiting import Pending, wait_for
 
 
 def test_every_vswitch_is_secure_userspace_and_holds_exactly_its_flows(two_hosts):
@@ -116,9 +116,9 @@ def test_unknown_unicast_is_not_flooded_to_other_vms(two_hosts, tmp_path):
         # the frames have been sent; give tcpdump time to drain its ring
         def seen_on_uplinks():
             n = sum(_count(pcap) for _, pcap in uplink_pcaps.values())
-            return None if n >= 5 else f"{n}/5 frames captured on esx1's PG-1G uplinks"
+            return n >= 5 or Pending(f"{n}/5 frames captured on esx1's PG-1G uplinks")
 
-        wait_until(seen_on_uplinks, 10, "capture on uplinks")
+        wait_for(seen_on_uplinks, 10, "capture on uplinks")
     finally:
         for proc, _ in list(watchers.values()) + list(uplink_pcaps.values()):
             proc.terminate()

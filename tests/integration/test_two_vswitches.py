@@ -9,9 +9,9 @@ import pytest
 
 from experiments.common import lab_session, ping_sweep
 from vlab import labcheck
-from vlab.operations import wait_for
 from vlab.reachability import expected_reachability
 from vlab.shell.esxcli import inspect, vm_list
+from vlab.waiting import wait_for
 
 LAB = Path(__file__).with_name("labs") / "two-vswitches.yaml"
 

@@ -94,7 +94,7 @@ def test_a_bringup_step_that_blocks_forever_is_interrupted_with_its_name():
 
     import pytest
 
-    from topologies.network import NotReady, time_limit
+    from topologies.readiness import NotReady, time_limit
 
     r, w = os.pipe()
     try:

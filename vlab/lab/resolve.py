@@ -182,6 +182,16 @@ def vtep_of(host: EsxiHost) -> Optional[VmkernelAdapter]:
     return next((v for v in host.vmkernel if v.stack == "vxlan"), None)
 
 
+def link_mbps(lab: Lab, gbps: float) -> float:
+    """The rate a link of ``gbps`` is shaped to in this lab (its ``link_scale``)."""
+    return gbps * 1000 * lab.link_scale
+
+
+def vteps(lab: Lab) -> dict[str, VmkernelAdapter]:
+    """ESXi host name -> its VTEP vmk, for hosts that have one."""
+    return {h.name: vtep_of(h) for h in lab.esxi_hosts if vtep_of(h) is not None}
+
+
 def overlay_switch(lab: Lab, host: EsxiHost) -> Optional[HostSwitch]:
     """The vSwitch of ``host`` that carries its VTEP: VMs on logical switches
     connect to it (in NSX-v, the VXLAN-prepared distributed switch)."""

@@ -2,6 +2,6 @@
 ESXi hosts and cables (vMotion, reconnect, uplink cables) and pktcap-uw
 captures. See ``labcontrol.LabControl``."""
 
-from .labcontrol import Capture, CaptureIncomplete, LabControl, OperationError, capture_stats, wait_for
+from .labcontrol import Capture, CaptureIncomplete, LabControl, OperationError, capture_stats
 
-__all__ = ["Capture", "CaptureIncomplete", "LabControl", "OperationError", "capture_stats", "wait_for"]
+__all__ = ["Capture", "CaptureIncomplete", "LabControl", "OperationError", "capture_stats"]

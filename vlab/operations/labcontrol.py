@@ -33,22 +33,16 @@ from vlab.bindings import CAPTURE_BASE, Placement, default_placement
 from vlab.lab.load import load_lab
 from vlab.lab.resolve import overlay_switch, switch_of_port_group
 from vlab.ovs import OvsInstance
+from vlab.waiting import wait_for
 
 
 class OperationError(RuntimeError):
     """An operation that cannot be done on this lab (bad name, wrong state)."""
 
 
-def wait_for(check, timeout: float, what: str, interval: float = 0.02):
-    """Poll ``check`` until it returns something truthy; raise with ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise OperationError(f"{what}: not done after {timeout:.1f}s")
-        time.sleep(interval)
+def _wait(check, timeout: float, what: str, interval: float = 0.02):
+    """``vlab.waiting.wait_for``, failing as an operation does."""
+    return wait_for(check, timeout, what, interval=interval, error=OperationError)
 
 
 class CaptureIncomplete(RuntimeError):
@@ -110,7 +104,7 @@ class Capture:
         """Ask tcpdump for its counters (SIGUSR1) and wait for the answer."""
         before = self.log.read_text().count("received by filter")
         self.proc.send_signal(signal.SIGUSR1)
-        wait_for(
+        _wait(
             lambda: self.proc.poll() is not None or self.log.read_text().count("received by filter") > before,
             timeout,
             f"tcpdump's counters for {self.what}",
@@ -136,9 +130,7 @@ class Capture:
             return len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]
 
         try:
-            wait_for(
-                caught_up, timeout, f"{self.what}: tcpdump writing the frames it received", interval=0.05
-            )
+            _wait(caught_up, timeout, f"{self.what}: tcpdump writing the frames it received", interval=0.05)
         except OperationError:
             return False
         return True
@@ -232,7 +224,7 @@ class LabControl:
         want.update(changes)
         want["generation"] = want.get("generation", 0) + 1
         control.write_json(self.dir / control.DESIRED, want)
-        return wait_for(
+        return _wait(
             lambda: (lambda a: a if a.get("generation", 0) >= want["generation"] else None)(self.applied()),
             timeout,
             "controller applying the request",
@@ -240,7 +232,7 @@ class LabControl:
 
     def wait_guest(self, port: str, predicate, timeout: float = 5.0) -> dict:
         """Wait until hostd has reported ``port``'s guest state matching ``predicate``."""
-        return wait_for(
+        return _wait(
             lambda: (lambda g: g if g and predicate(g) else None)(self.applied().get("guests", {}).get(port)),
             timeout,
             f"hostd reporting the guest state of {port}",
@@ -482,7 +474,7 @@ class LabControl:
             stdout=subprocess.DEVNULL,
             stderr=open(err, "w"),
         )
-        wait_for(
+        _wait(
             lambda: proc.poll() is not None or "listening on" in err.read_text(),
             10,
             f"tcpdump on {node}/{iface}",

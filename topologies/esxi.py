@@ -1,0 +1,121 @@
+"""An ESXi host: a network namespace with its own Open vSwitch instance.
+
+Each host runs its own ovsdb-server and ovs-vswitchd (``vlab.ovs``; why one
+per host: DESIGN.md), with one bridge per vSwitch (standard or distributed
+member), in fail mode ``secure`` and connected to the controller before any
+port is added, so no frame is switched before the controller programmed the
+bridge. Its ports, numbered by ``vlab.bindings``:
+
+* uplinks vmnicN (their htb shaping kept, ``links.keep_qdisc``);
+* VMkernel adapters as internal ports, whose addresses and routing tables
+  (the VMkernel TCP/IP stacks) live in the host namespace (``vlab.vmkernel``);
+* VM vNIC backends (veths whose other ends are in the VMs);
+* the VXLAN tunnel port of the host's VTEP (OVS userspace VXLAN: outer
+  destination and VNI from each flow);
+* port mirroring tunnel ports (ERSPAN type II or GRE) of distributed
+  switches with remote mirror sessions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mininet.node import Host
+
+from vlab.bindings import MIRROR_PORTS, PortBinding, SwitchBinding
+from vlab.lab.model import EsxiHost, Lab
+from vlab.lab.resolve import vtep_of, vteps
+from vlab.ovs import OvsInstance
+from vlab.vmkernel import routing_commands
+
+from .links import KEEP_QDISC_RECORD, keep_qdisc
+from .readiness import NotReady
+
+
+def mirror_interface(name: str) -> list[str]:
+    """OVS interface settings of a port mirroring tunnel port: ERSPAN type II
+    (OVS erspan_ver=1) or GRE; the destination and the session ID (GRE key)
+    come from each copy's flow; the outer source address and the way out
+    from the host's routing table (its VMkernel adapters)."""
+    encapsulation = next(e for e, (n, _) in MIRROR_PORTS.items() if n == name)
+    extra = ["options:erspan_ver=1", "options:erspan_idx=0"] if encapsulation == "erspan" else []
+    return [f"type={encapsulation}", "options:remote_ip=flow", "options:key=flow", *extra]
+
+
+def _port_commands(host: EsxiHost, bridge: str, p: PortBinding, mtu: int) -> list[str]:
+    add = ["--", "add-port", bridge, p.name, "--", "set", "interface", p.name]
+    if p.kind == "tunnel":
+        # Userspace VXLAN: the outer destination and VNI come from each flow
+        # (tun_dst, tun_id); OVS routes the outer packet from the VTEP's
+        # address through the VTEP vmk.
+        return add + [
+            "type=vxlan",
+            f"ofport_request={p.ofport}",
+            "options:remote_ip=flow",
+            "options:key=flow",
+            f"options:local_ip={vtep_of(host).ip.ip}",
+        ]
+    if p.kind == "mirror":
+        return add + [*mirror_interface(p.name), f"ofport_request={p.ofport}"]
+    cmds = add + [f"ofport_request={p.ofport}", f"mtu_request={mtu}"]
+    if p.kind == "vmk":
+        cmds += ["type=internal", f'mac="{p.mac}"']
+    if p.kind == "uplink":
+        cmds += keep_qdisc(p.name)
+    return cmds
+
+
+def bridge_commands(lab: Lab, host: EsxiHost, b: SwitchBinding, controller: str) -> list[str]:
+    """One ovs-vsctl transaction that creates vSwitch ``b`` of ``host``,
+    connected to ``controller`` (``tcp:IP:PORT``), with all its ports."""
+    # Secure fail mode and the controller first: no frame is switched
+    # before the controller has programmed the bridge.
+    br = b.bridge
+    cmds = [
+        "--",
+        "add-br",
+        br,
+        "--",
+        "set",
+        "bridge",
+        br,
+        f"datapath_type={lab.datapath}",
+        "fail_mode=secure",
+        "protocols=OpenFlow13",
+        f"other_config:datapath-id={b.dpid:016x}",
+        "other_config:disable-in-band=true",
+        "--",
+        "set-controller",
+        br,
+        controller,
+    ]
+    for p in b.ports:
+        cmds += _port_commands(host, br, p, b.switch.mtu)
+    return cmds + list(KEEP_QDISC_RECORD)
+
+
+def start_esxi(
+    node: Host, run_dir: Path, lab: Lab, host: EsxiHost, bindings: tuple[SwitchBinding, ...], controller: str
+) -> OvsInstance:
+    """Start ``host``'s OVS instance with its vSwitches, and its VMkernel
+    stacks; returns the instance."""
+    inst = OvsInstance(node, Path(run_dir) / host.name)
+    inst.start()
+    for b in (b for b in bindings if b.host == host.name):
+        inst.vsctl(*bridge_commands(lab, host, b, controller))
+        # Reconnect quickly if the controller restarts (default backoff
+        # is 8 s). Set on its own: set in the transaction that creates
+        # the controller record, OVS kept backing off 2-4 s.
+        inst.vsctl("set", "controller", b.bridge, "max_backoff=1000")
+        for p in b.ports:
+            if p.kind == "vmk":
+                node.cmd(f"ethtool -K {p.name} tx off >/dev/null 2>&1")
+            elif p.kind not in ("tunnel", "mirror"):
+                node.cmd(f"ip link set {p.name} mtu {b.switch.mtu} up")
+    # The VMkernel TCP/IP stacks: addresses, routing tables, rules.
+    transport = tuple(sorted({str(v.ip.network) for v in vteps(lab).values()}))
+    for cmd in routing_commands(host, transport):
+        out = node.cmd(f"{cmd} 2>&1; echo rc=$?").strip()
+        if not out.endswith("rc=0"):
+            raise NotReady(f"{host.name}: `{cmd}` failed: {out}")
+    return inst

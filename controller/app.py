@@ -39,18 +39,17 @@ from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev
 from os_ken.ofproto import ofproto_v1_3
 
 from vlab import control, naming
-from vlab.bindings import VMK_BASE, Placement
 from vlab.lab.load import load_lab
 
-from . import ipdiscovery, notify, ofdriver
+from . import failover, ipdiscovery, notify, ofdriver, vmotion
+from .failover import Notification
 from .flows import COOKIES
 from .hostd import GuestObserver, WatchedNic
 from .pipeline import FlowSpec
-from .state import ControllerState, Notification
+from .state import ControllerState
 
 LOG = logging.getLogger("vlab.controller")
 POLL_S = 0.02  # how often desired.json is looked at
-VMOTION_RARP_REPEATS_S = (0.6, 1.2)  # after the first RARP (see _vmotion_arrived)
 GUEST_POLL_S = 0.1  # how often hostd reads the guests' vNIC filters
 
 
@@ -86,8 +85,7 @@ class VSwitchController(app_manager.OSKenApp):
         self.epoch: dict[int, int] = {}  # dpid -> cookie epoch of its flows
         self.pending: dict[int, dict[int, int]] = {}  # dpid -> {xid: flow count}
         self.generation = 0
-        self.moves: dict[str, dict] = {}  # port -> post-vMotion options
-        self.moving: set[str] = set()  # ports awaiting their new host
+        self.moves = vmotion.Moves()
         self._desired_mtime = 0.0
         self._observer: Optional[GuestObserver] = None
         self._guests_read = 0.0
@@ -159,16 +157,16 @@ class VSwitchController(app_manager.OSKenApp):
         with self.lock:
             if dp.id not in self.datapaths:
                 return
-            if desc.port_no < VMK_BASE:  # an uplink (vmnic)
+            binding = self.state.binding(dp.id)
+            if failover.is_uplink(binding, name):
                 if (name in self.state.down.get(dp.id, frozenset())) != up:
                     return  # link state unchanged
-                notes = self.state.uplink_changed(dp.id, name, up)
+                notes = failover.link_changed(self.state, dp.id, name, up)
                 self._event("uplink_up" if up else "uplink_down", host=self.state.host_of(dp.id), uplink=name)
                 self._apply({dp.id})
                 self._send_notifications(notes)
-            elif up and name in self.moving and any(p.name == name for p in self.state.binding(dp.id).ports):
-                self.moving.discard(name)
-                self._vmotion_arrived(dp, name)
+            elif up and (options := self.moves.arrived(name, binding)) is not None:
+                self._vmotion_arrived(dp, name, options)
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     def on_port_descriptions(self, ev):
@@ -177,8 +175,8 @@ class VSwitchController(app_manager.OSKenApp):
             changed = False
             for desc in ev.msg.body:
                 name = desc.name.decode() if isinstance(desc.name, bytes) else desc.name
-                if desc.port_no < VMK_BASE and desc.state & ofp.OFPPS_LINK_DOWN:
-                    self.state.uplink_changed(dp.id, name, up=False)
+                if failover.is_uplink(self.state.binding(dp.id), name) and desc.state & ofp.OFPPS_LINK_DOWN:
+                    failover.link_changed(self.state, dp.id, name, up=False)
                     changed = True
             if changed:
                 self._apply({dp.id})
@@ -265,21 +263,8 @@ class VSwitchController(app_manager.OSKenApp):
 
     def _take_desired(self, desired: dict) -> set[int]:
         self.generation = desired.get("generation", self.generation)
-        placement = {
-            port: Placement(p["host"], p["ofport"]) for port, p in desired.get("placement", {}).items()
-        }
-        dirty = self.state.set_placement(placement)
-        # A move carries its own sequence number, so a VM moving twice to the
-        # same host still gets its notifications.
-        for port, options in desired.get("moves", {}).items():
-            if self.moves.get(port) != options:
-                self.moves[port] = options
-                self.moving.add(port)
-        if self.state.set_captures(frozenset(desired.get("captures", []))):
-            dirty |= set(self.datapaths)
-        if self.state.set_dfw_sessions(desired.get("dfw_sessions", {})):
-            dirty |= set(self.datapaths)
-        return dirty
+        self.moves.take(desired.get("moves", {}))
+        return self.state.take_desired(desired)
 
     # -- installing ----------------------------------------------------------
     def _apply(self, dpids: set[int]) -> None:
@@ -351,40 +336,24 @@ class VSwitchController(app_manager.OSKenApp):
                 reason=n.reason,
             )
 
-    def _vmotion_arrived(self, dp, port: str) -> None:
-        options = self.moves.get(port, {})
+    def _vmotion_arrived(self, dp, port: str, options: dict) -> None:
+        """Step 6 of the vMotion protocol (``controller.vmotion``)."""
         self._event("vmotion_port_up", host=self.state.host_of(dp.id), port=port)
-        notes = self.state.vmotion_notifications(dp.id, port)
-        self._send_notifications(notes)
-        # Repeat the RARP, as ESXi sends a few: a physical switch that is an
-        # OVS standalone bridge can re-learn the VM's MAC on the old port
-        # after the first one, when its revalidator pushes the stats of the
-        # old path's cached flow (the VM's last frames before the stun) into
-        # MAC learning. A quiet VM would then stay unreachable.
-        for delay in VMOTION_RARP_REPEATS_S:
-            timer = threading.Timer(delay, self._repeat_notifications, args=(notes,))
+        sent = vmotion.arrival(self.state, dp.id, port, options)
+        self._send_notifications(sent.rarps)
+        for delay in vmotion.RARP_REPEATS_S:
+            timer = threading.Timer(delay, self._repeat_notifications, args=(sent.rarps,))
             timer.daemon = True
             timer.start()
-        guest = self.state.guests.get(port)
-        joined = (
-            guest is not None
-            and guest.mcast
-            and any(m.startswith("01:00:5e:") and m != notify.ALL_HOSTS_MAC for m in guest.mcast)
-        )
-        if options.get("igmp_query") and joined:
-            ofport = self.state.binding(dp.id).port(port).ofport
-            frame = notify.igmp_general_query(
-                options.get("query_mac", "00:50:56:00:ff:fe"),
-                options.get("query_source", "0.0.0.0"),
-                float(options.get("max_response_s", 10.0)),
-            )
-            dp.send_msg(ofdriver.packet_out(dp, ofport, frame))
+        if sent.query is not None:
+            q = sent.query
+            dp.send_msg(ofdriver.packet_out(dp, q.ofport, q.frame))
             self._event(
                 "igmp_query",
                 host=self.state.host_of(dp.id),
                 port=port,
-                source=options.get("query_source", "0.0.0.0"),
-                max_response_s=float(options.get("max_response_s", 10.0)),
+                source=q.source,
+                max_response_s=q.max_response_s,
             )
 
     def _repeat_notifications(self, notes: list[Notification]) -> None:

@@ -4,17 +4,20 @@ failures, capture sessions), from which every bridge's flows and the NSX
 controller tables are derived.
 
 Pure: no sockets, no files. The os-ken driver feeds it events and installs
-what ``binding(dpid)`` compiles to; the RARP notifications a change calls for
-come back as ``Notification``s, so tests can check them without a switch.
+what ``binding(dpid)`` compiles to. The runtime protocols that change it
+have their own modules: ``failover`` (uplink link status) and ``vmotion``
+(the notifications of a moved VM); both return the frames to send as data,
+so tests can check them without a switch.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Optional
 
 from vlab.bindings import GuestNic, Placement, SwitchBinding, switch_bindings
+from vlab.control import placement_of
 from vlab.lab.model import Lab
 
 from .dfw import Session, expiry_of
@@ -22,21 +25,7 @@ from .flows import compile_bridge
 from .ipdiscovery import Snooped
 from .nsx import NsxTables, build_tables
 from .pipeline import FlowSpec
-from .teaming import after_recovery
 from .vswitch import pinning
-
-
-@dataclass(frozen=True)
-class Notification:
-    """A RARP to send on a guest's behalf out of ``uplink`` of bridge ``dpid``."""
-
-    dpid: int
-    uplink: str
-    uplink_ofport: int
-    mac: str
-    vlan: Optional[int]  # None: untagged; VGT ports are not notified
-    port: str
-    reason: str  # failover | failback | vmotion
 
 
 class ControllerState:
@@ -51,6 +40,7 @@ class ControllerState:
         # Connections each vNIC's DFW state carried over by vMotion.
         self.dfw_sessions: dict[str, tuple[Session, ...]] = {}
         self._dfw_expiry: dict[tuple[str, Session], Optional[float]] = {}
+        # Uplinks down and teams changed by failback (controller.failover).
         self.down: dict[int, frozenset[str]] = {}
         self.teams: dict[int, dict[str, object]] = {}
         self._base = {b.dpid: b for b in switch_bindings(lab)}
@@ -100,6 +90,18 @@ class ControllerState:
         return {h: sorted(u) for h, u in out.items()}
 
     # -- events ------------------------------------------------------------
+    def take_desired(self, desired: dict, now: Optional[float] = None) -> set[int]:
+        """What the testbed asked for (``desired.json``, fields in
+        ``vlab.control``): placement, PortOutput capture sessions, DFW state
+        imported by vMotion. Returns the bridges whose flows may change. The
+        ``moves`` are the vMotion notifications' (``controller.vmotion``)."""
+        dirty = self.set_placement(placement_of(desired))
+        if self.set_captures(frozenset(desired.get("captures", []))):
+            dirty |= set(self.dpids)
+        if self.set_dfw_sessions(desired.get("dfw_sessions", {}), now):
+            dirty |= set(self.dpids)
+        return dirty
+
     def set_placement(self, placement: dict[str, Placement]) -> set[int]:
         """New placement; returns the bridges whose flows change."""
         before = {d: self.binding(d).ports for d in self.dpids}
@@ -190,48 +192,3 @@ class ControllerState:
     def set_captures(self, ports: frozenset[str]) -> bool:
         changed, self.captures = ports != self.captures, ports
         return changed
-
-    def uplink_changed(self, dpid: int, uplink: str, up: bool) -> list[Notification]:
-        """Link status of an uplink changed (failure detection: link status).
-        Returns the RARPs notify-switches asks for (ports whose uplink moved)."""
-        down = self.down.get(dpid, frozenset())
-        if (uplink not in down) == up:
-            return []
-        before = pinning(self.binding(dpid))
-        if up:
-            base = self._base[dpid]
-            teams = dict(self.teams.get(dpid, {}))
-            for pg in base.switch.port_groups:
-                teams[pg.name] = after_recovery(self.binding(dpid).teaming(pg.name), uplink, down)
-            self.teams[dpid] = teams
-            self.down[dpid] = down - {uplink}
-        else:
-            self.down[dpid] = down | {uplink}
-        after = pinning(self.binding(dpid))
-        reason = "failback" if up else "failover"
-        return [
-            n
-            for n in (
-                self._notification(dpid, name, reason) for name in after if after[name] != before.get(name)
-            )
-            if n
-        ]
-
-    def vmotion_notifications(self, dpid: int, port: str) -> list[Notification]:
-        n = self._notification(dpid, port, "vmotion")
-        return [n] if n else []
-
-    def _notification(self, dpid: int, port_name: str, reason: str) -> Optional[Notification]:
-        b = self.binding(dpid)
-        port = next((p for p in b.ports if p.name == port_name), None)
-        if port is None or port.port_group is None:
-            # Logical-switch ports move in the controller's MAC table, not by RARP.
-            return None
-        team = b.teaming(port.port_group)
-        vlan = b.switch.port_group(port.port_group).vlan
-        uplink = pinning(b).get(port_name)
-        if not team.notify_switches or uplink is None or vlan == 4095:
-            return None
-        return Notification(
-            dpid, uplink, b.port(uplink).ofport, port.effective_mac, vlan or None, port_name, reason
-        )

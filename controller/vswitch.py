@@ -40,13 +40,14 @@ from dataclasses import dataclass
 from typing import Optional
 
 from vlab.bindings import CAPTURE_BASE, PortBinding, SwitchBinding
+from vlab.lab.model import VGT_VLAN
 
 from .pipeline import OFPVID_NONE, OFPVID_PRESENT, Concern, FlowSpec, Priority, Table, cookie
 from .teaming import pinned_uplink, reverse_teaming
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
-VGT = 4095
+VGT = VGT_VLAN
 COOKIE = cookie(Concern.VSWITCH)
 
 

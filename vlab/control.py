@@ -1,20 +1,56 @@
 """The files through which the testbed and the controller talk, in a run's
 directory (the OpenFlow channel is for switches; this is vCenter's API).
-
-* ``nodes.json``    testbed -> controller: the PID of every node (namespace),
-                    so the controller's hostd can read guests' vNIC filters.
-* ``desired.json``  testbed -> controller: what vCenter was asked to do:
-                    vNIC placement (vMotion, reconnect), open PortOutput
-                    capture sessions, post-vMotion options. Has a generation.
-* ``applied.json``  controller -> testbed: the generation programmed into
-                    every connected switch (after a barrier), what hostd sees
-                    of each guest, current uplink pinning and uplinks down.
-* ``nsx.json``      controller -> anyone: the NSX controller tables (VTEP,
-                    MAC and ARP table per logical switch), labs with nsx only.
-* ``events.jsonl``  controller -> anyone: timestamped failovers, RARPs and
-                    IGMP queries sent, one JSON object per line.
-
 Writers replace files atomically, so a reader never sees half a file.
+
+``nodes.json`` (testbed -> controller, written once at bring-up)
+    ``lab_file``   the lab's path;
+    ``pids``       node name -> PID of its shell (its network namespace), so
+                   the controller's hostd can read guests' vNIC filters and
+                   ``LabControl`` can enter any node.
+
+``desired.json`` (testbed -> controller: what vCenter was asked to do)
+    ``generation``    counter; ``LabControl.request`` bumps it and waits for
+                      ``applied.json`` to reach it;
+    ``placement``     vNIC port -> ``{"host", "ofport"}``, only for ports
+                      moved (vMotion) or reconnected (new port ID); the rest
+                      are where the lab puts them;
+    ``captures``      vNIC ports with an open PortOutput capture session;
+    ``moves``         vNIC port -> the options of its last vMotion: ``seq``
+                      (unique per move), ``igmp_query`` (bool),
+                      ``max_response_s``, ``query_source`` (the spoofed
+                      query's source IP) (``controller.vmotion``);
+    ``dfw_sessions``  vNIC port -> the DFW connections its VM carried over,
+                      each ``[proto, src, sport, dst, dport, expires]``
+                      (``expires``: wall-clock time the source's conntrack
+                      entry would age out, or null) (``controller.dfw``).
+
+``applied.json`` (controller -> testbed, after every change is acknowledged
+by a barrier on each affected switch)
+    ``generation``    the last ``desired.json`` generation programmed;
+    ``connected``     dpids (16 hex digits) of the connected vSwitches;
+    ``guests``        vNIC port -> what hostd sees of the guest's NIC
+                      (``vlab.bindings.GuestNic``: effective MAC,
+                      promiscuous, allmulti, multicast filter);
+    ``uplinks_down``  ESXi host -> uplinks whose link is down;
+    ``pinning``       ESXi host -> port -> the uplink it uses (or null);
+    ``flows``         dpid -> number of flows installed;
+    ``packet_ins``    how many packet-ins arrived (only IP-discovery copies).
+
+``synced/<dpid>`` (controller -> testbed): ``{"host", "flows",
+"generation"}`` after the barrier that follows a (re)connect's full resync.
+
+``nsx.json`` (controller -> anyone, labs with ``nsx`` only): the NSX
+controller tables per logical switch: VTEP, MAC and ARP table
+(``controller.nsx.NsxTables.to_json``).
+
+``ip_discovery.json`` (controller -> itself): what ARP/DHCP snooping learned,
+port -> method -> IPs, so a restarted controller keeps it.
+
+``events.jsonl`` (controller -> anyone): one JSON object per line, with
+``t`` (wall clock) and ``event``: ``uplink_down``/``uplink_up`` (host,
+uplink), ``rarp`` (host, uplink, mac, vlan, port, reason), ``vmotion_port_up``
+(host, port), ``igmp_query`` (host, port, source, max_response_s),
+``ip_discovered`` (host, port, method, ip, mac).
 """
 
 from __future__ import annotations
@@ -23,6 +59,8 @@ import json
 import os
 from pathlib import Path
 from typing import Optional
+
+from .bindings import Placement
 
 NODES, DESIRED, APPLIED, EVENTS = "nodes.json", "desired.json", "applied.json", "events.jsonl"
 NSX_TABLES = "nsx.json"
@@ -53,3 +91,8 @@ def read_events(run_dir: Path) -> list[dict]:
     except FileNotFoundError:
         return []
     return [json.loads(line) for line in lines if line.strip()]
+
+
+def placement_of(desired: dict) -> dict[str, Placement]:
+    """``desired.json``'s placement, as ``Placement``s."""
+    return {port: Placement(p["host"], p["ofport"]) for port, p in desired.get("placement", {}).items()}

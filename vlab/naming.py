@@ -37,6 +37,12 @@ def virtual_gateway(interface: str) -> str:
     return f"{interface}v"
 
 
+def capture_port(ofport: int) -> str:
+    """The internal port a PortOutput capture of vSwitch port ``ofport``
+    listens on (its OpenFlow number is ``bindings.CAPTURE_BASE + ofport``)."""
+    return f"pcap{ofport}"
+
+
 def control_port(host: str) -> str:
     """The management-network end of a host's control link (mgmt namespace)."""
     return f"c-{host}"

@@ -24,7 +24,7 @@ from typing import Optional
 from controller.pipeline import CONCERN_NAMES, STAGES, band_label, concern_of
 from controller.simulate import CT_EST, CT_INV, CT_NEW, CT_REL, CT_RPL, CT_TRK, TCP_ACK, TCP_SYN, Frame
 from vlab import naming
-from vlab.bindings import GuestNic, Placement, SwitchBinding
+from vlab.bindings import GuestNic, SwitchBinding
 from vlab.protocols import (
     ARP_REQUEST,
     ETH_ARP,
@@ -332,24 +332,21 @@ def live_state(ctl):
     """A ``ControllerState`` rebuilt from a running lab's control files:
     what the controller compiled its flows from (as far as the files tell;
     teaming changed by failovers without failback is not in them)."""
+    from controller.failover import link_changed
     from controller.state import ControllerState
     from vlab import control
 
     state = ControllerState(ctl.lab)
-    desired, applied = ctl.desired(), ctl.applied() or {}
-    state.set_placement(
-        {port: Placement(p["host"], p["ofport"]) for port, p in desired.get("placement", {}).items()}
-    )
+    applied = ctl.applied() or {}
+    state.take_desired(ctl.desired())
     state.set_guests({port: GuestNic.from_json(g) for port, g in applied.get("guests", {}).items()})
-    state.set_captures(frozenset(desired.get("captures", [])))
-    state.set_dfw_sessions(desired.get("dfw_sessions", {}))
     state.load_snooped(control.read_json(ctl.dir / control.SNOOPED))
     for host, uplinks in applied.get("uplinks_down", {}).items():
         for dpid in state.dpids:
             b = state.binding(dpid)
             for uplink in uplinks:
                 if b.host == host and any(p.name == uplink for p in b.uplink_ports()):
-                    state.uplink_changed(dpid, uplink, False)
+                    link_changed(state, dpid, uplink, False)
     return state
 
 

@@ -7,7 +7,8 @@ from scapy.contrib.igmp import IGMP
 from scapy.layers.inet import IP
 from scapy.layers.l2 import Dot1Q, Ether
 
-from controller import notify
+from controller import notify, vmotion
+from controller.failover import link_changed
 from controller.state import ControllerState
 from vlab.bindings import GuestNic, Placement
 from vlab.lab.load import parse_lab
@@ -61,7 +62,7 @@ def test_failover_notifies_only_moved_ports_of_notifying_port_groups():
     s, esx1 = state()
     pins = s.pinning()[esx1]
     loud_uplink = pins["loud-eth0"]
-    notes = s.uplink_changed(esx1, loud_uplink, up=False)
+    notes = link_changed(s, esx1, loud_uplink, up=False)
     assert {n.port for n in notes} <= {"loud-eth0", "order-eth0"}
     loud = next(n for n in notes if n.port == "loud-eth0")
     assert loud.reason == "failover" and loud.uplink != loud_uplink and loud.vlan == 10
@@ -71,20 +72,20 @@ def test_failover_notifies_only_moved_ports_of_notifying_port_groups():
 def test_failback_no_keeps_the_standby_in_use():
     s, esx1 = state()
     assert s.pinning()[esx1]["order-eth0"] == "vmnic0"
-    s.uplink_changed(esx1, "vmnic0", up=False)
+    link_changed(s, esx1, "vmnic0", up=False)
     assert s.pinning()[esx1]["order-eth0"] == "vmnic1"
-    notes = s.uplink_changed(esx1, "vmnic0", up=True)
+    notes = link_changed(s, esx1, "vmnic0", up=True)
     assert s.pinning()[esx1]["order-eth0"] == "vmnic1"  # failback: no
     assert all(n.port != "order-eth0" for n in notes)
     # The recovered uplink is now the standby: losing vmnic1 moves it back.
-    s.uplink_changed(esx1, "vmnic1", up=False)
+    link_changed(s, esx1, "vmnic1", up=False)
     assert s.pinning()[esx1]["order-eth0"] == "vmnic0"
 
 
 def test_repeated_link_events_change_nothing():
     s, esx1 = state()
-    s.uplink_changed(esx1, "vmnic0", up=False)
-    assert s.uplink_changed(esx1, "vmnic0", up=False) == []
+    link_changed(s, esx1, "vmnic0", up=False)
+    assert link_changed(s, esx1, "vmnic0", up=False) == []
 
 
 def test_vmotion_moves_the_port_and_notifies_from_the_destination():
@@ -95,7 +96,7 @@ def test_vmotion_moves_the_port_and_notifies_from_the_destination():
     assert changed == {esx1, esx2}
     assert "loud-eth0" in {p.name for p in s.binding(esx2).ports}
     assert "loud-eth0" not in {p.name for p in s.binding(esx1).ports}
-    (note,) = s.vmotion_notifications(esx2, "loud-eth0")
+    (note,) = vmotion.arrival(s, esx2, "loud-eth0", {}).rarps
     assert note.mac == "00:50:56:00:00:01" and note.reason == "vmotion"
 
 
@@ -149,7 +150,7 @@ def test_a_host_with_two_vswitches_reports_the_pinning_and_failures_of_both():
     assert len(s.dpids) == 2  # one bridge per vSwitch
     assert s.pinning_by_host() == {"esx1": {"g1-eth0": "vmnic0", "g2-eth0": "vmnic1"}}
     vswitch0, vswitch1 = s.dpids
-    s.uplink_changed(vswitch0, "vmnic0", up=False)
-    s.uplink_changed(vswitch1, "vmnic1", up=False)
+    link_changed(s, vswitch0, "vmnic0", up=False)
+    link_changed(s, vswitch1, "vmnic1", up=False)
     assert s.uplinks_down_by_host() == {"esx1": ["vmnic0", "vmnic1"]}
     assert s.pinning_by_host() == {"esx1": {"g1-eth0": None, "g2-eth0": None}}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import app as app_module
+from controller import ofdriver, vmotion
 from controller.app import VSwitchController
 from controller.pipeline import Concern, FlowSpec, Table, cookie
 from tests.unit.fakeswitch import Event, FakeDatapath, Msg, PortDesc
@@ -69,8 +69,8 @@ def test_reconnect_replaces_a_previous_controllers_flows_and_leaves_foreign_ones
     )
     foreign = FlowSpec.make(Table.FORWARD, 7, {"in_port": 9})
     dp = FakeDatapath(dpid, flows=dict(first.flows))
-    dp.send_msg(app_module.ofdriver.flow_mod(dp, stale, old_epoch))
-    dp.send_msg(app_module.ofdriver.flow_mod(dp, foreign))
+    dp.send_msg(ofdriver.flow_mod(dp, stale, old_epoch))
+    dp.send_msg(ofdriver.flow_mod(dp, foreign))
     fresh = VSwitchController.__new__(VSwitchController)
     fresh.configure(ctl.lab, ctl.run_dir)
     fresh.on_switch_features(Event(Msg(dp)))
@@ -131,7 +131,7 @@ def test_uplinks_already_down_at_connect_are_taken_from_the_port_descriptions(ct
 
 
 def test_a_vmotion_leaves_both_hosts_with_their_compiled_flows_and_rarps_on_arrival(ctl, monkeypatch):
-    monkeypatch.setattr(app_module, "VMOTION_RARP_REPEATS_S", ())
+    monkeypatch.setattr(vmotion, "RARP_REPEATS_S", ())
     dps = {d: connect(ctl, d) for d in ctl.state.dpids}
     for dp in dps.values():
         answer_barriers(ctl, dp)
@@ -168,3 +168,60 @@ def test_a_guest_mac_change_is_compiled_and_installed(ctl):
     ctl._apply(set(dps))
     assert all(holds_compiled(ctl, dp) for dp in dps.values())
     assert any(dp.table() != before[d] for d, dp in dps.items())
+
+
+def _has(ctl, dpid, port) -> bool:
+    return any(p.name == port for p in ctl.state.binding(dpid).ports)
+
+
+def _move(ctl, dps, port, host, seq, **options):
+    """What LabControl.vmotion asks of the controller, then the port coming
+    up on the destination; returns the destination's fake switch."""
+    ofport = next(ctl.state.binding(d).port(port).ofport for d in dps if _has(ctl, d, port))
+    desired = {
+        "generation": int(seq),
+        "placement": {port: {"host": host, "ofport": ofport}},
+        "moves": {port: {"seq": seq, **options}},
+    }
+    ctl._apply(ctl._take_desired(desired))
+    dp = dps[next(d for d in dps if ctl.state.host_of(d) == host and _has(ctl, d, port))]
+    up = Event(Msg(dp, reason=dp.ofproto.OFPPR_ADD, desc=PortDesc(port, ofport, 0)))
+    ctl.on_port_status(up)
+    return dp, ofport, up
+
+
+def _rarp_of(frame):
+    """The RARP's source MAC if ``frame`` is one (tagged or not), else None."""
+    from scapy.layers.l2 import Dot1Q
+
+    kind = frame[Dot1Q].type if frame.haslayer(Dot1Q) else frame.type
+    return frame.src if kind == 0x8035 else None
+
+
+def test_a_moved_vm_in_a_multicast_group_gets_a_rarp_and_an_igmp_query_once_per_move(ctl, monkeypatch):
+    from scapy.contrib.igmp import IGMP
+    from scapy.layers.l2 import Ether
+
+    from controller.vswitch import pinning
+
+    monkeypatch.setattr(vmotion, "RARP_REPEATS_S", ())
+    dps = {d: connect(ctl, d) for d in ctl.state.dpids}
+    vm = ctl.lab.vms[0]
+    port, mac = naming.vnic_port(vm.name, vm.vnics[0].name), vm.vnics[0].mac
+    groups = frozenset({"01:00:5e:00:00:01", "01:00:5e:02:02:02"})  # all-hosts and one joined group
+    ctl.state.set_guests({port: GuestNic(effective_mac=mac, mcast=groups)})
+    other = next(h.name for h in ctl.lab.esxi_hosts if h.name != vm.host)
+
+    dp, ofport, up = _move(ctl, dps, port, other, "1", igmp_query=True, max_response_s=2.0)
+    sent = [(Ether(m.data), m.actions[0].port) for m in dp.packet_outs]
+    b = ctl.state.binding(dp.id)
+    assert [(_rarp_of(f), out) for f, out in sent if _rarp_of(f)] == [(mac, b.port(pinning(b)[port]).ofport)]
+    queries = [(f[IGMP].mrcode, out) for f, out in sent if f.haslayer(IGMP)]
+    assert queries == [(20, ofport)]  # into the guest's own port; max response 2.0 s in 1/10 s
+
+    ctl.on_port_status(up)  # the same port flapping is not a new move
+    assert len(dp.packet_outs) == 2
+
+    back, _, _ = _move(ctl, dps, port, vm.host, "2", igmp_query=False)
+    sent = [Ether(m.data) for m in back.packet_outs]
+    assert [_rarp_of(f) for f in sent] == [mac]  # a new move: its RARP, and no query (not asked for)

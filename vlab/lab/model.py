@@ -55,7 +55,10 @@ def _vmk_name(value: str) -> str:
 # Node and object names: they end up in Linux interface names and OVS port
 # names, so keep them to letters, digits, '-' and '_' (no dots, no spaces).
 Name = Annotated[StrictStr, AfterValidator(_name)]
-VlanId = Annotated[StrictInt, Field(ge=0, le=4095)]
+# A port group's VLAN: 0 = external switch tagging (EST), 1-4094 = virtual
+# switch tagging (VST), 4095 = virtual guest tagging (VGT, a trunk to the guest).
+EST_VLAN, VGT_VLAN = 0, 4095
+VlanId = Annotated[StrictInt, Field(ge=EST_VLAN, le=VGT_VLAN)]
 SwitchVlan = Annotated[StrictInt, Field(ge=1, le=4094)]
 PortNumber = Annotated[StrictInt, Field(ge=1, le=4096)]
 Mtu = Annotated[StrictInt, Field(ge=1280, le=9000)]

@@ -12,7 +12,7 @@ from typing import Iterator, Optional
 
 from .. import naming
 from . import firewall
-from .model import Lab, Teaming
+from .model import VGT_VLAN, Lab, Teaming
 from .resolve import effective_teaming, mirror_session_id, overlay_switch, switch_of_port_group
 
 Problem = tuple[str, str]
@@ -237,7 +237,7 @@ def _checks(lab: Lab) -> Iterator[Problem]:
             yield from _ifname(vmk.name, f"{vbase}.name", "VMkernel adapter")
             if vmk.port_group not in pgs:
                 yield f"{vbase}.port_group", f"{host.name} has no port group {vmk.port_group!r}"
-            elif pgs[vmk.port_group] == 4095:
+            elif pgs[vmk.port_group] == VGT_VLAN:
                 yield f"{vbase}.port_group", "a VMkernel adapter cannot use a VLAN 4095 (trunk) port group"
             yield from unique_addr(vmk.mac, vmk.ip, vbase)
             yield from _gateway(vmk.ip, vmk.gateway, f"{vbase}.gateway")

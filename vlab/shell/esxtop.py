@@ -16,6 +16,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from vlab.bindings import switch_bindings
+
 from .textable import render
 
 COLUMNS = (
@@ -44,20 +46,27 @@ def sample(ctl, host: str) -> Sample:
     """Read every port's counters on ``host`` (a ``LabControl``)."""
     ovs = ctl.ovs(host)
     pinning = ctl.applied().get("pinning", {}).get(host, {})
+    # What a port is comes from its binding, never from its name: esxtop
+    # shows uplinks, VMkernel adapters and vNICs, not the bridge's own port,
+    # capture ports or tunnel ports.
+    kinds = {
+        p.name: p.kind for b in switch_bindings(ctl.lab, ctl.placement()) if b.host == host for p in b.ports
+    }
     ports = {}
     t = time.time()
     for bridge in ovs.vsctl("list-br").split():
         numbers = {name: number for number, name in ovs.port_names(bridge).items()}
         for name, c in ovs.port_stats(bridge).items():
-            if name == bridge or name.startswith("pcap"):
-                continue  # the bridge's own port, capture ports
-            uplink = name.startswith("vmnic")
+            kind = kinds.get(name)
+            if kind not in ("uplink", "vmk", "vnic"):
+                continue
+            uplink = kind == "uplink"
             # Switch view -> port view: swap for everything but uplinks.
             mine, theirs = ("tx", "rx") if uplink else ("rx", "tx")
             ports[name] = {
                 "bridge": bridge,
                 "ofport": int(numbers.get(name, 0) or 0),
-                "kind": "uplink" if uplink else "vmk" if name.startswith("vmk") else "vnic",
+                "kind": kind,
                 "team_pnic": name if uplink else pinning.get(name),
                 "tx_pkts": c.get(f"{mine}_pkts", 0),
                 "tx_bytes": c.get(f"{mine}_bytes", 0),

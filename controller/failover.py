@@ -1,0 +1,96 @@
+"""Uplink failover and failback, as ESXi does them with failure detection by
+link status, and the "notify switches" RARPs a change of uplink calls for.
+
+The whole protocol, in the order it happens:
+
+1. A cable is pulled or plugged (``vlab.operations.LabControl.uplink``: the
+   physical switch port goes down, so the ESXi host sees link down).
+2. OVS reports the uplink's port status to the controller
+   (``app.on_port_status``; at connect, ``app.on_port_descriptions`` for
+   uplinks already down). Only ports the binding knows as uplinks count.
+3. ``link_changed`` records the uplink as down or up. On recovery each port
+   group's team is recomputed with ``teaming.after_recovery`` (failback
+   yes: the recovered uplink takes its place again; failback no: it becomes
+   standby); ``vswitch.pinning`` then says which uplink every port uses.
+4. The driver recompiles and installs the difference (``app._apply``).
+5. For every port whose uplink moved and whose port group has notify
+   switches on, ``notification`` asks for one RARP from the port's effective
+   MAC out of its new uplink (``notify.rarp``), so physical switches move the
+   MAC at once (VGT port groups are not notified: which VLAN would it be?).
+6. ``events.jsonl`` records ``uplink_down``/``uplink_up`` and every ``rarp``;
+   ``applied.json`` carries ``uplinks_down`` and ``pinning`` per host.
+
+Pure: state in, notifications out; the driver sends them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+from vlab.bindings import SwitchBinding
+from vlab.lab.model import VGT_VLAN
+
+from .teaming import after_recovery
+from .vswitch import pinning
+
+if TYPE_CHECKING:
+    from .state import ControllerState
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A RARP to send on a guest's behalf out of ``uplink`` of bridge ``dpid``."""
+
+    dpid: int
+    uplink: str
+    uplink_ofport: int
+    mac: str
+    vlan: Optional[int]  # None: untagged; VGT ports are not notified
+    port: str
+    reason: str  # failover | failback | vmotion
+
+
+def is_uplink(binding: SwitchBinding, name: str) -> bool:
+    """Whether port ``name`` is one of the bridge's uplinks (by the binding,
+    not by its name or number)."""
+    return any(p.name == name for p in binding.uplink_ports())
+
+
+def notification(binding: SwitchBinding, port_name: str, reason: str) -> Optional[Notification]:
+    """The RARP ESXi sends for ``port_name`` now that it uses its current
+    uplink, or None when its port group does not notify switches (or it is
+    on a logical switch: those move in the NSX controller's MAC table)."""
+    port = next((p for p in binding.ports if p.name == port_name), None)
+    if port is None or port.port_group is None:
+        return None
+    team = binding.teaming(port.port_group)
+    vlan = binding.switch.port_group(port.port_group).vlan
+    uplink = pinning(binding).get(port_name)
+    if not team.notify_switches or uplink is None or vlan == VGT_VLAN:
+        return None
+    return Notification(
+        binding.dpid, uplink, binding.port(uplink).ofport, port.effective_mac, vlan or None, port_name, reason
+    )
+
+
+def link_changed(state: "ControllerState", dpid: int, uplink: str, up: bool) -> list[Notification]:
+    """Step 3 and 5: uplink ``uplink`` of bridge ``dpid`` went down or up.
+    Returns the RARPs for the ports whose uplink moved (none when the link
+    state did not change)."""
+    down = state.down.get(dpid, frozenset())
+    if (uplink not in down) == up:
+        return []
+    before = pinning(state.binding(dpid))
+    if up:
+        teams = dict(state.teams.get(dpid, {}))
+        for pg in state.binding(dpid).switch.port_groups:
+            teams[pg.name] = after_recovery(state.binding(dpid).teaming(pg.name), uplink, down)
+        state.teams[dpid] = teams
+        state.down[dpid] = down - {uplink}
+    else:
+        state.down[dpid] = down | {uplink}
+    after = state.binding(dpid)
+    moved = [name for name, pinned in pinning(after).items() if pinned != before.get(name)]
+    notes = (notification(after, name, "failback" if up else "failover") for name in moved)
+    return [n for n in notes if n]

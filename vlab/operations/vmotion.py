@@ -1,0 +1,167 @@
+"""vMotion and reconnect, the testbed's side: a VM's vNICs change virtual port.
+
+``vmotion`` moves a running VM to another host in the steps of the protocol
+described in ``controller.vmotion`` (which owns step 6, the notifications
+sent when the VM resumes): 1. its ports leave the source's vSwitch (the
+stun starts), 2. the vNIC backends move into the destination's namespace,
+3. its distributed-firewall connections are exported from the source's
+conntrack, 4. one request to the controller carries placement, move options
+and DFW sessions, and returns once every switch has it, 5. after the stun
+time the vNICs are plugged into the destination's vSwitch with their old
+port numbers. The guest keeps its interface, MAC, IP and TCP sessions.
+
+``reconnect`` gives a VM's vNICs new virtual ports on the same host (as a
+power cycle or a reconnect does), which can change their port-ID teaming
+uplink.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import TYPE_CHECKING
+
+from controller import dfw
+from vlab import naming
+from vlab.lab.resolve import overlay_switch, switch_of_port_group
+
+from .errors import OperationError
+
+if TYPE_CHECKING:
+    from .labcontrol import LabControl
+
+_SEQ = itertools.count(1)  # with the wall clock: every move's seq is unique
+
+
+def vnic_ports(vm) -> list[tuple[str, object]]:
+    """(vSwitch port name, vNIC) of each of ``vm``'s vNICs."""
+    return [(naming.vnic_port(vm.name, nic.name), nic) for nic in vm.vnics]
+
+
+def switch_of(ctl: "LabControl", host_name: str, nic):
+    """The vSwitch of ``host_name`` a vNIC plugs into: its port group's,
+    or for a logical switch the one carrying the host's VTEP."""
+    esx = ctl.esxi(host_name)
+    if nic.logical_switch is not None:
+        sw = overlay_switch(ctl.lab, esx)
+        if sw is None:
+            raise OperationError(f"{host_name} has no VTEP for logical switch {nic.logical_switch!r}")
+        return sw
+    try:
+        return switch_of_port_group(ctl.lab, esx, nic.port_group)[0]
+    except KeyError:
+        raise OperationError(f"{host_name} has no port group {nic.port_group!r}") from None
+
+
+def vmotion(
+    ctl: "LabControl",
+    vm_name: str,
+    dest: str,
+    stun_s: float = 0.1,
+    igmp_query: bool = True,
+    max_response_s: float = 10.0,
+    query_source: str = "0.0.0.0",
+) -> dict:
+    """Move ``vm_name`` to ``dest``; returns when it runs there (times in
+    ``time.time()`` seconds: stun start and resume)."""
+    vm, where = ctl.vm(vm_name), ctl.placement()
+    ports = vnic_ports(vm)
+    src = where[ports[0][0]].host
+    ctl.esxi(dest)
+    if src == dest:
+        raise OperationError(f"{vm_name} already runs on {dest}")
+    for _, nic in ports:
+        switch_of(ctl, dest, nic)
+    # 1. Off the source's vSwitch.
+    for port, nic in ports:
+        ctl.ovs(src).vsctl("--if-exists", "del-port", switch_of(ctl, src, nic).name, port)
+    # The stun starts when the VM is off the source's vSwitch, not when
+    # the move was asked for: deleting a port takes an ovs-vsctl round
+    # trip (tens of ms on a loaded machine), during which the VM still
+    # answers at the source, and a connection it completed there must
+    # not count as one opened during the move.
+    t_stun = time.time()
+    # 2. The vNIC backends into the destination host.
+    for port, _ in ports:
+        ctl.sh(src, f"ip link set {port} netns {ctl.pids[dest]}")
+    # 3. The VM's distributed-firewall state travels with it (NSX exports
+    # the vNIC filter's connection table to the destination host).
+    # Each entry keeps the time it had left, as an absolute expiry: the
+    # imported state ages out when the entry it came from would have.
+    sessions = dict(ctl.desired().get("dfw_sessions", {}))
+    if vm_name in dfw.protected_vms(ctl.lab):
+        zones = dfw.zone_of(ctl.lab)
+        exported = time.time()
+        for port, _ in ports:
+            sessions[port] = [
+                [*entry[:5], None if entry[5] is None else exported + entry[5]]
+                for entry in ctl.ovs(src).conntrack(zones[port])
+            ]
+    seq = next(_SEQ)
+    placement = dict(ctl.desired().get("placement", {}))
+    moves = dict(ctl.desired().get("moves", {}))
+    for port, _ in ports:
+        placement[port] = {"host": dest, "ofport": where[port].ofport}
+        moves[port] = {
+            "seq": f"{time.time():.6f}-{seq}",
+            "igmp_query": igmp_query,
+            "max_response_s": max_response_s,
+            "query_source": query_source,
+        }
+    # 4. The destination is programmed before the VM resumes there.
+    ctl.request(placement=placement, moves=moves, dfw_sessions=sessions)
+    programmed = time.time()
+    # 5. The stun time, then the VM resumes on the destination's vSwitch
+    # (step 6, its notifications, is the controller's, on port up).
+    remaining = stun_s - (time.time() - t_stun)
+    if remaining > 0:
+        time.sleep(remaining)  # the configured stun time (model, not polling)
+    plug(ctl, dest, ports, {p: where[p].ofport for p, _ in ports})
+    return {
+        "vm": vm_name,
+        "from": src,
+        "to": dest,
+        "stun_start": t_stun,
+        "programmed": programmed,
+        "resumed": time.time(),
+        "stun_s": stun_s,
+    }
+
+
+def plug(ctl: "LabControl", host: str, ports: list[tuple[str, object]], ofports: dict[str, int]) -> None:
+    for port, nic in ports:
+        sw = switch_of(ctl, host, nic)
+        # Link up before OVS opens the port: the port then appears up at
+        # once (OVS notices a later carrier change on a re-used name late).
+        ctl.sh(host, f"ethtool -K {port} tx off >/dev/null 2>&1; ip link set {port} mtu {sw.mtu} up")
+        ctl.ovs(host).vsctl(
+            "add-port",
+            sw.name,
+            port,
+            "--",
+            "set",
+            "interface",
+            port,
+            f"ofport_request={ofports[port]}",
+            f"mtu_request={sw.mtu}",
+        )
+
+
+def reconnect(ctl: "LabControl", vm_name: str) -> dict[str, int]:
+    """Plug the VM's vNICs into new virtual ports (new port IDs)."""
+    vm, where = ctl.vm(vm_name), ctl.placement()
+    ports = vnic_ports(vm)
+    host = where[ports[0][0]].host
+    used = {p.ofport for p in where.values()}
+    new = {}
+    candidate = max(used) + 1
+    for port, nic in ports:
+        new[port] = candidate
+        candidate += 1
+        ctl.ovs(host).vsctl("--if-exists", "del-port", switch_of(ctl, host, nic).name, port)
+    placement = dict(ctl.desired().get("placement", {}))
+    for port, _ in ports:
+        placement[port] = {"host": host, "ofport": new[port]}
+    ctl.request(placement=placement)
+    plug(ctl, host, ports, new)
+    return new

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Optional
 
-from vlab.bindings import SwitchBinding, default_placement
+from vlab.bindings import SwitchBinding, conntrack_zones, dfw_protected_vms
 from vlab.lab.firewall import Service, resolve, scope
 from vlab.lab.model import FirewallRule, Lab
 from vlab.protocols import ETH_IPV4 as IPV4
@@ -71,17 +71,6 @@ def expiry_of(item: list) -> Optional[float]:
     """The wall-clock time an exported session ages out (its conntrack
     entry's remaining timeout at export), or None when it was not recorded."""
     return item[5] if len(item) > 5 else None
-
-
-def zone_of(lab: Lab) -> dict[str, int]:
-    """vNIC port name -> its conntrack zone: one per vNIC in the lab, the same
-    on every host, so state imported by vMotion lands in the right zone."""
-    return {port: i + 1 for i, port in enumerate(default_placement(lab))}
-
-
-def protected_vms(lab: Lab) -> frozenset[str]:
-    dfw = lab.distributed_firewall
-    return scope(lab, dfw.applied_to) if dfw is not None else frozenset()
 
 
 def _port_masks(low: int, high: int) -> list[int | tuple[int, int]]:
@@ -196,11 +185,11 @@ def protect(
 ) -> list[FlowSpec]:
     """``flows`` of one bridge with the DFW placed in front of every
     protected vNIC on it; unchanged when the lab has no DFW."""
-    vms = protected_vms(lab)
+    vms = dfw_protected_vms(lab)
     ports = {p.ofport: p for p in binding.ports if p.kind == "vnic" and p.owner in vms}
     if not ports:
         return flows
-    zones, sessions = zone_of(lab), sessions or {}
+    zones, sessions = conntrack_zones(lab), sessions or {}
     out: list[FlowSpec] = []
     resume: dict[int, int] = {}  # in_port -> table its frames continue in
     for f in flows:

@@ -39,11 +39,6 @@ def active_slots(teaming: EffectiveTeaming, down: frozenset[str]) -> tuple[Optio
     return tuple(slots)
 
 
-def healthy_candidates(teaming: EffectiveTeaming, down: frozenset[str]) -> tuple[str, ...]:
-    """The uplinks currently carrying the port group's traffic, in slot order."""
-    return tuple(u for u in active_slots(teaming, down) if u is not None)
-
-
 def pinned_uplink(
     port: PortBinding, teaming: EffectiveTeaming, down: frozenset[str] = frozenset()
 ) -> Optional[str]:
@@ -84,7 +79,7 @@ def after_recovery(teaming: EffectiveTeaming, recovered: str, down: frozenset[st
     return replace(teaming, active=active, standby=standby)
 
 
-def reverse_teaming(teaming: EffectiveTeaming) -> bool:
+def has_reverse_teaming(teaming: EffectiveTeaming) -> bool:
     """True when flooded frames reach a port only from its own uplink: every
     policy that needs no LAG on the physical switch (the switch floods BUM
     frames to every uplink of the team, so only one copy may pass)."""

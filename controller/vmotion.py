@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from vlab.bindings import SwitchBinding
+from vlab.control import MAX_RESPONSE_S, QUERY_MAC, QUERY_SOURCE
 from vlab.protocols import ALL_HOSTS_MAC
 
 from . import notify
@@ -46,11 +47,6 @@ if TYPE_CHECKING:
 # flow (the VM's last frames before the stun) into MAC learning. A quiet VM
 # would then stay unreachable. Seconds after the first RARP:
 RARP_REPEATS_S = (0.6, 1.2)
-
-# Defaults of a move's options (desired.json "moves"; vlab.control).
-QUERY_MAC = "00:50:56:00:ff:fe"  # source MAC of the spoofed query
-QUERY_SOURCE = "0.0.0.0"  # source IP, as an IGMP querier without an address
-MAX_RESPONSE_S = 10.0  # the guest answers within this
 
 
 class Moves:

@@ -43,7 +43,7 @@ from vlab.bindings import CAPTURE_BASE, PortBinding, SwitchBinding
 from vlab.lab.model import VGT_VLAN
 
 from .pipeline import OFPVID_NONE, OFPVID_PRESENT, Concern, FlowSpec, Priority, Table, cookie
-from .teaming import pinned_uplink, reverse_teaming
+from .teaming import has_reverse_teaming, pinned_uplink
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
@@ -139,7 +139,7 @@ class View:
             )
         if (
             from_uplink is not None
-            and reverse_teaming(self.teaming[p.name])
+            and has_reverse_teaming(self.teaming[p.name])
             and from_uplink != self.pin[p.name]
         ):
             pinned = self.uplink_name(self.pin[p.name])

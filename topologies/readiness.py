@@ -26,8 +26,8 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Optional
 
-from controller import dfw
 from vlab import control, naming
+from vlab.bindings import dfw_protected_vms
 from vlab.lab.model import Lab
 from vlab.lab.resolve import vteps
 from vlab.protocols import ALL_HOSTS_MAC
@@ -187,7 +187,7 @@ def probe_pair(lab: Lab) -> Optional[tuple[Endpoint, Endpoint]]:
     distributed firewall are left out: whether they answer a ping is up to
     its rules, not to the L2/L3 design."""
     eps = {e.name: e for e in endpoints(lab)}
-    filtered = dfw.protected_vms(lab)
+    filtered = dfw_protected_vms(lab)
     for (a, b), ok in sorted(expected_reachability(lab).items()):
         if ok and eps[a].node not in filtered and eps[b].node not in filtered:
             return eps[a], eps[b]

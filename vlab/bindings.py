@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, Optional
 
 from . import naming
+from .lab.firewall import scope
 from .lab.model import Lab
 from .lab.resolve import EffectiveTeaming, HostSwitch, host_switches, overlay_switch, switch_of_port_group
 
@@ -247,3 +248,16 @@ def switch_bindings(lab: Lab, placement: Optional[dict[str, Placement]] = None) 
                 )
             )
     return tuple(out)
+
+
+def conntrack_zones(lab: Lab) -> dict[str, int]:
+    """vNIC port name -> its conntrack zone (the DFW's per-vNIC filter): one
+    per vNIC in the lab, the same on every host, so state imported by
+    vMotion lands in the right zone."""
+    return {port: i + 1 for i, port in enumerate(default_placement(lab))}
+
+
+def dfw_protected_vms(lab: Lab) -> frozenset[str]:
+    """The VMs the distributed firewall's ``applied_to`` covers."""
+    dfw = lab.distributed_firewall
+    return scope(lab, dfw.applied_to) if dfw is not None else frozenset()

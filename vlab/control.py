@@ -93,6 +93,13 @@ def read_events(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
+# Defaults of a move's options (``desired.json`` ``moves``): the spoofed IGMP
+# general query a moved VM gets (controller.vmotion).
+QUERY_MAC = "00:50:56:00:ff:fe"  # its source MAC
+QUERY_SOURCE = "0.0.0.0"  # its source IP, as a querier without an address
+MAX_RESPONSE_S = 10.0  # its max response time: the guest re-reports within this
+
+
 def placement_of(desired: dict) -> dict[str, Placement]:
     """``desired.json``'s placement, as ``Placement``s."""
     return {port: Placement(p["host"], p["ofport"]) for port, p in desired.get("placement", {}).items()}

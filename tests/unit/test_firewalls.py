@@ -21,7 +21,7 @@ from controller.flows import compile_bridge
 from controller.nsx import build_tables
 from controller.pipeline import Priority, Table
 from vlab import perimeter
-from vlab.bindings import switch_bindings
+from vlab.bindings import conntrack_zones, switch_bindings
 from vlab.lab.load import LabError, parse_lab
 from vlab.ovs import parse_conntrack
 
@@ -64,7 +64,7 @@ def flows_of(lab, host, sessions=None):
 
 def test_protected_vnic_ipv4_enters_ct_in_its_own_zone():
     lab = lab_with()
-    zones = dfw.zone_of(lab)
+    zones = conntrack_zones(lab)
     ingress = [
         f
         for f in flows_of(lab, "esx1")

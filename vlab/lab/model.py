@@ -29,7 +29,8 @@ from pydantic import (
     StrictStr,
 )
 
-NAME_MAX = 15  # Linux IFNAMSIZ - 1: a name may become a whole interface name
+from vlab.naming import IFNAMSIZ
+
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _VMK_RE = re.compile(r"vmk[0-9]+")
 
@@ -39,9 +40,9 @@ def _name(value: str) -> str:
     # sentence, not a regular expression.
     if not _NAME_RE.fullmatch(value):
         raise ValueError("must start with a letter and contain only letters, digits, '-' and '_'")
-    if len(value) > NAME_MAX:
+    if len(value) > IFNAMSIZ:
         raise ValueError(
-            f"must be at most {NAME_MAX} characters, as it becomes part of Linux interface names"
+            f"must be at most {IFNAMSIZ} characters, as it becomes part of Linux interface names"
         )
     return value
 

@@ -21,8 +21,9 @@ import itertools
 import time
 from typing import TYPE_CHECKING
 
-from controller import dfw
 from vlab import naming
+from vlab.bindings import conntrack_zones, dfw_protected_vms
+from vlab.control import MAX_RESPONSE_S, QUERY_SOURCE
 from vlab.lab.resolve import overlay_switch, switch_of_port_group
 
 from .errors import OperationError
@@ -59,8 +60,8 @@ def vmotion(
     dest: str,
     stun_s: float = 0.1,
     igmp_query: bool = True,
-    max_response_s: float = 10.0,
-    query_source: str = "0.0.0.0",
+    max_response_s: float = MAX_RESPONSE_S,
+    query_source: str = QUERY_SOURCE,
 ) -> dict:
     """Move ``vm_name`` to ``dest``; returns when it runs there (times in
     ``time.time()`` seconds: stun start and resume)."""
@@ -89,8 +90,8 @@ def vmotion(
     # Each entry keeps the time it had left, as an absolute expiry: the
     # imported state ages out when the entry it came from would have.
     sessions = dict(ctl.desired().get("dfw_sessions", {}))
-    if vm_name in dfw.protected_vms(ctl.lab):
-        zones = dfw.zone_of(ctl.lab)
+    if vm_name in dfw_protected_vms(ctl.lab):
+        zones = conntrack_zones(ctl.lab)
         exported = time.time()
         for port, _ in ports:
             sessions[port] = [

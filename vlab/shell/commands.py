@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from vlab.control import MAX_RESPONSE_S
 from vlab.operations import LabControl, OperationError
 
 
@@ -24,8 +25,8 @@ def add_vmotion_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-response",
         type=float,
-        default=10.0,
-        help="max response time of that query, seconds (default 10)",
+        default=MAX_RESPONSE_S,
+        help=f"max response time of that query, seconds (default {MAX_RESPONSE_S:g})",
     )
 
 

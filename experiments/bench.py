@@ -38,7 +38,6 @@ import os
 import statistics
 import struct
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -1109,18 +1108,3 @@ def plot(result: dict, outdir: Path) -> list[Path]:
         )
         paths += save_figure(fig, outdir, "controller-resync")
     return paths
-
-
-def main() -> int:
-    from experiments.common import write_result
-
-    result = run()
-    path = write_result(NAME, result)
-    print(path)
-    for p in plot(result, OUT):
-        print(p)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

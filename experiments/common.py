@@ -20,13 +20,15 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from topologies.network import LabNetwork
 from vlab.lab.load import load_lab
 from vlab.reachability import Endpoint
 from vlab.runtime import Run, signals_as_exceptions, uninterruptible
 from vlab.waiting import Pending, wait_for
+
+if TYPE_CHECKING:
+    from topologies.network import LabNetwork
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get("VLAB_RESULTS", REPO / "results"))
@@ -42,6 +44,8 @@ def lab_session(lab_file: str | Path, timeout: float = 90.0) -> Iterator[LabNetw
     with signals_as_exceptions():
         try:
             run.create()
+            from topologies.network import LabNetwork  # Mininet: only when a lab starts
+
             net = LabNetwork(lab, lab_file, run)
             net.start(timeout=timeout)
             yield net

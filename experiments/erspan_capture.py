@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from experiments import settle
 from experiments.common import (
@@ -49,13 +49,14 @@ from experiments.common import (
     stop_tool,
     verdicts_of,
     wait_ready_line,
-    write_result,
 )
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
 from experiments.tools.web import page
-from topologies.network import LabNetwork
 from vlab import naming
+
+if TYPE_CHECKING:
+    from topologies.network import LabNetwork
 
 NAME = "erspan-capture"
 LAB = Path(__file__).resolve().parents[1] / "labs" / "erspan.yaml"
@@ -500,7 +501,6 @@ def run(params: dict | None = None) -> dict:
         "wall_s": round(time.monotonic() - t0, 1),
     }
     result["verdicts"] = verdicts_of(result["claims"])
-    write_result(NAME, result)
     return result
 
 

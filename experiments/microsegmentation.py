@@ -17,6 +17,7 @@ import copy
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -31,11 +32,12 @@ from experiments.common import (
     stop_tool,
     verdicts_of,
     wait_ready_line,
-    write_result,
 )
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
-from topologies.network import LabNetwork
+
+if TYPE_CHECKING:
+    from topologies.network import LabNetwork
 
 NAME = "microsegmentation"
 LAB = Path(__file__).resolve().parents[1] / "labs" / "microseg.yaml"
@@ -204,7 +206,6 @@ def run(params: dict | None = None) -> dict:
         "fidelity": fidelity_summary(cpu, drops, frames_counted=False),
         "wall_s": round(time.monotonic() - t0, 1),
     }
-    write_result(NAME, result)
     return result
 
 

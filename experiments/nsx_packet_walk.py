@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -43,15 +44,16 @@ from experiments.common import (
     quiesce,
     read_pcap,
     save_figure,
-    write_result,
 )
 from experiments.fidelity import CpuMeter, checks, shaping_drops
-from topologies.network import LabNetwork
 from vlab import naming
 from vlab.lab.resolve import link_mbps
 from vlab.reachability import endpoints
 from vlab.shell.esxcli import nsx_tables
 from vlab.waiting import Pending, wait_for
+
+if TYPE_CHECKING:
+    from topologies.network import LabNetwork
 
 NAME = "nsx-packet-walk"
 LABS = Path(__file__).resolve().parents[1] / "labs"
@@ -486,7 +488,6 @@ def run(params: dict | None = None) -> dict:
         "checks": checks(cpu.percent, drops, frames_counted=False, rates={"vlan": rates["vlan"]}),
     }
     result["wall_s"] = round(time.monotonic() - t0, 1)
-    write_result(NAME, result)
     return result
 
 

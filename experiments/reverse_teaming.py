@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from experiments import settle
 from experiments.common import (
@@ -29,12 +30,13 @@ from experiments.common import (
     quiesce,
     save_figure,
     verdicts_of,
-    write_result,
 )
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
-from topologies.network import LabNetwork
 from vlab import naming
+
+if TYPE_CHECKING:
+    from topologies.network import LabNetwork
 
 NAME = "reverse-teaming"
 LABS = Path(__file__).resolve().parents[1] / "labs"
@@ -248,7 +250,6 @@ def run(params: dict | None = None) -> dict:
         "wall_s": round(time.monotonic() - t0, 1),
     }
     result["verdicts"] = verdicts_of(result["claims"])
-    write_result(NAME, result)
     return result
 
 

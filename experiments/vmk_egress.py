@@ -24,6 +24,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from experiments import settle
 from experiments.common import (
@@ -37,12 +38,13 @@ from experiments.common import (
     save_figure,
     stop_tool,
     wait_ready_line,
-    write_result,
 )
 from experiments.fidelity import CpuMeter, checks, shaping_drops
-from topologies.network import LabNetwork
 from vlab.lab.resolve import find, link_mbps, switch_of_port_group
 from vlab.shell import esxtop
+
+if TYPE_CHECKING:
+    from topologies.network import LabNetwork
 
 NAME = "vmk-egress"
 LABS = Path(__file__).resolve().parents[1] / "labs"
@@ -209,7 +211,6 @@ def run(params: dict | None = None) -> dict:
         ),
     }
     result["wall_s"] = round(time.monotonic() - t0, 1)
-    write_result(NAME, result)
     return result
 
 

@@ -31,6 +31,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -45,12 +46,13 @@ from experiments.common import (
     stop_tool,
     verdicts_of,
     wait_ready_line,
-    write_result,
 )
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
-from topologies.network import LabNetwork
 from vlab import naming, perimeter
+
+if TYPE_CHECKING:
+    from topologies.network import LabNetwork
 
 NAME = "vmsc-asymmetry"
 LAB = Path(__file__).resolve().parents[1] / "labs" / "vmsc.yaml"
@@ -359,7 +361,6 @@ def run(params: dict | None = None) -> dict:
         "fidelity": fidelity_summary(cpu, drops, frames_counted=False),
         "wall_s": round(time.monotonic() - t0, 1),
     }
-    write_result(NAME, result)
     return result
 
 

@@ -26,6 +26,7 @@ import json
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from experiments import settle
 from experiments.common import (
@@ -41,12 +42,13 @@ from experiments.common import (
     stop_tool,
     verdicts_of,
     wait_ready_line,
-    write_result,
 )
 from experiments.fidelity import CpuMeter, checks, shaping_drops
-from topologies.network import LabNetwork
 from vlab import naming
 from vlab.waiting import wait_for
+
+if TYPE_CHECKING:
+    from topologies.network import LabNetwork
 
 NAME = "vswitch-nuggets"
 LAB = Path(__file__).resolve().parents[1] / "labs" / "vswitch-nuggets.yaml"
@@ -781,7 +783,6 @@ def run(params: dict | None = None, lab_file: Path = LAB) -> dict:
         "verdicts": verdicts_of(claims),
         "wall_s": round(time.monotonic() - t_start, 1),
     }
-    write_result(NAME, result)
     return result
 
 

@@ -34,6 +34,15 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get("VLAB_RESULTS", REPO / "results"))
 
 
+def new_network(lab, lab_file, run) -> "LabNetwork":
+    """The lab's network, not yet started. Imported here so that Mininet is
+    needed only when a lab starts (``vlab plot`` and the unit tests run
+    without it)."""
+    from topologies.network import LabNetwork
+
+    return LabNetwork(lab, lab_file, run)
+
+
 @contextmanager
 def lab_session(lab_file: str | Path, timeout: float = 90.0) -> Iterator[LabNetwork]:
     """A running lab; torn down on return, exception, Ctrl-C or SIGTERM."""
@@ -44,9 +53,7 @@ def lab_session(lab_file: str | Path, timeout: float = 90.0) -> Iterator[LabNetw
     with signals_as_exceptions():
         try:
             run.create()
-            from topologies.network import LabNetwork  # Mininet: only when a lab starts
-
-            net = LabNetwork(lab, lab_file, run)
+            net = new_network(lab, lab_file, run)
             net.start(timeout=timeout)
             yield net
         finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from experiments.common import lab_session, ping_sweep
-from vlab import labcheck
+from vlab import validate_running
 from vlab.reachability import expected_reachability
 from vlab.shell.esxcli import inspect, vm_list
 from vlab.waiting import wait_for
@@ -51,7 +51,7 @@ def test_reachability_and_lab_validate_match_the_design(lab):
         for dst, ok in ping_sweep(lab, src, [d for d in eps if d.node != src.node]).items()
     }
     assert measured == expected_reachability(lab.lab)
-    checks = labcheck.validate(lab.control)
+    checks = validate_running.validate(lab.control)
     assert [c.line() for c in checks if not c.ok] == []
     assert sum(c.name.startswith("flows esx1/") for c in checks) == 2
 

@@ -952,13 +952,13 @@ def test_link_faster_than_shaping_allows_is_rejected():
 def test_nsx_lab_loads_with_transport_mtu_on_the_vtep_switch():
     lab = parse_lab(copy.deepcopy(NSX_LAB))
     assert [sw.mtu for sw in host_switches(lab, lab.esxi_hosts[0])] == [1600]
-    from vlab.lab.validate import lab_warnings
+    from vlab.lab.check import lab_warnings
 
     assert lab_warnings(lab) == []
 
 
 def test_transport_mtu_below_1550_is_allowed_with_a_warning():
-    from vlab.lab.validate import lab_warnings
+    from vlab.lab.check import lab_warnings
 
     data = copy.deepcopy(NSX_LAB)
     data["nsx"]["transport_mtu"] = 1500

@@ -68,7 +68,7 @@ def test_a_signal_just_before_uninterruptible_takes_over_does_not_skip_teardown(
             yield
 
     monkeypatch.setattr(common, "Run", lambda: run)
-    monkeypatch.setattr(common, "LabNetwork", FakeNet)
+    monkeypatch.setattr(common, "new_network", FakeNet)
     monkeypatch.setattr(common, "uninterruptible", first_one_interrupted)
     with pytest.raises(KeyboardInterrupt, match="signal 15"):
         with common.lab_session(TWO_HOSTS) as net:

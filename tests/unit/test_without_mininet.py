@@ -26,7 +26,12 @@ sys.exit(cli.main(sys.argv[1:]))
 
 def _vlab(*argv, env=None):
     return subprocess.run(
-        [sys.executable, "-c", NO_MININET, *argv], capture_output=True, text=True, cwd=REPO, env=env, timeout=300
+        [sys.executable, "-c", NO_MININET, *argv],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
     )
 
 

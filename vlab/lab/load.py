@@ -144,7 +144,7 @@ def _problem(err: dict) -> str:
 
 def parse_lab(data: Any, file: str = "<lab>") -> Lab:
     """Turn already-parsed YAML data into a validated ``Lab`` or raise ``LabError``."""
-    from .validate import check_references
+    from .check import check_references
 
     if data is None:
         raise LabError(file, "", "the lab file is empty")

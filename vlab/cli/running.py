@@ -1,0 +1,87 @@
+"""Commands on a running lab (``--run ID``, or the only one): ``uplink``,
+``vmotion``, ``pktcap``, ``esxtop``, ``inspect`` and ``nsx``, the same
+operations the lab CLI offers (``vlab.shell``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from vlab.shell import commands
+from vlab.shell.esxcli import inspect, nsx_tables
+
+from .common import EXIT_OK, RUN_HELP, need_root, running_lab
+
+
+def cmd_uplink(args) -> int:
+    need_root()
+    ctl = running_lab(args)
+    ctl.uplink(args.host, args.vmnic, up=args.state == "up")
+    print(f"{args.host} {args.vmnic}: cable {'plugged' if args.state == 'up' else 'pulled'}")
+    return EXIT_OK
+
+
+def cmd_vmotion(args) -> int:
+    need_root()
+    print(commands.vmotion(running_lab(args), args))
+    return EXIT_OK
+
+
+def cmd_pktcap(args) -> int:
+    need_root()
+    print(f"wrote {commands.pktcap(running_lab(args), args)}")
+    return EXIT_OK
+
+
+def cmd_esxtop(args) -> int:
+    need_root()
+    for screen in commands.esxtop_screens(running_lab(args), args):
+        if sys.stdout.isatty():
+            print("\033[2J\033[H", end="")
+        print(f"{time.strftime('%H:%M:%S')}  {args.host}  interval {args.interval:g} s")
+        print(screen, flush=True)
+    return EXIT_OK
+
+
+def cmd_inspect(args) -> int:
+    need_root()
+
+    print(json.dumps(inspect(running_lab(args)), indent=2 if args.json else None))
+    return EXIT_OK
+
+
+def cmd_nsx(args) -> int:
+    need_root()
+
+    print(json.dumps(nsx_tables(running_lab(args)), indent=2))
+    return EXIT_OK
+
+
+def register(sub) -> None:
+    p = sub.add_parser("uplink", help="pull or plug an uplink cable on a running lab")
+    p.add_argument("state", choices=["down", "up"])
+    p.add_argument("host")
+    p.add_argument("vmnic")
+    p.add_argument("--run", help=RUN_HELP)
+    p.set_defaults(func=cmd_uplink)
+    p = sub.add_parser("vmotion", help="move a running VM to another ESXi host")
+    commands.add_vmotion_args(p)
+    p.add_argument("--run", help=RUN_HELP)
+    p.set_defaults(func=cmd_vmotion)
+    p = sub.add_parser("pktcap", help="capture at a vSwitch port or uplink (like pktcap-uw)")
+    commands.add_pktcap_args(p)
+    p.add_argument("--run", help=RUN_HELP)
+    p.set_defaults(func=cmd_pktcap)
+    p = sub.add_parser("inspect", help="dump a running lab as JSON (nodes, ports, MACs, IPs, uplink pinning)")
+    p.add_argument("--json", action="store_true", help="indented JSON (the output is JSON anyway)")
+    p.add_argument("--run", help=RUN_HELP)
+    p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("nsx", help="NSX views of a running lab")
+    p.add_argument("view", choices=["tables"], help="tables: VTEP, MAC and ARP tables (JSON)")
+    p.add_argument("--run", help=RUN_HELP)
+    p.set_defaults(func=cmd_nsx)
+    p = sub.add_parser("esxtop", help="per-port packet and bit rates of an ESXi host")
+    commands.add_esxtop_args(p, default_count=0)
+    p.add_argument("--run", help=RUN_HELP)
+    p.set_defaults(func=cmd_esxtop)

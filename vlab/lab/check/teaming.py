@@ -1,0 +1,77 @@
+"""Teaming that needs the physical side: IP-hash teaming and static LAGs."""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+from ..model import Lab
+from ..resolve import effective_teaming
+from .common import Problem
+
+
+def ip_hash_needs_lag(lab: Lab) -> Iterator[Problem]:
+    """IP-hash teaming needs each host's active uplinks in one static
+    EtherChannel. The problem is reported at the ``teaming.policy`` that asks
+    for ip_hash: the port group's own, or its switch's when it is inherited."""
+    lag_of = {
+        (sw.name, p): (sw.name, lag.name)
+        for sw in lab.physical_switches
+        for lag in sw.lags
+        for p in lag.ports
+    }
+    dvs_index = {d.name: d_i for d_i, d in enumerate(lab.distributed_switches)}
+    for i, host in enumerate(lab.esxi_hosts):
+        plugs = {u.name: (u.switch, u.port) for u in host.uplinks}
+        switches = [(f"esxi_hosts[{i}].vswitches[{j}]", sw, None) for j, sw in enumerate(host.vswitches)]
+        switches += [
+            (
+                f"distributed_switches[{dvs_index[m.name]}]",
+                lab.distributed_switches[dvs_index[m.name]],
+                dict(m.uplinks),
+            )
+            for m in host.distributed_switches
+            if m.name in dvs_index
+        ]
+        for sbase, sw, dv_map in switches:
+            for k, pg in enumerate(sw.port_groups):
+                t = effective_teaming(sw.uplinks, sw.teaming, pg.teaming)
+                if t.policy != "ip_hash":
+                    continue
+                active = t.active
+                if dv_map is not None:
+                    # dvUplink -> vmnic; one this host does not map has no NIC here.
+                    active = tuple(dv_map[u] for u in active if u in dv_map)
+                problem = lag_problem(active, plugs, lag_of)
+                if problem is not None:
+                    where = (
+                        f"{sbase}.port_groups[{k}].teaming.policy"
+                        if pg.teaming.policy is not None
+                        else f"{sbase}.teaming.policy"
+                    )
+                    yield (
+                        where,
+                        (
+                            "ip_hash needs every active uplink in one static LAG "
+                            f"(physical_switches[].lags); {pg.name} on {host.name}: "
+                            f"{problem}"
+                        ),
+                    )
+
+
+def lag_problem(active, plugs, lag_of) -> Optional[str]:
+    """Why the ``active`` vmnics are not all in one LAG, or None."""
+    if not active:
+        return "no active uplink"
+    lags = set()
+    for vmnic in active:
+        switch, port = plugs[vmnic]
+        if (switch, port) not in lag_of:
+            return f"{vmnic} ({switch} port {port}) is in no LAG"
+        lags.add(lag_of[(switch, port)])
+    if len(lags) > 1:
+        return (
+            "active uplinks are in different LAGs ("
+            + ", ".join(f"{sw}/{lag}" for sw, lag in sorted(lags))
+            + ")"
+        )
+    return None

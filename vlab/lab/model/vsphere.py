@@ -1,0 +1,195 @@
+"""vSphere objects: vSwitches and distributed switches with their port
+groups, security and teaming policies and mirror sessions; ESXi hosts with
+their uplinks and VMkernel adapters; VMs and their vNICs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from pydantic import (
+    Field,
+    StrictBool,
+    StrictInt,
+)
+
+from .types import (
+    IPv4Addr,
+    IPv4If,
+    LabModel,
+    Mac,
+    Mtu,
+    Name,
+    Policy,
+    PortNumber,
+    Speed,
+    VlanId,
+    VmkName,
+)
+
+
+class Security(LabModel):
+    """vSphere security policy. ``None`` means "inherit" (from the vSwitch, or
+    the vSwitch type's default: standard Reject/Accept/Accept, distributed
+    Reject/Reject/Reject)."""
+
+    promiscuous: Optional[Policy] = None
+    mac_changes: Optional[Policy] = None
+    forged_transmits: Optional[Policy] = None
+
+
+class Teaming(LabModel):
+    """NIC teaming and failover. Fields left unset inherit from the vSwitch;
+    on the vSwitch, ``active=None`` means every uplink of the vSwitch is active."""
+
+    policy: Optional[Literal["originating_port", "source_mac_hash", "ip_hash", "explicit_failover"]] = None
+    active: Optional[tuple[Name, ...]] = None
+    standby: Optional[tuple[Name, ...]] = None
+    unused: Optional[tuple[Name, ...]] = None
+    failure_detection: Optional[Literal["link_status", "beacon_probing"]] = None
+    notify_switches: Optional[StrictBool] = None
+    failback: Optional[StrictBool] = None
+
+
+class PortGroup(LabModel):
+    """A port group: VLAN 0 = external switch tagging (untagged), 1-4094 =
+    virtual switch tagging, 4095 = virtual guest tagging (trunk to the guest)."""
+
+    name: Name
+    vlan: VlanId = 0
+    teaming: Teaming = Teaming()
+    security: Security = Security()
+
+
+class StandardSwitch(LabModel):
+    """A vSphere standard switch (vSS) on one host; ``uplinks`` are vmnic names."""
+
+    name: Name
+    uplinks: tuple[Name, ...] = ()
+    mtu: Mtu = 1500
+    teaming: Teaming = Teaming()
+    security: Security = Security()
+    port_groups: tuple[PortGroup, ...] = ()
+
+
+class MirrorPort(LabModel):
+    """A VM's vNIC taking part in a port mirroring session. For a source,
+    ``direction`` is vSphere's, seen from the distributed switch: ``ingress``
+    = what the VM sends into the switch, ``egress`` = what the switch
+    delivers to the VM, ``both`` = both (VMware, "vSphere 5 New Networking
+    Features - Port Mirroring": "the traffic seeks ingress to the VDS and
+    hence the source is called Ingress"). A destination ignores it."""
+
+    vm: Name
+    vnic: Name = "eth0"
+    direction: Literal["both", "ingress", "egress"] = "both"
+
+
+class MirrorSession(LabModel):
+    """A vSphere port mirroring session on a distributed switch.
+
+    * ``type: erspan`` is "Encapsulated Remote Mirroring (L3) Source": copies
+      of the sources' frames go to ``destination_ip`` (a monitoring host),
+      encapsulated as ERSPAN type II (``encapsulation: erspan``, what vSphere
+      sends by default) or plain GRE (``gre``), from the host's VMkernel
+      address through its routing table and uplinks. ``session_id`` is the
+      ERSPAN session ID (the GRE key for gre); default: the session's
+      position in the list, from 1.
+    * ``type: local`` is "Distributed Port Mirroring": copies go to
+      ``destination_vnics``, as on vSphere only where the destination runs
+      on the same host as the source.
+
+    ``snap_length`` is vSphere's "Mirrored packet length" (each copy cut to
+    that many bytes; unset = whole frames). ``normal_traffic`` is "Normal
+    I/O on destination ports" (vSphere's default: disallowed): a destination
+    vNIC then receives only mirrored frames and what it sends is dropped."""
+
+    name: Name
+    type: Literal["erspan", "local"]
+    enabled: StrictBool = True
+    sources: tuple[MirrorPort, ...] = Field(min_length=1)
+    destination_ip: Optional[IPv4Addr] = None
+    encapsulation: Literal["erspan", "gre"] = "erspan"
+    session_id: Optional[Annotated[StrictInt, Field(ge=0, le=1023)]] = None
+    destination_vnics: tuple[MirrorPort, ...] = ()
+    snap_length: Optional[Annotated[StrictInt, Field(ge=60, le=9000)]] = None
+    normal_traffic: Literal["allowed", "disallowed"] = "disallowed"
+
+
+class DistributedSwitch(LabModel):
+    """A vSphere distributed switch (VDS): port groups defined once for every
+    member host; ``uplinks`` are dvUplink names each member maps to a vmnic.
+    ``mirrors`` are its port mirroring sessions."""
+
+    name: Name
+    uplinks: tuple[Name, ...] = ()
+    mtu: Mtu = 1500
+    teaming: Teaming = Teaming()
+    security: Security = Security()
+    port_groups: tuple[PortGroup, ...] = ()
+    mirrors: tuple[MirrorSession, ...] = ()
+
+
+class DistributedSwitchMember(LabModel):
+    """A host's membership of a distributed switch: dvUplink name -> vmnic."""
+
+    name: Name
+    uplinks: dict[Name, Name] = Field(default_factory=dict)
+
+
+class Uplink(LabModel):
+    """A physical NIC (vmnic) and the physical switch port it plugs into."""
+
+    name: Name
+    speed: Speed = Field(description="link speed in GbE")
+    switch: Name
+    port: PortNumber
+
+
+class VmkernelAdapter(LabModel):
+    """A VMkernel adapter: an internal port of a vSwitch whose IP lives in the
+    host namespace's routing table (the VMkernel TCP/IP stack)."""
+
+    name: VmkName
+    port_group: Name
+    ip: IPv4If
+    # vxlan: the NSX VTEP (VXLAN tunnel endpoint) of this host, on the
+    # VXLAN TCP/IP stack; its gateway reaches VTEPs in other transport subnets.
+    stack: Literal["default", "vmotion", "provisioning", "vxlan"] = "default"
+    gateway: Optional[IPv4Addr] = None
+    mac: Optional[Mac] = None
+
+
+class EsxiHost(LabModel):
+    """An ESXi host: a namespace running its own Open vSwitch instance."""
+
+    name: Name
+    site: Optional[Name] = None
+    uplinks: tuple[Uplink, ...] = ()
+    vswitches: tuple[StandardSwitch, ...] = ()
+    distributed_switches: tuple[DistributedSwitchMember, ...] = ()
+    vmkernel: tuple[VmkernelAdapter, ...] = ()
+    # How the default TCP/IP stack picks a reply's vmk: by destination (ESXi's
+    # routing table) or strictly by source address (policy routing).
+    egress: Literal["destination", "source"] = "destination"
+
+
+class Vnic(LabModel):
+    """A VM's virtual NIC: its configured MAC and the guest's IP settings.
+    It connects to a VLAN-backed ``port_group`` or to an NSX
+    ``logical_switch`` (exactly one of the two)."""
+
+    name: Name = "eth0"
+    port_group: Optional[Name] = None
+    logical_switch: Optional[Name] = None
+    mac: Mac
+    ip: Optional[IPv4If] = None
+    gateway: Optional[IPv4Addr] = None
+
+
+class Vm(LabModel):
+    """A virtual machine (a Mininet host with a real TCP/IP stack); ``host`` is
+    where it starts."""
+
+    name: Name
+    host: Name
+    vnics: tuple[Vnic, ...] = Field(min_length=1)

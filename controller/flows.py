@@ -12,7 +12,8 @@ from vlab.lab.model import Lab
 
 from . import arpsuppress, dfw, dlr, ipdiscovery, mirror, overlay, vswitch
 from .nsx import NsxTables
-from .pipeline import FlowSpec, check
+from .pipeline import FlowSpec
+from .pipeline_check import check
 
 # The cookie of every concern whose flows the driver owns.
 COOKIES = (

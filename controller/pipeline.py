@@ -6,10 +6,11 @@ logical router, ``dfw_`` distributed firewall), what it does, the match
 fields its flows may use, the fields they may set, the tables they may go to
 (``goto_table``, which OpenFlow 1.3 allows only forwards) or recirculate to
 (``resubmit``, ``ct(table=)``), the concerns (cookie owners) that write in it
-and its priority bands by name. ``check(flows)`` holds every compiled flow
-against it, so a wrong goto, match or priority fails a unit test instead of
-becoming a silent flow; ``markdown()`` renders it for docs/pipeline.md, and
-a trace names the band a flow came from.
+and its priority bands by name. ``pipeline_check.check(flows)`` holds every
+compiled flow against it, so a wrong goto, match or priority fails a unit
+test instead of becoming a silent flow; ``pipeline_doc.markdown()`` renders
+it for docs/pipeline.md, and a trace names the band a flow came from
+(``band_label``).
 
 Inside the pipeline a frame carries its VLAN as an 802.1Q tag (pushed at
 ingress for VST port groups, kept for VGT and uplinks, absent for VLAN 0/EST),
@@ -29,10 +30,9 @@ concern id, so a resync can tell our flows from anything else.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Optional
 
 from vlab.lab.model import MAX_FIREWALL_RULES
-from vlab.protocols import ETH_ARP, ETH_IPV4, IPPROTO_TCP, IPPROTO_UDP
 
 OFPVID_PRESENT = 0x1000
 OFPVID_NONE = 0x0000
@@ -391,81 +391,6 @@ PIPELINE: tuple[Stage, ...] = (
 )
 STAGES: dict[int, Stage] = {s.table: s for s in PIPELINE}
 
-# OXM prerequisites (OpenFlow 1.3 §7.2.3.8): a match on the field needs the
-# given field matched to one of the values, or OVS refuses the flow.
-PREREQUISITES: dict[str, tuple[str, frozenset[int]]] = {
-    **{f: ("eth_type", frozenset({ETH_IPV4})) for f in ("ipv4_src", "ipv4_dst", "ip_proto")},
-    **{f: ("eth_type", frozenset({ETH_ARP})) for f in ("arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha")},
-    **{f: ("ip_proto", frozenset({IPPROTO_TCP})) for f in ("tcp_src", "tcp_dst")},
-    **{f: ("ip_proto", frozenset({IPPROTO_UDP})) for f in ("udp_src", "udp_dst")},
-}
-
-
-class PipelineError(AssertionError):
-    """A compiled flow that does not fit the pipeline declaration."""
-
-
-def _walk(actions: Iterable[tuple]) -> Iterable[tuple]:
-    for action in actions:
-        yield action
-        if action[0] == "clone":
-            yield from _walk(action[1])
-
-
-def violations(flow: FlowSpec) -> list[str]:
-    """What is wrong with ``flow`` by the declaration (empty: it fits)."""
-    stage = STAGES.get(flow.table)
-    if stage is None:
-        return [f"table {flow.table} is not in the pipeline"]
-    out = []
-    match = dict(flow.match)
-    for name in sorted(set(match) - stage.matches):
-        out.append(f"{stage.name} may not match {name}")
-    for name, (need, values) in PREREQUISITES.items():
-        if name in match and match.get(need) not in values:
-            shown = " or ".join(f"{v:#06x}" if need == "eth_type" else str(v) for v in sorted(values))
-            out.append(f"a match on {name} needs {need} {shown}")
-    if stage.band_of(flow.priority) is None:
-        out.append(f"priority {flow.priority} is in no band of {stage.name}")
-    if concern_of(flow.cookie) not in stage.concerns:
-        out.append(
-            f"concern {CONCERN_NAMES.get(concern_of(flow.cookie), hex(flow.cookie))} "
-            f"does not write in {stage.name}"
-        )
-    if flow.goto is not None and flow.goto not in stage.goto:
-        out.append(f"{stage.name} may not go to table {flow.goto}")
-    for action in _walk(flow.actions):
-        kind = action[0]
-        if kind == "set_field" and action[1] not in stage.sets:
-            out.append(f"{stage.name} may not set {action[1]}")
-        target = action[1] if kind == "resubmit" else action[3] if kind == "ct" else None
-        if target is not None and target not in stage.recirculate:
-            out.append(f"{stage.name} may not {kind} to table {target}")
-    return out
-
-
-def check(flows: Iterable[FlowSpec]) -> None:
-    """Raise ``PipelineError`` on the first flow that does not fit."""
-    for flow in flows:
-        wrong = violations(flow)
-        if wrong:
-            raise PipelineError(f"{flow}: " + "; ".join(wrong))
-
-
-def _consistent() -> None:
-    """The declaration itself: gotos go forward (OpenFlow 1.3 allows
-    nothing else), every target exists, bands do not overlap."""
-    for s in PIPELINE:
-        for t in s.goto | s.recirculate:
-            assert t in STAGES, f"{s.name}: table {t} is not declared"
-        assert all(t > s.table for t in s.goto), f"{s.name}: goto_table must go forward"
-        bands = sorted(s.bands, key=lambda b: b.low)
-        for a, b in zip(bands, bands[1:]):
-            assert a.high < b.low, f"{s.name}: bands {a.name} and {b.name} overlap"
-
-
-_consistent()
-
 
 def band_label(table: int, priority: Optional[int]) -> str:
     """A flow's band as a trace shows it; the DFW's rules band names the rule."""
@@ -476,48 +401,3 @@ def band_label(table: int, priority: Optional[int]) -> str:
     if band.name == "rules" and table in (Table.DFW_FROM_VM, Table.DFW_TO_VM_CT):
         return f"rule {Priority.DFW_RULES - priority + 1}"
     return band.name
-
-
-def _names(tables: Iterable[int]) -> str:
-    return ", ".join(STAGES[t].name for t in sorted(tables)) or "-"
-
-
-def markdown() -> str:
-    """The pipeline as the table in docs/pipeline.md."""
-    lines = [
-        "# The vSwitch pipeline",
-        "",
-        "Generated from `controller/pipeline.py` (`PIPELINE`) by `vlab pipeline`; "
-        "a unit test keeps this file equal to it. Every flow a compiler returns is "
-        "checked against this declaration (`controller.pipeline.check`). A frame that "
-        "matches no flow in a table is dropped (OpenFlow 1.3 table miss); inside a "
-        "`resubmit` a miss ends only that lookup.",
-        "",
-        "| table | stage | what it does | goes to | recirculates to | written by |",
-        "|---|---|---|---|---|---|",
-    ]
-    for s in PIPELINE:
-        lines.append(
-            f"| {s.table} | `{s.name}` | {s.purpose} | {_names(s.goto)} | "
-            f"{_names(s.recirculate)} | "
-            f"{', '.join(CONCERN_NAMES[c] for c in sorted(s.concerns))} |"
-        )
-    for s in PIPELINE:
-        lines += [
-            "",
-            f"## {s.table} `{s.name}`",
-            "",
-            f"Matches: {', '.join(f'`{m}`' for m in sorted(s.matches))}. "
-            f"Sets: {', '.join(f'`{m}`' for m in sorted(s.sets)) or 'nothing'}.",
-            "",
-            "| priority | band | meaning |",
-            "|---|---|---|",
-        ]
-        for b in sorted(s.bands, key=lambda b: -b.high):
-            prio = str(b.low) if b.low == b.high else f"{b.low}-{b.high}"
-            lines.append(f"| {prio} | {b.name} | {b.meaning} |")
-    return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    print(markdown(), end="")

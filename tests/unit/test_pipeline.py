@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller import pipeline
-from controller.pipeline import Concern, FlowSpec, Priority, Table, cookie, violations
+from controller import pipeline, pipeline_check, pipeline_doc
+from controller.pipeline import Concern, FlowSpec, Priority, Table, cookie
+from controller.pipeline_check import violations
 from controller.state import ControllerState
 from experiments.vmsc_asymmetry import DFW_POLICY
 from vlab.cli import main
@@ -88,8 +89,8 @@ def _flow(
 )
 def test_a_flow_that_does_not_fit_is_refused_with_the_reason(flow, reason):
     assert reason in violations(flow)
-    with pytest.raises(pipeline.PipelineError, match=re.escape(reason)):
-        pipeline.check([flow])
+    with pytest.raises(pipeline_check.PipelineError, match=re.escape(reason)):
+        pipeline_check.check([flow])
 
 
 def test_every_dfw_rule_has_a_priority_of_its_own_above_the_default():
@@ -112,7 +113,7 @@ def test_a_lab_with_more_firewall_rules_than_the_band_holds_is_refused():
 def test_docs_pipeline_md_is_the_declaration(capsys):
     assert main(["pipeline"]) == 0
     out = capsys.readouterr().out
-    assert out == pipeline.markdown()
+    assert out == pipeline_doc.markdown()
     assert (ROOT / "docs" / "pipeline.md").read_text() == out, (
         "docs/pipeline.md is stale: regenerate it with `vlab pipeline > docs/pipeline.md`"
     )

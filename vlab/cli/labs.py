@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from controller.pipeline import markdown
+from controller.pipeline_doc import markdown
 from experiments.common import lab_session
 from vlab import validate_running
 from vlab.lab.check import lab_warnings

@@ -60,7 +60,7 @@ from experiments.common import (
 )
 from experiments.vswitch_nuggets import _arrivals
 from vlab import naming
-from vlab.reachability import endpoints
+from vlab.lab.reachability import endpoints
 
 NAME = "bench"
 OUT = RESULTS / NAME

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from vlab.lab.load import load_lab
-from vlab.reachability import Endpoint
+from vlab.lab.reachability import Endpoint
 from vlab.runtime import Run, signals_as_exceptions, uninterruptible
 from vlab.waiting import Pending, wait_for
 

@@ -47,8 +47,8 @@ from experiments.common import (
 )
 from experiments.fidelity import CpuMeter, checks, shaping_drops
 from vlab import naming
+from vlab.lab.reachability import endpoints
 from vlab.lab.resolve import link_mbps
-from vlab.reachability import endpoints
 from vlab.shell.esxcli import nsx_tables
 from vlab.waiting import Pending, wait_for
 

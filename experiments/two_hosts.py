@@ -13,8 +13,8 @@ import statistics
 from pathlib import Path
 
 from vlab.lab.model import Lab
+from vlab.lab.reachability import expected_reachability
 from vlab.lab.resolve import find, link_mbps, switch_of_port_group
-from vlab.reachability import expected_reachability
 
 from .common import Progress, environment, iperf3, lab_session, ping_sweep, save_figure
 from .fidelity import CpuMeter, checks, shaping_drops

@@ -1,1 +1,2 @@
-"""placeholder"""
+"""Bring-up: a lab as a running Mininet network, one module per kind of
+node it builds (see ``network``)."""

@@ -33,9 +33,9 @@ from mininet.node import Host
 from vlab import control, naming
 from vlab.bindings import SwitchBinding, switch_bindings
 from vlab.lab.model import Lab
+from vlab.lab.reachability import Endpoint, endpoints
 from vlab.operations import LabControl
 from vlab.ovs import OvsInstance
-from vlab.reachability import Endpoint, endpoints
 from vlab.runtime import Run
 
 from . import guests, routers

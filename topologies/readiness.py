@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Callable, Optional
 from vlab import control, naming
 from vlab.bindings import dfw_protected_vms
 from vlab.lab.model import Lab
+from vlab.lab.reachability import Endpoint, endpoints, expected_reachability
 from vlab.lab.resolve import vteps
 from vlab.protocols import ALL_HOSTS_MAC
-from vlab.reachability import Endpoint, endpoints, expected_reachability
 from vlab.waiting import Pending, wait_for
 
 if TYPE_CHECKING:

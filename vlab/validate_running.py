@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import control, naming
-from .reachability import endpoints, expected_reachability
+from .lab.reachability import endpoints, expected_reachability
 
 
 @dataclass(frozen=True)

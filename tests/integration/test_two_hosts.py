@@ -7,7 +7,7 @@ from controller.vswitch import compile_vswitch
 from experiments.common import ping_sweep
 from vlab import naming
 from vlab.bindings import GuestNic
-from vlab.reachability import expected_reachability
+from vlab.lab.reachability import expected_reachability
 from vlab.waiting import Pending, wait_for
 
 

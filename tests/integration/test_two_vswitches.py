@@ -9,7 +9,7 @@ import pytest
 
 from experiments.common import lab_session, ping_sweep
 from vlab import validate_running
-from vlab.reachability import expected_reachability
+from vlab.lab.reachability import expected_reachability
 from vlab.shell.esxcli import inspect, vm_list
 from vlab.waiting import wait_for
 

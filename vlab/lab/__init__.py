@@ -1,1 +1,4 @@
-"""placeholder"""
+"""The lab file: its typed model (``model``), loading (``load``), the checks
+a schema cannot express (``check``: ``vlab check``), and what follows from
+the file alone (``resolve``: effective teaming, switches of port groups;
+``firewall``: rule names; ``reachability``: who should reach whom)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Iterator, Optional
 
 from ..model import Lab
+from ..reachability import endpoints
 from . import esxi, firewalls, mirrors, nsx, physical, teaming
 from .common import Problem, Seen, dupes
 from .nsx import lab_warnings
@@ -36,8 +37,6 @@ def _checks(lab: Lab) -> Iterator[Problem]:
 def _expectations(lab: Lab) -> Iterator[Problem]:
     if lab.expect is None:
         return
-    from ...reachability import endpoints
-
     names = {e.name for e in endpoints(lab)}
     for kind in ("reachable", "unreachable"):
         for i, pair in enumerate(getattr(lab.expect, kind)):

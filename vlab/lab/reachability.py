@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Optional
 
-from .lab.model import Lab
-from .lab.resolve import find, switch_of_port_group
+from .model import Lab
+from .resolve import find, switch_of_port_group
 
 Segment = tuple
 

@@ -73,9 +73,7 @@ def test_every_module_imports_only_from_its_layer_or_below():
         for target in sorted(_imports(path)):
             theirs = layer_of(target)
             if theirs > mine:
-                upwards.append(
-                    f"{_module(path)} ({LAYERS[mine][0]}) imports {target} ({LAYERS[theirs][0]})"
-                )
+                upwards.append(f"{_module(path)} ({LAYERS[mine][0]}) imports {target} ({LAYERS[theirs][0]})")
     assert not upwards, "imports that point upwards:\n" + "\n".join(upwards)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.unit.test_lab_validation import append, both, drop, put
+from tests.unit.labedit import append, both, drop, put
 from vlab.lab.load import LabError, parse_lab
 from vlab.lab.resolve import mirror_session_id
 

@@ -88,7 +88,9 @@ class Explanation:
     def render(self) -> str:
         f = self.frame
         head = (
-            f"{self.host} {self.bridge}: from {self.in_port}, {f.eth_src} > {f.eth_dst}"
+            f"{self.host} {self.bridge}: from {self.in_port}"
+            f"{f' (VNI {f.tunnel_id} from VTEP {f.tun_ipv4_src})' if f.tun_ipv4_src else ''}"
+            f", {f.eth_src} > {f.eth_dst}"
             f", {'VLAN ' + str(f.vlan) if f.vlan is not None else 'untagged'}"
             f"{', ' + _l3(f) if _l3(f) else ''}"
         )
@@ -208,6 +210,16 @@ def _step_reason(step: Step, names: _Names, lab, view: Optional[View]) -> Option
                     f"out of another uplink"
                 )
             return f"VLAN {vlan}: no port group on this vSwitch carries it, and no VGT port"
+        sender = names.port(f.in_port)
+        if step.table == Table.L2 and sender is not None and sender.kind == "tunnel":
+            names_of = {ls.vni: ls.name for ls in lab.nsx.logical_switches} if lab.nsx else {}
+            segment = (
+                f"logical switch {names_of[f.tunnel_id]}" if f.tunnel_id in names_of else "no logical switch"
+            )
+            return (
+                f"VNI {f.tunnel_id} ({segment}) from VTEP {f.tun_ipv4_src}: no VM of it runs on this "
+                f"host, and a VTEP drops what it has no port for"
+            )
         return f"no flow of {STAGES[step.table].name} takes it (table miss)"
     band = _band(step.flow)
     if band == "no-route" and f.eth_type != ETH_IPV4:

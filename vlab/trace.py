@@ -25,6 +25,7 @@ from controller.pipeline import CONCERN_NAMES, STAGES, band_label, concern_of
 from controller.simulate import CT_EST, CT_INV, CT_NEW, CT_REL, CT_RPL, CT_TRK, TCP_ACK, TCP_SYN, Frame
 from vlab import naming
 from vlab.bindings import GuestNic, SwitchBinding
+from vlab.lab.resolve import vteps
 from vlab.protocols import (
     ARP_REQUEST,
     ETH_ARP,
@@ -95,12 +96,18 @@ def build_frame(
     sport: int = 40000,
     syn_ack: bool = False,
     ttl: int = 64,
+    vni: Optional[int] = None,
+    tun_src: Optional[str] = None,
 ) -> Frame:
     """The frame a user describes, entering ``binding`` at ``port``. The
-    source MAC and IP default to the port's own (a vNIC's or vmk's)."""
+    source MAC and IP default to the port's own (a vNIC's or vmk's). A frame
+    entering by the VXLAN tunnel port is the inner frame, as decapsulation
+    leaves it: with its VNI and the sending VTEP's address (default: the
+    first other VTEP of the lab)."""
     p = next((q for q in binding.ports if q.name == port), None)
     if p is None:
         raise TraceError(f"{binding.host} has no port {port!r} on {binding.bridge}")
+    tunnel = _tunnel_metadata(lab, binding, p, vni, tun_src)
     own_mac, own_ip = OUTSIDE_MAC, None
     if p.mac is not None:
         own_mac = p.mac.lower()
@@ -134,7 +141,7 @@ def build_frame(
             arp_tha="00:00:00:00:00:00",
             arp_tpa=_ip(arp, "--arp"),
         )
-        return Frame(p.ofport, **fields)
+        return Frame(p.ofport, **fields, **tunnel)
     if sum(x is not None and x is not False for x in (tcp, udp, icmp or None)) > 1:
         raise TraceError("give one of --tcp, --udp, --icmp")
     target = ip_dst or dst_ip
@@ -155,7 +162,27 @@ def build_frame(
             fields.update(ip_proto=IPPROTO_UDP, udp_src=sport, udp_dst=udp)
         else:
             fields.update(ip_proto=IPPROTO_ICMP)
-    return Frame(p.ofport, **fields)
+    return Frame(p.ofport, **fields, **tunnel)
+
+
+def _tunnel_metadata(lab, binding: SwitchBinding, p, vni: Optional[int], tun_src: Optional[str]) -> dict:
+    """``tunnel_id`` and ``tun_ipv4_src`` of a frame from the tunnel port."""
+    if p.kind != "tunnel":
+        if vni is not None or tun_src is not None:
+            raise TraceError(f"--vni and --tun-src are for frames from the tunnel port, not {p.name}")
+        return {}
+    segments = ", ".join(f"{ls.name} {ls.vni}" for ls in lab.nsx.logical_switches)
+    if vni is None:
+        raise TraceError(
+            f"a frame from {p.name} carries a VNI: give --vni (the lab's logical switches: {segments})"
+        )
+    _in_range(vni, 1, (1 << 24) - 1, "--vni")
+    if tun_src is None:
+        others = [v for h, v in vteps(lab).items() if h != binding.host]
+        if not others:
+            raise TraceError("no other VTEP in the lab to send from: give --tun-src")
+        tun_src = str(others[0].ip.ip)
+    return {"tunnel_id": vni, "tun_ipv4_src": _ip(tun_src, "--tun-src")}
 
 
 def _in_range(value: Optional[int], low: int, high: int, what: str) -> None:
@@ -216,7 +243,11 @@ def frame_from_pcap(path: Path, index: int, in_port: int) -> Frame:
 
 def ofproto_flow(frame: Frame) -> str:
     """``frame`` as an ``ofproto/trace`` flow (ovs-fields names)."""
-    parts = [f"in_port={frame.in_port}", f"dl_src={frame.eth_src}", f"dl_dst={frame.eth_dst}"]
+    parts = [f"in_port={frame.in_port}"]
+    if frame.tun_ipv4_src is not None:
+        # A frame from the tunnel port: the metadata decapsulation sets.
+        parts += [f"tun_id={frame.tunnel_id:#x}", f"tun_src={frame.tun_ipv4_src}"]
+    parts += [f"dl_src={frame.eth_src}", f"dl_dst={frame.eth_dst}"]
     if frame.vlan is not None:
         parts.append(f"dl_vlan={frame.vlan}")
     parts.append(f"dl_type={frame.eth_type:#06x}")

@@ -129,3 +129,23 @@ def test_transport_mtu_1500_passes_ping_but_not_bulk_tcp(tmp_path):
     with lab_session(lab) as net:
         r = walk.measure_bulk(net, 1_000_000, timeout_s=5)
     assert r["ping_ok"] and not r["bulk_completed"], r
+
+
+def test_frames_from_the_tunnel_port_are_traced_by_vni_and_ovs_agrees(overlay, capsys):
+    """What a remote VTEP sends, as decapsulation leaves it: the simulator and
+    OVS's ofproto/trace (exit 0: they agree) deliver a known VNI to its VM and
+    drop a VNI the host has no port for, with the reason."""
+
+    def trace(*argv) -> dict:
+        code = cli.main(
+            ["trace", "--run", overlay.run.id, "--json", "--host", "esx1", "--port", "vxlan0", *argv]
+        )
+        out = json.loads(capsys.readouterr().out)
+        assert code == 0, out.get("disagreement")
+        return out
+
+    out = trace("--dst", "vm1", "--vni", "5001")
+    assert out["delivered"] == ["vm1-eth0"] == out["ovs"]["outputs"]
+    out = trace("--dst", "vm1", "--vni", "5999")
+    assert out["delivered"] == [] == out["ovs"]["outputs"]
+    assert out["refused"][0]["reason"].startswith("VNI 5999 (no logical switch)")

@@ -194,3 +194,43 @@ Final flow: unchanged
 Datapath actions: 1
 """
     assert parse_ofproto_trace(text).outputs == [200]
+
+
+OVERLAY = str(LABS / "nsx-overlay.yaml")
+
+
+def _from_tunnel(capsys, *argv) -> dict:
+    assert (
+        main(["trace", OVERLAY, "--host", "esx1", "--port", "vxlan0", "--dst", "vm1", "--json", *argv]) == 0
+    )
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_frame_from_the_tunnel_port_is_switched_by_its_vni(capsys):
+    out = _from_tunnel(capsys, "--vni", "5001")  # web: vm1's logical switch
+    assert out["delivered"] == ["vm1-eth0"]
+    out = _from_tunnel(capsys, "--vni", "5002")  # app: vm1's MAC is unknown there
+    assert out["delivered"] == ["vm3-eth0"]
+
+
+def test_a_vni_the_host_has_no_port_for_is_dropped_with_the_reason(capsys):
+    out = _from_tunnel(capsys, "--vni", "5999", "--tun-src", "172.16.200.12")
+    assert out["delivered"] == []
+    (reason,) = [r["reason"] for r in out["refused"]]
+    assert reason.startswith(
+        "VNI 5999 (no logical switch) from VTEP 172.16.200.12: no VM of it runs on this host"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (["--port", "vxlan0", "--dst", "vm1"], "a frame from vxlan0 carries a VNI: give --vni"),
+        (["--port", "vxlan0", "--dst", "vm1", "--vni", "0"], "--vni"),
+        (["--port", "vm1-eth0", "--dst", "vm2", "--vni", "5001"], "--vni and --tun-src are for frames from"),
+    ],
+)
+def test_tunnel_metadata_is_refused_where_it_makes_no_sense(capsys, argv, error):
+    assert main(["trace", OVERLAY, "--host", "esx1", *argv]) == 2
+    err = capsys.readouterr().err
+    assert error in err and err.count("\n") == 1

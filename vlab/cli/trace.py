@@ -53,6 +53,8 @@ def cmd_trace(args) -> int:
                 sport=args.sport,
                 syn_ack=args.syn_ack,
                 ttl=args.ttl,
+                vni=args.vni,
+                tun_src=args.tun_src,
             )
     except TraceError as exc:
         raise UsageError(str(exc)) from None
@@ -113,6 +115,8 @@ def register(sub) -> None:
     p.add_argument("--sport", type=int, default=40000, help="source port (default 40000)")
     p.add_argument("--syn-ack", action="store_true", help="TCP: a SYN+ACK instead of a SYN")
     p.add_argument("--ttl", type=int, default=64)
+    p.add_argument("--vni", type=int, help="a frame from the VXLAN tunnel port: its VNI")
+    p.add_argument("--tun-src", metavar="IP", help="... and the VTEP it came from (default: another VTEP)")
     p.add_argument("--size", type=int, metavar="BYTES", help="IP packet length, held against the MTU")
     p.add_argument("--pcap", help="take the frame from this pcap instead of the options")
     p.add_argument("--frame", type=int, default=1, metavar="N", help="frame N of --pcap (1-based)")

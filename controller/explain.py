@@ -24,7 +24,7 @@ from typing import Optional
 from vlab.bindings import CAPTURE_BASE, PortBinding, SwitchBinding
 from vlab.protocols import ETH_ARP, ETH_IPV4, IPPROTO_TCP, IPPROTO_UDP, PROTOCOL_NAMES
 
-from . import overlay
+from . import mirror, overlay
 from .pipeline import CONCERN_NAMES, STAGES, FlowSpec, Priority, Table, band_label, concern_of
 from .simulate import Conntrack, Frame, Step, walk
 from .vswitch import View
@@ -116,19 +116,29 @@ def _l3(f: Frame) -> str:
     return f"{proto} {f.ipv4_src or '?'} > {f.ipv4_dst}{':' + str(port) if port else ''}"
 
 
-def is_copy(port: Optional[PortBinding], no) -> bool:
+def is_copy(port: Optional[PortBinding], no, mirror_only: frozenset = frozenset()) -> bool:
     """Output ``no`` (whose binding is ``port``, if any) is a copy, not a
-    delivery: a PortOutput capture port, a port mirroring tunnel or the controller."""
-    if no == "controller" or (isinstance(no, int) and no >= CAPTURE_BASE):
+    delivery: a PortOutput capture port, a port mirroring tunnel, the
+    controller, or a local mirror session's destination vNIC that receives
+    only mirrored traffic (``mirror_only``: normal traffic disallowed, as
+    vSphere's default is)."""
+    if no == "controller" or (isinstance(no, int) and no >= CAPTURE_BASE) or no in mirror_only:
         return True
     return port is not None and port.kind == "mirror"
+
+
+def mirror_only_ports(binding: SwitchBinding, lab) -> frozenset[int]:
+    """The destination vNICs of this bridge's local mirror sessions that
+    disallow normal traffic: whatever reaches them is a copy."""
+    return mirror.plan(binding, lab)[2]
 
 
 class _Names:
     """OpenFlow port numbers of one bridge, as a user names them."""
 
-    def __init__(self, b: SwitchBinding):
+    def __init__(self, b: SwitchBinding, mirror_only: frozenset[int] = frozenset()):
         self.by_no = {p.ofport: p for p in b.ports}
+        self.mirror_only = mirror_only
 
     def port(self, no) -> Optional[PortBinding]:
         return self.by_no.get(no)
@@ -137,7 +147,7 @@ class _Names:
         return next((p for p in self.by_no.values() if p.name == name), None)
 
     def is_copy(self, no) -> bool:
-        return is_copy(self.by_no.get(no), no)
+        return is_copy(self.by_no.get(no), no, self.mirror_only)
 
     def name(self, no, frame: Optional[Frame] = None) -> str:
         if no == "controller":
@@ -287,7 +297,7 @@ def explain(
     """Walk ``frame`` through ``flows`` (the bridge ``binding``'s) and explain.
     ``to``: the port the user expected it at; ``size``: the IP packet's
     length in bytes, held against the vSwitch MTU at every output."""
-    names = _Names(binding)
+    names = _Names(binding, mirror_only_ports(binding, lab))
     view = View(binding) if binding.local_ports() else None
     w = walk(flows, frame, conntrack)
     ex = Explanation(binding.host, binding.bridge, frame, names.name(frame.in_port))

@@ -305,23 +305,28 @@ def parse_ofproto_trace(text: str) -> OvsTrace:
 
     Only the traced frame's own passes are read: a second ``bridge(...)``
     section within a pass is the outer packet of a native tunnel (VXLAN,
-    ERSPAN, GRE), translated again from the vmk it leaves by; it runs to the
-    next blank line and is skipped. ``clone(...)`` lines are skipped (their
-    actions follow, expanded); ``IN_PORT`` is an output to the frame's own
-    in_port."""
+    ERSPAN, GRE), translated again from the vmk it leaves by, and is
+    skipped: its lines are indented deeper than its header, and the frame's
+    own actions resume at the header's indentation (an ERSPAN copy in a
+    ``clone`` is followed by the frame's forwarding) or after a blank line.
+    ``clone(...)`` lines are skipped (their actions follow, expanded);
+    ``IN_PORT`` is an output to the frame's own in_port."""
     trace = OvsTrace()
-    passno, in_port, nested, bridges = 0, None, False, 0
+    passno, in_port, nested, bridges = 0, None, None, 0
     lines = text.splitlines()
     for i, line in enumerate(lines):
         stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
         if not stripped:
-            nested = False
+            nested = None
             continue
-        if nested:
-            continue
+        if nested is not None:
+            if indent > nested or stripped.startswith("---"):
+                continue
+            nested = None
         if stripped.startswith("bridge("):
             bridges += 1
-            nested = bridges > 1
+            nested = indent if bridges > 1 else None
             continue
         if line.startswith("recirc("):
             passno, bridges = passno + 1, 0
@@ -402,7 +407,7 @@ def compare_with_ovs(ctl, binding: SwitchBinding, frame: Frame, ex, held_to_mtu:
     trace the same states. Copies (mirror, capture, packet-in) are left
     out of the comparison on both sides; with ``held_to_mtu`` the outputs
     are not compared (OVS's trace does not see the MTU)."""
-    from controller.explain import is_copy
+    from controller.explain import is_copy, mirror_only_ports
     from vlab.ovs import OvsError
 
     argv = ["ofproto/trace", binding.bridge, ofproto_flow(frame)]
@@ -414,8 +419,13 @@ def compare_with_ovs(ctl, binding: SwitchBinding, frame: Frame, ex, held_to_mtu:
         raise TraceError(f"ofproto/trace failed: {exc}") from None
     ovs = parse_ofproto_trace(text)
     ports = {p.ofport: p for p in binding.ports}
+    mirror_only = mirror_only_ports(binding, ctl.lab)
     outputs = sorted(
-        {ports[n].name if n in ports else f"port {n}" for n in ovs.outputs if not is_copy(ports.get(n), n)}
+        {
+            ports[n].name if n in ports else f"port {n}"
+            for n in ovs.outputs
+            if not is_copy(ports.get(n), n, mirror_only)
+        }
     )
     model = sorted({d.split(" to ")[0] for d in ex.delivered})
     disagree = None

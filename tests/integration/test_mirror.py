@@ -79,6 +79,24 @@ def test_monitor_sees_nothing_without_traffic_from_a_source(lab, tmp_path):
     assert read_pcap(pcap) == []
 
 
+def test_trace_on_the_running_lab_shows_the_copies_and_ovs_agrees(lab, capsys):
+    """OVS's own ofproto/trace of the jump box's GET on esx1: the ERSPAN copy
+    leaves by the mirror tunnel to the monitor and the local copy reaches the
+    sniffer, both read as copies; the web server is the one delivery, as in
+    the lab's model (exit 0: they agree)."""
+    import json
+
+    from vlab.cli import main
+
+    argv = ["--host", "esx1", "--port", "jumpbox-eth0", "--dst", "web", "--tcp", "80", "--json"]
+    code = main(["trace", "--run", lab.run.id, *argv])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0, out.get("disagreement")
+    assert out["delivered"] == ["web-eth0"] == out["ovs"]["outputs"]
+    assert sorted(out["copies"]) == ["erspan-mirror to 10.2.1.110", "sniffer-eth0"]
+    assert any("native tunnel" in line or "erspan" in line for line in out["ovs"]["datapath_actions"]), out["ovs"]
+
+
 def test_mirroring_follows_the_vm_to_its_new_host(tmp_path):
     with lab_session(ec.LAB) as net:
         r = ec.measure_vmotion(net, tmp_path, PAGE)

@@ -293,3 +293,18 @@ def test_simulator_resubmit_miss_goes_on_and_ct_commit_sees_a_new_connection():
         ),
     )
     assert w.ct_states == [CT_TRK | CT_NEW] and [o.port for o in w.outputs] == [2]
+
+
+def test_mirror_copies_are_copies_and_the_frame_is_delivered_once():
+    """jumpbox is the source of an ERSPAN session and of a local session
+    whose destination (sniffer) disallows normal traffic: both copies are
+    copies, the web server is the only delivery."""
+    state = ControllerState(load_lab(LABS / "erspan.yaml"))
+    ex = run(
+        state,
+        "esx1",
+        "jumpbox-eth0",
+        **_tcp("00:50:56:03:00:10", "00:50:56:03:00:20", "10.2.2.10", "10.2.2.20", 40000, 80),
+    )
+    assert ex.delivered == ["web-eth0"]
+    assert sorted(ex.copies) == ["erspan-mirror to 10.2.1.110", "sniffer-eth0"]

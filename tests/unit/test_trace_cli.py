@@ -179,6 +179,17 @@ def test_ofproto_trace_reader_skips_the_tunnels_outer_packet():
     assert t.outputs == [199]
 
 
+def test_ofproto_trace_reader_resumes_the_frames_actions_after_an_erspan_copy():
+    """A real trace (labs/erspan.yaml, esx1): the ERSPAN copy's outer packet
+    is a nested bridge section inside the first table's actions; the local
+    copy to the sniffer and the forwarding to web follow it."""
+    from vlab.trace import parse_ofproto_trace
+
+    t = parse_ofproto_trace((DATA / "ofproto-trace-erspan.txt").read_text())
+    assert [(s.stage, s.band) for s in t.steps] == [("vs_in_port", "classify"), ("vs_forward", "exact")]
+    assert t.outputs == [198, 202, 201]  # erspan-mirror, sniffer-eth0 (copies), web-eth0
+
+
 def test_ofproto_trace_reader_reads_in_port():
     from vlab.trace import parse_ofproto_trace
 

@@ -94,7 +94,9 @@ def test_trace_on_the_running_lab_shows_the_copies_and_ovs_agrees(lab, capsys):
     assert code == 0, out.get("disagreement")
     assert out["delivered"] == ["web-eth0"] == out["ovs"]["outputs"]
     assert sorted(out["copies"]) == ["erspan-mirror to 10.2.1.110", "sniffer-eth0"]
-    assert any("native tunnel" in line or "erspan" in line for line in out["ovs"]["datapath_actions"]), out["ovs"]
+    assert any("native tunnel" in line or "erspan" in line for line in out["ovs"]["datapath_actions"]), out[
+        "ovs"
+    ]
 
 
 def test_mirroring_follows_the_vm_to_its_new_host(tmp_path):

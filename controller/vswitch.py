@@ -41,6 +41,7 @@ from typing import Optional
 
 from vlab.bindings import CAPTURE_BASE, PortBinding, SwitchBinding
 from vlab.lab.model import VGT_VLAN
+from vlab.protocols import ETH_VLAN
 
 from .pipeline import OFPVID_NONE, OFPVID_PRESENT, Concern, FlowSpec, Priority, Table, cookie
 from .teaming import has_reverse_teaming, pinned_uplink
@@ -258,7 +259,7 @@ def _ingress(v: View) -> list[FlowSpec]:
             continue
         # A guest on an EST/VST port group sends untagged frames; tagged ones
         # are dropped (only VGT lets the guest choose its VLAN).
-        actions = (("push_vlan", 0x8100), ("set_field", "vlan_vid", _vid(vlan))) if vlan else ()
+        actions = (("push_vlan", ETH_VLAN), ("set_field", "vlan_vid", _vid(vlan))) if vlan else ()
         flows.append(
             _flow(
                 Table.INGRESS,

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Optional
 
 from . import control, naming
+from .lab.model import Expectation
 from .lab.reachability import endpoints, expected_reachability
+from .operations import LabControl
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class Check:
         return f"{'PASS' if self.ok else 'FAIL'} {self.name}: {self.detail}"
 
 
-def _flows(ctl) -> list[Check]:
+def _flows(ctl: LabControl) -> list[Check]:
     checks = []
     applied = ctl.applied()
     want_gen = ctl.desired().get("generation", 0)
@@ -58,7 +61,7 @@ def _flows(ctl) -> list[Check]:
     return checks
 
 
-def _uplinks(ctl) -> list[Check]:
+def _uplinks(ctl: LabControl) -> list[Check]:
     down = ctl.applied().get("uplinks_down", {})
     return [
         Check(
@@ -70,7 +73,7 @@ def _uplinks(ctl) -> list[Check]:
     ]
 
 
-def _reachability(ctl, expect) -> list[Check]:
+def _reachability(ctl: LabControl, expect: Optional[Expectation]) -> list[Check]:
     eps = {e.name: e for e in endpoints(ctl.lab)}
     if expect is not None:
         pairs = [(a, b, True) for a, b in expect.reachable]
@@ -95,7 +98,7 @@ def _reachability(ctl, expect) -> list[Check]:
         return list(pool.map(ping, pairs))
 
 
-def validate(ctl, expect=None) -> list[Check]:
+def validate(ctl: LabControl, expect: Optional[Expectation] = None) -> list[Check]:
     """All checks; ``expect`` (a lab's ``expect`` section) overrides the
     running lab's own."""
     return _flows(ctl) + _uplinks(ctl) + _reachability(ctl, expect or ctl.lab.expect)

@@ -774,7 +774,7 @@ def measure_veth_ceiling(seconds: float) -> dict:
         net.addLink(a, b)
         net.build()
         for h in (a, b):
-            # As in every lab: no TX checksum offload (userspace OVS, DESIGN.md).
+            # As in every lab: no TX checksum offload (userspace OVS, README "Design notes").
             h.cmd("ethtool -K %s tx off >/dev/null 2>&1" % h.defaultIntf())
         server = b.popen(
             ["iperf3", "-s", "-1", "-B", "10.99.0.2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -786,6 +786,7 @@ def measure_veth_ceiling(seconds: float) -> dict:
                 lambda: "LISTEN" in b.cmd("ss -Hltn 'sport = :5201'") or Pending("iperf3 not listening"),
                 10,
                 "iperf3 on vb",
+                interval=0.05,
             )
             data = json.loads(a.cmd(f"iperf3 -c 10.99.0.2 -t {seconds} -J"))
         finally:

@@ -198,6 +198,7 @@ def iperf3(
             lambda: "LISTEN" in srv.cmd(f"ss -Hltn 'sport = :{port}'") or Pending("iperf3 not listening"),
             10,
             f"iperf3 server on {server.name}",
+            interval=0.05,
         )
         t0 = time.monotonic()
         out = net.node(client.node).cmd(

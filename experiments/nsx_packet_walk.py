@@ -278,6 +278,7 @@ def measure_bulk(net: LabNetwork, nbytes: int, timeout_s: float = 8.0) -> dict:
             lambda: "LISTEN" in vm2.cmd("ss -Hltn 'sport = :5301'") or Pending("iperf3 not listening"),
             10,
             "iperf3 on vm2",
+            interval=0.05,
         )
         t0 = time.monotonic()
         out = net.node("vm1").cmd(

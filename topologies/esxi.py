@@ -1,10 +1,10 @@
 """An ESXi host: a network namespace with its own Open vSwitch instance.
 
-Each host runs its own ovsdb-server and ovs-vswitchd (``vlab.ovs``; why one
-per host: DESIGN.md), with one bridge per vSwitch (standard or distributed
-member), in fail mode ``secure`` and connected to the controller before any
-port is added, so no frame is switched before the controller programmed the
-bridge. Its ports, numbered by ``vlab.bindings``:
+Each host runs its own ovsdb-server and ovs-vswitchd (``vlab.ovs``; why
+one per host: README, "Design notes"), with one bridge per vSwitch
+(standard or distributed member), in fail mode ``secure`` and connected to
+the controller before any port is added, so no frame is switched before the
+controller programmed the bridge. Its ports, numbered by ``vlab.bindings``:
 
 * uplinks vmnicN (their htb shaping kept, ``links.keep_qdisc``);
 * VMkernel adapters as internal ports, whose addresses and routing tables
@@ -17,10 +17,6 @@ bridge. Its ports, numbered by ``vlab.bindings``:
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-
-from mininet.node import Host
 
 from vlab.bindings import MIRROR_PORTS, PortBinding, SwitchBinding
 from vlab.lab.model import EsxiHost, Lab
@@ -95,11 +91,11 @@ def bridge_commands(lab: Lab, host: EsxiHost, b: SwitchBinding, controller: str)
 
 
 def start_esxi(
-    node: Host, run_dir: Path, lab: Lab, host: EsxiHost, bindings: tuple[SwitchBinding, ...], controller: str
-) -> OvsInstance:
-    """Start ``host``'s OVS instance with its vSwitches, and its VMkernel
-    stacks; returns the instance."""
-    inst = OvsInstance(node, Path(run_dir) / host.name)
+    inst: OvsInstance, lab: Lab, host: EsxiHost, bindings: tuple[SwitchBinding, ...], controller: str
+) -> None:
+    """Start ``host``'s OVS instance (the caller holds it, so a failure here
+    still stops it) with its vSwitches, and its VMkernel stacks."""
+    node = inst.node
     inst.start()
     for b in (b for b in bindings if b.host == host.name):
         inst.vsctl(*bridge_commands(lab, host, b, controller))
@@ -118,4 +114,3 @@ def start_esxi(
         out = node.cmd(f"{cmd} 2>&1; echo rc=$?").strip()
         if not out.endswith("rc=0"):
             raise NotReady(f"{host.name}: `{cmd}` failed: {out}")
-    return inst

@@ -10,7 +10,7 @@ from typing import Optional
 from mininet.node import Host
 
 from vlab.lab.model import Host as LabHost
-from vlab.lab.model import Lab
+from vlab.lab.model import HostInterface, Lab
 
 
 def address(node: Host, intf: str, ip: Optional[IPv4Interface]) -> None:
@@ -36,11 +36,15 @@ def configure_vms(lab: Lab, node_of) -> None:
                 node.cmd(f"ip route replace default via {nic.gateway}")
 
 
-def configure_host(node: Host, h: LabHost) -> None:
-    """A physical host's (or router's) interfaces (MTU, address) and routes."""
-    for intf in h.interfaces:
-        node.cmd(f"ip link set {intf.name} mtu {intf.mtu}")
-        address(node, intf.name, intf.ip)
+def configure_interface(node: Host, intf: HostInterface) -> None:
+    """A physical host's (or router's) interface: MTU and address."""
+    node.cmd(f"ip link set {intf.name} mtu {intf.mtu}")
+    address(node, intf.name, intf.ip)
+
+
+def configure_routes(node: Host, h: LabHost) -> None:
+    """A physical host's (or router's) default gateway and static routes,
+    once its interfaces (and a router's forwarding and firewall) are up."""
     if h.gateway is not None:
         node.cmd(f"ip route replace default via {h.gateway}")
     for r in h.routes:

@@ -93,19 +93,18 @@ class LabNetwork:
             self.controller.wait_listening(timeout)
             for host in self.lab.esxi_hosts:
                 step[0] = f"starting {host.name}'s Open vSwitch"
-                self.ovs[host.name] = start_esxi(
-                    self.node(host.name),
-                    self.run.dir,
-                    self.lab,
-                    host,
-                    self.bindings,
-                    self.controller.target(host.name),
-                )
+                inst = self.ovs[host.name] = OvsInstance(self.node(host.name), self.run.dir / host.name)
+                start_esxi(inst, self.lab, host, self.bindings, self.controller.target(host.name))
             step[0] = "configuring the guests"
             guests.configure_vms(self.lab, self.node)
             for h in self.lab.hosts:
-                guests.configure_host(self.node(h.name), h)
-                routers.configure_router(self.node(h.name), h, self.lab, self.run.dir)
+                node = self.node(h.name)
+                for intf in h.interfaces:
+                    guests.configure_interface(node, intf)
+                    if intf.vip is not None:
+                        routers.virtual_gateway(node, intf)
+                routers.configure_router(node, h, self.lab, self.run.dir)
+                guests.configure_routes(node, h)
             self.timings["build_s"] = time.monotonic() - t0
             step[0] = "waiting for the controller to program every switch"
             wait_ready(self, timeout)

@@ -1,7 +1,7 @@
 """Routers and firewalls: hosts that forward, with their first-hop virtual
 gateways (HSRP/VRRP-like) and, for firewalls, a stateful nftables ruleset
 compiled from the lab (``vlab.perimeter``). Their addresses and static
-routes are configured as any host's (``guests.configure_host``)."""
+routes are configured as any host's (``guests``)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,8 @@ from .readiness import NotReady
 
 
 def configure_router(node: Host, h: LabHost, lab: Lab, run_dir: Path) -> None:
-    """What makes host ``h`` (already configured by ``guests.configure_host``)
-    a router or firewall: virtual gateways, forwarding, firewall rules.
-    Nothing for a plain host."""
-    for intf in h.interfaces:
-        if intf.vip is not None:
-            virtual_gateway(node, intf)
+    """What makes host ``h`` (interfaces and virtual gateways up) a router or
+    firewall: forwarding and firewall rules. Nothing for a plain host."""
     if h.kind in ("router", "firewall"):
         # Routes may be asymmetric (a stretched L2 with two exits): no
         # reverse-path filter, as on a data-centre router.

@@ -3,6 +3,7 @@ student would type them (Mininet's CLI runs a script and returns)."""
 
 import os
 
+from tests.integration.conftest import REPO
 from vlab.shell.labcli import EsxiCLI
 
 
@@ -58,6 +59,9 @@ def test_python3_in_a_node_is_the_testbeds_python_with_its_tools(two_hosts, tmp_
     _cli(
         two_hosts,
         tmp_path,
-        f"vm1a python3 -c \"import scapy, experiments.tools.frames; open('{marker}', 'w').write('ok')\"",
+        f'vm1a python3 -c "import os, scapy, experiments.tools.frames; '
+        f"open('{marker}', 'w').write(os.environ['PYTHONPATH'])\"",
     )
-    assert marker.read_text() == "ok"
+    # The repository itself: a package directory there would shadow the
+    # standard library (vlab/trace/ is named like the stdlib's trace).
+    assert marker.read_text() == str(REPO)

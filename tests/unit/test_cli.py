@@ -52,3 +52,17 @@ def test_plot_bench_redraws_the_bench_figures_from_its_json(tmp_path, monkeypatc
     drawn = {p.name for p in (tmp_path / "bench").iterdir()}
     assert {"scale.png", "failover-vmotion.pdf", "throughput.png", "controller-resync.png"} <= drawn
     assert str(tmp_path / "REPORT.md") in capsys.readouterr().out
+
+
+def test_a_wait_that_times_out_is_one_line_and_exit_1(monkeypatch, capsys):
+    """What an experiment waited for never happened (vlab.waiting's
+    TimeoutError): one line naming it, exit 1, no traceback."""
+    from experiments import common
+
+    def never(name):
+        raise TimeoutError("iperf3 on vm2: not done after 10.0s: iperf3 not listening")
+
+    monkeypatch.setattr(common, "read_result", never)
+    assert main(["plot", "two-hosts"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "iperf3 on vm2: not done after 10.0s" in err

@@ -62,9 +62,10 @@ def main(argv=None) -> int:
     except (UsageError, OperationError) as exc:
         print(f"vlab {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (NotReady, CaptureIncomplete) as exc:
-        # The lab did not come up, or a measurement could not be trusted: one
-        # line, and lab_session has already removed everything of this run.
+    except (NotReady, CaptureIncomplete, TimeoutError) as exc:
+        # The lab did not come up, a measurement could not be trusted, or what
+        # it waited for never happened: one line, and lab_session has already
+        # removed everything of this run.
         print(f"vlab {args.command}: {exc} (everything this run created was removed)", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -59,7 +59,7 @@ class EsxiCLI(CLI):
         testbed's own Python with its tools importable (scapy, experiments.tools)."""
         words = line.split(None, 2)
         if len(words) >= 2 and words[1] == "python3":
-            repo = Path(__file__).resolve().parents[1]
+            repo = Path(__file__).resolve().parents[2]  # vlab/shell/labcli.py -> the repository
             line = " ".join([words[0], f"env PYTHONPATH={repo} {sys.executable}", *words[2:]])
         return super().default(line)
 

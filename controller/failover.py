@@ -81,11 +81,12 @@ def link_changed(state: "ControllerState", dpid: int, uplink: str, up: bool) -> 
     down = state.down.get(dpid, frozenset())
     if (uplink not in down) == up:
         return []
-    before = pinning(state.binding(dpid))
+    now = state.binding(dpid)
+    before = pinning(now)
     if up:
         teams = dict(state.teams.get(dpid, {}))
-        for pg in state.binding(dpid).switch.port_groups:
-            teams[pg.name] = after_recovery(state.binding(dpid).teaming(pg.name), uplink, down)
+        for pg in now.switch.port_groups:
+            teams[pg.name] = after_recovery(now.teaming(pg.name), uplink, down)
         state.teams[dpid] = teams
         state.down[dpid] = down - {uplink}
     else:

@@ -133,3 +133,14 @@ IP_HASH_HINT = "ip_hash needs every active uplink in one static LAG (physical_sw
 
 def case(id_, edit, expected, base="two-hosts"):
     return pytest.param(base, edit, "lab.yaml: " + expected, id=id_)
+
+
+def refusal(base: str, edit) -> str:
+    """The one-line error of lab ``base`` after ``edit`` (it must be refused)."""
+    from vlab.lab.load import LabError, parse_lab
+
+    data = copy.deepcopy(BASES[base])
+    edit(data)
+    with pytest.raises(LabError) as info:
+        parse_lab(data, "lab.yaml")
+    return str(info.value)

@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from tests.unit.labedit import (
-    BASES,
     DVS,
     HOST0,
     IP_HASH_HINT,
@@ -30,6 +29,7 @@ from tests.unit.labedit import (
     case,
     drop,
     put,
+    refusal,
 )
 from vlab.lab.load import LabError, parse_lab
 from vlab.lab.resolve import host_switches
@@ -283,11 +283,7 @@ NSX_INVALID = [
 
 @pytest.mark.parametrize("base, edit, expected", REFERENCES + NSX_INVALID)
 def test_invalid_lab(base, edit, expected):
-    data = copy.deepcopy(BASES[base])
-    edit(data)
-    with pytest.raises(LabError) as info:
-        parse_lab(data, "lab.yaml")
-    assert str(info.value) == expected
+    assert refusal(base, edit) == expected
 
 
 def test_error_carries_file_path_and_problem():

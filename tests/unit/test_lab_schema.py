@@ -11,12 +11,9 @@ fast: nothing is started.
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
 from tests.unit.labedit import (
-    BASES,
     HOST0,
     PG_1G,
     TWO_HOSTS,
@@ -27,6 +24,7 @@ from tests.unit.labedit import (
     case,
     drop,
     put,
+    refusal,
 )
 from vlab.lab.load import LabError, load_lab, parse_lab
 
@@ -304,11 +302,7 @@ INVALID = [
 
 @pytest.mark.parametrize("base, edit, expected", INVALID)
 def test_invalid_lab(base, edit, expected):
-    data = copy.deepcopy(BASES[base])
-    edit(data)
-    with pytest.raises(LabError) as info:
-        parse_lab(data, "lab.yaml")
-    assert str(info.value) == expected
+    assert refusal(base, edit) == expected
 
 
 # --- whole-file problems -------------------------------------------------------

@@ -20,17 +20,14 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Optional
 
 from vlab import control, naming
 from vlab.bindings import Placement, default_placement
-from vlab.control import MAX_RESPONSE_S, QUERY_SOURCE
 from vlab.lab.load import load_lab
 from vlab.ovs import OvsInstance
 
 from . import capture as pktcap
 from . import vmotion as moves
-from .capture import Capture
 from .errors import OperationError, wait
 
 
@@ -136,29 +133,9 @@ class LabControl:
         """Pull (up=False) or plug the cable of ``host``'s ``vmnic``."""
         self.sh(naming.FABRIC_NODE, f"ip link set {self.fabric_port(host, vmnic)} {'up' if up else 'down'}")
 
-    # -- vMotion, reconnect, pktcap-uw: see their modules ----------------------------
-    def vmotion(
-        self,
-        vm_name: str,
-        dest: str,
-        stun_s: float = 0.1,
-        igmp_query: bool = True,
-        max_response_s: float = MAX_RESPONSE_S,
-        query_source: str = QUERY_SOURCE,
-    ) -> dict:
-        """``vmotion.vmotion``: move ``vm_name`` to ``dest``."""
-        return moves.vmotion(self, vm_name, dest, stun_s, igmp_query, max_response_s, query_source)
-
-    def reconnect(self, vm_name: str) -> dict[str, int]:
-        """``vmotion.reconnect``: new virtual ports for ``vm_name``'s vNICs."""
-        return moves.reconnect(self, vm_name)
-
-    def capture(self, pcap: Path, **where) -> Capture:
-        """``capture.capture``: pktcap-uw at a vNIC port or an uplink."""
-        return pktcap.capture(self, pcap, **where)
-
-    def tcpdump(
-        self, node: str, iface: str, pcap: Path, bpf: str = "", direction: Optional[list] = None, on_stop=None
-    ) -> Capture:
-        """``capture.tcpdump``: a capture on any node's interface."""
-        return pktcap.tcpdump(self, node, iface, pcap, bpf, direction, on_stop)
+    # -- vMotion, reconnect, pktcap-uw: their modules' functions, as methods
+    # (each takes the LabControl first), so signatures and docs live once.
+    vmotion = moves.vmotion
+    reconnect = moves.reconnect
+    capture = pktcap.capture
+    tcpdump = pktcap.tcpdump

@@ -164,6 +164,13 @@ INVALID = [
         "physical_switches[0].spans[0].direction: must be 'tx', 'rx' or 'both' (got 'up')",
     ),
     case(
+        # Open vSwitch raises any MAC aging time under 15 s to 15 s: a lower
+        # value would be accepted and not applied.
+        "mac-aging-under-the-ovs-floor",
+        put("physical_switches[0].mac_aging", 10),
+        "physical_switches[0].mac_aging: must be greater than or equal to 15 (got 10)",
+    ),
+    case(
         "igmp-aging-too-short",
         put("physical_switches[0].igmp_aging", 5),
         "physical_switches[0].igmp_aging: must be greater than or equal to 15 (got 5)",

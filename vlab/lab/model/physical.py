@@ -60,7 +60,9 @@ class PhysicalSwitch(LabModel):
 
     name: Name
     site: Optional[Name] = None
-    mac_aging: Annotated[StrictInt, Field(ge=10, le=3600)] = 300
+    # MAC table aging time (s). Open vSwitch clamps it to 15..3600
+    # (mac-learning.c), so a lower value would be accepted and not applied.
+    mac_aging: Annotated[StrictInt, Field(ge=15, le=3600)] = 300
     # Data-centre switches carry jumbo frames; the transport MTU an overlay
     # can use is set on the ESXi side (nsx.transport_mtu).
     mtu: Mtu = 9000

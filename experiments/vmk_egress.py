@@ -126,6 +126,14 @@ def measure_transfer(net: LabNetwork, work: Path, client: str, nbytes: int, samp
             senders[vmk] = senders.get(vmk, 0) + 1
         pcap.unlink()  # counted; the bulk pcaps are not kept
     series = [esxtop.rates(a, b) for a, b in zip(samples, samples[1:])]
+    # Packets per port over the whole transfer (the counters' difference):
+    # unlike the per-interval rates, independent of how a loaded machine
+    # spread the samples.
+    first, last = samples[0].ports, samples[-1].ports
+    packets = {
+        name: {d: c[f"{d}_pkts"] - first.get(name, {}).get(f"{d}_pkts", 0) for d in ("tx", "rx")}
+        for name, c in last.items()
+    }
     return {
         "client": client,
         "transfer": transfer,
@@ -134,6 +142,7 @@ def measure_transfer(net: LabNetwork, work: Path, client: str, nbytes: int, samp
         "reply_sender_vmk": senders,
         "resets_seen": resets,
         "esxtop": _series(series, samples[0].t),
+        "esxtop_packets": packets,
     }
 
 

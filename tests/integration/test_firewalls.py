@@ -21,8 +21,13 @@ from experiments import microsegmentation
 from experiments.common import REPO, guest_tool, lab_session, stop_tool, wait_ready_line
 from vlab import perimeter
 
+# A connection that should succeed gets ample time (a lost SYN alone costs a
+# 1 s retransmission); a blocked one never connects, whatever the timeout,
+# so it gets a short one.
+OK_S, BLOCKED_S = 10.0, 1.5
 
-def connect(net, src: str, ip: str, port: int, timeout: float = 1.5) -> str:
+
+def connect(net, src: str, ip: str, port: int, timeout: float = OK_S) -> str:
     """A fresh TCP connection and one request from ``src``: 'ok' or the error."""
     out = net.node(src).cmd(
         f"cd {REPO} && {sys.executable} -m experiments.tools.tcpapp connect "
@@ -51,9 +56,9 @@ def test_dfw_allows_policy_and_stops_the_compromised_vm(segmented):
         assert connect(net, "client", "10.30.0.11", 80) == "ok"
         assert connect(net, "web", "10.30.0.12", 3306) == "ok"
         # Same L2 segment, same host as web: only the vNIC's filter stops it.
-        assert connect(net, "attacker", "10.30.0.11", 80) == "TimeoutError"
-        assert connect(net, "attacker", "10.30.0.12", 3306) == "TimeoutError"
-        assert connect(net, "client", "10.30.0.12", 3306) == "TimeoutError"
+        assert connect(net, "attacker", "10.30.0.11", 80, BLOCKED_S) == "TimeoutError"
+        assert connect(net, "attacker", "10.30.0.12", 3306, BLOCKED_S) == "TimeoutError"
+        assert connect(net, "client", "10.30.0.12", 3306, BLOCKED_S) == "TimeoutError"
         # ARP is not the DFW's business: the attacker still resolves web.
         net.node("attacker").cmd("ping -c1 -W1 10.30.0.11")
         assert "10.30.0.11" in net.node("attacker").cmd("ip neigh show 10.30.0.11 | grep lladdr")
@@ -87,7 +92,7 @@ def test_dfw_state_moves_with_the_vm(segmented):
         # The established connection goes on at the new host ...
         assert client.stdout.readline().strip() == "ok"
         # ... where the attacker still gets nothing.
-        assert connect(net, "attacker", "10.30.0.11", 80) == "TimeoutError"
+        assert connect(net, "attacker", "10.30.0.11", 80, BLOCKED_S) == "TimeoutError"
     finally:
         stop_tool(client)
         stop_tool(server)
@@ -98,7 +103,9 @@ def test_perimeter_firewalls_drop_half_flows():
         servers = [serve(net, "vm1", "10.10.10.11", 8080), serve(net, "vm2", "10.10.10.12", 8080)]
         try:
             assert connect(net, "u1", "10.10.10.11", 8080) == "ok"  # DC1: symmetric
-            assert connect(net, "u1", "10.10.10.12", 8080) == "TimeoutError"  # DC2: in by fw1, out by fw2
+            assert (
+                connect(net, "u1", "10.10.10.12", 8080, BLOCKED_S) == "TimeoutError"
+            )  # DC2: in by fw1, out by fw2
             counters = perimeter.rule_counters(
                 net.node("fw2").cmd(f"nft -j list table inet {perimeter.TABLE}")
             )

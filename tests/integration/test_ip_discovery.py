@@ -87,6 +87,16 @@ def test_dhcp_snooping_learns_a_real_lease_across_vtep_subnets(snooping_only, wo
         text=True,
     )
     try:
+        # udhcpc gives up after its five tries: the server listens first.
+        wait_for(
+            lambda: (
+                server.poll() is None
+                and net.control.sh("vm2", "ss -Huln 'sport = :67'").strip()
+                or Pending("dnsmasq not listening on udp/67" if server.poll() is None else "dnsmasq exited")
+            ),
+            10,
+            "dnsmasq on vm2",
+        )
         client = net.control.sh(
             "vm5", f"udhcpc -i eth0 -n -q -f -t 5 -T 1 -s {GUEST_DHCP_HOOK} 2>&1", check=False
         )

@@ -68,9 +68,11 @@ def test_vmotion_keeps_mac_ip_and_tcp_session(nuggets, work):
 def test_quiet_vm_vmotion_notify_switches_yes_vs_no(nuggets, work):
     r = vn.measure_quiet_vmotion(nuggets, work)
     q1, q2 = r["series"]["quiet1"], r["series"]["quiet2"]
-    assert q1["outage_s"] < 1.0, q1["outage_s"]
+    # Packets lost, not gaps between arrivals (those grow with every stall
+    # of a loaded machine): with the RARP, the stun and the RARP's trip.
+    assert q1["lost_s"] < 0.1 * r["mac_aging_s"], q1
     # Without the RARP the switch keeps the stale entry until it ages out.
-    assert q2["outage_s"] >= r["mac_aging_s"] * 0.5, q2["outage_s"]
+    assert q2["lost_s"] >= r["mac_aging_s"] * 0.5, q2
     assert r["rarp_sent_for"] == ["quiet1-eth0"], r["rarp_sent_for"]
 
 
@@ -78,7 +80,7 @@ def test_multicast_after_vmotion_spoofed_igmp_query(nuggets, work):
     r = vn.measure_multicast_vmotion(nuggets, work, max_responses=(1.0,))
     assert r["verdict"], r
     no_query, with_query = r["moves"]
-    assert no_query["outage_s"] >= r["igmp_aging_s"] * 0.5, r
-    assert with_query["outage_s"] <= 1.0 + r["stun_s"] + 1.0, r
+    assert no_query["lost_s"] >= r["igmp_aging_s"] * 0.5, r
+    assert with_query["lost_s"] <= with_query["report_after_stun_s"] + vn.REPORT_TO_SWITCH_S, r
     q = with_query["query_seen_by_guest"]
     assert q and q["source_ip"] == "0.0.0.0" and q["max_response_s"] == 1.0, r

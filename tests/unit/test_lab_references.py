@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.unit.labedit import (
+    BEACON_REFUSAL,
     DVS,
     HOST0,
     IP_HASH_HINT,
@@ -133,6 +134,12 @@ REFERENCES = [
         f"{PG_1G}.teaming.policy: {IP_HASH_HINT}; PG-1G on esx1: active uplinks are in "
         "different LAGs (pswitch1/po1, pswitch1/po2)",
     ),
+    case(
+        # Accepted, it would behave as link status: refused instead.
+        "beacon-probing-on-a-port-group",
+        put(f"{PG_1G}.teaming.failure_detection", "beacon_probing"),
+        f"{PG_1G}.teaming.failure_detection: {BEACON_REFUSAL}",
+    ),
     # --- distributed switches -------------------------------------------------
     case(
         "dvs-member-unknown-dvuplink",
@@ -187,6 +194,12 @@ REFERENCES = [
         "dvs-port-group-clashes-with-vswitch",
         put(f"{DVS}.port_groups[0].name", "Management"),
         f"{MEMBER0}.name: port group 'Management' of dvs1 clashes with one on esx1",
+        base="dvs",
+    ),
+    case(
+        "beacon-probing-on-a-distributed-switch",
+        put(f"{DVS}.teaming", {"failure_detection": "beacon_probing"}),
+        f"{DVS}.teaming.failure_detection: {BEACON_REFUSAL}",
         base="dvs",
     ),
     case(

@@ -129,10 +129,9 @@ def measure_transfer(net: LabNetwork, work: Path, client: str, nbytes: int, samp
     # Packets per port over the whole transfer (the counters' difference):
     # unlike the per-interval rates, independent of how a loaded machine
     # spread the samples.
-    first, last = samples[0].ports, samples[-1].ports
     packets = {
-        name: {d: c[f"{d}_pkts"] - first.get(name, {}).get(f"{d}_pkts", 0) for d in ("tx", "rx")}
-        for name, c in last.items()
+        name: {"tx": c["tx_pkts"], "rx": c["rx_pkts"]}
+        for name, c in esxtop.counts(samples[0], samples[-1]).items()
     }
     return {
         "client": client,

@@ -434,11 +434,18 @@ def measure_vmotion_tcp(net: LabNetwork, work: Path, seconds: float = 4.0, stun_
 
 
 # -- 6. vMotion of quiet VMs ---------------------------------------------------------------------
-def _arrivals(path: Path) -> list[float]:
-    """Arrival times a ``udp recv`` wrote (complete lines only: it may be running)."""
+def _received(path: Path) -> list[tuple[float, int]]:
+    """(arrival time, sequence number) of every packet a ``udp recv`` wrote
+    (complete lines only: it may be running)."""
     if not path.exists():
         return []
-    return [float(line.split()[0]) for line in path.read_text().splitlines() if len(line.split()) == 2]
+    lines = (line.split() for line in path.read_text().splitlines())
+    return [(float(f[0]), int(f[1])) for f in lines if len(f) == 2]
+
+
+def _arrivals(path: Path) -> list[float]:
+    """Arrival times a ``udp recv`` wrote."""
+    return [t for t, _ in _received(path)]
 
 
 def _lost_s(path: Path, pps: float) -> float:
@@ -447,9 +454,7 @@ def _lost_s(path: Path, pps: float) -> float:
     against its start, so this counts what was lost, whenever a loaded
     machine let the receiver read it; summed arrival gaps grow with every
     stall of the sender or the receiver."""
-    if not path.exists():
-        return 0.0
-    seqs = {int(f[1]) for f in (line.split() for line in path.read_text().splitlines()) if len(f) == 2}
+    seqs = {seq for _, seq in _received(path)}
     return round((max(seqs) - min(seqs) + 1 - len(seqs)) / pps, 3) if seqs else 0.0
 
 

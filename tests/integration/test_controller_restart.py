@@ -2,21 +2,17 @@
 secure keeps the flows); a new controller resyncs every switch to exactly
 its compiled flows, removing stale ones, without delete-all."""
 
-import re
 import signal
 
 from controller.vswitch import compile_vswitch
 from experiments.common import lab_session
+from tests.integration import pings
 from tests.integration.conftest import TWO_HOSTS
 from vlab.bindings import GuestNic
 from vlab.waiting import Pending, wait_for
 
 STALE = "cookie=0x0100000000000000,table=1,priority=1,in_port=2,actions=drop"
 AFTER_RESTART = 50  # echo replies after the new controller's resync
-
-
-def _replies(path) -> list[int]:
-    return [int(n) for n in re.findall(r"icmp_seq=(\d+)", path.read_text())]
 
 
 def test_crash_and_restart_keeps_traffic_and_resyncs_exact_flows(tmp_path):
@@ -26,17 +22,17 @@ def test_crash_and_restart_keeps_traffic_and_resyncs_exact_flows(tmp_path):
         with out.open("w") as sink:
             ping = net.node("vm1a").popen(["ping", "-n", "-i", "0.02", "10.10.0.12"], stdout=sink)
         try:
-            wait_for(lambda: _replies(out), 10, "the first echo reply before the crash")
+            wait_for(lambda: pings.replies(out), 10, "the first echo reply before the crash")
             net.controller_proc.kill()  # the crash
             net.controller_proc.wait(10)
             # While headless, a stale flow of ours appears on esx1.
             ovs1.ofctl("add-flow", "vSwitch0", STALE)
             net.restart_controller()  # NotReady if the resync does not finish
-            last = max(_replies(out))
+            last = max(pings.replies(out))
             wait_for(
                 lambda: (
-                    max(_replies(out)) >= last + AFTER_RESTART
-                    or Pending(f"{max(_replies(out)) - last} replies since")
+                    max(pings.replies(out)) >= last + AFTER_RESTART
+                    or Pending(f"{max(pings.replies(out)) - last} replies since")
                 ),
                 10,
                 f"{AFTER_RESTART} echo replies after the restart",
@@ -51,6 +47,6 @@ def test_crash_and_restart_keeps_traffic_and_resyncs_exact_flows(tmp_path):
             ping.wait(10)
     # Not one echo request lost, through the crash, the headless time and
     # the resync (those still in flight when ping was stopped do not count).
-    got = _replies(out)
-    missing = sorted(set(range(1, max(got) + 1)) - set(got))
+    got = pings.replies(out)
+    missing = pings.lost(got)
     assert not missing, f"lost icmp_seq {missing[:20]} of {max(got)}"

@@ -34,6 +34,7 @@ import pytest
 from controller.state import ControllerState
 from experiments.common import REPO, guest_tool, lab_session
 from experiments.tools.hostile import Peer, digest, hostile_frames
+from tests.integration import pings
 from vlab import control, naming
 from vlab.bindings import GuestNic
 from vlab.shell.esxcli import nsx_tables
@@ -62,10 +63,6 @@ CASES = {
 
 def _vnic(net, vm: str):
     return next(v for v in net.lab.vms if v.name == vm).vnics[0]
-
-
-def _ping_replies(path: Path) -> list[int]:
-    return [int(m) for m in re.findall(r"icmp_seq=(\d+) ", path.read_text())]
 
 
 def _expected_flows(net) -> dict[str, int]:
@@ -122,7 +119,7 @@ def test_hostile_guest_leaves_controller_flows_and_traffic_intact(case, tmp_path
             )
         try:
             wait_for(
-                lambda: _ping_replies(ping_out) or Pending(ping_out.read_text()[-300:] or "no output"),
+                lambda: pings.replies(ping_out) or Pending(ping_out.read_text()[-300:] or "no output"),
                 10,
                 f"first echo reply {case.pinger} -> {case.target}",
             )
@@ -162,11 +159,11 @@ def test_hostile_guest_leaves_controller_flows_and_traffic_intact(case, tmp_path
                 20,
                 "flows after the hostile frames",
             )
-            settled = len(_ping_replies(ping_out))
+            settled = len(pings.replies(ping_out))
             wait_for(
                 lambda: (
-                    len(_ping_replies(ping_out)) >= settled + 1 / PING_INTERVAL
-                    or Pending(f"{len(_ping_replies(ping_out)) - settled} replies since")
+                    len(pings.replies(ping_out)) >= settled + 1 / PING_INTERVAL
+                    or Pending(f"{len(pings.replies(ping_out)) - settled} replies since")
                 ),
                 10,
                 "a second of echo replies after the hostile frames",
@@ -205,8 +202,8 @@ def test_hostile_guest_leaves_controller_flows_and_traffic_intact(case, tmp_path
         m = re.search(r"(\d+) packets transmitted, (\d+) received", text)
         assert m, text[-500:]
         transmitted, received = int(m.group(1)), int(m.group(2))
-        replies = _ping_replies(ping_out)
-        missing = sorted(set(range(1, max(replies) + 1)) - set(replies))
+        replies = pings.replies(ping_out)
+        missing = pings.lost(replies)
         in_flight = transmitted - max(replies)
         assert len(missing) <= MAX_LOST, (
             f"{case.pinger} -> {case.target}: {len(missing)} of {transmitted} lost "

@@ -78,16 +78,25 @@ def sample(ctl, host: str) -> Sample:
     return Sample(t, ports)
 
 
+COUNTERS = ("tx_pkts", "tx_bytes", "tx_drop", "rx_pkts", "rx_bytes", "rx_drop")
+
+
+def counts(before: Sample, after: Sample) -> dict[str, dict[str, int]]:
+    """Per port, what each counter grew by between two samples (a port new
+    since ``before`` counts from zero)."""
+    return {
+        name: {k: a[k] - before.ports.get(name, {}).get(k, 0) for k in COUNTERS}
+        for name, a in after.ports.items()
+    }
+
+
 def rates(before: Sample, after: Sample) -> list[dict]:
     """esxtop rows for the interval between two samples."""
     dt = max(after.t - before.t, 1e-6)
+    grown = counts(before, after)
     rows = []
     for name, a in sorted(after.ports.items(), key=lambda kv: kv[1]["ofport"]):
-        b = before.ports.get(name, {k: 0 for k in a})
-        d = {
-            k: a[k] - b.get(k, 0)
-            for k in ("tx_pkts", "tx_bytes", "tx_drop", "rx_pkts", "rx_bytes", "rx_drop")
-        }
+        d = grown[name]
         used_by = name.rsplit("-", 1)[0] if a["kind"] == "vnic" else name
         rows.append(
             {

@@ -30,7 +30,6 @@ def _checks(lab: Lab) -> Iterator[Problem]:
     yield from physical.dci_links(lab, seen)
     yield from firewalls.distributed_firewall(lab)
     yield from mirrors.mirrors(lab)
-    yield from teaming.beacon_probing_is_not_emulated(lab)
     yield from teaming.ip_hash_needs_lag(lab)
     yield from _expectations(lab)
 

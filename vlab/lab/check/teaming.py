@@ -1,5 +1,4 @@
-"""Teaming the testbed cannot do as asked (beacon probing), and teaming that
-needs the physical side (IP-hash teaming and static LAGs)."""
+"""Teaming that needs the physical side: IP-hash teaming and static LAGs."""
 
 from __future__ import annotations
 
@@ -8,33 +7,6 @@ from typing import Iterator, Optional
 from ..model import Lab
 from ..resolve import effective_teaming
 from .common import Problem
-
-
-def _teamings(lab: Lab):
-    """Every teaming block in the file, with its path."""
-    switches = [
-        (f"esxi_hosts[{i}].vswitches[{j}]", sw)
-        for i, host in enumerate(lab.esxi_hosts)
-        for j, sw in enumerate(host.vswitches)
-    ]
-    switches += [(f"distributed_switches[{d}]", sw) for d, sw in enumerate(lab.distributed_switches)]
-    for base, sw in switches:
-        yield f"{base}.teaming", sw.teaming
-        for k, pg in enumerate(sw.port_groups):
-            yield f"{base}.port_groups[{k}].teaming", pg.teaming
-
-
-def beacon_probing_is_not_emulated(lab: Lab) -> Iterator[Problem]:
-    """Failures are detected by link status only (the cable's carrier, as
-    OpenFlow port status): no beacons are sent, so a lab asking for beacon
-    probing would get link status and a result that says otherwise."""
-    for path, t in _teamings(lab):
-        if t.failure_detection == "beacon_probing":
-            yield (
-                f"{path}.failure_detection",
-                "beacon_probing is not emulated (no beacons are sent; failures are "
-                "detected by link status only): use link_status",
-            )
 
 
 def ip_hash_needs_lag(lab: Lab) -> Iterator[Problem]:

@@ -37,6 +37,8 @@ _DROPPING_BANDS = {
     "zone knows (for TCP: a SYN+ACK for a handshake it never saw)",
     "no-route": "distributed router: no route for {ipv4_dst} (no LIF holds it, or its "
     "ARP table does not know it)",
+    "tunnel-unknown": "unknown unicast from the tunnel: no VM on this host has {eth_dst} on "
+    "this logical switch, and a port group delivers unicast by destination MAC only",
 }
 
 
@@ -137,6 +139,7 @@ class _Names:
     """OpenFlow port numbers of one bridge, as a user names them."""
 
     def __init__(self, b: SwitchBinding, mirror_only: frozenset[int] = frozenset()):
+        self.binding = b
         self.by_no = {p.ofport: p for p in b.ports}
         self.mirror_only = mirror_only
 
@@ -207,7 +210,7 @@ def _step_reason(step: Step, names: _Names, lab, view: Optional[View]) -> Option
             if p is None:
                 return f"no port {f.in_port} on this bridge"
             if p.logical_switch is not None:
-                return overlay.ingress_refusal(p, f.eth_src, f.vlan is not None)
+                return overlay.ingress_refusal(names.binding, p, f.eth_src, f.vlan is not None)
             if view is not None and p.port_group is not None:
                 return view.ingress_refusal(p, f.eth_src, f.vlan is not None)
         if step.table == Table.FORWARD:
@@ -236,7 +239,9 @@ def _step_reason(step: Step, names: _Names, lab, view: Optional[View]) -> Option
         return "distributed router: a frame for the router's vMAC that is not IPv4 is dropped"
     if band in _DROPPING_BANDS:
         return _DROPPING_BANDS[band].format(
-            port=_dfw_port(step, names) if band == "invalid" else names.name(f.in_port), ipv4_dst=f.ipv4_dst
+            port=_dfw_port(step, names) if band == "invalid" else names.name(f.in_port),
+            ipv4_dst=f.ipv4_dst,
+            eth_dst=f.eth_dst,
         )
     if step.table in (Table.DFW_FROM_VM, Table.DFW_TO_VM_CT) and not step.flow.actions:
         where = _dfw_port(step, names)

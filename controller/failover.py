@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Optional
 from vlab.bindings import SwitchBinding
 from vlab.lab.model import VGT_VLAN
 
+from .portsecurity import PortSecurity
 from .teaming import after_recovery
 from .vswitch import pinning
 
@@ -70,7 +71,13 @@ def notification(binding: SwitchBinding, port_name: str, reason: str) -> Optiona
     if not team.notify_switches or uplink is None or vlan == VGT_VLAN:
         return None
     return Notification(
-        binding.dpid, uplink, binding.port(uplink).ofport, port.effective_mac, vlan or None, port_name, reason
+        binding.dpid,
+        uplink,
+        binding.port(uplink).ofport,
+        PortSecurity.of(binding, port).effective_mac,
+        vlan or None,
+        port_name,
+        reason,
     )
 
 

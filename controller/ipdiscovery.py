@@ -32,6 +32,7 @@ from vlab.protocols import ETH_ARP, ETH_IPV4, IPPROTO_UDP
 
 from .nsx import NsxTables
 from .pipeline import Concern, FlowSpec, Priority, Table, cookie
+from .portsecurity import PortSecurity
 
 COOKIE = cookie(Concern.IP_DISCOVERY)
 DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
@@ -73,7 +74,7 @@ def compile_discovery(binding: SwitchBinding, tables: NsxTables) -> list[FlowSpe
             dhcp_vnis.add(vni)
         if "arp_snooping" not in methods:
             continue
-        mac = p.effective_mac.lower()
+        mac = PortSecurity.of(binding, p).effective_mac
         arp = {"in_port": p.ofport, "eth_type": ETH_ARP, "arp_sha": mac}
         # Already known: nothing to learn, no packet-in.
         for ip in tables.known_ips(vni, mac):

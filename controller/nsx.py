@@ -30,6 +30,8 @@ from vlab.bindings import GuestNic, SwitchBinding, vmk_mac
 from vlab.lab.model import Lab, LogicalSwitch
 from vlab.lab.resolve import vtep_of
 
+from .portsecurity import PortSecurity
+
 
 @dataclass(frozen=True)
 class Vtep:
@@ -169,7 +171,7 @@ def build_tables(
         for p in b.logical_ports():
             vni = by_name[p.logical_switch]
             members.setdefault(vni, set()).add(b.host)
-            mac = p.effective_mac.lower()
+            mac = PortSecurity.of(b, p).effective_mac
             mac_table[(vni, mac)] = b.host
             guest = guests.get(p.name)
             found = {"vmtools": guest.ipv4 if guest is not None else frozenset(), **snooped.get(p.name, {})}

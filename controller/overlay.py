@@ -2,19 +2,23 @@
 
 What the VXLAN module of a prepared host does, and so what these flows do:
 
-* A VM port on a logical switch sends untagged frames from its configured
-  MAC (forged transmits rejected, as on a distributed switch); the frame's
-  VNI goes into ``tun_id`` and it continues through IP discovery, ARP
+* A VM port on a logical switch sends untagged frames, under the security
+  policy of the logical switch (``controller.portsecurity``, the same as a
+  distributed port group's: by default forged transmits and MAC address
+  changes are rejected); the frame's VNI goes into ``tun_id`` and it continues through IP discovery, ARP
   suppression and the distributed router (tables DISCOVERY, ARP, ROUTE) to L2.
-* L2 never learns. A frame to a VM on this host goes to its port; to a VM
-  elsewhere, encapsulated to the VTEP the controller's MAC table names
+* L2 never learns. A frame to a VM on this host goes to its port (by its
+  effective MAC; nothing, while MAC address changes = reject refuses the
+  guest's new address); to a VM elsewhere, encapsulated to the VTEP the controller's MAC table names
   (``tun_dst``), out of the tunnel port: OVS then routes it from the VTEP
   vmk, so the physical network sees only VTEP addresses.
-* Broadcast, multicast and unknown unicast from a local VM go to the other
-  local ports of the VNI and, in unicast replication mode, as one unicast
-  copy to each VTEP of the VNI in this host's transport subnet and one to
+* Broadcast and multicast from a local VM go to the other local ports of
+  the VNI and, with unknown unicast (which reaches no local VM: delivery is
+  by destination MAC, as on any port group), in unicast replication mode
+  as one unicast copy to each VTEP of the VNI in this host's transport subnet and one to
   the UTEP of every other subnet (``NsxTables.replication``).
-* From the tunnel: to the local ports of the VNI; a BUM frame that came
+* From the tunnel: to the local port of the destination MAC, or for
+  broadcast and multicast to the local ports of the VNI; a BUM frame that came
   from another transport subnet is also replicated by the UTEP to the other
   VTEPs of its own subnet (the "replicate locally" role; here the UTEP
   recognises such frames by their outer source address).
@@ -29,6 +33,7 @@ from vlab.bindings import PortBinding, SwitchBinding
 
 from .nsx import NsxTables
 from .pipeline import OFPVID_NONE, Concern, FlowSpec, Priority, Table, cookie
+from .portsecurity import PortSecurity
 
 COOKIE = cookie(Concern.OVERLAY)
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
@@ -46,20 +51,21 @@ def encapsulate(tables: NsxTables, hosts, tunnel: int | str) -> list[tuple]:
     return actions
 
 
-def ingress_refusal(p: PortBinding, eth_src: str, tagged: bool) -> str | None:
+def ingress_refusal(b: SwitchBinding, p: PortBinding, eth_src: str, tagged: bool) -> str | None:
     """Why a logical-switch port's frame is refused at its door (None: it is not)."""
     if tagged:
         return f"{p.name} is on logical switch {p.logical_switch}: a VM there sends untagged frames"
-    if eth_src.lower() != p.mac.lower():
-        return (
-            f"forged transmits: source MAC {eth_src.lower()} is not {p.name}'s MAC "
-            f"{p.mac.lower()} (a logical-switch port sends only from it)"
-        )
-    return None
+    return PortSecurity.of(b, p).forged_refusal(eth_src)
 
 
 def _ports_of(b: SwitchBinding, vni: int, tables: NsxTables) -> list[PortBinding]:
     return [p for p in b.logical_ports() if tables.vni(p.logical_switch) == vni]
+
+
+def _receiving(b: SwitchBinding, ports: list[PortBinding]) -> list[PortSecurity]:
+    """The ports frames may be delivered to (MAC address changes = reject
+    and a changed guest MAC: none)."""
+    return [s for s in (PortSecurity.of(b, p) for p in ports) if s.inbound_refusal() is None]
 
 
 def _ingress(b: SwitchBinding, tables: NsxTables, tunnel: PortBinding) -> list[FlowSpec]:
@@ -69,7 +75,7 @@ def _ingress(b: SwitchBinding, tables: NsxTables, tunnel: PortBinding) -> list[F
             _flow(
                 Table.INGRESS,
                 Priority.INGRESS_CLASSIFY,
-                {"in_port": p.ofport, "vlan_vid": OFPVID_NONE, "eth_src": p.mac.lower()},
+                {"in_port": p.ofport, "vlan_vid": OFPVID_NONE, **PortSecurity.of(b, p).source_match()},
                 (("set_field", "tunnel_id", tables.vni(p.logical_switch)),),
                 goto=Table.DISCOVERY,
             )
@@ -82,13 +88,13 @@ def _l2(b: SwitchBinding, tables: NsxTables, tunnel: PortBinding) -> list[FlowSp
     here = b.host
     vnis = sorted({tables.vni(p.logical_switch) for p in b.logical_ports()})
     for vni in vnis:
-        local = _ports_of(b, vni, tables)
-        to_local = [("output", p.ofport) for p in local]
+        local = _receiving(b, _ports_of(b, vni, tables))
+        to_local = [("output", s.port.ofport) for s in local]
         from_vm = {"tunnel_id": vni}
         from_tunnel = {"in_port": tunnel.ofport, "tunnel_id": vni}
         # Known unicast: local port, or the VTEP the MAC table names.
-        for p in local:
-            mac = p.effective_mac.lower()
+        for s in local:
+            p, mac = s.port, s.effective_mac
             flows.append(
                 _flow(Table.L2, Priority.EXACT, {**from_vm, "eth_dst": mac}, (("output", p.ofport),))
             )
@@ -107,10 +113,13 @@ def _l2(b: SwitchBinding, tables: NsxTables, tunnel: PortBinding) -> list[FlowSp
                         encapsulate(tables, [host], tunnel.ofport),
                     )
                 )
-        # BUM (and unknown unicast) from a local VM: local ports + unicast replication.
-        flood = tuple(to_local + encapsulate(tables, tables.replication(here, vni), tunnel.ofport))
+        # BUM from a local VM: local ports + unicast replication. Unknown
+        # unicast is replicated too, but reaches no local VM: the vSwitch
+        # delivers unicast by destination MAC, and no port here has it.
+        replicate = encapsulate(tables, tables.replication(here, vni), tunnel.ofport)
+        flood = tuple(to_local + replicate)
         flows.append(_flow(Table.L2, Priority.MULTICAST, {**from_vm, "eth_dst": MULTICAST}, flood))
-        flows.append(_flow(Table.L2, Priority.DEFAULT, from_vm, flood))
+        flows.append(_flow(Table.L2, Priority.DEFAULT, from_vm, tuple(replicate)))
         # BUM from the tunnel: local ports; as the UTEP, a frame from another
         # subnet is also copied to this subnet's other VTEPs (back out of the
         # tunnel port it came in on).
@@ -137,7 +146,8 @@ def _l2(b: SwitchBinding, tables: NsxTables, tunnel: PortBinding) -> list[FlowSp
                     tuple(to_local),
                 )
             )
-        flows.append(_flow(Table.L2, Priority.TUNNEL_DEFAULT, from_tunnel, tuple(to_local)))
+        # Unknown unicast from the tunnel: no port here has its MAC, so no VM gets it.
+        flows.append(_flow(Table.L2, Priority.TUNNEL_DEFAULT, from_tunnel))
     # Logical switches with no port here that the distributed router routes
     # into: only their VMs' MACs are needed, each at its VTEP.
     for vni in sorted(tables.routed_vnis(vnis)):

@@ -346,10 +346,14 @@ PIPELINE: tuple[Stage, ...] = (
             _band(
                 "tunnel-bum", Priority.TUNNEL_MULTICAST, "from the tunnel, BUM: local ports (the UTEP relays)"
             ),
-            _band("tunnel-unknown", Priority.TUNNEL_DEFAULT, "from the tunnel, unknown unicast: local ports"),
+            _band(
+                "tunnel-unknown",
+                Priority.TUNNEL_DEFAULT,
+                "from the tunnel, unknown unicast: no VM has it, drop",
+            ),
             _band("exact", Priority.EXACT, "a known MAC: its port or its VTEP"),
             _band("bum", Priority.MULTICAST, "BUM from a local VM: flood and replicate"),
-            _band("unknown", Priority.DEFAULT, "unknown unicast from a local VM: flood and replicate"),
+            _band("unknown", Priority.DEFAULT, "unknown unicast from a local VM: replicate only"),
         ),
     ),
     Stage(

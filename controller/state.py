@@ -25,6 +25,7 @@ from .flows import compile_bridge
 from .ipdiscovery import Snooped
 from .nsx import NsxTables, build_tables
 from .pipeline import FlowSpec
+from .portsecurity import PortSecurity
 from .vswitch import pinning
 
 
@@ -152,7 +153,7 @@ class ControllerState:
         b = self.binding(dpid)
         if seen.method == "arp_snooping":
             port = next((p for p in b.logical_ports() if p.ofport == in_port), None)
-            if port is None or port.effective_mac.lower() != seen.mac:
+            if port is None or PortSecurity.of(b, port).effective_mac != seen.mac:
                 return None
         else:
             names = {ls.vni: ls.name for ls in self.lab.nsx.logical_switches}
@@ -161,7 +162,8 @@ class ControllerState:
                     p
                     for d in self.dpids
                     for p in self.binding(d).logical_ports()
-                    if p.effective_mac.lower() == seen.mac and p.logical_switch == names.get(vni)
+                    if PortSecurity.of(self.binding(d), p).effective_mac == seen.mac
+                    and p.logical_switch == names.get(vni)
                 ),
                 None,
             )

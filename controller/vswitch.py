@@ -10,11 +10,13 @@ What an ESXi vSwitch does, and so what these flows do:
   a vSwitch is one broadcast domain, as on ESXi, whatever port group it is in.
 * Teaming pins each local port to one uplink (``teaming.pinned_uplink``).
   Frames from an uplink never go to another uplink (no loops without STP).
-* Security policy per port group. Forged transmits = reject: a guest frame
-  whose source MAC is not the configured MAC is dropped at ingress. MAC
-  address changes = reject: once the guest's effective MAC differs from the
-  configured one, nothing is delivered to the port; = accept: frames to the
-  effective MAC are delivered. Promiscuous = accept and the guest's NIC is in
+* Security policy per port group (``controller.portsecurity``, shared with
+  NSX logical switches). Forged transmits = reject: a guest frame whose
+  source MAC is not the port's effective MAC is dropped at ingress. MAC
+  address changes = reject: the effective MAC stays the configured one, and
+  once the guest's MAC differs from it nothing is delivered to the port;
+  = accept: the effective MAC is the guest's, and frames to it are
+  delivered. Promiscuous = accept and the guest's NIC is in
   promiscuous mode: the port also receives every frame of its VLAN that the
   vSwitch handles on this host (the automatic monitor port; no mirror session).
 * Multicast is delivered by each vNIC's own multicast filter (what the guest
@@ -44,6 +46,7 @@ from vlab.lab.model import VGT_VLAN
 from vlab.protocols import ETH_VLAN
 
 from .pipeline import OFPVID_NONE, OFPVID_PRESENT, Concern, FlowSpec, Priority, Table, cookie
+from .portsecurity import PortSecurity
 from .teaming import has_reverse_teaming, pinned_uplink
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
@@ -87,14 +90,14 @@ class View:
         self.locals = b.local_ports()
         self.vlan = {p.name: b.switch.port_group(p.port_group).vlan for p in self.locals}
         self.pin: dict[str, Optional[int]] = {}
-        self.security = {}
+        self.security: dict[str, PortSecurity] = {}
         self.teaming = {}
         for p in self.locals:
             team = b.teaming(p.port_group)
             up = pinned_uplink(p, team, b.uplinks_down)
             self.pin[p.name] = self.uplink_no[up] if up is not None else None
             self.teaming[p.name] = team
-            self.security[p.name] = b.switch.port_group(p.port_group).security
+            self.security[p.name] = PortSecurity.of(b, p)
         self.domains = sorted({v for v in self.vlan.values() if v != VGT})
 
     # -- who is who --------------------------------------------------------
@@ -102,18 +105,12 @@ class View:
         """Local ports in a VLAN (VGT ports are in every VLAN); None = VGT only."""
         return [p for p in self.locals if self.vlan[p.name] == VGT or self.vlan[p.name] == vlan]
 
-    def rx_blocked(self, p: PortBinding) -> bool:
-        """MAC changes rejected and the guest changed its MAC: deliver nothing."""
-        return self.security[p.name].mac_changes == "reject" and p.effective_mac.lower() != p.mac.lower()
-
     def delivery_mac(self, p: PortBinding) -> str:
-        """The unicast address frames reach ``p`` by: the effective MAC when
-        MAC changes are accepted, else the configured one."""
-        mac = p.effective_mac if self.security[p.name].mac_changes == "accept" else p.mac
-        return mac.lower()
+        """The unicast address frames reach ``p`` by: its effective MAC."""
+        return self.security[p.name].effective_mac
 
     def promiscuous(self, p: PortBinding) -> bool:
-        return self.security[p.name].promiscuous == "accept" and p.guest.promiscuous
+        return self.security[p.name].promiscuous
 
     # -- the two delivery steps --------------------------------------------
     def port_output(self, src: Optional[PortBinding], vlan: Optional[int], dst: Dst) -> list[PortBinding]:
@@ -133,11 +130,9 @@ class View:
     def rx_refusal(self, p: PortBinding, from_uplink: Optional[int], dst: Dst) -> Optional[str]:
         """Which of ``p``'s receive filters refuses a dispatched frame, in
         ESXi's terms (None: it is delivered)."""
-        if self.rx_blocked(p):
-            return (
-                f"MAC address changes = reject: the guest changed {p.name}'s MAC to "
-                f"{p.effective_mac} (configured {p.mac}), so nothing is delivered to it"
-            )
+        blocked = self.security[p.name].inbound_refusal()
+        if blocked:
+            return blocked
         if (
             from_uplink is not None
             and has_reverse_teaming(self.teaming[p.name])
@@ -175,15 +170,9 @@ class View:
 
     def ingress_refusal(self, p: PortBinding, eth_src: str, tagged: bool) -> Optional[str]:
         """Why the vSwitch refuses a frame ``p`` sends, at its door."""
-        if (
-            p.kind == "vnic"
-            and self.security[p.name].forged_transmits == "reject"
-            and eth_src.lower() != p.mac.lower()
-        ):
-            return (
-                f"forged transmits = reject: source MAC {eth_src.lower()} is not "
-                f"{p.name}'s MAC {p.mac.lower()}"
-            )
+        forged = self.security[p.name].forged_refusal(eth_src)
+        if forged:
+            return forged
         if tagged and self.vlan[p.name] != VGT:
             return (
                 f"VLAN: {p.name}'s port group {p.port_group} is "
@@ -249,10 +238,8 @@ def _ingress(v: View) -> list[FlowSpec]:
         for p in v.b.uplink_ports()
     ]
     for p in v.locals:
-        match: dict = {"in_port": p.ofport}
-        if p.kind == "vnic" and v.security[p.name].forged_transmits == "reject":
-            # Only frames sourced from the configured (.vmx) MAC get in.
-            match["eth_src"] = p.mac.lower()
+        # Forged transmits = reject: only frames from the effective MAC get in.
+        match: dict = {"in_port": p.ofport, **v.security[p.name].source_match()}
         vlan = v.vlan[p.name]
         if vlan == VGT:
             flows.append(_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, match, goto=Table.FORWARD))

@@ -18,7 +18,14 @@ from typing import Literal, Optional
 from . import naming
 from .lab.firewall import scope
 from .lab.model import Lab
-from .lab.resolve import EffectiveTeaming, HostSwitch, host_switches, overlay_switch, switch_of_port_group
+from .lab.resolve import (
+    EffectiveSecurity,
+    EffectiveTeaming,
+    HostSwitch,
+    host_switches,
+    overlay_switch,
+    switch_of_port_group,
+)
 
 # OpenFlow port numbers are requested from OVS (ofport_request) so they are
 # known before the switch exists: uplinks 1.., VMkernel adapters 100.., vNICs
@@ -94,7 +101,10 @@ class PortBinding:
     capture: bool = False  # a PortOutput capture session is open
 
     @property
-    def effective_mac(self) -> Optional[str]:
+    def guest_mac(self) -> Optional[str]:
+        """The address the guest loaded into its NIC (the configured MAC
+        until it changes it). Whether the vSwitch honours it is the port's
+        security policy: ``controller.portsecurity``."""
         return self.guest.effective_mac or self.mac
 
 
@@ -144,6 +154,12 @@ class SwitchBinding:
     def teaming(self, port_group: str) -> EffectiveTeaming:
         """The port group's teaming as it stands now."""
         return dict(self.teams).get(port_group) or self.switch.port_group(port_group).teaming
+
+    def security(self, port: PortBinding) -> EffectiveSecurity:
+        """The security policy of ``port``'s port group or logical switch."""
+        if port.logical_switch is not None:
+            return self.switch.segment(port.logical_switch).security
+        return self.switch.port_group(port.port_group).security
 
     def with_guests(self, guests: dict[str, GuestNic]) -> "SwitchBinding":
         ports = tuple(replace(p, guest=guests.get(p.name, p.guest)) for p in self.ports)

@@ -254,6 +254,20 @@ NSX_INVALID = [
         base="nsx",
     ),
     case(
+        "nsx-promiscuous-logical-switch",
+        put("nsx.logical_switches[0].security", {"promiscuous": "accept"}),
+        "nsx.logical_switches[0].security.promiscuous: promiscuous: accept is not emulated on "
+        "logical switches",
+        base="nsx",
+    ),
+    case(
+        "nsx-promiscuous-inherited-from-the-vtep-switch",
+        put("distributed_switches[0].security", {"promiscuous": "accept"}),
+        "nsx.logical_switches[0].security.promiscuous: promiscuous: accept is not emulated on logical "
+        "switches (inherited from dvs-compute; set reject here)",
+        base="nsx",
+    ),
+    case(
         "nsx-vtep-without-nsx-section",
         drop("nsx"),
         "esxi_hosts[0].vmkernel[0].stack: a VTEP (stack: vxlan) needs an nsx section",

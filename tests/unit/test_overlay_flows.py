@@ -87,12 +87,14 @@ def test_utep_replicates_a_frame_from_another_subnet_to_its_own_subnet():
 
 def test_a_frame_from_the_tunnel_never_goes_back_into_it_as_unicast():
     _, _, flows = setup()
+    # A stale frame for a VM that is not here reaches no VM: delivery is by
+    # destination MAC (no flooding of unknown unicast to guests).
     stale = Frame(TUNNEL_OFPORT, MAC["vm2"], MAC["vm5"], tunnel_id=WEB, tun_ipv4_src=VTEP["esx3"])
-    assert [o.port for o in trace(flows["esx1"], stale)] == [PORT["vm1"]]
+    assert [o.port for o in trace(flows["esx1"], stale)] == []
     mine = Frame(TUNNEL_OFPORT, MAC["vm1"], MAC["vm2"], tunnel_id=WEB, tun_ipv4_src=VTEP["esx2"])
     assert [o.port for o in trace(flows["esx1"], mine)] == [PORT["vm1"]]
     other_vni = Frame(TUNNEL_OFPORT, MAC["vm1"], MAC["vm4"], tunnel_id=APP, tun_ipv4_src=VTEP["esx2"])
-    assert [o.port for o in trace(flows["esx1"], other_vni)] == [PORT["vm3"]]
+    assert [o.port for o in trace(flows["esx1"], other_vni)] == []  # vm1 is not on app
 
 
 def test_vms_on_other_logical_switches_are_isolated():
@@ -104,6 +106,53 @@ def test_vms_on_other_logical_switches_are_isolated():
 def test_forged_source_mac_is_dropped():
     _, _, flows = setup()
     assert trace(flows["esx1"], Frame(PORT["vm1"], MAC["vm2"], "00:50:56:de:ad:01")) == []
+
+
+def with_security(**security):
+    data = copy.deepcopy(LAB_DATA)
+    data["nsx"]["logical_switches"][0]["security"] = security
+    return data
+
+
+def changed(data, vm, mac):
+    """(tables, flows) once ``vm``'s guest loaded ``mac`` into its NIC."""
+    lab = parse_lab(copy.deepcopy(data))
+    bindings = switch_bindings(lab)
+    guests = {f"{v}-eth0": GuestNic(ipv4=frozenset({ip})) for v, ip in IP.items()}
+    guests[f"{vm}-eth0"] = GuestNic(effective_mac=mac, ipv4=frozenset({IP[vm]}))
+    bindings = [b.with_guests(guests) for b in bindings]
+    tables = build_tables(lab, bindings, guests)
+    return tables, {b.host: compile_bridge(b, tables, lab) for b in bindings}
+
+
+NEW = "00:50:56:a1:0f:01"
+
+
+def test_logical_switch_default_policy_rejects_a_mac_change_like_a_distributed_port_group():
+    tables, flows = changed(LAB_DATA, "vm1", NEW)
+    assert tables.mac_table[(WEB, MAC["vm1"])] == "esx1" and (WEB, NEW) not in tables.mac_table
+    # Nothing is delivered to vm1 (inbound dropped), and it may send only from its .vmx MAC.
+    for dst in (MAC["vm1"], NEW, BCAST):
+        from_vm2 = Frame(TUNNEL_OFPORT, dst, MAC["vm2"], tunnel_id=WEB, tun_ipv4_src=VTEP["esx2"])
+        assert PORT["vm1"] not in [o.port for o in trace(flows["esx1"], from_vm2)]
+    assert trace(flows["esx1"], Frame(PORT["vm1"], MAC["vm2"], NEW)) == []
+    assert encapsulated_to(trace(flows["esx1"], Frame(PORT["vm1"], MAC["vm2"], MAC["vm1"]))) == [VTEP["esx2"]]
+
+
+def test_logical_switch_with_mac_changes_accept_follows_the_guest_and_forges_the_old_mac():
+    tables, flows = changed(with_security(mac_changes="accept", forged_transmits="reject"), "vm1", NEW)
+    assert tables.mac_table[(WEB, NEW)] == "esx1" and (WEB, MAC["vm1"]) not in tables.mac_table
+    assert encapsulated_to(trace(flows["esx1"], Frame(PORT["vm1"], MAC["vm2"], NEW))) == [VTEP["esx2"]]
+    assert trace(flows["esx1"], Frame(PORT["vm1"], MAC["vm2"], MAC["vm1"])) == []
+    # vm2's host sends to the new MAC by the MAC table; esx1 delivers it.
+    assert encapsulated_to(trace(flows["esx2"], Frame(PORT["vm2"], NEW, MAC["vm2"]))) == [VTEP["esx1"]]
+    to_new = Frame(TUNNEL_OFPORT, NEW, MAC["vm2"], tunnel_id=WEB, tun_ipv4_src=VTEP["esx2"])
+    assert [o.port for o in trace(flows["esx1"], to_new)] == [PORT["vm1"]]
+
+
+def test_logical_switch_with_forged_transmits_accept_lets_any_source_in():
+    _, flows = changed(with_security(forged_transmits="accept"), "vm1", MAC["vm1"])
+    assert encapsulated_to(trace(flows["esx1"], Frame(PORT["vm1"], MAC["vm2"], NEW))) == [VTEP["esx2"]]
 
 
 def test_arp_request_for_a_known_ip_is_answered_on_the_source_host():

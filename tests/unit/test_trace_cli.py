@@ -221,7 +221,9 @@ def test_a_frame_from_the_tunnel_port_is_switched_by_its_vni(capsys):
     out = _from_tunnel(capsys, "--vni", "5001")  # web: vm1's logical switch
     assert out["delivered"] == ["vm1-eth0"]
     out = _from_tunnel(capsys, "--vni", "5002")  # app: vm1's MAC is unknown there
-    assert out["delivered"] == ["vm3-eth0"]
+    assert out["delivered"] == []
+    (reason,) = [r["reason"] for r in out["refused"]]
+    assert "unknown unicast from the tunnel" in reason and "no VM on this host" in reason, reason
 
 
 def test_a_vni_the_host_has_no_port_for_is_dropped_with_the_reason(capsys):

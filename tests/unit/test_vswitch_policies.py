@@ -49,6 +49,12 @@ LAB = {
                             "teaming": {"active": ["vmnic0", "vmnic1"]},
                         },
                         {
+                            "name": "CHANGES",
+                            "vlan": 30,
+                            "security": {"mac_changes": "accept", "forged_transmits": "reject"},
+                            "teaming": {"active": ["vmnic0", "vmnic1"]},
+                        },
+                        {
                             "name": "FAILOVER",
                             "vlan": 20,
                             "teaming": {
@@ -69,6 +75,7 @@ LAB = {
         {"name": "o1", "host": "esx1", "vnics": [{"port_group": "OPEN", "mac": "00:50:56:00:00:03"}]},
         {"name": "spy", "host": "esx1", "vnics": [{"port_group": "OPEN", "mac": "00:50:56:00:00:04"}]},
         {"name": "f1", "host": "esx1", "vnics": [{"port_group": "FAILOVER", "mac": "00:50:56:00:00:05"}]},
+        {"name": "c1", "host": "esx1", "vnics": [{"port_group": "CHANGES", "mac": "00:50:56:00:00:06"}]},
     ],
 }
 
@@ -141,6 +148,30 @@ def test_mac_change_accept_delivers_to_the_new_mac_not_the_old():
     up = pinned_to(b, "o1")
     assert delivered(b, from_uplink(b, up, NEW_MAC)) == {"o1"}
     assert delivered(b, from_uplink(b, up, port(b, "o1").mac)) == set()
+
+
+# -- forged transmits against the effective MAC (vSphere: "different from
+# the one currently set on the adapter") ---------------------------------------
+def test_mac_changes_accept_makes_the_new_mac_legitimate_and_the_old_one_forged():
+    b = binding(guests={"c1": GuestNic(effective_mac=NEW_MAC)})
+    c1, up = port(b, "c1"), pinned_to(b, "c1")
+    assert delivered(b, from_vm(b, "c1", OUTSIDE, src=NEW_MAC)) == {up}
+    assert delivered(b, from_vm(b, "c1", OUTSIDE, src=c1.mac)) == set()
+    assert delivered(b, from_uplink(b, up, NEW_MAC, vlan=30)) == {"c1"}
+
+
+def test_mac_changes_reject_keeps_the_configured_mac_the_only_source():
+    b = binding(guests={"s1": GuestNic(effective_mac=NEW_MAC)})
+    assert delivered(b, from_vm(b, "s1", OUTSIDE, src=NEW_MAC)) == set()
+    assert delivered(b, from_vm(b, "s1", OUTSIDE)) == {pinned_to(b, "s1")}
+
+
+def test_a_changed_mac_is_announced_by_failover_from_the_effective_mac():
+    from controller.failover import notification
+
+    b = binding(guests={"c1": GuestNic(effective_mac=NEW_MAC), "s1": GuestNic(effective_mac=NEW_MAC)})
+    assert notification(b, port(b, "c1").name, "test").mac == NEW_MAC
+    assert notification(b, port(b, "s1").name, "test").mac == port(b, "s1").mac
 
 
 # -- no MAC learning ---------------------------------------------------------------

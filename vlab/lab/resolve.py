@@ -2,7 +2,9 @@
 
 Port groups inherit teaming and security from their vSwitch, and a distributed
 switch's port groups appear on every member host with dvUplink names mapped to
-that host's vmnics. This module resolves all of that once, so topologies and
+that host's vmnics; an NSX logical switch is a port group of the vSwitch
+that carries the host's VTEP, and inherits that switch's security policy.
+This module resolves all of that once, so topologies and
 flow compilers read plain, fully specified values.
 """
 
@@ -63,6 +65,16 @@ class HostPortGroup:
 
 
 @dataclass(frozen=True)
+class HostSegment:
+    """An NSX logical switch as it exists on one host's VTEP vSwitch (in
+    NSX-V, a port group of the prepared distributed switch)."""
+
+    name: str
+    vni: int
+    security: EffectiveSecurity
+
+
+@dataclass(frozen=True)
 class HostSwitch:
     """One vSwitch (standard, or a distributed switch's host proxy switch) on
     one host: an OVS bridge in that host's OVS instance."""
@@ -74,11 +86,18 @@ class HostSwitch:
     uplinks: tuple[str, ...]  # vmnic names, in the switch's order
     mtu: int
     port_groups: tuple[HostPortGroup, ...]
+    segments: tuple[HostSegment, ...] = ()  # the VTEP's vSwitch only
 
     def port_group(self, name: str) -> HostPortGroup:
         for pg in self.port_groups:
             if pg.name == name:
                 return pg
+        raise KeyError(name)
+
+    def segment(self, name: str) -> HostSegment:
+        for ls in self.segments:
+            if ls.name == name:
+                return ls
         raise KeyError(name)
 
 
@@ -167,14 +186,23 @@ def host_switches(lab: Lab, host: EsxiHost) -> tuple[HostSwitch, ...]:
         out.append(_resolve(host, dvs[member.name], "distributed", len(out), dict(member.uplinks)))
     vtep = vtep_of(host)
     if vtep is not None and lab.nsx is not None:
-        # NSX host preparation sets the transport MTU on the VTEP's vSwitch.
+        # NSX host preparation sets the transport MTU on the VTEP's vSwitch,
+        # and the logical switches become port groups of it.
+        models = list(host.vswitches) + [dvs[m.name] for m in host.distributed_switches]
         out = [
-            replace(sw, mtu=lab.nsx.transport_mtu)
+            replace(sw, mtu=lab.nsx.transport_mtu, segments=_segments(lab, sw.kind, models[sw.index]))
             if any(pg.name == vtep.port_group for pg in sw.port_groups)
             else sw
             for sw in out
         ]
     return tuple(out)
+
+
+def _segments(lab: Lab, kind: str, carrier: StandardSwitch | DistributedSwitch) -> tuple[HostSegment, ...]:
+    return tuple(
+        HostSegment(ls.name, ls.vni, effective_security(kind, carrier.security, ls.security))
+        for ls in lab.nsx.logical_switches
+    )
 
 
 def vtep_of(host: EsxiHost) -> Optional[VmkernelAdapter]:
@@ -224,6 +252,7 @@ __all__ = [
     "EffectiveSecurity",
     "EffectiveTeaming",
     "HostPortGroup",
+    "HostSegment",
     "HostSwitch",
     "host_switches",
     "switch_of_port_group",

@@ -17,6 +17,7 @@ from .types import (
     Mtu,
     Name,
 )
+from .vsphere import Security
 
 IpDiscoveryMethod = Literal["vmtools", "arp_snooping", "dhcp_snooping"]
 
@@ -27,12 +28,17 @@ class LogicalSwitch(LabModel):
     IPs in the controller's ARP table instead of replicating them.
     ``ip_discovery`` says how that table learns a VM's IP: from VMware Tools
     (the guest's configured addresses), by snooping the VM's ARP frames
-    (first binding per vNIC wins) or by snooping DHCP ACKs sent to it."""
+    (first binding per vNIC wins) or by snooping DHCP ACKs sent to it.
+    ``security`` is the policy of the logical switch's port group on the
+    prepared distributed switch (NSX-V backs each logical switch with one);
+    unset fields inherit from that switch, then the distributed switch's
+    defaults (reject/reject/reject)."""
 
     name: Name
     vni: Annotated[StrictInt, Field(ge=5000, le=16777215)]
     arp_suppression: StrictBool = True
     ip_discovery: tuple[IpDiscoveryMethod, ...] = ("vmtools", "arp_snooping", "dhcp_snooping")
+    security: Security = Security()
 
 
 class RouterInterface(LabModel):

@@ -15,6 +15,7 @@ REGISTRY = {
     "vmsc-asymmetry": "experiments.vmsc_asymmetry",
     "microsegmentation": "experiments.microsegmentation",
     "erspan-capture": "experiments.erspan_capture",
+    "port-security": "experiments.port_security",
 }
 
 

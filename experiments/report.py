@@ -225,6 +225,29 @@ SEEDS = [
             ),
         ],
     ),
+    (
+        "vSphere",
+        "documented behaviours (vSphere Networking and Security guides, beyond the seeds)",
+        [
+            (
+                "Security policy, standard port group: forged transmits are judged against the effective "
+                "MAC (MAC changes = accept: the new MAC sends and receives, the .vmx MAC is forged; "
+                "= reject: only the .vmx MAC sends, nothing is received until changed back)",
+                "port-security",
+                "standard_port_group_security_against_effective_mac",
+            ),
+            (
+                "The same on a distributed port group",
+                "port-security",
+                "distributed_port_group_security_against_effective_mac",
+            ),
+            (
+                "The same on an NSX logical switch (a port group of the prepared distributed switch)",
+                "port-security",
+                "logical_switch_security_against_effective_mac",
+            ),
+        ],
+    ),
 ]
 
 
@@ -247,7 +270,7 @@ def build(results: Path) -> str:
     ]
     counts = {"reproduced": 0, "not reproduced": 0, "untrustworthy": 0, "not measured yet": 0}
     for seed, title, claims in SEEDS:
-        heading = f"Seed {seed[:3]}" if seed[0].isdigit() else seed.capitalize()
+        heading = f"Seed {seed[:3]}" if seed[0].isdigit() else seed[0].upper() + seed[1:]
         lines += [f"## {heading}: {title}", "", "| claim | measured | verdict |", "|---|---|---|"]
         figures = []
         for text, experiment, key in claims:

@@ -16,7 +16,6 @@ transmission like port-ID teaming (one flow per port keeps the model simple).
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import replace
 from typing import Optional
 
@@ -54,7 +53,11 @@ def pinned_uplink(
     if teaming.policy == "explicit_failover":
         return alive[0]
     if teaming.policy == "source_mac_hash":
-        key = zlib.crc32(bytes.fromhex(port.mac.replace(":", "")))
+        # vSphere: "the virtual switch uses the virtual machine MAC address
+        # and the number of uplinks in the NIC team"; the function is not
+        # documented. The MAC's last octet modulo the team size (as commonly
+        # described) spreads sequentially assigned MACs evenly.
+        key = int(port.guest_mac.split(":")[-1], 16)
     else:
         # originating_port (and ip_hash, see the module docstring): the
         # virtual port ID.

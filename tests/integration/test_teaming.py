@@ -1,0 +1,152 @@
+"""Teaming and VLAN-tagging modes with real frames, counted where they leave
+the host (at the physical switch port of each uplink): EST and VGT port
+groups, route based on source MAC hash, explicit failover order with
+failback yes and no (vSphere Networking, "Teaming and Failover Policy" and
+"VLAN Configuration")."""
+
+from pathlib import Path
+
+import pytest
+
+from experiments import settle
+from experiments.common import count_frames, guest_tool, lab_session
+from vlab import naming
+from vlab.waiting import wait_for
+
+LAB = Path(__file__).parent / "labs" / "teaming.yaml"
+EXT = {"untagged": "00:50:56:0e:0e:01", "vlan20": "00:50:56:0e:0e:02"}
+N = 10
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with lab_session(LAB) as net:
+        yield net
+
+
+def _mac(net, vm):
+    return next(v for v in net.lab.vms if v.name == vm).vnics[0].mac.lower()
+
+
+def _pin(net, vm):
+    return net.control.applied()["pinning"]["esx1"].get(naming.vnic_port(vm, "eth0"))
+
+
+def _tagged(tag):
+    return lambda f: bytes(f).find(tag.encode()) >= 0
+
+
+def _uplink_captures(net, work, name, uplinks=("vmnic0", "vmnic1")):
+    ctl = net.control
+    return {u: ctl.capture(work / f"{name}-{u}.pcap", uplink=("esx1", u), direction="tx") for u in uplinks}
+
+
+def _send(net, vm, tag, dst=EXT["vlan20"]):
+    guest_tool(net, vm, "frames", "--src", _mac(net, vm), "--dst", dst, "--count", N, "--tag", tag)
+
+
+def _where(caps, tag, expected_uplink):
+    """{uplink: frames with ``tag``}, once all N are at ``expected_uplink``
+    (the frames of one port leave in order, by one uplink at a time)."""
+    settle.wait_frames(caps[expected_uplink].pcap, N, _tagged(tag))
+    return {u: count_frames(c.pcap, _tagged(tag)) for u, c in caps.items()}
+
+
+def test_est_port_group_sends_untagged_frames(lab, work):
+    from scapy.layers.inet import ICMP
+    from scapy.layers.l2 import Dot1Q
+
+    from experiments.common import read_pcap
+
+    cap = lab.control.capture(work / "est.pcap", uplink=("esx1", "vmnic2"), direction="tx")
+    out = lab.node("est").cmd("ping -n -c 3 -i 0.2 -W 2 10.0.0.100")
+    assert " 0% packet loss" in out, out
+    frames = [f for f in read_pcap(cap.stop()) if ICMP in f and f[ICMP].type == 8]
+    assert len(frames) == 3 and not any(Dot1Q in f for f in frames), frames
+
+
+def test_vgt_port_group_carries_the_guests_own_tags(lab, work):
+    """The guest tags its frames itself (scapy: this kernel has no 8021q
+    module, so a guest VLAN interface cannot exist); ext's own stack answers
+    on its VLAN 30 access port, and the replies reach the guest still tagged."""
+    from scapy.layers.inet import ICMP
+    from scapy.layers.l2 import Dot1Q
+
+    from experiments.common import read_pcap
+
+    ext, vgt_mac = lab.node("ext"), _mac(lab, "vgt")
+    ext.cmd(f"ip neigh replace 10.0.30.2 lladdr {vgt_mac} dev eth2")  # no ARP without a VLAN interface
+    up = lab.control.capture(work / "vgt-uplink.pcap", uplink=("esx1", "vmnic2"), direction="tx")
+    guest = lab.control.capture(work / "vgt-guest.pcap", port=naming.vnic_port("vgt", "eth0"))
+    addresses = ["--src", vgt_mac, "--dst", "00:50:56:0e:0e:03"]
+    addresses += ["--ip-src", "10.0.30.2", "--ip-dst", "10.0.30.100"]
+    guest_tool(lab, "vgt", "frames", *addresses, "--count", 3, "--tag", "vgt;", "--vlan", 30, "--icmp")
+    settle.wait_frames(guest.pcap, 3, lambda f: ICMP in f and f[ICMP].type == 0)
+    sent = [f for f in read_pcap(up.stop()) if ICMP in f and f[ICMP].type == 8]
+    got = [f for f in read_pcap(guest.stop()) if ICMP in f and f[ICMP].type == 0]
+    assert len(sent) == 3 and all(Dot1Q in f and f[Dot1Q].vlan == 30 for f in sent), sent
+    assert len(got) == 3 and all(Dot1Q in f and f[Dot1Q].vlan == 30 for f in got), got
+
+
+def test_source_mac_hash_keeps_each_vm_on_one_uplink_and_spreads_vms(lab, work):
+    vms = ("mh1", "mh2", "mh3", "mh4")
+    caps = _uplink_captures(lab, work, "machash")
+    seen = {}
+    for vm in vms:
+        _send(lab, vm, f"machash-{vm};")
+    for vm in vms:
+        seen[vm] = _where(caps, f"machash-{vm};", _pin(lab, vm))
+    for c in caps.values():
+        c.stop()
+    for vm, counts in seen.items():
+        assert sorted(counts.values()) == [0, N], (vm, seen)  # every frame by one uplink
+    used = {max(counts, key=counts.get) for counts in seen.values()}
+    assert used == {"vmnic0", "vmnic1"}, seen  # four MACs, two uplinks: both used
+
+
+def test_source_mac_hash_keeps_the_uplink_when_the_vnic_gets_a_new_port(lab, work):
+    # vSphere: "Virtual machines use the same uplink because the MAC address is
+    # static"; port-ID teaming would re-pick by the new port.
+    before, port = _pin(lab, "mh1"), naming.vnic_port("mh1", "eth0")
+    old_id = lab.control.placement()[port].ofport
+    assert lab.control.reconnect("mh1")[port] != old_id
+    caps = _uplink_captures(lab, work, "machash-new-port")
+    _send(lab, "mh1", "machash-new-port;")
+    counts = _where(caps, "machash-new-port;", before)
+    for c in caps.values():
+        c.stop()
+    assert counts[before] == N and sum(counts.values()) == N, counts
+
+
+def test_explicit_failover_moves_to_the_standby_and_failback_decides_the_return(lab, work):
+    """fb (failback: yes) and nofb (failback: no) share the order vmnic0,
+    then vmnic1; one cable pull and its return."""
+    ctl, vms = lab.control, ("fb", "nofb")
+    caps = _uplink_captures(lab, work, "failover")
+    counts = {}
+
+    def batch(step, expected):
+        for vm in vms:
+            _send(lab, vm, f":{vm}-{step};")
+        for vm in vms:
+            counts[(vm, step)] = _where(caps, f":{vm}-{step};", expected[vm])
+
+    try:
+        batch("before", {"fb": "vmnic0", "nofb": "vmnic0"})
+        ctl.uplink("esx1", "vmnic0", up=False)
+        wait_for(lambda: {_pin(lab, vm) for vm in vms} == {"vmnic1"}, 10, "failing over to vmnic1")
+        batch("failed", {"fb": "vmnic1", "nofb": "vmnic1"})
+        ctl.uplink("esx1", "vmnic0", up=True)
+        wait_for(lambda: _pin(lab, "fb") == "vmnic0", 10, "fb failing back to vmnic0")
+        batch("recovered", {"fb": "vmnic0", "nofb": "vmnic1"})
+    finally:
+        ctl.uplink("esx1", "vmnic0", up=True)
+        for c in caps.values():
+            c.stop()
+    on = {u: {"vmnic0": N if u == "vmnic0" else 0, "vmnic1": N if u == "vmnic1" else 0} for u in caps}
+    assert counts[("fb", "before")] == counts[("nofb", "before")] == on["vmnic0"], counts
+    assert counts[("fb", "failed")] == counts[("nofb", "failed")] == on["vmnic1"], counts
+    # failback = yes: the recovered active uplink takes the port back; = no:
+    # the standby keeps it (the recovered uplink is now the standby).
+    assert counts[("fb", "recovered")] == on["vmnic0"], counts
+    assert counts[("nofb", "recovered")] == on["vmnic1"], counts

@@ -270,7 +270,7 @@ def build(results: Path) -> str:
     ]
     counts = {"reproduced": 0, "not reproduced": 0, "untrustworthy": 0, "not measured yet": 0}
     for seed, title, claims in SEEDS:
-        heading = f"Seed {seed[:3]}" if seed[0].isdigit() else seed[0].upper() + seed[1:]
+        heading = f"Seed {seed[:3]}" if seed[0].isdigit() else seed.capitalize() if seed.islower() else seed
         lines += [f"## {heading}: {title}", "", "| claim | measured | verdict |", "|---|---|---|"]
         figures = []
         for text, experiment, key in claims:

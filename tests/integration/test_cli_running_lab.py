@@ -133,6 +133,9 @@ def test_inspect_dumps_ports_macs_ips_and_pinning(held, capsys):
     assert vm1a["vlan"] == 10 and vm1a["team_pnic"] == ctl.applied()["pinning"]["esx1"]["vm1a-eth0"]
     assert ports["vmnic2"]["kind"] == "uplink"
     assert data["esxi_hosts"]["esx1"]["vmkernel"][0]["IPv4 Address"] == "192.168.100.11"
+    # The lab's site groups its hosts and switch.
+    assert data["esxi_hosts"]["esx1"]["site"] == "dc1"
+    assert data["sites"]["dc1"]["esxi_hosts"] == ["esx1", "esx2"], data["sites"]
 
 
 def _with_expect(tmp_path, expect):

@@ -4,6 +4,7 @@ input left untouched, teaming resolved as vSphere resolves it. Rootless."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -123,3 +124,16 @@ def test_port_group_teaming_overrides_failover_order_as_a_unit():
     # Management gives active+standby: vmnic2 and vmnic3 become unused.
     pg = sw.port_group("Management").teaming
     assert (pg.active, pg.standby, pg.unused) == (("vmnic0",), ("vmnic1",), ("vmnic2", "vmnic3"))
+
+
+def test_sites_group_hosts_and_switches_for_inspect():
+    from vlab.lab.resolve import sites_of
+
+    root = Path(__file__).resolve().parents[2] / "labs"
+    sites = sites_of(load_lab(root / "vmsc.yaml"))
+    for dc, n in (("DC1", 1), ("DC2", 2)):
+        members = {"esxi_hosts": [f"esx{n}1", f"esx{n}2"], "physical_switches": [f"psw{n}"]}
+        assert sites[dc] == {**members, "hosts": [f"gw{n}", f"fw{n}"]}
+    # The WAN and its users belong to no site.
+    assert sites[""] == {"esxi_hosts": [], "physical_switches": ["wan"], "hosts": ["wanrtr", "u1", "u2"]}
+    assert sites_of(load_lab(root / "vswitch-nuggets.yaml")) == {}

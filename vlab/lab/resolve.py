@@ -243,6 +243,24 @@ def mirror_session_id(dvs: DistributedSwitch, index: int) -> int:
     return m.session_id if m.session_id is not None else index + 1
 
 
+def sites_of(lab: Lab) -> dict[str, dict[str, list[str]]]:
+    """Each site's members: its ESXi hosts, physical switches and plain
+    hosts (the grouping ``vlab inspect`` shows); members with no ``site`` are
+    under ``""`` when the lab has sites at all."""
+    if not lab.sites:
+        return {}
+    out = {s.name: {"esxi_hosts": [], "physical_switches": [], "hosts": []} for s in lab.sites}
+    for kind, items in (
+        ("esxi_hosts", lab.esxi_hosts),
+        ("physical_switches", lab.physical_switches),
+        ("hosts", lab.hosts),
+    ):
+        for item in items:
+            site = out.setdefault(item.site or "", {"esxi_hosts": [], "physical_switches": [], "hosts": []})
+            site[kind].append(item.name)
+    return out
+
+
 def find(items, name: str):
     """The element of a tuple of named lab objects called ``name`` (or None)."""
     return next((i for i in items if i.name == name), None)
@@ -261,5 +279,6 @@ __all__ = [
     "effective_teaming",
     "effective_security",
     "find",
+    "sites_of",
     "PortGroup",
 ]

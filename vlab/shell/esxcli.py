@@ -14,7 +14,7 @@ from __future__ import annotations
 from controller.nsx import vteps
 from vlab import control, naming
 from vlab.bindings import switch_bindings
-from vlab.lab.resolve import switch_of_port_group
+from vlab.lab.resolve import sites_of, switch_of_port_group
 from vlab.operations import OperationError
 
 from .textable import render
@@ -116,6 +116,7 @@ def inspect(ctl) -> dict:
                 "vswitches": [],
                 "vmkernel": ip_interface_list(ctl, b.host),
                 "uplinks_down": applied.get("uplinks_down", {}).get(b.host, []),
+                "site": next(h.site for h in ctl.lab.esxi_hosts if h.name == b.host),
             },
         )
         host["vswitches"].append(
@@ -145,6 +146,7 @@ def inspect(ctl) -> dict:
         "nodes": ctl.pids,
         "esxi_hosts": hosts,
         "guests": applied.get("guests", {}),
+        "sites": sites_of(ctl.lab),
         "vteps": [{"host": v.host, "ip": str(v.ip), "mac": v.mac} for v in vteps(ctl.lab).values()],
         "nsx": nsx_tables(ctl) if ctl.lab.nsx is not None else None,
         "generation": applied.get("generation", 0),

@@ -26,6 +26,7 @@ from vlab.protocols import ETH_ARP, ETH_IPV4, IPPROTO_TCP, IPPROTO_UDP, PROTOCOL
 
 from . import mirror, overlay
 from .pipeline import CONCERN_NAMES, STAGES, FlowSpec, Priority, Table, band_label, concern_of
+from .portsecurity import PortSecurity
 from .simulate import Conntrack, Frame, Step, walk
 from .vswitch import View
 
@@ -251,6 +252,12 @@ def _step_reason(step: Step, names: _Names, lab, view: Optional[View]) -> Option
             i = Priority.DFW_RULES - step.flow.priority
             rule = lab.distributed_firewall.rules[i]
             return f"distributed firewall rule {i + 1} '{rule.name}' at {where}: {rule.action}"
+    if step.table == Table.L2 and not step.flow.actions and band in ("exact", "tunnel-exact"):
+        # A logical-switch port that MAC address changes = reject blocks.
+        for p in names.binding.logical_ports():
+            port = PortSecurity.of(names.binding, p)
+            if port.effective_mac == (f.eth_dst or "").lower() and port.inbound_refusal():
+                return port.inbound_refusal()
     if any(a[0] == "dec_ttl" for a in step.flow.actions) and f.ttl <= 1:
         return "distributed router: TTL expired (the router decrements it)"
     return None

@@ -62,12 +62,6 @@ def _ports_of(b: SwitchBinding, vni: int, tables: NsxTables) -> list[PortBinding
     return [p for p in b.logical_ports() if tables.vni(p.logical_switch) == vni]
 
 
-def _receiving(b: SwitchBinding, ports: list[PortBinding]) -> list[PortSecurity]:
-    """The ports frames may be delivered to (MAC address changes = reject
-    and a changed guest MAC: none)."""
-    return [s for s in (PortSecurity.of(b, p) for p in ports) if s.inbound_refusal() is None]
-
-
 def _ingress(b: SwitchBinding, tables: NsxTables, tunnel: PortBinding) -> list[FlowSpec]:
     flows = [_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, {"in_port": tunnel.ofport}, goto=Table.L2)]
     for p in b.logical_ports():
@@ -88,20 +82,19 @@ def _l2(b: SwitchBinding, tables: NsxTables, tunnel: PortBinding) -> list[FlowSp
     here = b.host
     vnis = sorted({tables.vni(p.logical_switch) for p in b.logical_ports()})
     for vni in vnis:
-        local = _receiving(b, _ports_of(b, vni, tables))
+        ports = [PortSecurity.of(b, p) for p in _ports_of(b, vni, tables)]
+        # MAC address changes = reject and a changed guest MAC: the port keeps
+        # its (.vmx) MAC here, but nothing is delivered to it.
+        local = [s for s in ports if s.inbound_refusal() is None]
         to_local = [("output", s.port.ofport) for s in local]
         from_vm = {"tunnel_id": vni}
         from_tunnel = {"in_port": tunnel.ofport, "tunnel_id": vni}
         # Known unicast: local port, or the VTEP the MAC table names.
-        for s in local:
-            p, mac = s.port, s.effective_mac
+        for s in ports:
+            out = (("output", s.port.ofport),) if s in local else ()
+            flows.append(_flow(Table.L2, Priority.EXACT, {**from_vm, "eth_dst": s.effective_mac}, out))
             flows.append(
-                _flow(Table.L2, Priority.EXACT, {**from_vm, "eth_dst": mac}, (("output", p.ofport),))
-            )
-            flows.append(
-                _flow(
-                    Table.L2, Priority.TUNNEL_EXACT, {**from_tunnel, "eth_dst": mac}, (("output", p.ofport),)
-                )
+                _flow(Table.L2, Priority.TUNNEL_EXACT, {**from_tunnel, "eth_dst": s.effective_mac}, out)
             )
         for (v, mac), host in sorted(tables.mac_table.items()):
             if v == vni and host != here:

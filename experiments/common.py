@@ -249,6 +249,24 @@ def guest_tool(net: LabNetwork, node: str, tool: str, *args: str, wait: bool = T
     return proc.returncode
 
 
+def vm_mac(net: LabNetwork, vm: str) -> str:
+    """The configured (.vmx) MAC of ``vm``'s first vNIC, lower case."""
+    return next(v for v in net.lab.vms if v.name == vm).vnics[0].mac.lower()
+
+
+def tagged(tag: str):
+    """A frame predicate: it carries ``tag`` (the payload the frames tool
+    writes). End tags with a character no other tag has there (``;``), so no
+    tag is a prefix of another."""
+    return lambda frame: bytes(frame).find(tag.encode()) >= 0
+
+
+def send_frames(net: LabNetwork, node: str, src: str, dst: str, tag: str, count: int = 20, extra=()) -> None:
+    """``count`` hand-made frames from ``src`` to ``dst`` inside ``node``
+    (``experiments.tools.frames``; ``extra``: more of its options)."""
+    guest_tool(net, node, "frames", "--src", src, "--dst", dst, "--count", count, "--tag", tag, *extra)
+
+
 def wait_ready_line(proc: subprocess.Popen, what: str, timeout: float = 10.0) -> None:
     """Block until a tool prints its "ready" line (it has joined/bound)."""
     deadline = time.monotonic() + timeout

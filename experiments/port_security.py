@@ -32,14 +32,16 @@ from experiments.common import (
     Progress,
     count_frames,
     environment,
-    guest_tool,
     lab_session,
     save_figure,
+    send_frames,
+    tagged,
     verdicts_of,
 )
 from experiments.fidelity import CpuMeter, checks, shaping_drops
 from vlab import naming
 from vlab.bindings import switch_bindings
+from vlab.waiting import wait_for
 
 if TYPE_CHECKING:
     from topologies.network import LabNetwork
@@ -67,6 +69,12 @@ DEFAULTS = {"frames": 20}
 
 def _nic(net: LabNetwork, vm: str):
     return next(v for v in net.lab.vms if v.name == vm).vnics[0]
+
+
+def _arrived(caps: dict, tag: str, n: int) -> bool:
+    """All ``n`` frames with ``tag`` are in one of ``caps`` (a flooded
+    frame is in several)."""
+    return any(count_frames(c.pcap, tagged(tag)) >= n for c in caps.values())
 
 
 def new_mac(vm: str) -> str:
@@ -107,19 +115,13 @@ def _set_mac(net: LabNetwork, vm: str, mac: str) -> None:
     net.control.wait_guest(naming.vnic_port(vm, "eth0"), lambda g: (g["effective_mac"] or "") == mac.lower())
 
 
-def _send(net: LabNetwork, vm: str, src: str, dst: str, tag: str, n: int) -> None:
-    guest_tool(net, vm, "frames", "--src", src, "--dst", dst, "--count", n, "--tag", tag)
-
-
-def _tagged(tag: str):
-    return lambda frame: bytes(frame).find(tag.encode()) >= 0
-
-
 def measure(net: LabNetwork, work: Path, vm: str, n: int = DEFAULTS["frames"]) -> dict:
     """One guest's case: counts of ``COUNTS``, what vSphere documents, and
     the verdict. Every count is final when read: frames the policy must let
-    through are sent last on the same path and waited for, and the change
-    back is followed by frames that must arrive (a path keeps its order)."""
+    through are sent last on the same path and waited for; the frames to the
+    guest are all at its host (its uplinks' receive side) before it changes
+    its MAC back, and that is followed by frames that must arrive (a path
+    keeps its order)."""
     ctl, (_, far) = net.control, CASES[vm]
     vmx, new, far_mac = _nic(net, vm).mac.lower(), new_mac(vm), _nic(net, far).mac.lower()
     pol = policy(net, vm)
@@ -127,6 +129,10 @@ def measure(net: LabNetwork, work: Path, vm: str, n: int = DEFAULTS["frames"]) -
     tag = {k: f"{vm}:{k};" for k in COUNTS}  # ';' ends it: no tag is a prefix of another
     at_far = ctl.capture(work / f"{vm}-at-{far}.pcap", port=naming.vnic_port(far, "eth0"))
     at_guest = ctl.capture(work / f"{vm}-at-guest.pcap", port=naming.vnic_port(vm, "eth0"))
+    into_host = {
+        u.name: ctl.capture(work / f"{vm}-into-{u.name}.pcap", uplink=("esx1", u.name), direction="rx")
+        for u in next(h for h in net.lab.esxi_hosts if h.name == "esx1").uplinks
+    }
     try:
         _set_mac(net, vm, new)
         try:
@@ -134,20 +140,28 @@ def measure(net: LabNetwork, work: Path, vm: str, n: int = DEFAULTS["frames"]) -
             # anything let through before it is there too.
             sources = sorted([("vmx", vmx), ("new", new)], key=lambda s: expect[f"from_{s[0]}_mac"])
             for label, src in sources:
-                _send(net, vm, src, far_mac, tag[f"from_{label}_mac"], n)
+                send_frames(net, vm, src, far_mac, tag[f"from_{label}_mac"], n)
             last = sources[-1][0]
-            settle.wait_frames(at_far.pcap, expect[f"from_{last}_mac"], _tagged(tag[f"from_{last}_mac"]))
-            # In: the frames to each address, then the change back.
+            settle.wait_frames(at_far.pcap, expect[f"from_{last}_mac"], tagged(tag[f"from_{last}_mac"]))
+            # In: the frames to each address, all at the guest's host before
+            # the change back, so the changed MAC's policy decides them all.
             for label, dst in (("vmx", vmx), ("new", new)):
-                _send(net, far, far_mac, dst, tag[f"to_{label}_mac"], n)
+                send_frames(net, far, far_mac, dst, tag[f"to_{label}_mac"], n)
+            wait_for(
+                lambda: all(_arrived(into_host, tag[f"to_{m}_mac"], n) for m in ("vmx", "new")),
+                10,
+                f"the frames to {vm} at esx1's uplinks",
+            )
         finally:
             _set_mac(net, vm, vmx)
-        _send(net, far, far_mac, vmx, tag["to_vmx_mac_after_change_back"], n)
-        settle.wait_frames(at_guest.pcap, n, _tagged(tag["to_vmx_mac_after_change_back"]))
+        send_frames(net, far, far_mac, vmx, tag["to_vmx_mac_after_change_back"], n)
+        settle.wait_frames(at_guest.pcap, n, tagged(tag["to_vmx_mac_after_change_back"]))
     finally:
         pcaps = {"far": at_far.stop(), "guest": at_guest.stop()}
+        for c in into_host.values():
+            c.stop()
     counts = {
-        k: count_frames(pcaps["far" if k.startswith("from") else "guest"], _tagged(t)) for k, t in tag.items()
+        k: count_frames(pcaps["far" if k.startswith("from") else "guest"], tagged(t)) for k, t in tag.items()
     }
     return {
         "port": CASES[vm][0],

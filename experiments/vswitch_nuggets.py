@@ -39,8 +39,11 @@ from experiments.common import (
     quiesce,
     read_pcap,
     save_figure,
+    send_frames,
     stop_tool,
+    tagged,
     verdicts_of,
+    vm_mac,
     wait_ready_line,
 )
 from experiments.fidelity import CpuMeter, checks, shaping_drops
@@ -71,10 +74,6 @@ def _vnic(vm: str) -> str:
     return naming.vnic_port(vm, "eth0")
 
 
-def _mac(net: LabNetwork, vm: str) -> str:
-    return next(v for v in net.lab.vms if v.name == vm).vnics[0].mac.lower()
-
-
 def _ip(net: LabNetwork, name: str) -> str:
     for v in net.lab.vms:
         if v.name == name:
@@ -85,14 +84,6 @@ def _ip(net: LabNetwork, name: str) -> str:
 
 def _ext_mac(net: LabNetwork) -> str:
     return next(h for h in net.lab.hosts if h.name == "ext").interfaces[0].mac.lower()
-
-
-def _tagged(tag: str):
-    return lambda p: bytes(p).find(tag.encode()) >= 0
-
-
-def _send_frames(net, node, src, dst, tag, count=N_FRAMES):
-    guest_tool(net, node, "frames", "--src", src, "--dst", dst, "--count", count, "--tag", tag)
 
 
 def _wait_guest(net, vm, predicate):
@@ -106,12 +97,12 @@ def measure_no_learning(net: LabNetwork, work: Path) -> dict:
     others = ["open", "m1", "quiet1"]
     caps = {vm: ctl.capture(work / f"unknown-{vm}.pcap", port=_vnic(vm)) for vm in others}
     caps["uplink"] = ctl.capture(work / "unknown-uplink.pcap", uplink=("esx1", pin), direction="tx")
-    _send_frames(net, "strict", _mac(net, "strict"), UNKNOWN_MAC, "unknown")
+    send_frames(net, "strict", vm_mac(net, "strict"), UNKNOWN_MAC, "unknown")
     # All N out of the uplink: the same flood decision would have put copies
     # on the other VMs' ports by then.
-    settle.wait_frames(caps["uplink"].pcap, N_FRAMES, _tagged("unknown"))
+    settle.wait_frames(caps["uplink"].pcap, N_FRAMES, tagged("unknown"))
     quiesce([c.pcap for c in caps.values()])
-    counts = {k: count_frames(c.stop(), _tagged("unknown")) for k, c in caps.items()}
+    counts = {k: count_frames(c.stop(), tagged("unknown")) for k, c in caps.items()}
     fdb = net.ovs["esx1"].appctl("fdb/show", "vSwitch0").splitlines()[1:]
     learn_actions = "learn(" in net.ovs["esx1"].ofctl("dump-flows", "vSwitch0")
     ok = (
@@ -139,27 +130,27 @@ def _set_mac(net, vm, mac):
 
 def measure_mac_change(net: LabNetwork, work: Path, vm: str) -> dict:
     """The guest loads a new MAC; ext sends frames to the new and the old MAC."""
-    ctl, configured = net.control, _mac(net, vm)
+    ctl, configured = net.control, vm_mac(net, vm)
     policy = "reject" if vm == "strict" else "accept"
     _set_mac(net, vm, NEW_MAC)
     try:
         cap = ctl.capture(work / f"macchange-{vm}.pcap", port=_vnic(vm))
-        _send_frames(net, "ext", _ext_mac(net), NEW_MAC, f"new-{vm}")
-        _send_frames(net, "ext", _ext_mac(net), configured, f"old-{vm}")
+        send_frames(net, "ext", _ext_mac(net), NEW_MAC, f"new-{vm}")
+        send_frames(net, "ext", _ext_mac(net), configured, f"old-{vm}")
         if policy == "accept":
-            settle.wait_frames(cap.pcap, N_FRAMES, _tagged(f"new-{vm}"))
+            settle.wait_frames(cap.pcap, N_FRAMES, tagged(f"new-{vm}"))
         quiesce([cap.pcap])
         pcap = cap.stop()
-        to_new = count_frames(pcap, _tagged(f"new-{vm}"))
-        to_old = count_frames(pcap, _tagged(f"old-{vm}"))
+        to_new = count_frames(pcap, tagged(f"new-{vm}"))
+        to_old = count_frames(pcap, tagged(f"old-{vm}"))
     finally:
         _set_mac(net, vm, configured)
     # Changed back: delivery resumes.
     cap = ctl.capture(work / f"macrestored-{vm}.pcap", port=_vnic(vm))
-    _send_frames(net, "ext", _ext_mac(net), configured, f"back-{vm}")
-    settle.wait_frames(cap.pcap, N_FRAMES, _tagged(f"back-{vm}"))
+    send_frames(net, "ext", _ext_mac(net), configured, f"back-{vm}")
+    settle.wait_frames(cap.pcap, N_FRAMES, tagged(f"back-{vm}"))
     quiesce([cap.pcap])
-    restored = count_frames(cap.stop(), _tagged(f"back-{vm}"))
+    restored = count_frames(cap.stop(), tagged(f"back-{vm}"))
     expect_new = 0 if policy == "reject" else N_FRAMES
     ok = to_new == expect_new and to_old == 0 and restored == N_FRAMES
     return {
@@ -177,15 +168,15 @@ def measure_forged(net: LabNetwork, work: Path, vm: str) -> dict:
     ctl = net.control
     policy = "reject" if vm == "strict" else "accept"
     cap = ctl.tcpdump("ext", "eth0", work / f"forged-{vm}.pcap")
-    _send_frames(net, vm, FORGED_MAC, _ext_mac(net), f"forged-{vm}")
-    _send_frames(net, vm, _mac(net, vm), _ext_mac(net), f"genuine-{vm}")
+    send_frames(net, vm, FORGED_MAC, _ext_mac(net), f"forged-{vm}")
+    send_frames(net, vm, vm_mac(net, vm), _ext_mac(net), f"genuine-{vm}")
     # The genuine frames follow the forged ones on the same path: once they
     # are all at ext, any forged frame let through would be there too.
-    settle.wait_frames(cap.pcap, N_FRAMES, _tagged(f"genuine-{vm}"))
+    settle.wait_frames(cap.pcap, N_FRAMES, tagged(f"genuine-{vm}"))
     quiesce([cap.pcap])
     pcap = cap.stop()
-    forged = count_frames(pcap, _tagged(f"forged-{vm}"))
-    genuine = count_frames(pcap, _tagged(f"genuine-{vm}"))
+    forged = count_frames(pcap, tagged(f"forged-{vm}"))
+    genuine = count_frames(pcap, tagged(f"genuine-{vm}"))
     expect = 0 if policy == "reject" else N_FRAMES
     return {
         "policy": policy,
@@ -296,11 +287,11 @@ def measure_promiscuous(net: LabNetwork, work: Path) -> dict:
         net.node("spy").cmd(f"ip link set eth0 promisc {flag}")
         _wait_guest(net, "spy", lambda g: g["promiscuous"] == (flag == "on"))
         cap = ctl.capture(work / f"promisc-{phase}.pcap", port=_vnic("spy"))
-        _send_frames(net, "strict", _mac(net, "strict"), _ext_mac(net), f"spy-{phase}")
+        send_frames(net, "strict", vm_mac(net, "strict"), _ext_mac(net), f"spy-{phase}")
         if flag == "on":
-            settle.wait_frames(cap.pcap, N_FRAMES, _tagged(f"spy-{phase}"))
+            settle.wait_frames(cap.pcap, N_FRAMES, tagged(f"spy-{phase}"))
         quiesce([cap.pcap])
-        seen[phase] = count_frames(cap.stop(), _tagged(f"spy-{phase}"))
+        seen[phase] = count_frames(cap.stop(), tagged(f"spy-{phase}"))
     net.node("spy").cmd("ip link set eth0 promisc off")
     mirrors = net.ovs["esx1"].vsctl("--columns=name", "list", "mirror").strip()
     ok = seen["guest_not_promiscuous"] == 0 and seen["guest_promiscuous"] == N_FRAMES and not mirrors
@@ -330,7 +321,7 @@ def measure_failover(net: LabNetwork, work: Path) -> dict:
     ctl, out = net.control, {}
     pins = ctl.applied()["pinning"]["esx1"]
     for vm in ("quiet1", "quiet2"):
-        mac, uplink = _mac(net, vm), pins[_vnic(vm)]
+        mac, uplink = vm_mac(net, vm), pins[_vnic(vm)]
         net.node(vm).cmd(f"ping -c1 -W1 {_ip(net, 'ext')} >/dev/null")  # switch learns it
         cap = ctl.tcpdump("ext", "eth0", work / f"failover-{vm}.pcap")
         before = _mac_port(net, mac)
@@ -482,7 +473,7 @@ def measure_quiet_vmotion(
     for vm in vms:
         # ext knows the VMs' MACs statically, so it never ARPs (a reply would
         # teach the switch); each VM speaks once, so the switch learns it on esx1.
-        ext.cmd(f"ip neigh replace {_ip(net, vm)} lladdr {_mac(net, vm)} nud permanent dev eth0")
+        ext.cmd(f"ip neigh replace {_ip(net, vm)} lladdr {vm_mac(net, vm)} nud permanent dev eth0")
         net.node(vm).cmd(f"ping -c1 -W1 {_ip(net, 'ext')} >/dev/null")
     duration = after_s + aging * 2 + 4
     count = int(duration * pps)

@@ -114,10 +114,10 @@ def with_security(**security):
     return data
 
 
-def changed(data, vm, mac):
+def changed(data, vm, mac, placement=None):
     """(tables, flows) once ``vm``'s guest loaded ``mac`` into its NIC."""
     lab = parse_lab(copy.deepcopy(data))
-    bindings = switch_bindings(lab)
+    bindings = switch_bindings(lab, placement)
     guests = {f"{v}-eth0": GuestNic(ipv4=frozenset({ip})) for v, ip in IP.items()}
     guests[f"{vm}-eth0"] = GuestNic(effective_mac=mac, ipv4=frozenset({IP[vm]}))
     bindings = [b.with_guests(guests) for b in bindings]
@@ -137,6 +137,10 @@ def test_logical_switch_default_policy_rejects_a_mac_change_like_a_distributed_p
         assert PORT["vm1"] not in [o.port for o in trace(flows["esx1"], from_vm2)]
     assert trace(flows["esx1"], Frame(PORT["vm1"], MAC["vm2"], NEW)) == []
     assert encapsulated_to(trace(flows["esx1"], Frame(PORT["vm1"], MAC["vm2"], MAC["vm1"]))) == [VTEP["esx2"]]
+    # A VM on the same host and logical switch: its frame to vm1 is dropped
+    # there, not replicated to the other VTEPs as unknown unicast.
+    _, flows = changed(LAB_DATA, "vm1", NEW, placement={"vm2-eth0": Placement("esx1", 201)})
+    assert trace(flows["esx1"], Frame(PORT["vm2"], MAC["vm1"], MAC["vm2"])) == []
 
 
 def test_logical_switch_with_mac_changes_accept_follows_the_guest_and_forges_the_old_mac():

@@ -190,7 +190,7 @@ def host_switches(lab: Lab, host: EsxiHost) -> tuple[HostSwitch, ...]:
         # and the logical switches become port groups of it.
         models = list(host.vswitches) + [dvs[m.name] for m in host.distributed_switches]
         out = [
-            replace(sw, mtu=lab.nsx.transport_mtu, segments=_segments(lab, sw.kind, models[sw.index]))
+            replace(sw, mtu=lab.nsx.transport_mtu, segments=_segments(lab, models[sw.index]))
             if any(pg.name == vtep.port_group for pg in sw.port_groups)
             else sw
             for sw in out
@@ -198,9 +198,12 @@ def host_switches(lab: Lab, host: EsxiHost) -> tuple[HostSwitch, ...]:
     return tuple(out)
 
 
-def _segments(lab: Lab, kind: str, carrier: StandardSwitch | DistributedSwitch) -> tuple[HostSegment, ...]:
+def _segments(lab: Lab, carrier: StandardSwitch | DistributedSwitch) -> tuple[HostSegment, ...]:
+    # A logical switch is a distributed port group (NSX-V creates it on the
+    # prepared distributed switch), so its defaults are the distributed ones
+    # whatever switch this lab put the VTEP on.
     return tuple(
-        HostSegment(ls.name, ls.vni, effective_security(kind, carrier.security, ls.security))
+        HostSegment(ls.name, ls.vni, effective_security("distributed", carrier.security, ls.security))
         for ls in lab.nsx.logical_switches
     )
 

@@ -12,8 +12,9 @@ lab file.
 from __future__ import annotations
 
 from controller.nsx import vteps
+from controller.portsecurity import PortSecurity
 from vlab import control, naming
-from vlab.bindings import switch_bindings
+from vlab.bindings import GuestNic, switch_bindings
 from vlab.lab.resolve import sites_of, switch_of_port_group
 from vlab.operations import OperationError
 
@@ -21,6 +22,17 @@ from .textable import render
 
 VM_COLUMNS = ("World", "Port ID", "Port", "MAC Address", "Portgroup", "VLAN ID", "Team Uplink")
 VMK_COLUMNS = ("Name", "IPv4 Address", "IPv4 Netmask", "Netstack", "Portgroup", "MAC Address", "MTU")
+
+
+def _with_guests(b, guests: dict):
+    """Binding ``b`` with what the hosts reported of their guests' NICs."""
+    return b.with_guests({name: GuestNic.from_json(g) for name, g in guests.items() if g is not None})
+
+
+def _mac(b, p) -> str:
+    """The MAC the vSwitch holds for port ``p``: a vNIC's effective MAC
+    (the guest's after an accepted MAC change), else its own."""
+    return PortSecurity.of(b, p).effective_mac if p.kind == "vnic" else (p.mac or "").lower()
 
 
 def vm_list(ctl, host: str) -> list[dict]:
@@ -32,10 +44,11 @@ def vm_list(ctl, host: str) -> list[dict]:
     for b in switch_bindings(ctl.lab, ctl.placement()):
         if b.host != host:
             continue
+        b = _with_guests(b, guests)
         for p in b.ports:
             if p.kind != "vnic":
                 continue
-            mac = (guests.get(p.name) or {}).get("effective_mac") or p.mac
+            mac = _mac(b, p)
             # A logical switch port shows its VNI, as a virtualwire port group.
             rows.append(
                 {
@@ -107,9 +120,10 @@ def inspect(ctl) -> dict:
     }
     ips.update({vmk.name: str(vmk.ip) for h in ctl.lab.esxi_hosts for vmk in h.vmkernel})
     hosts = {}
+    guests = applied.get("guests", {})
     for b in switch_bindings(ctl.lab, ctl.placement()):
         pins = applied.get("pinning", {}).get(b.host, {})
-        guests = applied.get("guests", {})
+        b = _with_guests(b, guests)
         host = hosts.setdefault(
             b.host,
             {
@@ -132,7 +146,7 @@ def inspect(ctl) -> dict:
                         "port_group": p.port_group,
                         "logical_switch": p.logical_switch,
                         "vlan": b.switch.port_group(p.port_group).vlan if p.port_group else None,
-                        "mac": ((guests.get(p.name) or {}).get("effective_mac") or p.mac),
+                        "mac": _mac(b, p) or None,
                         "ip": ips.get(p.name),
                         "team_pnic": p.name if p.kind == "uplink" else pins.get(p.name),
                     }

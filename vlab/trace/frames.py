@@ -8,6 +8,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Optional
 
+from controller.portsecurity import PortSecurity
 from controller.simulate import TCP_ACK, TCP_SYN, Frame
 from vlab import naming
 from vlab.bindings import SwitchBinding
@@ -96,7 +97,8 @@ def build_frame(
     tunnel = _tunnel_metadata(lab, binding, p, vni, tun_src)
     own_mac, own_ip = OUTSIDE_MAC, None
     if p.mac is not None:
-        own_mac = p.mac.lower()
+        # What the switch holds for the port: after an accepted MAC change, the guest's.
+        own_mac = PortSecurity.of(binding, p).effective_mac if p.kind == "vnic" else p.mac.lower()
         known = _endpoints(lab)
         own_ip = known.get(port, (None, None))[1] or known.get(f"{binding.host}/{port}", (None, None))[1]
     _in_range(vlan, 0, 4094, "--vlan")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Iterator, Optional
 
 from ..model import Lab
-from ..resolve import switch_of_port_group
+from ..resolve import switch_of_port_group, vtep_of
 from .common import Problem, Seen, dupes
 
 
@@ -41,14 +41,13 @@ def nsx(lab: Lab, seen: Seen) -> Iterator[Problem]:
     nsx = lab.nsx
     yield from dupes(nsx.logical_switches, "logical switch", "nsx.logical_switches")
     yield from dupes(nsx.logical_switches, "VNI", "nsx.logical_switches", key=lambda x: x.vni)
-    carriers = _promiscuous_carriers(lab, seen)
     for i, ls in enumerate(nsx.logical_switches):
         for j, method in enumerate(ls.ip_discovery):
             if method in ls.ip_discovery[:j]:
                 yield (f"nsx.logical_switches[{i}].ip_discovery[{j}]", f"{method} is listed twice")
         # Promiscuous ports on a logical switch would need every frame of the
         # VNI a host handles copied to them, tunnel traffic included: not built.
-        inherited = carriers if ls.security.promiscuous is None else ""
+        inherited = _accepting_carriers(lab, seen, ls.name) if ls.security.promiscuous is None else ""
         if ls.security.promiscuous == "accept" or inherited:
             yield (
                 f"nsx.logical_switches[{i}].security.promiscuous",
@@ -110,17 +109,15 @@ def lab_warnings(lab: Lab) -> list[Problem]:
     return out
 
 
-def _promiscuous_carriers(lab: Lab, seen: Seen) -> str:
-    """The vSwitches carrying a VTEP whose own security accepts promiscuous
-    mode, which their logical switches would inherit (comma-separated)."""
-    found = []
-    dvs = {d.name: d for d in lab.distributed_switches}
+def _accepting_carriers(lab: Lab, seen: Seen, segment: str) -> str:
+    """The vSwitches carrying a VTEP on which logical switch ``segment``
+    inherits promiscuous: accept (comma-separated; "" when none)."""
+    found: list[str] = []
     for host in lab.esxi_hosts:
-        vtep = next((v for v in host.vmkernel if v.stack == "vxlan"), None)
+        vtep = vtep_of(host)
         if vtep is None or vtep.port_group not in seen.host_pgs[host.name]:
             continue
         sw, _ = switch_of_port_group(lab, host, vtep.port_group)
-        model = dvs.get(sw.name) if sw.kind == "distributed" else host.vswitches[sw.index]
-        if model is not None and model.security.promiscuous == "accept" and sw.name not in found:
+        if sw.segment(segment).security.promiscuous == "accept" and sw.name not in found:
             found.append(sw.name)
     return ", ".join(found)

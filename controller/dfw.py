@@ -197,12 +197,13 @@ def protect(
         if f.table == Table.INGRESS and match.get("in_port") in ports and f.goto is not None:
             port = match["in_port"]
             resume[port] = f.goto
-            # The vSwitch's own checks (forged transmits, VLAN) stay in this
-            # flow; its IPv4 frames then detour through the vNIC's zone.
+            # The vSwitch's own checks (forged transmits, VLAN) and an IP-hash
+            # bucket stay in this flow; its IPv4 frames then detour through
+            # the vNIC's zone. The copies keep the originals' order.
             out.append(
                 _flow(
                     Table.INGRESS,
-                    Priority.DFW_DETOUR,
+                    Priority.DFW_DETOUR + f.priority - Priority.INGRESS_CLASSIFY,
                     {**match, "eth_type": IPV4},
                     f.actions + (("ct", False, zones[ports[port].name], Table.DFW_FROM_VM),),
                 )

@@ -75,6 +75,7 @@ class Priority:
     MIRROR_DESTINATION_ONLY = 4000  # a receive-only mirror destination sends nothing
     DFW_DETOUR = 300  # a protected vNIC's IPv4, above its classify flow
     TUNNEL_SNOOP = 110  # DHCP ACKs from the tunnel, copied to the controller
+    INGRESS_IP_HASH = 105  # an IP-hash port's IPv4, above its classify flow
     INGRESS_CLASSIFY = 100
     # dfw_from_vm and dfw_to_vm_ct: the distributed firewall's verdicts.
     DFW_STATE = 3000  # established / related: pass
@@ -243,9 +244,20 @@ PIPELINE: tuple[Stage, ...] = (
         "the logical switch's VNI; a protected vNIC's IPv4 into its DFW zone; "
         "mirror copies of what a source vNIC sends",
         matches=frozenset(
-            {"in_port", "vlan_vid", "eth_src", "eth_type", "tunnel_id", "ip_proto", "udp_src", "udp_dst"}
+            {
+                "in_port",
+                "vlan_vid",
+                "eth_src",
+                "eth_type",
+                "ipv4_src",
+                "ipv4_dst",
+                "tunnel_id",
+                "ip_proto",
+                "udp_src",
+                "udp_dst",
+            }
         ),
-        sets=frozenset({"vlan_vid", "tunnel_id", "tun_ipv4_dst"}),
+        sets=frozenset({"vlan_vid", "tunnel_id", "tun_ipv4_dst", "reg1"}),
         goto=frozenset({Table.FORWARD, Table.DISCOVERY, Table.L2}),
         recirculate=frozenset({Table.DFW_FROM_VM}),
         concerns=frozenset(
@@ -257,13 +269,20 @@ PIPELINE: tuple[Stage, ...] = (
                 Priority.MIRROR_DESTINATION_ONLY,
                 "a receive-only mirror destination's frames: drop",
             ),
-            _band(
+            Band(
                 "dfw-detour",
                 Priority.DFW_DETOUR,
-                "a protected vNIC's IPv4: through its connection-tracking zone",
+                Priority.DFW_DETOUR + Priority.INGRESS_IP_HASH - Priority.INGRESS_CLASSIFY,
+                "a protected vNIC's IPv4: through its connection-tracking zone "
+                "(above each classify or ip-hash flow it copies)",
             ),
             _band(
                 "tunnel-snoop", Priority.TUNNEL_SNOOP, "DHCP ACKs from the tunnel: a copy to the controller"
+            ),
+            _band(
+                "ip-hash",
+                Priority.INGRESS_IP_HASH,
+                "an IP-hash port's IPv4: its hash bucket (src ^ dst) mod N into reg1",
             ),
             _band("classify", Priority.INGRESS_CLASSIFY, "what each port may send, and where it goes next"),
         ),
@@ -272,8 +291,9 @@ PIPELINE: tuple[Stage, ...] = (
         Table.FORWARD,
         "vs_forward",
         "deliver to vNICs and vmks (PortOutput, then each port's VnicRx "
-        "filters) or the pinned uplink; never uplink to uplink",
-        matches=frozenset({"in_port", "vlan_vid", "eth_dst"}),
+        "filters) or the pinned uplink (an IP-hash port: its bucket's uplink, "
+        "by reg1); never uplink to uplink",
+        matches=frozenset({"in_port", "vlan_vid", "eth_dst", "reg1"}),
         sets=frozenset({"vlan_vid", "reg0"} | _MIRROR_SETS),
         goto=frozenset(),
         recirculate=frozenset({Table.DFW_TO_VM}),

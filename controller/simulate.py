@@ -60,6 +60,7 @@ class Frame:
     tun_ipv4_src: Optional[str] = None
     tun_ipv4_dst: Optional[str] = None
     reg0: int = 0  # metadata: the DFW's destination vNIC
+    reg1: int = 0  # metadata: an IP-hash port's hash bucket
     ct_state: int = 0  # metadata: set by ct(table=)
     ct_zone: int = 0
 
@@ -158,6 +159,7 @@ _INTS = (
     "udp_src",
     "udp_dst",
     "reg0",
+    "reg1",
 )
 
 

@@ -10,8 +10,14 @@ happens when the failed uplink recovers: yes, it takes its slot back; no, it
 becomes a standby and the replacement keeps the slot (``after_recovery``).
 
 IP hash needs a static EtherChannel on the physical switch; ports are then not
-pinned for reception (the switch hashes too), and the vSwitch pins by port for
-transmission like port-ID teaming (one flow per port keeps the model simple).
+pinned for reception (the switch delivers each frame once, on any member). For
+transmission the uplink is chosen per packet, as vSphere documents it: "the
+last octet of both source and destination IP addresses ... XOR ... based on
+the number of uplinks", i.e. (src ^ dst) mod N over the active slots
+(``ip_hash_bucket``; the flows match it bit by bit, so N is 1, 2, 4 or 8).
+A slot whose uplink failed and has no standby goes to a survivor. Frames that
+are not IPv4 use slot 0 (vSphere hashes the bytes where the addresses would
+be; flows cannot read them).
 """
 
 from __future__ import annotations
@@ -39,9 +45,13 @@ def active_slots(teaming: EffectiveTeaming, down: frozenset[str]) -> tuple[Optio
 
 
 def pinned_uplink(
-    port: PortBinding, teaming: EffectiveTeaming, down: frozenset[str] = frozenset()
+    port: PortBinding,
+    teaming: EffectiveTeaming,
+    down: frozenset[str] = frozenset(),
+    mac: Optional[str] = None,
 ) -> Optional[str]:
-    """The uplink ``port`` transmits on, or None when no uplink can carry it.
+    """The uplink ``port`` transmits on, or None when no uplink can carry it;
+    ``mac`` is its effective MAC (source MAC hash; default the configured one).
 
     A port hashes to a slot of the configured active list; only when that slot
     has no uplink is it re-hashed over the surviving ones, so a failure moves
@@ -57,12 +67,29 @@ def pinned_uplink(
         # and the number of uplinks in the NIC team"; the function is not
         # documented. The MAC's last octet modulo the team size (as commonly
         # described) spreads sequentially assigned MACs evenly.
-        key = int(port.guest_mac.split(":")[-1], 16)
+        key = int((mac or port.mac).split(":")[-1], 16)
     else:
         # originating_port (and ip_hash, see the module docstring): the
         # virtual port ID.
         key = port.ofport
     return slots[key % len(slots)] or alive[key % len(alive)]
+
+
+def ip_hash_bucket(src: str, dst: str, slots: int) -> int:
+    """vSphere's IP-hash bucket of a packet: the last octets of its source and
+    destination IPv4 addresses, XOR, modulo the number of active uplinks."""
+    return (int(src.rsplit(".", 1)[1]) ^ int(dst.rsplit(".", 1)[1])) % slots
+
+
+def ip_hash_uplinks(
+    teaming: EffectiveTeaming, down: frozenset[str] = frozenset()
+) -> tuple[Optional[str], ...]:
+    """The uplink each IP-hash bucket transmits on (None: no uplink is up)."""
+    slots = active_slots(teaming, down)
+    alive = tuple(u for u in slots if u is not None)
+    if not alive:
+        return tuple(None for _ in slots)
+    return tuple(u if u is not None else alive[k % len(alive)] for k, u in enumerate(slots))
 
 
 def after_recovery(teaming: EffectiveTeaming, recovered: str, down: frozenset[str]) -> EffectiveTeaming:

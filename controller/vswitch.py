@@ -8,8 +8,11 @@ What an ESXi vSwitch does, and so what these flows do:
 * VLANs per port group: 0 = EST (untagged), 1-4094 = VST (tagged on uplinks,
   untagged to the guest), 4095 = VGT (the guest sees and sends tags). A VLAN on
   a vSwitch is one broadcast domain, as on ESXi, whatever port group it is in.
-* Teaming pins each local port to one uplink (``teaming.pinned_uplink``).
-  Frames from an uplink never go to another uplink (no loops without STP).
+* Teaming pins each local port to one uplink (``teaming.pinned_uplink``),
+  except IP hash: vs_in_port writes a port's IPv4 packets' hash bucket into
+  ``HASH_REG`` and vs_forward sends each bucket by its own uplink
+  (``teaming.ip_hash_uplinks``). Frames from an uplink never go to another
+  uplink (no loops without STP).
 * Security policy per port group (``controller.portsecurity``, shared with
   NSX logical switches). Forged transmits = reject: a guest frame whose
   source MAC is not the port's effective MAC is dropped at ingress. MAC
@@ -47,12 +50,14 @@ from vlab.protocols import ETH_VLAN
 
 from .pipeline import OFPVID_NONE, OFPVID_PRESENT, Concern, FlowSpec, Priority, Table, cookie
 from .portsecurity import PortSecurity
-from .teaming import has_reverse_teaming, pinned_uplink
+from .teaming import has_reverse_teaming, ip_hash_uplinks, pinned_uplink
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 VGT = VGT_VLAN
 COOKIE = cookie(Concern.VSWITCH)
+HASH_REG = "reg1"  # an IP-hash port's packet: its bucket, from vs_in_port to vs_forward
+ETH_IPV4 = 0x0800
 
 
 def _vlan_name(vlan: int) -> str:
@@ -90,14 +95,20 @@ class View:
         self.locals = b.local_ports()
         self.vlan = {p.name: b.switch.port_group(p.port_group).vlan for p in self.locals}
         self.pin: dict[str, Optional[int]] = {}
+        # IP-hash ports: the uplink of each hash bucket (the pin is bucket 0's).
+        self.ip_hash: dict[str, tuple[Optional[int], ...]] = {}
         self.security: dict[str, PortSecurity] = {}
         self.teaming = {}
         for p in self.locals:
             team = b.teaming(p.port_group)
-            up = pinned_uplink(p, team, b.uplinks_down)
-            self.pin[p.name] = self.uplink_no[up] if up is not None else None
-            self.teaming[p.name] = team
             self.security[p.name] = PortSecurity.of(b, p)
+            up = pinned_uplink(p, team, b.uplinks_down, self.security[p.name].effective_mac)
+            self.pin[p.name] = self.uplink_no[up] if up is not None else None
+            if team.policy == "ip_hash":
+                buckets = ip_hash_uplinks(team, b.uplinks_down)
+                self.ip_hash[p.name] = tuple(self.uplink_no.get(u) for u in buckets)
+                self.pin[p.name] = self.ip_hash[p.name][0] if buckets else None
+            self.teaming[p.name] = team
         self.domains = sorted({v for v in self.vlan.values() if v != VGT})
 
     # -- who is who --------------------------------------------------------
@@ -232,6 +243,38 @@ def _flow(table, priority, match, actions=(), goto=None) -> FlowSpec:
     return FlowSpec.make(table, priority, match, actions, goto, cookie=COOKIE)
 
 
+def _ip_hash_buckets(v: View, p: PortBinding, match: dict, actions: tuple) -> list[FlowSpec]:
+    """An IP-hash port's IPv4 packets, one flow per combination of the low
+    bits of their addresses' last octets: the bucket (src ^ dst) mod N into
+    HASH_REG (N is a power of two, so that is the XOR of the low bits)."""
+    n = len(v.ip_hash.get(p.name, ()))
+    if n < 2:
+        return []
+    low = f"0.0.0.{n - 1}"
+    return [
+        _flow(
+            Table.INGRESS,
+            Priority.INGRESS_IP_HASH,
+            {**match, "eth_type": ETH_IPV4, "ipv4_src": (f"0.0.0.{a}", low), "ipv4_dst": (f"0.0.0.{b}", low)},
+            actions + (("set_field", HASH_REG, a ^ b),),
+            goto=Table.FORWARD,
+        )
+        for a in range(n)
+        for b in range(n)
+    ]
+
+
+def _uplink_choices(v: View, src: Optional[PortBinding]) -> list[tuple[dict, list[int]]]:
+    """(extra match, uplinks) for a frame ``src`` sends out of its team: one
+    choice for a pinned port, one per hash bucket for an IP-hash port."""
+    if src is None:
+        return [({}, [])]
+    buckets = v.ip_hash.get(src.name)
+    if buckets is None:
+        return [({}, [v.pin[src.name]] if v.pin[src.name] is not None else [])]
+    return [({HASH_REG: k}, [u] if u is not None else []) for k, u in enumerate(buckets)]
+
+
 def _ingress(v: View) -> list[FlowSpec]:
     flows = [
         _flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, {"in_port": p.ofport}, goto=Table.FORWARD)
@@ -243,19 +286,14 @@ def _ingress(v: View) -> list[FlowSpec]:
         vlan = v.vlan[p.name]
         if vlan == VGT:
             flows.append(_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, match, goto=Table.FORWARD))
+            flows += _ip_hash_buckets(v, p, match, ())
             continue
         # A guest on an EST/VST port group sends untagged frames; tagged ones
         # are dropped (only VGT lets the guest choose its VLAN).
         actions = (("push_vlan", ETH_VLAN), ("set_field", "vlan_vid", _vid(vlan))) if vlan else ()
-        flows.append(
-            _flow(
-                Table.INGRESS,
-                Priority.INGRESS_CLASSIFY,
-                {**match, "vlan_vid": OFPVID_NONE},
-                actions,
-                goto=Table.FORWARD,
-            )
-        )
+        untagged = {**match, "vlan_vid": OFPVID_NONE}
+        flows.append(_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, untagged, actions, goto=Table.FORWARD))
+        flows += _ip_hash_buckets(v, p, untagged, actions)
     return flows
 
 
@@ -263,33 +301,33 @@ def _forward_from(v: View, in_port: int, src: Optional[PortBinding], vlan: int) 
     """FORWARD flows for frames of ``vlan`` entering on ``in_port`` (an uplink
     when ``src`` is None, else the local port ``src``)."""
     from_uplink = in_port if src is None else None
-    own_uplink = [v.pin[src.name]] if src is not None and v.pin[src.name] is not None else []
     base = {"in_port": in_port, "vlan_vid": _vid(vlan)}
     flows = []
     for dst in v.exact_destinations(vlan):
         # Known unicast stays on the host; everything else also leaves by the
         # source's own uplink (never from one uplink to another).
-        out = [] if dst.kind == "unicast" else own_uplink
-        flows.append(
-            _flow(
-                Table.FORWARD,
-                Priority.EXACT,
-                {**base, "eth_dst": dst.mac},
-                _actions(v, vlan, out, v.port_output(src, vlan, dst), from_uplink, dst),
+        for extra, out in [({}, [])] if dst.kind == "unicast" else _uplink_choices(v, src):
+            flows.append(
+                _flow(
+                    Table.FORWARD,
+                    Priority.EXACT,
+                    {**base, **extra, "eth_dst": dst.mac},
+                    _actions(v, vlan, out, v.port_output(src, vlan, dst), from_uplink, dst),
+                )
             )
-        )
     for dst, prio, match in (
         (Dst("multicast"), Priority.MULTICAST, {**base, "eth_dst": MULTICAST}),
         (Dst("unknown"), Priority.DEFAULT, base),
     ):
-        flows.append(
-            _flow(
-                Table.FORWARD,
-                prio,
-                match,
-                _actions(v, vlan, own_uplink, v.port_output(src, vlan, dst), from_uplink, dst),
+        for extra, out in _uplink_choices(v, src):
+            flows.append(
+                _flow(
+                    Table.FORWARD,
+                    prio,
+                    {**match, **extra},
+                    _actions(v, vlan, out, v.port_output(src, vlan, dst), from_uplink, dst),
+                )
             )
-        )
     return flows
 
 
@@ -297,17 +335,18 @@ def _forward_vgt_other_vlans(v: View, in_port: int, src: Optional[PortBinding]) 
     """Frames of VLANs no EST/VST port group uses here: only VGT ports and
     the uplink carry them."""
     from_uplink = in_port if src is None else None
-    own_uplink = [v.pin[src.name]] if src is not None and v.pin[src.name] is not None else []
+    choices = [c for c in _uplink_choices(v, src) if c[1]]
     vgt = [p for p in v.members(None) if p is not src]
-    if not vgt and not own_uplink:
+    if not vgt and not choices:
         return []
     flows = [
         _flow(
             Table.FORWARD,
             Priority.MULTICAST_ANY_VLAN,
-            {"in_port": in_port, "eth_dst": MULTICAST},
-            _actions(v, None, own_uplink, vgt, from_uplink, Dst("multicast")),
+            {"in_port": in_port, "eth_dst": MULTICAST, **extra},
+            _actions(v, None, out, vgt, from_uplink, Dst("multicast")),
         )
+        for extra, out in _uplink_choices(v, src)
     ]
     for p in vgt:
         dst = Dst("unicast", v.delivery_mac(p))
@@ -319,13 +358,13 @@ def _forward_vgt_other_vlans(v: View, in_port: int, src: Optional[PortBinding]) 
                 _actions(v, None, [], [p], from_uplink, dst),
             )
         )
-    if own_uplink:
+    for extra, out in choices:
         flows.append(
             _flow(
                 Table.FORWARD,
                 Priority.DEFAULT_ANY_VLAN,
-                {"in_port": in_port},
-                _actions(v, None, own_uplink, [], None, Dst("unknown")),
+                {"in_port": in_port, **extra},
+                _actions(v, None, out, [], None, Dst("unknown")),
             )
         )
     return flows

@@ -160,8 +160,21 @@ def switch_commands(lab: Lab, sw: PhysicalSwitch, plugged: dict[int, Optional[in
     for lag in sw.lags:
         members = [naming.fabric_port(sw.name, p) for p in lag.ports if p in plugged]
         if len(members) >= 2:
-            # A static EtherChannel: no LACP, hash by L2 source.
-            cmds += ["--", "add-bond", sw.name, lag.name, *members, "bond_mode=balance-slb", "lacp=off"]
+            # A static EtherChannel ("channel-group mode on"): no LACP, frames
+            # to the host hashed by L2 source (balance-slb), and broadcast and
+            # multicast accepted on every member, as a port channel does (an
+            # OVS bond without LACP takes them only on its active member, so
+            # an IP-hash team's broadcasts on the other member would vanish).
+            cmds += [
+                "--",
+                "add-bond",
+                sw.name,
+                lag.name,
+                *members,
+                "bond_mode=balance-slb",
+                "lacp=off",
+                "other_config:all-members-active=true",
+            ]
     return cmds + span_commands(sw, plugged)
 
 

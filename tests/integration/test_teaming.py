@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from experiments import settle
-from experiments.common import count_frames, guest_tool, lab_session
+from experiments.common import count_frames, lab_session, send_frames, tagged, vm_mac
 from vlab import naming
 from vlab.waiting import wait_for
 
 LAB = Path(__file__).parent / "labs" / "teaming.yaml"
-EXT = {"untagged": "00:50:56:0e:0e:01", "vlan20": "00:50:56:0e:0e:02"}
+EXT = {"untagged": "00:50:56:0e:0e:01", "vlan20": "00:50:56:0e:0e:02", "vlan40": "00:50:56:0e:0e:04"}
 N = 10
 
 
@@ -24,16 +24,8 @@ def lab():
         yield net
 
 
-def _mac(net, vm):
-    return next(v for v in net.lab.vms if v.name == vm).vnics[0].mac.lower()
-
-
 def _pin(net, vm):
     return net.control.applied()["pinning"]["esx1"].get(naming.vnic_port(vm, "eth0"))
-
-
-def _tagged(tag):
-    return lambda f: bytes(f).find(tag.encode()) >= 0
 
 
 def _uplink_captures(net, work, name, uplinks=("vmnic0", "vmnic1")):
@@ -42,14 +34,14 @@ def _uplink_captures(net, work, name, uplinks=("vmnic0", "vmnic1")):
 
 
 def _send(net, vm, tag, dst=EXT["vlan20"]):
-    guest_tool(net, vm, "frames", "--src", _mac(net, vm), "--dst", dst, "--count", N, "--tag", tag)
+    send_frames(net, vm, vm_mac(net, vm), dst, tag, N)
 
 
 def _where(caps, tag, expected_uplink):
     """{uplink: frames with ``tag``}, once all N are at ``expected_uplink``
     (the frames of one port leave in order, by one uplink at a time)."""
-    settle.wait_frames(caps[expected_uplink].pcap, N, _tagged(tag))
-    return {u: count_frames(c.pcap, _tagged(tag)) for u, c in caps.items()}
+    settle.wait_frames(caps[expected_uplink].pcap, N, tagged(tag))
+    return {u: count_frames(c.pcap, tagged(tag)) for u, c in caps.items()}
 
 
 def test_est_port_group_sends_untagged_frames(lab, work):
@@ -74,16 +66,18 @@ def test_vgt_port_group_carries_the_guests_own_tags(lab, work):
 
     from experiments.common import read_pcap
 
-    ext, vgt_mac = lab.node("ext"), _mac(lab, "vgt")
+    ext, vgt_mac = lab.node("ext"), vm_mac(lab, "vgt")
     ext.cmd(f"ip neigh replace 10.0.30.2 lladdr {vgt_mac} dev eth2")  # no ARP without a VLAN interface
-    up = lab.control.capture(work / "vgt-uplink.pcap", uplink=("esx1", "vmnic2"), direction="tx")
-    guest = lab.control.capture(work / "vgt-guest.pcap", port=naming.vnic_port("vgt", "eth0"))
-    addresses = ["--src", vgt_mac, "--dst", "00:50:56:0e:0e:03"]
-    addresses += ["--ip-src", "10.0.30.2", "--ip-dst", "10.0.30.100"]
-    guest_tool(lab, "vgt", "frames", *addresses, "--count", 3, "--tag", "vgt;", "--vlan", 30, "--icmp")
-    settle.wait_frames(guest.pcap, 3, lambda f: ICMP in f and f[ICMP].type == 0)
-    sent = [f for f in read_pcap(up.stop()) if ICMP in f and f[ICMP].type == 8]
-    got = [f for f in read_pcap(guest.stop()) if ICMP in f and f[ICMP].type == 0]
+    try:
+        up = lab.control.capture(work / "vgt-uplink.pcap", uplink=("esx1", "vmnic2"), direction="tx")
+        guest = lab.control.capture(work / "vgt-guest.pcap", port=naming.vnic_port("vgt", "eth0"))
+        ips = ["--ip-src", "10.0.30.2", "--ip-dst", "10.0.30.100", "--vlan", 30, "--icmp"]
+        send_frames(lab, "vgt", vgt_mac, "00:50:56:0e:0e:03", "vgt;", 3, extra=ips)
+        settle.wait_frames(guest.pcap, 3, lambda f: ICMP in f and f[ICMP].type == 0)
+        sent = [f for f in read_pcap(up.stop()) if ICMP in f and f[ICMP].type == 8]
+        got = [f for f in read_pcap(guest.stop()) if ICMP in f and f[ICMP].type == 0]
+    finally:
+        ext.cmd("ip neigh del 10.0.30.2 dev eth2")
     assert len(sent) == 3 and all(Dot1Q in f and f[Dot1Q].vlan == 30 for f in sent), sent
     assert len(got) == 3 and all(Dot1Q in f and f[Dot1Q].vlan == 30 for f in got), got
 
@@ -150,3 +144,61 @@ def test_explicit_failover_moves_to_the_standby_and_failback_decides_the_return(
     # the standby keeps it (the recovered uplink is now the standby).
     assert counts[("fb", "recovered")] == on["vmnic0"], counts
     assert counts[("nofb", "recovered")] == on["vmnic1"], counts
+
+
+def _ip_hash_batch(lab, caps, d, step="", n=N):
+    """``n`` frames from ih (10.0.40.5) to 10.0.40.``d``: {uplink: count}, once
+    all are out (each pair's frames leave by one uplink, in order)."""
+    tag = f":{caps['vmnic3'].pcap.stem}-{step}-{d};"
+    extra = ["--ip-src", "10.0.40.5", "--ip-dst", f"10.0.40.{d}"]
+    send_frames(lab, "ih", vm_mac(lab, "ih"), EXT["vlan40"], tag, n, extra=extra)
+    wait_for(lambda: sum(count_frames(c.pcap, tagged(tag)) for c in caps.values()) >= n, 10, f"{tag} out")
+    return {u: count_frames(c.pcap, tagged(tag)) for u, c in caps.items()}
+
+
+def test_ip_hash_spreads_flows_over_the_lag_members_by_the_documented_hash(lab, work):
+    caps = _uplink_captures(lab, work, "iphash", ("vmnic3", "vmnic4"))
+    try:
+        seen = {d: _ip_hash_batch(lab, caps, d) for d in range(1, 9)}
+    finally:
+        for c in caps.values():
+            c.stop()
+    for d, counts in seen.items():
+        # vSphere: (last octet of source XOR destination) mod the number of
+        # uplinks; every packet of one pair leaves by that one member.
+        member = ("vmnic3", "vmnic4")[(5 ^ d) % 2]
+        assert counts[member] == N and sum(counts.values()) == N, seen
+
+
+def test_ip_hash_moves_a_failed_members_flows_and_back_and_the_lag_answers_once(lab, work):
+    ctl = lab.control
+    caps = _uplink_captures(lab, work, "iphash-failure", ("vmnic3", "vmnic4"))
+    try:
+        ctl.uplink("esx1", "vmnic3", up=False)
+        wait_for(lambda: "vmnic3" in ctl.applied()["uplinks_down"].get("esx1", []), 10, "vmnic3 down")
+        failed = {d: _ip_hash_batch(lab, caps, d, "failed") for d in (1, 2)}  # 5^1 even, 5^2 odd
+        ctl.uplink("esx1", "vmnic3", up=True)
+        wait_for(lambda: "vmnic3" not in ctl.applied()["uplinks_down"].get("esx1", []), 10, "vmnic3 up")
+        recovered = {d: _ip_hash_batch(lab, caps, d, "recovered") for d in (1, 2)}
+    finally:
+        ctl.uplink("esx1", "vmnic3", up=True)
+        for c in caps.values():
+            c.stop()
+    assert all(c == {"vmnic3": 0, "vmnic4": N} for c in failed.values()), failed
+    # Back on recovery: each pair on its hash's member again.
+    assert recovered == {1: {"vmnic3": N, "vmnic4": 0}, 2: {"vmnic3": 0, "vmnic4": N}}, recovered
+    # The physical side is one port channel: a reply comes back once, on
+    # either member, and the vSwitch takes it (no reverse-teaming filter).
+    out = lab.node("ih").cmd("ping -n -c 5 -i 0.2 -W 2 10.0.40.100")
+    assert " 0% packet loss" in out and "DUP" not in out, out
+
+
+def test_the_static_port_channel_takes_broadcasts_on_every_member(lab, work):
+    # 5 ^ 2 is odd: these broadcasts leave by vmnic4, whichever member the
+    # physical switch's bond treats as active; a port channel floods them on.
+    cap = lab.control.tcpdump("ext", "eth3", work / "ext-broadcasts.pcap")
+    tag = ":ih-broadcast;"
+    extra = ["--ip-src", "10.0.40.5", "--ip-dst", "10.0.40.2"]
+    send_frames(lab, "ih", vm_mac(lab, "ih"), "ff:ff:ff:ff:ff:ff", tag, N, extra=extra)
+    settle.wait_frames(cap.pcap, N, tagged(tag))
+    assert count_frames(cap.stop(), tagged(tag)) == N

@@ -135,6 +135,15 @@ REFERENCES = [
         "different LAGs (pswitch1/po1, pswitch1/po2)",
     ),
     case(
+        "ip-hash-over-three-uplinks",
+        both(
+            put("physical_switches[0].lags", [{"name": "po1", "ports": [1, 2, 3]}]),
+            put(f"{PG_1G}.teaming", {"policy": "ip_hash", "active": ["vmnic0", "vmnic1", "vmnic2"]}),
+        ),
+        f"{PG_1G}.teaming.policy: PG-1G on esx1: 3 active uplinks; IP hash is emulated for teams of "
+        "1, 2, 4, 8 (its (src ^ dst) mod N is matched bit by bit in flows)",
+    ),
+    case(
         # Accepted, it would behave as link status: refused instead.
         "beacon-probing-on-a-port-group",
         put(f"{PG_1G}.teaming.failure_detection", "beacon_probing"),

@@ -312,3 +312,32 @@ def test_explicit_failover_and_failback_no():
         team.__class__(**{**team.__dict__, "failback": True}), "vmnic0", frozenset({"vmnic0"})
     )
     assert pinned_uplink(f1, back) == "vmnic0"
+
+
+# -- IP hash: the uplink per packet ----------------------------------------------
+def ip_hash_lab():
+    lab = copy.deepcopy(LAB)
+    lab["physical_switches"][0]["lags"] = [{"name": "po1", "ports": [1, 2]}]
+    lab["esxi_hosts"][0]["vswitches"][0]["port_groups"].append(
+        {"name": "IPHASH", "vlan": 40, "teaming": {"policy": "ip_hash", "active": ["vmnic0", "vmnic1"]}}
+    )
+    nic = {"port_group": "IPHASH", "mac": "00:50:56:00:00:40"}
+    lab["vms"].append({"name": "h1", "host": "esx1", "vnics": [nic]})
+    return lab
+
+
+def test_ip_hash_picks_the_uplink_per_packet_from_the_addresses_last_octets():
+    b = binding(ip_hash_lab())
+    for d in range(1, 9):
+        frame = from_vm(b, "h1", OUTSIDE, ipv4_src="10.0.40.5", ipv4_dst=f"10.0.40.{d}")
+        # vSphere: last octets XOR, modulo the number of uplinks.
+        assert delivered(b, frame) == {("vmnic0", "vmnic1")[(5 ^ d) % 2]}, d
+    # Not IPv4: the first slot.
+    assert delivered(b, from_vm(b, "h1", BCAST, eth_type=0x0806)) == {"vmnic0"}
+
+
+def test_ip_hash_moves_a_failed_members_packets_to_the_survivor():
+    b = binding(ip_hash_lab(), down=("vmnic0",))
+    for d in range(1, 5):
+        frame = from_vm(b, "h1", OUTSIDE, ipv4_src="10.0.40.5", ipv4_dst=f"10.0.40.{d}")
+        assert delivered(b, frame) == {"vmnic1"}, d

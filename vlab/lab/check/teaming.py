@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Iterator, Optional
 
 from ..model import Lab
+from ..model.vsphere import IP_HASH_TEAM_SIZES
 from ..resolve import effective_teaming
 from .common import Problem
 
 
 def ip_hash_needs_lag(lab: Lab) -> Iterator[Problem]:
     """IP-hash teaming needs each host's active uplinks in one static
-    EtherChannel. The problem is reported at the ``teaming.policy`` that asks
+    EtherChannel, and the testbed hashes over 1, 2, 4 or 8 of them
+    (``IP_HASH_TEAM_SIZES``). The problem is reported at the ``teaming.policy`` that asks
     for ip_hash: the port group's own, or its switch's when it is inherited."""
     lag_of = {
         (sw.name, p): (sw.name, lag.name)
@@ -41,13 +43,13 @@ def ip_hash_needs_lag(lab: Lab) -> Iterator[Problem]:
                 if dv_map is not None:
                     # dvUplink -> vmnic; one this host does not map has no NIC here.
                     active = tuple(dv_map[u] for u in active if u in dv_map)
+                where = (
+                    f"{sbase}.port_groups[{k}].teaming.policy"
+                    if pg.teaming.policy is not None
+                    else f"{sbase}.teaming.policy"
+                )
                 problem = lag_problem(active, plugs, lag_of)
                 if problem is not None:
-                    where = (
-                        f"{sbase}.port_groups[{k}].teaming.policy"
-                        if pg.teaming.policy is not None
-                        else f"{sbase}.teaming.policy"
-                    )
                     yield (
                         where,
                         (
@@ -56,6 +58,19 @@ def ip_hash_needs_lag(lab: Lab) -> Iterator[Problem]:
                             f"{problem}"
                         ),
                     )
+                elif size_problem(active) is not None:
+                    yield where, f"{pg.name} on {host.name}: {size_problem(active)}"
+
+
+def size_problem(active) -> Optional[str]:
+    """Why the testbed cannot hash over ``active`` (None: it can)."""
+    if len(active) in IP_HASH_TEAM_SIZES:
+        return None
+    return (
+        f"{len(active)} active uplinks; IP hash is emulated for teams of "
+        + ", ".join(map(str, IP_HASH_TEAM_SIZES))
+        + " (its (src ^ dst) mod N is matched bit by bit in flows)"
+    )
 
 
 def lag_problem(active, plugs, lag_of) -> Optional[str]:

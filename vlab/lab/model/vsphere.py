@@ -37,6 +37,11 @@ class Security(LabModel):
     forged_transmits: Optional[Policy] = None
 
 
+# IP-hash teams the testbed emulates: the hash is (src ^ dst) mod N, which
+# flows can match bit by bit only when N is a power of two.
+IP_HASH_TEAM_SIZES = (1, 2, 4, 8)
+
+
 class Teaming(LabModel):
     """NIC teaming and failover. Fields left unset inherit from the vSwitch;
     on the vSwitch, ``active=None`` means every uplink of the vSwitch is active."""

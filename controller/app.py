@@ -10,6 +10,9 @@ A thin driver around ``ControllerState`` and the pure compilers:
 * hostd sees a guest change its vNIC filter (MAC, promiscuous, multicast),
   or the testbed asks for a new placement or capture session
   (``desired.json``) -> recompile and install the difference;
+* every second, a beacon out of each uplink of a team with beacon probing;
+  beacons heard (packet-ins) decide which uplinks are failed
+  (``controller.beacon``) -> re-pin, install, RARPs, as for a dead link;
 * a vNIC that vMotioned comes up on its new host -> RARP from its MAC and,
   if asked, a spoofed IGMP general query to the guest;
 * a switch copies a VM's ARP frame or a DHCP ACK on a logical switch (IP
@@ -19,7 +22,8 @@ A thin driver around ``ControllerState`` and the pure compilers:
 After every change is acknowledged by a barrier on each affected switch the
 driver writes ``applied.json`` (see ``vlab.control``). No forwarding is
 learned from packet-ins: the only ones are IP-discovery copies, counted in
-``applied.json`` as ``packet_ins``.
+``applied.json`` as ``packet_ins``, and beacons (beacon probing's verdicts are
+``beacon_failed`` and ``shotgun`` there).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from os_ken.ofproto import ofproto_v1_3
 from vlab import control, naming
 from vlab.lab.load import load_lab
 
-from . import failover, ipdiscovery, notify, ofdriver, vmotion
+from . import beacon, failover, ipdiscovery, notify, ofdriver, vmotion
 from .failover import Notification
 from .flows import COOKIES
 from .hostd import GuestObserver, WatchedNic
@@ -70,6 +74,7 @@ class VSwitchController(app_manager.OSKenApp):
         self.configure(load_lab(Settings.lab_file), Path(Settings.state_dir))
         # A daemon thread: SIGTERM (sys.exit in the main thread) must not wait for it.
         threading.Thread(target=self._watch, name="hostd-watch", daemon=True).start()
+        threading.Thread(target=self._beacons, name="beacon-probing", daemon=True).start()
 
     def configure(self, lab, run_dir: Path) -> None:
         """Everything but os-ken's own set-up and the hostd thread: the unit
@@ -91,6 +96,7 @@ class VSwitchController(app_manager.OSKenApp):
         self._guests_read = 0.0
         self._nsx_written: Optional[dict] = None
         self.packet_ins = 0
+        self.monitors: dict[int, beacon.BeaconMonitor] = {}
         # What snooping learned survives a controller restart, as hosts would
         # report their bindings again to a new NSX controller.
         self.state.load_snooped(control.read_json(self.run_dir / control.SNOOPED))
@@ -185,6 +191,10 @@ class VSwitchController(app_manager.OSKenApp):
     def on_packet_in(self, ev):
         """An IP-discovery copy (the only flows that send to the controller)."""
         msg, dp = ev.msg, ev.msg.datapath
+        heard = beacon.parse_beacon(msg.data)
+        if heard is not None:
+            self._beacon_heard(dp, msg.match.get("in_port"), heard)
+            return
         seen = ipdiscovery.snoop(msg.data)
         with self.lock:
             self.packet_ins += 1
@@ -207,6 +217,50 @@ class VSwitchController(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def on_error(self, ev):
         LOG.error("OpenFlow error from %016x: type=%s code=%s", ev.msg.datapath.id, ev.msg.type, ev.msg.code)
+
+    # -- beacon probing ------------------------------------------------------
+    def _beacons(self):
+        """Send a round of beacons every interval and judge the last one."""
+        seq = 0
+        while True:
+            time.sleep(beacon.BEACON_INTERVAL_S)  # the protocol's own period
+            try:
+                with self.lock:
+                    self._beacon_round(seq, time.monotonic())
+            except SystemExit:
+                return
+            except Exception:
+                LOG.exception("beacon probing")
+            seq += 1
+
+    def _beacon_round(self, seq: int, now: float) -> None:
+        for dpid, dp in sorted(self.datapaths.items()):
+            b = self.state.binding(dpid)
+            uplinks = beacon.beaconing(b)
+            if not uplinks:
+                continue
+            live = [u for u in uplinks if u not in b.uplinks_down]
+            for u in live:
+                for vlan in uplinks[u] or (0,):
+                    frame = beacon.beacon_frame(b.host, b.bridge, u, vlan, seq)
+                    dp.send_msg(ofdriver.packet_out(dp, b.port(u).ofport, frame))
+            monitor = self.monitors.setdefault(dpid, beacon.BeaconMonitor(b.host, b.bridge))
+            failed, shotgun = monitor.verdict(live, now)
+            notes = failover.beacon_changed(self.state, dpid, failed, shotgun)
+            if failed != b.beacon_failed or shotgun != b.shotgun:
+                self._event("beacon", host=b.host, vswitch=b.bridge, failed=sorted(failed), shotgun=shotgun)
+                self._apply({dpid})
+                self._send_notifications(notes)
+
+    def _beacon_heard(self, dp, in_port: Optional[int], heard: beacon.Beacon) -> None:
+        with self.lock:
+            if dp.id not in self.datapaths:
+                return
+            b = self.state.binding(dp.id)
+            receiver = next((p.name for p in b.uplink_ports() if p.ofport == in_port), None)
+            monitor = self.monitors.setdefault(dp.id, beacon.BeaconMonitor(b.host, b.bridge))
+            if receiver is not None:
+                monitor.heard(receiver, heard, time.monotonic())
 
     # -- hostd and the testbed's requests ------------------------------------
     def _watch(self):
@@ -310,6 +364,8 @@ class VSwitchController(app_manager.OSKenApp):
                 "pinning": self.state.pinning_by_host(),
                 "flows": {f"{d:016x}": len(f) for d, f in self.installed.items()},
                 "packet_ins": self.packet_ins,
+                "beacon_failed": self.state.beacon_by_host()["failed"],
+                "shotgun": self.state.beacon_by_host()["shotgun"],
             },
         )
 

@@ -81,6 +81,34 @@ def notification(binding: SwitchBinding, port_name: str, reason: str) -> Optiona
     )
 
 
+def beacon_changed(
+    state: "ControllerState", dpid: int, failed: frozenset[str], shotgun: bool
+) -> list[Notification]:
+    """Beacon probing's verdict for bridge ``dpid`` changed: ``failed``
+    uplinks (links up, beacons silent) and ``shotgun``. Like a link failure
+    for the beacon-probing port groups only; an uplink heard again comes back
+    with failback as configured. Returns the RARPs for ports that moved."""
+    old = state.beacon_failed.get(dpid, frozenset())
+    if failed == old and shotgun == state.shotgun.get(dpid, False):
+        return []
+    now = state.binding(dpid)
+    before = pinning(now)
+    teams = dict(state.teams.get(dpid, {}))
+    for pg in now.switch.port_groups:
+        team = now.teaming(pg.name)
+        if team.failure_detection == "beacon_probing":
+            for uplink in sorted(old - failed):
+                team = after_recovery(team, uplink, now.down_for(team))
+            teams[pg.name] = team
+    state.teams[dpid] = teams
+    state.beacon_failed[dpid], state.shotgun[dpid] = failed, shotgun
+    after = state.binding(dpid)
+    moved = [name for name, pinned in pinning(after).items() if pinned != before.get(name)]
+    reason = "beacon failback" if old - failed else "beacon failover"
+    notes = (notification(after, name, reason) for name in moved)
+    return [n for n in notes if n]
+
+
 def link_changed(state: "ControllerState", dpid: int, uplink: str, up: bool) -> list[Notification]:
     """Step 3 and 5: uplink ``uplink`` of bridge ``dpid`` went down or up.
     Returns the RARPs for the ports whose uplink moved (none when the link

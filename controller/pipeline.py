@@ -73,6 +73,7 @@ class Priority:
     TUNNEL_DEFAULT = 1100
     # vs_in_port.
     MIRROR_DESTINATION_ONLY = 4000  # a receive-only mirror destination sends nothing
+    BEACON = 2000  # a beacon from the physical network: to the controller
     DFW_DETOUR = 300  # a protected vNIC's IPv4, above its classify flow
     TUNNEL_SNOOP = 110  # DHCP ACKs from the tunnel, copied to the controller
     INGRESS_IP_HASH = 105  # an IP-hash port's IPv4, above its classify flow
@@ -275,6 +276,11 @@ PIPELINE: tuple[Stage, ...] = (
                 Priority.DFW_DETOUR + Priority.INGRESS_IP_HASH - Priority.INGRESS_CLASSIFY,
                 "a protected vNIC's IPv4: through its connection-tracking zone "
                 "(above each classify or ip-hash flow it copies)",
+            ),
+            _band(
+                "beacon",
+                Priority.BEACON,
+                "a beacon on a beaconing uplink: to the controller (beacon probing), never to a VM",
             ),
             _band(
                 "tunnel-snoop", Priority.TUNNEL_SNOOP, "DHCP ACKs from the tunnel: a copy to the controller"

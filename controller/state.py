@@ -43,6 +43,9 @@ class ControllerState:
         self._dfw_expiry: dict[tuple[str, Session], Optional[float]] = {}
         # Uplinks down and teams changed by failback (controller.failover).
         self.down: dict[int, frozenset[str]] = {}
+        # Beacon probing's verdicts (controller.beacon, failover.beacon_changed).
+        self.beacon_failed: dict[int, frozenset[str]] = {}
+        self.shotgun: dict[int, bool] = {}
         self.teams: dict[int, dict[str, object]] = {}
         self._base = {b.dpid: b for b in switch_bindings(lab)}
         self._placed = dict(self._base)  # bindings for the current placement
@@ -56,6 +59,8 @@ class ControllerState:
         return replace(
             b,
             uplinks_down=self.down.get(dpid, frozenset()),
+            beacon_failed=self.beacon_failed.get(dpid, frozenset()),
+            shotgun=self.shotgun.get(dpid, False),
             teams=tuple(sorted(self.teams.get(dpid, {}).items())),
         )
 
@@ -89,6 +94,18 @@ class ControllerState:
         for d, down in self.down.items():
             out.setdefault(self.host_of(d), set()).update(down)
         return {h: sorted(u) for h, u in out.items()}
+
+    def beacon_by_host(self) -> dict[str, dict[str, list[str]]]:
+        """Beacon probing's verdicts per ESXi host: the uplinks it failed
+        (``failed``) and the vSwitches sending on every uplink (``shotgun``)."""
+        out: dict[str, dict[str, list[str]]] = {"failed": {}, "shotgun": {}}
+        for d in self.dpids:
+            host = self.host_of(d)
+            if self.beacon_failed.get(d):
+                out["failed"].setdefault(host, []).extend(sorted(self.beacon_failed[d]))
+            if self.shotgun.get(d):
+                out["shotgun"].setdefault(host, []).append(self._base[d].bridge)
+        return out
 
     # -- events ------------------------------------------------------------
     def take_desired(self, desired: dict, now: Optional[float] = None) -> set[int]:

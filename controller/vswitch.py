@@ -48,6 +48,7 @@ from vlab.bindings import CAPTURE_BASE, PortBinding, SwitchBinding
 from vlab.lab.model import VGT_VLAN
 from vlab.protocols import ETH_VLAN
 
+from .beacon import ETH_BEACON, beaconing
 from .pipeline import OFPVID_NONE, OFPVID_PRESENT, Concern, FlowSpec, Priority, Table, cookie
 from .portsecurity import PortSecurity
 from .teaming import has_reverse_teaming, ip_hash_uplinks, pinned_uplink
@@ -97,15 +98,21 @@ class View:
         self.pin: dict[str, Optional[int]] = {}
         # IP-hash ports: the uplink of each hash bucket (the pin is bucket 0's).
         self.ip_hash: dict[str, tuple[Optional[int], ...]] = {}
+        # Beacon probing in shotgun: every live uplink of the team.
+        self.shotgun: dict[str, list[int]] = {}
         self.security: dict[str, PortSecurity] = {}
         self.teaming = {}
         for p in self.locals:
             team = b.teaming(p.port_group)
             self.security[p.name] = PortSecurity.of(b, p)
-            up = pinned_uplink(p, team, b.uplinks_down, self.security[p.name].effective_mac)
+            down = b.down_for(team)
+            up = pinned_uplink(p, team, down, self.security[p.name].effective_mac)
             self.pin[p.name] = self.uplink_no[up] if up is not None else None
-            if team.policy == "ip_hash":
-                buckets = ip_hash_uplinks(team, b.uplinks_down)
+            if b.shotgun and team.failure_detection == "beacon_probing":
+                live = [u for u in team.active + team.standby if u not in b.uplinks_down]
+                self.shotgun[p.name] = [self.uplink_no[u] for u in live]
+            elif team.policy == "ip_hash":
+                buckets = ip_hash_uplinks(team, down)
                 self.ip_hash[p.name] = tuple(self.uplink_no.get(u) for u in buckets)
                 self.pin[p.name] = self.ip_hash[p.name][0] if buckets else None
             self.teaming[p.name] = team
@@ -147,7 +154,7 @@ class View:
         if (
             from_uplink is not None
             and has_reverse_teaming(self.teaming[p.name])
-            and from_uplink != self.pin[p.name]
+            and from_uplink not in self.shotgun.get(p.name, [self.pin[p.name]])
         ):
             pinned = self.uplink_name(self.pin[p.name])
             return f"reverse teaming: came in on {self.uplink_name(from_uplink)}, " + (
@@ -269,6 +276,8 @@ def _uplink_choices(v: View, src: Optional[PortBinding]) -> list[tuple[dict, lis
     choice for a pinned port, one per hash bucket for an IP-hash port."""
     if src is None:
         return [({}, [])]
+    if src.name in v.shotgun:
+        return [({}, v.shotgun[src.name])]
     buckets = v.ip_hash.get(src.name)
     if buckets is None:
         return [({}, [v.pin[src.name]] if v.pin[src.name] is not None else [])]
@@ -279,6 +288,16 @@ def _ingress(v: View) -> list[FlowSpec]:
     flows = [
         _flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, {"in_port": p.ofport}, goto=Table.FORWARD)
         for p in v.b.uplink_ports()
+    ]
+    # Beacons reaching a beaconing uplink go to the controller, never to a VM.
+    flows += [
+        _flow(
+            Table.INGRESS,
+            Priority.BEACON,
+            {"in_port": v.uplink_no[u], "eth_type": ETH_BEACON},
+            (("output", "controller"),),
+        )
+        for u in beaconing(v.b)
     ]
     for p in v.locals:
         # Forged transmits = reject: only frames from the effective MAC get in.

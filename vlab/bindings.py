@@ -117,6 +117,10 @@ class SwitchBinding:
     dpid: int
     ports: tuple[PortBinding, ...]
     uplinks_down: frozenset[str] = field(default_factory=frozenset)
+    # Beacon probing: uplinks it failed (their links are up), and whether it
+    # cannot tell which one failed and sends on every uplink (shotgun).
+    beacon_failed: frozenset[str] = field(default_factory=frozenset)
+    shotgun: bool = False
     # Teaming as it stands after failovers without failback (port group ->
     # EffectiveTeaming); port groups not listed use the configured teaming.
     teams: tuple[tuple[str, EffectiveTeaming], ...] = ()
@@ -150,6 +154,13 @@ class SwitchBinding:
     def with_uplink_state(self, uplink: str, up: bool) -> "SwitchBinding":
         down = self.uplinks_down - {uplink} if up else self.uplinks_down | {uplink}
         return replace(self, uplinks_down=frozenset(down))
+
+    def down_for(self, team: EffectiveTeaming) -> frozenset[str]:
+        """The uplinks ``team`` treats as failed: links down, and with beacon
+        probing also the uplinks its beacons failed."""
+        if team.failure_detection == "beacon_probing":
+            return self.uplinks_down | self.beacon_failed
+        return self.uplinks_down
 
     def teaming(self, port_group: str) -> EffectiveTeaming:
         """The port group's teaming as it stands now."""

@@ -129,10 +129,6 @@ VNIC0 = "vms[0].vnics[0]"  # vm1a's eth0
 DVS = "distributed_switches[0]"
 MEMBER0 = "esxi_hosts[0].distributed_switches[0]"  # esx1's dvs1 membership
 IP_HASH_HINT = "ip_hash needs every active uplink in one static LAG (physical_switches[].lags)"
-BEACON_REFUSAL = (
-    "beacon_probing is not emulated (no beacons are sent; failures are detected by link status only): "
-    "use link_status"
-)
 
 
 def case(id_, edit, expected, base="two-hosts"):

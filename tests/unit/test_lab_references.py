@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from tests.unit.labedit import (
-    BEACON_REFUSAL,
     DVS,
     HOST0,
     IP_HASH_HINT,
@@ -143,12 +142,6 @@ REFERENCES = [
         f"{PG_1G}.teaming.policy: PG-1G on esx1: 3 active uplinks; IP hash is emulated for teams of "
         "1, 2, 4, 8 (its (src ^ dst) mod N is matched bit by bit in flows)",
     ),
-    case(
-        # Accepted, it would behave as link status: refused instead.
-        "beacon-probing-on-a-port-group",
-        put(f"{PG_1G}.teaming.failure_detection", "beacon_probing"),
-        f"{PG_1G}.teaming.failure_detection: {BEACON_REFUSAL}",
-    ),
     # --- distributed switches -------------------------------------------------
     case(
         "dvs-member-unknown-dvuplink",
@@ -203,12 +196,6 @@ REFERENCES = [
         "dvs-port-group-clashes-with-vswitch",
         put(f"{DVS}.port_groups[0].name", "Management"),
         f"{MEMBER0}.name: port group 'Management' of dvs1 clashes with one on esx1",
-        base="dvs",
-    ),
-    case(
-        "beacon-probing-on-a-distributed-switch",
-        put(f"{DVS}.teaming", {"failure_detection": "beacon_probing"}),
-        f"{DVS}.teaming.failure_detection: {BEACON_REFUSAL}",
         base="dvs",
     ),
     case(
@@ -359,6 +346,18 @@ def test_transport_mtu_below_1550_is_allowed_with_a_warning():
     lab = parse_lab(data)
     assert [w for w, _ in lab_warnings(lab)] == ["nsx.transport_mtu"]
     assert "bulk TCP" in lab_warnings(lab)[0][1]
+
+
+def test_beacon_probing_over_fewer_than_three_uplinks_loads_with_a_warning():
+    from vlab.lab.check import lab_warnings
+
+    data = copy.deepcopy(TWO_HOSTS)
+    data["esxi_hosts"][0]["vswitches"][0]["port_groups"][1]["teaming"]["failure_detection"] = "beacon_probing"
+    (warning,) = lab_warnings(parse_lab(data))
+    assert warning[0] == "esx1/vSwitch0/PG-1G.teaming.failure_detection"
+    assert "cannot tell which one failed" in warning[1] and "shotgun" in warning[1]
+    three = parse_lab(copy.deepcopy(yaml.safe_load((LABS / "beacon-probing.yaml").read_text())))
+    assert [w for w, _ in lab_warnings(three)] == ["esx1/vSwitch1/PG-Beacon2.teaming.failure_detection"]
 
 
 def _problem(data: dict) -> str:

@@ -133,6 +133,16 @@ class LabControl:
         """Pull (up=False) or plug the cable of ``host``'s ``vmnic``."""
         self.sh(naming.FABRIC_NODE, f"ip link set {self.fabric_port(host, vmnic)} {'up' if up else 'down'}")
 
+    def dci_link(self, name: str, up: bool) -> None:
+        """Pull (up=False) or plug the cable of switch-to-switch link ``name``
+        (``dci_links``): both switch ports lose carrier, no host link does."""
+        links = {d.name: d for d in self.lab.dci_links}
+        if name not in links:
+            raise OperationError(f"no DCI link {name!r} (dci_links: {', '.join(links) or 'none'})")
+        end = links[name].a
+        state = "up" if up else "down"
+        self.sh(naming.FABRIC_NODE, f"ip link set {naming.fabric_port(end.switch, end.port)} {state}")
+
     # -- vMotion, reconnect, pktcap-uw: their modules' functions, as methods
     # (each takes the LabControl first), so signatures and docs live once.
     vmotion = moves.vmotion

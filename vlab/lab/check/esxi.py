@@ -176,15 +176,6 @@ def switch_body(sw, base: str, what: str) -> Iterator[Problem]:
                 elif up in listed:
                     yield f"{tpath}.{field}[{k}]", f"{up} is already listed as {listed[up]}"
                 listed.setdefault(up, field)
-        # Failures are detected by link status only (the cable's carrier, as
-        # OpenFlow port status): no beacons are sent, so beacon probing would
-        # be link status under another name.
-        if teaming.failure_detection == "beacon_probing":
-            yield (
-                f"{tpath}.failure_detection",
-                "beacon_probing is not emulated (no beacons are sent; failures are "
-                "detected by link status only): use link_status",
-            )
         # Judge the resolved order: the failover order is inherited as a unit,
         # so a port group listing only ``unused`` leaves every other uplink active.
         # A vSwitch without uplinks is internal-only; nothing to check there.

@@ -96,7 +96,9 @@ VXLAN_OVERHEAD = 50
 
 def lab_warnings(lab: Lab) -> list[Problem]:
     """Things that are allowed but probably not what the author wants."""
-    out = []
+    from .teaming import beacon_warnings
+
+    out = beacon_warnings(lab)
     if lab.nsx is not None and lab.nsx.transport_mtu < 1500 + VXLAN_OVERHEAD:
         out.append(
             (

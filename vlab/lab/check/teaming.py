@@ -6,7 +6,7 @@ from typing import Iterator, Optional
 
 from ..model import Lab
 from ..model.vsphere import IP_HASH_TEAM_SIZES
-from ..resolve import effective_teaming
+from ..resolve import effective_teaming, host_switches
 from .common import Problem
 
 
@@ -60,6 +60,27 @@ def ip_hash_needs_lag(lab: Lab) -> Iterator[Problem]:
                     )
                 elif size_problem(active) is not None:
                     yield where, f"{pg.name} on {host.name}: {size_problem(active)}"
+
+
+def beacon_warnings(lab: Lab) -> list[Problem]:
+    """Beacon probing in a team of fewer than three uplinks cannot tell
+    which uplink failed (VMware recommends three or more)."""
+    out = []
+    for host in lab.esxi_hosts:
+        for sw in host_switches(lab, host):
+            for pg in sw.port_groups:
+                t = pg.teaming
+                n = len(t.active + t.standby)
+                if t.failure_detection == "beacon_probing" and n < 3:
+                    out.append(
+                        (
+                            f"{host.name}/{sw.name}/{pg.name}.teaming.failure_detection",
+                            f"beacon probing over {n} uplink{'s' if n != 1 else ''} cannot tell which "
+                            "one failed beyond the switch: it then sends on all of them (shotgun); "
+                            "use three or more",
+                        )
+                    )
+    return out
 
 
 def size_problem(active) -> Optional[str]:

@@ -16,6 +16,7 @@ REGISTRY = {
     "microsegmentation": "experiments.microsegmentation",
     "erspan-capture": "experiments.erspan_capture",
     "port-security": "experiments.port_security",
+    "teaming-policies": "experiments.teaming_policies",
 }
 
 

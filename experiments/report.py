@@ -246,6 +246,29 @@ SEEDS = [
                 "port-security",
                 "logical_switch_security_against_effective_mac",
             ),
+            (
+                "Route based on IP hash: each packet's uplink is (last octet of source XOR destination) "
+                "mod the uplinks, over a static EtherChannel; a failed member's flows move and come back",
+                "teaming-policies",
+                "ip_hash_per_packet_by_documented_hash",
+            ),
+            (
+                "Explicit failover order: the standby takes over; failback yes returns to the active "
+                "uplink on recovery, failback no keeps the standby",
+                "teaming-policies",
+                "explicit_failover_failback_yes_and_no",
+            ),
+            (
+                "Beacon probing detects a failure beyond the first switch within three missed beacons "
+                "(1 s apart); link status leaves the VMs on that uplink cut off",
+                "teaming-policies",
+                "beacon_probing_detects_an_upstream_failure",
+            ),
+            (
+                "Beacon probing with two uplinks cannot tell which failed and sends on both (shotgun)",
+                "teaming-policies",
+                "beacon_probing_two_uplinks_shotgun",
+            ),
         ],
     ),
 ]

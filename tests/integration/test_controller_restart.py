@@ -5,8 +5,8 @@ its compiled flows, removing stale ones, without delete-all."""
 import signal
 
 from controller.vswitch import compile_vswitch
+from experiments import pings
 from experiments.common import lab_session
-from tests.integration import pings
 from tests.integration.conftest import TWO_HOSTS
 from vlab.bindings import GuestNic
 from vlab.waiting import Pending, wait_for

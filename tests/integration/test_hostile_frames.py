@@ -32,9 +32,9 @@ from pathlib import Path
 import pytest
 
 from controller.state import ControllerState
+from experiments import pings
 from experiments.common import REPO, guest_tool, lab_session
 from experiments.tools.hostile import Peer, digest, hostile_frames
-from tests.integration import pings
 from vlab import control, naming
 from vlab.bindings import GuestNic
 from vlab.shell.esxcli import nsx_tables

@@ -1,20 +1,19 @@
 """Teaming and VLAN-tagging modes with real frames, counted where they leave
 the host (at the physical switch port of each uplink): EST and VGT port
 groups, route based on source MAC hash, explicit failover order with
-failback yes and no (vSphere Networking, "Teaming and Failover Policy" and
-"VLAN Configuration")."""
-
-from pathlib import Path
+failback yes and no, IP hash over a static LAG (vSphere Networking,
+"Teaming and Failover Policy" and "VLAN Configuration"). The failover and IP
+hash measurements are the teaming-policies experiment's."""
 
 import pytest
 
 from experiments import settle
+from experiments import teaming_policies as tp
 from experiments.common import count_frames, lab_session, send_frames, tagged, vm_mac
 from vlab import naming
-from vlab.waiting import wait_for
 
-LAB = Path(__file__).parent / "labs" / "teaming.yaml"
-EXT = {"untagged": "00:50:56:0e:0e:01", "vlan20": "00:50:56:0e:0e:02", "vlan40": "00:50:56:0e:0e:04"}
+LAB = tp.LABS["teaming"]
+EXT = {"untagged": "00:50:56:0e:0e:01", "vlan20": tp.EXT_VLAN20, "vlan40": tp.EXT_VLAN40}
 N = 10
 
 
@@ -24,13 +23,11 @@ def lab():
         yield net
 
 
-def _pin(net, vm):
-    return net.control.applied()["pinning"]["esx1"].get(naming.vnic_port(vm, "eth0"))
+_pin = tp.pin
 
 
 def _uplink_captures(net, work, name, uplinks=("vmnic0", "vmnic1")):
-    ctl = net.control
-    return {u: ctl.capture(work / f"{name}-{u}.pcap", uplink=("esx1", u), direction="tx") for u in uplinks}
+    return tp.uplink_captures(net, work, name, uplinks)
 
 
 def _send(net, vm, tag, dst=EXT["vlan20"]):
@@ -113,84 +110,20 @@ def test_source_mac_hash_keeps_the_uplink_when_the_vnic_gets_a_new_port(lab, wor
 
 
 def test_explicit_failover_moves_to_the_standby_and_failback_decides_the_return(lab, work):
-    """fb (failback: yes) and nofb (failback: no) share the order vmnic0,
-    then vmnic1; one cable pull and its return."""
-    ctl, vms = lab.control, ("fb", "nofb")
-    caps = _uplink_captures(lab, work, "failover")
-    counts = {}
-
-    def batch(step, expected):
-        for vm in vms:
-            _send(lab, vm, f":{vm}-{step};")
-        for vm in vms:
-            counts[(vm, step)] = _where(caps, f":{vm}-{step};", expected[vm])
-
-    try:
-        batch("before", {"fb": "vmnic0", "nofb": "vmnic0"})
-        ctl.uplink("esx1", "vmnic0", up=False)
-        wait_for(lambda: {_pin(lab, vm) for vm in vms} == {"vmnic1"}, 10, "failing over to vmnic1")
-        batch("failed", {"fb": "vmnic1", "nofb": "vmnic1"})
-        ctl.uplink("esx1", "vmnic0", up=True)
-        wait_for(lambda: _pin(lab, "fb") == "vmnic0", 10, "fb failing back to vmnic0")
-        batch("recovered", {"fb": "vmnic0", "nofb": "vmnic1"})
-    finally:
-        ctl.uplink("esx1", "vmnic0", up=True)
-        for c in caps.values():
-            c.stop()
-    on = {u: {"vmnic0": N if u == "vmnic0" else 0, "vmnic1": N if u == "vmnic1" else 0} for u in caps}
-    assert counts[("fb", "before")] == counts[("nofb", "before")] == on["vmnic0"], counts
-    assert counts[("fb", "failed")] == counts[("nofb", "failed")] == on["vmnic1"], counts
+    r = tp.measure_failback(lab, work, N)
     # failback = yes: the recovered active uplink takes the port back; = no:
     # the standby keeps it (the recovered uplink is now the standby).
-    assert counts[("fb", "recovered")] == on["vmnic0"], counts
-    assert counts[("nofb", "recovered")] == on["vmnic1"], counts
+    assert r["counts"] == r["documented"], r
+    assert r["counts"]["nofb"]["recovered"] == {"vmnic0": 0, "vmnic1": N}, r
 
 
-def _ip_hash_batch(lab, caps, d, step="", n=N):
-    """``n`` frames from ih (10.0.40.5) to 10.0.40.``d``: {uplink: count}, once
-    all are out (each pair's frames leave by one uplink, in order)."""
-    tag = f":{caps['vmnic3'].pcap.stem}-{step}-{d};"
-    extra = ["--ip-src", "10.0.40.5", "--ip-dst", f"10.0.40.{d}"]
-    send_frames(lab, "ih", vm_mac(lab, "ih"), EXT["vlan40"], tag, n, extra=extra)
-    wait_for(lambda: sum(count_frames(c.pcap, tagged(tag)) for c in caps.values()) >= n, 10, f"{tag} out")
-    return {u: count_frames(c.pcap, tagged(tag)) for u, c in caps.items()}
-
-
-def test_ip_hash_spreads_flows_over_the_lag_members_by_the_documented_hash(lab, work):
-    caps = _uplink_captures(lab, work, "iphash", ("vmnic3", "vmnic4"))
-    try:
-        seen = {d: _ip_hash_batch(lab, caps, d) for d in range(1, 9)}
-    finally:
-        for c in caps.values():
-            c.stop()
-    for d, counts in seen.items():
-        # vSphere: (last octet of source XOR destination) mod the number of
-        # uplinks; every packet of one pair leaves by that one member.
-        member = ("vmnic3", "vmnic4")[(5 ^ d) % 2]
-        assert counts[member] == N and sum(counts.values()) == N, seen
-
-
-def test_ip_hash_moves_a_failed_members_flows_and_back_and_the_lag_answers_once(lab, work):
-    ctl = lab.control
-    caps = _uplink_captures(lab, work, "iphash-failure", ("vmnic3", "vmnic4"))
-    try:
-        ctl.uplink("esx1", "vmnic3", up=False)
-        wait_for(lambda: "vmnic3" in ctl.applied()["uplinks_down"].get("esx1", []), 10, "vmnic3 down")
-        failed = {d: _ip_hash_batch(lab, caps, d, "failed") for d in (1, 2)}  # 5^1 even, 5^2 odd
-        ctl.uplink("esx1", "vmnic3", up=True)
-        wait_for(lambda: "vmnic3" not in ctl.applied()["uplinks_down"].get("esx1", []), 10, "vmnic3 up")
-        recovered = {d: _ip_hash_batch(lab, caps, d, "recovered") for d in (1, 2)}
-    finally:
-        ctl.uplink("esx1", "vmnic3", up=True)
-        for c in caps.values():
-            c.stop()
-    assert all(c == {"vmnic3": 0, "vmnic4": N} for c in failed.values()), failed
-    # Back on recovery: each pair on its hash's member again.
-    assert recovered == {1: {"vmnic3": N, "vmnic4": 0}, 2: {"vmnic3": 0, "vmnic4": N}}, recovered
-    # The physical side is one port channel: a reply comes back once, on
-    # either member, and the vSwitch takes it (no reverse-teaming filter).
-    out = lab.node("ih").cmd("ping -n -c 5 -i 0.2 -W 2 10.0.40.100")
-    assert " 0% packet loss" in out and "DUP" not in out, out
+def test_ip_hash_spreads_flows_by_the_documented_hash_and_survives_a_member(lab, work):
+    r = tp.measure_ip_hash(lab, work, N)
+    assert r["spread"] == r["documented"], r  # one pair on one member, pairs spread
+    assert {u for c in r["spread"].values() for u, n in c.items() if n} == set(tp.LAG), r
+    assert all(c == {"vmnic3": 0, "vmnic4": N} for c in r["member_failed"].values()), r
+    assert r["member_recovered"] == {d: r["documented"][d] for d in r["member_recovered"]}, r
+    assert r["verdict"], r  # and the ping through the port channel got every reply once
 
 
 def test_the_static_port_channel_takes_broadcasts_on_every_member(lab, work):

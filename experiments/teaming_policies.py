@@ -390,9 +390,10 @@ def plot(result: dict, outdir: Path) -> list[Path]:
         for x in xs:
             ax.text(x, 0.5, "yes" if vm == "fb" else "no", ha="center", color="white", fontsize=8)
     ax.set_xticks(range(3), steps)
+    ax.set_ylim(0, 1.35 * max(sum(fb["fb"]["before"].values()), 1))  # room for the legend
     ax.set_ylabel("frames per uplink")
     ax.set_title("(c) explicit failover, failback yes / no")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", ncol=2)
     return save_figure(fig, outdir, NAME)
 
 
@@ -421,10 +422,10 @@ def _beacon_line(r: dict) -> str:
         return "/".join(str(f(t)) for t in _trials(r))
 
     return (
-        f"vmnic0 failed by beacons after {each(lambda t: t['beacon_detected_after_s'])} s; VM lost "
-        f"{each(lambda t: t['series']['beacon_probing']['outage_s'])} s without replies (beacon probing); "
-        f"link status: {each(lambda t: t['series']['link_status']['replies_while_out'])} replies in "
-        f"{each(lambda t: t['failure_s'])} s out"
+        f"vmnic0 failed by beacons after {each(lambda t: t['beacon_detected_after_s'])} s; the "
+        f"beacon-probing VM went {each(lambda t: t['series']['beacon_probing']['outage_s'])} s without "
+        f"a reply; the link-status VM got {each(lambda t: t['series']['link_status']['replies_while_out'])} "
+        f"replies in {each(lambda t: t['failure_s'])} s out"
     )
 
 

@@ -189,7 +189,8 @@ class VSwitchController(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def on_packet_in(self, ev):
-        """An IP-discovery copy (the only flows that send to the controller)."""
+        """A beacon (beacon probing) or an IP-discovery copy: the only frames
+        flows send to the controller."""
         msg, dp = ev.msg, ev.msg.datapath
         heard = beacon.parse_beacon(msg.data)
         if heard is not None:
@@ -221,9 +222,11 @@ class VSwitchController(app_manager.OSKenApp):
     # -- beacon probing ------------------------------------------------------
     def _beacons(self):
         """Send a round of beacons every interval and judge the last one."""
-        seq = 0
+        seq, start = 0, time.monotonic()
         while True:
-            time.sleep(beacon.BEACON_INTERVAL_S)  # the protocol's own period
+            # The protocol's own period, on a fixed schedule (no drift by the
+            # time a round takes).
+            time.sleep(max(0.0, start + (seq + 1) * beacon.BEACON_INTERVAL_S - time.monotonic()))
             try:
                 with self.lock:
                     self._beacon_round(seq, time.monotonic())
@@ -364,8 +367,7 @@ class VSwitchController(app_manager.OSKenApp):
                 "pinning": self.state.pinning_by_host(),
                 "flows": {f"{d:016x}": len(f) for d, f in self.installed.items()},
                 "packet_ins": self.packet_ins,
-                "beacon_failed": self.state.beacon_by_host()["failed"],
-                "shotgun": self.state.beacon_by_host()["shotgun"],
+                **self.state.beacon_by_host(),
             },
         )
 

@@ -1,5 +1,6 @@
 """Uplink failover and failback, as ESXi does them with failure detection by
-link status, and the "notify switches" RARPs a change of uplink calls for.
+link status (and by beacon probing: ``beacon_changed``, for the port groups
+that use it), and the "notify switches" RARPs a change of uplink calls for.
 
 The whole protocol, in the order it happens:
 
@@ -19,6 +20,10 @@ The whole protocol, in the order it happens:
    MAC at once (VGT port groups are not notified: which VLAN would it be?).
 6. ``events.jsonl`` records ``uplink_down``/``uplink_up`` and every ``rarp``;
    ``applied.json`` carries ``uplinks_down`` and ``pinning`` per host.
+
+Beacon probing (``controller.beacon``) feeds ``beacon_changed`` instead of
+step 2-3: its failed uplinks count as down for beacon-probing port groups
+only, and ``shotgun`` sends their ports on every live uplink.
 
 Pure: state in, notifications out; the driver sends them.
 """
@@ -49,7 +54,7 @@ class Notification:
     mac: str
     vlan: Optional[int]  # None: untagged; VGT ports are not notified
     port: str
-    reason: str  # failover | failback | vmotion
+    reason: str  # failover | failback | beacon failover | beacon failback | vmotion
 
 
 def is_uplink(binding: SwitchBinding, name: str) -> bool:
@@ -88,24 +93,44 @@ def beacon_changed(
     uplinks (links up, beacons silent) and ``shotgun``. Like a link failure
     for the beacon-probing port groups only; an uplink heard again comes back
     with failback as configured. Returns the RARPs for ports that moved."""
-    old = state.beacon_failed.get(dpid, frozenset())
-    if failed == old and shotgun == state.shotgun.get(dpid, False):
+    old, was_shotgun = state.beacon_failed.get(dpid, frozenset()), state.shotgun.get(dpid, False)
+    if failed == old and shotgun == was_shotgun:
         return []
     now = state.binding(dpid)
     before = pinning(now)
+    # Failback applies to an uplink heard again; one only un-blamed because
+    # the team went to shotgun, or whose link went down, has not recovered.
+    heard_again = (old - failed) - now.uplinks_down if not shotgun else frozenset()
     teams = dict(state.teams.get(dpid, {}))
     for pg in now.switch.port_groups:
         team = now.teaming(pg.name)
         if team.failure_detection == "beacon_probing":
-            for uplink in sorted(old - failed):
+            for uplink in sorted(heard_again):
                 team = after_recovery(team, uplink, now.down_for(team))
             teams[pg.name] = team
     state.teams[dpid] = teams
     state.beacon_failed[dpid], state.shotgun[dpid] = failed, shotgun
     after = state.binding(dpid)
-    moved = [name for name, pinned in pinning(after).items() if pinned != before.get(name)]
-    reason = "beacon failback" if old - failed else "beacon failover"
-    notes = (notification(after, name, reason) for name in moved)
+    moved = _moved(before, after)
+    if was_shotgun and not shotgun:
+        # Out of shotgun each port is back on one uplink: announce every
+        # beacon-probing port, since the switches learned it on either copy.
+        beaconing = {
+            p.name
+            for p in after.local_ports()
+            if after.teaming(p.port_group).failure_detection == "beacon_probing"
+        }
+        moved = sorted(set(moved) | beaconing)
+    return _notes(after, moved, "beacon failback" if heard_again or was_shotgun else "beacon failover")
+
+
+def _moved(before: dict, after: SwitchBinding) -> list[str]:
+    """The ports whose uplink differs in ``after`` from ``before``."""
+    return [name for name, pinned in pinning(after).items() if pinned != before.get(name)]
+
+
+def _notes(after: SwitchBinding, ports: list[str], reason: str) -> list[Notification]:
+    notes = (notification(after, name, reason) for name in ports)
     return [n for n in notes if n]
 
 
@@ -127,6 +152,4 @@ def link_changed(state: "ControllerState", dpid: int, uplink: str, up: bool) -> 
     else:
         state.down[dpid] = down | {uplink}
     after = state.binding(dpid)
-    moved = [name for name, pinned in pinning(after).items() if pinned != before.get(name)]
-    notes = (notification(after, name, "failback" if up else "failover") for name in moved)
-    return [n for n in notes if n]
+    return _notes(after, _moved(before, after), "failback" if up else "failover")

@@ -73,7 +73,8 @@ class Priority:
     TUNNEL_DEFAULT = 1100
     # vs_in_port.
     MIRROR_DESTINATION_ONLY = 4000  # a receive-only mirror destination sends nothing
-    BEACON = 2000  # a beacon from the physical network: to the controller
+    BEACON = 2000  # one of this vSwitch's beacons, back from the network: to the controller
+    BEACON_OTHER = 1990  # any other beacon on a beaconing uplink: dropped
     DFW_DETOUR = 300  # a protected vNIC's IPv4, above its classify flow
     TUNNEL_SNOOP = 110  # DHCP ACKs from the tunnel, copied to the controller
     INGRESS_IP_HASH = 105  # an IP-hash port's IPv4, above its classify flow
@@ -280,8 +281,9 @@ PIPELINE: tuple[Stage, ...] = (
             _band(
                 "beacon",
                 Priority.BEACON,
-                "a beacon on a beaconing uplink: to the controller (beacon probing), never to a VM",
+                "this vSwitch's beacon, from another of its uplinks: to the controller (beacon probing)",
             ),
+            _band("beacon-other", Priority.BEACON_OTHER, "any other beacon on a beaconing uplink: drop"),
             _band(
                 "tunnel-snoop", Priority.TUNNEL_SNOOP, "DHCP ACKs from the tunnel: a copy to the controller"
             ),

@@ -97,12 +97,13 @@ class ControllerState:
 
     def beacon_by_host(self) -> dict[str, dict[str, list[str]]]:
         """Beacon probing's verdicts per ESXi host: the uplinks it failed
-        (``failed``) and the vSwitches sending on every uplink (``shotgun``)."""
-        out: dict[str, dict[str, list[str]]] = {"failed": {}, "shotgun": {}}
+        (``beacon_failed``) and the vSwitches sending on every uplink
+        (``shotgun``), as ``applied.json`` carries them."""
+        out: dict[str, dict[str, list[str]]] = {"beacon_failed": {}, "shotgun": {}}
         for d in self.dpids:
             host = self.host_of(d)
             if self.beacon_failed.get(d):
-                out["failed"].setdefault(host, []).extend(sorted(self.beacon_failed[d]))
+                out["beacon_failed"].setdefault(host, []).extend(sorted(self.beacon_failed[d]))
             if self.shotgun.get(d):
                 out["shotgun"].setdefault(host, []).append(self._base[d].bridge)
         return out

@@ -69,8 +69,8 @@ def pinned_uplink(
         # described) spreads sequentially assigned MACs evenly.
         key = int((mac or port.mac).split(":")[-1], 16)
     else:
-        # originating_port (and ip_hash, see the module docstring): the
-        # virtual port ID.
+        # originating_port: the virtual port ID. (ip_hash is chosen per
+        # packet by the flows; this is its first bucket's uplink.)
         key = port.ofport
     return slots[key % len(slots)] or alive[key % len(alive)]
 

@@ -48,7 +48,7 @@ from vlab.bindings import CAPTURE_BASE, PortBinding, SwitchBinding
 from vlab.lab.model import VGT_VLAN
 from vlab.protocols import ETH_VLAN
 
-from .beacon import ETH_BEACON, beaconing
+from .beacon import ETH_BEACON, beaconing, uplink_mac
 from .pipeline import OFPVID_NONE, OFPVID_PRESENT, Concern, FlowSpec, Priority, Table, cookie
 from .portsecurity import PortSecurity
 from .teaming import has_reverse_teaming, ip_hash_uplinks, pinned_uplink
@@ -289,16 +289,18 @@ def _ingress(v: View) -> list[FlowSpec]:
         _flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, {"in_port": p.ofport}, goto=Table.FORWARD)
         for p in v.b.uplink_ports()
     ]
-    # Beacons reaching a beaconing uplink go to the controller, never to a VM.
-    flows += [
-        _flow(
-            Table.INGRESS,
-            Priority.BEACON,
-            {"in_port": v.uplink_no[u], "eth_type": ETH_BEACON},
-            (("output", "controller"),),
+    # On a beaconing uplink: this vSwitch's own beacons (from its other
+    # uplinks' MACs) go to the controller; any other beacon is dropped.
+    team = beaconing(v.b)
+    for u in team:
+        flows.append(
+            _flow(Table.INGRESS, Priority.BEACON_OTHER, {"in_port": v.uplink_no[u], "eth_type": ETH_BEACON})
         )
-        for u in beaconing(v.b)
-    ]
+        for sender in team:
+            if sender != u:
+                src = uplink_mac(v.b.host, sender)
+                match = {"in_port": v.uplink_no[u], "eth_type": ETH_BEACON, "eth_src": src}
+                flows.append(_flow(Table.INGRESS, Priority.BEACON, match, (("output", "controller"),)))
     for p in v.locals:
         # Forged transmits = reject: only frames from the effective MAC get in.
         match: dict = {"in_port": p.ofport, **v.security[p.name].source_match()}

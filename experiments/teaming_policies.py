@@ -25,7 +25,6 @@ under a core):
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,13 +67,18 @@ def uplink_captures(net: LabNetwork, work: Path, name: str, uplinks, host: str =
 
 
 def by_uplink(caps: dict, tag: str, n: int) -> dict[str, int]:
-    """{uplink: frames with ``tag``} once all ``n`` have left (each batch of
-    one port and one address pair leaves by one uplink, in order)."""
+    """{uplink: frames with ``tag``} once all ``n`` have left, somewhere
+    (each frame leaves once; a duplicate on another uplink may still be on
+    its way: ``recount`` after the captures stop has the final numbers)."""
     wait_for(
         lambda: sum(count_frames(c.pcap, tagged(tag)) for c in caps.values()) >= n,
         10,
         f"{n} frames tagged {tag} out of {', '.join(caps)}",
     )
+    return recount(caps, tag)
+
+
+def recount(caps: dict, tag: str) -> dict[str, int]:
     return {u: count_frames(c.pcap, tagged(tag)) for u, c in caps.items()}
 
 
@@ -93,8 +97,12 @@ def ip_hash_member(dst_octet: int) -> str:
     return LAG[(int(IH_IP.rsplit(".", 1)[1]) ^ dst_octet) % len(LAG)]
 
 
+def _ip_hash_tag(step: str, d: int) -> str:
+    return f":ih-{step}-{d};"
+
+
 def _ip_hash_batch(net: LabNetwork, caps: dict, d: int, step: str, n: int) -> dict[str, int]:
-    tag = f":ih-{step}-{d};"
+    tag = _ip_hash_tag(step, d)
     extra = ["--ip-src", IH_IP, "--ip-dst", f"10.0.40.{d}"]
     send_frames(net, "ih", vm_mac(net, "ih"), EXT_VLAN40, tag, n, extra=extra)
     return by_uplink(caps, tag, n)
@@ -114,6 +122,10 @@ def measure_ip_hash(net: LabNetwork, work: Path, n: int = DEFAULTS["frames"]) ->
     finally:
         ctl.uplink("esx1", "vmnic3", up=True)
         _stop(caps)
+    # The final counts, from the stopped (drained) captures.
+    spread = {d: recount(caps, _ip_hash_tag("spread", d)) for d in spread}
+    failed = {d: recount(caps, _ip_hash_tag("failed", d)) for d in failed}
+    recovered = {d: recount(caps, _ip_hash_tag("recovered", d)) for d in recovered}
     # The physical side is one port channel: every reply comes back once.
     out = net.node("ih").cmd("ping -n -c 5 -i 0.2 -W 2 10.0.40.100")
     documented = {d: {u: n if u == ip_hash_member(d) else 0 for u in LAG} for d in spread}
@@ -160,6 +172,7 @@ def measure_failback(net: LabNetwork, work: Path, n: int = DEFAULTS["frames"]) -
     finally:
         ctl.uplink("esx1", "vmnic0", up=True)
         _stop(caps)
+    counts = {vm: {step: recount(caps, f":{vm}-{step};") for step in steps} for vm, steps in counts.items()}
     on = {u: {"vmnic0": n if u == "vmnic0" else 0, "vmnic1": n if u == "vmnic1" else 0} for u in caps}
     documented = {
         "fb": {"before": on["vmnic0"], "failed": on["vmnic1"], "recovered": on["vmnic0"]},
@@ -180,14 +193,6 @@ def beacon_outage_limit_s() -> float:
 
 def _on_vmnic0(net: LabNetwork, vms) -> str:
     return next(vm for vm in vms if pin(net, vm) == "vmnic0")
-
-
-def _replies_at(path: Path) -> list[tuple[int, float]]:
-    """(icmp_seq, wall time) of every reply (ping -D stamps each line)."""
-    text = path.read_text() if path.exists() else ""
-    return [
-        (int(s), float(t)) for t, s in re.findall(r"\[(\d+\.\d+)\] \d+ bytes from .*?icmp_seq=(\d+) ", text)
-    ]
 
 
 def measure_upstream_failure(net: LabNetwork, work: Path, trial: int, p: dict) -> dict:
@@ -224,14 +229,16 @@ def measure_upstream_failure(net: LabNetwork, work: Path, trial: int, p: dict) -
         for k, proc in procs.items():
             stop_tool(proc)
             sinks[k].close()
-    events = [e for e in ctl.events() if e["event"] == "beacon" and e["t"] >= t_down]
+    events = [
+        e for e in ctl.events() if e["event"] == "beacon" and e["vswitch"] == "vSwitch0" and e["t"] >= t_down
+    ]
     detected = next((e["t"] - t_down for e in events if "vmnic0" in e["failed"]), None)
     restored = next((e["t"] - t_up for e in events if e["t"] >= t_up and "vmnic0" not in e["failed"]), None)
     window = t_up - t_down
     series = {}
     for k, path in out.items():
         got = pings.replies(path)
-        rel = [round(t - t_down, 3) for _, t in _replies_at(path)]
+        rel = [round(t - t_down, 3) for _, t in pings.reply_times(path)]
         gaps = [b - a for a, b in zip(rel, rel[1:]) if b > 0 and a < window]
         series[k] = {
             "vm": vms[k],
@@ -274,19 +281,19 @@ def measure_shotgun(net: LabNetwork, work: Path) -> dict:
     caps = uplink_captures(net, work, "shotgun", ("vmnic3", "vmnic4"))
     ctl.dci_link("acc1-core", up=False)
     try:
-        wait_for(
-            lambda: ctl.applied().get("shotgun", {}).get("esx1") == ["vSwitch1"], 15, "vSwitch1 in shotgun"
-        )
+        wait_for(lambda: _shotgun(net) == ["vSwitch1"], 15, "vSwitch1 in shotgun")
         out = net.node("s0").cmd("ping -n -c 5 -i 0.2 -W 1 10.0.20.100")
 
         def requests(f):
             return ICMP in f and f[ICMP].type == 8 and f[IP].src == "10.0.20.10"
 
-        settle.wait_frames(caps["vmnic4"].pcap, 5, requests)
-        counts = {u: count_frames(c.pcap, requests) for u, c in caps.items()}
+        # Each request leaves by both: wait for all five at each uplink.
+        for c in caps.values():
+            settle.wait_frames(c.pcap, 5, requests)
     finally:
         ctl.dci_link("acc1-core", up=True)
         _stop(caps)
+    counts = {u: count_frames(c.pcap, requests) for u, c in caps.items()}
     wait_for(lambda: not _shotgun(net), 15, "vSwitch1 out of shotgun")
     return {
         "echo_requests_per_uplink": counts,

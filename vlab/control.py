@@ -32,9 +32,14 @@ by a barrier on each affected switch)
                       (``vlab.bindings.GuestNic``: effective MAC,
                       promiscuous, allmulti, multicast filter);
     ``uplinks_down``  ESXi host -> uplinks whose link is down;
-    ``pinning``       ESXi host -> port -> the uplink it uses (or null);
+    ``pinning``       ESXi host -> port -> the uplink it uses (or null; an
+                      IP-hash port: its first bucket's; a port in shotgun:
+                      the first of the uplinks it sends on);
     ``flows``         dpid -> number of flows installed;
-    ``packet_ins``    how many packet-ins arrived (only IP-discovery copies).
+    ``packet_ins``    how many IP-discovery copies arrived;
+    ``beacon_failed`` ESXi host -> uplinks beacon probing failed (links up);
+    ``shotgun``       ESXi host -> vSwitches whose beacon-probing ports send
+                      on every uplink (no uplink hears another).
 
 ``synced/<dpid>`` (controller -> testbed): ``{"host", "flows",
 "generation"}`` after the barrier that follows a (re)connect's full resync.
@@ -50,7 +55,8 @@ port -> method -> IPs, so a restarted controller keeps it.
 ``t`` (wall clock) and ``event``: ``uplink_down``/``uplink_up`` (host,
 uplink), ``rarp`` (host, uplink, mac, vlan, port, reason), ``vmotion_port_up``
 (host, port), ``igmp_query`` (host, port, source, max_response_s),
-``ip_discovered`` (host, port, method, ip, mac).
+``ip_discovered`` (host, port, method, ip, mac), ``beacon`` (host, vswitch,
+failed, shotgun: beacon probing's new verdict).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from controller.beacon import (
     beacon_frame,
     beaconing,
     parse_beacon,
+    uplink_mac,
 )
 from controller.simulate import Frame, forward
 from controller.vswitch import compile_vswitch, pinning
@@ -62,6 +63,21 @@ def test_beacons_of_another_vswitch_or_its_own_teach_nothing():
     assert not m.heard("vmnic0", Beacon("esx1", "vSwitch0", "vmnic0"), 1.0)
 
 
+def test_shotgun_is_no_recovery_and_leaving_it_announces_the_beacon_ports():
+    from controller.failover import beacon_changed
+    from controller.state import ControllerState
+
+    state = ControllerState(LAB)
+    dpid = vswitch("vSwitch0").dpid
+    beacon_changed(state, dpid, frozenset({"vmnic0"}), False)
+    moved = state.binding(dpid)
+    # Everyone silent now: shotgun, and vmnic0 (never heard again) is not "recovered".
+    beacon_changed(state, dpid, frozenset(), True)
+    assert state.binding(dpid).teaming("PG-Beacon") == moved.teaming("PG-Beacon")
+    notes = beacon_changed(state, dpid, frozenset(), False)
+    assert {n.port for n in notes} == {"b0-eth0", "b1-eth0", "b2-eth0"}, notes
+
+
 def test_when_nobody_hears_anybody_nothing_is_blamed_and_the_vswitch_sends_on_all():
     m = BeaconMonitor("esx1", "vSwitch1")
     up = ["vmnic3", "vmnic4"]
@@ -86,7 +102,13 @@ def test_a_beacon_failure_moves_only_beacon_port_groups_and_shotgun_sends_on_bot
     out = forward(compile_vswitch(two), Frame(in_port=s0.ofport, eth_dst="00:50:56:99:99:99", eth_src=s0.mac))
     names = {p.ofport: p.name for p in two.ports}
     assert {names[n] for n, _ in out} == {"vmnic3", "vmnic4"}
-    # Beacons that reach an uplink go to the controller, not to the VMs.
+    # Its own beacons reaching an uplink go to the controller; any other
+    # beacon there (another host's, a forged one) is dropped; none reaches a VM.
     up = two.port("vmnic3").ofport
-    beacon = Frame(in_port=up, eth_dst="ff:ff:ff:ff:ff:ff", eth_type=0x8922, vlan=20)
-    assert [n for n, _ in forward(compile_vswitch(two), beacon)] == ["controller"]
+
+    def beacon_from(host):
+        src = uplink_mac(host, "vmnic4")
+        return Frame(in_port=up, eth_dst="ff:ff:ff:ff:ff:ff", eth_src=src, eth_type=0x8922, vlan=20)
+
+    assert [n for n, _ in forward(compile_vswitch(two), beacon_from("esx1"))] == ["controller"]
+    assert forward(compile_vswitch(two), beacon_from("esx2")) == []

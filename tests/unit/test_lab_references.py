@@ -134,6 +134,15 @@ REFERENCES = [
         "different LAGs (pswitch1/po1, pswitch1/po2)",
     ),
     case(
+        "ip-hash-with-beacon-probing",
+        both(
+            put("physical_switches[0].lags", [{"name": "po1", "ports": [1, 2]}]),
+            put(f"{PG_1G}.teaming", {"policy": "ip_hash", "failure_detection": "beacon_probing"}),
+        ),
+        f"{PG_1G}.teaming.policy: PG-1G on esx1: ip_hash with beacon_probing: a port channel sends no "
+        "beacon back into the LAG, so no uplink would hear another",
+    ),
+    case(
         "ip-hash-over-three-uplinks",
         both(
             put("physical_switches[0].lags", [{"name": "po1", "ports": [1, 2, 3]}]),

@@ -147,7 +147,7 @@ def live_state(ctl):
     """A ``ControllerState`` rebuilt from a running lab's control files:
     what the controller compiled its flows from (as far as the files tell;
     teaming changed by failovers without failback is not in them)."""
-    from controller.failover import link_changed
+    from controller.failover import beacon_changed, link_changed
     from controller.state import ControllerState
     from vlab import control
 
@@ -162,6 +162,12 @@ def live_state(ctl):
             for uplink in uplinks:
                 if b.host == host and any(p.name == uplink for p in b.uplink_ports()):
                     link_changed(state, dpid, uplink, False)
+    # Beacon probing's verdicts, as the controller applied them.
+    for dpid in state.dpids:
+        b = state.binding(dpid)
+        failed = set(applied.get("beacon_failed", {}).get(b.host, [])) & {p.name for p in b.uplink_ports()}
+        shotgun = b.bridge in applied.get("shotgun", {}).get(b.host, [])
+        beacon_changed(state, dpid, frozenset(failed), shotgun)
     return state
 
 

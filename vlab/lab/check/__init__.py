@@ -14,7 +14,6 @@ from ..model import Lab
 from ..reachability import endpoints
 from . import esxi, firewalls, mirrors, nsx, physical, teaming
 from .common import Problem, Seen, dupes
-from .nsx import lab_warnings
 
 
 def _checks(lab: Lab) -> Iterator[Problem]:
@@ -46,6 +45,11 @@ def _expectations(lab: Lab) -> Iterator[Problem]:
                         f"expect.{kind}[{i}][{j}]",
                         f"unknown endpoint {name!r} (endpoints: {', '.join(sorted(names))})",
                     )
+
+
+def lab_warnings(lab: Lab) -> list[Problem]:
+    """Things that are allowed but probably not what the author wants."""
+    return teaming.beacon_warnings(lab) + nsx.mtu_warnings(lab)
 
 
 def check_references(lab: Lab) -> Optional[Problem]:

@@ -94,11 +94,9 @@ def declared_mtu(lab: Lab, host, switch: str) -> Optional[int]:
 VXLAN_OVERHEAD = 50
 
 
-def lab_warnings(lab: Lab) -> list[Problem]:
-    """Things that are allowed but probably not what the author wants."""
-    from .teaming import beacon_warnings
-
-    out = beacon_warnings(lab)
+def mtu_warnings(lab: Lab) -> list[Problem]:
+    """A transport MTU too small for full-size guest frames."""
+    out = []
     if lab.nsx is not None and lab.nsx.transport_mtu < 1500 + VXLAN_OVERHEAD:
         out.append(
             (

@@ -49,7 +49,15 @@ def ip_hash_needs_lag(lab: Lab) -> Iterator[Problem]:
                     else f"{sbase}.teaming.policy"
                 )
                 problem = lag_problem(active, plugs, lag_of)
-                if problem is not None:
+                if t.failure_detection == "beacon_probing":
+                    # A port channel never sends a frame back into itself, so
+                    # no member would hear another: VMware says do not combine.
+                    yield (
+                        where,
+                        f"{pg.name} on {host.name}: ip_hash with beacon_probing: a port channel "
+                        "sends no beacon back into the LAG, so no uplink would hear another",
+                    )
+                elif problem is not None:
                     yield (
                         where,
                         (
@@ -71,11 +79,18 @@ def beacon_warnings(lab: Lab) -> list[Problem]:
             for pg in sw.port_groups:
                 t = pg.teaming
                 n = len(t.active + t.standby)
-                if t.failure_detection == "beacon_probing" and n < 3:
+                if t.failure_detection == "beacon_probing" and n == 1:
                     out.append(
                         (
                             f"{host.name}/{sw.name}/{pg.name}.teaming.failure_detection",
-                            f"beacon probing over {n} uplink{'s' if n != 1 else ''} cannot tell which "
+                            "beacon probing over 1 uplink does nothing: it has no other uplink to hear",
+                        )
+                    )
+                elif t.failure_detection == "beacon_probing" and n < 3:
+                    out.append(
+                        (
+                            f"{host.name}/{sw.name}/{pg.name}.teaming.failure_detection",
+                            f"beacon probing over {n} uplinks cannot tell which "
                             "one failed beyond the switch: it then sends on all of them (shotgun); "
                             "use three or more",
                         )

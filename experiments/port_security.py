@@ -38,7 +38,8 @@ from experiments.common import (
     tagged,
     verdicts_of,
 )
-from experiments.fidelity import CpuMeter, checks, shaping_drops
+from experiments.fidelity import CpuMeter, shaping_drops
+from experiments.fidelity import summary as fidelity_summary
 from vlab import naming
 from vlab.bindings import switch_bindings
 from vlab.waiting import wait_for
@@ -201,11 +202,7 @@ def run(params: dict | None = None) -> dict:
         "cases": cases,
         "claims": claims,
         "verdicts": verdicts_of(claims),
-        "fidelity": {
-            "cpu_percent": cpu.percent,
-            "shaping_drops": drops,
-            "checks": checks(cpu.percent, drops, frames_counted=True),
-        },
+        "fidelity": fidelity_summary(cpu, drops, frames_counted=True),
         "wall_s": round(time.monotonic() - t0, 1),
     }
 

@@ -44,7 +44,8 @@ from experiments.common import (
     verdicts_of,
     vm_mac,
 )
-from experiments.fidelity import CpuMeter, checks, shaping_drops
+from experiments.fidelity import CpuMeter, shaping_drops
+from experiments.fidelity import summary as fidelity_summary
 from vlab import naming
 from vlab.waiting import wait_for
 
@@ -340,11 +341,7 @@ def run(params: dict | None = None) -> dict:
         "environment": env,
         "claims": claims,
         "verdicts": verdicts_of(claims),
-        "fidelity": {
-            "cpu_percent": cpu.percent,
-            "shaping_drops": drops,
-            "checks": checks(cpu.percent, drops, frames_counted=True),
-        },
+        "fidelity": fidelity_summary(cpu, drops, frames_counted=True),
         "wall_s": round(time.monotonic() - t0, 1),
     }
 

@@ -249,11 +249,12 @@ class VSwitchController(app_manager.OSKenApp):
                     dp.send_msg(ofdriver.packet_out(dp, b.port(u).ofport, frame))
             monitor = self.monitors.setdefault(dpid, beacon.BeaconMonitor(b.host, b.bridge))
             failed, shotgun = monitor.verdict(live, now)
+            if (failed, shotgun) == (b.beacon_failed, b.shotgun):
+                continue
             notes = failover.beacon_changed(self.state, dpid, failed, shotgun)
-            if failed != b.beacon_failed or shotgun != b.shotgun:
-                self._event("beacon", host=b.host, vswitch=b.bridge, failed=sorted(failed), shotgun=shotgun)
-                self._apply({dpid})
-                self._send_notifications(notes)
+            self._event("beacon", host=b.host, vswitch=b.bridge, failed=sorted(failed), shotgun=shotgun)
+            self._apply({dpid})
+            self._send_notifications(notes)
 
     def _beacon_heard(self, dp, in_port: Optional[int], heard: beacon.Beacon) -> None:
         with self.lock:

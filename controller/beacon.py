@@ -25,6 +25,7 @@ from typing import Optional
 
 from vlab.bindings import SwitchBinding
 from vlab.lab.model import VGT_VLAN
+from vlab.protocols import ETH_VLAN
 
 ETH_BEACON = 0x8922
 BEACON_INTERVAL_S = 1.0
@@ -59,7 +60,7 @@ def beacon_frame(host: str, bridge: str, uplink: str, vlan: int, seq: int) -> by
     """One beacon: broadcast from the uplink's MAC, tagged in ``vlan`` (1-4094),
     naming who sent it, as ESXi's beacons carry the NIC's name."""
     src = bytes.fromhex(uplink_mac(host, uplink).replace(":", ""))
-    tag = struct.pack("!HH", 0x8100, vlan) if vlan else b""
+    tag = struct.pack("!HH", ETH_VLAN, vlan) if vlan else b""
     body = MAGIC + f"{host}\0{bridge}\0{uplink}\0{seq}".encode()
     return (BROADCAST + src + tag + struct.pack("!H", ETH_BEACON) + body).ljust(64, b"\0")
 
@@ -76,7 +77,7 @@ class Beacon:
 def parse_beacon(data: bytes) -> Optional[Beacon]:
     """The sender of a beacon frame, or None for any other frame."""
     at = 12
-    if data[at : at + 2] == b"\x81\x00":
+    if data[at : at + 2] == struct.pack("!H", ETH_VLAN):
         at += 4
     if data[at : at + 2] != struct.pack("!H", ETH_BEACON) or not data[at + 2 :].startswith(MAGIC):
         return None

@@ -63,16 +63,19 @@ def is_uplink(binding: SwitchBinding, name: str) -> bool:
     return any(p.name == name for p in binding.uplink_ports())
 
 
-def notification(binding: SwitchBinding, port_name: str, reason: str) -> Optional[Notification]:
+def notification(
+    binding: SwitchBinding, port_name: str, reason: str, pins: Optional[dict] = None
+) -> Optional[Notification]:
     """The RARP ESXi sends for ``port_name`` now that it uses its current
     uplink, or None when its port group does not notify switches (or it is
-    on a logical switch: those move in the NSX controller's MAC table)."""
+    on a logical switch: those move in the NSX controller's MAC table).
+    ``pins``: ``pinning(binding)``, when the caller has it already."""
     port = next((p for p in binding.ports if p.name == port_name), None)
     if port is None or port.port_group is None:
         return None
     team = binding.teaming(port.port_group)
     vlan = binding.switch.port_group(port.port_group).vlan
-    uplink = pinning(binding).get(port_name)
+    uplink = (pins if pins is not None else pinning(binding)).get(port_name)
     if not team.notify_switches or uplink is None or vlan == VGT_VLAN:
         return None
     return Notification(
@@ -111,7 +114,8 @@ def beacon_changed(
     state.teams[dpid] = teams
     state.beacon_failed[dpid], state.shotgun[dpid] = failed, shotgun
     after = state.binding(dpid)
-    moved = _moved(before, after)
+    pins = pinning(after)
+    moved = _moved(before, pins)
     if was_shotgun and not shotgun:
         # Out of shotgun each port is back on one uplink: announce every
         # beacon-probing port, since the switches learned it on either copy.
@@ -121,16 +125,16 @@ def beacon_changed(
             if after.teaming(p.port_group).failure_detection == "beacon_probing"
         }
         moved = sorted(set(moved) | beaconing)
-    return _notes(after, moved, "beacon failback" if heard_again or was_shotgun else "beacon failover")
+    return _notes(after, pins, moved, "beacon failback" if heard_again or was_shotgun else "beacon failover")
 
 
-def _moved(before: dict, after: SwitchBinding) -> list[str]:
-    """The ports whose uplink differs in ``after`` from ``before``."""
-    return [name for name, pinned in pinning(after).items() if pinned != before.get(name)]
+def _moved(before: dict, after: dict) -> list[str]:
+    """The ports whose uplink differs in pinning ``after`` from ``before``."""
+    return [name for name, pinned in after.items() if pinned != before.get(name)]
 
 
-def _notes(after: SwitchBinding, ports: list[str], reason: str) -> list[Notification]:
-    notes = (notification(after, name, reason) for name in ports)
+def _notes(after: SwitchBinding, pins: dict, ports: list[str], reason: str) -> list[Notification]:
+    notes = (notification(after, name, reason, pins) for name in ports)
     return [n for n in notes if n]
 
 
@@ -152,4 +156,5 @@ def link_changed(state: "ControllerState", dpid: int, uplink: str, up: bool) -> 
     else:
         state.down[dpid] = down | {uplink}
     after = state.binding(dpid)
-    return _notes(after, _moved(before, after), "failback" if up else "failover")
+    pins = pinning(after)
+    return _notes(after, pins, _moved(before, pins), "failback" if up else "failover")

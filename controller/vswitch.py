@@ -46,7 +46,7 @@ from typing import Optional
 
 from vlab.bindings import CAPTURE_BASE, PortBinding, SwitchBinding
 from vlab.lab.model import VGT_VLAN
-from vlab.protocols import ETH_VLAN
+from vlab.protocols import ETH_IPV4, ETH_VLAN
 
 from .beacon import ETH_BEACON, beaconing, uplink_mac
 from .pipeline import OFPVID_NONE, OFPVID_PRESENT, Concern, FlowSpec, Priority, Table, cookie
@@ -58,7 +58,6 @@ MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 VGT = VGT_VLAN
 COOKIE = cookie(Concern.VSWITCH)
 HASH_REG = "reg1"  # an IP-hash port's packet: its bucket, from vs_in_port to vs_forward
-ETH_IPV4 = 0x0800
 
 
 def _vlan_name(vlan: int) -> str:

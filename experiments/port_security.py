@@ -37,6 +37,7 @@ from experiments.common import (
     send_frames,
     tagged,
     verdicts_of,
+    vm_mac,
 )
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
@@ -124,7 +125,7 @@ def measure(net: LabNetwork, work: Path, vm: str, n: int = DEFAULTS["frames"]) -
     its MAC back, and that is followed by frames that must arrive (a path
     keeps its order)."""
     ctl, (_, far) = net.control, CASES[vm]
-    vmx, new, far_mac = _nic(net, vm).mac.lower(), new_mac(vm), _nic(net, far).mac.lower()
+    vmx, new, far_mac = vm_mac(net, vm), new_mac(vm), vm_mac(net, far)
     pol = policy(net, vm)
     expect = documented(pol["mac_changes"], pol["forged_transmits"], n)
     tag = {k: f"{vm}:{k};" for k in COUNTS}  # ';' ends it: no tag is a prefix of another

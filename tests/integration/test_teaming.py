@@ -34,13 +34,6 @@ def _send(net, vm, tag, dst=EXT["vlan20"]):
     send_frames(net, vm, vm_mac(net, vm), dst, tag, N)
 
 
-def _where(caps, tag, expected_uplink):
-    """{uplink: frames with ``tag``}, once all N are at ``expected_uplink``
-    (the frames of one port leave in order, by one uplink at a time)."""
-    settle.wait_frames(caps[expected_uplink].pcap, N, tagged(tag))
-    return {u: count_frames(c.pcap, tagged(tag)) for u, c in caps.items()}
-
-
 def test_est_port_group_sends_untagged_frames(lab, work):
     from scapy.layers.inet import ICMP
     from scapy.layers.l2 import Dot1Q
@@ -86,7 +79,7 @@ def test_source_mac_hash_keeps_each_vm_on_one_uplink_and_spreads_vms(lab, work):
     for vm in vms:
         _send(lab, vm, f"machash-{vm};")
     for vm in vms:
-        seen[vm] = _where(caps, f"machash-{vm};", _pin(lab, vm))
+        seen[vm] = tp.by_uplink(caps, f"machash-{vm};", N)
     for c in caps.values():
         c.stop()
     for vm, counts in seen.items():
@@ -103,7 +96,7 @@ def test_source_mac_hash_keeps_the_uplink_when_the_vnic_gets_a_new_port(lab, wor
     assert lab.control.reconnect("mh1")[port] != old_id
     caps = _uplink_captures(lab, work, "machash-new-port")
     _send(lab, "mh1", "machash-new-port;")
-    counts = _where(caps, "machash-new-port;", before)
+    counts = tp.by_uplink(caps, "machash-new-port;", N)
     for c in caps.values():
         c.stop()
     assert counts[before] == N and sum(counts.values()) == N, counts

@@ -269,6 +269,30 @@ SEEDS = [
                 "teaming-policies",
                 "beacon_probing_two_uplinks_shotgun",
             ),
+            (
+                "Traffic shaping, standard switch: a port sends at the average bandwidth averaged over "
+                "time (within 5%)",
+                "traffic-shaping",
+                "standard_switch_shapes_outbound_to_the_average",
+            ),
+            (
+                "After idle, a port spends its burst bonus (burst size bytes above the average) at the "
+                "peak bandwidth, then settles (within 10%)",
+                "traffic-shaping",
+                "burst_bonus_spent_at_the_peak",
+            ),
+            (
+                "A standard switch shapes outbound traffic only, and a port group's setting overrides "
+                "its vSwitch's (traffic to a shaped VM, and from an overriding port group, is unshaped)",
+                "traffic-shaping",
+                "standard_switch_leaves_inbound_and_overridden_port_groups_unshaped",
+            ),
+            (
+                "A distributed port group shapes ingress (VM into the switch) and egress (switch to "
+                "the VM) on their own, each to its average (within 5%)",
+                "traffic-shaping",
+                "distributed_port_group_shapes_ingress_and_egress",
+            ),
         ],
     ),
 ]

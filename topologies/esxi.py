@@ -6,7 +6,8 @@ one per host: README, "Design notes"), with one bridge per vSwitch
 the controller before any port is added, so no frame is switched before the
 controller programmed the bridge. Its ports, numbered by ``vlab.bindings``:
 
-* uplinks vmnicN (their htb shaping kept, ``links.keep_qdisc``);
+* uplinks vmnicN (their htb shaping kept, ``vlab.ovs.keep_qdisc``, as every
+  port's traffic shaping qdisc is);
 * VMkernel adapters as internal ports, whose addresses and routing tables
   (the VMkernel TCP/IP stacks) live in the host namespace (``vlab.vmkernel``);
 * VM vNIC backends (veths whose other ends are in the VMs);
@@ -21,10 +22,9 @@ from __future__ import annotations
 from vlab.bindings import MIRROR_PORTS, PortBinding, SwitchBinding
 from vlab.lab.model import EsxiHost, Lab
 from vlab.lab.resolve import vtep_of, vteps
-from vlab.ovs import OvsInstance
+from vlab.ovs import KEEP_QDISC_RECORD, OvsInstance, keep_qdisc
 from vlab.vmkernel import routing_commands
 
-from .links import KEEP_QDISC_RECORD, keep_qdisc
 from .readiness import NotReady
 
 
@@ -56,9 +56,9 @@ def _port_commands(host: EsxiHost, bridge: str, p: PortBinding, mtu: int) -> lis
     cmds = add + [f"ofport_request={p.ofport}", f"mtu_request={mtu}"]
     if p.kind == "vmk":
         cmds += ["type=internal", f'mac="{p.mac}"']
-    if p.kind == "uplink":
-        cmds += keep_qdisc(p.name)
-    return cmds
+    # Uplinks keep their link speed's htb, vNIC and VMkernel ports their
+    # traffic shaping qdiscs (vlab.lab.shaping).
+    return cmds + keep_qdisc(p.name)
 
 
 def bridge_commands(lab: Lab, host: EsxiHost, b: SwitchBinding, controller: str) -> list[str]:

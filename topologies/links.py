@@ -23,17 +23,6 @@ from vlab import naming
 from vlab.lab.model import Lab
 from vlab.lab.resolve import link_mbps
 
-# OVS resets a port's qdisc when it adds the port, which would silently undo
-# Mininet's htb shaping (TCLink). QoS type linux-noop tells OVS that traffic
-# control on the port is managed by someone else.
-KEEP_QDISC_RECORD = ("--", "--id=@keepqdisc", "create", "qos", "type=linux-noop")
-
-
-def keep_qdisc(port: str) -> list[str]:
-    """ovs-vsctl arguments that keep ``port``'s qdisc (needs ``KEEP_QDISC_RECORD``
-    in the same transaction)."""
-    return ["--", "set", "port", port, "qos=@keepqdisc"]
-
 
 def add_links(net: Mininet, lab: Lab) -> None:
     """Cable every node of ``lab`` (the nodes exist in ``net``)."""

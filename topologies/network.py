@@ -12,7 +12,8 @@ named for it:
 * VMs, plain hosts (``guests``), routers and firewalls (``routers``): real
               Linux stacks;
 
-cabled by ``links``. ``LabNetwork.start`` returns only once the lab is
+cabled by ``links``, with the traffic shaping policies on the cables of
+shaped ports (``shaping``). ``LabNetwork.start`` returns only once the lab is
 ready (``readiness``): every vSwitch connected and holding exactly its
 compiled flows, and a probe ping through.
 """
@@ -38,7 +39,7 @@ from vlab.operations import LabControl
 from vlab.ovs import OvsInstance
 from vlab.runtime import Run
 
-from . import guests, routers
+from . import guests, routers, shaping
 from .controller_process import ControllerProcess
 from .esxi import start_esxi
 from .links import add_links, disable_tx_offload
@@ -97,6 +98,7 @@ class LabNetwork:
                 start_esxi(inst, self.lab, host, self.bindings, self.controller.target(host.name))
             step[0] = "configuring the guests"
             guests.configure_vms(self.lab, self.node)
+            shaping.shape(self.lab, self.node)
             for h in self.lab.hosts:
                 node = self.node(h.name)
                 for intf in h.interfaces:

@@ -28,9 +28,7 @@ from mininet.node import Host
 
 from vlab import naming
 from vlab.lab.model import Lab, PhysicalSwitch
-from vlab.ovs import OvsInstance, parse_mdb
-
-from .links import KEEP_QDISC_RECORD, keep_qdisc
+from vlab.ovs import KEEP_QDISC_RECORD, OvsInstance, keep_qdisc, parse_mdb
 
 # Datapath flow idle time on the physical switches. A hardware switch learns
 # a source MAC from every frame; OVS learns it on an upcall, and later only

@@ -21,6 +21,18 @@ SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 _PORT_LINE = re.compile(r"\s*port\s+([^:]+):")
 _COUNTER = re.compile(r"(pkts|bytes|drop|errs)=(\d+|\?)")
 
+# OVS resets a port's qdisc when it adds the port, which would silently undo
+# Mininet's htb shaping (TCLink) and
+# traffic shaping's tbf (vlab.lab.shaping). QoS type linux-noop tells OVS that traffic
+# control on the port is managed by someone else.
+KEEP_QDISC_RECORD = ("--", "--id=@keepqdisc", "create", "qos", "type=linux-noop")
+
+
+def keep_qdisc(port: str) -> list[str]:
+    """ovs-vsctl arguments that keep ``port``'s qdisc (needs ``KEEP_QDISC_RECORD``
+    in the same transaction)."""
+    return ["--", "set", "port", port, "qos=@keepqdisc"]
+
 
 class OvsError(RuntimeError):
     pass

@@ -1,6 +1,7 @@
 """The effective configuration of each host's vSwitches.
 
-Port groups inherit teaming and security from their vSwitch, and a distributed
+Port groups inherit teaming, security and (on a standard switch) traffic
+shaping from their vSwitch, and a distributed
 switch's port groups appear on every member host with dvUplink names mapped to
 that host's vmnics; an NSX logical switch is a port group of the vSwitch
 that carries the host's VTEP, and inherits that switch's security policy.
@@ -14,11 +15,13 @@ from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
 from .model import (
+    SHAPING_DEFAULTS,
     DistributedSwitch,
     EsxiHost,
     Lab,
     PortGroup,
     Security,
+    Shaping,
     StandardSwitch,
     Teaming,
     VmkernelAdapter,
@@ -55,6 +58,27 @@ class EffectiveTeaming:
 
 
 @dataclass(frozen=True)
+class Shaper:
+    """An enabled traffic shaping policy, inheritance resolved, in vSphere's
+    units: Kbit/s (1000 bit/s) and KB (1024 bytes), before ``link_scale``."""
+
+    average_kbps: int
+    peak_kbps: int
+    burst_kb: int
+
+
+@dataclass(frozen=True)
+class PortShaping:
+    """A port's traffic shaping in the switch's terms: ``ingress`` is what the
+    port sends into the switch (a VM's outbound traffic, the only direction
+    a standard switch shapes), ``egress`` what the switch delivers to the
+    port. ``None``: that direction is not shaped."""
+
+    ingress: Optional[Shaper] = None
+    egress: Optional[Shaper] = None
+
+
+@dataclass(frozen=True)
 class HostPortGroup:
     """A port group as it exists on one host's vSwitch."""
 
@@ -62,6 +86,7 @@ class HostPortGroup:
     vlan: int
     teaming: EffectiveTeaming
     security: EffectiveSecurity
+    shaping: PortShaping = PortShaping()
 
 
 @dataclass(frozen=True)
@@ -117,6 +142,24 @@ def effective_security(kind: str, switch: Security, pg: Security) -> EffectiveSe
     )
 
 
+def effective_shaper(*layers: Shaping) -> Optional[Shaper]:
+    """The shaping policy of the first layer (port group, then vSwitch) that
+    sets each field; ``None`` when it ends up disabled."""
+    enabled = _pick(*(layer.enabled for layer in layers), False)
+    if not enabled:
+        return None
+    value = {f: _pick(*(getattr(layer, f) for layer in layers), d) for f, d in SHAPING_DEFAULTS.items()}
+    return Shaper(value["average_bandwidth"], value["peak_bandwidth"], value["burst_size"])
+
+
+def port_shaping(kind: str, switch: StandardSwitch | DistributedSwitch, pg: PortGroup) -> PortShaping:
+    if kind == "standard":
+        return PortShaping(ingress=effective_shaper(pg.shaping, switch.shaping))
+    return PortShaping(
+        ingress=effective_shaper(pg.ingress_shaping), egress=effective_shaper(pg.egress_shaping)
+    )
+
+
 def _failover_order(t: Teaming) -> bool:
     return any(x is not None for x in (t.active, t.standby, t.unused))
 
@@ -168,6 +211,7 @@ def _resolve(
             vlan=pg.vlan,
             teaming=effective_teaming(sw.uplinks, sw.teaming, pg.teaming, uplink_map),
             security=effective_security(kind, sw.security, pg.security),
+            shaping=port_shaping(kind, sw, pg),
         )
         for pg in sw.port_groups
     )

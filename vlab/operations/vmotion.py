@@ -8,7 +8,8 @@ stun starts), 2. the vNIC backends move into the destination's namespace,
 conntrack, 4. one request to the controller carries placement, move options
 and DFW sessions, and returns once every switch has it, 5. after the stun
 time the vNICs are plugged into the destination's vSwitch with their old
-port numbers. The guest keeps its interface, MAC, IP and TCP sessions.
+port numbers, each under the traffic shaping of its port group on the
+destination. The guest keeps its interface, MAC, IP and TCP sessions.
 
 ``reconnect`` gives a VM's vNICs new virtual ports on the same host (as a
 power cycle or a reconnect does), which can change their port-ID teaming
@@ -25,6 +26,8 @@ from vlab import naming
 from vlab.bindings import conntrack_zones, dfw_protected_vms
 from vlab.control import MAX_RESPONSE_S, QUERY_SOURCE
 from vlab.lab.resolve import overlay_switch, switch_of_port_group
+from vlab.lab.shaping import tc_replace, vnic_qdiscs
+from vlab.ovs import KEEP_QDISC_RECORD, keep_qdisc
 
 from .errors import OperationError
 
@@ -117,7 +120,7 @@ def vmotion(
     remaining = stun_s - (time.time() - t_stun)
     if remaining > 0:
         time.sleep(remaining)  # the configured stun time (model, not polling)
-    plug(ctl, dest, ports, {p: where[p].ofport for p, _ in ports})
+    plug(ctl, dest, vm_name, ports, {p: where[p].ofport for p, _ in ports})
     return {
         "vm": vm_name,
         "from": src,
@@ -129,12 +132,19 @@ def vmotion(
     }
 
 
-def plug(ctl: "LabControl", host: str, ports: list[tuple[str, object]], ofports: dict[str, int]) -> None:
+def plug(
+    ctl: "LabControl", host: str, vm_name: str, ports: list[tuple[str, object]], ofports: dict[str, int]
+) -> None:
     for port, nic in ports:
         sw = switch_of(ctl, host, nic)
         # Link up before OVS opens the port: the port then appears up at
         # once (OVS notices a later carrier change on a re-used name late).
         ctl.sh(host, f"ethtool -K {port} tx off >/dev/null 2>&1; ip link set {port} mtu {sw.mtu} up")
+        # The port group's traffic shaping on this host, both directions,
+        # before the port passes a frame (a standard port group's policy
+        # is per host, and a moved veth has lost its qdisc).
+        for q in vnic_qdiscs(ctl.lab, ctl.esxi(host), vm_name, nic):
+            ctl.sh(q.node, tc_replace(q.dev, q.qdisc))
         ctl.ovs(host).vsctl(
             "add-port",
             sw.name,
@@ -145,6 +155,8 @@ def plug(ctl: "LabControl", host: str, ports: list[tuple[str, object]], ofports:
             port,
             f"ofport_request={ofports[port]}",
             f"mtu_request={sw.mtu}",
+            *KEEP_QDISC_RECORD,
+            *keep_qdisc(port),
         )
 
 
@@ -164,5 +176,5 @@ def reconnect(ctl: "LabControl", vm_name: str) -> dict[str, int]:
     for port, _ in ports:
         placement[port] = {"host": host, "ofport": new[port]}
     ctl.request(placement=placement)
-    plug(ctl, host, ports, new)
+    plug(ctl, host, vm_name, ports, new)
     return new

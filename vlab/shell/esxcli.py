@@ -11,6 +11,9 @@ lab file.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import Optional
+
 from controller.nsx import vteps
 from controller.portsecurity import PortSecurity
 from vlab import control, naming
@@ -109,6 +112,16 @@ def format_rows(rows: list[dict], columns) -> str:
     return render(rows, columns, rule=True)
 
 
+def _shaping(b, p) -> Optional[dict]:
+    """A port's traffic shaping policy in vSphere's units (Kbit/s, KB), per
+    direction in the switch's terms; None for ports without a port group."""
+    if p.port_group is None:
+        return None
+    shaping = b.switch.port_group(p.port_group).shaping
+    directions = {"ingress": shaping.ingress, "egress": shaping.egress}
+    return {d: None if s is None else asdict(s) for d, s in directions.items()}
+
+
 def inspect(ctl) -> dict:
     """The running lab for other tools: nodes, every vSwitch port with its
     MAC, IP and uplink in use, uplinks down, guests' NIC state, VTEPs."""
@@ -149,6 +162,7 @@ def inspect(ctl) -> dict:
                         "mac": _mac(b, p) or None,
                         "ip": ips.get(p.name),
                         "team_pnic": p.name if p.kind == "uplink" else pins.get(p.name),
+                        "shaping": _shaping(b, p),
                     }
                     for p in b.ports
                 ],

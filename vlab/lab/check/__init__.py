@@ -12,7 +12,7 @@ from typing import Iterator, Optional
 
 from ..model import Lab
 from ..reachability import endpoints
-from . import esxi, firewalls, mirrors, nsx, physical, teaming
+from . import esxi, firewalls, mirrors, nsx, physical, shaping, teaming
 from .common import Problem, Seen, dupes
 
 
@@ -30,6 +30,7 @@ def _checks(lab: Lab) -> Iterator[Problem]:
     yield from firewalls.distributed_firewall(lab)
     yield from mirrors.mirrors(lab)
     yield from teaming.ip_hash_needs_lag(lab)
+    yield from shaping.shaping(lab)
     yield from _expectations(lab)
 
 

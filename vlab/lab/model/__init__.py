@@ -72,6 +72,7 @@ from .types import (
     VlanId,
 )
 from .vsphere import (
+    SHAPING_DEFAULTS,
     DistributedSwitch,
     DistributedSwitchMember,
     EsxiHost,
@@ -79,6 +80,7 @@ from .vsphere import (
     MirrorSession,
     PortGroup,
     Security,
+    Shaping,
     StandardSwitch,
     Teaming,
     Uplink,
@@ -156,7 +158,9 @@ __all__ = [
     "RouterInterface",
     "Security",
     "SecurityGroup",
+    "SHAPING_DEFAULTS",
     "Service",
+    "Shaping",
     "Site",
     "Span",
     "Speed",

@@ -1,5 +1,5 @@
 """vSphere objects: vSwitches and distributed switches with their port
-groups, security and teaming policies and mirror sessions; ESXi hosts with
+groups, security, teaming and traffic shaping policies and mirror sessions; ESXi hosts with
 their uplinks and VMkernel adapters; VMs and their vNICs."""
 
 from __future__ import annotations
@@ -55,24 +55,55 @@ class Teaming(LabModel):
     failback: Optional[StrictBool] = None
 
 
+# vSphere's values when shaping is enabled and a value is left unset (the
+# vSphere Client's defaults): average and peak in Kbit/s, burst in KB.
+SHAPING_DEFAULTS = {"average_bandwidth": 100000, "peak_bandwidth": 100000, "burst_size": 102400}
+Kbps = Annotated[StrictInt, Field(ge=1)]
+
+
+class Shaping(LabModel):
+    """A vSphere traffic shaping policy, in the vSphere Client's units:
+    ``average_bandwidth`` and ``peak_bandwidth`` in Kbit/s (1000 bit/s),
+    ``burst_size`` in KB (1024 bytes). ``None`` means "inherit" (a standard
+    port group from its vSwitch; then vSphere's defaults: disabled, and
+    ``SHAPING_DEFAULTS`` for values an enabled policy leaves unset)."""
+
+    enabled: Optional[StrictBool] = None
+    average_bandwidth: Optional[Kbps] = None
+    peak_bandwidth: Optional[Kbps] = None
+    burst_size: Optional[Annotated[StrictInt, Field(ge=1)]] = None
+
+
 class PortGroup(LabModel):
     """A port group: VLAN 0 = external switch tagging (untagged), 1-4094 =
-    virtual switch tagging, 4095 = virtual guest tagging (trunk to the guest)."""
+    virtual switch tagging, 4095 = virtual guest tagging (trunk to the guest).
+
+    Traffic shaping is vSphere's: a standard port group shapes outbound
+    traffic only (``shaping``: what its ports send into the switch); a
+    distributed port group shapes both directions, classified "according to
+    the traffic direction in the switch": ``ingress_shaping`` is what a port
+    sends into the switch, ``egress_shaping`` what the switch delivers to it."""
 
     name: Name
     vlan: VlanId = 0
     teaming: Teaming = Teaming()
     security: Security = Security()
+    shaping: Shaping = Shaping()
+    ingress_shaping: Shaping = Shaping()
+    egress_shaping: Shaping = Shaping()
 
 
 class StandardSwitch(LabModel):
-    """A vSphere standard switch (vSS) on one host; ``uplinks`` are vmnic names."""
+    """A vSphere standard switch (vSS) on one host; ``uplinks`` are vmnic names.
+    ``shaping`` is its outbound traffic shaping policy, which port groups
+    inherit field by field."""
 
     name: Name
     uplinks: tuple[Name, ...] = ()
     mtu: Mtu = 1500
     teaming: Teaming = Teaming()
     security: Security = Security()
+    shaping: Shaping = Shaping()
     port_groups: tuple[PortGroup, ...] = ()
 
 

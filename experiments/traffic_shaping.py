@@ -269,7 +269,8 @@ def plot(result: dict, outdir: Path) -> list[Path]:
         f"(burst size {pol['burst_bytes'] / 1024:.0f} KiB after link_scale)",
         fontsize=8,
     )
-    a.legend(fontsize=7, loc="upper right", frameon=False)
+    a.set_ylim(0, pol["peak_bps"] / 1e6 * 1.2)
+    a.legend(fontsize=7, loc="center right", frameon=False)
     names = list(result["cases"])
     rates = [result["cases"][n]["steady_bps"] or 0 for n in names]
     configured = [(result["cases"][n]["policy"] or {}).get("average_bps") for n in names]
@@ -281,8 +282,8 @@ def plot(result: dict, outdir: Path) -> list[Path]:
             b.plot([cfg / 1e6] * 2, [y - 0.4, y + 0.4], color="#009E73", lw=1.5)
     b.set_yticks(list(ys), names, fontsize=7)
     b.invert_yaxis()
-    b.set_xlabel("steady TCP rate (Mbit/s); green: average")
-    b.set_title("(b) every case", fontsize=8)
+    b.set_xlabel("steady TCP rate (Mbit/s)")
+    b.set_title("(b) every case (green: its average)", fontsize=8)
     b.set_xlim(0, max(rates) / 1e6 * 1.25)
     fig.tight_layout()
     return save_figure(fig, outdir, NAME)

@@ -66,8 +66,8 @@ def test_link_scale_scales_rates_and_bytes_so_a_burst_lasts_as_long():
         "30000000bit",
         "mtu",
         str(SLACK_FRAMES * 1518),
-        "latency",
-        "50ms",
+        "limit",
+        str(1_048_576 + 131_072),  # the bucket, then 2 x 64 KiB (more than 50 ms at 10 Mbit/s)
     ]
 
 

@@ -49,10 +49,14 @@ from .resolve import Shaper, switch_of_port_group
 KBIT = 1000  # vSphere's Kbit/s
 KBYTE = 1024  # vSphere's KB (the API's burstSize is bytes; the client shows KB)
 ETH_OVERHEAD = 18  # Ethernet header and one 802.1Q tag (VGT guests tag their own)
-# The queue a shaped port may hold beyond its bucket, as time at the
-# average rate (tc's ``latency``). ESXi does not document its shaper's
-# queue; 50 ms keeps a TCP sender's window from being cut every round trip.
+# The queue a shaped port may hold beyond its bucket: 50 ms at the average
+# rate, and at least two of the 64 KiB packets a guest's TCP hands its NIC
+# (tbf cuts such a packet into frames and must queue them all, or the
+# guest's TCP sees a loss for every one; measured with 50 ms alone at
+# 5 Mbit/s: ~20,000 retransmits in 6 s). ESXi does not document its
+# shaper's queue.
 QUEUE_MS = 50
+MIN_QUEUE_BYTES = 2 * 65536
 SLACK_FRAMES = 8
 # tbf keeps its bucket as transmit time in 32-bit scheduler ticks (64 ns on
 # these kernels, /proc/net/psched): a bigger bucket silently wraps around.
@@ -73,7 +77,12 @@ class Tbf:
         args = ["tbf", "rate", f"{self.rate_bps}bit", "burst", str(self.burst_bytes)]
         if self.peak_bps is not None:
             args += ["peakrate", f"{self.peak_bps}bit", "mtu", str(SLACK_FRAMES * self.frame_bytes)]
-        return args + ["latency", f"{QUEUE_MS}ms"]
+        return args + ["limit", str(self.queue_bytes)]
+
+    @property
+    def queue_bytes(self) -> int:
+        """tbf's ``limit``: its bucket plus the queue behind it."""
+        return self.burst_bytes + max(round(self.rate_bps / 8 * QUEUE_MS / 1000), MIN_QUEUE_BYTES)
 
 
 def frame_bytes(mtu: int) -> int:

@@ -4,7 +4,8 @@ documents it.
 
 Lab ``labs/traffic-shaping.yaml``: esx1's standard vSwitch0 shapes outbound
 traffic (average 100000 Kbit/s, peak 300000 Kbit/s, burst 10240 KB), which
-port group PG-Shaped inherits and PG-Unshaped overrides (disabled); esx2's
+port group PG-Shaped inherits (a VM and a VMkernel adapter on it) and
+PG-Unshaped overrides (disabled); esx2's
 distributed port group DPG-Limited shapes ingress (50000 Kbit/s) and egress
 (200000 Kbit/s). Every value is scaled by the lab's ``link_scale`` (0.1), as
 link speeds are (``vlab.lab.shaping``).
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from experiments.common import RESULTS, Progress, environment, iperf3, lab_session, save_figure, verdicts_of
 from experiments.fidelity import CpuMeter, shaping_drops
@@ -51,9 +52,11 @@ if TYPE_CHECKING:
 
 NAME = "traffic-shaping"
 LAB = Path(__file__).resolve().parents[1] / "labs" / "traffic-shaping.yaml"
-# case -> (sender, receiver, which direction of whose port shapes it, or None)
+# case -> (sender, receiver, which direction of whose port shapes it, or None);
+# a VMkernel adapter is ``host/vmkN``.
 CASES = {
     "vss-outbound": ("vm-std", "sink", ("vm-std", "ingress")),
+    "vss-vmkernel": ("esx1/vmk1", "sink", ("esx1/vmk1", "ingress")),
     "vss-inbound": ("sink", "vm-std", None),
     "vss-override": ("vm-free", "sink", None),
     "vds-ingress": ("vm-dvs", "sink", ("vm-dvs", "ingress")),
@@ -66,21 +69,34 @@ BIN_S = 0.05  # the rate-over-time figure's resolution
 SETTLE_S = 0.5  # after the burst ends, before the steady rate is measured
 DEFAULTS = {"seconds": 6.0}
 CLAIMS = {
-    "standard_switch_shapes_outbound_to_the_average": ("vss-outbound",),
+    "standard_switch_shapes_outbound_to_the_average": ("vss-outbound", "vss-vmkernel"),
     "burst_bonus_spent_at_the_peak": ("vss-outbound",),
     "standard_switch_leaves_inbound_and_overridden_port_groups_unshaped": ("vss-inbound", "vss-override"),
     "distributed_port_group_shapes_ingress_and_egress": ("vds-ingress", "vds-egress"),
 }
 
 
-def policy(net: LabNetwork, vm: str, direction: str) -> dict:
-    """The shaping of ``vm``'s vNIC in ``direction`` as emulated: bit/s and
-    bytes after ``link_scale``."""
+def _port_group(net: LabNetwork, who: str):
+    """(vSwitch, port group) of a VM's first vNIC where it runs now, or of
+    a VMkernel adapter ``host/vmkN``."""
+    lab, ctl = net.lab, net.control
+    if "/" in who:
+        host, vmk = who.split("/")
+        group = next(v.port_group for v in ctl.esxi(host).vmkernel if v.name == vmk)
+    else:
+        nic = next(x for x in lab.vms if x.name == who).vnics[0]
+        host, group = ctl.placement()[naming.vnic_port(who, nic.name)].host, nic.port_group
+    return switch_of_port_group(lab, ctl.esxi(host), group)
+
+
+def policy(net: LabNetwork, who: str, direction: str) -> Optional[dict]:
+    """The shaping of ``who``'s port in ``direction`` as emulated (bit/s
+    and bytes after ``link_scale``), or None where it runs unshaped."""
     lab = net.lab
-    v = next(x for x in lab.vms if x.name == vm)
-    host = next(h for h in lab.esxi_hosts if h.name == v.host)
-    sw, pg = switch_of_port_group(lab, host, v.vnics[0].port_group)
+    sw, pg = _port_group(net, who)
     shaper = getattr(pg.shaping, direction)
+    if shaper is None:
+        return None
     q = tbf(shaper, lab.link_scale, sw.mtu)
     return {
         "port_group": pg.name,
@@ -169,7 +185,7 @@ def measure(net: LabNetwork, work: Path, case: str, seconds: float = DEFAULTS["s
     src, dst = _endpoint(net, sender), _endpoint(net, receiver)
     cap = net.control.capture(
         work / f"{case}.pcap",
-        port=naming.vnic_port(receiver, "eth0"),
+        port=naming.vnic_port(dst.node, "eth0"),
         bpf=f"tcp and src host {src.ip.ip} and dst host {dst.ip.ip} and dst port {port}",
         extra=["-s", "96"],
     )
@@ -193,8 +209,9 @@ def verdicts(cases: dict, reference_peak_bps: float) -> dict:
     vss = cases["vss-outbound"]
     pol = vss["policy"]
     return {
-        "standard_switch_shapes_outbound_to_the_average": _within(
-            vss["steady_bps"], pol["average_bps"], AVERAGE_TOLERANCE
+        "standard_switch_shapes_outbound_to_the_average": all(
+            _within(cases[c]["steady_bps"], cases[c]["policy"]["average_bps"], AVERAGE_TOLERANCE)
+            for c in ("vss-outbound", "vss-vmkernel")
         ),
         "burst_bonus_spent_at_the_peak": _within(vss["burst_bps"], pol["peak_bps"], BURST_TOLERANCE)
         and _within(vss["above_average_bytes"], pol["burst_bytes"], BURST_TOLERANCE),
@@ -299,7 +316,9 @@ def _steady(r: dict, case: str) -> str:
 
 
 MEASURED = {
-    "standard_switch_shapes_outbound_to_the_average": lambda r: _steady(r, "vss-outbound"),
+    "standard_switch_shapes_outbound_to_the_average": lambda r: "; ".join(
+        _steady(r, c) for c in ("vss-outbound", "vss-vmkernel")
+    ),
     "burst_bonus_spent_at_the_peak": lambda r: (
         "{:.0f} KiB above the average (burst {:.0f} KiB) at {} (peak {})".format(
             r["cases"]["vss-outbound"]["above_average_bytes"] / 1024,

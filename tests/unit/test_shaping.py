@@ -7,10 +7,11 @@ from __future__ import annotations
 import copy
 
 import pytest
+import yaml
 
 from experiments.traffic_shaping import profile
 from tests.unit.labedit import DVS, LABS, PG_1G, VSW0, case, put, refusal
-from vlab.lab.load import load_lab, parse_lab
+from vlab.lab.load import LabError, load_lab, parse_lab
 from vlab.lab.resolve import Shaper, host_switches
 from vlab.lab.shaping import SLACK_FRAMES, Tbf, lab_qdiscs, tbf, tc_replace, vnic_qdiscs
 
@@ -67,7 +68,7 @@ def test_link_scale_scales_rates_and_bytes_so_a_burst_lasts_as_long():
         "mtu",
         str(SLACK_FRAMES * 1518),
         "limit",
-        str(1_048_576 + 131_072),  # the bucket, then 2 x 64 KiB (more than 50 ms at 10 Mbit/s)
+        str(131_072),  # the queue behind the bucket: 2 x 64 KiB, more than 50 ms at 10 Mbit/s
     ]
 
 
@@ -84,6 +85,7 @@ def test_each_shaped_direction_sits_on_the_sending_end_of_the_ports_cable():
         ("vm-std", "eth0", "ingress"): 10_000_000,  # in the guest: what it sends
         ("vm-dvs", "eth0", "ingress"): 5_000_000,
         ("esx2", "vm-dvs-eth0", "egress"): 20_000_000,  # the vSwitch's end: what it delivers
+        ("esx1", "vmk1", "ingress"): 10_000_000,  # a VMkernel adapter: its internal port
     }
     assert tc_replace("eth0", None).startswith("tc qdisc del dev eth0 root")
 
@@ -123,6 +125,20 @@ INVALID = [
         put(f"{PG_1G}.shaping", {**SHAPING, "average_bandwidth": 100, "peak_bandwidth": 200}),
         f"{PG_1G}.shaping: burst_size 10240 KB at average_bandwidth 100 Kbit/s is 839 s of burst bonus; "
         "the emulated shaper (Linux tbf) holds at most 270 s (lower burst_size or raise average_bandwidth)",
+    ),
+    case(
+        "burst-beyond-32-bits",
+        put(
+            f"{PG_1G}.shaping",
+            {
+                "enabled": True,
+                "average_bandwidth": 20_000_000,
+                "peak_bandwidth": 40_000_000,
+                "burst_size": 500_000_000,
+            },
+        ),
+        f"{PG_1G}.shaping: burst_size 500000000 KB x link_scale 0.01 = 5120000000 bytes; the emulated "
+        "shaper (Linux tbf) holds at most 4294967295 (lower burst_size)",
     ),
     case(
         "standard-egress",
@@ -172,10 +188,30 @@ def test_a_rate_above_what_links_emulate_is_refused():
 
 
 def test_egress_shaping_toward_a_vmkernel_adapter_is_refused():
-    lab = (LABS / "nsx-overlay.yaml").read_text()
-    import yaml
+    from tests.unit.labedit import DVS_LAB
 
-    data = yaml.safe_load(lab)
+    data = copy.deepcopy(DVS_LAB)
+    data["esxi_hosts"][1]["vmkernel"].append({"name": "vmk1", "port_group": "DPG-10", "ip": "10.10.0.99/24"})
+    data["distributed_switches"][0]["port_groups"][0]["egress_shaping"] = {"enabled": True}
+    with pytest.raises(LabError) as err:
+        parse_lab(data, "lab.yaml")
+    assert str(err.value) == (
+        f"lab.yaml: {DVS}.port_groups[0].egress_shaping: DPG-10 has a VMkernel adapter (esx2/vmk1): "
+        "shaping what the switch delivers to a VMkernel port is not emulated (OVS writes into its "
+        "internal port past any qdisc)"
+    )
+    # What the vmk sends (ingress) is shaped on its internal port.
+    data["distributed_switches"][0]["port_groups"][0]["egress_shaping"] = {}
+    data["distributed_switches"][0]["port_groups"][0]["ingress_shaping"] = {"enabled": True}
+    lab = parse_lab(data, "lab.yaml")
+    assert [(q.node, q.dev, q.qdisc.rate_bps) for q in lab_qdiscs(lab)] == [
+        ("vm1", "eth0", 1_000_000),
+        ("esx2", "vmk1", 1_000_000),
+    ]
+
+
+def test_shaping_the_vteps_port_group_is_refused():
+    data = yaml.safe_load((LABS / "nsx-overlay.yaml").read_text())
     vtep_pg = data["esxi_hosts"][0]["vmkernel"][0]["port_group"]
     d, k = next(
         (d, k)
@@ -183,14 +219,12 @@ def test_egress_shaping_toward_a_vmkernel_adapter_is_refused():
         for k, p in enumerate(dvs["port_groups"])
         if p["name"] == vtep_pg
     )
-    data["distributed_switches"][d]["port_groups"][k]["egress_shaping"] = {"enabled": True}
-    from vlab.lab.load import LabError
-
+    data["distributed_switches"][d]["port_groups"][k]["ingress_shaping"] = {"enabled": True}
     with pytest.raises(LabError) as err:
         parse_lab(data, "lab.yaml")
-    assert str(err.value).endswith(
-        f"{vtep_pg} has a VMkernel adapter: shaping what the switch delivers to a VMkernel port is "
-        "not emulated (OVS writes into its internal port past any qdisc)"
+    assert str(err.value) == (
+        f"lab.yaml: distributed_switches[{d}].port_groups[{k}].ingress_shaping: {vtep_pg} carries a VTEP: "
+        "shaping it is not emulated (OVS's userspace VXLAN sends the overlay past the vmk's qdisc)"
     )
 
 

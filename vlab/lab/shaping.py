@@ -28,7 +28,12 @@ Where each direction is shaped (the port's cable: a veth, or an internal port):
 * egress, what the switch delivers to a port: on the switch's end, the vNIC
   backend, through whose qdisc OVS transmits. A VMkernel adapter's internal
   port has no such end (OVS writes into it past any qdisc): ``vlab check``
-  refuses egress shaping on a port group with one.
+  refuses egress shaping on a port group with one, and any shaping on the
+  VTEP's port group (OVS's userspace VXLAN encapsulates and sends without
+  passing the vmk's device, so its qdisc would see no overlay traffic).
+
+A new qdisc starts with a full bucket: a port plugged in anew (vMotion,
+reconnect) has its whole burst bonus, as a new port would.
 
 ``link_scale`` multiplies every bandwidth and byte count of a policy, as it
 multiplies link speeds: shaping keeps its ratio to the links, and a burst
@@ -39,7 +44,7 @@ Ethernet frames without preamble and FCS, as tc does.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 from vlab import naming
 
@@ -49,14 +54,17 @@ from .resolve import Shaper, switch_of_port_group
 KBIT = 1000  # vSphere's Kbit/s
 KBYTE = 1024  # vSphere's KB (the API's burstSize is bytes; the client shows KB)
 ETH_OVERHEAD = 18  # Ethernet header and one 802.1Q tag (VGT guests tag their own)
-# The queue a shaped port may hold beyond its bucket: 50 ms at the average
-# rate, and at least two of the 64 KiB packets a guest's TCP hands its NIC
-# (tbf cuts such a packet into frames and must queue them all, or the
-# guest's TCP sees a loss for every one; measured with 50 ms alone at
-# 5 Mbit/s: ~20,000 retransmits in 6 s). ESXi does not document its
-# shaper's queue.
+# The queue behind a shaped port's bucket (tbf's ``limit``): 50 ms at the
+# average rate, and at least two of the 64 KiB packets a guest's TCP hands
+# its NIC (tbf cuts such a packet into frames and must queue them all, or
+# the guest's TCP sees a loss for every one; measured with 50 ms alone at
+# 5 Mbit/s: ~20,000 retransmits in 6 s). Not the burst size on top, as tc's
+# ``latency`` would add: a port that spent its bonus would then queue
+# seconds of traffic. ESXi does not document its shaper's queue.
 QUEUE_MS = 50
 MIN_QUEUE_BYTES = 2 * 65536
+# tc passes the bucket and the queue to the kernel as 32-bit byte counts.
+MAX_TC_BYTES = 2**32 - 1
 SLACK_FRAMES = 8
 # tbf keeps its bucket as transmit time in 32-bit scheduler ticks (64 ns on
 # these kernels, /proc/net/psched): a bigger bucket silently wraps around.
@@ -81,11 +89,12 @@ class Tbf:
 
     @property
     def queue_bytes(self) -> int:
-        """tbf's ``limit``: its bucket plus the queue behind it."""
-        return self.burst_bytes + max(round(self.rate_bps / 8 * QUEUE_MS / 1000), MIN_QUEUE_BYTES)
+        """tbf's ``limit``: the bytes that may wait behind an empty bucket."""
+        return max(round(self.rate_bps / 8 * QUEUE_MS / 1000), MIN_QUEUE_BYTES)
 
 
 def frame_bytes(mtu: int) -> int:
+    """The largest frame on a port of a vSwitch with ``mtu``."""
     return mtu + ETH_OVERHEAD
 
 
@@ -123,6 +132,12 @@ def problems(shaper: Shaper, link_scale: float, mtu: int) -> list[str]:
             f"less than one {q.frame_bytes}-byte frame of this vSwitch's MTU {mtu}: "
             "no burst could ever be sent (raise burst_size or link_scale)"
         )
+    if q.burst_bytes > MAX_TC_BYTES:
+        out.append(
+            f"burst_size {shaper.burst_kb} KB x link_scale {link_scale:g} = {q.burst_bytes} bytes; "
+            f"the emulated shaper (Linux tbf) holds at most {MAX_TC_BYTES} (lower burst_size)"
+        )
+        return out
     burst_s = q.burst_bytes * 8 / q.rate_bps
     if burst_s > MAX_BURST_S:
         out.append(
@@ -148,26 +163,29 @@ class PortQdisc:
 
     node: str
     dev: str
-    direction: str  # "ingress" (port -> switch) or "egress" (switch -> port)
+    direction: Literal["ingress", "egress"]  # port -> switch, switch -> port
     qdisc: Optional[Tbf]
 
 
+def _qdisc(shaper: Optional[Shaper], link_scale: float, mtu: int) -> Optional[Tbf]:
+    return None if shaper is None else tbf(shaper, link_scale, mtu)
+
+
 def vnic_qdiscs(lab: Lab, host: EsxiHost, vm: str, nic: Vnic) -> list[PortQdisc]:
-    """Both directions of ``vm``'s ``nic`` while it runs on ``host``. A vNIC
-    on a logical switch is unshaped (the lab format has no shaping for
-    logical switches)."""
-    ingress = egress = None
-    mtu = 1500
-    if nic.port_group is not None:
+    """Both directions of ``vm``'s ``nic`` while it runs on ``host`` (both,
+    so a move to an unshaped port group removes what the cable had). A vNIC
+    on an NSX logical switch is unshaped: NSX-V backs a logical switch with
+    a distributed port group of its own, and the lab format gives logical
+    switches no shaping policy."""
+    if nic.port_group is None:
+        ingress = egress = None
+    else:
         sw, pg = switch_of_port_group(lab, host, nic.port_group)
-        ingress, egress, mtu = pg.shaping.ingress, pg.shaping.egress, sw.mtu
-
-    def q(shaper):
-        return None if shaper is None else tbf(shaper, lab.link_scale, mtu)
-
+        ingress = _qdisc(pg.shaping.ingress, lab.link_scale, sw.mtu)
+        egress = _qdisc(pg.shaping.egress, lab.link_scale, sw.mtu)
     return [
-        PortQdisc(vm, nic.name, "ingress", q(ingress)),
-        PortQdisc(host.name, naming.vnic_port(vm, nic.name), "egress", q(egress)),
+        PortQdisc(vm, nic.name, "ingress", ingress),
+        PortQdisc(host.name, naming.vnic_port(vm, nic.name), "egress", egress),
     ]
 
 
@@ -175,10 +193,7 @@ def vmk_qdisc(lab: Lab, host: EsxiHost, vmk: VmkernelAdapter) -> PortQdisc:
     """What a VMkernel adapter sends into its switch (egress is refused by
     ``vlab check``)."""
     sw, pg = switch_of_port_group(lab, host, vmk.port_group)
-    shaper = pg.shaping.ingress
-    return PortQdisc(
-        host.name, vmk.name, "ingress", None if shaper is None else tbf(shaper, lab.link_scale, sw.mtu)
-    )
+    return PortQdisc(host.name, vmk.name, "ingress", _qdisc(pg.shaping.ingress, lab.link_scale, sw.mtu))
 
 
 def lab_qdiscs(lab: Lab) -> list[PortQdisc]:

@@ -1,29 +1,31 @@
 """Traffic shaping policies the testbed can emulate: a standard switch
 shapes outbound only, a distributed port group each direction; values the
-emulated shaper (``vlab.lab.shaping``) cannot hold are refused."""
+emulated shaper (``vlab.lab.shaping``) cannot hold, and ports whose traffic
+never passes it, are refused."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Optional
 
-from ..model import Lab, PortGroup, Shaping
-from ..resolve import effective_shaper
-from ..shaping import problems, tbf
+from ..model import DistributedSwitch, EsxiHost, Lab, PortGroup, Shaping, StandardSwitch
+from ..resolve import effective_shaper, vtep_of
+from ..shaping import KBIT, problems
 from .common import MAX_LINK_MBPS, Problem
 
 
-def _set(s: Shaping) -> bool:
+def _is_set(s: Shaping) -> bool:
     return s != Shaping()
 
 
 def _emulable(lab: Lab, path: str, layers: tuple[Shaping, ...], mtu: int) -> Iterator[Problem]:
+    """Problems of the policy ``layers`` resolve to (port group first), on a
+    vSwitch with ``mtu``."""
     shaper = effective_shaper(*layers)
     if shaper is None:
         return
     for text in problems(shaper, lab.link_scale, mtu):
         yield path, text
-    q = tbf(shaper, lab.link_scale, mtu)
-    fastest = max(q.rate_bps, q.peak_bps or 0) / 1e6
+    fastest = max(shaper.average_kbps, shaper.peak_kbps) * KBIT * lab.link_scale / 1e6
     if fastest > MAX_LINK_MBPS:
         yield (
             path,
@@ -32,54 +34,83 @@ def _emulable(lab: Lab, path: str, layers: tuple[Shaping, ...], mtu: int) -> Ite
         )
 
 
-def _vmk_port_groups(lab: Lab) -> set[str]:
-    return {v.port_group for h in lab.esxi_hosts for v in h.vmkernel}
+def _vtep_port_groups(lab: Lab) -> set[str]:
+    return {vtep_of(h).port_group for h in lab.esxi_hosts if vtep_of(h) is not None}
+
+
+def _vmk_on(lab: Lab, dvs: DistributedSwitch, pg: PortGroup) -> Optional[str]:
+    """A VMkernel adapter (``host/vmkN``) on distributed port group ``pg``,
+    if any: a member host's vmk whose port group no standard switch of that
+    host has (port group names are unique on a host)."""
+    for host in lab.esxi_hosts:
+        if not any(m.name == dvs.name for m in host.distributed_switches):
+            continue
+        standard = {p.name for sw in host.vswitches for p in sw.port_groups}
+        for vmk in host.vmkernel:
+            if vmk.port_group == pg.name and pg.name not in standard:
+                return f"{host.name}/{vmk.name}"
+    return None
+
+
+def _vtep_refusal(pg: PortGroup, inherited: bool = False) -> str:
+    hint = "; set enabled: false on it to keep the vSwitch's policy off it" if inherited else ""
+    return (
+        f"{pg.name} carries a VTEP: shaping it is not emulated (OVS's userspace VXLAN sends the "
+        f"overlay past the vmk's qdisc){hint}"
+    )
+
+
+def _mtu(lab: Lab, sw: StandardSwitch | DistributedSwitch) -> int:
+    """The MTU a switch runs at: NSX's transport MTU on the VTEP's switch."""
+    if lab.nsx is not None and any(pg.name in _vtep_port_groups(lab) for pg in sw.port_groups):
+        return lab.nsx.transport_mtu
+    return sw.mtu
 
 
 def shaping(lab: Lab) -> Iterator[Problem]:
-    """One problem per policy a lab sets that is not vSphere's or not emulable.
-    The MTU is the vSwitch's as configured (NSX raises the VTEP's vSwitch to
-    the transport MTU, which only makes frames, and the bucket needed, larger:
-    checked at the transport MTU there)."""
-    transport = lab.nsx.transport_mtu if lab.nsx is not None else 0
-    vmk_pgs = _vmk_port_groups(lab)
+    """One problem per policy a lab sets that is not vSphere's or not emulable."""
     for i, host in enumerate(lab.esxi_hosts):
         for j, sw in enumerate(host.vswitches):
-            base = f"esxi_hosts[{i}].vswitches[{j}]"
-            mtu = max(sw.mtu, transport)
-            yield from _emulable(lab, f"{base}.shaping", (sw.shaping,), mtu)
-            for k, pg in enumerate(sw.port_groups):
-                path = f"{base}.port_groups[{k}]"
-                for field in ("ingress_shaping", "egress_shaping"):
-                    if _set(getattr(pg, field)):
-                        yield (
-                            f"{path}.{field}",
-                            "a standard switch shapes outbound traffic only: use shaping "
-                            "(ingress and egress shaping are distributed port group policies)",
-                        )
-                yield from _emulable(lab, f"{path}.shaping", (pg.shaping, sw.shaping), mtu)
+            yield from _standard_switch(lab, host, f"esxi_hosts[{i}].vswitches[{j}]", sw)
     for d, dvs in enumerate(lab.distributed_switches):
-        mtu = max(dvs.mtu, transport)
         for k, pg in enumerate(dvs.port_groups):
-            yield from _distributed_port_group(
-                lab, f"distributed_switches[{d}].port_groups[{k}]", pg, mtu, vmk_pgs
-            )
+            yield from _distributed_port_group(lab, dvs, f"distributed_switches[{d}].port_groups[{k}]", pg)
 
 
-def _distributed_port_group(
-    lab: Lab, path: str, pg: PortGroup, mtu: int, vmk_pgs: set[str]
-) -> Iterator[Problem]:
-    if _set(pg.shaping):
+def _standard_switch(lab: Lab, host: EsxiHost, base: str, sw: StandardSwitch) -> Iterator[Problem]:
+    mtu = _mtu(lab, sw)
+    yield from _emulable(lab, f"{base}.shaping", (sw.shaping,), mtu)
+    vteps = _vtep_port_groups(lab)
+    for k, pg in enumerate(sw.port_groups):
+        path = f"{base}.port_groups[{k}]"
+        for field in ("ingress_shaping", "egress_shaping"):
+            if _is_set(getattr(pg, field)):
+                yield (
+                    f"{path}.{field}",
+                    "a standard switch shapes outbound traffic only: use shaping "
+                    "(ingress and egress shaping are distributed port group policies)",
+                )
+        yield from _emulable(lab, f"{path}.shaping", (pg.shaping, sw.shaping), mtu)
+        if pg.name in vteps and effective_shaper(pg.shaping, sw.shaping) is not None:
+            yield f"{path}.shaping", _vtep_refusal(pg, inherited=pg.shaping.enabled is None)
+
+
+def _distributed_port_group(lab: Lab, dvs: DistributedSwitch, path: str, pg: PortGroup) -> Iterator[Problem]:
+    if _is_set(pg.shaping):
         yield (
             f"{path}.shaping",
             "a distributed port group shapes each direction on its own: use ingress_shaping "
             "(what its ports send into the switch) and egress_shaping (what the switch delivers to them)",
         )
-    yield from _emulable(lab, f"{path}.ingress_shaping", (pg.ingress_shaping,), mtu)
-    yield from _emulable(lab, f"{path}.egress_shaping", (pg.egress_shaping,), mtu)
-    if effective_shaper(pg.egress_shaping) is not None and pg.name in vmk_pgs:
+    mtu = _mtu(lab, dvs)
+    for field in ("ingress_shaping", "egress_shaping"):
+        yield from _emulable(lab, f"{path}.{field}", (getattr(pg, field),), mtu)
+        if pg.name in _vtep_port_groups(lab) and effective_shaper(getattr(pg, field)) is not None:
+            yield f"{path}.{field}", _vtep_refusal(pg)
+    vmk = _vmk_on(lab, dvs, pg)
+    if effective_shaper(pg.egress_shaping) is not None and vmk is not None:
         yield (
             f"{path}.egress_shaping",
-            f"{pg.name} has a VMkernel adapter: shaping what the switch delivers to a VMkernel "
+            f"{pg.name} has a VMkernel adapter ({vmk}): shaping what the switch delivers to a VMkernel "
             "port is not emulated (OVS writes into its internal port past any qdisc)",
         )

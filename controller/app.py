@@ -13,6 +13,9 @@ A thin driver around ``ControllerState`` and the pure compilers:
 * every second, a beacon out of each uplink of a team with beacon probing;
   beacons heard (packet-ins) decide which uplinks are failed
   (``controller.beacon``) -> re-pin, install, RARPs, as for a dead link;
+* every second, the port counters of each bridge with load-based teaming;
+  an uplink loaded above 75% for 30 s gives up its busiest port
+  (``controller.loadbalance``) -> re-pin, install, RARPs;
 * a vNIC that vMotioned comes up on its new host -> RARP from its MAC and,
   if asked, a spoofed IGMP general query to the guest;
 * a switch copies a VM's ARP frame or a DHCP ACK on a logical switch (IP
@@ -23,7 +26,8 @@ After every change is acknowledged by a barrier on each affected switch the
 driver writes ``applied.json`` (see ``vlab.control``). No forwarding is
 learned from packet-ins: the only ones are IP-discovery copies, counted in
 ``applied.json`` as ``packet_ins``, and beacons (beacon probing's verdicts are
-``beacon_failed`` and ``shotgun`` there).
+``beacon_failed`` and ``shotgun`` there; load-based teaming's moves are
+``load_moves``).
 """
 
 from __future__ import annotations
@@ -44,13 +48,15 @@ from os_ken.ofproto import ofproto_v1_3
 
 from vlab import control, naming
 from vlab.lab.load import load_lab
+from vlab.lab.resolve import link_mbps
 
-from . import beacon, failover, ipdiscovery, notify, ofdriver, vmotion
+from . import beacon, failover, ipdiscovery, loadbalance, notify, ofdriver, vmotion
 from .failover import Notification
 from .flows import COOKIES
 from .hostd import GuestObserver, WatchedNic
 from .pipeline import FlowSpec
 from .state import ControllerState
+from .vswitch import pinning
 
 LOG = logging.getLogger("vlab.controller")
 POLL_S = 0.02  # how often desired.json is looked at
@@ -75,6 +81,7 @@ class VSwitchController(app_manager.OSKenApp):
         # A daemon thread: SIGTERM (sys.exit in the main thread) must not wait for it.
         threading.Thread(target=self._watch, name="hostd-watch", daemon=True).start()
         threading.Thread(target=self._beacons, name="beacon-probing", daemon=True).start()
+        threading.Thread(target=self._load_samples, name="load-based-teaming", daemon=True).start()
 
     def configure(self, lab, run_dir: Path) -> None:
         """Everything but os-ken's own set-up and the hostd thread: the unit
@@ -97,6 +104,7 @@ class VSwitchController(app_manager.OSKenApp):
         self._nsx_written: Optional[dict] = None
         self.packet_ins = 0
         self.monitors: dict[int, beacon.BeaconMonitor] = {}
+        self.loads: dict[int, loadbalance.LoadMonitor] = {}
         # What snooping learned survives a controller restart, as hosts would
         # report their bindings again to a new NSX controller.
         self.state.load_snooped(control.read_json(self.run_dir / control.SNOOPED))
@@ -266,6 +274,62 @@ class VSwitchController(app_manager.OSKenApp):
             if receiver is not None:
                 monitor.heard(receiver, heard, time.monotonic())
 
+    # -- load-based teaming --------------------------------------------------
+    def _load_samples(self):
+        """Ask every load-based bridge for its port counters each sample period."""
+        seq, start = 0, time.monotonic()
+        while True:
+            time.sleep(max(0.0, start + (seq + 1) * loadbalance.SAMPLE_S - time.monotonic()))
+            try:
+                with self.lock:
+                    for dpid, dp in sorted(self.datapaths.items()):
+                        if loadbalance.load_based(self.state.binding(dpid)):
+                            dp.send_msg(ofdriver.port_stats(dp))
+            except SystemExit:
+                return
+            except Exception:
+                LOG.exception("load-based teaming")
+            seq += 1
+
+    @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
+    def on_port_stats(self, ev):
+        msg, dp = ev.msg, ev.msg.datapath
+        now = time.monotonic()
+        with self.lock:
+            if dp.id not in self.datapaths:
+                return
+            b = self.state.binding(dp.id)
+            names = {p.ofport: p.name for p in b.ports}
+            monitor = self.loads.get(dp.id)
+            if monitor is None:
+                host = next(h for h in self.lab.esxi_hosts if h.name == b.host)
+                speeds = {u.name: link_mbps(self.lab, u.speed) * 1e6 for u in host.uplinks}
+                monitor = self.loads[dp.id] = loadbalance.LoadMonitor(
+                    {u: speeds[u] for u in b.switch.uplinks if u in speeds}
+                )
+            monitor.feed(
+                now, {names[s.port_no]: (s.tx_bytes, s.rx_bytes) for s in msg.body if s.port_no in names}
+            )
+            if msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
+                return  # judge once the whole reply is in
+            moves = loadbalance.rebalance(b, pinning(b), monitor, now)
+            if not moves:
+                return
+            notes = failover.load_moved(self.state, dp.id, moves)
+            for m in moves:
+                self._event(
+                    "load_balanced",
+                    host=b.host,
+                    vswitch=b.bridge,
+                    port=m.port,
+                    from_uplink=m.from_uplink,
+                    to_uplink=m.to_uplink,
+                    utilization=m.utilization,
+                    target_utilization=m.target_utilization,
+                )
+            self._apply({dp.id})
+            self._send_notifications(notes)
+
     # -- hostd and the testbed's requests ------------------------------------
     def _watch(self):
         """Poll desired.json and the guests' vNIC filters (hostd)."""
@@ -369,6 +433,7 @@ class VSwitchController(app_manager.OSKenApp):
                 "flows": {f"{d:016x}": len(f) for d, f in self.installed.items()},
                 "packet_ins": self.packet_ins,
                 **self.state.beacon_by_host(),
+                "load_moves": self.state.load_moves_by_host(),
             },
         )
 

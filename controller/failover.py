@@ -54,7 +54,7 @@ class Notification:
     mac: str
     vlan: Optional[int]  # None: untagged; VGT ports are not notified
     port: str
-    reason: str  # failover | failback | beacon failover | beacon failback | vmotion
+    reason: str  # failover | failback | beacon failover | beacon failback | load balancing | vmotion
 
 
 def is_uplink(binding: SwitchBinding, name: str) -> bool:
@@ -126,6 +126,18 @@ def beacon_changed(
         }
         moved = sorted(set(moved) | beaconing)
     return _notes(after, pins, moved, "beacon failback" if heard_again or was_shotgun else "beacon failover")
+
+
+def load_moved(state: "ControllerState", dpid: int, moves: list) -> list[Notification]:
+    """Load-based teaming moved ports of bridge ``dpid`` (``loadbalance.Move``
+    list). Returns the RARPs from their new uplinks."""
+    before = pinning(state.binding(dpid))
+    placed = state.load_moves.setdefault(dpid, {})
+    for m in moves:
+        placed[m.port] = m.to_uplink
+    after = state.binding(dpid)
+    pins = pinning(after)
+    return _notes(after, pins, _moved(before, pins), "load balancing")
 
 
 def _moved(before: dict, after: dict) -> list[str]:

@@ -165,5 +165,11 @@ def port_descriptions(datapath):
     return datapath.ofproto_parser.OFPPortDescStatsRequest(datapath, 0)
 
 
+def port_stats(datapath):
+    """Ask for every port's counters (load-based teaming)."""
+    ofp = datapath.ofproto
+    return datapath.ofproto_parser.OFPPortStatsRequest(datapath, 0, ofp.OFPP_ANY)
+
+
 def barrier(datapath):
     return datapath.ofproto_parser.OFPBarrierRequest(datapath)

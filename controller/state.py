@@ -47,6 +47,8 @@ class ControllerState:
         self.beacon_failed: dict[int, frozenset[str]] = {}
         self.shotgun: dict[int, bool] = {}
         self.teams: dict[int, dict[str, object]] = {}
+        # Load-based teaming's moves: port -> uplink (controller.loadbalance).
+        self.load_moves: dict[int, dict[str, str]] = {}
         self._base = {b.dpid: b for b in switch_bindings(lab)}
         self._placed = dict(self._base)  # bindings for the current placement
 
@@ -62,6 +64,7 @@ class ControllerState:
             beacon_failed=self.beacon_failed.get(dpid, frozenset()),
             shotgun=self.shotgun.get(dpid, False),
             teams=tuple(sorted(self.teams.get(dpid, {}).items())),
+            load_moves=tuple(sorted(self.load_moves.get(dpid, {}).items())),
         )
 
     def nsx_tables(self) -> NsxTables:
@@ -95,6 +98,14 @@ class ControllerState:
             out.setdefault(self.host_of(d), set()).update(down)
         return {h: sorted(u) for h, u in out.items()}
 
+    def load_moves_by_host(self) -> dict[str, dict[str, str]]:
+        """Load-based teaming's moves in force, per ESXi host: port -> uplink."""
+        out: dict[str, dict[str, str]] = {}
+        for d, moves in sorted(self.load_moves.items()):
+            if moves:
+                out.setdefault(self.host_of(d), {}).update(moves)
+        return out
+
     def beacon_by_host(self) -> dict[str, dict[str, list[str]]]:
         """Beacon probing's verdicts per ESXi host: the uplinks it failed
         (``beacon_failed``) and the vSwitches sending on every uplink
@@ -124,6 +135,14 @@ class ControllerState:
     def set_placement(self, placement: dict[str, Placement]) -> set[int]:
         """New placement; returns the bridges whose flows change."""
         before = {d: self.binding(d).ports for d in self.dpids}
+        # A port that moved (vMotion) or got a new port ID (reconnect) is a
+        # new virtual port: load-based teaming places it afresh.
+        changed = {
+            p for p in set(placement) | set(self.placement) if placement.get(p) != self.placement.get(p)
+        }
+        for moves in self.load_moves.values():
+            for port in changed & set(moves):
+                del moves[port]
         self.placement = dict(placement)
         # Placement is the only input of the port layout: rebuild it here,
         # not on every compile.

@@ -9,6 +9,11 @@ down"), so ports pinned to surviving uplinks do not move. Failback decides what
 happens when the failed uplink recovers: yes, it takes its slot back; no, it
 becomes a standby and the replacement keeps the slot (``after_recovery``).
 
+Load-based teaming (route based on physical NIC load, distributed switches
+only) places ports by port ID and then moves the busiest port off an uplink
+loaded above 75% for 30 s (``controller.loadbalance``); a move lasts while
+its uplink is alive.
+
 IP hash needs a static EtherChannel on the physical switch; ports are then not
 pinned for reception (the switch delivers each frame once, on any member). For
 transmission the uplink is chosen per packet, as vSphere documents it: "the
@@ -49,9 +54,12 @@ def pinned_uplink(
     teaming: EffectiveTeaming,
     down: frozenset[str] = frozenset(),
     mac: Optional[str] = None,
+    moved_to: Optional[str] = None,
 ) -> Optional[str]:
     """The uplink ``port`` transmits on, or None when no uplink can carry it;
-    ``mac`` is its effective MAC (source MAC hash; default the configured one).
+    ``mac`` is its effective MAC (source MAC hash; default the configured one);
+    ``moved_to`` where load-based teaming moved it (kept while that uplink
+    serves an active slot; otherwise the port is placed by its port ID).
 
     A port hashes to a slot of the configured active list; only when that slot
     has no uplink is it re-hashed over the surviving ones, so a failure moves
@@ -62,6 +70,8 @@ def pinned_uplink(
         return None
     if teaming.policy == "explicit_failover":
         return alive[0]
+    if teaming.policy == "load_based" and moved_to in alive:
+        return moved_to
     if teaming.policy == "source_mac_hash":
         # vSphere: "the virtual switch uses the virtual machine MAC address
         # and the number of uplinks in the NIC team"; the function is not
@@ -69,8 +79,9 @@ def pinned_uplink(
         # described) spreads sequentially assigned MACs evenly.
         key = int((mac or port.mac).split(":")[-1], 16)
     else:
-        # originating_port: the virtual port ID. (ip_hash is chosen per
-        # packet by the flows; this is its first bucket's uplink.)
+        # originating_port, and load_based until it moves the port: the
+        # virtual port ID. (ip_hash is chosen per packet by the flows; this
+        # is its first bucket's uplink.)
         key = port.ofport
     return slots[key % len(slots)] or alive[key % len(alive)]
 

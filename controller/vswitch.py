@@ -105,7 +105,7 @@ class View:
             team = b.teaming(p.port_group)
             self.security[p.name] = PortSecurity.of(b, p)
             down = b.down_for(team)
-            up = pinned_uplink(p, team, down, self.security[p.name].effective_mac)
+            up = pinned_uplink(p, team, down, self.security[p.name].effective_mac, b.moved_to(p.name))
             self.pin[p.name] = self.uplink_no[up] if up is not None else None
             if b.shotgun and team.failure_detection == "beacon_probing":
                 live = [u for u in team.active + team.standby if u not in b.uplinks_down]

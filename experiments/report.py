@@ -270,6 +270,17 @@ SEEDS = [
                 "beacon_probing_two_uplinks_shotgun",
             ),
             (
+                "Route based on physical NIC load: an uplink above 75% for 30 s gives up its busiest "
+                "port to a less loaded uplink (30-40 s after two busy VMs started on one uplink)",
+                "teaming-policies",
+                "load_based_moves_one_busy_port",
+            ),
+            (
+                "Route based on physical NIC load leaves a team under 75% alone",
+                "teaming-policies",
+                "load_based_leaves_an_unsaturated_team",
+            ),
+            (
                 "Traffic shaping, standard switch: a port sends at the average bandwidth averaged over "
                 "time (within 5%)",
                 "traffic-shaping",

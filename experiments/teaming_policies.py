@@ -21,14 +21,23 @@ under a core):
    intervals take, the link-status VM gets no reply while the link is out.
 4. Beacon probing over two uplinks: neither hears the other, the vSwitch
    cannot tell which failed and sends on both (shotgun).
+5. Route based on physical NIC load (``labs/load-based-teaming.yaml``): two
+   VMs whose port IDs share an uplink each send TCP as fast as they can;
+   the uplink is saturated, and 30 s later (vSphere: load above 75% for
+   30 s) one of them is moved to the idle uplink, where both then run at
+   full speed; a team under the threshold (one VM at half its uplink's
+   speed) moves nothing.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from controller import loadbalance
 from experiments import pings, settle
 from experiments.common import (
     RESULTS,
@@ -47,17 +56,22 @@ from experiments.common import (
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
 from vlab import naming
-from vlab.waiting import wait_for
+from vlab.lab.resolve import link_mbps
+from vlab.waiting import Pending, wait_for
 
 if TYPE_CHECKING:
     from topologies.network import LabNetwork
 
 NAME = "teaming-policies"
 REPO = Path(__file__).resolve().parents[1]
-LABS = {"teaming": REPO / "labs" / "teaming.yaml", "beacon": REPO / "labs" / "beacon-probing.yaml"}
+LABS = {
+    "teaming": REPO / "labs" / "teaming.yaml",
+    "beacon": REPO / "labs" / "beacon-probing.yaml",
+    "lbt": REPO / "labs" / "load-based-teaming.yaml",
+}
 EXT_VLAN20, EXT_VLAN40 = "00:50:56:0e:0e:02", "00:50:56:0e:0e:04"
 IH_IP, LAG = "10.0.40.5", ("vmnic3", "vmnic4")
-DEFAULTS = {"frames": 10, "trials": 3, "ping_interval_s": 0.1, "failure_s": 8.0}
+DEFAULTS = {"frames": 10, "trials": 3, "ping_interval_s": 0.1, "failure_s": 8.0, "lbt_s": 45.0}
 
 
 # -- counting frames per uplink ----------------------------------------------------------
@@ -303,6 +317,96 @@ def measure_shotgun(net: LabNetwork, work: Path) -> dict:
     }
 
 
+# -- load-based teaming --------------------------------------------------------------------------
+SINK_IP = "10.0.10.100"
+LBT_FLOWS = {"busy1": 5301, "busy2": 5302, "half": 5303}
+# When the move must come, after the load began: the window vSphere
+# documents (30 s above 75%), and at most the issue's 40 s (one 1 s sample
+# and the controller's reaction on top are well inside it).
+LBT_MOVE_S = (loadbalance.WINDOW_S, 40.0)
+HALF_LOAD = 0.5  # the quiet team's VM sends at half its uplink's speed
+
+
+def _uplink_bps(net: LabNetwork, host: str, vmnic: str) -> float:
+    up = next(u for u in net.control.esxi(host).uplinks if u.name == vmnic)
+    return link_mbps(net.lab, up.speed) * 1e6
+
+
+def _iperf_rates(out: str) -> list[float]:
+    """Bits per second of each 1 s interval of an iperf3 -J client run."""
+    data = json.loads(out)
+    if "error" in data:
+        raise RuntimeError(f"iperf3: {data['error']}")
+    return [i["sum"]["bits_per_second"] for i in data["intervals"]]
+
+
+def measure_load_based(net: LabNetwork, seconds: float) -> dict:
+    """Three TCP senders to the sink for ``seconds``: busy1 and busy2 at full
+    speed (same uplink by port ID), half at ``HALF_LOAD`` of its uplink.
+    Which ports load-based teaming moved and when, from the controller's
+    events; each VM's rate per second from its iperf3 intervals."""
+    ctl, sink = net.control, net.node("sink")
+    before = ctl.applied()["pinning"]["esx1"]
+    servers = [
+        sink.popen(["iperf3", "-s", "-1", "-B", SINK_IP, "-p", str(port)], stdout=subprocess.DEVNULL)
+        for port in LBT_FLOWS.values()
+    ]
+    try:
+        for port in LBT_FLOWS.values():
+            wait_for(
+                lambda port=port: (
+                    "LISTEN" in sink.cmd(f"ss -Hltn 'sport = :{port}'")
+                    or Pending(f"iperf3 on port {port} not listening")
+                ),
+                10,
+                f"iperf3 server on sink:{port}",
+            )
+        half_bps = HALF_LOAD * _uplink_bps(net, "esx1", before["half-eth0"])
+        t_start = time.time()  # no load before this: the earliest the window can start
+        clients = {
+            vm: net.node(vm).popen(
+                ["iperf3", "-c", SINK_IP, "-p", str(port), "-t", str(seconds), "-i", "1", "-J"]
+                + (["-b", str(int(half_bps))] if vm == "half" else []),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for vm, port in LBT_FLOWS.items()
+        }
+        outputs = {vm: c.communicate(timeout=seconds + 30)[0] for vm, c in clients.items()}
+    finally:
+        for s in servers:
+            stop_tool(s)
+    moves = [e for e in ctl.events() if e["event"] == "load_balanced" and e["t"] >= t_start]
+    rarps = [
+        e
+        for e in ctl.events()
+        if e["event"] == "rarp" and e["reason"] == "load balancing" and e["t"] >= t_start
+    ]
+    after = ctl.applied()["pinning"]["esx1"]
+    busy = [m for m in moves if m["vswitch"] == "dvs1"]
+    moved_after = [round(m["t"] - t_start, 2) for m in busy]
+    lo, hi = LBT_MOVE_S
+    return {
+        "pinning_before": {p: before[p] for p in ("busy1-eth0", "busy2-eth0", "half-eth0")},
+        "pinning_after": {p: after[p] for p in ("busy1-eth0", "busy2-eth0", "half-eth0")},
+        "moves": [
+            {k: m[k] for k in ("vswitch", "port", "from_uplink", "to_uplink", "utilization")} for m in moves
+        ],
+        "moved_after_s": moved_after,
+        "window_s": [lo, hi],
+        "rarps": [{k: e[k] for k in ("port", "uplink", "mac")} for e in rarps],
+        "rates_bps": {vm: _iperf_rates(out) for vm, out in outputs.items()},
+        "half_load_bps": half_bps,
+        "verdict_busy": len(busy) == 1
+        and lo <= moved_after[0] <= hi
+        and after["busy1-eth0"] != after["busy2-eth0"]
+        and any(r["port"] == busy[0]["port"] for r in rarps),
+        "verdict_quiet": not [m for m in moves if m["vswitch"] == "dvs2"]
+        and after["half-eth0"] == before["half-eth0"],
+    }
+
+
 # -- run and plot ------------------------------------------------------------------------------
 def run(params: dict | None = None) -> dict:
     p = {**DEFAULTS, **(params or {})}
@@ -334,6 +438,24 @@ def run(params: dict | None = None) -> dict:
         env = environment(net)
         cpu.stop()
         drops.update({f"beacon/{k}": v for k, v in shaping_drops(net).items()})
+    with lab_session(LABS["lbt"]) as net:
+        cpu.start()
+        phase(f"load-based teaming: two busy VMs on one uplink, one half-loaded team, {p['lbt_s']:g} s")
+        lbt = measure_load_based(net, p["lbt_s"])
+        claims["load_based_moves_one_busy_port"] = {
+            **{k: v for k, v in lbt.items() if not k.startswith("verdict")},
+            "verdict": lbt["verdict_busy"],
+        }
+        claims["load_based_leaves_an_unsaturated_team"] = {
+            "pinning_before": lbt["pinning_before"]["half-eth0"],
+            "pinning_after": lbt["pinning_after"]["half-eth0"],
+            "half_load_bps": lbt["half_load_bps"],
+            "rate_bps": lbt["rates_bps"]["half"],
+            "verdict": lbt["verdict_quiet"],
+        }
+        cpu.stop()
+        # TCP fills the busy uplink on purpose: its queue drops by design.
+        tcp_drops = {f"lbt/{k}": v for k, v in shaping_drops(net).items()}
     return {
         "experiment": NAME,
         "labs": repo_paths(LABS),
@@ -342,6 +464,7 @@ def run(params: dict | None = None) -> dict:
         "claims": claims,
         "verdicts": verdicts_of(claims),
         "fidelity": fidelity_summary(cpu, drops, frames_counted=True),
+        "tcp_shaping_drops": tcp_drops,
         "wall_s": round(time.monotonic() - t0, 1),
     }
 
@@ -353,7 +476,7 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     claims = result["claims"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1.6, 1, 1]})
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2), gridspec_kw={"width_ratios": [1.6, 1, 1, 1.3]})
     ax = axes[0]
     trial = claims["beacon_probing_detects_an_upstream_failure"]["trials"][0]
     for row, (k, colour) in enumerate((("beacon_probing", "#0072B2"), ("link_status", "#E69F00"))):
@@ -398,6 +521,23 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     ax.set_ylabel("frames per uplink")
     ax.set_title("(c) explicit failover, failback yes / no")
     ax.legend(fontsize=8, loc="upper center", ncol=2)
+
+    ax = axes[3]
+    lbt = claims.get("load_based_moves_one_busy_port")
+    if lbt is not None:
+        colours = {"busy1": "#0072B2", "busy2": "#D55E00", "half": "#009E73"}
+        for vm, rates in lbt["rates_bps"].items():
+            ax.step(
+                range(1, len(rates) + 1), [r / 1e6 for r in rates], where="pre", color=colours[vm], label=vm
+            )
+        for t in lbt["moved_after_s"]:
+            ax.axvline(t, color="#555555", ls="--", lw=1, label=f"moved after {t:g} s")
+        ax.axvspan(*lbt["window_s"], color="#EEEEEE", label="documented window")
+        ax.set_ylim(0, max(max(r) for r in lbt["rates_bps"].values()) / 1e6 * 1.35)
+        ax.set_xlabel("time since the load began (s)")
+        ax.set_ylabel("TCP rate per second (Mbit/s)")
+        ax.set_title("(d) load-based teaming: busy1 and busy2 share vmnic0")
+        ax.legend(fontsize=7, loc="upper left", ncol=3)
     return save_figure(fig, outdir, NAME)
 
 
@@ -438,9 +578,27 @@ def _shotgun_line(r: dict) -> str:
     return "echo requests on vmnic3 / vmnic4: {} / {}".format(counts["vmnic3"], counts["vmnic4"])
 
 
+def _lbt_line(r: dict) -> str:
+    c = r["claims"]["load_based_moves_one_busy_port"]
+    moves = "; ".join(f"{m['port']} {m['from_uplink']} -> {m['to_uplink']}" for m in c["moves"]) or "no move"
+    after = ", ".join(map(str, c["moved_after_s"])) or "-"
+    lo, hi = c["window_s"]
+    return f"{moves} after {after} s of load (documented window {lo:g}-{hi:g} s)"
+
+
+def _quiet_line(r: dict) -> str:
+    c = r["claims"]["load_based_leaves_an_unsaturated_team"]
+    rates = c["rate_bps"]
+    mean = sum(rates) / len(rates) / 1e6 if rates else 0.0
+    return f"half at {mean:.1f} Mbit/s stayed on {c['pinning_after']} (was {c['pinning_before']})"
+
+
 METRICS = {
     "beacon detection (s)": lambda r: max(t["beacon_detected_after_s"] or float("inf") for t in _trials(r)),
     "beacon-probing VM outage (s)": _worst_outage,
+    "load-based move after (s)": lambda r: (
+        r["claims"]["load_based_moves_one_busy_port"]["moved_after_s"] or [float("inf")]
+    )[0],
 }
 
 MEASURED = {
@@ -448,4 +606,6 @@ MEASURED = {
     "explicit_failover_failback_yes_and_no": _failback_line,
     "beacon_probing_detects_an_upstream_failure": _beacon_line,
     "beacon_probing_two_uplinks_shotgun": _shotgun_line,
+    "load_based_moves_one_busy_port": _lbt_line,
+    "load_based_leaves_an_unsaturated_team": _quiet_line,
 }

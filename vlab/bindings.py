@@ -124,6 +124,9 @@ class SwitchBinding:
     # Teaming as it stands after failovers without failback (port group ->
     # EffectiveTeaming); port groups not listed use the configured teaming.
     teams: tuple[tuple[str, EffectiveTeaming], ...] = ()
+    # Load-based teaming's moves: port -> the uplink it was moved to
+    # (controller.loadbalance); other ports are placed by port ID.
+    load_moves: tuple[tuple[str, str], ...] = ()
 
     @property
     def bridge(self) -> str:
@@ -161,6 +164,10 @@ class SwitchBinding:
         if team.failure_detection == "beacon_probing":
             return self.uplinks_down | self.beacon_failed
         return self.uplinks_down
+
+    def moved_to(self, port: str) -> Optional[str]:
+        """The uplink load-based teaming moved ``port`` to, if it did."""
+        return dict(self.load_moves).get(port)
 
     def teaming(self, port_group: str) -> EffectiveTeaming:
         """The port group's teaming as it stands now."""

@@ -39,7 +39,9 @@ by a barrier on each affected switch)
     ``packet_ins``    how many IP-discovery copies arrived;
     ``beacon_failed`` ESXi host -> uplinks beacon probing failed (links up);
     ``shotgun``       ESXi host -> vSwitches whose beacon-probing ports send
-                      on every uplink (no uplink hears another).
+                      on every uplink (no uplink hears another);
+    ``load_moves``    ESXi host -> port -> the uplink load-based teaming
+                      moved it to (``controller.loadbalance``).
 
 ``synced/<dpid>`` (controller -> testbed): ``{"host", "flows",
 "generation"}`` after the barrier that follows a (re)connect's full resync.
@@ -56,7 +58,9 @@ port -> method -> IPs, so a restarted controller keeps it.
 uplink), ``rarp`` (host, uplink, mac, vlan, port, reason), ``vmotion_port_up``
 (host, port), ``igmp_query`` (host, port, source, max_response_s),
 ``ip_discovered`` (host, port, method, ip, mac), ``beacon`` (host, vswitch,
-failed, shotgun: beacon probing's new verdict).
+failed, shotgun: beacon probing's new verdict), ``load_balanced`` (host,
+vswitch, port, from_uplink, to_uplink, utilization, target_utilization: a
+load-based teaming move).
 """
 
 from __future__ import annotations

@@ -68,9 +68,9 @@ INVALID = [
     case("vnics-not-a-list", put("vms[0].vnics", "eth0"), "vms[0].vnics: must be a list (got 'eth0')"),
     case(
         "unknown-teaming-policy",
-        put(f"{PG_1G}.teaming.policy", "load_based"),
-        f"{PG_1G}.teaming.policy: must be 'originating_port', 'source_mac_hash', 'ip_hash' "
-        "or 'explicit_failover' (got 'load_based')",
+        put(f"{PG_1G}.teaming.policy", "route_based_on_load"),
+        f"{PG_1G}.teaming.policy: must be 'originating_port', 'source_mac_hash', 'ip_hash', "
+        "'explicit_failover' or 'load_based' (got 'route_based_on_load')",
     ),
     case(
         "security-boolean",

@@ -168,6 +168,11 @@ def live_state(ctl):
         failed = set(applied.get("beacon_failed", {}).get(b.host, [])) & {p.name for p in b.uplink_ports()}
         shotgun = b.bridge in applied.get("shotgun", {}).get(b.host, [])
         beacon_changed(state, dpid, frozenset(failed), shotgun)
+    # Load-based teaming's moves (port names are unique on a host).
+    for dpid in state.dpids:
+        b = state.binding(dpid)
+        moved = applied.get("load_moves", {}).get(b.host, {})
+        state.load_moves[dpid] = {p.name: moved[p.name] for p in b.local_ports() if p.name in moved}
     return state
 
 

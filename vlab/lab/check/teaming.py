@@ -126,3 +126,22 @@ def lag_problem(active, plugs, lag_of) -> Optional[str]:
             + ")"
         )
     return None
+
+
+def load_based_on_distributed_only(lab: Lab) -> Iterator[Problem]:
+    """Route based on physical NIC load is a distributed switch policy
+    (vSphere offers it on no standard switch)."""
+    for i, host in enumerate(lab.esxi_hosts):
+        for j, sw in enumerate(host.vswitches):
+            base = f"esxi_hosts[{i}].vswitches[{j}]"
+            places = [(f"{base}.teaming.policy", sw.teaming)]
+            places += [
+                (f"{base}.port_groups[{k}].teaming.policy", pg.teaming) for k, pg in enumerate(sw.port_groups)
+            ]
+            for path, teaming in places:
+                if teaming.policy == "load_based":
+                    yield (
+                        path,
+                        "load_based (route based on physical NIC load) is a distributed switch policy; "
+                        "a standard switch does not offer it",
+                    )

@@ -46,7 +46,9 @@ class Teaming(LabModel):
     """NIC teaming and failover. Fields left unset inherit from the vSwitch;
     on the vSwitch, ``active=None`` means every uplink of the vSwitch is active."""
 
-    policy: Optional[Literal["originating_port", "source_mac_hash", "ip_hash", "explicit_failover"]] = None
+    policy: Optional[
+        Literal["originating_port", "source_mac_hash", "ip_hash", "explicit_failover", "load_based"]
+    ] = None
     active: Optional[tuple[Name, ...]] = None
     standby: Optional[tuple[Name, ...]] = None
     unused: Optional[tuple[Name, ...]] = None

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
 import threading
@@ -108,6 +109,16 @@ class VSwitchController(app_manager.OSKenApp):
         # What snooping learned survives a controller restart, as hosts would
         # report their bindings again to a new NSX controller.
         self.state.load_snooped(control.read_json(self.run_dir / control.SNOOPED))
+        # So do teaming decisions: a port must not snap back to an uplink
+        # the physical switches no longer deliver its frames on.
+        self.state.load_teaming(control.read_json(self.run_dir / control.TEAMING))
+        self._teaming_written = self.state.teaming_to_json()
+        for dpid in self.state.dpids:
+            b = self.state.binding(dpid)
+            blamed = set(b.beacon_failed) | (set(beacon.beaconing(b)) if b.shotgun else set())
+            if blamed:
+                # Silent until heard again, not given three fresh intervals.
+                self.monitors[dpid] = beacon.BeaconMonitor(b.host, b.bridge, {u: -math.inf for u in blamed})
         # Start from what the testbed asked for and what the guests show, so
         # a restarted controller resyncs switches to the right flows at once.
         self._poll_once()
@@ -436,6 +447,10 @@ class VSwitchController(app_manager.OSKenApp):
                 "load_moves": self.state.load_moves_by_host(),
             },
         )
+        teaming = self.state.teaming_to_json()
+        if teaming != self._teaming_written:
+            control.write_json(self.run_dir / control.TEAMING, teaming)
+            self._teaming_written = teaming
 
     def _write_nsx(self, tables) -> None:
         data = tables.to_json()

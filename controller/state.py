@@ -13,12 +13,13 @@ so tests can check them without a switch.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Optional
 
 from vlab.bindings import GuestNic, Placement, SwitchBinding, switch_bindings
 from vlab.control import placement_of
 from vlab.lab.model import Lab
+from vlab.lab.resolve import EffectiveTeaming
 
 from .dfw import Session, expiry_of
 from .flows import compile_bridge
@@ -227,6 +228,37 @@ class ControllerState:
         """Take back what ``snooped_to_json`` stored (a restarted controller)."""
         for port, methods in (data or {}).items():
             self.snooped[port] = {m: frozenset(ips) for m, ips in methods.items()}
+
+    def teaming_to_json(self) -> dict:
+        """The teaming decisions of every bridge, as ``teaming.json`` stores them."""
+        out = {}
+        for d in self.dpids:
+            entry = {
+                "beacon_failed": sorted(self.beacon_failed.get(d, ())),
+                "shotgun": self.shotgun.get(d, False),
+                "teams": {pg: asdict(t) for pg, t in sorted(self.teams.get(d, {}).items())},
+                "load_moves": dict(sorted(self.load_moves.get(d, {}).items())),
+            }
+            if entry["beacon_failed"] or entry["shotgun"] or entry["teams"] or entry["load_moves"]:
+                out[f"{d:016x}"] = entry
+        return out
+
+    def load_teaming(self, data: Optional[dict]) -> None:
+        """Take back what ``teaming_to_json`` stored (a restarted controller);
+        bridges and port groups the lab does not have are ignored."""
+        for key, entry in (data or {}).items():
+            d = int(key, 16)
+            if d not in self._base:
+                continue
+            groups = {pg.name for pg in self._base[d].switch.port_groups}
+            self.beacon_failed[d] = frozenset(entry.get("beacon_failed", ()))
+            self.shotgun[d] = bool(entry.get("shotgun"))
+            self.teams[d] = {
+                pg: EffectiveTeaming(**{k: tuple(v) if isinstance(v, list) else v for k, v in t.items()})
+                for pg, t in entry.get("teams", {}).items()
+                if pg in groups
+            }
+            self.load_moves[d] = dict(entry.get("load_moves", {}))
 
     def set_captures(self, ports: frozenset[str]) -> bool:
         changed, self.captures = ports != self.captures, ports

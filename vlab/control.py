@@ -53,6 +53,12 @@ controller tables per logical switch: VTEP, MAC and ARP table
 ``ip_discovery.json`` (controller -> itself): what ARP/DHCP snooping learned,
 port -> method -> IPs, so a restarted controller keeps it.
 
+``teaming.json`` (controller -> itself): per bridge (dpid, 16 hex digits)
+the teaming decisions a restarted controller must not forget, or ports
+would snap back to uplinks the physical switches no longer deliver them
+on: beacon probing's ``beacon_failed`` and ``shotgun``, the ``teams``
+changed by failovers without failback, load-based teaming's ``load_moves``.
+
 ``events.jsonl`` (controller -> anyone): one JSON object per line, with
 ``t`` (wall clock) and ``event``: ``uplink_down``/``uplink_up`` (host,
 uplink), ``rarp`` (host, uplink, mac, vlan, port, reason), ``vmotion_port_up``
@@ -75,6 +81,7 @@ from .bindings import Placement
 NODES, DESIRED, APPLIED, EVENTS = "nodes.json", "desired.json", "applied.json", "events.jsonl"
 NSX_TABLES = "nsx.json"
 SNOOPED = "ip_discovery.json"  # what ARP/DHCP snooping learned, kept across controller restarts
+TEAMING = "teaming.json"  # teaming decisions, kept across controller restarts
 
 
 def write_json(path: Path, data: dict) -> None:

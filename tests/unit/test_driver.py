@@ -225,3 +225,54 @@ def test_a_moved_vm_in_a_multicast_group_gets_a_rarp_and_an_igmp_query_once_per_
     back, _, _ = _move(ctl, dps, port, vm.host, "2", igmp_query=False)
     sent = [Ether(m.data) for m in back.packet_outs]
     assert [_rarp_of(f) for f in sent] == [mac]  # a new move: its RARP, and no query (not asked for)
+
+
+def test_a_restarted_controller_keeps_beacon_verdicts_failback_teams_and_load_moves(tmp_path):
+    from controller import failover
+    from controller.loadbalance import Move
+    from controller.vswitch import pinning
+
+    def controller(lab):
+        c = VSwitchController.__new__(VSwitchController)
+        c.configure(load_lab(LABS / lab), tmp_path / lab)
+        return c
+
+    # Beacon probing failed vmnic0 of esx1's vSwitch0; then a restart.
+    first = controller("beacon-probing.yaml")
+    dpid = next(d for d in first.state.dpids if first.state.binding(d).bridge == "vSwitch0")
+    failover.beacon_changed(first.state, dpid, frozenset({"vmnic0"}), False)
+    first._write_applied()
+    before = pinning(first.state.binding(dpid))
+    again = controller("beacon-probing.yaml")
+    assert again.state.binding(dpid).beacon_failed == {"vmnic0"}
+    assert pinning(again.state.binding(dpid)) == before
+    # Its first beacon rounds do not give vmnic0 three fresh intervals: it
+    # stays failed until it is heard again.
+    b = again.state.binding(dpid)
+    live = [u for u in beacon_uplinks(b) if u not in b.uplinks_down]
+    assert again.monitors[dpid].verdict(live, 0.0) == (frozenset({"vmnic0"}), False)
+
+    # Load-based teaming moved busy1; a failover without failback changed a team.
+    first = controller("load-based-teaming.yaml")
+    dvs1 = next(d for d in first.state.dpids if first.state.binding(d).bridge == "dvs1")
+    failover.load_moved(first.state, dvs1, [Move("busy1-eth0", "vmnic0", "vmnic1", 1.0, 0.0)])
+    first._write_applied()
+    again = controller("load-based-teaming.yaml")
+    assert pinning(again.state.binding(dvs1)) == {"busy1-eth0": "vmnic1", "busy2-eth0": "vmnic0"}
+    assert again.state.teaming_to_json() == first.state.teaming_to_json()
+
+    # Failback no: after vmnic0 failed and came back, the standby keeps the port.
+    first = controller("teaming.yaml")
+    vs0 = next(d for d in first.state.dpids if first.state.binding(d).bridge == "vSwitch0")
+    failover.link_changed(first.state, vs0, "vmnic0", up=False)
+    failover.link_changed(first.state, vs0, "vmnic0", up=True)
+    first._write_applied()
+    kept = pinning(first.state.binding(vs0))
+    assert "vmnic1" in kept.values()
+    assert pinning(controller("teaming.yaml").state.binding(vs0)) == kept
+
+
+def beacon_uplinks(b):
+    from controller.beacon import beaconing
+
+    return list(beaconing(b))

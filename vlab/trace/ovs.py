@@ -145,9 +145,8 @@ def parse_ofproto_trace(text: str) -> OvsTrace:
 # -- the controller's view of a running lab -------------------------------------
 def live_state(ctl):
     """A ``ControllerState`` rebuilt from a running lab's control files:
-    what the controller compiled its flows from (as far as the files tell;
-    teaming changed by failovers without failback is not in them)."""
-    from controller.failover import beacon_changed, link_changed
+    what the controller compiled its flows from."""
+    from controller.failover import link_changed
     from controller.state import ControllerState
     from vlab import control
 
@@ -162,17 +161,9 @@ def live_state(ctl):
             for uplink in uplinks:
                 if b.host == host and any(p.name == uplink for p in b.uplink_ports()):
                     link_changed(state, dpid, uplink, False)
-    # Beacon probing's verdicts, as the controller applied them.
-    for dpid in state.dpids:
-        b = state.binding(dpid)
-        failed = set(applied.get("beacon_failed", {}).get(b.host, [])) & {p.name for p in b.uplink_ports()}
-        shotgun = b.bridge in applied.get("shotgun", {}).get(b.host, [])
-        beacon_changed(state, dpid, frozenset(failed), shotgun)
-    # Load-based teaming's moves (port names are unique on a host).
-    for dpid in state.dpids:
-        b = state.binding(dpid)
-        moved = applied.get("load_moves", {}).get(b.host, {})
-        state.load_moves[dpid] = {p.name: moved[p.name] for p in b.local_ports() if p.name in moved}
+    # Teaming decisions (beacon verdicts, teams after failovers without
+    # failback, load-based moves), as the controller keeps them.
+    state.load_teaming(control.read_json(ctl.dir / control.TEAMING))
     return state
 
 

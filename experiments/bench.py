@@ -25,6 +25,13 @@ machine, each number next to its target.
   lost (sent on the sender's vNIC, never seen at the receiver's; kernel
   captures), and whether every bridge then holds exactly its compiled flows
   in one cookie epoch (target: resync within 1 s, nothing lost);
+* **teaming**: beacon probing's detection time (an access-to-core link
+  pulled -> the controller's verdict failing the uplink behind it; 20
+  trials on ``labs/beacon-probing.yaml``; three missed beacons put it
+  between 3 and 4 s, the target allows 5), and load-based teaming's
+  reaction time (two
+  VMs saturating one uplink -> the move; 3 trials, a fresh lab each, on
+  ``labs/load-based-teaming.yaml``; 30 s above 75% put it just after 30 s);
 * **make run**: wall time of the last full ``vlab run``.
 
 Results (with the machine's description) go to ``results/bench/result.json``,
@@ -61,6 +68,7 @@ from experiments.common import (
 from experiments.vswitch_nuggets import _arrivals
 from vlab import naming
 from vlab.lab.reachability import endpoints
+from vlab.waiting import Pending, wait_for
 
 NAME = "bench"
 OUT = RESULTS / NAME
@@ -76,6 +84,13 @@ TARGETS = {
     "controller_resync_s": 1.0,
     "controller_kill_lost_packets": 0,
 }
+# Beacon probing fails an uplink silent for MISSED_BEACONS intervals, judged
+# once per interval: 3 to 4 s after the pull in theory; the target allows
+# one interval more for the pull itself and the controller's round, as the
+# teaming-policies experiment's limit does. Load-based teaming: 30 s above
+# 75%, sampled each second, at most the issue's 40 s.
+BEACON_DETECTION_S = (3.0, 5.0)
+LBT_REACTION_S = (30.0, 40.0)
 
 
 def write_lab(data: dict) -> Path:
@@ -851,6 +866,8 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
     moves = params.get("vmotion_moves", 10)
     seconds = params.get("iperf_s", 4.0)
     kills = params.get("controller_kills", 10)
+    beacon_trials = params.get("beacon_trials", 20)
+    lbt_trials = params.get("lbt_trials", 3)
     progress = Progress(NAME)
     work = work or Path(os.environ.get("TMPDIR", "/tmp")) / f"vlab-bench-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
@@ -863,6 +880,8 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
             "failover_trials": trials,
             "vmotion_moves": moves,
             "controller_kills": kills,
+            "beacon_trials": beacon_trials,
+            "lbt_trials": lbt_trials,
             "iperf_s": seconds,
             "shaping_mbps": list(SHAPING_MBPS),
         },
@@ -886,6 +905,10 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
         result["failover"] = measure_failover(net, work, trials)
         progress(f"failover p95 {result['failover']['p95_ms']} ms; vMotion moves")
         result["vmotion"] = measure_vmotion(net, work, moves)
+    with lab_session(REPO / "labs" / "beacon-probing.yaml") as net:
+        progress(f"beacon probing detection, {beacon_trials} trials")
+        result["beacon_detection"] = measure_beacon_detection(net, beacon_trials)
+    result["lbt_reaction"] = measure_lbt_reaction(lbt_trials, progress)
     result["shaping"] = measure_shaping(seconds, progress)
     result["throughput"] = measure_throughputs(seconds, progress)
     result["make_run"] = last_make_run()
@@ -904,11 +927,80 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
         "every switch holds exactly its flows after every resync": result["controller_resync"][
             "flows_exact_every_time"
         ],
+        "beacon probing fails the uplink 3 to 5 s after the pull, every trial": all(
+            BEACON_DETECTION_S[0] <= d <= BEACON_DETECTION_S[1]
+            for d in result["beacon_detection"]["detected_s"]
+        ),
+        "load-based teaming moves within 30 to 40 s of saturation, every trial": all(
+            m is not None and LBT_REACTION_S[0] <= m <= LBT_REACTION_S[1]
+            for m in result["lbt_reaction"]["moved_after_s"]
+        ),
     }
     result["environment"] = environment()
     result["environment"]["machine"] = machine()
     result["environment"]["wall_s"] = round(time.monotonic() - t0, 1)
     return result
+
+
+# -- teaming ---------------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def measure_beacon_detection(net, trials: int) -> dict:
+    """Pull acc1-core ``trials`` times: seconds from the pull to the beacon
+    verdict that fails vmnic0 of esx1's vSwitch0, and from the plug to the
+    verdict that restores it (the controller's events)."""
+    ctl = net.control
+
+    def verdict(since: float, failed: bool) -> float:
+        def found():
+            for e in ctl.events():
+                if e["event"] == "beacon" and e["vswitch"] == "vSwitch0" and e["t"] >= since:
+                    if ("vmnic0" in e["failed"]) == failed:
+                        return e["t"] - since
+            return Pending("no beacon verdict yet")
+
+        return wait_for(found, 15, "the beacon verdict on vmnic0")
+
+    detected, restored = [], []
+    for _ in range(trials):
+        t_down = time.time()
+        ctl.dci_link("acc1-core", up=False)
+        try:
+            detected.append(round(verdict(t_down, True), 3))
+        finally:
+            t_up = time.time()
+            ctl.dci_link("acc1-core", up=True)
+        restored.append(round(verdict(t_up, False), 3))
+    return {
+        "trials": trials,
+        "detected_s": detected,
+        "restored_s": restored,
+        "detected_median_s": statistics.median(detected),
+        "detected_p95_s": percentile(detected, 95),
+        "detected_max_s": max(detected),
+    }
+
+
+def measure_lbt_reaction(trials: int, progress) -> dict:
+    """Two VMs saturate one uplink (fresh lab each trial): seconds from the
+    load's start to load-based teaming's move (the controller's event)."""
+    from experiments.teaming_policies import LABS as TEAMING_LABS
+    from experiments.teaming_policies import measure_load_based
+
+    moved = []
+    for i in range(trials):
+        progress(f"load-based teaming, trial {i + 1}/{trials}")
+        with lab_session(TEAMING_LABS["lbt"]) as net:
+            r = measure_load_based(net, 36.0)
+        moved.append(r["moved_after_s"][0] if r["moved_after_s"] else None)
+    got = [m for m in moved if m is not None]
+    return {
+        "trials": trials,
+        "moved_after_s": moved,
+        "median_s": statistics.median(got) if got else None,
+        "max_s": max(got) if got else None,
+    }
 
 
 def machine() -> dict:
@@ -932,6 +1024,36 @@ def machine() -> dict:
 
 # -- figures --------------------------------------------------------------------------------
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9"]  # Okabe-Ito
+
+
+def _plot_teaming(plt, result: dict, outdir: Path) -> list[Path]:
+    """Beacon probing's detection times and load-based teaming's reaction
+    times, each trial a point, against their target ranges."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.2))
+    bd = result["beacon_detection"]
+    for ax, values, target, title in (
+        (
+            ax1,
+            bd["detected_s"],
+            BEACON_DETECTION_S,
+            f"Beacon probing: pull -> uplink failed ({bd['trials']} trials)",
+        ),
+        (
+            ax2,
+            [m for m in result["lbt_reaction"]["moved_after_s"] if m is not None],
+            LBT_REACTION_S,
+            f"Load-based teaming: saturation -> move ({result['lbt_reaction']['trials']} trials)",
+        ),
+    ):
+        ax.axvspan(*target, color="#EEEEEE", label="target")
+        ax.plot(values, [0] * len(values), "|", color=PALETTE[0], markersize=30, label="trial")
+        ax.set(xlabel="seconds", yticks=[], title=title, ylim=(-1, 1.2))
+        ax.set_xlim(
+            min(target[0], min(values, default=target[0])) - 1, max(target[1], max(values, default=0)) + 1
+        )
+        ax.legend(loc="upper right", fontsize=8, ncol=2)
+    fig.tight_layout()
+    return save_figure(fig, outdir, "teaming")
 
 
 def plot(result: dict, outdir: Path) -> list[Path]:
@@ -1048,6 +1170,8 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     for i, (_, v) in enumerate(bars):
         ax2.text(i, v, f"{v:.0f}", ha="center", va="bottom")
     paths += save_figure(fig, outdir, "throughput")
+    if "beacon_detection" in result:
+        paths += _plot_teaming(plt, result, outdir)
 
     cr = result.get("controller_resync")  # absent from results before it was measured
     if cr and cr["trials"]:

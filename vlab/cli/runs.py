@@ -85,6 +85,8 @@ def cmd_bench(args) -> int:
             "vmotion_moves": 4,
             "iperf_s": 2.0,
             "controller_kills": 3,
+            "beacon_trials": 3,
+            "lbt_trials": 1,
         }
     result = bench.run(params)
     path = common.write_result(bench.NAME, result)

@@ -49,7 +49,6 @@ from os_ken.ofproto import ofproto_v1_3
 
 from vlab import control, naming
 from vlab.lab.load import load_lab
-from vlab.lab.resolve import link_mbps
 
 from . import beacon, failover, ipdiscovery, loadbalance, notify, ofdriver, vmotion
 from .failover import Notification
@@ -187,6 +186,7 @@ class VSwitchController(app_manager.OSKenApp):
                 if (name in self.state.down.get(dp.id, frozenset())) != up:
                     return  # link state unchanged
                 notes = failover.link_changed(self.state, dp.id, name, up)
+                self._restart_loads(dp.id)
                 self._event("uplink_up" if up else "uplink_down", host=self.state.host_of(dp.id), uplink=name)
                 self._apply({dp.id})
                 self._send_notifications(notes)
@@ -239,21 +239,27 @@ class VSwitchController(app_manager.OSKenApp):
         LOG.error("OpenFlow error from %016x: type=%s code=%s", ev.msg.datapath.id, ev.msg.type, ev.msg.code)
 
     # -- beacon probing ------------------------------------------------------
-    def _beacons(self):
-        """Send a round of beacons every interval and judge the last one."""
+    def _every(self, period: float, what: str, work) -> None:
+        """Run ``work(seq)`` under the lock every ``period`` seconds on a
+        fixed schedule (no drift by the time a round takes); rounds missed
+        while the machine stalled are skipped, not run back to back."""
         seq, start = 0, time.monotonic()
         while True:
-            # The protocol's own period, on a fixed schedule (no drift by the
-            # time a round takes).
-            time.sleep(max(0.0, start + (seq + 1) * beacon.BEACON_INTERVAL_S - time.monotonic()))
+            seq = max(seq + 1, int((time.monotonic() - start) / period) + 1)
+            time.sleep(max(0.0, start + seq * period - time.monotonic()))
             try:
                 with self.lock:
-                    self._beacon_round(seq, time.monotonic())
+                    work(seq)
             except SystemExit:
                 return
             except Exception:
-                LOG.exception("beacon probing")
-            seq += 1
+                LOG.exception(what)
+
+    def _beacons(self):
+        """Send a round of beacons every interval and judge the last one."""
+        self._every(
+            beacon.BEACON_INTERVAL_S, "beacon probing", lambda seq: self._beacon_round(seq, time.monotonic())
+        )
 
     def _beacon_round(self, seq: int, now: float) -> None:
         for dpid, dp in sorted(self.datapaths.items()):
@@ -271,6 +277,7 @@ class VSwitchController(app_manager.OSKenApp):
             if (failed, shotgun) == (b.beacon_failed, b.shotgun):
                 continue
             notes = failover.beacon_changed(self.state, dpid, failed, shotgun)
+            self._restart_loads(dpid)
             self._event("beacon", host=b.host, vswitch=b.bridge, failed=sorted(failed), shotgun=shotgun)
             self._apply({dpid})
             self._send_notifications(notes)
@@ -288,22 +295,24 @@ class VSwitchController(app_manager.OSKenApp):
     # -- load-based teaming --------------------------------------------------
     def _load_samples(self):
         """Ask every load-based bridge for its port counters each sample period."""
-        seq, start = 0, time.monotonic()
-        while True:
-            time.sleep(max(0.0, start + (seq + 1) * loadbalance.SAMPLE_S - time.monotonic()))
-            try:
-                with self.lock:
-                    for dpid, dp in sorted(self.datapaths.items()):
-                        if loadbalance.load_based(self.state.binding(dpid)):
-                            dp.send_msg(ofdriver.port_stats(dp))
-            except SystemExit:
-                return
-            except Exception:
-                LOG.exception("load-based teaming")
-            seq += 1
+
+        def ask(_seq):
+            for dpid, dp in sorted(self.datapaths.items()):
+                if loadbalance.load_based(self.state.binding(dpid)):
+                    dp.send_msg(ofdriver.port_stats(dp))
+
+        self._every(loadbalance.SAMPLE_S, "load-based teaming", ask)
+
+    def _restart_loads(self, dpid: int) -> None:
+        """A failover or failback moved ports: every uplink's load starts over."""
+        monitor = self.loads.get(dpid)
+        if monitor is not None:
+            monitor.restart(set(monitor.capacity_bps))
 
     @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
     def on_port_stats(self, ev):
+        """Port counters of a load-based bridge: feed its monitor, and once
+        the whole reply is in, make and apply load-based teaming's moves."""
         msg, dp = ev.msg, ev.msg.datapath
         now = time.monotonic()
         with self.lock:
@@ -311,22 +320,23 @@ class VSwitchController(app_manager.OSKenApp):
                 return
             b = self.state.binding(dp.id)
             names = {p.ofport: p.name for p in b.ports}
-            monitor = self.loads.get(dp.id)
-            if monitor is None:
-                host = next(h for h in self.lab.esxi_hosts if h.name == b.host)
-                speeds = {u.name: link_mbps(self.lab, u.speed) * 1e6 for u in host.uplinks}
-                monitor = self.loads[dp.id] = loadbalance.LoadMonitor(
-                    {u: speeds[u] for u in b.switch.uplinks if u in speeds}
-                )
+            monitor = self.loads.setdefault(dp.id, loadbalance.LoadMonitor.of(self.lab, b))
             monitor.feed(
-                now, {names[s.port_no]: (s.tx_bytes, s.rx_bytes) for s in msg.body if s.port_no in names}
+                now,
+                {
+                    names[s.port_no]: (s.tx_bytes, s.rx_bytes, s.duration_sec + s.duration_nsec / 1e9)
+                    for s in msg.body
+                    if s.port_no in names
+                },
             )
             if msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
                 return  # judge once the whole reply is in
-            moves = loadbalance.rebalance(b, pinning(b), monitor, now)
+            monitor.forget_others(set(names.values()))
+            pins = pinning(b)
+            moves = loadbalance.rebalance(b, pins, monitor, now)
             if not moves:
                 return
-            notes = failover.load_moved(self.state, dp.id, moves)
+            notes = failover.load_moved(self.state, dp.id, moves, before=pins)
             for m in moves:
                 self._event(
                     "load_balanced",
@@ -335,7 +345,7 @@ class VSwitchController(app_manager.OSKenApp):
                     port=m.port,
                     from_uplink=m.from_uplink,
                     to_uplink=m.to_uplink,
-                    utilization=m.utilization,
+                    lowest_utilization=m.lowest_utilization,
                     target_utilization=m.target_utilization,
                 )
             self._apply({dp.id})

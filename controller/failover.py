@@ -113,6 +113,7 @@ def beacon_changed(
             teams[pg.name] = team
     state.teams[dpid] = teams
     state.beacon_failed[dpid], state.shotgun[dpid] = failed, shotgun
+    _end_moves_on_failed_uplinks(state, dpid)
     after = state.binding(dpid)
     pins = pinning(after)
     moved = _moved(before, pins)
@@ -128,16 +129,32 @@ def beacon_changed(
     return _notes(after, pins, moved, "beacon failback" if heard_again or was_shotgun else "beacon failover")
 
 
-def load_moved(state: "ControllerState", dpid: int, moves: list) -> list[Notification]:
+def load_moved(
+    state: "ControllerState", dpid: int, moves: list, before: Optional[dict] = None
+) -> list[Notification]:
     """Load-based teaming moved ports of bridge ``dpid`` (``loadbalance.Move``
-    list). Returns the RARPs from their new uplinks."""
-    before = pinning(state.binding(dpid))
+    list; ``before``: the pinning they were judged on). Returns the RARPs
+    from their new uplinks."""
+    before = before if before is not None else pinning(state.binding(dpid))
     placed = state.load_moves.setdefault(dpid, {})
     for m in moves:
         placed[m.port] = m.to_uplink
     after = state.binding(dpid)
     pins = pinning(after)
     return _notes(after, pins, _moved(before, pins), "load balancing")
+
+
+def _end_moves_on_failed_uplinks(state: "ControllerState", dpid: int) -> None:
+    """A load-based move ends when its uplink fails for its port's team:
+    the port goes where its port ID puts it, and stays there on recovery."""
+    moves = state.load_moves.get(dpid)
+    if not moves:
+        return
+    b = state.binding(dpid)
+    for port in list(moves):
+        p = next((x for x in b.local_ports() if x.name == port), None)
+        if p is None or moves[port] in b.down_for(b.teaming(p.port_group)):
+            del moves[port]
 
 
 def _moved(before: dict, after: dict) -> list[str]:
@@ -167,6 +184,7 @@ def link_changed(state: "ControllerState", dpid: int, uplink: str, up: bool) -> 
         state.down[dpid] = down - {uplink}
     else:
         state.down[dpid] = down | {uplink}
+        _end_moves_on_failed_uplinks(state, dpid)
     after = state.binding(dpid)
     pins = pinning(after)
     return _notes(after, pins, _moved(before, pins), "failback" if up else "failover")

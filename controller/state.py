@@ -137,10 +137,9 @@ class ControllerState:
         """New placement; returns the bridges whose flows change."""
         before = {d: self.binding(d).ports for d in self.dpids}
         # A port that moved (vMotion) or got a new port ID (reconnect) is a
-        # new virtual port: load-based teaming places it afresh.
-        changed = {
-            p for p in set(placement) | set(self.placement) if placement.get(p) != self.placement.get(p)
-        }
+        # new virtual port: load-based teaming places it afresh. The first
+        # placement a (restarted) controller reads changes nothing.
+        changed = {p for p in self.placement if placement.get(p) != self.placement[p]}
         for moves in self.load_moves.values():
             for port in changed & set(moves):
                 del moves[port]

@@ -321,9 +321,10 @@ def measure_shotgun(net: LabNetwork, work: Path) -> dict:
 SINK_IP = "10.0.10.100"
 LBT_FLOWS = {"busy1": 5301, "busy2": 5302, "half": 5303}
 # When the move must come, after the load began: the window vSphere
-# documents (30 s above 75%), and at most the 40 s (one 1 s sample
-# and the controller's reaction on top are well inside it).
-LBT_MOVE_S = (loadbalance.WINDOW_S, 40.0)
+# documents (30 s above 75%, less the one sample that may straddle the
+# load's start), and at most the 40 s (one 1 s sample and the
+# controller's reaction on top are well inside it).
+LBT_MOVE_S = (loadbalance.WINDOW_S - loadbalance.SAMPLE_S, 40.0)
 HALF_LOAD = 0.5  # the quiet team's VM sends at half its uplink's speed
 
 
@@ -391,7 +392,8 @@ def measure_load_based(net: LabNetwork, seconds: float) -> dict:
         "pinning_before": {p: before[p] for p in ("busy1-eth0", "busy2-eth0", "half-eth0")},
         "pinning_after": {p: after[p] for p in ("busy1-eth0", "busy2-eth0", "half-eth0")},
         "moves": [
-            {k: m[k] for k in ("vswitch", "port", "from_uplink", "to_uplink", "utilization")} for m in moves
+            {k: m[k] for k in ("vswitch", "port", "from_uplink", "to_uplink", "lowest_utilization")}
+            for m in moves
         ],
         "moved_after_s": moved_after,
         "window_s": [lo, hi],

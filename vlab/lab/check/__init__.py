@@ -30,7 +30,7 @@ def _checks(lab: Lab) -> Iterator[Problem]:
     yield from firewalls.distributed_firewall(lab)
     yield from mirrors.mirrors(lab)
     yield from teaming.ip_hash_needs_lag(lab)
-    yield from teaming.load_based_on_distributed_only(lab)
+    yield from teaming.load_based_where_vsphere_offers_it(lab)
     yield from shaping.shaping(lab)
     yield from _expectations(lab)
 

@@ -34,8 +34,13 @@ def _emulable(lab: Lab, path: str, layers: tuple[Shaping, ...], mtu: int) -> Ite
         )
 
 
-def _vtep_port_groups(lab: Lab) -> set[str]:
-    return {vtep_of(h).port_group for h in lab.esxi_hosts if vtep_of(h) is not None}
+def _vtep_port_groups(lab: Lab, hosts: list[EsxiHost]) -> set[str]:
+    """The port groups that carry a VTEP on any of ``hosts``."""
+    return {vtep_of(h).port_group for h in hosts if vtep_of(h) is not None}
+
+
+def _members(lab: Lab, dvs: DistributedSwitch) -> list[EsxiHost]:
+    return [h for h in lab.esxi_hosts if any(m.name == dvs.name for m in h.distributed_switches)]
 
 
 def _vmk_on(lab: Lab, dvs: DistributedSwitch, pg: PortGroup) -> Optional[str]:
@@ -60,9 +65,10 @@ def _vtep_refusal(pg: PortGroup, inherited: bool = False) -> str:
     )
 
 
-def _mtu(lab: Lab, sw: StandardSwitch | DistributedSwitch) -> int:
-    """The MTU a switch runs at: NSX's transport MTU on the VTEP's switch."""
-    if lab.nsx is not None and any(pg.name in _vtep_port_groups(lab) for pg in sw.port_groups):
+def _mtu(lab: Lab, sw: StandardSwitch | DistributedSwitch, vteps: set[str]) -> int:
+    """The MTU a switch runs at: NSX's transport MTU on the VTEP's switch
+    (``vteps``: the VTEP port groups of the hosts it is on)."""
+    if lab.nsx is not None and any(pg.name in vteps for pg in sw.port_groups):
         return lab.nsx.transport_mtu
     return sw.mtu
 
@@ -78,9 +84,9 @@ def shaping(lab: Lab) -> Iterator[Problem]:
 
 
 def _standard_switch(lab: Lab, host: EsxiHost, base: str, sw: StandardSwitch) -> Iterator[Problem]:
-    mtu = _mtu(lab, sw)
+    vteps = _vtep_port_groups(lab, [host])
+    mtu = _mtu(lab, sw, vteps)
     yield from _emulable(lab, f"{base}.shaping", (sw.shaping,), mtu)
-    vteps = _vtep_port_groups(lab)
     for k, pg in enumerate(sw.port_groups):
         path = f"{base}.port_groups[{k}]"
         for field in ("ingress_shaping", "egress_shaping"):
@@ -102,10 +108,11 @@ def _distributed_port_group(lab: Lab, dvs: DistributedSwitch, path: str, pg: Por
             "a distributed port group shapes each direction on its own: use ingress_shaping "
             "(what its ports send into the switch) and egress_shaping (what the switch delivers to them)",
         )
-    mtu = _mtu(lab, dvs)
+    vteps = _vtep_port_groups(lab, _members(lab, dvs))
+    mtu = _mtu(lab, dvs, vteps)
     for field in ("ingress_shaping", "egress_shaping"):
         yield from _emulable(lab, f"{path}.{field}", (getattr(pg, field),), mtu)
-        if pg.name in _vtep_port_groups(lab) and effective_shaper(getattr(pg, field)) is not None:
+        if pg.name in vteps and effective_shaper(getattr(pg, field)) is not None:
             yield f"{path}.{field}", _vtep_refusal(pg)
     vmk = _vmk_on(lab, dvs, pg)
     if effective_shaper(pg.egress_shaping) is not None and vmk is not None:

@@ -128,9 +128,11 @@ def lag_problem(active, plugs, lag_of) -> Optional[str]:
     return None
 
 
-def load_based_on_distributed_only(lab: Lab) -> Iterator[Problem]:
+def load_based_where_vsphere_offers_it(lab: Lab) -> Iterator[Problem]:
     """Route based on physical NIC load is a distributed switch policy
-    (vSphere offers it on no standard switch)."""
+    (vSphere offers it on no standard switch), over independent uplinks
+    (no EtherChannel on the physical side), and not for the VTEP's port
+    group (NSX-V's VXLAN teaming offers no load-based option)."""
     for i, host in enumerate(lab.esxi_hosts):
         for j, sw in enumerate(host.vswitches):
             base = f"esxi_hosts[{i}].vswitches[{j}]"
@@ -144,4 +146,38 @@ def load_based_on_distributed_only(lab: Lab) -> Iterator[Problem]:
                         path,
                         "load_based (route based on physical NIC load) is a distributed switch policy; "
                         "a standard switch does not offer it",
+                    )
+    in_lag = {(sw.name, p) for sw in lab.physical_switches for lag in sw.lags for p in lag.ports}
+    vteps = {(h.name, v.port_group) for h in lab.esxi_hosts for v in h.vmkernel if v.stack == "vxlan"}
+    for d, dvs in enumerate(lab.distributed_switches):
+        for k, pg in enumerate(dvs.port_groups):
+            team = effective_teaming(dvs.uplinks, dvs.teaming, pg.teaming)
+            if team.policy != "load_based":
+                continue
+            where = (
+                f"distributed_switches[{d}].port_groups[{k}].teaming.policy"
+                if pg.teaming.policy is not None
+                else f"distributed_switches[{d}].teaming.policy"
+            )
+            for host in lab.esxi_hosts:
+                member = next((m for m in host.distributed_switches if m.name == dvs.name), None)
+                if member is None:
+                    continue
+                if (host.name, pg.name) in vteps:
+                    yield (
+                        where,
+                        f"{pg.name} carries {host.name}'s VTEP: NSX's VXLAN teaming has no load-based policy",
+                    )
+                plugs = {u.name: (u.switch, u.port) for u in host.uplinks}
+                lagged = [
+                    member.uplinks[u]
+                    for u in team.active
+                    if u in member.uplinks and plugs.get(member.uplinks[u]) in in_lag
+                ]
+                if lagged:
+                    yield (
+                        where,
+                        f"{pg.name} on {host.name}: load-based teaming needs independent uplinks, but "
+                        f"{', '.join(lagged)} are in a LAG on the physical switch "
+                        "(remove the LAG, or use ip_hash)",
                     )

@@ -154,7 +154,10 @@ def switch_commands(lab: Lab, sw: PhysicalSwitch, plugged: dict[int, Optional[in
         if vlan:
             cmds += ["--", "set", "port", name, f"tag={vlan}"]
         elif cfg and cfg.allowed_vlans:
-            cmds += ["--", "set", "port", name, "trunks=" + ",".join(map(str, cfg.allowed_vlans))]
+            # Untagged frames on a trunk are its native VLAN, which OVS calls
+            # VLAN 0: carried on every trunk, as a switch's default native
+            # VLAN is, so an EST port group behind a pruned trunk still works.
+            cmds += ["--", "set", "port", name, "trunks=" + ",".join(map(str, (0, *cfg.allowed_vlans)))]
     for lag in sw.lags:
         members = [naming.fabric_port(sw.name, p) for p in lag.ports if p in plugged]
         if len(members) >= 2:

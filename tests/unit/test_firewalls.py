@@ -273,6 +273,10 @@ def _vmsc(edit):
             "hosts[0].interfaces[0].vip.ip: the virtual gateway 10.9.9.1 must be another address",
         ),
         (
+            lambda d: d["hosts"][0].update(kind="host"),
+            "hosts[0].interfaces[0].vip: a virtual gateway is a router's (kind: router or firewall)",
+        ),
+        (
             lambda d: d.update(distributed_firewall={"groups": [{"name": "vm1"}]}),
             "distributed_firewall.groups[0].name: 'vm1' is also a VM's name",
         ),
@@ -285,6 +289,20 @@ def _vmsc(edit):
         (
             lambda d: d.update(distributed_firewall={"applied_to": ["ghost"]}),
             "distributed_firewall.applied_to[0]: 'ghost' is not 'any', a VM, a security group",
+        ),
+        (
+            lambda d: d.update(distributed_firewall={"applied_to": ["10.0.0.0/24"]}),
+            "distributed_firewall.applied_to[0]: '10.0.0.0/24' names no VM: applied_to is where the rule "
+            "is enforced",
+        ),
+        (
+            lambda d: d.update(
+                distributed_firewall={
+                    "groups": [{"name": "nets", "ips": ["10.0.0.0/24"]}],
+                    "rules": [{"name": "r", "action": "drop", "applied_to": ["nets"]}],
+                }
+            ),
+            "distributed_firewall.rules[0].applied_to[0]: 'nets' names no VM",
         ),
     ],
 )

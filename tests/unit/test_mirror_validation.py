@@ -58,6 +58,11 @@ INVALID = [
         f"{LOCAL}.destination_vnics[0]: lab1/eth0 is on port group 'Lab', not on distributed switch dvSwitch",
     ),
     case(
+        "destination-with-a-direction",
+        put(f"{LOCAL}.destination_vnics[0].direction", "ingress"),
+        f"{LOCAL}.destination_vnics[0].direction: direction is a source's; a destination receives the copies",
+    ),
+    case(
         "erspan-without-destination",
         drop(f"{ERSPAN}.destination_ip"),
         f"{ERSPAN}.destination_ip: an erspan session needs destination_ip (the monitoring host's address)",

@@ -27,6 +27,7 @@ def _checks(lab: Lab) -> Iterator[Problem]:
     yield from esxi.vms(lab, seen)
     yield from physical.hosts(lab, seen)
     yield from physical.dci_links(lab, seen)
+    yield from physical.cabling(lab, seen)
     yield from firewalls.distributed_firewall(lab)
     yield from mirrors.mirrors(lab)
     yield from teaming.ip_hash_needs_lag(lab)

@@ -157,6 +157,13 @@ def vms(lab: Lab, seen: Seen) -> Iterator[Problem]:
             yield from ifname(naming.vnic_port(vm.name, nic.name), f"{nbase}.name", "vNIC port")
             yield from seen.unique_addr(nic.mac, nic.ip, nbase)
             yield from gateway(nic.ip, nic.gateway, f"{nbase}.gateway")
+        gateways = [j for j, nic in enumerate(vm.vnics) if nic.gateway is not None]
+        if len(gateways) > 1:
+            yield (
+                f"{base}.vnics[{gateways[1]}].gateway",
+                f"{vm.name} already has its default gateway on {vm.vnics[gateways[0]].name}: "
+                "a guest has one default route",
+            )
 
 
 def switch_body(sw, base: str, what: str) -> Iterator[Problem]:

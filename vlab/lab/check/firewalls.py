@@ -49,4 +49,22 @@ def distributed_firewall(lab: Lab) -> Iterator[Problem]:
             if vm not in vms:
                 yield f"distributed_firewall.groups[{i}].vms[{j}]", f"unknown VM {vm!r}"
     yield from words(lab, dfw.applied_to, "distributed_firewall.applied_to", True)
+    yield from applied_to_vms(lab, dfw.applied_to, "distributed_firewall.applied_to")
     yield from rules(lab, dfw.rules, "distributed_firewall.rules", groups=True)
+    for i, rule in enumerate(dfw.rules):
+        yield from applied_to_vms(lab, rule.applied_to, f"distributed_firewall.rules[{i}].applied_to")
+
+
+def applied_to_vms(lab: Lab, names, path: str) -> Iterator[Problem]:
+    """NSX's Applied To names where a rule is enforced: vNICs, so VMs or
+    security groups of VMs; an address or a group without VMs protects
+    nothing."""
+    vms = {vm.name for vm in lab.vms}
+    groups = {g.name: g for g in lab.distributed_firewall.groups} if lab.distributed_firewall else {}
+    for k, name in enumerate(names):
+        if not (name in vms or (name in groups and groups[name].vms)):
+            yield (
+                f"{path}[{k}]",
+                f"{name!r} names no VM: applied_to is where the rule is enforced (VMs, or security groups "
+                "with VMs), not addresses",
+            )

@@ -93,6 +93,8 @@ def mirrors(lab: Lab) -> Iterator[Problem]:
             for k, dst in enumerate(m.destination_vnics):
                 dpath = f"{mbase}.destination_vnics[{k}]"
                 yield from mirror_port(lab, dvs, dst, dpath)
+                if "direction" in dst.model_fields_set:
+                    yield f"{dpath}.direction", "direction is a source's; a destination receives the copies"
                 key = (dst.vm, dst.vnic)
                 if key in sources:
                     yield (

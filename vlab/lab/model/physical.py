@@ -33,7 +33,7 @@ class SwitchPort(LabModel):
     port: PortNumber
     mode: Literal["trunk", "access"] = "trunk"
     vlan: Optional[SwitchVlan] = None
-    allowed_vlans: Optional[tuple[SwitchVlan, ...]] = None
+    allowed_vlans: Optional[tuple[SwitchVlan, ...]] = Field(default=None, min_length=1)
 
 
 class Lag(LabModel):

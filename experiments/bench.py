@@ -1031,30 +1031,36 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9"]  # 
 
 def _plot_teaming(plt, result: dict, outdir: Path) -> list[Path]:
     """Beacon probing's detection times and load-based teaming's reaction
-    times, each trial a point, against their target ranges."""
+    times, trials counted per bin, against their target ranges."""
+    from matplotlib.ticker import MaxNLocator
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.2))
-    bd = result["beacon_detection"]
-    for ax, values, target, title in (
+    bd, lbt = result["beacon_detection"], result["lbt_reaction"]
+    panels = (
         (
             ax1,
             bd["detected_s"],
             BEACON_DETECTION_S,
-            f"Beacon probing: pull -> uplink failed ({bd['trials']} trials)",
+            0.1,
+            f"Beacon probing: pull -> failed ({bd['trials']} trials)",
         ),
         (
             ax2,
-            [m for m in result["lbt_reaction"]["moved_after_s"] if m is not None],
+            [m for m in lbt["moved_after_s"] if m is not None],
             LBT_REACTION_S,
-            f"Load-based teaming: saturation -> move ({result['lbt_reaction']['trials']} trials)",
+            0.5,
+            f"Load-based teaming: load -> move ({lbt['trials']} trials)",
         ),
-    ):
+    )
+    for ax, values, target, width, title in panels:
+        lo = min(target[0], min(values, default=target[0])) - 1
+        hi = max(target[1], max(values, default=0)) + 1
         ax.axvspan(*target, color="#EEEEEE", label="target")
-        ax.plot(values, [0] * len(values), "|", color=PALETTE[0], markersize=30, label="trial")
-        ax.set(xlabel="seconds", yticks=[], title=title, ylim=(-1, 1.2))
-        ax.set_xlim(
-            min(target[0], min(values, default=target[0])) - 1, max(target[1], max(values, default=0)) + 1
-        )
-        ax.legend(loc="upper right", fontsize=8, ncol=2)
+        bins = [lo + i * width for i in range(int(round((hi - lo) / width)) + 1)]
+        ax.hist(values, bins=bins, color=PALETTE[0], label="trials")
+        ax.set(xlabel="seconds", ylabel="trials", title=title, xlim=(lo, hi))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return save_figure(fig, outdir, "teaming")
 

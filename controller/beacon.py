@@ -96,7 +96,8 @@ class BeaconMonitor:
     arrived on ``receiver`` from another uplink; ``verdict(uplinks, now)``
     says which uplinks are failed and whether the vSwitch cannot tell
     (shotgun). An uplink gets ``MISSED_BEACONS`` intervals from when it was
-    first watched (or last heard) before it is failed."""
+    first watched (or last heard) before it is failed; one a restarted
+    controller seeds as never heard (``last = -inf``) stays failed until heard."""
 
     host: str
     bridge: str

@@ -52,6 +52,7 @@ class ControllerState:
         self.load_moves: dict[int, dict[str, str]] = {}
         self._base = {b.dpid: b for b in switch_bindings(lab)}
         self._placed = dict(self._base)  # bindings for the current placement
+        self._placement_read = False
 
     @property
     def dpids(self) -> list[int]:
@@ -136,18 +137,25 @@ class ControllerState:
     def set_placement(self, placement: dict[str, Placement]) -> set[int]:
         """New placement; returns the bridges whose flows change."""
         before = {d: self.binding(d).ports for d in self.dpids}
-        # A port that moved (vMotion) or got a new port ID (reconnect) is a
-        # new virtual port: load-based teaming places it afresh. The first
-        # placement a (restarted) controller reads changes nothing.
-        changed = {p for p in self.placement if placement.get(p) != self.placement[p]}
-        for moves in self.load_moves.values():
-            for port in changed & set(moves):
-                del moves[port]
+        where_before = self._where()
         self.placement = dict(placement)
         # Placement is the only input of the port layout: rebuild it here,
         # not on every compile.
         self._placed = {b.dpid: b for b in switch_bindings(self.lab, self.placement)}
+        # A port that moved (vMotion) or got a new port ID (reconnect) is a
+        # new virtual port: load-based teaming places it afresh. The first
+        # placement a (restarted) controller reads changes nothing.
+        if self._placement_read:
+            where = self._where()
+            for moves in self.load_moves.values():
+                for port in [p for p in moves if where.get(p) != where_before.get(p)]:
+                    del moves[port]
+        self._placement_read = True
         return {d for d in self.dpids if self.binding(d).ports != before[d]}
+
+    def _where(self) -> dict[str, tuple[str, int]]:
+        """Every VLAN-backed local port: (host, OpenFlow port number)."""
+        return {p.name: (b.host, p.ofport) for b in self._placed.values() for p in b.local_ports()}
 
     def set_dfw_sessions(self, sessions: dict[str, list], now: Optional[float] = None) -> bool:
         """DFW state imported by vMotion (port -> sessions as JSON lists, each

@@ -56,8 +56,10 @@ port -> method -> IPs, so a restarted controller keeps it.
 ``teaming.json`` (controller -> itself): per bridge (dpid, 16 hex digits)
 the teaming decisions a restarted controller must not forget, or ports
 would snap back to uplinks the physical switches no longer deliver them
-on: beacon probing's ``beacon_failed`` and ``shotgun``, the ``teams``
-changed by failovers without failback, load-based teaming's ``load_moves``.
+on: beacon probing's ``beacon_failed`` and ``shotgun``, the ``teams`` as
+the last failover or failback left every port group (only failback no
+makes them differ from the configuration), load-based teaming's
+``load_moves``.
 
 ``events.jsonl`` (controller -> anyone): one JSON object per line, with
 ``t`` (wall clock) and ``event``: ``uplink_down``/``uplink_up`` (host,

@@ -182,3 +182,13 @@ def test_load_based_over_a_lag_or_for_the_vtep_is_refused():
     with pytest.raises(LabError) as err:
         parse_lab(data, "lab.yaml")
     assert "DPG-LBT carries esx1's VTEP: NSX's VXLAN teaming has no load-based policy" in str(err.value)
+
+
+def test_a_first_reconnect_of_a_port_the_testbed_never_placed_ends_its_move():
+    # desired.json lists only the ports the testbed moved: a port's first
+    # reconnect is its first appearance there.
+    state = ControllerState(LAB)
+    state.take_desired({"placement": {}})
+    failover.load_moved(state, DVS1.dpid, [Move("busy1-eth0", "vmnic0", "vmnic1", 1.0, 0.0)])
+    state.take_desired({"placement": {"busy1-eth0": {"host": "esx1", "ofport": 210}}})
+    assert state.load_moves_by_host() == {}

@@ -52,6 +52,7 @@ from pathlib import Path
 
 import yaml
 
+from controller import beacon
 from experiments import bench_labs
 from experiments.common import (
     RESULTS,
@@ -66,6 +67,7 @@ from experiments.common import (
     stop_tool,
     wait_ready_line,
 )
+from experiments.teaming_policies import LBT_MOVE_S
 from experiments.vswitch_nuggets import _arrivals
 from vlab import naming
 from vlab.lab.reachability import endpoints
@@ -85,15 +87,19 @@ TARGETS = {
     "controller_resync_s": 1.0,
     "controller_kill_lost_packets": 0,
 }
-# Beacon probing fails an uplink more than MISSED_BEACONS intervals after
-# the last beacon it heard, judged once per interval. That beacon left at
-# most one interval before the pull (or in the round the pull cut short),
-# so the verdict comes 2 to 4 s after the pull; the target allows one
-# interval more for the controller's round, as the teaming-policies
-# experiment's limit does. Load-based teaming: 30 s above 75%, sampled
-# each second, at most the issue's 40 s.
-BEACON_DETECTION_S = (2.0, 5.0)
-LBT_REACTION_S = (30.0, 40.0)
+# Beacon probing fails an uplink in the first round more than
+# MISSED_BEACONS intervals after the last beacon it heard. That beacon
+# arrived at most one interval before the pull, so the verdict comes 3 to 4
+# s after it; a pull that lands between a round's sending and its beacons'
+# arrival makes it 3 s less that travel time (measured 2.998 s), for which
+# 0.1 s is ample. The upper end allows one interval more for a controller
+# round that starts late, as the teaming-policies experiment's limit does.
+BEACON_DETECTION_S = (beacon.MISSED_BEACONS * beacon.BEACON_INTERVAL_S - 0.1, 5.0)
+# Load-based teaming: the experiment's window (30 s above 75%, less the one
+# sample that may straddle the load's start, up to the issue's 40 s); the
+# load runs LBT_LOAD_S so a move at the window's end is still seen.
+LBT_REACTION_S = LBT_MOVE_S
+LBT_LOAD_S = LBT_MOVE_S[1] + 2.0
 
 
 def write_lab(data: dict) -> Path:
@@ -930,11 +936,11 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
         "every switch holds exactly its flows after every resync": result["controller_resync"][
             "flows_exact_every_time"
         ],
-        "beacon probing fails the uplink 2 to 5 s after the pull, every trial": all(
+        "beacon probing fails the uplink %g to %g s after the pull, every trial" % BEACON_DETECTION_S: all(
             BEACON_DETECTION_S[0] <= d <= BEACON_DETECTION_S[1]
             for d in result["beacon_detection"]["detected_s"]
         ),
-        "load-based teaming moves within 30 to 40 s of saturation, every trial": all(
+        "load-based teaming moves within %g to %g s of saturation, every trial" % LBT_REACTION_S: all(
             m is not None and LBT_REACTION_S[0] <= m <= LBT_REACTION_S[1]
             for m in result["lbt_reaction"]["moved_after_s"]
         ),
@@ -995,7 +1001,7 @@ def measure_lbt_reaction(trials: int, progress) -> dict:
     for i in range(trials):
         progress(f"load-based teaming, trial {i + 1}/{trials}")
         with lab_session(TEAMING_LABS["lbt"]) as net:
-            r = measure_load_based(net, 36.0)
+            r = measure_load_based(net, LBT_LOAD_S)
         moved.append(r["moved_after_s"][0] if r["moved_after_s"] else None)
     got = [m for m in moved if m is not None]
     return {

@@ -474,7 +474,8 @@ class VSwitchController(app_manager.OSKenApp):
             dp = self.datapaths.get(n.dpid)
             if dp is None:
                 continue
-            dp.send_msg(ofdriver.packet_out(dp, n.uplink_ofport, notify.rarp(n.mac, n.vlan)))
+            frame = notify.rarp(n.mac, n.vlan)
+            dp.send_msg(ofdriver.packet_out(dp, n.uplink_ofport, frame, via=n.via))
             self._event(
                 "rarp",
                 host=self.state.host_of(n.dpid),

@@ -174,7 +174,11 @@ def _did(step: Step, names: _Names) -> str:
     for o in step.outputs:
         tag = f" VLAN {o.frame.vlan}" if o.frame.vlan is not None else ""
         cut = f" cut to {o.max_len} B" if o.max_len else ""
-        parts.append(f"{names.name(o.port, o.frame)}{tag}{cut}")
+        if o.among:
+            who = " or ".join(names.name(n, o.frame) for n in o.among)
+            parts.append(f"one of {who}{tag} (a LAG: OVS's hash over the members LACP bundled)")
+        else:
+            parts.append(f"{names.name(o.port, o.frame)}{tag}{cut}")
     did = ("out " + ", ".join(parts)) if parts else ""
     for a in flow.actions:
         if a[0] == "ct" and a[1]:

@@ -37,7 +37,7 @@ from vlab.bindings import SwitchBinding
 from vlab.lab.model import VGT_VLAN
 
 from .portsecurity import PortSecurity
-from .teaming import after_recovery
+from .teaming import after_recovery, lag_action
 from .vswitch import pinning
 
 if TYPE_CHECKING:
@@ -46,15 +46,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Notification:
-    """A RARP to send on a guest's behalf out of ``uplink`` of bridge ``dpid``."""
+    """A RARP to send on a guest's behalf out of ``uplink`` of bridge ``dpid``
+    (a LAG's name for a LAG port: ``via`` is then the bundle action that
+    sends it out of one member)."""
 
     dpid: int
     uplink: str
-    uplink_ofport: int
+    uplink_ofport: Optional[int]
     mac: str
     vlan: Optional[int]  # None: untagged; VGT ports are not notified
     port: str
     reason: str  # failover | failback | beacon failover | beacon failback | load balancing | vmotion
+    via: tuple = ()
 
 
 def is_uplink(binding: SwitchBinding, name: str) -> bool:
@@ -78,6 +81,11 @@ def notification(
     uplink = (pins if pins is not None else pinning(binding)).get(port_name)
     if not team.notify_switches or uplink is None or vlan == VGT_VLAN:
         return None
+    if team.lag is not None:
+        members = tuple(binding.port(u).ofport for u in team.active)
+        via = (lag_action(team, members, vlan),)
+        mac = PortSecurity.of(binding, port).effective_mac
+        return Notification(binding.dpid, team.lag, None, mac, vlan or None, port_name, reason, via)
     return Notification(
         binding.dpid,
         uplink,

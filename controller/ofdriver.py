@@ -5,11 +5,25 @@ The only module that knows os-ken's message classes; compilers never import it.
 
 from __future__ import annotations
 
+from typing import Optional
+
+from os_ken.ofproto import nicira_ext
+
 from .pipeline import COOKIE_MASK_CONCERN, FlowSpec
 
 CT_COMMIT = 1  # NX_CT_F_COMMIT
 CT_NO_RECIRC = 255  # NX_CT_RECIRC_NONE
 NX_IN_PORT = 0xFFF8  # OFPP_IN_PORT in 16-bit (Nicira) port fields
+# enum nx_hash_fields (OVS nicira-ext.h; os-ken names only the first two).
+NX_HASH_FIELDS = {
+    "eth_src": 0,
+    "symmetric_l4": 1,
+    "symmetric_l3l4": 2,
+    "symmetric_l3l4+udp": 3,
+    "nw_src": 4,
+    "nw_dst": 5,
+    "symmetric_l3": 6,
+}
 
 
 def _action(ofp, parser, action: tuple):
@@ -45,6 +59,20 @@ def _action(ofp, parser, action: tuple):
             alg=0,
             actions=[],
             recirc_table=CT_NO_RECIRC if table is None else table,
+        )
+    if kind == "bundle":
+        # ("bundle", fields, basis, members): OVS bundle(fields, basis, hrw,
+        # ofport, members:...), one live member per packet.
+        _, fields, basis, members = action
+        return parser.NXActionBundle(
+            algorithm=nicira_ext.NX_BD_ALG_HRW,  # highest random weight
+            fields=NX_HASH_FIELDS[fields],
+            basis=basis,
+            slave_type=nicira_ext.NXM_OF_IN_PORT,  # members are OpenFlow ports
+            n_slaves=len(members),
+            ofs_nbits=0,
+            dst=0,
+            slaves=list(members),
         )
     if kind == "output_trunc":
         # ("output_trunc", port, max_len): OVS output(port=..,max_len=..).
@@ -120,14 +148,16 @@ def delete_strict(datapath, spec: FlowSpec):
     )
 
 
-def packet_out(datapath, port: int, frame: bytes):
-    """Send ``frame`` out of ``port`` as if the host itself transmitted it."""
+def packet_out(datapath, port: Optional[int], frame: bytes, via: tuple = ()):
+    """Send ``frame`` out of ``port`` as if the host itself transmitted it, or
+    by the ``via`` actions (FlowSpec actions: a LAG's bundle)."""
     ofp, parser = datapath.ofproto, datapath.ofproto_parser
+    actions = [_action(ofp, parser, a) for a in via] if via else [parser.OFPActionOutput(port)]
     return parser.OFPPacketOut(
         datapath=datapath,
         buffer_id=ofp.OFP_NO_BUFFER,
         in_port=ofp.OFPP_CONTROLLER,
-        actions=[parser.OFPActionOutput(port)],
+        actions=actions,
         data=frame,
     )
 

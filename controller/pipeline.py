@@ -141,6 +141,8 @@ class FlowSpec:
     ("push_vlan", ethertype), ("pop_vlan",), ("set_field", field, value),
     ("move", src_field, dst_field, bits), ("dec_ttl",),
     ("output_trunc", port, max_len) (an output cut to max_len bytes),
+    ("bundle", fields, basis, members) (out of one live member, by a hash
+    of ``fields``: a LAG),
     ("clone", actions) (actions on a copy; their changes stay inside),
     ("resubmit", table) (look the frame up in another table, then go on),
     ("ct", commit, zone, table) (connection tracking in ``zone``; with a

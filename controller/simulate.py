@@ -68,11 +68,15 @@ class Frame:
 @dataclass(frozen=True)
 class Output:
     """A frame leaving by ``port`` (or "controller") as it is at that moment;
-    ``max_len``: cut to that many bytes (a truncating output)."""
+    ``max_len``: cut to that many bytes (a truncating output). ``among``: a
+    LAG's bundle action, the frame leaves by one of these ports, which OVS's
+    hash picks among those LACP has in the bundle (not simulated: ``port``
+    is then the first of them)."""
 
     port: int | str
     frame: Frame
     max_len: Optional[int] = None
+    among: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,10 @@ class _Walker:
                     self.output(Output(frame.in_port, frame, max_len))
                 elif action[1] != frame.in_port:  # OpenFlow never echoes to in_port
                     self.output(Output(action[1], frame, max_len))
+            elif kind == "bundle":
+                members = tuple(m for m in action[3] if m != frame.in_port)
+                if members:
+                    self.output(Output(members[0], frame, among=members))
             elif kind == "clone":
                 self.actions(action[1], frame, depth)  # changes inside stay inside
             elif kind == "resubmit":

@@ -86,6 +86,32 @@ def pinned_uplink(
     return slots[key % len(slots)] or alive[key % len(alive)]
 
 
+# The OVS bundle hash fields of each LAG load balancing mode the testbed can
+# reproduce. The VLAN of a "...Vlan" mode is the port group's, constant on
+# a VST port group: it is the hash's basis. Modes that hash one direction's
+# TCP/UDP port, destination MACs, the VLAN alone or the port ID have no
+# OVS hash field and are refused (``vlab.lab.check.teaming``).
+LAG_HASH_FIELDS = {
+    "srcDestIpTcpUdpPortVlan": "symmetric_l3l4+udp",
+    "srcDestIpTcpUdpPort": "symmetric_l3l4+udp",
+    "srcDestIpVlan": "symmetric_l3",
+    "srcDestIp": "symmetric_l3",
+    "srcIpVlan": "nw_src",
+    "srcIp": "nw_src",
+    "destIpVlan": "nw_dst",
+    "destIp": "nw_dst",
+    "srcMac": "eth_src",
+}
+
+
+def lag_action(teaming: EffectiveTeaming, members: tuple[int, ...], vlan: int) -> tuple:
+    """The ``("bundle", fields, basis, members)`` action that sends a frame of
+    a ``vlan`` port group out of one LAG member (OpenFlow port numbers)."""
+    mode = teaming.load_balancing
+    basis = vlan if mode.endswith("Vlan") else 0
+    return ("bundle", LAG_HASH_FIELDS[mode], basis, tuple(members))
+
+
 def ip_hash_bucket(src: str, dst: str, slots: int) -> int:
     """vSphere's IP-hash bucket of a packet: the last octets of its source and
     destination IPv4 addresses, XOR, modulo the number of active uplinks."""
@@ -124,4 +150,4 @@ def has_reverse_teaming(teaming: EffectiveTeaming) -> bool:
     """True when flooded frames reach a port only from its own uplink: every
     policy that needs no LAG on the physical switch (the switch floods BUM
     frames to every uplink of the team, so only one copy may pass)."""
-    return teaming.policy != "ip_hash"
+    return teaming.policy not in ("ip_hash", "lag")

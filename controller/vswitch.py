@@ -11,8 +11,10 @@ What an ESXi vSwitch does, and so what these flows do:
 * Teaming pins each local port to one uplink (``teaming.pinned_uplink``),
   except IP hash: vs_in_port writes a port's IPv4 packets' hash bucket into
   ``HASH_REG`` and vs_forward sends each bucket by its own uplink
-  (``teaming.ip_hash_uplinks``). Frames from an uplink never go to another
-  uplink (no loops without STP).
+  (``teaming.ip_hash_uplinks``); and a LAG, whose ports' frames leave by
+  OVS's ``bundle`` action over its members (``teaming.lag_action``: the
+  members host OVS's LACP has in the bundle). Frames from an uplink never
+  go to another uplink (no loops without STP).
 * Security policy per port group (``controller.portsecurity``, shared with
   NSX logical switches). Forged transmits = reject: a guest frame whose
   source MAC is not the port's effective MAC is dropped at ingress. MAC
@@ -51,7 +53,7 @@ from vlab.protocols import ETH_IPV4, ETH_VLAN
 from .beacon import ETH_BEACON, beaconing, uplink_mac
 from .pipeline import OFPVID_NONE, OFPVID_PRESENT, Concern, FlowSpec, Priority, Table, cookie
 from .portsecurity import PortSecurity
-from .teaming import has_reverse_teaming, ip_hash_uplinks, pinned_uplink
+from .teaming import has_reverse_teaming, ip_hash_uplinks, lag_action, pinned_uplink
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
@@ -99,6 +101,8 @@ class View:
         self.ip_hash: dict[str, tuple[Optional[int], ...]] = {}
         # Beacon probing in shotgun: every live uplink of the team.
         self.shotgun: dict[str, list[int]] = {}
+        # Ports whose team is a LAG: the bundle action that picks a member.
+        self.lag: dict[str, tuple] = {}
         self.security: dict[str, PortSecurity] = {}
         self.teaming = {}
         for p in self.locals:
@@ -110,6 +114,10 @@ class View:
             if b.shotgun and team.failure_detection == "beacon_probing":
                 live = [u for u in team.active + team.standby if u not in b.uplinks_down]
                 self.shotgun[p.name] = [self.uplink_no[u] for u in live]
+            elif team.lag is not None:
+                members = tuple(self.uplink_no[u] for u in team.active)
+                self.lag[p.name] = lag_action(team, members, b.switch.port_group(p.port_group).vlan)
+                self.pin[p.name] = None
             elif team.policy == "ip_hash":
                 buckets = ip_hash_uplinks(team, down)
                 self.ip_hash[p.name] = tuple(self.uplink_no.get(u) for u in buckets)
@@ -229,15 +237,17 @@ def _actions(
     from_uplink: Optional[int],
     dst: Dst,
 ) -> tuple:
-    """Capture copies and tagged outputs first, then pop the tag for access ports."""
+    """Capture copies and tagged outputs first (a LAG's bundle action among
+    them), then pop the tag for access ports."""
     accepted = [p for p in dispatched if v.vnic_rx(p, from_uplink, dst)]
+    bundles = [u for u in uplinks if isinstance(u, tuple)]
     tagged = sorted(
-        set(uplinks)
+        {u for u in uplinks if not isinstance(u, tuple)}
         | {capture_port(p) for p in dispatched if p.capture}
         | {p.ofport for p in accepted if v.vlan[p.name] == VGT}
     )
     untagged = sorted({p.ofport for p in accepted if v.vlan[p.name] != VGT})
-    actions = [("output", n) for n in tagged]
+    actions = [("output", n) for n in tagged] + bundles
     if untagged:
         if vlan:
             actions.append(("pop_vlan",))
@@ -272,9 +282,12 @@ def _ip_hash_buckets(v: View, p: PortBinding, match: dict, actions: tuple) -> li
 
 def _uplink_choices(v: View, src: Optional[PortBinding]) -> list[tuple[dict, list[int]]]:
     """(extra match, uplinks) for a frame ``src`` sends out of its team: one
-    choice for a pinned port, one per hash bucket for an IP-hash port."""
+    choice for a pinned port, one per hash bucket for an IP-hash port; a LAG
+    port's one choice is its bundle action in place of an uplink number."""
     if src is None:
         return [({}, [])]
+    if src.name in v.lag:
+        return [({}, [v.lag[src.name]])]
     if src.name in v.shotgun:
         return [({}, v.shotgun[src.name])]
     buckets = v.ip_hash.get(src.name)
@@ -414,7 +427,8 @@ def compile_vswitch(binding: SwitchBinding) -> list[FlowSpec]:
 
 
 def pinning(binding: SwitchBinding) -> dict[str, Optional[str]]:
-    """Local port name -> the uplink it transmits on (esxtop's TEAM-PNIC)."""
+    """Local port name -> the uplink it transmits on (esxtop's TEAM-PNIC),
+    or its LAG's name when its team is a LAG (a member per packet)."""
     v = View(binding)
     names = {n: name for name, n in v.uplink_no.items()}
-    return {p.name: names.get(v.pin[p.name]) for p in v.locals}
+    return {p.name: v.teaming[p.name].lag or names.get(v.pin[p.name]) for p in v.locals}

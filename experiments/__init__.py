@@ -17,6 +17,7 @@ REGISTRY = {
     "erspan-capture": "experiments.erspan_capture",
     "port-security": "experiments.port_security",
     "teaming-policies": "experiments.teaming_policies",
+    "lacp": "experiments.lacp",
     "traffic-shaping": "experiments.traffic_shaping",
 }
 

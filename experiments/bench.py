@@ -28,11 +28,13 @@ machine, each number next to its target.
 * **teaming**: beacon probing's detection time (an access-to-core link
   pulled -> the controller's verdict failing the uplink behind it; 20
   trials on ``labs/beacon-probing.yaml``; three missed beacons after the
-  last one heard put it between 2 and 4 s, the target allows 5), and
-  load-based teaming's
-  reaction time (two
-  VMs saturating one uplink -> the move; 3 trials, a fresh lab each, on
-  ``labs/load-based-teaming.yaml``; 30 s above 75% put it just after 30 s);
+  last one heard put it between 3 s less a beacon's travel and 4 s, the
+  target allows 5), load-based teaming's reaction time (two VMs saturating
+  one uplink -> the move; 3 trials, a fresh lab each, on
+  ``labs/load-based-teaming.yaml``; 30 s above 75% put it just after 30 s),
+  and LACP's member removal time (a port channel port stops sending
+  LACPDUs -> the host's OVS takes the member out of the bundle; 10 trials
+  on ``labs/lacp.yaml``, fast timeout: 2 to 3 s);
 * **make run**: wall time of the last full ``vlab run``.
 
 Results (with the machine's description) go to ``results/bench/result.json``,
@@ -53,7 +55,7 @@ from pathlib import Path
 import yaml
 
 from controller import beacon
-from experiments import bench_labs
+from experiments import bench_labs, lacp
 from experiments.common import (
     RESULTS,
     Progress,
@@ -100,6 +102,10 @@ BEACON_DETECTION_S = (beacon.MISSED_BEACONS * beacon.BEACON_INTERVAL_S - 0.1, 5.
 # load runs LBT_LOAD_S so a move at the window's end is still seen.
 LBT_REACTION_S = LBT_MOVE_S
 LBT_LOAD_S = LBT_MOVE_S[1] + 2.0
+# An LACP member whose partner fell silent (fast timeout): the lacp
+# experiment's window (expired 3 s after the last LACPDU, which came at most
+# 1 s before the silence; plus reading the state).
+LACP_REMOVAL_S = lacp.removal_window_s("fast")
 
 
 def write_lab(data: dict) -> Path:
@@ -877,6 +883,7 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
     kills = params.get("controller_kills", 10)
     beacon_trials = params.get("beacon_trials", 20)
     lbt_trials = params.get("lbt_trials", 3)
+    lacp_trials = params.get("lacp_trials", 10)
     progress = Progress(NAME)
     work = work or Path(os.environ.get("TMPDIR", "/tmp")) / f"vlab-bench-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
@@ -918,6 +925,9 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
         progress(f"beacon probing detection, {beacon_trials} trials")
         result["beacon_detection"] = measure_beacon_detection(net, beacon_trials)
     result["lbt_reaction"] = measure_lbt_reaction(lbt_trials, progress)
+    with lab_session(lacp.LAB) as net:
+        progress(f"LACP member removal, {lacp_trials} trials")
+        result["lacp_removal"] = measure_lacp_removal(net, lacp_trials)
     result["shaping"] = measure_shaping(seconds, progress)
     result["throughput"] = measure_throughputs(seconds, progress)
     result["make_run"] = last_make_run()
@@ -943,6 +953,9 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
         "load-based teaming moves within %g to %g s of saturation, every trial" % LBT_REACTION_S: all(
             m is not None and LBT_REACTION_S[0] <= m <= LBT_REACTION_S[1]
             for m in result["lbt_reaction"]["moved_after_s"]
+        ),
+        "an LACP member leaves %g to %g s after its partner fell silent, every trial" % LACP_REMOVAL_S: all(
+            LACP_REMOVAL_S[0] <= d <= LACP_REMOVAL_S[1] for d in result["lacp_removal"]["removed_s"]
         ),
     }
     result["environment"] = environment()
@@ -991,6 +1004,27 @@ def measure_beacon_detection(net, trials: int) -> dict:
     }
 
 
+def measure_lacp_removal(net, trials: int) -> dict:
+    """Silence vmnic1's partner port ``trials`` times (lagA: fast timeout):
+    seconds until esx1's OVS takes vmnic1 out of the bundle, and until it
+    is back once the partner speaks again (OVS's own LACP state)."""
+    removed, returned = [], []
+    limit = LACP_REMOVAL_S[1] + 5
+    for _ in range(trials):
+        try:
+            removed.append(lacp.silence(net, "lagA", "vmnic1", limit))
+        finally:
+            returned.append(lacp.speak_again(net, "lagA", "vmnic1"))
+    return {
+        "trials": trials,
+        "timeout": "fast",
+        "removed_s": removed,
+        "returned_s": returned,
+        "removed_median_s": statistics.median(removed),
+        "removed_max_s": max(removed),
+    }
+
+
 def measure_lbt_reaction(trials: int, progress) -> dict:
     """Two VMs saturate one uplink (fresh lab each trial): seconds from the
     load's start to load-based teaming's move (the controller's event)."""
@@ -1036,11 +1070,14 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9"]  # 
 
 
 def _plot_teaming(plt, result: dict, outdir: Path) -> list[Path]:
-    """Beacon probing's detection times and load-based teaming's reaction
-    times, trials counted per bin, against their target ranges."""
+    """Beacon probing's detection times, load-based teaming's reaction
+    times and LACP's member removal times, trials counted per bin, against
+    their target ranges."""
     from matplotlib.ticker import MaxNLocator
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.2))
+    lr = result.get("lacp_removal")  # absent from results before it was measured
+    fig, axes = plt.subplots(1, 3 if lr else 2, figsize=(15 if lr else 10, 3.2))
+    ax1, ax2 = axes[0], axes[1]
     bd, lbt = result["beacon_detection"], result["lbt_reaction"]
     panels = (
         (
@@ -1058,6 +1095,16 @@ def _plot_teaming(plt, result: dict, outdir: Path) -> list[Path]:
             f"Load-based teaming: load -> move ({lbt['trials']} trials)",
         ),
     )
+    if lr:
+        panels += (
+            (
+                axes[2],
+                lr["removed_s"],
+                LACP_REMOVAL_S,
+                0.1,
+                f"LACP: silence -> removed ({lr['trials']} trials)",
+            ),
+        )
     for ax, values, target, width, title in panels:
         lo = min(target[0], min(values, default=target[0])) - 1
         hi = max(target[1], max(values, default=0)) + 1

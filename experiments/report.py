@@ -281,6 +281,33 @@ SEEDS = [
                 "load_based_leaves_an_unsaturated_team",
             ),
             (
+                "LACP on a distributed switch: a LAG bundles its members with the port channel when "
+                "at least one end is active (active/active, passive/active)",
+                "lacp",
+                "bundle_forms_when_one_end_is_active",
+            ),
+            (
+                "A passive LAG and a passive port channel never form a bundle: neither sends an LACPDU",
+                "lacp",
+                "passive_passive_never_forms",
+            ),
+            (
+                "A LAG's load balancing mode spreads flows over its members, each flow on one member",
+                "lacp",
+                "frames_hash_across_members",
+            ),
+            (
+                "A member whose partner goes silent leaves the bundle after the LAG's timeout (fast: "
+                "three 1 s intervals), its flows move to the other members and return with it",
+                "lacp",
+                "silent_partner_leaves_after_fast_timeout",
+            ),
+            (
+                "The same with the slow timeout: three 30 s intervals",
+                "lacp",
+                "silent_partner_leaves_after_slow_timeout",
+            ),
+            (
                 "Traffic shaping, standard switch: a port sends at the average bandwidth averaged over "
                 "time (within 5%)",
                 "traffic-shaping",

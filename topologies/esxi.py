@@ -7,7 +7,8 @@ the controller before any port is added, so no frame is switched before the
 controller programmed the bridge. Its ports, numbered by ``vlab.bindings``:
 
 * uplinks vmnicN (their htb shaping kept, ``vlab.ovs.keep_qdisc``, as every
-  port's traffic shaping qdisc is);
+  port's traffic shaping qdisc is); a distributed switch's LAG members are
+  one OVS bond with LACP (``lag_commands``);
 * VMkernel adapters as internal ports, whose addresses and routing tables
   (the VMkernel TCP/IP stacks) live in the host namespace (``vlab.vmkernel``);
 * VM vNIC backends (veths whose other ends are in the VMs);
@@ -19,9 +20,10 @@ controller programmed the bridge. Its ports, numbered by ``vlab.bindings``:
 
 from __future__ import annotations
 
+from vlab import naming
 from vlab.bindings import MIRROR_PORTS, PortBinding, SwitchBinding
 from vlab.lab.model import EsxiHost, Lab
-from vlab.lab.resolve import vtep_of, vteps
+from vlab.lab.resolve import HostLag, vtep_of, vteps
 from vlab.ovs import KEEP_QDISC_RECORD, OvsInstance, keep_qdisc
 from vlab.vmkernel import routing_commands
 
@@ -36,6 +38,44 @@ def mirror_interface(name: str) -> list[str]:
     encapsulation = next(e for e, (n, _) in MIRROR_PORTS.items() if n == name)
     extra = ["options:erspan_ver=1", "options:erspan_idx=0"] if encapsulation == "erspan" else []
     return [f"type={encapsulation}", "options:remote_ip=flow", "options:key=flow", *extra]
+
+
+def lag_commands(bridge: str, lag: HostLag, members: list[PortBinding], mtu: int) -> list[str]:
+    """A LAG's members as one OVS bond with LACP: OVS's own 802.1AX actor
+    (LACP runs in the ESXi host, not in vCenter), in the LAG's mode and
+    timeout. The bond mode only matters to OVS's NORMAL action, which this
+    bridge never uses: the controller's flows pick a member per packet
+    (``bundle``) among those LACP has put in the bundle. Created record by
+    record, so a LAG with one vmnic is a bond of one (ovs-vsctl's add-bond
+    wants two)."""
+    port = naming.lag_port(bridge, lag.name)
+    # Named rows of this transaction, unique by OpenFlow port number.
+    ids = [f"@member{p.ofport}" for p in members]
+    ref = f"@lag{members[0].ofport}"
+    cmds = []
+    for member_ref, p in zip(ids, members):
+        cmds += ["--", f"--id={member_ref}", "create", "interface", f"name={p.name}"]
+        cmds += [f"ofport_request={p.ofport}", f"mtu_request={mtu}"]
+    cmds += [
+        "--",
+        f"--id={ref}",
+        "create",
+        "port",
+        f"name={port}",
+        "interfaces=[" + ",".join(ids) + "]",
+        f"lacp={lag.mode}",
+        "bond_mode=active-backup",
+        f"other_config:lacp-time={lag.timeout}",
+        # Keep the members' qdiscs (their link speed's htb): QoS is the port's.
+        "qos=@keepqdisc",
+        "--",
+        "add",
+        "bridge",
+        bridge,
+        "ports",
+        ref,
+    ]
+    return cmds
 
 
 def _port_commands(host: EsxiHost, bridge: str, p: PortBinding, mtu: int) -> list[str]:
@@ -85,8 +125,14 @@ def bridge_commands(lab: Lab, host: EsxiHost, b: SwitchBinding, controller: str)
         br,
         controller,
     ]
+    bonded = {m for lag in b.switch.lags for m in lag.members}
     for p in b.ports:
-        cmds += _port_commands(host, br, p, b.switch.mtu)
+        if p.name not in bonded:
+            cmds += _port_commands(host, br, p, b.switch.mtu)
+    for lag in b.switch.lags:
+        members = [b.port(m) for m in lag.members]
+        if members:
+            cmds += lag_commands(br, lag, members, b.switch.mtu)
     return cmds + list(KEEP_QDISC_RECORD)
 
 

@@ -8,7 +8,8 @@ programs these bridges):
 * ports     access (a host interface's VLAN, or the port's ``vlan``) or
             trunk (``allowed_vlans``), at the switch's MTU;
 * LAGs      static EtherChannels (no LACP, hash by L2 source: OVS
-            ``balance-slb``);
+            ``balance-slb``) or LACP port channels (OVS's LACP, hash by
+            L3/L4: ``balance-tcp``);
 * SPAN      local port mirroring sessions (OVS mirrors);
 * ACLs      the FHRP isolation filter on each end of a DCI link: an inbound
             port ACL that keeps the first-hop gateway addresses local to
@@ -27,7 +28,7 @@ from typing import Optional
 from mininet.node import Host
 
 from vlab import naming
-from vlab.lab.model import Lab, PhysicalSwitch
+from vlab.lab.model import Lab, Lag, PhysicalSwitch
 from vlab.ovs import KEEP_QDISC_RECORD, OvsInstance, keep_qdisc, parse_mdb
 
 # Datapath flow idle time on the physical switches. A hardware switch learns
@@ -124,6 +125,21 @@ def span_commands(sw: PhysicalSwitch, plugged) -> list[str]:
     return cmds
 
 
+def lag_settings(lag: Lag) -> list[str]:
+    """The OVS bond settings of a port channel (after its add-bond)."""
+    if lag.lacp == "off":
+        # A static EtherChannel ("channel-group mode on"): no LACP, frames
+        # to the host hashed by L2 source (balance-slb), and broadcast and
+        # multicast accepted on every member, as a port channel does (an
+        # OVS bond without LACP takes them only on its active member, so
+        # an IP-hash team's broadcasts on the other member would vanish).
+        return ["bond_mode=balance-slb", "lacp=off", "other_config:all-members-active=true"]
+    # An LACP port channel ("mode active|passive"): OVS's 802.1AX actor,
+    # frames to the host hashed by L3/L4 (balance-tcp, which needs LACP).
+    # No fallback: a channel whose LACP never negotiates carries nothing.
+    return ["bond_mode=balance-tcp", f"lacp={lag.lacp}", f"other_config:lacp-time={lag.lacp_rate or 'slow'}"]
+
+
 def switch_commands(lab: Lab, sw: PhysicalSwitch, plugged: dict[int, Optional[int]]) -> list[str]:
     """One ovs-vsctl transaction that creates switch ``sw``: bridge, ports,
     LAGs and SPAN sessions."""
@@ -161,21 +177,8 @@ def switch_commands(lab: Lab, sw: PhysicalSwitch, plugged: dict[int, Optional[in
     for lag in sw.lags:
         members = [naming.fabric_port(sw.name, p) for p in lag.ports if p in plugged]
         if len(members) >= 2:
-            # A static EtherChannel ("channel-group mode on"): no LACP, frames
-            # to the host hashed by L2 source (balance-slb), and broadcast and
-            # multicast accepted on every member, as a port channel does (an
-            # OVS bond without LACP takes them only on its active member, so
-            # an IP-hash team's broadcasts on the other member would vanish).
-            cmds += [
-                "--",
-                "add-bond",
-                sw.name,
-                lag.name,
-                *members,
-                "bond_mode=balance-slb",
-                "lacp=off",
-                "other_config:all-members-active=true",
-            ]
+            cmds += ["--", "add-bond", sw.name, naming.lag_port(sw.name, lag.name), *members]
+            cmds += lag_settings(lag) + keep_qdisc(naming.lag_port(sw.name, lag.name))
     return cmds + span_commands(sw, plugged)
 
 

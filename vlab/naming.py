@@ -32,6 +32,13 @@ def fabric_port(switch: str, port: int) -> str:
     return f"{switch}-{port}"
 
 
+def lag_port(switch: str, lag: str) -> str:
+    """The OVS bond port of LAG ``lag`` of ``switch`` (a vSwitch or a physical
+    switch): unique in its OVS instance, which other switches share. A port,
+    not an interface, so the 15-character limit does not apply."""
+    return f"{switch}.{lag}"
+
+
 def virtual_gateway(interface: str) -> str:
     """A router interface's virtual gateway (FHRP) device: a macvlan on it."""
     return f"{interface}v"

@@ -157,6 +157,25 @@ class OvsInstance:
         out = self.ofctl("dump-flows", bridge, "--no-stats")
         return sum(1 for line in out.splitlines() if "actions=" in line)
 
+    def lacp(self, port: str) -> dict:
+        """OVS's LACP state of bond ``port`` (``lacp/show``, ``parse_lacp``)."""
+        return parse_lacp(self.appctl("lacp/show", port))
+
+    def lacp_stats(self, port: str) -> dict[str, dict[str, int]]:
+        """Per member of bond ``port``: OVS's LACP counters (``lacp/show-stats``:
+        "TX PDUs" -> tx_pdus, "RX PDUs" -> rx_pdus, ...)."""
+        out: dict[str, dict[str, int]] = {}
+        member = None
+        for line in self.appctl("lacp/show-stats", port).splitlines():
+            line = line.strip()
+            if line.startswith(("member:", "slave:")):
+                member = out.setdefault(line.split(":", 1)[1].strip().rstrip(":"), {})
+            elif member is not None and ":" in line:
+                key, value = line.rsplit(":", 1)
+                if value.strip().isdigit():
+                    member[key.strip().lower().replace(" ", "_")] = int(value)
+        return out
+
     def port_names(self, bridge: str) -> dict[str, str]:
         """OpenFlow port number (as text) -> port name, for one bridge."""
         names = {}
@@ -190,6 +209,33 @@ class OvsInstance:
 
 
 _ORIG = re.compile(r"^(\w+),orig=\(([^)]*)\)")
+
+
+def parse_lacp(text: str) -> dict:
+    """``lacp/show PORT`` -> {"status": "active negotiated", "members": {name:
+    {"status": current|expired|defaulted, "attached": bool, "may_enable":
+    bool, "actor_state": [...], "partner_state": [...]}}}. A member is in
+    the bundle (collecting and distributing) when ``may_enable``: attached
+    and its partner in sync."""
+    out: dict = {"status": None, "members": {}}
+    member = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("status:") and member is None:
+            out["status"] = line.split(":", 1)[1].strip()
+        elif line.startswith("member:") or line.startswith("slave:"):
+            name, state = line.split(":", 1)[1].rsplit(":", 1)
+            words = state.split()
+            member = out["members"].setdefault(
+                name.strip(),
+                {"status": words[0], "attached": "attached" in words, "may_enable": False},
+            )
+        elif member is not None and line.startswith("may_enable:"):
+            member["may_enable"] = line.split(":", 1)[1].strip() == "true"
+        elif member is not None and line.startswith(("actor state:", "partner state:")):
+            key = "actor_state" if line.startswith("actor") else "partner_state"
+            member[key] = line.split(":", 1)[1].split()
+    return out
 
 
 def parse_mdb(text: str) -> list[dict]:

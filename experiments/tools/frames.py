@@ -2,9 +2,9 @@
 normal stack never does: a forged source MAC, a frame to an arbitrary MAC.
 
     python -m experiments.tools.frames --iface eth0 --src MAC --dst MAC --count 20 [--tag TEXT]
-        [--vlan VID] [--icmp] [--ip-src IP --ip-dst IP]
+        [--vlan VID] [--icmp] [--ip-src IP --ip-dst IP] [--sport PORT]
 
-Each frame is a UDP packet to port 9 (with ``--icmp`` an ICMP echo request,
+Each frame is a UDP packet to port 9, from port 9 or ``--sport`` (with ``--icmp`` an ICMP echo request,
 which the destination's stack answers) whose payload starts with ``--tag``,
 so a capture can count exactly these frames. ``--vlan`` adds the guest's own
 802.1Q tag, as a guest on a VGT port group (or a guest kernel without the
@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     p.add_argument("--ip-src", default="10.255.255.1")
     p.add_argument("--ip-dst", default="10.255.255.2")
     p.add_argument("--count", type=int, default=20)
+    p.add_argument("--sport", type=int, default=9, help="UDP source port (a flow's identity to a hash)")
     p.add_argument("--tag", default="vlab")
     p.add_argument("--vlan", type=int, help="802.1Q VLAN ID the guest tags with")
     p.add_argument("--icmp", action="store_true", help="ICMP echo requests instead of UDP")
@@ -36,7 +37,7 @@ def main(argv=None) -> int:
     l2 = Ether(src=a.src, dst=a.dst)
     if a.vlan is not None:
         l2 = l2 / Dot1Q(vlan=a.vlan)
-    l4 = ICMP(type=8, id=0x7A9, seq=1) if a.icmp else UDP(sport=9, dport=9)
+    l4 = ICMP(type=8, id=0x7A9, seq=1) if a.icmp else UDP(sport=a.sport, dport=9)
     frame = l2 / IP(src=a.ip_src, dst=a.ip_dst) / l4 / a.tag.encode()
     sendp(frame, iface=a.iface, count=a.count, inter=0.005, verbose=False)
     return 0

@@ -155,7 +155,7 @@ REFERENCES = [
     case(
         "dvs-member-unknown-dvuplink",
         put(f"{MEMBER0}.uplinks", {"Uplink9": "vmnic2"}),
-        f"{MEMBER0}.uplinks.Uplink9: dvs1 has no dvUplink 'Uplink9'",
+        f"{MEMBER0}.uplinks.Uplink9: dvs1 has no dvUplink or LAG port 'Uplink9'",
         base="dvs",
     ),
     case(

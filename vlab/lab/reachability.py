@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Optional
 
+from .lacp import why_never_forms
 from .model import Lab
 from .resolve import find, switch_of_port_group
 
@@ -53,6 +54,9 @@ def endpoints(lab: Lab) -> list[Endpoint]:
     def host_segment(host, pg_name) -> Segment:
         sw, pg = switch_of_port_group(lab, host, pg_name)
         plugs = {u.name: u.switch for u in host.uplinks}
+        lag = next((g for g in sw.lags if g.name == pg.teaming.lag), None)
+        if lag is not None and why_never_forms(lab, host, lag) is not None:
+            return (host.name, sw.name, pg.vlan)  # its only way out never forms
         if sw.uplinks:
             return (island[plugs[sw.uplinks[0]]], pg.vlan)
         return (host.name, sw.name, pg.vlan)  # internal-only vSwitch

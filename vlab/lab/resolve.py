@@ -55,6 +55,22 @@ class EffectiveTeaming:
     failure_detection: str
     notify_switches: bool
     failback: bool
+    # A team whose active uplink is a LAG (policy "lag"): its name and load
+    # balancing mode; ``active`` are then its member vmnics on this host.
+    lag: Optional[str] = None
+    load_balancing: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class HostLag:
+    """A distributed switch's LAG as it exists on one host: the vmnics this
+    host assigned to its ports (in port order) and its LACP settings."""
+
+    name: str
+    members: tuple[str, ...]
+    mode: str
+    timeout: str
+    load_balancing: str
 
 
 @dataclass(frozen=True)
@@ -108,10 +124,15 @@ class HostSwitch:
     name: str
     kind: Literal["standard", "distributed"]
     index: int  # position on the host, 0-based
-    uplinks: tuple[str, ...]  # vmnic names, in the switch's order
+    uplinks: tuple[str, ...]  # vmnic names: standalone uplinks in order, then LAG members
     mtu: int
     port_groups: tuple[HostPortGroup, ...]
     segments: tuple[HostSegment, ...] = ()  # the VTEP's vSwitch only
+    lags: tuple[HostLag, ...] = ()  # a distributed switch's LAGs
+
+    def lag_of(self, uplink: str) -> Optional[HostLag]:
+        """The LAG ``uplink`` (a vmnic) is a member of, if any."""
+        return next((g for g in self.lags if uplink in g.members), None)
 
     def port_group(self, name: str) -> HostPortGroup:
         for pg in self.port_groups:
@@ -165,12 +186,19 @@ def _failover_order(t: Teaming) -> bool:
 
 
 def effective_teaming(
-    uplinks: tuple[str, ...], switch: Teaming, pg: Teaming, rename: Optional[dict[str, str]] = None
+    uplinks: tuple[str, ...],
+    switch: Teaming,
+    pg: Teaming,
+    rename: Optional[dict[str, str]] = None,
+    lags: tuple[HostLag, ...] = (),
 ) -> EffectiveTeaming:
     """Merge port-group over vSwitch teaming. The failover order (active,
     standby, unused) is overridden as a unit, as in the vSphere client: an
     uplink the order does not list is unused when ``active`` is given and
-    active otherwise. ``rename`` maps dvUplink names to vmnic names."""
+    active otherwise. ``rename`` maps dvUplink names to vmnic names. An
+    active list that is one LAG (of ``lags``) makes the team that LAG: its
+    members are the active uplinks and its load balancing mode replaces the
+    port group's policy, as on a distributed switch."""
     order = pg if _failover_order(pg) else switch
     standby = tuple(order.standby or ())
     unused = tuple(order.unused or ())
@@ -187,6 +215,19 @@ def effective_teaming(
             return tuple(names)
         return tuple(rename[n] for n in names if n in rename)
 
+    lag = next((g for g in lags if active == (g.name,)), None)
+    if lag is not None:
+        return EffectiveTeaming(
+            policy="lag",
+            active=lag.members,
+            standby=(),
+            unused=r(unused) + tuple(m for g in lags if g is not lag for m in g.members),
+            failure_detection=_pick(pg.failure_detection, switch.failure_detection, "link_status"),
+            notify_switches=_pick(pg.notify_switches, switch.notify_switches, True),
+            failback=_pick(pg.failback, switch.failback, True),
+            lag=lag.name,
+            load_balancing=lag.load_balancing,
+        )
     return EffectiveTeaming(
         policy=_pick(pg.policy, switch.policy, "originating_port"),
         active=r(active),
@@ -205,19 +246,38 @@ def _resolve(
     index: int,
     uplink_map: Optional[dict[str, str]],
 ) -> HostSwitch:
+    lags = tuple(
+        HostLag(
+            name=g.name,
+            members=tuple(uplink_map[n] for n in g.port_names() if n in uplink_map),
+            mode=g.mode,
+            timeout=g.timeout,
+            load_balancing=g.load_balancing,
+        )
+        for g in getattr(sw, "lags", ())
+        if uplink_map is not None
+    )
     pgs = tuple(
         HostPortGroup(
             name=pg.name,
             vlan=pg.vlan,
-            teaming=effective_teaming(sw.uplinks, sw.teaming, pg.teaming, uplink_map),
+            teaming=effective_teaming(sw.uplinks, sw.teaming, pg.teaming, uplink_map, lags),
             security=effective_security(kind, sw.security, pg.security),
             shaping=port_shaping(kind, sw, pg),
         )
         for pg in sw.port_groups
     )
     vmnics = tuple((uplink_map or {}).get(u, u) for u in sw.uplinks if uplink_map is None or u in uplink_map)
+    vmnics += tuple(m for g in lags for m in g.members)
     return HostSwitch(
-        host=host.name, name=sw.name, kind=kind, index=index, uplinks=vmnics, mtu=sw.mtu, port_groups=pgs
+        host=host.name,
+        name=sw.name,
+        kind=kind,
+        index=index,
+        uplinks=vmnics,
+        mtu=sw.mtu,
+        port_groups=pgs,
+        lags=lags,
     )
 
 
@@ -316,6 +376,7 @@ def find(items, name: str):
 __all__ = [
     "EffectiveSecurity",
     "EffectiveTeaming",
+    "HostLag",
     "HostPortGroup",
     "HostSegment",
     "HostSwitch",

@@ -5,6 +5,9 @@
   switch port goes down, so the host sees link down: failure detection by
   link status, as on ESXi).
   What follows on the controller is ``controller.failover``'s.
+* ``lacp_silence(switch, port)`` a physical switch port stops sending
+  LACPDUs, link and data still up (``faults``); ``lacp(node, lag)`` reads
+  OVS's LACP state of a LAG on an ESXi host or a port channel.
 * ``vmotion(vm, host)``        move a running VM (``vmotion``).
 * ``reconnect(vm)``            give a vNIC a new virtual port (``vmotion``).
 * ``capture(...)``             pktcap-uw: a pcap at a vNIC's PortOutput or
@@ -27,6 +30,7 @@ from vlab.lab.load import load_lab
 from vlab.ovs import OvsInstance
 
 from . import capture as pktcap
+from . import faults
 from . import vmotion as moves
 from .errors import OperationError, wait
 
@@ -142,6 +146,24 @@ class LabControl:
         end = links[name].a
         state = "up" if up else "down"
         self.sh(naming.FABRIC_NODE, f"ip link set {naming.fabric_port(end.switch, end.port)} {state}")
+
+    def lacp(self, node: str, switch: str, lag: str) -> dict:
+        """LACP state (``vlab.ovs.parse_lacp``) of LAG ``lag`` of vSwitch
+        ``switch`` on ESXi host ``node``, or of port channel ``lag`` of
+        physical switch ``switch`` (``node`` = the fabric node)."""
+        return self.ovs(node).lacp(naming.lag_port(switch, lag))
+
+    def lacp_stats(self, node: str, switch: str, lag: str) -> dict[str, dict[str, int]]:
+        """OVS's LACPDU counters per member of that LAG or port channel."""
+        return self.ovs(node).lacp_stats(naming.lag_port(switch, lag))
+
+    def lacp_silence(self, switch: str, port: int, silent: bool = True) -> None:
+        """Physical switch ``port`` stops (or resumes) sending LACPDUs while
+        its link and every other frame stay up (``faults.drop_ethertype``):
+        a partner gone silent, which only LACP's own timeout detects."""
+        dev = naming.fabric_port(switch, port)
+        for cmd in faults.drop_ethertype(dev, faults.ETH_SLOW_PROTOCOLS, on=silent):
+            self.sh(naming.FABRIC_NODE, cmd)
 
     # -- vMotion, reconnect, pktcap-uw: their modules' functions, as methods
     # (each takes the LabControl first), so signatures and docs live once.

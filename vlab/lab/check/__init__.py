@@ -32,6 +32,7 @@ def _checks(lab: Lab) -> Iterator[Problem]:
     yield from mirrors.mirrors(lab)
     yield from teaming.ip_hash_needs_lag(lab)
     yield from teaming.load_based_where_vsphere_offers_it(lab)
+    yield from teaming.lags_as_vsphere_allows(lab)
     yield from shaping.shaping(lab)
     yield from _expectations(lab)
 
@@ -52,7 +53,7 @@ def _expectations(lab: Lab) -> Iterator[Problem]:
 
 def lab_warnings(lab: Lab) -> list[Problem]:
     """Things that are allowed but probably not what the author wants."""
-    return teaming.beacon_warnings(lab) + nsx.mtu_warnings(lab)
+    return teaming.beacon_warnings(lab) + teaming.lag_warnings(lab) + nsx.mtu_warnings(lab)
 
 
 def check_references(lab: Lab) -> Optional[Problem]:

@@ -16,6 +16,11 @@ def distributed_switches(lab: Lab, seen: Seen) -> Iterator[Problem]:
     for i, dvs in enumerate(lab.distributed_switches):
         base = f"distributed_switches[{i}]"
         yield from dupes([type("U", (), {"name": u}) for u in dvs.uplinks], "dvUplink", f"{base}.uplinks")
+        yield from dupes(dvs.lags, "LAG", f"{base}.lags")
+        for k, lag in enumerate(dvs.lags):
+            for name in (lag.name, *lag.port_names()):
+                if name in dvs.uplinks:
+                    yield f"{base}.lags[{k}].name", f"{name!r} is also a dvUplink of {dvs.name}"
         yield from switch_body(dvs, base, "distributed switch")
 
 
@@ -88,9 +93,10 @@ def esxi_hosts(lab: Lab, seen: Seen) -> Iterator[Problem]:
                     f"{mbase}.name",
                     f"distributed switch name {member.name!r} clashes with an uplink name",
                 )
+            lag_ports = {n for lag in dvs.lags for n in lag.port_names()}
             for dvup, vmnic in member.uplinks.items():
-                if dvup not in dvs.uplinks:
-                    yield f"{mbase}.uplinks.{dvup}", f"{dvs.name} has no dvUplink {dvup!r}"
+                if dvup not in dvs.uplinks and dvup not in lag_ports:
+                    yield f"{mbase}.uplinks.{dvup}", f"{dvs.name} has no dvUplink or LAG port {dvup!r}"
                 if vmnic not in vmnics:
                     yield f"{mbase}.uplinks.{dvup}", f"{host.name} has no uplink {vmnic!r}"
                 elif owner.get(vmnic) == dvs.name:
@@ -167,8 +173,9 @@ def vms(lab: Lab, seen: Seen) -> Iterator[Problem]:
 
 
 def switch_body(sw, base: str, what: str) -> Iterator[Problem]:
-    """Checks shared by standard and distributed switches."""
-    uplinks = set(sw.uplinks)
+    """Checks shared by standard and distributed switches (whose teams may
+    also name a LAG: ``teaming.lags_as_vsphere_allows`` says how)."""
+    uplinks = set(sw.uplinks) | {lag.name for lag in getattr(sw, "lags", ())}
     yield from dupes(sw.port_groups, "port group", f"{base}.port_groups")
     # (path, teaming as written, what it overrides the vSwitch's with): the
     # vSwitch's own teaming resolves against nothing but itself.

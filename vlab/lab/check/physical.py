@@ -42,6 +42,11 @@ def physical_switches(lab: Lab, seen: Seen) -> Iterator[Problem]:
                 if port in in_lag:
                     yield (f"{base}.lags[{j}].ports[{k}]", f"port {port} is already in LAG {in_lag[port]!r}")
                 in_lag[port] = lag.name
+            if lag.lacp == "off" and lag.lacp_rate is not None:
+                yield (
+                    f"{base}.lags[{j}].lacp_rate",
+                    "lacp_rate is the rate of LACPDUs; a static LAG (lacp: off) sends none",
+                )
         yield from dupes(sw.spans, "SPAN session", f"{base}.spans")
         for j, span in enumerate(sw.spans):
             if span.destination in span.source_ports:

@@ -1,11 +1,13 @@
-"""Teaming that needs the physical side: IP-hash teaming and static LAGs."""
+"""Teaming that needs the physical side: IP-hash teaming and static LAGs,
+load-based teaming, and a distributed switch's LACP LAGs."""
 
 from __future__ import annotations
 
 from typing import Iterator, Optional
 
-from ..model import Lab
-from ..model.vsphere import IP_HASH_TEAM_SIZES
+from ..lacp import why_never_forms
+from ..model import VGT_VLAN, Lab
+from ..model.vsphere import IP_HASH_TEAM_SIZES, LAG_LOAD_BALANCING
 from ..resolve import effective_teaming, host_switches
 from .common import Problem
 
@@ -35,10 +37,11 @@ def ip_hash_needs_lag(lab: Lab) -> Iterator[Problem]:
             if m.name in dvs_index
         ]
         for sbase, sw, dv_map in switches:
+            lag_names = {lag.name for lag in getattr(sw, "lags", ())}
             for k, pg in enumerate(sw.port_groups):
                 t = effective_teaming(sw.uplinks, sw.teaming, pg.teaming)
-                if t.policy != "ip_hash":
-                    continue
+                if t.policy != "ip_hash" or lag_names & set(t.active):
+                    continue  # (a LAG's own load balancing replaces the policy)
                 active = t.active
                 if dv_map is not None:
                     # dvUplink -> vmnic; one this host does not map has no NIC here.
@@ -93,6 +96,26 @@ def beacon_warnings(lab: Lab) -> list[Problem]:
                             f"beacon probing over {n} uplinks cannot tell which "
                             "one failed beyond the switch: it then sends on all of them (shotgun); "
                             "use three or more",
+                        )
+                    )
+    return out
+
+
+def lag_warnings(lab: Lab) -> list[Problem]:
+    """A LAG that can never bundle a member (both ends passive, or its
+    vmnics in no LACP port channel): allowed, since that is what a lab may
+    set out to show, but its port groups then reach nothing off the host."""
+    out = []
+    for host in lab.esxi_hosts:
+        for sw in host_switches(lab, host):
+            for lag in sw.lags:
+                why = why_never_forms(lab, host, lag)
+                used = [pg.name for pg in sw.port_groups if pg.teaming.lag == lag.name]
+                if why is not None and used:
+                    out.append(
+                        (
+                            f"{host.name}/{sw.name}/{lag.name}",
+                            f"{why}: {', '.join(used)} reach nothing off the host",
                         )
                     )
     return out
@@ -181,3 +204,73 @@ def load_based_where_vsphere_offers_it(lab: Lab) -> Iterator[Problem]:
                         f"{', '.join(lagged)} are in a LAG on the physical switch "
                         "(remove the LAG, or use ip_hash)",
                     )
+
+
+# The LAG load balancing modes the testbed reproduces: those with an OVS
+# bundle hash field (``controller.teaming.LAG_HASH_FIELDS``, kept equal by a
+# unit test; the lab layer cannot import the controller).
+LAG_MODES_EMULATED = LAG_LOAD_BALANCING[:9]
+
+
+def lags_as_vsphere_allows(lab: Lab) -> Iterator[Problem]:
+    """A distributed switch's LAGs, as vSphere's "LACP Teaming and Failover
+    Configuration for Distributed Port Groups" allows them: one LAG active,
+    alone, with an empty standby list (a LAG in standby is vSphere's
+    migration step, not emulated), link status failure detection (a port
+    channel sends no beacon back into itself), no load balancing policy of
+    the port group's own (the LAG's mode replaces it), and a mode the
+    testbed can hash by."""
+    for d, dvs in enumerate(lab.distributed_switches):
+        base = f"distributed_switches[{d}]"
+        names = {lag.name for lag in dvs.lags}
+        for k, lag in enumerate(dvs.lags):
+            if lag.load_balancing not in LAG_MODES_EMULATED:
+                yield (
+                    f"{base}.lags[{k}].load_balancing",
+                    f"{lag.load_balancing} has no hash in Open vSwitch's bundle action; the testbed "
+                    f"reproduces {', '.join(LAG_MODES_EMULATED)}",
+                )
+        places = [(f"{base}.teaming", dvs.teaming)]
+        places += [(f"{base}.port_groups[{k}].teaming", pg.teaming) for k, pg in enumerate(dvs.port_groups)]
+        for path, own in places:
+            for k, name in enumerate(own.standby or ()):
+                if name in names:
+                    yield (
+                        f"{path}.standby[{k}]",
+                        f"LAG {name} in standby is vSphere's migration step (active uplinks, standby LAG), "
+                        "which the testbed does not emulate: make the LAG the only active uplink",
+                    )
+            active = own.active or ()
+            lagged = [a for a in active if a in names]
+            if lagged and len(active) > 1:
+                yield (
+                    f"{path}.active",
+                    f"a LAG ({lagged[0]}) must be the only active uplink: vSphere does not mix active "
+                    "LAGs with other LAGs or standalone uplinks",
+                )
+            elif lagged and own.standby:
+                yield f"{path}.standby", "with a LAG active the standby list must be empty"
+            elif lagged and own.policy is not None:
+                yield (
+                    f"{path}.policy",
+                    f"the LAG {lagged[0]}'s load_balancing decides how frames spread over its members; "
+                    "remove teaming.policy",
+                )
+        for k, pg in enumerate(dvs.port_groups):
+            team = effective_teaming(dvs.uplinks, dvs.teaming, pg.teaming)
+            lag = next((g for g in dvs.lags if team.active == (g.name,)), None)
+            if lag is None:
+                continue
+            tbase = f"{base}.port_groups[{k}]"
+            if team.failure_detection == "beacon_probing":
+                yield (
+                    f"{tbase}.teaming.failure_detection",
+                    f"{pg.name} uses LAG {lag.name}: a port channel sends no beacon back into itself, "
+                    "so use link_status (LACP itself detects a silent partner)",
+                )
+            if pg.vlan == VGT_VLAN and lag.load_balancing.endswith("Vlan"):
+                yield (
+                    f"{tbase}.vlan",
+                    f"LAG {lag.name} hashes by {lag.load_balancing}: the testbed hashes a port group's "
+                    "VLAN, and a VGT (4095) port group has none; use a mode without the VLAN",
+                )

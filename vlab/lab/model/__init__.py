@@ -72,10 +72,12 @@ from .types import (
     VlanId,
 )
 from .vsphere import (
+    LAG_LOAD_BALANCING,
     SHAPING_DEFAULTS,
     DistributedSwitch,
     DistributedSwitchMember,
     EsxiHost,
+    LacpLag,
     MirrorPort,
     MirrorSession,
     PortGroup,
@@ -141,6 +143,8 @@ __all__ = [
     "Lab",
     "LabModel",
     "Lag",
+    "LacpLag",
+    "LAG_LOAD_BALANCING",
     "LogicalSwitch",
     "MAX_FIREWALL_RULES",
     "Mac",

@@ -37,10 +37,15 @@ class SwitchPort(LabModel):
 
 
 class Lag(LabModel):
-    """A static EtherChannel (no LACP) bundling physical switch ports."""
+    """A port channel bundling physical switch ports: static (``lacp: off``,
+    "channel-group N mode on") or negotiated by LACP (``active`` or
+    ``passive``, "mode active|passive"); ``lacp_rate`` is the rate the
+    switch asks its partner to send LACPDUs at ("lacp rate fast|normal")."""
 
     name: Name
     ports: tuple[PortNumber, ...] = Field(min_length=2)
+    lacp: Literal["off", "active", "passive"] = "off"
+    lacp_rate: Optional[Literal["slow", "fast"]] = None
 
 
 class Span(LabModel):

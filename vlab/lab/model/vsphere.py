@@ -153,10 +153,57 @@ class MirrorSession(LabModel):
     normal_traffic: Literal["allowed", "disallowed"] = "disallowed"
 
 
+# A LAG's load balancing modes, as the vSphere API names them
+# (VMwareUplinkLacpPolicy loadbalanceAlgorithm); vSphere's default first.
+LAG_LOAD_BALANCING = (
+    "srcDestIpTcpUdpPortVlan",
+    "srcDestIpTcpUdpPort",
+    "srcDestIpVlan",
+    "srcDestIp",
+    "srcIpVlan",
+    "srcIp",
+    "destIpVlan",
+    "destIp",
+    "srcMac",
+    "destMac",
+    "srcDestMac",
+    "srcTcpUdpPort",
+    "destTcpUdpPort",
+    "srcDestTcpUdpPort",
+    "srcIpTcpUdpPort",
+    "srcIpTcpUdpPortVlan",
+    "destIpTcpUdpPort",
+    "destIpTcpUdpPortVlan",
+    "srcPortId",
+    "vlan",
+)
+
+
+class LacpLag(LabModel):
+    """A link aggregation group of a distributed switch (enhanced LACP): its
+    ``ports`` LAG ports, named ``<name>-0`` .. ``<name>-<ports-1>`` as the
+    vSphere Client shows them, to which each member host assigns a vmnic
+    (``distributed_switches[].uplinks``). ``mode`` is the LACP negotiating
+    mode (active: send LACPDUs; passive: answer only), required because the
+    two sides' modes decide whether the bundle forms. ``timeout``: how fast
+    the LAG asks its partner to send (fast: every 1 s, partner expired after
+    3 s; slow: every 30 s, after 90 s)."""
+
+    name: Name
+    ports: Annotated[StrictInt, Field(ge=2, le=24)] = 2
+    mode: Literal["active", "passive"]
+    timeout: Literal["slow", "fast"] = "slow"
+    load_balancing: Literal[LAG_LOAD_BALANCING] = LAG_LOAD_BALANCING[0]
+
+    def port_names(self) -> tuple[str, ...]:
+        return tuple(f"{self.name}-{i}" for i in range(self.ports))
+
+
 class DistributedSwitch(LabModel):
     """A vSphere distributed switch (VDS): port groups defined once for every
-    member host; ``uplinks`` are dvUplink names each member maps to a vmnic.
-    ``mirrors`` are its port mirroring sessions."""
+    member host; ``uplinks`` are dvUplink names each member maps to a vmnic,
+    as are the ports of its ``lags``. ``mirrors`` are its port mirroring
+    sessions."""
 
     name: Name
     uplinks: tuple[Name, ...] = ()
@@ -164,11 +211,13 @@ class DistributedSwitch(LabModel):
     teaming: Teaming = Teaming()
     security: Security = Security()
     port_groups: tuple[PortGroup, ...] = ()
+    lags: tuple[LacpLag, ...] = ()
     mirrors: tuple[MirrorSession, ...] = ()
 
 
 class DistributedSwitchMember(LabModel):
-    """A host's membership of a distributed switch: dvUplink name -> vmnic."""
+    """A host's membership of a distributed switch: dvUplink or LAG port
+    name (``lag1-0``) -> vmnic."""
 
     name: Name
     uplinks: dict[Name, Name] = Field(default_factory=dict)

@@ -72,9 +72,21 @@ def shaping_drops(net) -> dict[str, int]:
                 (f"{host.name}/{up.name}", node, up.name),
                 (f"{up.switch}-{up.port}", fabric, f"{up.switch}-{up.port}"),
             ):
-                out = n.cmd(f"tc -s qdisc show dev {dev}")
-                drops[where] = sum(int(x) for x in _DROPPED.findall(out))
+                drops[where] = queue_drops(n.cmd(f"tc -s qdisc show dev {dev}"))
     return drops
+
+
+def queue_drops(tc_stats: str) -> int:
+    """Packets the queueing qdiscs of ``tc -s qdisc show`` dropped. The
+    clsact hook is not one: what it drops is a fault the experiment injected
+    on purpose (``vlab.operations.faults``), not a shaper's overflow."""
+    blocks = re.split(r"^(?=qdisc )", tc_stats, flags=re.M)
+    return sum(
+        int(x)
+        for b in blocks
+        if not b.startswith(("qdisc clsact", "qdisc ingress"))
+        for x in _DROPPED.findall(b)
+    )
 
 
 def checks(

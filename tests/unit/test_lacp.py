@@ -244,3 +244,15 @@ def test_lacp_show_is_read_per_member():
         "vmnic1": ("expired", True, False),
     }
     assert s["members"]["vmnic1"]["partner_state"] == ["timeout", "aggregation"]
+
+
+def test_lacpdus_the_fault_drops_are_not_shaping_drops():
+    from experiments.fidelity import queue_drops
+
+    stats = (
+        "qdisc htb 5: root refcnt 2 r2q 10 default 0x1 direct_packets_stat 0\n"
+        " Sent 1000 bytes 10 pkt (dropped 2, overlimits 0 requeues 0)\n"
+        "qdisc clsact ffff: parent ffff:fff1\n"
+        " Sent 500 bytes 9 pkt (dropped 9, overlimits 0 requeues 0)\n"
+    )
+    assert queue_drops(stats) == 2

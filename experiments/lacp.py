@@ -333,6 +333,7 @@ def _fast_claim(h: dict) -> dict:
         "window_s": h["window_s"],
         "members_while_silent": during,
         "returned_after_s": h["returned_after_s"],
+        "members_after": after,
         # Highest random weight: the survivor keeps its own flows and takes
         # the silent member's; when it returns each flow is back where it was.
         "verdict": lo <= h["removed_after_s"] <= hi
@@ -350,14 +351,14 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     c = result["claims"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 1.2]})
     steps = [("before", "before"), ("silent", "vmnic1's partner silent"), ("after", "partner back")]
     members = LAGS["lagA"][1]
     fast = c["silent_partner_leaves_after_fast_timeout"]
     per_step = {
         "before": c["frames_hash_across_members"]["members"],
         "silent": fast["members_while_silent"],
-        "after": c["frames_hash_across_members"]["members"],
+        "after": fast["members_after"],
     }
     for k, u in enumerate(members):
         ax1.bar(
@@ -378,6 +379,7 @@ def plot(result: dict, outdir: Path) -> list[Path]:
         ax2.plot([claim["removed_after_s"]], [y], "o", color="#D55E00", label="measured" if y == 0 else None)
     ax2.set_yticks([0, 1], ["fast (lagA)", "slow (lagP)"])
     ax2.set_xscale("log")
+    ax2.set_ylim(-0.6, 1.6)
     ax2.set_xlabel("seconds from the partner's silence to the member leaving")
     ax2.set_title("(b) member removal after the LACP timeout", fontsize=9)
     ax2.legend(fontsize=8, loc="lower right")

@@ -324,6 +324,11 @@ def explain(
     delivered = set()
     for o in w.sorted_outputs():
         name = names.name(o.port, o.frame)
+        if o.among:
+            # A LAG: one member, which OVS's hash and LACP pick.
+            lag = binding.switch.lag_of(names.name(o.among[0], o.frame))
+            members = " or ".join(names.name(n, o.frame) for n in o.among)
+            name = f"{lag.name} ({members})" if lag is not None else members
         if names.is_copy(o.port):
             # A mirror or capture copy, or a packet-in: not a delivery.
             if name not in ex.copies:

@@ -256,3 +256,12 @@ def test_lacpdus_the_fault_drops_are_not_shaping_drops():
         " Sent 500 bytes 9 pkt (dropped 9, overlimits 0 requeues 0)\n"
     )
     assert queue_drops(stats) == 2
+
+
+def test_a_trace_says_the_frame_leaves_by_the_lag_not_by_one_member(capsys):
+    from vlab.cli import main
+
+    lab_file = str(Path(__file__).resolve().parents[2] / "labs" / "lacp.yaml")
+    main(["trace", lab_file, "--host", "esx1", "--port", "va-eth0", "--dst", EXT, "--ip-dst", "10.0.10.100"])
+    out = capsys.readouterr().out
+    assert "delivered: lagA (vmnic0 or vmnic1)" in out, out

@@ -166,6 +166,14 @@ class _Names:
         return f"port {no}"
 
 
+def lag_output_name(binding, members: list[str]) -> str:
+    """How a delivery by a LAG's bundle reads: the LAG and its members (one
+    of them carries the frame; the model cannot say which, OVS's hash does)."""
+    lag = binding.switch.lag_of(members[0]) if members else None
+    joined = " or ".join(members)
+    return f"{lag.name} ({joined})" if lag is not None else joined
+
+
 def _did(step: Step, names: _Names) -> str:
     flow = step.flow
     if flow is None:
@@ -326,9 +334,7 @@ def explain(
         name = names.name(o.port, o.frame)
         if o.among:
             # A LAG: one member, which OVS's hash and LACP pick.
-            lag = binding.switch.lag_of(names.name(o.among[0], o.frame))
-            members = " or ".join(names.name(n, o.frame) for n in o.among)
-            name = f"{lag.name} ({members})" if lag is not None else members
+            name = lag_output_name(binding, [names.name(n, o.frame) for n in o.among])
         if names.is_copy(o.port):
             # A mirror or capture copy, or a packet-in: not a delivery.
             if name not in ex.copies:

@@ -83,6 +83,8 @@ def notification(
         return None
     if team.lag is not None:
         members = tuple(binding.port(u).ofport for u in team.active)
+        if not members:
+            return None  # the LAG has no vmnic on this host: nothing to send by
         via = (lag_action(team, members, vlan),)
         mac = PortSecurity.of(binding, port).effective_mac
         return Notification(binding.dpid, team.lag, None, mac, vlan or None, port_name, reason, via)

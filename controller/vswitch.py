@@ -115,8 +115,10 @@ class View:
                 live = [u for u in team.active + team.standby if u not in b.uplinks_down]
                 self.shotgun[p.name] = [self.uplink_no[u] for u in live]
             elif team.lag is not None:
+                # A LAG with no vmnic on this host: no way out (pin None).
                 members = tuple(self.uplink_no[u] for u in team.active)
-                self.lag[p.name] = lag_action(team, members, b.switch.port_group(p.port_group).vlan)
+                if members:
+                    self.lag[p.name] = lag_action(team, members, b.switch.port_group(p.port_group).vlan)
                 self.pin[p.name] = None
             elif team.policy == "ip_hash":
                 buckets = ip_hash_uplinks(team, down)
@@ -158,6 +160,13 @@ class View:
         blocked = self.security[p.name].inbound_refusal()
         if blocked:
             return blocked
+        if from_uplink is not None and p.name in self.lag and from_uplink not in self.lag[p.name][3]:
+            # The port channel delivers each frame once, by one member of the
+            # LAG; a copy flooded to another uplink is not the LAG's.
+            return (
+                f"reverse teaming: came in on {self.uplink_name(from_uplink)}, not a member of "
+                f"{self.teaming[p.name].lag}, the LAG {p.name} transmits on"
+            )
         if (
             from_uplink is not None
             and has_reverse_teaming(self.teaming[p.name])
@@ -431,4 +440,4 @@ def pinning(binding: SwitchBinding) -> dict[str, Optional[str]]:
     or its LAG's name when its team is a LAG (a member per packet)."""
     v = View(binding)
     names = {n: name for name, n in v.uplink_no.items()}
-    return {p.name: v.teaming[p.name].lag or names.get(v.pin[p.name]) for p in v.locals}
+    return {p.name: v.teaming[p.name].lag if p.name in v.lag else names.get(v.pin[p.name]) for p in v.locals}

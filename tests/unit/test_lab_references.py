@@ -114,12 +114,14 @@ REFERENCES = [
     case(
         "ip-hash-without-lag",
         put(f"{PG_1G}.teaming.policy", "ip_hash"),
-        f"{PG_1G}.teaming.policy: {IP_HASH_HINT}; PG-1G on esx1: vmnic0 (pswitch1 port 1) is in no LAG",
+        f"{PG_1G}.teaming.policy: {IP_HASH_HINT}; PG-1G on esx1: vmnic0 (pswitch1 port 1) "
+        "is in no static LAG (lacp: off)",
     ),
     case(
         "ip-hash-inherited-from-vswitch",
         put(f"{VSW0}.teaming", {"policy": "ip_hash"}),
-        f"{VSW0}.teaming.policy: {IP_HASH_HINT}; Management on esx1: vmnic0 (pswitch1 port 1) is in no LAG",
+        f"{VSW0}.teaming.policy: {IP_HASH_HINT}; Management on esx1: vmnic0 (pswitch1 port 1) "
+        "is in no static LAG (lacp: off)",
     ),
     case(
         "ip-hash-across-two-lags",
@@ -211,7 +213,7 @@ REFERENCES = [
         "dvs-ip-hash-lag-on-one-host-only",
         put(f"{DVS}.port_groups[0].teaming", {"policy": "ip_hash"}),
         f"{DVS}.port_groups[0].teaming.policy: {IP_HASH_HINT}; DPG-10 on esx2: vmnic3 "
-        "(pswitch1 port 8) is in no LAG",
+        "(pswitch1 port 8) is in no static LAG (lacp: off)",
         base="dvs",
     ),
 ]

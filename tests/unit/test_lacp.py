@@ -265,3 +265,73 @@ def test_a_trace_says_the_frame_leaves_by_the_lag_not_by_one_member(capsys):
     main(["trace", lab_file, "--host", "esx1", "--port", "va-eth0", "--dst", EXT, "--ip-dst", "10.0.10.100"])
     out = capsys.readouterr().out
     assert "delivered: lagA (vmnic0 or vmnic1)" in out, out
+
+
+# -- from the review: what a LAG port accepts, and labs around LAGs -------------------------
+def test_a_lag_port_takes_flooded_frames_from_its_own_members_only():
+    b = binding()
+    flows = compile_vswitch(b)
+    va = b.port("va-eth0")
+    own = walk(flows, Frame(1, "ff:ff:ff:ff:ff:ff", vlan=10)).sorted_outputs()
+    assert va.ofport in [o.port for o in own]
+    # The same broadcast flooded to lagP's member (po2 carries VLAN 10 too).
+    other = walk(flows, Frame(3, "ff:ff:ff:ff:ff:ff", vlan=10)).sorted_outputs()
+    assert va.ofport not in [o.port for o in other]
+
+
+def test_ip_hash_needs_a_static_port_channel():
+    from tests.unit.labedit import refusal as base_refusal
+
+    edit = both(
+        put("physical_switches[0].lags[0].lacp", "active"),
+        put("distributed_switches[0].teaming", {"policy": "ip_hash"}),
+    )
+    assert "is in no static LAG (lacp: off)" in base_refusal("dvs", edit)
+
+
+def test_a_port_group_inheriting_a_lag_may_not_set_a_policy():
+    edit = both(
+        put(f"{DVS}.teaming", {"active": ["lagA"]}),
+        put(f"{DVS}.port_groups[0].teaming", {"policy": "load_based"}),
+    )
+    assert "port_groups[0].teaming.policy: PG-A inherits LAG lagA" in refusal(edit)
+
+
+def test_a_port_group_without_a_lag_on_a_switch_of_lags_reaches_nothing():
+    def edit(data):
+        data["distributed_switches"][0]["port_groups"].append({"name": "PG-X", "vlan": 10})
+        data["vms"].append(
+            {
+                "name": "vx",
+                "host": "esx1",
+                "vnics": [{"port_group": "PG-X", "mac": "00:50:56:3b:00:09", "ip": "10.0.10.9/24"}],
+            }
+        )
+
+    reach = expected_reachability(lab(edit))
+    assert reach[("va", "ext/eth0")] and not reach[("vx", "ext/eth0")]
+
+
+def test_a_lag_with_no_vmnic_on_the_host_sends_nothing_and_announces_nothing():
+    from controller.failover import notification
+
+    def edit(data):
+        m = data["esxi_hosts"][0]["distributed_switches"][0]["uplinks"]
+        del m["lagA-0"], m["lagA-1"]
+
+    b = switch_bindings(lab(edit))[0]
+    flows = compile_vswitch(b)
+    assert not [a for f in flows for a in f.actions if a[0] == "bundle" and not a[3]]
+    assert pinning(b)["va-eth0"] is None
+    assert notification(b, "va-eth0", "vmotion") is None
+
+
+def test_ofproto_trace_of_a_bundle_names_the_lags_members():
+    from vlab.trace.ovs import parse_ofproto_trace
+
+    text = (
+        " 1. in_port=200,dl_vlan=10, priority 100, cookie 0x1000000000090b4\n"
+        "    bundle(symmetric_l3l4+udp,10,hrw,ofport,members:1,2)\n"
+        "\nFinal flow: unchanged\nDatapath actions: push_vlan(vid=10,pcp=0),2\n"
+    )
+    assert parse_ofproto_trace(text).bundles == [(1, 2)]

@@ -51,15 +51,27 @@ def endpoints(lab: Lab) -> list[Endpoint]:
     island = _islands(lab)
     out: list[Endpoint] = []
 
+    lacp_ports = {
+        (sw.name, p) for sw in lab.physical_switches for g in sw.lags if g.lacp != "off" for p in g.ports
+    }
+
     def host_segment(host, pg_name) -> Segment:
         sw, pg = switch_of_port_group(lab, host, pg_name)
-        plugs = {u.name: u.switch for u in host.uplinks}
-        lag = next((g for g in sw.lags if g.name == pg.teaming.lag), None)
-        if lag is not None and why_never_forms(lab, host, lag) is not None:
-            return (host.name, sw.name, pg.vlan)  # its only way out never forms
-        if sw.uplinks:
-            return (island[plugs[sw.uplinks[0]]], pg.vlan)
-        return (host.name, sw.name, pg.vlan)  # internal-only vSwitch
+        plugs = {u.name: (u.switch, u.port) for u in host.uplinks}
+        internal = (host.name, sw.name, pg.vlan)
+        team = pg.teaming
+        lag = next((g for g in sw.lags if g.name == team.lag), None)
+        if lag is not None:
+            if why_never_forms(lab, host, lag) is not None:
+                return internal  # its only way out never forms
+            usable = list(lag.members)
+        else:
+            # An uplink in an LACP port channel carries nothing for a team
+            # that speaks no LACP (the channel never bundles it).
+            usable = [u for u in team.active + team.standby if plugs[u] not in lacp_ports]
+        if not usable:
+            return internal  # no uplink: internal-only
+        return (island[plugs[usable[0]][0]], pg.vlan)
 
     for host in lab.esxi_hosts:
         for vmk in host.vmkernel:

@@ -71,12 +71,15 @@ class OvsStep:
 class OvsTrace:
     steps: list[OvsStep] = field(default_factory=list)
     outputs: list[int] = field(default_factory=list)  # OpenFlow ports
+    # A LAG's bundle action: its members (OVS's trace names no member).
+    bundles: list[tuple[int, ...]] = field(default_factory=list)
     datapath_actions: list[str] = field(default_factory=list)  # one per pass
 
 
 _TABLE_LINE = re.compile(r"^\s*(\d+)\. (.*)$")
 _MATCHED = re.compile(r"priority (\d+)(?:, cookie (0x[0-9a-f]+))?")
 _OUTPUT = re.compile(r"\boutput(?::|\(port=)(\d+)")
+_BUNDLE = re.compile(r"\bbundle\([^)]*members:([\d,]+)\)")
 
 
 def parse_ofproto_trace(text: str) -> OvsTrace:
@@ -137,6 +140,7 @@ def parse_ofproto_trace(text: str) -> OvsTrace:
         if skipped:
             continue
         trace.outputs += [int(port) for port in _OUTPUT.findall(stripped)]
+        trace.bundles += [tuple(int(n) for n in m.split(",")) for m in _BUNDLE.findall(stripped)]
         if stripped == "IN_PORT" and in_port is not None:
             trace.outputs.append(in_port)
     return trace
@@ -188,7 +192,7 @@ def compare_with_ovs(ctl, binding: SwitchBinding, frame: Frame, ex, held_to_mtu:
     trace the same states. Copies (mirror, capture, packet-in) are left
     out of the comparison on both sides; with ``held_to_mtu`` the outputs
     are not compared (OVS's trace does not see the MTU)."""
-    from controller.explain import is_copy, mirror_only_ports
+    from controller.explain import is_copy, lag_output_name, mirror_only_ports
     from vlab.ovs import OvsError
 
     argv = ["ofproto/trace", binding.bridge, ofproto_flow(frame)]
@@ -207,6 +211,7 @@ def compare_with_ovs(ctl, binding: SwitchBinding, frame: Frame, ex, held_to_mtu:
             for n in ovs.outputs
             if not is_copy(ports.get(n), n, mirror_only)
         }
+        | {lag_output_name(binding, [ports[n].name for n in members]) for members in ovs.bundles}
     )
     model = sorted({d.split(" to ")[0] for d in ex.delivered})
     disagree = None

@@ -17,10 +17,13 @@ def ip_hash_needs_lag(lab: Lab) -> Iterator[Problem]:
     EtherChannel, and the testbed hashes over 1, 2, 4 or 8 of them
     (``IP_HASH_TEAM_SIZES``). The problem is reported at the ``teaming.policy`` that asks
     for ip_hash: the port group's own, or its switch's when it is inherited."""
+    # Only static port channels: an LACP one never bundles a host that
+    # speaks no LACP, so it would carry nothing.
     lag_of = {
         (sw.name, p): (sw.name, lag.name)
         for sw in lab.physical_switches
         for lag in sw.lags
+        if lag.lacp == "off"
         for p in lag.ports
     }
     dvs_index = {d.name: d_i for d_i, d in enumerate(lab.distributed_switches)}
@@ -140,7 +143,7 @@ def lag_problem(active, plugs, lag_of) -> Optional[str]:
     for vmnic in active:
         switch, port = plugs[vmnic]
         if (switch, port) not in lag_of:
-            return f"{vmnic} ({switch} port {port}) is in no LAG"
+            return f"{vmnic} ({switch} port {port}) is in no static LAG (lacp: off)"
         lags.add(lag_of[(switch, port)])
     if len(lags) > 1:
         return (
@@ -262,6 +265,12 @@ def lags_as_vsphere_allows(lab: Lab) -> Iterator[Problem]:
             if lag is None:
                 continue
             tbase = f"{base}.port_groups[{k}]"
+            if pg.teaming.policy is not None and not pg.teaming.active:
+                yield (
+                    f"{tbase}.teaming.policy",
+                    f"{pg.name} inherits LAG {lag.name} as its active uplink, whose load_balancing "
+                    "decides how frames spread; remove teaming.policy",
+                )
             if team.failure_detection == "beacon_probing":
                 yield (
                     f"{tbase}.teaming.failure_detection",

@@ -31,6 +31,7 @@ from dataclasses import replace
 from typing import Optional
 
 from vlab.bindings import PortBinding
+from vlab.lab.lacp import LAG_HASH_FIELDS
 from vlab.lab.resolve import EffectiveTeaming
 
 
@@ -84,24 +85,6 @@ def pinned_uplink(
         # is its first bucket's uplink.)
         key = port.ofport
     return slots[key % len(slots)] or alive[key % len(alive)]
-
-
-# The OVS bundle hash fields of each LAG load balancing mode the testbed can
-# reproduce. The VLAN of a "...Vlan" mode is the port group's, constant on
-# a VST port group: it is the hash's basis. Modes that hash one direction's
-# TCP/UDP port, destination MACs, the VLAN alone or the port ID have no
-# OVS hash field and are refused (``vlab.lab.check.teaming``).
-LAG_HASH_FIELDS = {
-    "srcDestIpTcpUdpPortVlan": "symmetric_l3l4+udp",
-    "srcDestIpTcpUdpPort": "symmetric_l3l4+udp",
-    "srcDestIpVlan": "symmetric_l3",
-    "srcDestIp": "symmetric_l3",
-    "srcIpVlan": "nw_src",
-    "srcIp": "nw_src",
-    "destIpVlan": "nw_dst",
-    "destIp": "nw_dst",
-    "srcMac": "eth_src",
-}
 
 
 def lag_action(teaming: EffectiveTeaming, members: tuple[int, ...], vlan: int) -> tuple:

@@ -204,9 +204,14 @@ def time_to_leave(net: LabNetwork, lag: str, member: str, limit_s: float, t0: fl
     return round(time.monotonic() - t0, 3)
 
 
+def _partner_port(net: LabNetwork, member: str) -> int:
+    """The pswitch1 port esx1's vmnic ``member`` plugs into."""
+    return next(u.port for u in net.lab.esxi_hosts[0].uplinks if u.name == member)
+
+
 def silence(net: LabNetwork, lag: str, member: str, limit_s: float) -> float:
     """Silence ``member``'s partner port; seconds until the member left."""
-    port = next(u.port for u in net.lab.esxi_hosts[0].uplinks if u.name == member)
+    port = _partner_port(net, member)
     # From before the filter goes in: it drops from some moment inside the
     # call, and READ_S covers the call's length at the window's top.
     t0 = time.monotonic()
@@ -216,8 +221,7 @@ def silence(net: LabNetwork, lag: str, member: str, limit_s: float) -> float:
 
 def speak_again(net: LabNetwork, lag: str, member: str) -> float:
     """Let ``member``'s partner port speak; seconds until the member is back."""
-    port = next(u.port for u in net.lab.esxi_hosts[0].uplinks if u.name == member)
-    net.control.lacp_silence("pswitch1", port, silent=False)
+    net.control.lacp_silence("pswitch1", _partner_port(net, member), silent=False)
     t0 = time.monotonic()
 
     def back():

@@ -2,8 +2,10 @@
 both ends speak LACP and at least one end is active (two passive ends wait
 for each other forever; a static port channel sends no LACPDU).
 
-The running lab does not use this (each host's Open vSwitch negotiates LACP
-for real); the lab's static reachability and ``vlab check``'s warnings do.
+The running lab does not use ``why_never_forms`` (each host's Open vSwitch
+negotiates LACP for real); the lab's static reachability and ``vlab
+check``'s warnings do. ``LAG_HASH_FIELDS`` is shared by the flows and the
+check.
 """
 
 from __future__ import annotations
@@ -12,6 +14,24 @@ from typing import Optional
 
 from .model import EsxiHost, Lab
 from .resolve import HostLag
+
+# The Open vSwitch bundle hash fields of each LAG load balancing mode the
+# testbed reproduces (the controller's flows use them; ``vlab check``
+# refuses every other mode). The VLAN of a "...Vlan" mode is the port
+# group's, constant on a VST port group: it is the hash's basis. Modes that
+# hash one direction's TCP/UDP port, destination MACs, the VLAN alone or the
+# port ID have no OVS hash field.
+LAG_HASH_FIELDS = {
+    "srcDestIpTcpUdpPortVlan": "symmetric_l3l4+udp",
+    "srcDestIpTcpUdpPort": "symmetric_l3l4+udp",
+    "srcDestIpVlan": "symmetric_l3",
+    "srcDestIp": "symmetric_l3",
+    "srcIpVlan": "nw_src",
+    "srcIp": "nw_src",
+    "destIpVlan": "nw_dst",
+    "destIp": "nw_dst",
+    "srcMac": "eth_src",
+}
 
 
 def why_never_forms(lab: Lab, host: EsxiHost, lag: HostLag) -> Optional[str]:

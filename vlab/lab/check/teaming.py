@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
-from ..lacp import why_never_forms
+from ..lacp import LAG_HASH_FIELDS, why_never_forms
 from ..model import VGT_VLAN, Lab
 from ..model.vsphere import IP_HASH_TEAM_SIZES, LAG_LOAD_BALANCING
 from ..resolve import effective_teaming, host_switches
@@ -209,10 +209,9 @@ def load_based_where_vsphere_offers_it(lab: Lab) -> Iterator[Problem]:
                     )
 
 
-# The LAG load balancing modes the testbed reproduces: those with an OVS
-# bundle hash field (``controller.teaming.LAG_HASH_FIELDS``, kept equal by a
-# unit test; the lab layer cannot import the controller).
-LAG_MODES_EMULATED = LAG_LOAD_BALANCING[:9]
+# The LAG load balancing modes the testbed reproduces, in vSphere's order:
+# those with an OVS bundle hash field.
+LAG_MODES_EMULATED = tuple(m for m in LAG_LOAD_BALANCING if m in LAG_HASH_FIELDS)
 
 
 def lags_as_vsphere_allows(lab: Lab) -> Iterator[Problem]:

@@ -2,37 +2,45 @@
 
 vSphere's port mirroring sessions (``distributed_switches[].mirrors``) are
 configured on the distributed switch, so every member host applies them to
-the source vNICs it runs now: after a vMotion the destination host mirrors.
-This pass runs last (``controller.flows.compile_bridge``) and works on the
-finished flow list, whatever the other concerns put in it:
+the source ports it has now: the vNICs of the VMs it runs (after a vMotion
+the destination host mirrors) and its own VMkernel adapters. This pass runs
+last (``controller.flows.compile_bridge``) and works on the finished flow
+list, whatever the other concerns put in it:
 
-* a source's **ingress** (vSphere: what the VM sends into the switch): every
-  INGRESS-table flow with ``in_port`` = the vNIC gets the copies as its
-  first actions, so a copy is the frame exactly as the VM sent it, before
-  the switch tags it or the distributed firewall tracks it. Frames the
-  switch refuses at its door (forged source MAC, a tag on an access port)
-  match no such flow and are not mirrored.
-* a source's **egress** (what the switch delivers to the VM): every
-  ``("output", vnic)``, in any table, gets the copies placed in front of it;
-  when the flow has a ``ct`` or ``resubmit`` before that output, in front of
-  the first of those instead, with the VLAN actions between that point and
-  the output repeated inside the copy. So the copy is the frame as the VM
-  receives it, and only when the vSwitch (and the DFW) delivers it.
+* a source's **ingress** (vSphere: what the VM or vmk sends into the
+  switch): every INGRESS-table flow with ``in_port`` = the port gets the
+  copies as its first actions, so a copy is the frame exactly as it was
+  sent, before the switch tags it or the distributed firewall tracks it.
+  Frames the switch refuses at its door (forged source MAC, a tag on an
+  access port) match no such flow and are not mirrored.
+* a source's **egress** (what the switch delivers to it): every
+  ``("output", port)``, in any table, gets the copies placed in front of
+  it; when the flow has a ``ct`` or ``resubmit`` before that output, in
+  front of the first of those instead, with the VLAN actions between that
+  point and the output repeated inside the copy. So the copy is the frame
+  as the port receives it, and only when the vSwitch (and the DFW)
+  delivers it.
 
 Every copy is an OVS ``clone``: what it sets (tunnel destination and key,
-VLAN tag) never reaches the flow's own outputs.
+VLAN tags) never reaches the flow's own outputs.
 
-What a copy carries: the frame as the source vNIC sees it, so for a VST port
-group without the 802.1Q tag the pipeline carries internally (VGT guests'
-own tags stay). vSphere's ERSPAN type II header has a field for the
-original VLAN; OVS writes no VLAN there, so the port group's VLAN is not in
-the copy. Copies leave by
+What a copy carries: the frame as the source port sees it, so for a VST
+port group without the 802.1Q tag the pipeline carries internally (VGT
+guests' own tags stay). vSphere's ERSPAN headers (types II and III) have a
+field for the original VLAN; OVS writes 0 there, so the port group's VLAN
+is not in an ERSPAN copy (``vlab check`` warns). Copies leave by
 
-* an ERSPAN (type II, ``erspan_ver=1``) or GRE tunnel port with
-  ``remote_ip=flow, key=flow``: the session's destination IP and its
+* an ERSPAN or GRE tunnel port (``bindings.MIRROR_TUNNELS``) with
+  ``remote_ip=flow, out_key=flow``: the session's destination IP and its
   session ID (the GRE key) are set per copy; OVS routes the outer packet by
   the host's main routing table, so it leaves from the VMkernel adapter
-  towards the monitor, with that vmk's address, through its uplinks;
+  towards the monitor, with that vmk's address, through its uplinks.
+  ERSPAN type III copies of what a source sent leave by the port whose
+  header says direction 0, of what it received by the one that says 1;
+* for an RSPAN (Remote Mirroring Source) session, the vmnics the host maps
+  the session's destination dvUplinks to, with the RSPAN VLAN pushed (over
+  the port group's own tag when the original VLAN is preserved), whatever
+  the teaming policy says, as vSphere sends them;
 * or, for a local session, the destination vNICs on the same host; as on
   vSphere, a destination on another host receives nothing.
 
@@ -45,12 +53,14 @@ flow of this concern's own (cookie ``Concern.MIRROR``).
 
 from __future__ import annotations
 
+from typing import Optional
+
 from vlab import naming
-from vlab.bindings import SwitchBinding
-from vlab.lab.model import Lab, MirrorSession
+from vlab.bindings import PortBinding, SwitchBinding
+from vlab.lab.model import Lab, MirrorPort, MirrorSession
 from vlab.lab.resolve import mirror_session_id
 
-from .pipeline import Concern, FlowSpec, Priority, Table, cookie
+from .pipeline import OFPVID_PRESENT, Concern, FlowSpec, Priority, Table, cookie
 
 COOKIE = cookie(Concern.MIRROR)
 # Actions after which the frame may be somewhere else (recirculated, other
@@ -68,11 +78,36 @@ def _output(port: int, session: MirrorSession) -> tuple:
     return ("output", port)
 
 
-def _copy_tail(session: MirrorSession, sid: int, binding: SwitchBinding, ofport_of: dict[str, int]) -> tuple:
-    """What one copy does once it looks like the vNIC's view of the frame:
-    the session's tunnel or destination vNIC outputs (empty: nowhere here)."""
+def _vlan_of(binding: SwitchBinding, port: PortBinding) -> int:
+    """The VLAN of a source port's port group (0 for a logical-switch port)."""
+    if port.port_group is None:
+        return 0
+    return binding.switch.port_group(port.port_group).vlan
+
+
+def _rspan_uplinks(binding: SwitchBinding, lab: Lab, session: MirrorSession) -> list[int]:
+    """OpenFlow ports of the vmnics this host maps the session's destination
+    dvUplinks to (a dvUplink with no vmnic here sends nothing)."""
+    host = next(h for h in lab.esxi_hosts if h.name == binding.host)
+    membership = next(m for m in host.distributed_switches if m.name == binding.switch.name)
+    ofport = {p.name: p.ofport for p in binding.ports if p.kind == "uplink"}
+    vmnics = (membership.uplinks.get(u) for u in session.destination_uplinks)
+    return [ofport[v] for v in vmnics if v in ofport]
+
+
+def _copy_tail(
+    session: MirrorSession,
+    sid: int,
+    binding: SwitchBinding,
+    lab: Lab,
+    source: PortBinding,
+    direction: str,
+) -> tuple:
+    """What one copy of ``source``'s frames (``direction``: ingress = what
+    it sends, egress = what it receives) does once it looks like the port's
+    view of the frame: the session's outputs (empty: nowhere here)."""
     if session.type == "erspan":
-        port = binding.mirror_port(session.encapsulation)
+        port = binding.mirror_port(session.encapsulation, direction)
         if port is None:
             return ()
         return (
@@ -80,6 +115,19 @@ def _copy_tail(session: MirrorSession, sid: int, binding: SwitchBinding, ofport_
             ("set_field", "tunnel_id", sid),
             _output(port.ofport, session),
         )
+    if session.type == "rspan":
+        uplinks = _rspan_uplinks(binding, lab, session)
+        if not uplinks:
+            return ()
+        vlan = _vlan_of(binding, source)
+        tags = []
+        # VST only: a VGT guest's own tag is in the frame already, EST has none.
+        if session.preserve_original_vlan and 1 <= vlan <= 4094:
+            tags += [("push_vlan", 0x8100), ("set_field", "vlan_vid", vlan | OFPVID_PRESENT)]
+        rspan_vid = session.encapsulation_vlan | OFPVID_PRESENT
+        tags += [("push_vlan", 0x8100), ("set_field", "vlan_vid", rspan_vid)]
+        return (*tags, *(_output(u, session) for u in uplinks))
+    ofport_of = {p.name: p.ofport for p in binding.ports if p.kind == "vnic"}
     return tuple(
         _output(ofport_of[name], session)
         for name in (naming.vnic_port(d.vm, d.vnic) for d in session.destination_vnics)
@@ -98,11 +146,23 @@ def _sessions(binding: SwitchBinding, lab: Lab):
     return [(m, mirror_session_id(dvs, i)) for i, m in enumerate(dvs.mirrors) if m.enabled]
 
 
+def _source_port(binding: SwitchBinding, src: MirrorPort) -> Optional[PortBinding]:
+    """The port of a session's source on this bridge: a vNIC (None when its
+    VM runs on another host now) or a VMkernel adapter of this host."""
+    if src.vmk is not None:
+        if src.host != binding.host:
+            return None
+        return next((p for p in binding.ports if p.kind == "vmk" and p.name == src.vmk), None)
+    name = naming.vnic_port(src.vm, src.vnic)
+    return next((p for p in binding.ports if p.kind == "vnic" and p.name == name), None)
+
+
 def plan(binding: SwitchBinding, lab: Lab):
     """What this bridge mirrors: ``(sent, received, receive_only)``, where
-    ``sent`` and ``received`` map a source vNIC's OpenFlow port to the copy
-    tails of its sessions, and ``receive_only`` are the ports of destination
-    vNICs whose session disallows normal traffic."""
+    ``sent`` and ``received`` map a source port's OpenFlow number (a vNIC or
+    a VMkernel adapter) to the copy tails of its sessions, and
+    ``receive_only`` are the ports of destination vNICs whose session
+    disallows normal traffic."""
     ofport_of = {p.name: p.ofport for p in binding.ports if p.kind == "vnic"}
     sent: dict[int, list[tuple]] = {}
     received: dict[int, list[tuple]] = {}
@@ -114,17 +174,16 @@ def plan(binding: SwitchBinding, lab: Lab):
                 for n in (naming.vnic_port(d.vm, d.vnic) for d in session.destination_vnics)
                 if n in ofport_of
             }
-        tail = _copy_tail(session, sid, binding, ofport_of)
-        if not tail:
-            continue
         for src in session.sources:
-            port = ofport_of.get(naming.vnic_port(src.vm, src.vnic))
+            port = _source_port(binding, src)
             if port is None:
-                continue  # the source runs on another host now
-            if src.direction in ("ingress", "both"):
-                sent.setdefault(port, []).append(tail)
-            if src.direction in ("egress", "both"):
-                received.setdefault(port, []).append(tail)
+                continue
+            for direction, copies in (("ingress", sent), ("egress", received)):
+                if src.direction not in (direction, "both"):
+                    continue
+                tail = _copy_tail(session, sid, binding, lab, port, direction)
+                if tail:
+                    copies.setdefault(port.ofport, []).append(tail)
     return sent, received, frozenset(receive_only)
 
 

@@ -41,6 +41,7 @@ class Frame:
     eth_dst: str
     eth_src: str = "00:50:56:ff:ff:fe"
     vlan: Optional[int] = None  # 802.1Q VID, None = untagged
+    vlan_inner: Optional[int] = None  # the inner tag's VID when two are pushed
     eth_type: int = ETH_IPV4
     ipv4_src: Optional[str] = None
     ipv4_dst: Optional[str] = None
@@ -265,9 +266,10 @@ class _Walker:
                     self.table(table, replace(frame, ct_state=state, ct_zone=zone), depth + 1)
                 frame = replace(frame, ct_state=0, ct_zone=0)
             elif kind == "push_vlan":
-                frame = replace(frame, vlan=0)
+                # A tag pushed onto a tagged frame becomes its outer tag.
+                frame = replace(frame, vlan=0, vlan_inner=frame.vlan)
             elif kind == "pop_vlan":
-                frame = replace(frame, vlan=None)
+                frame = replace(frame, vlan=frame.vlan_inner, vlan_inner=None)
             elif kind == "set_field" and action[1] == "vlan_vid":
                 frame = replace(frame, vlan=action[2] & 0xFFF)
             elif kind == "set_field":

@@ -62,14 +62,18 @@ NAME = "erspan-capture"
 LAB = Path(__file__).resolve().parents[1] / "labs" / "erspan.yaml"
 DEFAULTS = {"page_bytes": 20000, "frames": 20}
 MONITOR, WEB_IP, URL_PATH = "10.2.1.110", "10.2.2.20", "/index.html"
-ERSPAN_II, TEB = 0x88BE, 0x6558  # GRE protocol types: ERSPAN type II, Ethernet
+ERSPAN_II, ERSPAN_III, TEB = 0x88BE, 0x22EB, 0x6558  # GRE protocol types
 
 
 # -- decoding what the monitor received -------------------------------------------------
 def decapsulate(frame: bytes) -> Optional[dict]:
     """One captured frame -> {kind, session, outer_src, outer_dst, vlan, inner}
-    for GRE/ERSPAN type II, else None. ``session`` is the ERSPAN session ID or
-    the GRE key; ``vlan`` the outer 802.1Q tag (None: untagged)."""
+    for GRE and ERSPAN types II and III, else None. ``session`` is the ERSPAN
+    session ID or the GRE key; ``vlan`` the outer 802.1Q tag (None:
+    untagged). ERSPAN copies also have ``version`` (1: type II, 2: type
+    III) and ``header_vlan`` (the header's original-VLAN field); type III
+    ``direction`` (its D bit: ``ingress`` = a frame the source sent,
+    ``egress`` = one it received) and ``hwid``."""
     off, vlan = 14, None
     if int.from_bytes(frame[12:14], "big") == 0x8100:
         vlan, off = int.from_bytes(frame[14:16], "big") & 0xFFF, 18
@@ -89,14 +93,24 @@ def decapsulate(frame: bytes) -> Optional[dict]:
         "outer_mac_src": frame[6:12].hex(":"),
         "vlan": vlan,
     }
-    if proto == ERSPAN_II:
-        header = gre[hlen : hlen + 8]
+    if proto in (ERSPAN_II, ERSPAN_III):
+        header = gre[hlen:]
         out.update(
             kind="erspan",
             version=header[0] >> 4,
+            header_vlan=int.from_bytes(header[0:2], "big") & 0x0FFF,
             session=((header[2] & 0x03) << 8) | header[3],
-            inner=gre[hlen + 8 :],
         )
+        if proto == ERSPAN_II:
+            out["inner"] = header[8:]
+        else:
+            # Type III: 12 bytes, then an 8-byte platform subheader if O is set.
+            flags = int.from_bytes(header[10:12], "big")
+            out.update(
+                direction="egress" if flags & 0x0008 else "ingress",
+                hwid=(flags >> 4) & 0x3F,
+                inner=header[12 + 8 * (flags & 0x0001) :],
+            )
     elif proto == TEB:
         key = int.from_bytes(gre[key_at : key_at + 4], "big") if flags & 0x20 else None
         out.update(kind="gre", session=key, inner=gre[hlen:])

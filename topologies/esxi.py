@@ -21,7 +21,7 @@ controller programmed the bridge. Its ports, numbered by ``vlab.bindings``:
 from __future__ import annotations
 
 from vlab import naming
-from vlab.bindings import MIRROR_PORTS, PortBinding, SwitchBinding
+from vlab.bindings import PortBinding, SwitchBinding, mirror_tunnel
 from vlab.lab.model import EsxiHost, Lab
 from vlab.lab.resolve import HostLag, vtep_of, vteps
 from vlab.ovs import KEEP_QDISC_RECORD, OvsInstance, keep_qdisc
@@ -32,12 +32,25 @@ from .readiness import NotReady
 
 def mirror_interface(name: str) -> list[str]:
     """OVS interface settings of a port mirroring tunnel port: ERSPAN type II
-    (OVS erspan_ver=1) or GRE; the destination and the session ID (GRE key)
-    come from each copy's flow; the outer source address and the way out
-    from the host's routing table (its VMkernel adapters)."""
-    encapsulation = next(e for e, (n, _) in MIRROR_PORTS.items() if n == name)
-    extra = ["options:erspan_ver=1", "options:erspan_idx=0"] if encapsulation == "erspan" else []
-    return [f"type={encapsulation}", "options:remote_ip=flow", "options:key=flow", *extra]
+    (OVS erspan_ver=1), type III (erspan_ver=2, the port's direction bit) or
+    GRE; the destination and the session ID (GRE key) come from each copy's
+    flow; the outer source address and the way out from the host's routing
+    table (its VMkernel adapters)."""
+    tunnel = mirror_tunnel(name)
+    if tunnel.encapsulation == "gre":
+        extra = []
+    elif tunnel.encapsulation == "erspan":
+        extra = ["options:erspan_ver=1", "options:erspan_idx=0"]
+    else:
+        direction = 0 if tunnel.direction == "ingress" else 1  # ERSPAN type III's D bit
+        extra = ["options:erspan_ver=2", f"options:erspan_dir={direction}", "options:erspan_hwid=0"]
+    kind = "gre" if tunnel.encapsulation == "gre" else "erspan"
+    # The key copies carry is set per flow (out_key); mirror ports receive
+    # nothing, but OVS refuses two tunnel ports it could not tell apart on
+    # receipt (type III's two are equal but for the direction bit), so each
+    # gets an in_key of its own.
+    keys = [f"options:in_key={tunnel.ofport}", "options:out_key=flow"]
+    return [f"type={kind}", "options:remote_ip=flow", *keys, *extra]
 
 
 def lag_commands(bridge: str, lag: HostLag, members: list[PortBinding], mtu: int) -> list[str]:
@@ -149,6 +162,11 @@ def start_esxi(
         # is 8 s). Set on its own: set in the transaction that creates
         # the controller record, OVS kept backing off 2-4 s.
         inst.vsctl("set", "controller", b.bridge, "max_backoff=1000")
+        # A port OVS could not add is only an error column and ofport -1:
+        # say so now rather than run a switch without it.
+        failed = inst.vsctl("--bare", "--columns=name,error", "find", "interface", "ofport=-1").split()
+        if failed:
+            raise NotReady(f"{host.name}/{b.bridge}: OVS could not add port(s): {' '.join(failed)}")
         for p in b.ports:
             if p.kind == "vmk":
                 node.cmd(f"ethtool -K {p.name} tx off >/dev/null 2>&1")

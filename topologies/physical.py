@@ -157,6 +157,8 @@ def switch_commands(lab: Lab, sw: PhysicalSwitch, plugged: dict[int, Optional[in
         f"mcast_snooping_enable={'true' if sw.igmp_snooping else 'false'}",
         f"other_config:mcast-snooping-aging-time={sw.igmp_aging}",
     ]
+    if sw.rspan_vlans:
+        cmds.append("flood_vlans=" + ",".join(map(str, sw.rspan_vlans)))
     config = {p.port: p for p in sw.ports}
     in_lag = {p for lag in sw.lags for p in lag.ports}
     for port, access_vlan in sorted(plugged.items()):

@@ -32,12 +32,38 @@ from .lab.resolve import (
 # 200.. numbered across the whole lab (a VM keeps its port number when it
 # vMotions), PortOutput capture ports at CAPTURE_BASE + the captured port.
 # The VXLAN tunnel port of a host's VTEP vSwitch is TUNNEL_OFPORT; a
-# distributed switch with ERSPAN/GRE mirror sessions has one tunnel port per
-# encapsulation on every member host (MIRROR_PORTS: name, OpenFlow number).
+# distributed switch with ERSPAN/GRE mirror sessions has the tunnel ports of
+# the encapsulations they use on every member host (MIRROR_TUNNELS).
 UPLINK_BASE, VMK_BASE, VNIC_BASE, CAPTURE_BASE = 1, 100, 200, 1000
 TUNNEL_OFPORT = 199
 TUNNEL_PORT = "vxlan0"
-MIRROR_PORTS = {"erspan": ("erspan-mirror", 198), "gre": ("gre-mirror", 197)}
+
+
+@dataclass(frozen=True)
+class MirrorTunnel:
+    """A port mirroring tunnel port of a host's distributed switch: the
+    copies of one encapsulation leave by it. ERSPAN type III has two, one
+    per direction bit of its header (``direction``: the copies of what
+    sources send, ``ingress``, or of what they receive, ``egress``), since
+    the bit is the port's setting: OpenFlow through os-ken cannot set OVS's
+    ERSPAN metadata per flow."""
+
+    name: str
+    ofport: int
+    encapsulation: str
+    direction: Optional[str] = None
+
+
+MIRROR_TUNNELS = (
+    MirrorTunnel("erspan-mirror", 198, "erspan"),
+    MirrorTunnel("gre-mirror", 197, "gre"),
+    MirrorTunnel("erspan3-in", 196, "erspan3", "ingress"),
+    MirrorTunnel("erspan3-out", 195, "erspan3", "egress"),
+)
+
+
+def mirror_tunnel(name: str) -> MirrorTunnel:
+    return next(t for t in MIRROR_TUNNELS if t.name == name)
 
 
 @dataclass(frozen=True)
@@ -88,7 +114,7 @@ class Placement:
 class PortBinding:
     """One vSwitch port: an uplink, a VMkernel adapter, a VM's vNIC (on a
     port group or an NSX logical switch), the VXLAN tunnel port or a port
-    mirroring tunnel port (kind ``mirror``, named by MIRROR_PORTS)."""
+    mirroring tunnel port (kind ``mirror``, one of MIRROR_TUNNELS)."""
 
     name: str  # OVS port / interface name in the host namespace
     ofport: int
@@ -149,10 +175,16 @@ class SwitchBinding:
     def tunnel_port(self) -> Optional[PortBinding]:
         return next((p for p in self.ports if p.kind == "tunnel"), None)
 
-    def mirror_port(self, encapsulation: str) -> Optional[PortBinding]:
-        """The ERSPAN or GRE port mirror copies leave by (``encapsulation``)."""
-        name = MIRROR_PORTS[encapsulation][0]
-        return next((p for p in self.ports if p.kind == "mirror" and p.name == name), None)
+    def mirror_port(self, encapsulation: str, direction: str) -> Optional[PortBinding]:
+        """The tunnel port mirror copies of ``encapsulation`` leave by, for
+        copies of what a source sends (``direction`` ingress) or receives
+        (egress)."""
+        names = {
+            t.name
+            for t in MIRROR_TUNNELS
+            if t.encapsulation == encapsulation and t.direction in (None, direction)
+        }
+        return next((p for p in self.ports if p.kind == "mirror" and p.name in names), None)
 
     def with_uplink_state(self, uplink: str, up: bool) -> "SwitchBinding":
         down = self.uplinks_down - {uplink} if up else self.uplinks_down | {uplink}
@@ -195,8 +227,12 @@ def mirror_ports(lab: Lab, sw: HostSwitch) -> list[PortBinding]:
     if sw.kind != "distributed":
         return []
     dvs = next(d for d in lab.distributed_switches if d.name == sw.name)
-    used = sorted({m.encapsulation for m in dvs.mirrors if m.type == "erspan"})
-    return [PortBinding(name=MIRROR_PORTS[e][0], ofport=MIRROR_PORTS[e][1], kind="mirror") for e in used]
+    used = {m.encapsulation for m in dvs.mirrors if m.type == "erspan"}
+    return [
+        PortBinding(name=t.name, ofport=t.ofport, kind="mirror")
+        for t in MIRROR_TUNNELS
+        if t.encapsulation in used
+    ]
 
 
 def datapath_id(host_index: int, switch_index: int) -> int:

@@ -17,13 +17,13 @@ from controller.flows import compile_bridge
 from controller.nsx import build_tables
 from controller.pipeline import FlowSpec, Priority, Table
 from controller.simulate import Frame, trace
-from vlab.bindings import MIRROR_PORTS, Placement, switch_bindings
+from vlab.bindings import Placement, mirror_tunnel, switch_bindings
 from vlab.lab.load import parse_lab
 
 DATA = yaml.safe_load((Path(__file__).resolve().parents[2] / "labs" / "erspan.yaml").read_text())
 JUMPBOX, WEB, SNIFFER = 200, 201, 202
 JUMPBOX_MAC, WEB_MAC = "00:50:56:03:00:10", "00:50:56:03:00:20"
-ERSPAN, GRE = MIRROR_PORTS["erspan"][1], MIRROR_PORTS["gre"][1]
+ERSPAN, GRE = mirror_tunnel("erspan-mirror").ofport, mirror_tunnel("gre-mirror").ofport
 MONITOR = "10.2.1.110"
 BCAST = "ff:ff:ff:ff:ff:ff"
 
@@ -265,3 +265,82 @@ def test_monitor_decoder_reads_erspan_and_gre_headers():
         inner[:40],
     )
     assert decapsulate(bytes(Ether() / IP(proto=17) / b"not gre")) is None
+
+
+VMK0, VMNIC1 = 100, 2  # esx1's vmk0 (Management, VLAN 10); vmnic1 = dvUplink2
+
+
+def with_session(session: dict):
+    def edit(dvs):
+        dvs["mirrors"] = [session]
+
+    return compiled(variant(edit))["esx1"]
+
+
+def test_a_vmk_source_is_copied_as_it_sends_and_receives():
+    """vSphere mirrors a VMkernel adapter's distributed port like a vNIC's:
+    what it sends (before the switch tags it) and what it receives (after
+    the tag is taken off)."""
+    flows = with_session(
+        {
+            "name": "vmk",
+            "type": "local",
+            "sources": [{"host": "esx1", "vmk": "vmk0"}],
+            "destination_vnics": [{"vm": "sniffer"}],
+        }
+    )
+    sent = Frame(VMK0, "00:50:56:99:00:01", eth_src=_vmk0_mac())
+    assert (SNIFFER, None, None, None, None) in summary(trace(flows, sent))
+    received = Frame(1, _vmk0_mac(), eth_src="00:50:56:99:00:01", vlan=10)
+    assert summary(trace(flows, received)) == sorted(
+        [(VMK0, None, None, None, None), (SNIFFER, None, None, None, None)]
+    )
+
+
+def _vmk0_mac() -> str:
+    lab = parse_lab(copy.deepcopy(DATA))
+    b = next(b for b in switch_bindings(lab) if b.host == "esx1")
+    return next(p.mac for p in b.ports if p.name == "vmk0")
+
+
+@pytest.mark.parametrize("preserve, inner", [(False, None), (True, 20)])
+def test_rspan_copies_leave_by_the_destination_uplink_in_the_rspan_vlan(preserve, inner):
+    """Remote Mirroring Source: the copy leaves by dvUplink2 (vmnic1 here)
+    tagged with the encapsulation VLAN; with "preserve original VLAN" the
+    port group's tag (20) stays inside it."""
+    flows = with_session(
+        {
+            "name": "rspan",
+            "type": "rspan",
+            "sources": [{"vm": "web", "direction": "ingress"}],
+            "destination_uplinks": ["dvUplink2"],
+            "encapsulation_vlan": 999,
+            "preserve_original_vlan": preserve,
+        }
+    )
+    outs = trace(flows, Frame(WEB, "00:50:56:99:00:01", eth_src=WEB_MAC))
+    copies = [(o.port, o.frame.vlan, o.frame.vlan_inner) for o in outs if o.frame.vlan == 999]
+    assert copies == [(VMNIC1, 999, inner)]
+    # The frame itself still leaves once, in VLAN 20, by web's own uplink.
+    assert [(o.frame.vlan, o.frame.vlan_inner) for o in outs if o.frame.vlan != 999] == [(20, None)]
+
+
+def test_erspan_type_iii_copies_leave_by_the_port_of_their_direction():
+    """ERSPAN type III's header says whether the copy is of a frame the
+    source sent (D=0) or received (D=1): the two leave by the two type III
+    tunnel ports."""
+    flows = with_session(
+        {
+            "name": "e3",
+            "type": "erspan",
+            "encapsulation": "erspan3",
+            "sources": [{"vm": "jumpbox"}],
+            "destination_ip": MONITOR,
+        }
+    )
+    ingress, egress = mirror_tunnel("erspan3-in").ofport, mirror_tunnel("erspan3-out").ofport
+    sent = trace(flows, Frame(JUMPBOX, WEB_MAC, eth_src=JUMPBOX_MAC))
+    assert sorted(o.port for o in sent) == sorted([WEB, ingress])
+    received = trace(flows, Frame(WEB, JUMPBOX_MAC, eth_src=WEB_MAC))
+    assert sorted(o.port for o in received) == sorted([JUMPBOX, egress])
+    assert {o.frame.tun_ipv4_dst for o in sent + received if o.port in (ingress, egress)} == {MONITOR}

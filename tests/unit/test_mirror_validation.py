@@ -31,6 +31,11 @@ OTHER_SWITCH = both(
     ),
 )
 
+# The local session turned into a Remote Mirroring Source session.
+AS_RSPAN = both(
+    put(f"{LOCAL}.type", "rspan"), drop(f"{LOCAL}.destination_vnics"), drop(f"{LOCAL}.normal_traffic")
+)
+
 
 def case(id_, edit, expected):
     return pytest.param(edit, "lab.yaml: " + expected, id=id_)
@@ -159,18 +164,110 @@ INVALID = [
     ),
     case(
         "unknown-type",
-        put(f"{ERSPAN}.type", "rspan"),
-        f"{ERSPAN}.type: must be 'erspan' or 'local' (got 'rspan')",
+        put(f"{ERSPAN}.type", "remote"),
+        f"{ERSPAN}.type: must be 'erspan', 'rspan' or 'local' (got 'remote')",
     ),
     case(
         "unknown-encapsulation",
-        put(f"{GRE}.encapsulation", "erspan3"),
-        f"{GRE}.encapsulation: must be 'erspan' or 'gre' (got 'erspan3')",
+        put(f"{GRE}.encapsulation", "erspan4"),
+        f"{GRE}.encapsulation: must be 'erspan', 'erspan3' or 'gre' (got 'erspan4')",
     ),
     case(
         "normal-traffic-word",
         put(f"{LOCAL}.normal_traffic", "no"),
         f"{LOCAL}.normal_traffic: must be 'allowed' or 'disallowed' (got 'no')",
+    ),
+    case(
+        "uplink-as-source",
+        put(f"{LOCAL}.sources[0]", {"uplink": "dvUplink1"}),
+        f"{LOCAL}.sources[0].uplink: vSphere mirrors no uplink as a source: an uplink is only a "
+        "Remote Mirroring Source (rspan) session's destination (destination_uplinks); to see an "
+        "uplink's frames, capture on it (pktcap-uw --uplink HOST/VMNIC)",
+    ),
+    case(
+        "unknown-vmk",
+        put(f"{LOCAL}.sources[0]", {"host": "esx1", "vmk": "vmk9"}),
+        f"{LOCAL}.sources[0].vmk: esx1 has no VMkernel adapter 'vmk9'",
+    ),
+    case(
+        "vmk-without-host",
+        put(f"{LOCAL}.sources[0]", {"vmk": "vmk0"}),
+        f"{LOCAL}.sources[0].host: vmk vmk0 needs the host it is on (host: HOST)",
+    ),
+    case(
+        "vmk-and-vm",
+        put(f"{LOCAL}.sources[0]", {"vm": "jumpbox", "host": "esx1", "vmk": "vmk0"}),
+        f"{LOCAL}.sources[0]: name either a VM's vNIC (vm, vnic) or a host's VMkernel adapter (host, vmk)",
+    ),
+    case(
+        "vmk-with-a-vnic",
+        put(f"{LOCAL}.sources[0]", {"host": "esx1", "vmk": "vmk0", "vnic": "eth0"}),
+        f"{LOCAL}.sources[0].vnic: vnic is a VM's; a VMkernel adapter source has host and vmk",
+    ),
+    case(
+        "vmk-on-a-standard-switch",
+        both(
+            OTHER_SWITCH,
+            append("esxi_hosts[0].vmkernel", {"name": "vmk1", "port_group": "Lab", "ip": "10.9.0.1/24"}),
+            put(f"{LOCAL}.sources[0]", {"host": "esx1", "vmk": "vmk1"}),
+        ),
+        f"{LOCAL}.sources[0]: esx1/vmk1 is on port group 'Lab' of vSwitch1, not on distributed "
+        "switch dvSwitch (vSphere mirrors only distributed ports)",
+    ),
+    case(
+        "vmk-as-destination",
+        put(f"{LOCAL}.destination_vnics[0]", {"host": "esx1", "vmk": "vmk0"}),
+        f"{LOCAL}.destination_vnics[0].vmk: a destination is a VM's vNIC (a capture VM); copies are "
+        "not delivered to a vmk",
+    ),
+    case(
+        "erspan-mirroring-its-own-vmk",
+        put(f"{ERSPAN}.sources[0]", {"host": "esx1", "vmk": "vmk0"}),
+        f"{ERSPAN}.sources[0]: esx1 sends this session's copies to 10.2.1.110 from vmk0: mirroring it "
+        "would mirror the copies again",
+    ),
+    case(
+        "rspan-without-uplinks",
+        both(AS_RSPAN, put(f"{LOCAL}.encapsulation_vlan", 999)),
+        f"{LOCAL}.destination_uplinks: an rspan session needs destination_uplinks (the dvUplinks the "
+        "copies leave by)",
+    ),
+    case(
+        "rspan-unknown-uplink",
+        both(
+            AS_RSPAN, put(f"{LOCAL}.encapsulation_vlan", 999), put(f"{LOCAL}.destination_uplinks", ["vmnic0"])
+        ),
+        f"{LOCAL}.destination_uplinks[0]: dvSwitch has no dvUplink 'vmnic0'",
+    ),
+    case(
+        "rspan-without-vlan",
+        both(AS_RSPAN, put(f"{LOCAL}.destination_uplinks", ["dvUplink1"])),
+        f"{LOCAL}.encapsulation_vlan: an rspan session needs encapsulation_vlan (the RSPAN VLAN)",
+    ),
+    case(
+        "rspan-vlan-of-a-port-group",
+        both(
+            AS_RSPAN,
+            put(f"{LOCAL}.destination_uplinks", ["dvUplink1"]),
+            put(f"{LOCAL}.encapsulation_vlan", 20),
+        ),
+        f"{LOCAL}.encapsulation_vlan: VLAN 20 is port group 'VM-Network''s: the copies would reach its "
+        "ports; RSPAN needs a VLAN of its own",
+    ),
+    case(
+        "rspan-with-destination-vnics",
+        both(
+            put(f"{LOCAL}.type", "rspan"),
+            drop(f"{LOCAL}.normal_traffic"),
+            put(f"{LOCAL}.destination_uplinks", ["dvUplink1"]),
+            put(f"{LOCAL}.encapsulation_vlan", 999),
+        ),
+        f"{LOCAL}.destination_vnics: destination_vnics is for local sessions, this one is rspan",
+    ),
+    case(
+        "preserve-vlan-on-erspan",
+        put(f"{ERSPAN}.preserve_original_vlan", True),
+        f"{ERSPAN}.preserve_original_vlan: preserve_original_vlan is for rspan sessions, this one is erspan",
     ),
     case("no-sources", put(f"{ERSPAN}.sources", []), f"{ERSPAN}.sources: must have at least 1 entry (got 0)"),
     case(
@@ -224,3 +321,57 @@ def test_disabled_session_still_validated():
     with pytest.raises(LabError) as info:
         parse_lab(data, "lab.yaml")
     assert str(info.value) == f"lab.yaml: {ERSPAN}.sources[0].vm: unknown VM 'nobody'"
+
+
+def test_vmk_and_rspan_sessions_load():
+    """A vmk source of a local session, and an RSPAN source session, as
+    vSphere allows them."""
+    data = copy.deepcopy(LAB)
+    mirrors = data["distributed_switches"][0]["mirrors"]
+    mirrors[2]["sources"] = [{"host": "esx1", "vmk": "vmk0", "direction": "egress"}]
+    mirrors.append(
+        {
+            "name": "to-rspan",
+            "type": "rspan",
+            "sources": [{"vm": "web"}],
+            "destination_uplinks": ["dvUplink2"],
+            "encapsulation_vlan": 999,
+            "preserve_original_vlan": True,
+        }
+    )
+    dvs = parse_lab(data).distributed_switches[0]
+    assert (dvs.mirrors[2].sources[0].vmk, dvs.mirrors[3].encapsulation_vlan) == ("vmk0", 999)
+
+
+SOURCES_LAB = Path(__file__).resolve().parents[2] / "tests" / "integration" / "labs" / "mirror-sources.yaml"
+
+
+def test_rspan_vlan_the_switches_learn_in_is_allowed_with_a_warning():
+    """Without rspan_vlans the physical switch learns the copies' MACs in the
+    RSPAN VLAN and delivers only the flooded ones (seen on real frames: the
+    analyser got the ARP broadcasts and none of the pings)."""
+    from topologies.physical import switch_commands
+    from vlab.lab.check import lab_warnings
+
+    data = yaml.safe_load(SOURCES_LAB.read_text())
+    lab = parse_lab(copy.deepcopy(data))
+    assert "flood_vlans=999" in switch_commands(lab, lab.physical_switches[0], {1: None})
+    assert [w for w, _ in lab_warnings(lab)] == ["distributed_switches[0].mirrors[2].encapsulation"]
+    del data["physical_switches"][0]["rspan_vlans"]
+    lab = parse_lab(data)
+    assert "flood_vlans=999" not in " ".join(switch_commands(lab, lab.physical_switches[0], {1: None}))
+    warnings = dict(lab_warnings(lab))
+    assert warnings["distributed_switches[0].mirrors[1].encapsulation_vlan"] == (
+        "VLAN 999 is in no physical switch's rspan_vlans: the switches learn the copies' MACs in it "
+        "and pass on only copies of frames they flood"
+    )
+
+
+def test_erspan_copies_of_a_vlan_port_group_warn_that_the_header_has_no_vlan():
+    from vlab.lab.check import lab_warnings
+
+    warnings = dict(lab_warnings(parse_lab(copy.deepcopy(LAB))))
+    assert warnings == {
+        f"{ERSPAN}.encapsulation": "the ERSPAN header's original-VLAN field is 0: OVS cannot write it, "
+        "so the sources' VLAN (20) is in neither the header nor the untagged copies"
+    }

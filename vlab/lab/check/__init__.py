@@ -53,7 +53,12 @@ def _expectations(lab: Lab) -> Iterator[Problem]:
 
 def lab_warnings(lab: Lab) -> list[Problem]:
     """Things that are allowed but probably not what the author wants."""
-    return teaming.beacon_warnings(lab) + teaming.lag_warnings(lab) + nsx.mtu_warnings(lab)
+    return (
+        teaming.beacon_warnings(lab)
+        + teaming.lag_warnings(lab)
+        + nsx.mtu_warnings(lab)
+        + mirrors.mirror_warnings(lab)
+    )
 
 
 def check_references(lab: Lab) -> Optional[Problem]:

@@ -77,6 +77,10 @@ class PhysicalSwitch(LabModel):
     ports: tuple[SwitchPort, ...] = ()
     lags: tuple[Lag, ...] = ()
     spans: tuple[Span, ...] = ()
+    # Remote SPAN VLANs (Cisco's "remote-span" VLAN setting): MAC learning
+    # off, every frame flooded, so mirrored copies reach the analyser
+    # whatever their addresses; OVS's flood_vlans.
+    rspan_vlans: tuple[SwitchVlan, ...] = ()
 
 
 class GatewayAddress(LabModel):

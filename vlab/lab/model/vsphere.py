@@ -110,28 +110,41 @@ class StandardSwitch(LabModel):
 
 
 class MirrorPort(LabModel):
-    """A VM's vNIC taking part in a port mirroring session. For a source,
-    ``direction`` is vSphere's, seen from the distributed switch: ``ingress``
-    = what the VM sends into the switch, ``egress`` = what the switch
-    delivers to the VM, ``both`` = both (VMware, "vSphere 5 New Networking
-    Features - Port Mirroring": "the traffic seeks ingress to the VDS and
-    hence the source is called Ingress"). A destination ignores it."""
+    """A distributed port taking part in a port mirroring session: a VM's
+    vNIC (``vm``, ``vnic``) or a host's VMkernel adapter (``host``, ``vmk``).
+    For a source, ``direction`` is vSphere's, seen from the distributed
+    switch: ``ingress`` = what the VM or vmk sends into the switch,
+    ``egress`` = what the switch delivers to it, ``both`` = both (VMware,
+    "vSphere 5 New Networking Features - Port Mirroring": "the traffic seeks
+    ingress to the VDS and hence the source is called Ingress"). A
+    destination ignores it. ``uplink`` exists to be refused with vSphere's
+    reason: uplinks are never sources, only an RSPAN session's destination
+    (``destination_uplinks``)."""
 
-    vm: Name
+    vm: Optional[Name] = None
     vnic: Name = "eth0"
+    host: Optional[Name] = None
+    vmk: Optional[VmkName] = None
+    uplink: Optional[Name] = None
     direction: Literal["both", "ingress", "egress"] = "both"
 
 
 class MirrorSession(LabModel):
-    """A vSphere port mirroring session on a distributed switch.
+    """A vSphere port mirroring session on a distributed switch, one of the
+    session types vSphere's client offers:
 
     * ``type: erspan`` is "Encapsulated Remote Mirroring (L3) Source": copies
       of the sources' frames go to ``destination_ip`` (a monitoring host),
       encapsulated as ERSPAN type II (``encapsulation: erspan``, what vSphere
-      sends by default) or plain GRE (``gre``), from the host's VMkernel
-      address through its routing table and uplinks. ``session_id`` is the
-      ERSPAN session ID (the GRE key for gre); default: the session's
-      position in the list, from 1.
+      sends by default), ERSPAN type III (``erspan3``) or plain GRE
+      (``gre``), from the host's VMkernel address through its routing table
+      and uplinks. ``session_id`` is the ERSPAN session ID (the GRE key for
+      gre); default: the session's position in the list, from 1.
+    * ``type: rspan`` is "Remote Mirroring Source": copies leave by the
+      ``destination_uplinks`` (dvUplink names) tagged with
+      ``encapsulation_vlan``, for a physical switch to carry that VLAN to an
+      analyser; ``preserve_original_vlan`` keeps the source port group's own
+      tag inside (two tags on the wire).
     * ``type: local`` is "Distributed Port Mirroring": copies go to
       ``destination_vnics``, as on vSphere only where the destination runs
       on the same host as the source.
@@ -142,13 +155,16 @@ class MirrorSession(LabModel):
     vNIC then receives only mirrored frames and what it sends is dropped."""
 
     name: Name
-    type: Literal["erspan", "local"]
+    type: Literal["erspan", "rspan", "local"]
     enabled: StrictBool = True
     sources: tuple[MirrorPort, ...] = Field(min_length=1)
     destination_ip: Optional[IPv4Addr] = None
-    encapsulation: Literal["erspan", "gre"] = "erspan"
+    encapsulation: Literal["erspan", "erspan3", "gre"] = "erspan"
     session_id: Optional[Annotated[StrictInt, Field(ge=0, le=1023)]] = None
     destination_vnics: tuple[MirrorPort, ...] = ()
+    destination_uplinks: tuple[Name, ...] = ()
+    encapsulation_vlan: Optional[Annotated[StrictInt, Field(ge=1, le=4094)]] = None
+    preserve_original_vlan: StrictBool = False
     snap_length: Optional[Annotated[StrictInt, Field(ge=60, le=9000)]] = None
     normal_traffic: Literal["allowed", "disallowed"] = "disallowed"
 

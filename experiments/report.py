@@ -66,6 +66,12 @@ SEEDS = [
                 "vmk-egress",
                 "source_egress_keeps_replies_on_vmk0_1gbe",
             ),
+            (
+                "A port mirror of vmk4 alone shows only the host's packets to the backup node "
+                "(the reverse flow goes to vmk0, not in that capture)",
+                "vmk-egress",
+                "port_mirror_splits_the_session_by_vmk",
+            ),
         ],
     ),
     (

@@ -9,13 +9,20 @@ disk data (``experiments/tools/nbd.py``), in three labs:
                                     (10 GbE active, 1 GbE unused);
 * src ``labs/vmk-egress-src.yaml``  B with strict source-based egress.
 
+And as the seed's author saw it (``labs/vmk-egress-span.yaml``: case B on a
+distributed switch): the VMkernel ports mirrored to a Wireshark VM by three
+Distributed Port Mirroring sessions, one per capture vNIC: vmk0 and vmk4,
+vmk4 alone, vmk0 alone.
+
 Measured in each: bytes and integrity (no reset), throughput, the data
 packets each uplink transmitted (pcaps at the physical switch ports: their
 source IP and source MAC tell which vmk sent them), and esxtop samples of
 every port. Verdicts: the session stays intact everywhere; in B the replies
 carry 172.17.4.102 yet leave through vmk4 and the 10 GbE uplinks; in B vmk0's
 PKTRX/s tracks vmk4's PKTTX/s; throughput B/A is about the 10 GbE/1 GbE
-ratio; with source-based egress the replies stay on vmk0 and 1 GbE.
+ratio; with source-based egress the replies stay on vmk0 and 1 GbE; the
+mirror of vmk4 alone carries only the host's packets to the backup node and
+the mirror of vmk0 alone only the node's packets to the host.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from experiments import settle
 from experiments.common import (
@@ -53,8 +60,11 @@ CASES = {
     "B": LABS / "vmk-egress-b.yaml",
     "src": LABS / "vmk-egress-src.yaml",
 }
+SPAN_LAB = LABS / "vmk-egress-span.yaml"
+# The Wireshark VM's capture vNIC of each mirror session (labs/vmk-egress-span.yaml).
+SPAN_VNICS = {"eth0": "vmk0-and-vmk4", "eth1": "vmk4-only", "eth2": "vmk0-only"}
 HOST, VMK0_IP, PORT = "esx1", "172.17.4.102", 902
-DEFAULTS = {"bytes": 20_000_000, "second_node_bytes": 5_000_000, "sample_s": 0.25}
+DEFAULTS = {"bytes": 20_000_000, "second_node_bytes": 5_000_000, "sample_s": 0.25, "span_bytes": 5_000_000}
 
 
 def _vmk_macs(net: LabNetwork) -> dict[str, str]:
@@ -145,6 +155,58 @@ def measure_transfer(net: LabNetwork, work: Path, client: str, nbytes: int, samp
     }
 
 
+def _span_view(pcap: Path, vmk_macs: dict[str, str]) -> dict:
+    """What one mirror session's capture vNIC saw of the NBD session: the
+    host's packets (from port 902) and the node's (to it), and which vmk
+    each was seen at: the sender's MAC for what a vmk sent, the receiver's
+    for what was delivered to it."""
+    from scapy.layers.inet import TCP
+
+    out = {"from_host": 0, "from_host_data": 0, "to_host": 0, "seen_at": {}, "syn_at": [], "synack_by": []}
+    for p in read_pcap(pcap):
+        if TCP not in p:
+            continue
+        tcp = p[TCP]
+        if tcp.sport == PORT:
+            out["from_host"] += 1
+            out["from_host_data"] += len(tcp.payload) > 0
+            at = "sent by " + vmk_macs.get(p.src.lower(), p.src.lower())
+            if tcp.flags & 0x12 == 0x12:
+                out["synack_by"].append(vmk_macs.get(p.src.lower(), p.src.lower()))
+        elif tcp.dport == PORT:
+            out["to_host"] += 1
+            at = "delivered to " + vmk_macs.get(p.dst.lower(), p.dst.lower())
+            if tcp.flags & 0x12 == 0x02:
+                out["syn_at"].append(vmk_macs.get(p.dst.lower(), p.dst.lower()))
+        else:
+            continue
+        out["seen_at"][at] = out["seen_at"].get(at, 0) + 1
+    return out
+
+
+def measure_span(net: LabNetwork, work: Path, client: str, nbytes: int, sample_s: float) -> dict:
+    """The seed's port-mirror view: one NBD read while the Wireshark VM's
+    capture vNICs receive the mirror sessions' copies (-s 96: headers)."""
+    ctl = net.control
+    caps = {
+        nic: ctl.tcpdump(
+            "wireshark", nic, work / f"span-{nic}.pcap", f"tcp port {PORT}", ["-Q", "in", "-s", "96"]
+        )
+        for nic in SPAN_VNICS
+    }
+    try:
+        transfer = measure_transfer(net, work, client, nbytes, sample_s)
+    finally:
+        quiesce([c.pcap for c in caps.values()])
+        pcaps = {nic: c.stop() for nic, c in caps.items()}
+    macs = _vmk_macs(net)
+    views = {}
+    for nic, session in SPAN_VNICS.items():
+        views[session] = _span_view(pcaps[nic], macs)
+        pcaps[nic].unlink()
+    return {"transfer": transfer, "sessions": views}
+
+
 def _series(series: list[list[dict]], t0: float) -> dict:
     """Per port: the esxtop columns over time (one entry per interval)."""
     out: dict[str, dict[str, list]] = {}
@@ -200,14 +262,21 @@ def run(params: dict | None = None) -> dict:
             configured[case] = _team_mbps(net.lab, "vmk4" if case == "B" else "vmk0")
             cpu.stop()
             drops.update({f"{case}/{k}": v for k, v in shaping_drops(net).items()})
+    phase(f"case B on a vDS ({SPAN_LAB.name}): the VMkernel ports mirrored to a Wireshark VM")
+    with lab_session(SPAN_LAB) as net:
+        cpu.start()
+        span = measure_span(net, work, "rubrik2", p["span_bytes"], p["sample_s"])
+        cpu.stop()
+        drops.update({f"span/{k}": v for k, v in shaping_drops(net).items()})
     result = {
         "experiment": NAME,
         "seed": "000_9aff30999f83c9dc.txt",
         "params": p,
         "environment": env,
         "cases": cases,
+        "span": span,
     }
-    result["summary"], result["verdicts"] = _verdicts(cases)
+    result["summary"], result["verdicts"] = _verdicts(cases, span)
     result["fidelity"] = {
         "cpu_percent": cpu.percent,
         "shaping_drops": drops,
@@ -222,7 +291,33 @@ def run(params: dict | None = None) -> dict:
     return result
 
 
-def _verdicts(cases: dict) -> tuple[dict, dict]:
+def _span_verdict(span: dict) -> bool:
+    """The seed's captures, read from the copies: with vmk0 and vmk4
+    mirrored the node's SYN is delivered to vmk0 and the SYN/ACK sent by
+    vmk4; vmk4 alone shows only the host's packets to the node (every data
+    packet the uplinks sent), vmk0 alone only the node's packets to the
+    host; the two-vmk session has each packet once (the sum of the two)."""
+    both, vmk4, vmk0 = (span["sessions"][s] for s in ("vmk0-and-vmk4", "vmk4-only", "vmk0-only"))
+    sent_on_uplinks = sum(span["transfer"]["data_packets_per_uplink"].values())
+    t = span["transfer"]["transfer"]
+    return (
+        t["intact"]
+        and t["end"] == "eof"
+        and both["syn_at"] == ["vmk0"]
+        and both["synack_by"] == ["vmk4"]
+        and vmk4["from_host"] > 0
+        and vmk4["to_host"] == 0
+        and vmk4["seen_at"] == {"sent by vmk4": vmk4["from_host"]}
+        and vmk4["from_host_data"] == sent_on_uplinks
+        and vmk0["to_host"] > 0
+        and vmk0["from_host"] == 0
+        and vmk0["seen_at"] == {"delivered to vmk0": vmk0["to_host"]}
+        and (both["from_host"], both["to_host"]) == (vmk4["from_host"], vmk0["to_host"])
+    )
+
+
+def _verdicts(cases: dict, span: Optional[dict] = None) -> tuple[dict, dict]:
+    """Summary and verdicts; the port-mirror verdict only with ``span``."""
     first = {c: v["transfers"][0] for c, v in cases.items()}
     mbps = {c: t["transfer"]["mbps"] for c, t in first.items()}
     ratio = mbps["B"] / mbps["A"] if mbps["A"] else float("inf")
@@ -295,6 +390,11 @@ def _verdicts(cases: dict) -> tuple[dict, dict]:
             and 0.8 <= mbps["src"] / mbps["A"] <= 1.25
         ),
     }
+    if span is not None:
+        verdicts["port_mirror_splits_the_session_by_vmk"] = _span_verdict(span)
+        summary["span"] = {
+            s: {"from_host": v["from_host"], "to_host": v["to_host"]} for s, v in span["sessions"].items()
+        }
     return summary, verdicts
 
 
@@ -305,7 +405,7 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     palette = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9"]
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, (ax1, ax2, ax3, ax4) = plt.subplots(1, 4, figsize=(20, 4.2))
     cases = result["cases"]
     names = {"A": "A: vmk0 only", "B": "B: + vmk4 (VLAN 28)", "src": "B, source egress"}
     mbps = result["summary"]["mbps"]
@@ -365,6 +465,26 @@ def plot(result: dict, outdir: Path) -> list[Path]:
     ax3.set_ylabel("NBD data packets sent (uplink pcaps)")
     ax3.set_title("Which uplinks carry the replies")
     ax3.legend(fontsize=8)
+
+    span = result.get("summary", {}).get("span")
+    if span:
+        sessions = ["vmk0-and-vmk4", "vmk4-only", "vmk0-only"]
+        for i, (key, label) in enumerate(
+            (("from_host", "host to node (port 902 ->)"), ("to_host", "node to host"))
+        ):
+            ax4.bar(
+                [j + i * 0.4 for j in range(len(sessions))],
+                [span[s][key] for s in sessions],
+                width=0.4,
+                color=palette[i],
+                label=label,
+            )
+        ax4.set_xticks([j + 0.2 for j in range(len(sessions))], ["vmk0 + vmk4", "vmk4 alone", "vmk0 alone"])
+        ax4.set_ylabel("packets at the Wireshark VM")
+        ax4.set_title("Port mirror of the VMkernel ports (case B on a vDS)")
+        ax4.legend(fontsize=8)
+    else:
+        ax4.set_visible(False)
     return save_figure(fig, outdir, NAME)
 
 
@@ -404,5 +524,14 @@ MEASURED = {
     ),
     "source_egress_keeps_replies_on_vmk0_1gbe": lambda r: "{:.1f} Mbit/s, replies by {}".format(
         r["summary"]["mbps"]["src"], ", ".join(r["cases"]["src"]["transfers"][0]["reply_sender_vmk"])
+    ),
+    "port_mirror_splits_the_session_by_vmk": lambda r: (
+        "vmk4 alone: {} host-to-node, {} node-to-host packets; vmk0 alone: {} and {}; both: {} and {}".format(
+            *(
+                r["summary"]["span"][s][k]
+                for s in ("vmk4-only", "vmk0-only", "vmk0-and-vmk4")
+                for k in ("from_host", "to_host")
+            )
+        )
     ),
 }

@@ -27,8 +27,10 @@ VLAN tags) never reaches the flow's own outputs.
 What a copy carries: the frame as the source port sees it, so for a VST
 port group without the 802.1Q tag the pipeline carries internally (VGT
 guests' own tags stay). vSphere's ERSPAN headers (types II and III) have a
-field for the original VLAN; OVS writes 0 there, so the port group's VLAN
-is not in an ERSPAN copy (``vlab check`` warns). Copies leave by
+field for the original VLAN, which OVS writes 0: an ERSPAN copy of a VST
+port therefore leaves the bridge with the port group's tag on its inner
+frame, and the tc program on the host's uplinks moves it into the header
+(``vlab.operations.erspan_vlan``). Copies leave by
 
 * an ERSPAN or GRE tunnel port (``bindings.MIRROR_TUNNELS``) with
   ``remote_ip=flow, out_key=flow``: the session's destination IP and its
@@ -85,6 +87,16 @@ def _vlan_of(binding: SwitchBinding, port: PortBinding) -> int:
     return binding.switch.port_group(port.port_group).vlan
 
 
+def _original_tag(binding: SwitchBinding, source: PortBinding) -> tuple:
+    """Actions that put the source port group's VLAN tag back on a copy (the
+    copy is the port's untagged view): VST only, since a VGT guest's own tag
+    is in the frame already and an EST port's frames have none."""
+    vlan = _vlan_of(binding, source)
+    if not 1 <= vlan <= 4094:
+        return ()
+    return (("push_vlan", 0x8100), ("set_field", "vlan_vid", vlan | OFPVID_PRESENT))
+
+
 def _rspan_uplinks(binding: SwitchBinding, lab: Lab, session: MirrorSession) -> list[int]:
     """OpenFlow ports of the vmnics this host maps the session's destination
     dvUplinks to (a dvUplink with no vmnic here sends nothing)."""
@@ -110,7 +122,12 @@ def _copy_tail(
         port = binding.mirror_port(session.encapsulation, direction)
         if port is None:
             return ()
+        # ERSPAN's header has the original VLAN, which OVS leaves 0: the tag
+        # rides inside to the uplink, whose tc program moves it into the
+        # header (vlab.operations.erspan_vlan). GRE has no such field.
+        tag = _original_tag(binding, source) if session.encapsulation != "gre" else ()
         return (
+            *tag,
             ("set_field", "tun_ipv4_dst", str(session.destination_ip)),
             ("set_field", "tunnel_id", sid),
             _output(port.ofport, session),
@@ -119,13 +136,9 @@ def _copy_tail(
         uplinks = _rspan_uplinks(binding, lab, session)
         if not uplinks:
             return ()
-        vlan = _vlan_of(binding, source)
-        tags = []
-        # VST only: a VGT guest's own tag is in the frame already, EST has none.
-        if session.preserve_original_vlan and 1 <= vlan <= 4094:
-            tags += [("push_vlan", 0x8100), ("set_field", "vlan_vid", vlan | OFPVID_PRESENT)]
+        tags = _original_tag(binding, source) if session.preserve_original_vlan else ()
         rspan_vid = session.encapsulation_vlan | OFPVID_PRESENT
-        tags += [("push_vlan", 0x8100), ("set_field", "vlan_vid", rspan_vid)]
+        tags += (("push_vlan", 0x8100), ("set_field", "vlan_vid", rspan_vid))
         return (*tags, *(_output(u, session) for u in uplinks))
     ofport_of = {p.name: p.ofport for p in binding.ports if p.kind == "vnic"}
     return tuple(

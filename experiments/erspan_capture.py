@@ -292,6 +292,13 @@ def measure_erspan_http(net: LabNetwork, work: Path, page_bytes: int = 20000) ->
     request_line = stream["client"].split(b"\r\n", 1)[0].decode(errors="replace")
     body_ok = body == page(page_bytes)
     counts = tshark_counts(pcaps["monitor"])
+    # vSphere's ERSPAN header names the mirrored port's VLAN.
+    jumpbox_vlan = next(
+        pg.vlan
+        for d in net.lab.distributed_switches
+        for pg in d.port_groups
+        if pg.name == _vnic(net, "jumpbox").port_group
+    )
     ok = (
         got["body_ok"]
         and request_line == f"GET {URL_PATH} HTTP/1.1"
@@ -304,12 +311,14 @@ def measure_erspan_http(net: LabNetwork, work: Path, page_bytes: int = 20000) ->
         and all(d["outer_src"] == vmk_ip and d["outer_mac_src"] == vmk_mac and d["vlan"] == 10 for d in left)
         and http_on_wire == 0
         and counts["erspan_by_session"].get("1") == len(s1)
+        and {d["header_vlan"] for d in s1} == {jumpbox_vlan}
     )
     return {
         "get": got,
         "tshark": counts,
         "erspan_session1_frames": len(s1),
         "erspan_version": sorted({d["version"] for d in s1}),
+        "erspan_header_vlans": sorted({d["header_vlan"] for d in s1}),
         "http_frames_at_jumpbox": len(guest),
         "http_frames_mirrored": len(mirrored_http),
         "inner_equal_to_jumpbox_frames": Counter(mirrored_http) == Counter(guest),
@@ -629,7 +638,8 @@ MEASURED = {
     "erspan_http_reassembled": lambda r: (
         "{m} ERSPAN copies of the jump box's {g} HTTP frames at the monitor, byte-equal; "
         "request line '{req}', {b} body bytes equal to the page; 0 HTTP frames on esx1's "
-        "uplinks".format(
+        "uplinks; ERSPAN header VLAN {v}".format(
+            v=", ".join(map(str, r["claims"]["erspan_http_reassembled"].get("erspan_header_vlans", []))),
             m=r["claims"]["erspan_http_reassembled"]["http_frames_mirrored"],
             g=r["claims"]["erspan_http_reassembled"]["http_frames_at_jumpbox"],
             req=r["claims"]["erspan_http_reassembled"]["reassembled"]["request_line"],

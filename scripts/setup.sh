@@ -14,6 +14,7 @@ PACKAGES=(
   nftables conntrack         # stateful perimeter firewalls (kernel conntrack)
   nmap                       # port scans (micro-segmentation)
   stress-ng                  # the load generator of `vlab bench --flakes`
+  clang libbpf-dev           # the tc program that writes ERSPAN copies' VLAN (vlab/bpf)
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -14,8 +14,10 @@ controller programmed the bridge. Its ports, numbered by ``vlab.bindings``:
 * VM vNIC backends (veths whose other ends are in the VMs);
 * the VXLAN tunnel port of the host's VTEP (OVS userspace VXLAN: outer
   destination and VNI from each flow);
-* port mirroring tunnel ports (ERSPAN type II or GRE) of distributed
-  switches with remote mirror sessions.
+* port mirroring tunnel ports (ERSPAN types II and III, GRE) of
+  distributed switches with remote mirror sessions; the uplinks of such a
+  host carry the tc program that writes ERSPAN copies' original VLAN
+  (``vlab.operations.erspan_vlan``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from vlab import naming
 from vlab.bindings import PortBinding, SwitchBinding, mirror_tunnel
 from vlab.lab.model import EsxiHost, Lab
 from vlab.lab.resolve import HostLag, vtep_of, vteps
+from vlab.operations import erspan_vlan
+from vlab.operations.errors import OperationError
 from vlab.ovs import KEEP_QDISC_RECORD, OvsInstance, keep_qdisc
 from vlab.vmkernel import routing_commands
 
@@ -174,7 +178,14 @@ def start_esxi(
                 node.cmd(f"ip link set {p.name} mtu {b.switch.mtu} up")
     # The VMkernel TCP/IP stacks: addresses, routing tables, rules.
     transport = tuple(sorted({str(v.ip.network) for v in vteps(lab).values()}))
-    for cmd in routing_commands(host, transport):
+    commands = list(routing_commands(host, transport))
+    if erspan_vlan.rewrites(lab, host):
+        try:
+            obj = erspan_vlan.build(inst.dir)
+        except OperationError as e:
+            raise NotReady(f"{host.name}: {e}") from e
+        commands += [c for u in host.uplinks for c in erspan_vlan.attach_commands(u.name, obj)]
+    for cmd in commands:
         out = node.cmd(f"{cmd} 2>&1; echo rc=$?").strip()
         if not out.endswith("rc=0"):
             raise NotReady(f"{host.name}: `{cmd}` failed: {out}")

@@ -32,6 +32,8 @@ def test_erspan_copies_are_the_jump_box_frames_and_reassemble_the_get(browsed):
     assert r["http_frames_mirrored"] == r["http_frames_at_jumpbox"]
     assert r["inner_equal_to_jumpbox_frames"]
     assert r["erspan_version"] == [1] and r["outer_sources"] == ["10.2.0.11"]
+    # The header's original VLAN is the jump box's port group's (VM-Network).
+    assert r["erspan_header_vlans"] == [20]
     # tshark's "erspan" filter counts the same frames as our own decoder.
     assert r["tshark"]["erspan_by_session"] == {"1": r["erspan_session1_frames"]}
     assert r["tshark"]["gre_filter"] == (r["erspan_session1_frames"] + r["tshark"]["gre_by_key"]["2"])

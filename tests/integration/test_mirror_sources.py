@@ -93,7 +93,7 @@ def test_rspan_copies_cross_the_physical_switch_in_the_rspan_vlan(lab, tmp_path)
     assert echoes(at_analyser, B, GW_VM) == {"requests": 0, "replies": 0}
 
 
-def test_erspan_type_iii_copies_say_their_direction(lab, tmp_path):
+def test_erspan_type_iii_copies_say_their_direction_and_vlan(lab, tmp_path):
     """ERSPAN type III (GRE protocol 0x22EB, version 2), session 3, from
     esx1's vmk0: b's echo requests are copies of what b sent (D bit 0,
     ingress), the replies of what b received (D bit 1, egress). The header's
@@ -106,8 +106,9 @@ def test_erspan_type_iii_copies_say_their_direction(lab, tmp_path):
     finally:
         copies = [d for d in decapsulated(cap.stop()) if d["kind"] == "erspan"]
     assert {(d["version"], d["session"], d["outer_src"], d["header_vlan"]) for d in copies} == {
-        (2, 3, VMK0, 0)
+        (2, 3, VMK0, 20)
     }
+    assert {tuple(tags(Ether(d["inner"]))) for d in copies} == {()}
     by_direction = {
         way: echoes([Ether(d["inner"]) for d in copies if d["direction"] == way], B, GW_VM)
         for way in ("ingress", "egress")

@@ -79,7 +79,10 @@ def plain():
     return compiled(variant(without_mirrors))["esx1"]
 
 
-def erspan_copy(vlan=None):
+def erspan_copy(vlan=20):
+    """An ERSPAN copy of a VM-Network (VLAN 20) port: it leaves the bridge
+    with the port group's tag on, for the uplinks' tc program to move into
+    the ERSPAN header (vlab.operations.erspan_vlan)."""
     return (ERSPAN, vlan, MONITOR, 1, None)
 
 
@@ -97,7 +100,8 @@ def test_jumpbox_sending_is_copied_by_erspan_and_to_the_sniffer(esx1, plain):
 
 def test_jumpbox_receiving_is_copied_untagged_where_the_pipeline_has_the_tag(esx1):
     # From the uplink the frame is tagged (VLAN 20) inside the pipeline; the
-    # copies are the frame as jumpbox receives it.
+    # local and GRE copies are the frame as jumpbox receives it, the ERSPAN
+    # one has the tag put back for its header.
     frame = Frame(1, JUMPBOX_MAC, eth_src="00:50:56:99:00:01", vlan=20)
     assert summary(trace(esx1, frame)) == sorted(
         [(JUMPBOX, None, None, None, None), erspan_copy(), (SNIFFER, None, None, None, None)]

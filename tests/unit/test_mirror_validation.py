@@ -356,7 +356,7 @@ def test_rspan_vlan_the_switches_learn_in_is_allowed_with_a_warning():
     data = yaml.safe_load(SOURCES_LAB.read_text())
     lab = parse_lab(copy.deepcopy(data))
     assert "flood_vlans=999" in switch_commands(lab, lab.physical_switches[0], {1: None})
-    assert [w for w, _ in lab_warnings(lab)] == ["distributed_switches[0].mirrors[2].encapsulation"]
+    assert lab_warnings(lab) == []
     del data["physical_switches"][0]["rspan_vlans"]
     lab = parse_lab(data)
     assert "flood_vlans=999" not in " ".join(switch_commands(lab, lab.physical_switches[0], {1: None}))
@@ -365,13 +365,3 @@ def test_rspan_vlan_the_switches_learn_in_is_allowed_with_a_warning():
         "VLAN 999 is in no physical switch's rspan_vlans: the switches learn the copies' MACs in it "
         "and pass on only copies of frames they flood"
     )
-
-
-def test_erspan_copies_of_a_vlan_port_group_warn_that_the_header_has_no_vlan():
-    from vlab.lab.check import lab_warnings
-
-    warnings = dict(lab_warnings(parse_lab(copy.deepcopy(LAB))))
-    assert warnings == {
-        f"{ERSPAN}.encapsulation": "the ERSPAN header's original-VLAN field is 0: OVS cannot write it, "
-        "so the sources' VLAN (20) is in neither the header nor the untagged copies"
-    }

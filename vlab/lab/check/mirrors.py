@@ -226,25 +226,10 @@ def mirrors(lab: Lab) -> Iterator[Problem]:
                 destination_of.setdefault(key, m.name)
 
 
-def _source_vlans(lab: Lab, dvs, m) -> set[int]:
-    """The VST VLANs (1..4094) of a session's sources' port groups."""
-    vlan_of = {pg.name: pg.vlan for pg in dvs.port_groups}
-    groups = set()
-    for src in m.sources:
-        if src.vmk is not None:
-            host = next((h for h in lab.esxi_hosts if h.name == src.host), None)
-            groups |= {k.port_group for k in (host.vmkernel if host else ()) if k.name == src.vmk}
-        else:
-            vm = next((v for v in lab.vms if v.name == src.vm), None)
-            groups |= {n.port_group for n in (vm.vnics if vm else ()) if n.name == src.vnic}
-    return {vlan_of[g] for g in groups if g in vlan_of and 1 <= vlan_of[g] <= 4094}
-
-
 def mirror_warnings(lab: Lab) -> list[Problem]:
     """Sessions that run, and whose copies differ from what the author may
     expect: an RSPAN VLAN the physical switches learn in (they then deliver
-    only the copies of flooded frames to the analyser), and ERSPAN copies of
-    VLAN port groups (OVS writes 0 in the header's original-VLAN field)."""
+    only the copies of flooded frames to the analyser)."""
     out = []
     rspan_vlans = {v for sw in lab.physical_switches for v in sw.rspan_vlans}
     for i, dvs in enumerate(lab.distributed_switches):
@@ -257,16 +242,6 @@ def mirror_warnings(lab: Lab) -> list[Problem]:
                         f"VLAN {m.encapsulation_vlan} is in no physical switch's rspan_vlans: the "
                         "switches learn the copies' MACs in it and pass on only copies of frames "
                         "they flood",
-                    )
-                )
-            vlans = _source_vlans(lab, dvs, m) if m.type == "erspan" and m.encapsulation != "gre" else set()
-            if vlans:
-                out.append(
-                    (
-                        f"{path}.encapsulation",
-                        "the ERSPAN header's original-VLAN field is 0: OVS cannot write it, so the "
-                        f"sources' VLAN ({', '.join(map(str, sorted(vlans)))}) is in neither the "
-                        "header nor the untagged copies",
                     )
                 )
     return out

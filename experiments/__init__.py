@@ -15,6 +15,7 @@ REGISTRY = {
     "vmsc-asymmetry": "experiments.vmsc_asymmetry",
     "microsegmentation": "experiments.microsegmentation",
     "erspan-capture": "experiments.erspan_capture",
+    "port-mirroring": "experiments.port_mirroring",
     "port-security": "experiments.port_security",
     "teaming-policies": "experiments.teaming_policies",
     "lacp": "experiments.lacp",

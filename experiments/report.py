@@ -337,6 +337,24 @@ SEEDS = [
                 "traffic-shaping",
                 "distributed_port_group_shapes_ingress_and_egress",
             ),
+            (
+                "Port mirroring: a VMkernel adapter is a source like a vNIC; a capture VM on the host "
+                "gets what it receives and what it sends, untagged",
+                "port-mirroring",
+                "vmk_source_mirrored_both_ways",
+            ),
+            (
+                "Remote Mirroring Source: copies leave by the chosen uplink in the RSPAN VLAN (the "
+                "original VLAN preserved inside) and a physical switch carries them to an analyser",
+                "port-mirroring",
+                "rspan_copies_reach_the_analyser_in_the_rspan_vlan",
+            ),
+            (
+                "Encapsulated Remote Mirroring, ERSPAN type III: each copy's header carries the session, "
+                "the direction it was mirrored in and the original VLAN",
+                "port-mirroring",
+                "erspan_type_iii_headers_carry_direction_and_vlan",
+            ),
         ],
     ),
 ]

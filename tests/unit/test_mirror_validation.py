@@ -343,7 +343,7 @@ def test_vmk_and_rspan_sessions_load():
     assert (dvs.mirrors[2].sources[0].vmk, dvs.mirrors[3].encapsulation_vlan) == ("vmk0", 999)
 
 
-SOURCES_LAB = Path(__file__).resolve().parents[2] / "tests" / "integration" / "labs" / "mirror-sources.yaml"
+SOURCES_LAB = Path(__file__).resolve().parents[2] / "labs" / "port-mirroring.yaml"
 
 
 def test_rspan_vlan_the_switches_learn_in_is_allowed_with_a_warning():

@@ -265,6 +265,24 @@ SEEDS = [
                 "explicit_failover_failback_yes_and_no",
             ),
             (
+                "VLAN tagging: an EST port group (VLAN 0) sends the guest's frames untagged; on a VGT "
+                "port group (VLAN 4095) the guest's own 802.1Q tags pass both ways",
+                "teaming-policies",
+                "est_untagged_and_vgt_guest_tags",
+            ),
+            (
+                "Route based on source MAC hash: each VM's frames leave by one uplink, the VMs spread "
+                "over the team, and a VM keeps its uplink when its vNIC gets a new port",
+                "teaming-policies",
+                "source_mac_hash_one_uplink_per_mac",
+            ),
+            (
+                "Two vSwitches on one host fail over on their own: vSwitch1's active uplink failing "
+                "moves only its ports to its standby and back",
+                "teaming-policies",
+                "two_vswitches_fail_over_alone",
+            ),
+            (
                 "Beacon probing detects a failure beyond the first switch within three missed beacons "
                 "(1 s apart); link status leaves the VMs on that uplink cut off",
                 "teaming-policies",

@@ -45,6 +45,7 @@ from experiments.common import (
     count_frames,
     environment,
     lab_session,
+    read_pcap,
     repo_paths,
     save_figure,
     send_frames,
@@ -66,6 +67,7 @@ NAME = "teaming-policies"
 REPO = Path(__file__).resolve().parents[1]
 LABS = {
     "teaming": REPO / "labs" / "teaming.yaml",
+    "two-vswitches": REPO / "labs" / "two-vswitches.yaml",
     "beacon": REPO / "labs" / "beacon-probing.yaml",
     "lbt": REPO / "labs" / "load-based-teaming.yaml",
 }
@@ -194,6 +196,126 @@ def measure_failback(net: LabNetwork, work: Path, n: int = DEFAULTS["frames"]) -
         "nofb": {"before": on["vmnic0"], "failed": on["vmnic1"], "recovered": on["vmnic1"]},
     }
     return {"sent_each": n, "counts": counts, "documented": documented, "verdict": counts == documented}
+
+
+# -- 2b. EST and VGT port groups, source MAC hash ------------------------------------------
+def measure_vlan_modes(net: LabNetwork, work: Path, n: int = 3) -> dict:
+    """EST (VLAN 0): the guest's frames leave untagged. VGT (VLAN 4095): the
+    guest tags its frames itself (scapy: this kernel has no 8021q module,
+    so a guest VLAN interface cannot exist), they leave with its tag 30 and
+    ext's replies on its VLAN 30 access port reach the guest still tagged."""
+    from scapy.layers.inet import ICMP
+    from scapy.layers.l2 import Dot1Q
+
+    ctl = net.control
+    cap = ctl.capture(work / "est.pcap", uplink=("esx1", "vmnic2"), direction="tx")
+    out = net.node("est").cmd(f"ping -n -c {n} -i 0.2 -W 2 10.0.0.100")
+    frames = [f for f in read_pcap(cap.stop()) if ICMP in f and f[ICMP].type == 8]
+    est = {
+        "replies": " 0% packet loss" in out,
+        "sent": len(frames),
+        "tagged": sum(Dot1Q in f for f in frames),
+    }
+    ext, vgt_mac = net.node("ext"), vm_mac(net, "vgt")
+    ext.cmd(f"ip neigh replace 10.0.30.2 lladdr {vgt_mac} dev eth2")  # no ARP without a VLAN interface
+    try:
+        up = ctl.capture(work / "vgt-uplink.pcap", uplink=("esx1", "vmnic2"), direction="tx")
+        guest = ctl.capture(work / "vgt-guest.pcap", port=naming.vnic_port("vgt", "eth0"))
+        ips = ["--ip-src", "10.0.30.2", "--ip-dst", "10.0.30.100", "--vlan", 30, "--icmp"]
+        send_frames(net, "vgt", vgt_mac, "00:50:56:0e:0e:03", "vgt;", n, extra=ips)
+        settle.wait_frames(guest.pcap, n, lambda f: ICMP in f and f[ICMP].type == 0)
+        sent = [f for f in read_pcap(up.stop()) if ICMP in f and f[ICMP].type == 8]
+        got = [f for f in read_pcap(guest.stop()) if ICMP in f and f[ICMP].type == 0]
+    finally:
+        ext.cmd("ip neigh del 10.0.30.2 dev eth2")
+    vgt = {
+        "sent": len(sent),
+        "sent_tags": sorted({f[Dot1Q].vlan for f in sent if Dot1Q in f}),
+        "replies": len(got),
+        "reply_tags": sorted({f[Dot1Q].vlan for f in got if Dot1Q in f}),
+    }
+    ok_est = est["replies"] and est["sent"] == n and est["tagged"] == 0
+    ok_vgt = vgt == {"sent": n, "sent_tags": [30], "replies": n, "reply_tags": [30]}
+    return {"frames": n, "est": est, "vgt": vgt, "verdict": ok_est and ok_vgt}
+
+
+def measure_source_mac_hash(net: LabNetwork, work: Path, n: int = DEFAULTS["frames"]) -> dict:
+    """Four VMs of a source MAC hash port group: each VM's frames all by one
+    uplink, the four MACs over both; then mh1's vNIC gets a new port and
+    keeps its uplink ("Virtual machines use the same uplink because the MAC
+    address is static"; port ID teaming would pick again by the new port)."""
+    vms = ("mh1", "mh2", "mh3", "mh4")
+    caps = uplink_captures(net, work, "machash", ("vmnic0", "vmnic1"))
+    try:
+        for vm in vms:
+            send_frames(net, vm, vm_mac(net, vm), EXT_VLAN20, f":machash-{vm};", n)
+        for vm in vms:
+            by_uplink(caps, f":machash-{vm};", n)
+        before = pin(net, "mh1")
+        port = naming.vnic_port("mh1", "eth0")
+        old_id = net.control.placement()[port].ofport
+        new_id = net.control.reconnect("mh1")[port]
+        send_frames(net, "mh1", vm_mac(net, "mh1"), EXT_VLAN20, ":machash-new-port;", n)
+        by_uplink(caps, ":machash-new-port;", n)
+    finally:
+        _stop(caps)
+    counts = {vm: recount(caps, f":machash-{vm};") for vm in vms}
+    new_port = recount(caps, ":machash-new-port;")
+    one_each = all(sorted(c.values()) == [0, n] for c in counts.values())
+    used = sorted({max(c, key=c.get) for c in counts.values()})
+    return {
+        "sent_each": n,
+        "counts": counts,
+        "uplinks_used": used,
+        "new_port": {"old": old_id, "new": new_id, "uplink_before": before, "counts": new_port},
+        "verdict": one_each
+        and used == ["vmnic0", "vmnic1"]
+        and new_id != old_id
+        and new_port == {u: (n if u == before else 0) for u in caps},
+    }
+
+
+# -- 2c. two vSwitches on one host ----------------------------------------------------------
+def measure_two_vswitches(net: LabNetwork, work: Path, n: int = DEFAULTS["frames"]) -> dict:
+    """vSwitch0 (g1, VM-Network on vmnic0/1) and vSwitch1 (g2, Production:
+    vmnic2 active, vmnic3 standby) on esx1: vmnic2's cable is pulled and
+    plugged back. g2's frames move to vmnic3 and back (failback); g1's stay
+    on their uplink throughout: each vSwitch fails over alone."""
+    ctl, vms = net.control, ("g1", "g2")
+    uplinks = ("vmnic0", "vmnic1", "vmnic2", "vmnic3")
+    caps = uplink_captures(net, work, "two-vswitches", uplinks)
+    steps = ("before", "failed", "recovered")
+    try:
+        for step in steps:
+            if step == "failed":
+                ctl.uplink("esx1", "vmnic2", up=False)
+                wait_for(lambda: pin(net, "g2") == "vmnic3", 10, "g2 failing over to vmnic3")
+            elif step == "recovered":
+                ctl.uplink("esx1", "vmnic2", up=True)
+                wait_for(lambda: pin(net, "g2") == "vmnic2", 10, "g2 failing back to vmnic2")
+            for vm in vms:
+                send_frames(net, vm, vm_mac(net, vm), "00:50:56:0e:0e:20", f":{vm}-{step};", n)
+            for vm in vms:
+                by_uplink(caps, f":{vm}-{step};", n)
+    finally:
+        ctl.uplink("esx1", "vmnic2", up=True)
+        _stop(caps)
+    counts = {vm: {step: recount(caps, f":{vm}-{step};") for step in steps} for vm in vms}
+
+    def only(uplink):
+        return {u: (n if u == uplink else 0) for u in uplinks}
+
+    g1_uplink = max(counts["g1"]["before"], key=counts["g1"]["before"].get)
+    expected = {
+        "g1": {step: only(g1_uplink) for step in steps},
+        "g2": {"before": only("vmnic2"), "failed": only("vmnic3"), "recovered": only("vmnic2")},
+    }
+    return {
+        "sent_each": n,
+        "counts": counts,
+        "g1_uplink": g1_uplink,
+        "verdict": g1_uplink in ("vmnic0", "vmnic1") and counts == expected,
+    }
 
 
 # -- 3. beacon probing against link status --------------------------------------------------
@@ -422,8 +544,18 @@ def run(params: dict | None = None) -> dict:
         claims["ip_hash_per_packet_by_documented_hash"] = measure_ip_hash(net, work, p["frames"])
         phase("explicit failover order with failback yes and no")
         claims["explicit_failover_failback_yes_and_no"] = measure_failback(net, work, p["frames"])
+        phase("EST and VGT port groups")
+        claims["est_untagged_and_vgt_guest_tags"] = measure_vlan_modes(net, work)
+        phase("source MAC hash: four VMs, then a new port for one")
+        claims["source_mac_hash_one_uplink_per_mac"] = measure_source_mac_hash(net, work, p["frames"])
         cpu.stop()
         drops.update({f"teaming/{k}": v for k, v in shaping_drops(net).items()})
+    with lab_session(LABS["two-vswitches"]) as net:
+        cpu.start()
+        phase("two vSwitches on one host: vSwitch1's active uplink fails and returns")
+        claims["two_vswitches_fail_over_alone"] = measure_two_vswitches(net, work, p["frames"])
+        cpu.stop()
+        drops.update({f"two-vswitches/{k}": v for k, v in shaping_drops(net).items()})
     with lab_session(LABS["beacon"]) as net:
         cpu.start()
         trials = []
@@ -603,8 +735,45 @@ METRICS = {
     )[0],
 }
 
+
+def _vlan_modes_line(r: dict) -> str:
+    c = r["claims"]["est_untagged_and_vgt_guest_tags"]
+    est, vgt = c["est"], c["vgt"]
+    return (
+        f"EST: {est['sent']} echo requests on vmnic2, {est['tagged']} tagged; VGT: {vgt['sent']} sent with "
+        f"tag {'/'.join(map(str, vgt['sent_tags']))}, {vgt['replies']} replies reached the guest with tag "
+        f"{'/'.join(map(str, vgt['reply_tags']))}"
+    )
+
+
+def _mac_hash_line(r: dict) -> str:
+    c = r["claims"]["source_mac_hash_one_uplink_per_mac"]
+    per_vm = ", ".join(f"{vm} {max(n, key=n.get)}" for vm, n in c["counts"].items())
+    moved = c["new_port"]
+    return (
+        f"{c['sent_each']} frames per VM, each VM's all on one uplink: {per_vm}; mh1 on port {moved['new']} "
+        f"(was {moved['old']}): {max(moved['counts'], key=moved['counts'].get)}"
+    )
+
+
+def _two_vswitches_line(r: dict) -> str:
+    c = r["claims"]["two_vswitches_fail_over_alone"]
+
+    def on(vm, step):
+        n = c["counts"][vm][step]
+        return max(n, key=n.get)
+
+    return (
+        f"g2 (vSwitch1): {on('g2', 'before')} -> {on('g2', 'failed')} -> {on('g2', 'recovered')}; "
+        f"g1 (vSwitch0): {on('g1', 'before')} throughout"
+    )
+
+
 MEASURED = {
     "ip_hash_per_packet_by_documented_hash": _ip_hash_line,
+    "est_untagged_and_vgt_guest_tags": _vlan_modes_line,
+    "source_mac_hash_one_uplink_per_mac": _mac_hash_line,
+    "two_vswitches_fail_over_alone": _two_vswitches_line,
     "explicit_failover_failback_yes_and_no": _failback_line,
     "beacon_probing_detects_an_upstream_failure": _beacon_line,
     "beacon_probing_two_uplinks_shotgun": _shotgun_line,

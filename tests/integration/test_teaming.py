@@ -10,7 +10,6 @@ import pytest
 from experiments import settle
 from experiments import teaming_policies as tp
 from experiments.common import count_frames, lab_session, send_frames, tagged, vm_mac
-from vlab import naming
 
 LAB = tp.LABS["teaming"]
 EXT = {"untagged": "00:50:56:0e:0e:01", "vlan20": tp.EXT_VLAN20, "vlan40": tp.EXT_VLAN40}
@@ -34,72 +33,25 @@ def _send(net, vm, tag, dst=EXT["vlan20"]):
     send_frames(net, vm, vm_mac(net, vm), dst, tag, N)
 
 
-def test_est_port_group_sends_untagged_frames(lab, work):
-    from scapy.layers.inet import ICMP
-    from scapy.layers.l2 import Dot1Q
-
-    from experiments.common import read_pcap
-
-    cap = lab.control.capture(work / "est.pcap", uplink=("esx1", "vmnic2"), direction="tx")
-    out = lab.node("est").cmd("ping -n -c 3 -i 0.2 -W 2 10.0.0.100")
-    assert " 0% packet loss" in out, out
-    frames = [f for f in read_pcap(cap.stop()) if ICMP in f and f[ICMP].type == 8]
-    assert len(frames) == 3 and not any(Dot1Q in f for f in frames), frames
+def test_est_untagged_and_vgt_guest_tags(lab, work):
+    """EST: the guest's frames leave untagged. VGT: the guest's own tags
+    (VLAN 30) leave as they are and ext's replies come back tagged."""
+    r = tp.measure_vlan_modes(lab, work)
+    assert r["est"] == {"replies": True, "sent": 3, "tagged": 0}, r
+    assert r["vgt"] == {"sent": 3, "sent_tags": [30], "replies": 3, "reply_tags": [30]}, r
+    assert r["verdict"]
 
 
-def test_vgt_port_group_carries_the_guests_own_tags(lab, work):
-    """The guest tags its frames itself (scapy: this kernel has no 8021q
-    module, so a guest VLAN interface cannot exist); ext's own stack answers
-    on its VLAN 30 access port, and the replies reach the guest still tagged."""
-    from scapy.layers.inet import ICMP
-    from scapy.layers.l2 import Dot1Q
-
-    from experiments.common import read_pcap
-
-    ext, vgt_mac = lab.node("ext"), vm_mac(lab, "vgt")
-    ext.cmd(f"ip neigh replace 10.0.30.2 lladdr {vgt_mac} dev eth2")  # no ARP without a VLAN interface
-    try:
-        up = lab.control.capture(work / "vgt-uplink.pcap", uplink=("esx1", "vmnic2"), direction="tx")
-        guest = lab.control.capture(work / "vgt-guest.pcap", port=naming.vnic_port("vgt", "eth0"))
-        ips = ["--ip-src", "10.0.30.2", "--ip-dst", "10.0.30.100", "--vlan", 30, "--icmp"]
-        send_frames(lab, "vgt", vgt_mac, "00:50:56:0e:0e:03", "vgt;", 3, extra=ips)
-        settle.wait_frames(guest.pcap, 3, lambda f: ICMP in f and f[ICMP].type == 0)
-        sent = [f for f in read_pcap(up.stop()) if ICMP in f and f[ICMP].type == 8]
-        got = [f for f in read_pcap(guest.stop()) if ICMP in f and f[ICMP].type == 0]
-    finally:
-        ext.cmd("ip neigh del 10.0.30.2 dev eth2")
-    assert len(sent) == 3 and all(Dot1Q in f and f[Dot1Q].vlan == 30 for f in sent), sent
-    assert len(got) == 3 and all(Dot1Q in f and f[Dot1Q].vlan == 30 for f in got), got
-
-
-def test_source_mac_hash_keeps_each_vm_on_one_uplink_and_spreads_vms(lab, work):
-    vms = ("mh1", "mh2", "mh3", "mh4")
-    caps = _uplink_captures(lab, work, "machash")
-    seen = {}
-    for vm in vms:
-        _send(lab, vm, f"machash-{vm};")
-    for vm in vms:
-        seen[vm] = tp.by_uplink(caps, f"machash-{vm};", N)
-    for c in caps.values():
-        c.stop()
-    for vm, counts in seen.items():
-        assert sorted(counts.values()) == [0, N], (vm, seen)  # every frame by one uplink
-    used = {max(counts, key=counts.get) for counts in seen.values()}
-    assert used == {"vmnic0", "vmnic1"}, seen  # four MACs, two uplinks: both used
-
-
-def test_source_mac_hash_keeps_the_uplink_when_the_vnic_gets_a_new_port(lab, work):
-    # vSphere: "Virtual machines use the same uplink because the MAC address is
-    # static"; port-ID teaming would re-pick by the new port.
-    before, port = _pin(lab, "mh1"), naming.vnic_port("mh1", "eth0")
-    old_id = lab.control.placement()[port].ofport
-    assert lab.control.reconnect("mh1")[port] != old_id
-    caps = _uplink_captures(lab, work, "machash-new-port")
-    _send(lab, "mh1", "machash-new-port;")
-    counts = tp.by_uplink(caps, "machash-new-port;", N)
-    for c in caps.values():
-        c.stop()
-    assert counts[before] == N and sum(counts.values()) == N, counts
+def test_source_mac_hash_one_uplink_per_vm_spread_and_kept_on_a_new_port(lab, work):
+    r = tp.measure_source_mac_hash(lab, work, N)
+    for vm, counts in r["counts"].items():
+        assert sorted(counts.values()) == [0, N], (vm, r)  # every frame by one uplink
+    assert r["uplinks_used"] == ["vmnic0", "vmnic1"], r  # four MACs, two uplinks: both used
+    # vSphere: "Virtual machines use the same uplink because the MAC address
+    # is static"; port-ID teaming would re-pick by the new port.
+    moved = r["new_port"]
+    assert moved["new"] != moved["old"] and moved["counts"][moved["uplink_before"]] == N, r
+    assert r["verdict"]
 
 
 def test_explicit_failover_moves_to_the_standby_and_failback_decides_the_return(lab, work):

@@ -3,17 +3,17 @@ most common ESXi layout, on real OVS: one bridge per vSwitch, and everything
 keyed by host (applied.json, esxcli, inspect, lab validate, failover, vMotion)
 holds the ports of both."""
 
-from pathlib import Path
 
 import pytest
 
+from experiments import teaming_policies as tp
 from experiments.common import lab_session, ping_sweep
 from vlab import validate_running
 from vlab.lab.reachability import expected_reachability
 from vlab.shell.esxcli import inspect, vm_list
 from vlab.waiting import wait_for
 
-LAB = Path(__file__).with_name("labs") / "two-vswitches.yaml"
+LAB = tp.LABS["two-vswitches"]
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +85,10 @@ def test_a_vm_on_vswitch1_vmotions_to_the_other_host(lab):
         assert " 0% packet loss" in lab.node("g2").cmd("ping -n -q -c 3 -i 0.2 -W 1 10.20.0.12")
     finally:
         ctl.vmotion("g2", "esx1")
+
+
+def test_frames_of_each_vswitch_fail_over_alone(lab, tmp_path):
+    """The teaming-policies measurement: counted at the switch ports, g2's
+    frames move to vmnic3 with vmnic2's cable and back; g1's never move."""
+    r = tp.measure_two_vswitches(lab, tmp_path)
+    assert r["verdict"], r

@@ -63,8 +63,9 @@ LAGS = {
     "lagP": ("po2", ("vmnic2", "vmnic3"), "vp", "10.0.20.100"),
     "lagPP": ("po3", ("vmnic4", "vmnic5"), "vpp", "10.0.30.100"),
 }
-EXT_VLAN10 = "00:50:56:0e:0a:01"
+EXT_MAC = {"lagA": "00:50:56:0e:0a:01", "lagP": "00:50:56:0e:0a:02"}  # ext's NIC in each LAG's VLAN
 FLOW_PORTS = tuple(range(40001, 40017))  # 16 UDP flows, by source port
+DST_OCTETS = tuple(range(101, 117))  # or by destination address
 DEFAULTS = {"frames": 10, "pings": 5}
 # When a member whose partner fell silent leaves the bundle, after the
 # silence began: the partner sends every interval the LAG asked for (fast
@@ -149,39 +150,61 @@ def _silent(counts: dict) -> bool:
 
 
 # -- 3 and 4. hashing, and a silent partner --------------------------------------------
-def flows_per_member(net: LabNetwork, work: Path, step: str, n: int) -> dict[int, dict[str, int]]:
-    """{source port: {member: frames}} for 16 flows of ``n`` frames from va,
-    counted where each member enters pswitch1."""
+def flows_per_member(
+    net: LabNetwork, work: Path, step: str, n: int, lag: str = "lagA", vary: str = "sport"
+) -> dict[int, dict[str, int]]:
+    """{flow: {member: frames}} for 16 flows of ``n`` frames from the LAG's
+    VM to ext, counted where each member enters pswitch1. The flows differ
+    in their UDP source port (``vary`` sport, the flow is that port) or in
+    their destination address (``dst``: 16 addresses in ext's subnet, the
+    flow is the last octet)."""
     ctl = net.control
-    members = LAGS["lagA"][1]
+    _, members, vm, ext_ip = LAGS[lag]
+    src_ip = ext_ip.rsplit(".", 1)[0] + ".1"
     caps = {u: ctl.capture(work / f"{step}-{u}.pcap", uplink=("esx1", u), direction="tx") for u in members}
+
+    def flow_args(flow: int) -> list:
+        if vary == "sport":
+            return ["--ip-src", src_ip, "--ip-dst", ext_ip, "--sport", flow]
+        return [
+            "--ip-src",
+            src_ip,
+            "--ip-dst",
+            ext_ip.rsplit(".", 1)[0] + f".{flow}",
+            "--sport",
+            FLOW_PORTS[0],
+        ]
+
+    flows = FLOW_PORTS if vary == "sport" else DST_OCTETS
     try:
-        for sport in FLOW_PORTS:
-            send_frames(
-                net,
-                "va",
-                vm_mac(net, "va"),
-                EXT_VLAN10,
-                f":{step}-{sport};",
-                n,
-                extra=["--ip-src", "10.0.10.1", "--ip-dst", "10.0.10.100", "--sport", sport],
-            )
-        for sport in FLOW_PORTS:
-            tag = tagged(f":{step}-{sport};")
+        for flow in flows:
+            send_frames(net, vm, vm_mac(net, vm), EXT_MAC[lag], f":{step}-{flow};", n, extra=flow_args(flow))
+        for flow in flows:
+            tag = tagged(f":{step}-{flow};")
             wait_for(
                 lambda tag=tag: (
                     sum(count_frames(c.pcap, tag) for c in caps.values()) >= n
                     or Pending("frames still on their way")
                 ),
                 10,
-                f"flow {sport}'s {n} frames out of lagA",
+                f"flow {flow}'s {n} frames out of {lag}",
             )
     finally:
         for c in caps.values():
             c.stop()
     return {
-        sport: {u: count_frames(c.pcap, tagged(f":{step}-{sport};")) for u, c in caps.items()}
-        for sport in FLOW_PORTS
+        flow: {u: count_frames(c.pcap, tagged(f":{step}-{flow};")) for u, c in caps.items()} for flow in flows
+    }
+
+
+def measure_load_balancing_mode(net: LabNetwork, work: Path, n: int) -> dict:
+    """lagP hashes srcDestIp: 16 flows between the same two addresses that
+    differ in their ports all leave by one member; 16 flows to 16 addresses
+    spread over both."""
+    return {
+        "mode": "srcDestIp",
+        "same_ips_by_port": _member_of(flows_per_member(net, work, "ip-ports", n, "lagP", "sport")),
+        "by_destination": _member_of(flows_per_member(net, work, "ip-dsts", n, "lagP", "dst")),
     }
 
 
@@ -278,6 +301,8 @@ def run(params: dict | None = None) -> dict:
         neg = measure_negotiation(net, p["pings"])
         phase("16 flows over lagA; po1 falls silent on vmnic1's port (fast timeout), then speaks again")
         hashing = measure_hashing_and_fast_timeout(net, work, p["frames"])
+        phase("lagP (srcDestIp): 16 flows between two addresses, then to 16 addresses")
+        mode = measure_load_balancing_mode(net, work, p["frames"])
         phase("po2 falls silent on vmnic3's port (slow timeout: up to 90 s)")
         slow = measure_slow_timeout(net)
         pp_end = pdus(net, "lagPP")
@@ -302,6 +327,7 @@ def run(params: dict | None = None) -> dict:
             and neg["lagPP"]["ping_replies"] == 0,
         },
         "frames_hash_across_members": _hash_claim(hashing),
+        "load_balancing_mode_decides_what_spreads": _mode_claim(mode),
         "silent_partner_leaves_after_fast_timeout": _fast_claim(hashing),
         "silent_partner_leaves_after_slow_timeout": {
             **slow,
@@ -330,6 +356,21 @@ def _hash_claim(h: dict) -> dict:
         "members": before,
         "flows_per_member": {u: sum(1 for m in before.values() if m == u) for u in LAGS["lagA"][1]},
         "verdict": all(m in LAGS["lagA"][1] for m in before.values()) and len(set(before.values())) == 2,
+    }
+
+
+def _mode_claim(m: dict) -> dict:
+    # Ports are not in srcDestIp's hash: one member for all 16. Addresses
+    # are: 16 destinations all on one of two members has probability 2^-15.
+    members = LAGS["lagP"][1]
+    by_port, by_dst = set(m["same_ips_by_port"].values()), set(m["by_destination"].values())
+    return {
+        **m,
+        "flows_per_member": {
+            kind: {u: sum(1 for x in m[kind].values() if x == u) for u in members}
+            for kind in ("same_ips_by_port", "by_destination")
+        },
+        "verdict": len(by_port) == 1 and by_port <= set(members) and by_dst == set(members),
     }
 
 
@@ -430,8 +471,21 @@ def _slow_line(r: dict) -> str:
     return f"vmnic3 left {c['removed_after_s']} s after its partner fell silent (window {lo:g}-{hi:g} s)"
 
 
+def _mode_line(r: dict) -> str:
+    c = r["claims"]["load_balancing_mode_decides_what_spreads"]["flows_per_member"]
+
+    def per(kind):
+        return " / ".join(f"{n} on {u}" for u, n in c[kind].items())
+
+    return (
+        f"lagP (srcDestIp): 16 flows between two addresses {per('same_ips_by_port')}; "
+        f"to 16 addresses {per('by_destination')}"
+    )
+
+
 MEASURED = {
     "bundle_forms_when_one_end_is_active": _formed_line,
+    "load_balancing_mode_decides_what_spreads": _mode_line,
     "passive_passive_never_forms": _never_line,
     "frames_hash_across_members": _hash_line,
     "silent_partner_leaves_after_fast_timeout": _fast_line,

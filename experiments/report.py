@@ -321,6 +321,13 @@ SEEDS = [
                 "frames_hash_across_members",
             ),
             (
+                "The LAG's load balancing mode decides what spreads: with source and destination IP, "
+                "flows between two addresses share one member whatever their ports, flows to many "
+                "addresses spread",
+                "lacp",
+                "load_balancing_mode_decides_what_spreads",
+            ),
+            (
                 "A member whose partner goes silent leaves the bundle after the LAG's timeout (fast: "
                 "three 1 s intervals), its flows move to the other members and return with it",
                 "lacp",

@@ -38,3 +38,13 @@ def test_flows_hash_across_members_and_a_silent_partners_member_leaves(lab, tmp_
     # flows; how long it took is measured by `vlab bench`, not asserted here.
     assert set(h["members"]["silent"].values()) == {"vmnic0"}, h["members"]
     assert h["members"]["after"] == h["members"]["before"], h["members"]
+
+
+def test_the_load_balancing_mode_decides_what_spreads(lab, tmp_path):
+    """lagP hashes source and destination IP only: flows between the same two
+    addresses share one member whatever their ports; flows to 16 addresses
+    use both members."""
+    m = lacp._mode_claim(lacp.measure_load_balancing_mode(lab, tmp_path, 5))
+    assert len(set(m["same_ips_by_port"].values())) == 1, m
+    assert set(m["by_destination"].values()) == {"vmnic2", "vmnic3"}, m
+    assert m["verdict"]

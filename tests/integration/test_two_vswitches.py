@@ -3,7 +3,6 @@ most common ESXi layout, on real OVS: one bridge per vSwitch, and everything
 keyed by host (applied.json, esxcli, inspect, lab validate, failover, vMotion)
 holds the ports of both."""
 
-
 import pytest
 
 from experiments import teaming_policies as tp

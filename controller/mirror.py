@@ -74,9 +74,9 @@ def _vlan_action(action: tuple) -> bool:
     return action[0] in ("push_vlan", "pop_vlan") or (action[0] == "set_field" and action[1] == "vlan_vid")
 
 
-def _output(port: int, session: MirrorSession) -> tuple:
+def _output(port: int, session: MirrorSession, extra: int = 0) -> tuple:
     if session.snap_length is not None:
-        return ("output_trunc", port, session.snap_length)
+        return ("output_trunc", port, session.snap_length + extra)
     return ("output", port)
 
 
@@ -130,7 +130,9 @@ def _copy_tail(
             *tag,
             ("set_field", "tun_ipv4_dst", str(session.destination_ip)),
             ("set_field", "tunnel_id", sid),
-            _output(port.ofport, session),
+            # The tag leaves the frame before it reaches the monitor: cut 4
+            # bytes later, so the copy is still the mirrored packet length.
+            _output(port.ofport, session, extra=4 if tag else 0),
         )
     if session.type == "rspan":
         uplinks = _rspan_uplinks(binding, lab, session)
@@ -139,7 +141,10 @@ def _copy_tail(
         tags = _original_tag(binding, source) if session.preserve_original_vlan else ()
         rspan_vid = session.encapsulation_vlan | OFPVID_PRESENT
         tags += (("push_vlan", 0x8100), ("set_field", "vlan_vid", rspan_vid))
-        return (*tags, *(_output(u, session) for u in uplinks))
+        # A copy of a frame that came in by the destination uplink goes back
+        # out of it: OpenFlow never outputs to a packet's in_port, so the
+        # copy forgets it (OVS's idiom; 0 is no port).
+        return (("set_field", "in_port", 0), *tags, *(_output(u, session) for u in uplinks))
     ofport_of = {p.name: p.ofport for p in binding.ports if p.kind == "vnic"}
     return tuple(
         _output(ofport_of[name], session)

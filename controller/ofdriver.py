@@ -42,6 +42,12 @@ def _action(ofp, parser, action: tuple):
         return parser.OFPActionPushVlan(action[1])
     if kind == "pop_vlan":
         return parser.OFPActionPopVlan()
+    if kind == "set_field" and action[1] == "in_port":
+        # OpenFlow 1.3 does not let set_field write in_port; OVS's Nicira
+        # register load does (its 16-bit NXM_OF_IN_PORT).
+        return parser.NXActionRegLoad(
+            ofs_nbits=nicira_ext.ofs_nbits(0, 15), dst="in_port_nxm", value=action[2]
+        )
     if kind == "set_field":
         return parser.OFPActionSetField(**{action[1]: action[2]})
     if kind == "resubmit":

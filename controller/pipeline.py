@@ -204,8 +204,10 @@ class Stage:
         return next((b for b in self.bands if b.holds(priority)), None)
 
 
-# What a mirror copy may set in any stage that outputs to a mirrored vNIC.
-_MIRROR_SETS = {"tun_ipv4_dst", "tunnel_id", "vlan_vid"}
+# What a mirror copy may set in any stage that outputs to a mirrored port
+# (in_port: an RSPAN copy forgets it, so it may leave by the uplink its
+# frame came in by).
+_MIRROR_SETS = {"tun_ipv4_dst", "tunnel_id", "vlan_vid", "in_port"}
 _FORWARDING = (
     _band("exact", Priority.EXACT, "one known destination MAC in one VLAN"),
     _band("exact-any-vlan", Priority.EXACT_ANY_VLAN, "a VGT port's MAC in a VLAN no port group uses"),
@@ -261,7 +263,7 @@ PIPELINE: tuple[Stage, ...] = (
                 "udp_dst",
             }
         ),
-        sets=frozenset({"vlan_vid", "tunnel_id", "tun_ipv4_dst", "reg1"}),
+        sets=frozenset({"reg1"} | _MIRROR_SETS),
         goto=frozenset({Table.FORWARD, Table.DISCOVERY, Table.L2}),
         recirculate=frozenset({Table.DFW_FROM_VM}),
         concerns=frozenset(

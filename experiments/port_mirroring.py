@@ -10,8 +10,9 @@ Lab ``labs/port-mirroring.yaml``: on esx1's distributed switch,
    switch delivered to vmk0) and every reply (what vmk0 sent), untagged, as
    the vmk sees them.
 2. **Remote Mirroring Source (RSPAN)**: VM a's frames are sent out of
-   dvUplink2 (vmnic1) in the RSPAN VLAN 999, their own VLAN 20 tag kept
-   inside (preserve original VLAN). The physical switch floods VLAN 999
+   dvUplink1 (vmnic0) in the RSPAN VLAN 999, their own VLAN 20 tag kept
+   inside (preserve original VLAN). vmnic0 is also a's own uplink, so the
+   copies of what a receives leave by the uplink their frames came in by. The physical switch floods VLAN 999
    (``rspan_vlans``, Cisco's ``remote-span``) to an analyser on an access
    port of it. Counted on the wire (two tags) and at the analyser (the inner
    tag); b, not a source, is never seen there.
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from experiments import settle
 from experiments.common import (
     RESULTS,
     Progress,
@@ -39,7 +41,7 @@ from experiments.common import (
     save_figure,
     verdicts_of,
 )
-from experiments.erspan_capture import decapsulated
+from experiments.erspan_capture import decapsulate, decapsulated
 from experiments.fidelity import CpuMeter, shaping_drops
 from experiments.fidelity import summary as fidelity_summary
 
@@ -51,6 +53,7 @@ LAB = Path(__file__).resolve().parents[1] / "labs" / "port-mirroring.yaml"
 DEFAULTS = {"pings": 5}
 VMK0, GW_MGMT, GW_VM, A, B = "10.2.0.11", "10.2.0.1", "10.2.2.1", "10.2.2.10", "10.2.2.20"
 RSPAN_VLAN, VM_VLAN, ERSPAN_SESSION = 999, 20, 3
+RSPAN_UPLINK = "vmnic0"  # dvUplink1, the session's destination, and a's own uplink
 
 
 def _ping(net: LabNetwork, node: str, dst: str, count: int) -> None:
@@ -73,6 +76,11 @@ def echoes(frames, src: str, dst: str) -> dict[str, int]:
         elif key == (dst, src, 0):
             out["replies"] += 1
     return out
+
+
+def _is_echo(src: str, dst: str):
+    """A frame predicate: an echo request from ``src`` to ``dst`` or its reply."""
+    return lambda f: bool(sum(echoes([f], src, dst).values()))
 
 
 def _echo_frames(frames, src: str, dst: str) -> list:
@@ -99,6 +107,8 @@ def measure_vmk_source(net: LabNetwork, work: Path, pings: int) -> dict:
     cap = net.control.tcpdump("wireshark", "eth0", work / "vmk0-copies.pcap", "icmp", ["-Q", "in"])
     try:
         _ping(net, "gw", VMK0, pings)
+        # The last reply's copy may still be on its way when ping returns.
+        settle.wait_frames(cap.pcap, 2 * pings, _is_echo(GW_MGMT, VMK0), timeout=5)
     finally:
         frames = read_pcap(cap.stop())
     seen = echoes(frames, GW_MGMT, VMK0)
@@ -114,27 +124,32 @@ def measure_vmk_source(net: LabNetwork, work: Path, pings: int) -> dict:
 def measure_rspan(net: LabNetwork, work: Path, pings: int) -> dict:
     ctl = net.control
     wire = ctl.capture(
-        work / "vmnic1.pcap", uplink=("esx1", "vmnic1"), direction="tx", bpf=f"vlan {RSPAN_VLAN}"
+        work / "rspan-uplink.pcap", uplink=("esx1", RSPAN_UPLINK), direction="tx", bpf=f"vlan {RSPAN_VLAN}"
     )
     analyser = ctl.tcpdump("analyser", "eth0", work / "analyser.pcap", "", ["-Q", "in"])
     try:
         _ping(net, "a", GW_VM, pings)
         _ping(net, "b", GW_VM, pings)
+        for c in (wire, analyser):
+            settle.wait_frames(c.pcap, 2 * pings, _is_echo(A, GW_VM), timeout=5)
     finally:
         at_analyser = read_pcap(analyser.stop())
         on_wire = read_pcap(wire.stop())
     both = {"requests": pings, "replies": pings}
     r = {
         "pings": pings,
-        "on_vmnic1": echoes(on_wire, A, GW_VM),
-        "tags_on_vmnic1": _icmp_tags(_echo_frames(on_wire, A, GW_VM)),
+        "uplink": RSPAN_UPLINK,
+        "a_pinned_to": net.control.applied()["pinning"]["esx1"].get("a-eth0"),
+        "on_uplink": echoes(on_wire, A, GW_VM),
+        "tags_on_uplink": _icmp_tags(_echo_frames(on_wire, A, GW_VM)),
         "at_analyser": echoes(at_analyser, A, GW_VM),
         "tags_at_analyser": _icmp_tags(_echo_frames(at_analyser, A, GW_VM)),
         "not_a_source_at_analyser": echoes(at_analyser, B, GW_VM),
     }
     r["verdict"] = (
-        r["on_vmnic1"] == both
-        and r["tags_on_vmnic1"] == [(RSPAN_VLAN, VM_VLAN)]
+        r["a_pinned_to"] == RSPAN_UPLINK
+        and r["on_uplink"] == both
+        and r["tags_on_uplink"] == [(RSPAN_VLAN, VM_VLAN)]
         and r["at_analyser"] == both
         and r["tags_at_analyser"] == [(VM_VLAN,)]
         and r["not_a_source_at_analyser"] == {"requests": 0, "replies": 0}
@@ -148,6 +163,13 @@ def measure_erspan3(net: LabNetwork, work: Path, pings: int) -> dict:
     cap = net.control.tcpdump("monitor", "eth0", work / "monitor.pcap", "ip proto 47", ["-Q", "in"])
     try:
         _ping(net, "b", GW_VM, pings)
+        copy_of_b = _is_echo(B, GW_VM)
+        settle.wait_frames(
+            cap.pcap,
+            2 * pings,
+            lambda f: (d := decapsulate(bytes(f))) is not None and copy_of_b(Ether(d["inner"])),
+            5,
+        )
     finally:
         copies = [d for d in decapsulated(cap.stop()) if d["kind"] == "erspan"]
     by_direction = {
@@ -259,11 +281,12 @@ MEASURED = {
         r["claims"]["vmk_source_mirrored_both_ways"]["pings"],
     ),
     "rspan_copies_reach_the_analyser_in_the_rspan_vlan": lambda r: (
-        "vmnic1: {w} tagged {wt}; analyser: {a} tagged {at}; b (not a source): {b}".format(
-            w=_counts(r["claims"]["rspan_copies_reach_the_analyser_in_the_rspan_vlan"]["on_vmnic1"]),
+        "{u} (a's own uplink): {w} tagged {wt}; analyser: {a} tagged {at}; b (not a source): {b}".format(
+            u=r["claims"]["rspan_copies_reach_the_analyser_in_the_rspan_vlan"]["uplink"],
+            w=_counts(r["claims"]["rspan_copies_reach_the_analyser_in_the_rspan_vlan"]["on_uplink"]),
             wt="/".join(
                 map(
-                    str, r["claims"]["rspan_copies_reach_the_analyser_in_the_rspan_vlan"]["tags_on_vmnic1"][0]
+                    str, r["claims"]["rspan_copies_reach_the_analyser_in_the_rspan_vlan"]["tags_on_uplink"][0]
                 )
             ),
             a=_counts(r["claims"]["rspan_copies_reach_the_analyser_in_the_rspan_vlan"]["at_analyser"]),

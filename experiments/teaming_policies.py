@@ -72,6 +72,7 @@ LABS = {
     "lbt": REPO / "labs" / "load-based-teaming.yaml",
 }
 EXT_VLAN20, EXT_VLAN40 = "00:50:56:0e:0e:02", "00:50:56:0e:0e:04"
+MAC_HASH_TEAM = ("vmnic0", "vmnic1")  # PG-MacHash's active uplinks, in order (labs/teaming.yaml)
 IH_IP, LAG = "10.0.40.5", ("vmnic3", "vmnic4")
 DEFAULTS = {"frames": 10, "trials": 3, "ping_interval_s": 0.1, "failure_s": 8.0, "lbt_s": 45.0}
 
@@ -253,8 +254,13 @@ def measure_source_mac_hash(net: LabNetwork, work: Path, n: int = DEFAULTS["fram
             by_uplink(caps, f":machash-{vm};", n)
         before = pin(net, "mh1")
         port = naming.vnic_port("mh1", "eth0")
-        old_id = net.control.placement()[port].ofport
-        new_id = net.control.reconnect("mh1")[port]
+        old_id = new_id = net.control.placement()[port].ofport
+        # A new port whose number port ID teaming would place on the other
+        # uplink, so the frames tell the two policies apart.
+        for _ in range(4):
+            new_id = net.control.reconnect("mh1")[port]
+            if MAC_HASH_TEAM[new_id % len(MAC_HASH_TEAM)] != before:
+                break
         send_frames(net, "mh1", vm_mac(net, "mh1"), EXT_VLAN20, ":machash-new-port;", n)
         by_uplink(caps, ":machash-new-port;", n)
     finally:
@@ -267,10 +273,16 @@ def measure_source_mac_hash(net: LabNetwork, work: Path, n: int = DEFAULTS["fram
         "sent_each": n,
         "counts": counts,
         "uplinks_used": used,
-        "new_port": {"old": old_id, "new": new_id, "uplink_before": before, "counts": new_port},
+        "new_port": {
+            "old": old_id,
+            "new": new_id,
+            "uplink_before": before,
+            "port_id_would_pick": MAC_HASH_TEAM[new_id % len(MAC_HASH_TEAM)],
+            "counts": new_port,
+        },
         "verdict": one_each
         and used == ["vmnic0", "vmnic1"]
-        and new_id != old_id
+        and MAC_HASH_TEAM[new_id % len(MAC_HASH_TEAM)] != before
         and new_port == {u: (n if u == before else 0) for u in caps},
     }
 
@@ -752,7 +764,8 @@ def _mac_hash_line(r: dict) -> str:
     moved = c["new_port"]
     return (
         f"{c['sent_each']} frames per VM, each VM's all on one uplink: {per_vm}; mh1 on port {moved['new']} "
-        f"(was {moved['old']}): {max(moved['counts'], key=moved['counts'].get)}"
+        f"(was {moved['old']}; port ID teaming would pick {moved.get('port_id_would_pick', '?')}): "
+        f"{max(moved['counts'], key=moved['counts'].get)}"
     )
 
 

@@ -321,8 +321,9 @@ def _span_verdict(span: dict) -> bool:
     return (
         t["intact"]
         and t["end"] == "eof"
-        and both["syn_at"] == ["vmk0"]
-        and both["synack_by"] == ["vmk4"]
+        # Sets: a retransmitted SYN is the same handshake.
+        and set(both["syn_at"]) == {"vmk0"}
+        and set(both["synack_by"]) == {"vmk4"}
         and set(both["seen_at"]) == {"sent by vmk4", "delivered to vmk0"}
         and vmk4["from_host_data"] > 0
         and vmk4["to_host"] == 0

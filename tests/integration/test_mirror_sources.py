@@ -32,13 +32,16 @@ def test_a_vmk_is_mirrored_to_the_capture_vm_both_ways(lab, tmp_path):
 
 
 def test_rspan_copies_cross_the_physical_switch_in_the_rspan_vlan(lab, tmp_path):
-    """Remote Mirroring Source: a's frames leave esx1 by dvUplink2 (vmnic1)
-    tagged 999 over their own VLAN 20 tag (preserve original VLAN), and the
+    """Remote Mirroring Source: a's frames leave esx1 by dvUplink1 (vmnic0,
+    also a's own uplink: copies of the replies a receives leave by the
+    uplink the replies came in by) tagged 999 over their own VLAN 20 tag
+    (preserve original VLAN), and the
     physical switch, which floods VLAN 999 (rspan_vlans), delivers them to
     the analyser's access port with the inner tag. b is not a source: none
     of its frames arrive."""
     r = pm.measure_rspan(lab, tmp_path, PINGS)
-    assert (r["on_vmnic1"], r["tags_on_vmnic1"]) == (ALL, [(999, 20)]), r
+    assert r["a_pinned_to"] == "vmnic0", r
+    assert (r["on_uplink"], r["tags_on_uplink"]) == (ALL, [(999, 20)]), r
     assert (r["at_analyser"], r["tags_at_analyser"]) == (ALL, [(20,)]), r
     assert r["not_a_source_at_analyser"] == NONE
     assert r["verdict"]

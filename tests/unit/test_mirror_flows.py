@@ -329,6 +329,40 @@ def test_rspan_copies_leave_by_the_destination_uplink_in_the_rspan_vlan(preserve
     assert [(o.frame.vlan, o.frame.vlan_inner) for o in outs if o.frame.vlan != 999] == [(20, None)]
 
 
+def test_rspan_copy_of_a_frame_that_came_in_by_the_destination_uplink_goes_back_out_of_it():
+    """web receives from dvUplink2 (vmnic1), the session's destination: the
+    copy still leaves by vmnic1 (OpenFlow would drop an output to the
+    packet's in_port, so the copy forgets it)."""
+    flows = with_session(
+        {
+            "name": "rspan",
+            "type": "rspan",
+            "sources": [{"vm": "web", "direction": "egress"}],
+            "destination_uplinks": ["dvUplink2"],
+            "encapsulation_vlan": 999,
+        }
+    )
+    outs = trace(flows, Frame(VMNIC1, WEB_MAC, eth_src="00:50:56:99:00:01", vlan=20))
+    assert sorted((o.port, o.frame.vlan) for o in outs) == [(VMNIC1, 999), (WEB, None)]
+
+
+def test_a_snap_length_cuts_an_erspan_copy_after_the_tag_it_carries_to_the_uplink():
+    """The uplink's tc program takes the port group's tag out of an ERSPAN
+    copy (into the header), so the bridge cuts 4 bytes later: the monitor
+    gets the mirrored packet length. GRE copies carry no tag."""
+    flows = with_session(
+        {
+            "name": "e",
+            "type": "erspan",
+            "sources": [{"vm": "jumpbox", "direction": "ingress"}],
+            "destination_ip": MONITOR,
+            "snap_length": 128,
+        }
+    )
+    outs = trace(flows, Frame(JUMPBOX, WEB_MAC, eth_src=JUMPBOX_MAC))
+    assert [(o.frame.vlan, o.max_len) for o in outs if o.port == ERSPAN] == [(20, 132)]
+
+
 def test_erspan_type_iii_copies_leave_by_the_port_of_their_direction():
     """ERSPAN type III's header says whether the copy is of a frame the
     source sent (D=0) or received (D=1): the two leave by the two type III

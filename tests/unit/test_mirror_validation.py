@@ -223,8 +223,20 @@ INVALID = [
     case(
         "erspan-mirroring-its-own-vmk",
         put(f"{ERSPAN}.sources[0]", {"host": "esx1", "vmk": "vmk0"}),
-        f"{ERSPAN}.sources[0]: esx1 sends this session's copies to 10.2.1.110 from vmk0: mirroring it "
-        "would mirror the copies again",
+        f"{ERSPAN}.sources[0]: esx1 sends this session's ERSPAN copies from vmk0: mirroring what it "
+        "sends would mirror the copies again (an egress source is allowed)",
+    ),
+    case(
+        "erspan-mirroring-the-vmk-of-another-erspan-session",
+        both(
+            append(
+                "esxi_hosts[0].vmkernel", {"name": "vmk1", "port_group": "Management", "ip": "10.2.5.21/24"}
+            ),
+            put(f"{GRE}.sources[0]", {"host": "esx1", "vmk": "vmk0", "direction": "ingress"}),
+            put(f"{GRE}.destination_ip", "10.2.5.99"),  # sent from vmk1
+        ),
+        f"{GRE}.sources[0]: esx1 sends session 'jumpbox-erspan''s ERSPAN copies from vmk0: mirroring what it "
+        "sends would mirror the copies again (an egress source is allowed)",
     ),
     case(
         "rspan-without-uplinks",
@@ -365,3 +377,23 @@ def test_rspan_vlan_the_switches_learn_in_is_allowed_with_a_warning():
         "VLAN 999 is in no physical switch's rspan_vlans: the switches learn the copies' MACs in it "
         "and pass on only copies of frames they flood"
     )
+
+
+def test_an_erspan_session_may_mirror_what_its_sending_vmk_receives():
+    """Copies leaving a vmk are that vmk's ingress: an egress source makes no loop."""
+    data = copy.deepcopy(LAB)
+    data["distributed_switches"][0]["mirrors"][0]["sources"] = [
+        {"host": "esx1", "vmk": "vmk0", "direction": "egress"}
+    ]
+    assert parse_lab(data).distributed_switches[0].mirrors[0].sources[0].vmk == "vmk0"
+
+
+def test_an_rspan_vlan_the_destination_uplinks_switch_port_prunes_is_warned():
+    from vlab.lab.check import lab_warnings
+
+    data = yaml.safe_load(SOURCES_LAB.read_text())
+    data["physical_switches"][0]["ports"] = [{"port": 1, "allowed_vlans": [10, 20]}]
+    assert dict(lab_warnings(parse_lab(data))) == {
+        "distributed_switches[0].mirrors[1].encapsulation_vlan": "pswitch1 port 1 (esx1/vmnic0, dvUplink1) "
+        "does not carry VLAN 999: it drops the copies"
+    }

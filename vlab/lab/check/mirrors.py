@@ -122,6 +122,21 @@ def _sending_vmk(lab: Lab, host_name: str, ip: IPv4Address) -> Optional[str]:
     return next((k.name for k in stack if k.gateway is not None), None)
 
 
+def _erspan_senders(lab: Lab, dvs) -> dict[tuple[str, str], str]:
+    """(host, vmk) -> the first enabled ERSPAN session of ``dvs`` whose
+    copies that member host sends from that vmk."""
+    out: dict[tuple[str, str], str] = {}
+    members = [h for h in lab.esxi_hosts if any(m.name == dvs.name for m in h.distributed_switches)]
+    for m in dvs.mirrors:
+        if m.type != "erspan" or not m.enabled or m.destination_ip is None:
+            continue
+        for h in members:
+            vmk = _sending_vmk(lab, h.name, m.destination_ip)
+            if vmk is not None:
+                out.setdefault((h.name, vmk), m.name)
+    return out
+
+
 _LOCAL_ONLY = ("destination_vnics", "normal_traffic")
 _ERSPAN_ONLY = ("destination_ip", "encapsulation", "session_id")
 _RSPAN_ONLY = ("destination_uplinks", "encapsulation_vlan", "preserve_original_vlan")
@@ -159,6 +174,7 @@ def mirrors(lab: Lab) -> Iterator[Problem]:
         yield from dupes(dvs.mirrors, "mirror session", base)
         destination_of: dict[tuple[str, str], str] = {}
         ids: dict[int, str] = {}
+        senders = _erspan_senders(lab, dvs)
         for j, m in enumerate(dvs.mirrors):
             mbase = f"{base}[{j}]"
             for other, fields in _ONLY.items():
@@ -195,18 +211,21 @@ def mirrors(lab: Lab) -> Iterator[Problem]:
                 sources.setdefault(key, k)
                 if m.type != "erspan":
                     continue
-                if m.destination_ip in _own_ips(lab, src):
+                if m.destination_ip is not None and m.destination_ip in _own_ips(lab, src):
                     yield (
                         f"{mbase}.destination_ip",
                         f"{m.destination_ip} is the address of "
                         f"source {_label(src)}: its copies would be mirrored again",
                     )
-                elif src.vmk is not None and _sending_vmk(lab, src.host, m.destination_ip) == src.vmk:
-                    yield (
-                        spath,
-                        f"{src.host} sends this session's copies to {m.destination_ip} from {src.vmk}: "
-                        "mirroring it would mirror the copies again",
-                    )
+                elif src.vmk is not None and src.direction != "egress":
+                    session = senders.get((src.host, src.vmk))
+                    if session is not None:
+                        which = "this session's" if session == m.name else f"session {session!r}'s"
+                        yield (
+                            spath,
+                            f"{src.host} sends {which} ERSPAN copies from {src.vmk}: mirroring what it "
+                            "sends would mirror the copies again (an egress source is allowed)",
+                        )
             for k, dst in enumerate(m.destination_vnics):
                 dpath = f"{mbase}.destination_vnics[{k}]"
                 yield from mirror_port(lab, dvs, dst, dpath, destination=True)
@@ -229,7 +248,8 @@ def mirrors(lab: Lab) -> Iterator[Problem]:
 def mirror_warnings(lab: Lab) -> list[Problem]:
     """Sessions that run, and whose copies differ from what the author may
     expect: an RSPAN VLAN the physical switches learn in (they then deliver
-    only the copies of flooded frames to the analyser)."""
+    only the copies of flooded frames to the analyser), and one the switch
+    port of a destination uplink does not carry."""
     out = []
     rspan_vlans = {v for sw in lab.physical_switches for v in sw.rspan_vlans}
     for i, dvs in enumerate(lab.distributed_switches):
@@ -242,6 +262,33 @@ def mirror_warnings(lab: Lab) -> list[Problem]:
                         f"VLAN {m.encapsulation_vlan} is in no physical switch's rspan_vlans: the "
                         "switches learn the copies' MACs in it and pass on only copies of frames "
                         "they flood",
+                    )
+                )
+            if m.type == "rspan" and m.encapsulation_vlan is not None:
+                out += _rspan_vlan_not_carried(lab, dvs, m, path)
+    return out
+
+
+def _rspan_vlan_not_carried(lab: Lab, dvs, m, path: str) -> list[Problem]:
+    """Destination uplinks plugged into switch ports that drop the RSPAN VLAN."""
+    out = []
+    switches = {sw.name: sw for sw in lab.physical_switches}
+    for h in lab.esxi_hosts:
+        membership = next((x for x in h.distributed_switches if x.name == dvs.name), None)
+        if membership is None:
+            continue
+        for u in m.destination_uplinks:
+            nic = next((n for n in h.uplinks if n.name == membership.uplinks.get(u)), None)
+            sw = switches.get(nic.switch) if nic is not None else None
+            cfg = next((c for c in sw.ports if c.port == nic.port), None) if sw is not None else None
+            if cfg is None:
+                continue
+            if cfg.mode == "access" or (cfg.allowed_vlans and m.encapsulation_vlan not in cfg.allowed_vlans):
+                out.append(
+                    (
+                        f"{path}.encapsulation_vlan",
+                        f"{sw.name} port {nic.port} ({h.name}/{nic.name}, {u}) does not carry VLAN "
+                        f"{m.encapsulation_vlan}: it drops the copies",
                     )
                 )
     return out

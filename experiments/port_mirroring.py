@@ -84,7 +84,7 @@ def _is_echo(src: str, dst: str):
 
 
 def _echo_frames(frames, src: str, dst: str) -> list:
-    return [f for f in frames if sum(echoes([f], src, dst).values())]
+    return list(filter(_is_echo(src, dst), frames))
 
 
 def tags(frame) -> tuple[int, ...]:

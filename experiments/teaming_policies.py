@@ -240,6 +240,11 @@ def measure_vlan_modes(net: LabNetwork, work: Path, n: int = 3) -> dict:
     return {"frames": n, "est": est, "vgt": vgt, "verdict": ok_est and ok_vgt}
 
 
+def _port_id_pick(port_id: int) -> str:
+    """The uplink of MAC_HASH_TEAM that port ID teaming would give port ``port_id``."""
+    return MAC_HASH_TEAM[port_id % len(MAC_HASH_TEAM)]
+
+
 def measure_source_mac_hash(net: LabNetwork, work: Path, n: int = DEFAULTS["frames"]) -> dict:
     """Four VMs of a source MAC hash port group: each VM's frames all by one
     uplink, the four MACs over both; then mh1's vNIC gets a new port and
@@ -259,7 +264,7 @@ def measure_source_mac_hash(net: LabNetwork, work: Path, n: int = DEFAULTS["fram
         # uplink, so the frames tell the two policies apart.
         for _ in range(4):
             new_id = net.control.reconnect("mh1")[port]
-            if MAC_HASH_TEAM[new_id % len(MAC_HASH_TEAM)] != before:
+            if _port_id_pick(new_id) != before:
                 break
         send_frames(net, "mh1", vm_mac(net, "mh1"), EXT_VLAN20, ":machash-new-port;", n)
         by_uplink(caps, ":machash-new-port;", n)
@@ -277,12 +282,12 @@ def measure_source_mac_hash(net: LabNetwork, work: Path, n: int = DEFAULTS["fram
             "old": old_id,
             "new": new_id,
             "uplink_before": before,
-            "port_id_would_pick": MAC_HASH_TEAM[new_id % len(MAC_HASH_TEAM)],
+            "port_id_would_pick": _port_id_pick(new_id),
             "counts": new_port,
         },
         "verdict": one_each
         and used == ["vmnic0", "vmnic1"]
-        and MAC_HASH_TEAM[new_id % len(MAC_HASH_TEAM)] != before
+        and _port_id_pick(new_id) != before
         and new_port == {u: (n if u == before else 0) for u in caps},
     }
 

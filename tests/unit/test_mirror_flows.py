@@ -307,21 +307,24 @@ def _vmk0_mac() -> str:
     return next(p.mac for p in b.ports if p.name == "vmk0")
 
 
+def _rspan_from_web(direction: str, **extra) -> dict:
+    """An RSPAN session mirroring web in ``direction`` to dvUplink2 (vmnic1) in VLAN 999."""
+    return {
+        "name": "rspan",
+        "type": "rspan",
+        "sources": [{"vm": "web", "direction": direction}],
+        "destination_uplinks": ["dvUplink2"],
+        "encapsulation_vlan": 999,
+        **extra,
+    }
+
+
 @pytest.mark.parametrize("preserve, inner", [(False, None), (True, 20)])
 def test_rspan_copies_leave_by_the_destination_uplink_in_the_rspan_vlan(preserve, inner):
     """Remote Mirroring Source: the copy leaves by dvUplink2 (vmnic1 here)
     tagged with the encapsulation VLAN; with "preserve original VLAN" the
     port group's tag (20) stays inside it."""
-    flows = with_session(
-        {
-            "name": "rspan",
-            "type": "rspan",
-            "sources": [{"vm": "web", "direction": "ingress"}],
-            "destination_uplinks": ["dvUplink2"],
-            "encapsulation_vlan": 999,
-            "preserve_original_vlan": preserve,
-        }
-    )
+    flows = with_session(_rspan_from_web("ingress", preserve_original_vlan=preserve))
     outs = trace(flows, Frame(WEB, "00:50:56:99:00:01", eth_src=WEB_MAC))
     copies = [(o.port, o.frame.vlan, o.frame.vlan_inner) for o in outs if o.frame.vlan == 999]
     assert copies == [(VMNIC1, 999, inner)]
@@ -333,15 +336,7 @@ def test_rspan_copy_of_a_frame_that_came_in_by_the_destination_uplink_goes_back_
     """web receives from dvUplink2 (vmnic1), the session's destination: the
     copy still leaves by vmnic1 (OpenFlow would drop an output to the
     packet's in_port, so the copy forgets it)."""
-    flows = with_session(
-        {
-            "name": "rspan",
-            "type": "rspan",
-            "sources": [{"vm": "web", "direction": "egress"}],
-            "destination_uplinks": ["dvUplink2"],
-            "encapsulation_vlan": 999,
-        }
-    )
+    flows = with_session(_rspan_from_web("egress"))
     outs = trace(flows, Frame(VMNIC1, WEB_MAC, eth_src="00:50:56:99:00:01", vlan=20))
     assert sorted((o.port, o.frame.vlan) for o in outs) == [(VMNIC1, 999), (WEB, None)]
 

@@ -312,6 +312,11 @@ def _segments(lab: Lab, carrier: StandardSwitch | DistributedSwitch) -> tuple[Ho
     )
 
 
+def dvs_members(lab: Lab, dvs: DistributedSwitch) -> list[EsxiHost]:
+    """The ESXi hosts that are members of distributed switch ``dvs``."""
+    return [h for h in lab.esxi_hosts if any(m.name == dvs.name for m in h.distributed_switches)]
+
+
 def vtep_of(host: EsxiHost) -> Optional[VmkernelAdapter]:
     """``host``'s VTEP: its VMkernel adapter on the VXLAN stack, if any."""
     return next((v for v in host.vmkernel if v.stack == "vxlan"), None)

@@ -7,7 +7,7 @@ from ipaddress import IPv4Address
 from typing import Iterator, Optional
 
 from ..model import Lab
-from ..resolve import mirror_session_id, overlay_switch, switch_of_port_group
+from ..resolve import dvs_members, mirror_session_id, overlay_switch, switch_of_port_group
 from .common import Problem, dupes
 
 _UPLINK_SOURCE = (
@@ -126,11 +126,10 @@ def _erspan_senders(lab: Lab, dvs) -> dict[tuple[str, str], str]:
     """(host, vmk) -> the first enabled ERSPAN session of ``dvs`` whose
     copies that member host sends from that vmk."""
     out: dict[tuple[str, str], str] = {}
-    members = [h for h in lab.esxi_hosts if any(m.name == dvs.name for m in h.distributed_switches)]
     for m in dvs.mirrors:
         if m.type != "erspan" or not m.enabled or m.destination_ip is None:
             continue
-        for h in members:
+        for h in dvs_members(lab, dvs):
             vmk = _sending_vmk(lab, h.name, m.destination_ip)
             if vmk is not None:
                 out.setdefault((h.name, vmk), m.name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Iterator, Optional
 
 from ..model import DistributedSwitch, EsxiHost, Lab, PortGroup, Shaping, StandardSwitch
-from ..resolve import effective_shaper, vtep_of
+from ..resolve import dvs_members, effective_shaper, vtep_of
 from ..shaping import KBIT, problems
 from .common import MAX_LINK_MBPS, Problem
 
@@ -37,10 +37,6 @@ def _emulable(lab: Lab, path: str, layers: tuple[Shaping, ...], mtu: int) -> Ite
 def _vtep_port_groups(lab: Lab, hosts: list[EsxiHost]) -> set[str]:
     """The port groups that carry a VTEP on any of ``hosts``."""
     return {vtep_of(h).port_group for h in hosts if vtep_of(h) is not None}
-
-
-def _members(lab: Lab, dvs: DistributedSwitch) -> list[EsxiHost]:
-    return [h for h in lab.esxi_hosts if any(m.name == dvs.name for m in h.distributed_switches)]
 
 
 def _vmk_on(lab: Lab, dvs: DistributedSwitch, pg: PortGroup) -> Optional[str]:
@@ -108,7 +104,7 @@ def _distributed_port_group(lab: Lab, dvs: DistributedSwitch, path: str, pg: Por
             "a distributed port group shapes each direction on its own: use ingress_shaping "
             "(what its ports send into the switch) and egress_shaping (what the switch delivers to them)",
         )
-    vteps = _vtep_port_groups(lab, _members(lab, dvs))
+    vteps = _vtep_port_groups(lab, dvs_members(lab, dvs))
     mtu = _mtu(lab, dvs, vteps)
     for field in ("ingress_shaping", "egress_shaping"):
         yield from _emulable(lab, f"{path}.{field}", (getattr(pg, field),), mtu)

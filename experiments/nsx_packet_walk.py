@@ -49,7 +49,7 @@ from experiments.fidelity import CpuMeter, checks, shaping_drops
 from vlab import naming
 from vlab.lab.reachability import endpoints
 from vlab.lab.resolve import link_mbps
-from vlab.shell.esxcli import nsx_tables
+from vlab.shell.snapshot import nsx_tables
 from vlab.waiting import Pending, wait_for
 
 if TYPE_CHECKING:

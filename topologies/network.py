@@ -39,7 +39,7 @@ from vlab.operations import LabControl
 from vlab.ovs import OvsInstance
 from vlab.runtime import Run
 
-from . import guests, routers, shaping
+from . import guests, host_shell, routers, shaping
 from .controller_process import ControllerProcess
 from .esxi import start_esxi
 from .links import add_links, disable_tx_offload
@@ -96,6 +96,7 @@ class LabNetwork:
                 step[0] = f"starting {host.name}'s Open vSwitch"
                 inst = self.ovs[host.name] = OvsInstance(self.node(host.name), self.run.dir / host.name)
                 start_esxi(inst, self.lab, host, self.bindings, self.controller.target(host.name))
+                host_shell.install(self.node(host.name), self.run.dir, host.name)
             step[0] = "configuring the guests"
             guests.configure_vms(self.lab, self.node)
             shaping.shape(self.lab, self.node)

@@ -37,6 +37,12 @@ from .lab.resolve import (
 UPLINK_BASE, VMK_BASE, VNIC_BASE, CAPTURE_BASE = 1, 100, 200, 1000
 TUNNEL_OFPORT = 199
 TUNNEL_PORT = "vxlan0"
+# ESXi numbers a vSwitch port (PortNum in net-stats -l, pktcap-uw's
+# --switchport) as its portset in the top byte, counted from 0x02 for the
+# host's first vSwitch, and the port in the low bytes: here the port's
+# OpenFlow number, so a vNIC keeps its low bytes across a vMotion and a
+# reconnect to a new port gets a new number, as on ESXi.
+PORTSET_BASE = 0x02
 
 
 @dataclass(frozen=True)
@@ -160,6 +166,10 @@ class SwitchBinding:
 
     def port(self, name: str) -> PortBinding:
         return next(p for p in self.ports if p.name == name)
+
+    def port_num(self, p: PortBinding) -> int:
+        """``p``'s ESXi port number (``PORTSET_BASE``)."""
+        return (PORTSET_BASE + self.switch.index) << 24 | p.ofport
 
     def uplink_ports(self) -> tuple[PortBinding, ...]:
         return tuple(p for p in self.ports if p.kind == "uplink")

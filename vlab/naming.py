@@ -44,6 +44,26 @@ def virtual_gateway(interface: str) -> str:
     return f"{interface}v"
 
 
+# The ESXi shell commands every ESXi host node has on its PATH, each a
+# wrapper script in ``host_bin_dir`` (``vlab.shell.host`` implements them).
+ESXI_COMMANDS = (
+    "esxcli",
+    "net-stats",
+    "pktcap-uw",
+    "vmkping",
+    "esxcfg-nics",
+    "esxcfg-vmknic",
+    "esxcfg-vswitch",
+)
+
+
+def host_bin_dir(run_dir, host: str):
+    """Where an ESXi host's shell commands live (first on its PATH)."""
+    from pathlib import Path
+
+    return Path(run_dir) / host / "bin"
+
+
 def capture_port(ofport: int) -> str:
     """The internal port a PortOutput capture of vSwitch port ``ofport``
     listens on (its OpenFlow number is ``bindings.CAPTURE_BASE + ofport``)."""

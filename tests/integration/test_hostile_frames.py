@@ -37,7 +37,7 @@ from experiments.common import REPO, guest_tool, lab_session
 from experiments.tools.hostile import Peer, digest, hostile_frames
 from vlab import control, naming
 from vlab.bindings import GuestNic
-from vlab.shell.esxcli import nsx_tables
+from vlab.shell.snapshot import nsx_tables
 from vlab.waiting import Pending, wait_for
 
 SEED, COUNT = 7, 1000

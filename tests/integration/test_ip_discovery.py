@@ -12,7 +12,7 @@ import yaml
 from experiments import nsx_packet_walk as walk
 from experiments.common import REPO, lab_session
 from vlab import control
-from vlab.shell.esxcli import nsx_tables
+from vlab.shell.snapshot import nsx_tables
 from vlab.waiting import Pending, wait_for
 
 GUEST_DHCP_HOOK = REPO / "experiments" / "tools" / "udhcpc-guest.sh"

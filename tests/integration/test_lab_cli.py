@@ -4,6 +4,7 @@ student would type them (Mininet's CLI runs a script and returns)."""
 import os
 
 from tests.integration.conftest import REPO
+from vlab.operations.capture import pcap_records
 from vlab.shell.labcli import EsxiCLI
 
 
@@ -14,15 +15,23 @@ def _cli(net, tmp_path, *commands):
         EsxiCLI(net, stdin=devnull, script=str(script))
 
 
-def test_esxcli_vm_list_and_ip_interface_list(two_hosts, tmp_path, capsys):
-    _cli(two_hosts, tmp_path, "esxcli esx1 network vm list", "esxcli esx1 network ip interface list")
+def test_esxcli_at_the_prompt_is_the_hosts_esxcli(two_hosts, tmp_path, capsys):
+    world = two_hosts.control.pids["vm1a"]
+    _cli(
+        two_hosts,
+        tmp_path,
+        "esxcli esx1 network vm list",
+        f"esxcli esx1 network vm port list -w {world}",
+        "esxcli esx1 network ip interface ipv4 get",
+    )
     out = capsys.readouterr().out
     pins = two_hosts.control.applied()["pinning"]["esx1"]
-    vm_rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("vm1")}
-    assert set(vm_rows) == {"vm1a", "vm1b"}
-    assert vm_rows["vm1a"][3] == "00:50:56:00:01:0a" and vm_rows["vm1a"][-1] == pins["vm1a-eth0"]
+    vm_rows = {line.split()[1]: line.split() for line in out.splitlines() if " vm1" in line}
+    assert set(vm_rows) == {"vm1a", "vm1b"} and vm_rows["vm1a"][0] == str(world)
+    assert "   MAC Address: 00:50:56:00:01:0a" in out
+    assert f"   Team Uplink: {pins['vm1a-eth0']}" in out
     vmk0 = next(line.split() for line in out.splitlines() if line.startswith("vmk0"))
-    assert vmk0[1:4] == ["192.168.100.11", "255.255.255.0", "defaultTcpipStack"], vmk0
+    assert vmk0[1:4] == ["192.168.100.11", "255.255.255.0", "192.168.100.255"], vmk0
 
 
 def test_esxtop_pktcap_uplink_and_vmotion_commands(two_hosts, tmp_path, capsys):
@@ -40,7 +49,10 @@ def test_esxtop_pktcap_uplink_and_vmotion_commands(two_hosts, tmp_path, capsys):
         vm1a.wait()
     out = capsys.readouterr().out
     assert "PKTTX/s" in out and "vmnic0" in out
-    assert "Dumped 4 packets" in out and "vlan 10" in out  # PortOutput keeps the tag
+    assert f"Dumped 4 packet to file {pcap}, dropped 0 packets." in out
+    frames = [frame for _, frame in pcap_records(pcap)]
+    # PortOutput is the vSwitch's side of the port: the frame keeps its VLAN 10 tag.
+    assert len(frames) == 4 and all(f[12:16] == bytes.fromhex("8100000a") for f in frames)
     _cli(
         two_hosts,
         tmp_path,
@@ -48,10 +60,15 @@ def test_esxtop_pktcap_uplink_and_vmotion_commands(two_hosts, tmp_path, capsys):
         "vmotion nosuchvm esx2",
         "nsx tables",
         "esxcli esx1 network nonsense",
+        "esxcli nosuchhost network nic list",
+        "pktcap-uw --uplink vmnic0 -c 1",
+        "help pktcap-uw",
     )
     out = capsys.readouterr().out
     assert "esx1 has no uplink 'vmnic9'" in out and "no VM 'nosuchvm'" in out
-    assert "has no nsx section" in out and "usage: esxcli" in out
+    assert "has no nsx section" in out and "Error: Unknown command or namespace network nonsense" in out
+    assert "usage: esxcli HOST network ..." in out and "as HOST/vmnic0" in out
+    assert "Packet Capture and Trace command usage:" in out
 
 
 def test_python3_in_a_node_is_the_testbeds_python_with_its_tools(two_hosts, tmp_path):

@@ -12,7 +12,7 @@ import yaml
 from experiments import nsx_packet_walk as walk
 from experiments.common import lab_session
 from vlab import cli
-from vlab.shell.esxcli import nsx_tables
+from vlab.shell.snapshot import nsx_tables
 from vlab.waiting import Pending, wait_for
 
 VTEP = {"esx1": "172.16.200.11", "esx2": "172.16.200.12", "esx3": "172.16.201.13", "esx4": "172.16.201.14"}

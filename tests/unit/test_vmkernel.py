@@ -87,7 +87,7 @@ def test_one_default_gateway_per_stack():
 def _port(kind, **c):
     base = {
         "bridge": "vSwitch0",
-        "ofport": 1,
+        "port_num": 0x02000001,
         "kind": kind,
         "team_pnic": "vmnic0",
         "tx_pkts": 0,
@@ -101,11 +101,17 @@ def _port(kind, **c):
 
 
 def test_esxtop_rates_and_drop_percentages():
-    before = Sample(0.0, {"vmk4": _port("vmk", ofport=101)})
+    before = Sample(0.0, {"vmk4": _port("vmk", port_num=0x03000065)})
     after = Sample(
-        2.0, {"vmk4": _port("vmk", ofport=101, tx_pkts=2000, tx_bytes=3_000_000, rx_pkts=1000, rx_drop=10)}
+        2.0,
+        {
+            "vmk4": _port(
+                "vmk", port_num=0x03000065, tx_pkts=2000, tx_bytes=3_000_000, rx_pkts=1000, rx_drop=10
+            )
+        },
     )
     (row,) = rates(before, after)
     assert row["PKTTX/s"] == 1000 and row["MbTX/s"] == 12.0 and row["PKTRX/s"] == 500
     assert row["%DRPRX"] == pytest.approx(0.99, abs=0.01) and row["%DRPTX"] == 0
     assert row["TEAM-PNIC"] == "vmnic0" and "PKTTX/s" in format_table([row])
+    assert row["PORT-ID"] == 50331749  # ESXi numbers ports in decimal

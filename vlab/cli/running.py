@@ -4,12 +4,17 @@ operations the lab CLI offers (``vlab.shell``)."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import shlex
+import subprocess
 import sys
 import time
 
+from vlab import naming
 from vlab.shell import commands
-from vlab.shell.esxcli import inspect, nsx_tables
+from vlab.shell.snapshot import inspect, nsx_tables
 
 from .common import EXIT_OK, RUN_HELP, need_root, running_lab
 
@@ -58,6 +63,24 @@ def cmd_nsx(args) -> int:
     return EXIT_OK
 
 
+def cmd_shell(args) -> int:
+    """A shell in an ESXi host's namespace with ESXi's commands first on its
+    PATH (as SSH to the host would give), or one command run there."""
+    need_root()
+    ctl = running_lab(args)
+    ctl.esxi(args.host)
+    env = {
+        **ctl._env(),
+        "PATH": f"{naming.host_bin_dir(ctl.dir, args.host)}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "PS1": f"[root@{args.host}:\\w] ",
+    }
+    # One quoted argument is a shell line (``vlab shell esx1 'net-stats -l | grep vm'``);
+    # several are one command's words, quoted so they reach it unchanged.
+    line = args.command[0] if len(args.command) == 1 else shlex.join(args.command)
+    shell = ["sh", "-c", line] if args.command else ["bash", "--norc", "-i"]
+    return subprocess.run(["nsenter", "-t", str(ctl.pids[args.host]), "-n", *shell], env=env).returncode
+
+
 def register(sub) -> None:
     p = sub.add_parser("uplink", help="pull or plug an uplink cable on a running lab")
     p.add_argument("state", choices=["down", "up"])
@@ -81,6 +104,14 @@ def register(sub) -> None:
     p.add_argument("view", choices=["tables"], help="tables: VTEP, MAC and ARP tables (JSON)")
     p.add_argument("--run", help=RUN_HELP)
     p.set_defaults(func=cmd_nsx)
+    p = sub.add_parser(
+        "shell",
+        help="a shell on an ESXi host with its ESXi commands (esxcli, net-stats, pktcap-uw, vmkping, ...)",
+    )
+    p.add_argument("host")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="run this one command instead of a shell")
+    p.add_argument("--run", help=RUN_HELP)
+    p.set_defaults(func=cmd_shell)
     p = sub.add_parser("esxtop", help="per-port packet and bit rates of an ESXi host")
     commands.add_esxtop_args(p, default_count=0)
     p.add_argument("--run", help=RUN_HELP)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import re
 import signal
+import struct
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -38,6 +40,49 @@ def capture_stats(log: str) -> Optional[tuple[int, int, int]]:
     tcpdump printed, on SIGUSR1 or at exit; None before the first."""
     found = _STATS.findall(log)
     return tuple(int(x) for x in found[-1]) if found else None
+
+
+_PCAP_MAGIC = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e9),
+}
+LINKTYPE_ETHERNET = 1
+
+
+def pcap_records(path: Path) -> list[tuple[float, bytes]]:
+    """(timestamp, frame) of every complete record of an Ethernet pcap, also
+    while tcpdump is still writing it (a partly written last record is left
+    for the next read)."""
+    data = Path(path).read_bytes() if Path(path).exists() else b""
+    if len(data) < 24:
+        return []
+    if data[:4] not in _PCAP_MAGIC:
+        raise OperationError(f"{path}: not a pcap file")
+    endian, units = _PCAP_MAGIC[data[:4]]
+    if struct.unpack(endian + "I", data[20:24])[0] != LINKTYPE_ETHERNET:
+        raise OperationError(f"{path}: not an Ethernet capture")
+    out, off = [], 24
+    while off + 16 <= len(data):
+        sec, frac, length, _ = struct.unpack(endian + "IIII", data[off : off + 16])
+        if off + 16 + length > len(data):
+            break
+        out.append((sec + frac / units, data[off + 16 : off + 16 + length]))
+        off += 16 + length
+    return out
+
+
+def write_pcap(path: Path, records: list[tuple[float, bytes]]) -> Path:
+    """An Ethernet pcap (microsecond timestamps) of ``records``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chunks = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_ETHERNET)]
+    for ts, frame in records:
+        sec, usec = divmod(round(ts * 1e6), 1_000_000)
+        chunks.append(struct.pack("<IIII", sec, usec, len(frame), len(frame)) + frame)
+    path.write_bytes(b"".join(chunks))
+    return path
 
 
 class Capture:
@@ -130,6 +175,117 @@ class Capture:
         return self.pcap
 
 
+# ESXi's capture points, by the kind of port they belong to, and which of the
+# port's frames each sees: INPUT what enters the vSwitch from the port (its
+# --dir 0), OUTPUT what the vSwitch sends to it (--dir 1). EtherswitchDispath
+# is where the vSwitch takes a frame in from the port. What each becomes in
+# the testbed is ``tap``'s.
+INPUT, OUTPUT = 0, 1
+CAPTURE_POINTS: dict[str, dict[str, int]] = {
+    "uplink": {
+        "UplinkRcv": INPUT,
+        "EtherswitchDispath": INPUT,
+        "PortInput": INPUT,
+        "UplinkSnd": OUTPUT,
+        "PortOutput": OUTPUT,
+    },
+    "vnic": {
+        "VnicTx": INPUT,
+        "EtherswitchDispath": INPUT,
+        "PortInput": INPUT,
+        "PortOutput": OUTPUT,
+        "VnicRx": OUTPUT,
+    },
+    "vmk": {"EtherswitchDispath": INPUT, "PortInput": INPUT, "PortOutput": OUTPUT},
+}
+# The point pktcap-uw uses when none is given: seed 002's uplink capture
+# says "Captured at EtherswitchDispath point".
+DEFAULT_POINT = {
+    ("uplink", INPUT): "EtherswitchDispath",
+    ("uplink", OUTPUT): "UplinkSnd",
+    ("vnic", INPUT): "PortInput",
+    ("vnic", OUTPUT): "PortOutput",
+    ("vmk", INPUT): "PortInput",
+    ("vmk", OUTPUT): "PortOutput",
+}
+
+
+def point_direction(kind: str, point: str) -> int:
+    """INPUT or OUTPUT for capture ``point`` of a ``kind`` port."""
+    points = CAPTURE_POINTS[kind]
+    if point not in points:
+        raise OperationError(
+            f"capture point {point!r} does not exist at {kind} ports (points: {', '.join(points)})"
+        )
+    return points[point]
+
+
+@dataclass(frozen=True)
+class Tap:
+    """Where the testbed listens for one capture point of one port.
+
+    Frames the userspace datapath transmits bypass packet taps on the
+    sending interface, so every tap listens where a frame is *received*
+    (``-Q in``), except a vmk's input: the host's own kernel sends those,
+    and a kernel's sends are seen (``-Q out``). ``port_output``: the
+    port's PortOutput copies, which the controller sends to an internal
+    port while the capture is open (``desired.json`` ``captures``)."""
+
+    node: str
+    iface: str
+    queue: str
+    where: str  # one line for the user: where the frames are seen
+    port_output: Optional[tuple[str, str, int]] = None  # (host, port name, its OpenFlow number)
+
+
+def tap(ctl: "LabControl", host: str, port, point: str) -> Tap:
+    """The tap of ``point`` at vSwitch port ``port`` (a ``PortBinding``) of ``host``."""
+    if port.kind not in CAPTURE_POINTS:
+        raise OperationError(
+            f"{host}/{port.name} is a {port.kind} port: pktcap-uw captures at uplinks, vmks and vNICs"
+        )
+    direction = point_direction(port.kind, point)
+    if port.kind == "uplink":
+        if direction == INPUT:
+            return Tap(host, port.name, "in", f"{host}/{port.name}, frames from the physical switch")
+        fabric = ctl.fabric_port(host, port.name)
+        return Tap(
+            naming.FABRIC_NODE, fabric, "in", f"physical switch port {fabric}, frames from {host}/{port.name}"
+        )
+    if point == "PortOutput":
+        copy = naming.capture_port(port.ofport)
+        return Tap(
+            host,
+            copy,
+            "in",
+            f"{host}/{copy}, the controller's copy of every frame dispatched to {port.name}",
+            port_output=(host, port.name, port.ofport),
+        )
+    if port.kind == "vmk":
+        return Tap(host, port.name, "out", f"{host}/{port.name}, frames the VMkernel stack sends")
+    if direction == INPUT:
+        return Tap(host, port.name, "in", f"{host}/{port.name}, frames from the guest")
+    vm, nic = _vm_nic_of(ctl, port.name)
+    return Tap(vm, nic, "in", f"{vm}/{nic}, frames the guest receives")
+
+
+def start_tap(
+    ctl: "LabControl", t: Tap, pcap: Path, bpf: str = "", extra: Optional[list[str]] = None
+) -> Capture:
+    """A capture listening at ``t`` (``tcpdump`` has said so when this returns)."""
+    on_stop = None
+    if t.port_output is not None:
+        host, name, ofport = t.port_output
+        _open_port_output(ctl, host, name, ofport)
+        on_stop = lambda: _close_port_output(ctl, host, name, t.iface)  # noqa: E731
+    try:
+        return tcpdump(ctl, t.node, t.iface, pcap, bpf, ["-Q", t.queue, *(extra or [])], on_stop)
+    except BaseException:
+        if on_stop:
+            on_stop()
+        raise
+
+
 def capture(
     ctl: "LabControl",
     pcap: Path,
@@ -141,39 +297,19 @@ def capture(
     bpf: str = "",
     extra: Optional[list[str]] = None,
 ) -> Capture:
-    """Start a capture, as ``pktcap-uw`` would: ``port`` is a vNIC port
-    name (``vm-eth0``) with ``point`` PortOutput or VnicRx; or ``uplink``
-    is (host, vmnic) with ``direction`` rx (into the host) or tx.
-
-    Frames the userspace datapath transmits bypass packet taps on the
-    sending interface, so every capture listens where a frame is
-    *received*: VnicRx in the guest, an uplink's tx at the physical
-    switch port, PortOutput on an internal port the frames are copied to."""
-    on_stop = None
+    """Start a capture, as ``pktcap-uw`` would: ``port`` is a vSwitch port
+    (its name, ``vm-eth0``, or its ESXi port number) with ``point`` one of
+    its ``CAPTURE_POINTS``; or ``uplink`` is (host, vmnic) with
+    ``direction`` rx (into the host, UplinkRcv) or tx (UplinkSnd)."""
     if uplink is not None:
         host, vmnic = uplink
-        up = next((u for u in ctl.esxi(host).uplinks if u.name == vmnic), None)
-        if up is None:
-            raise OperationError(f"{host} has no uplink {vmnic!r}")
-        if direction == "rx":
-            node, iface = host, vmnic
-        elif direction == "tx":
-            node, iface = naming.FABRIC_NODE, naming.fabric_port(up.switch, up.port)
-        else:
+        if direction not in ("rx", "tx"):
             raise OperationError(f"unknown direction {direction!r} (rx, tx)")
-        return tcpdump(ctl, node, iface, pcap, bpf, ["-Q", "in", *(extra or [])])
-    where = ctl.placement()
-    if port not in where:
-        raise OperationError(f"no vNIC port {port!r}")
-    if point == "VnicRx":
-        vm, nic = _vm_nic_of(ctl, port)
-        return tcpdump(ctl, vm, nic, pcap, bpf, ["-Q", "in", *(extra or [])])
-    if point != "PortOutput":
-        raise OperationError(f"unknown capture point {point!r} (PortOutput, VnicRx)")
-    host = where[port].host
-    iface = _open_port_output(ctl, host, port, where[port].ofport)
-    on_stop = lambda: _close_port_output(ctl, host, port, iface)  # noqa: E731
-    return tcpdump(ctl, host, iface, pcap, bpf, ["-Q", "in", *(extra or [])], on_stop)
+        b, p = ctl.port(vmnic, host)
+        point = "UplinkRcv" if direction == "rx" else "UplinkSnd"
+    else:
+        b, p = ctl.port(str(port))
+    return start_tap(ctl, tap(ctl, b.host, p, point), pcap, bpf, extra)
 
 
 def _vm_nic_of(ctl, port: str) -> tuple[str, str]:
@@ -237,7 +373,7 @@ def tcpdump(
     )
 
 
-def _open_port_output(ctl, host: str, port: str, ofport: int) -> tuple[str, list]:
+def _open_port_output(ctl, host: str, port: str, ofport: int) -> str:
     name = naming.capture_port(ofport)
     bridge = next(b for b in _bridges(ctl, host) if port in _ports_of(ctl, host, b))
     ctl.ovs(host).vsctl(

@@ -23,9 +23,10 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Optional
 
 from vlab import control, naming
-from vlab.bindings import Placement, default_placement
+from vlab.bindings import GuestNic, Placement, PortBinding, SwitchBinding, default_placement, switch_bindings
 from vlab.lab.load import load_lab
 from vlab.ovs import OvsInstance
 
@@ -33,6 +34,22 @@ from . import capture as pktcap
 from . import faults
 from . import vmotion as moves
 from .errors import OperationError, wait
+
+
+def client_name(p: PortBinding) -> str:
+    """The port's ClientName as ESXi's net-stats shows it: a vNIC is
+    ``<VM>.<vNIC>``, a vmk or an uplink its own name."""
+    return f"{p.owner}.{p.name[len(p.owner) + 1 :]}" if p.kind == "vnic" else p.name
+
+
+def _names(b: SwitchBinding, p: PortBinding, token: str) -> bool:
+    if p.kind not in ("uplink", "vmk", "vnic"):
+        return False
+    try:
+        number = int(token, 0)
+    except ValueError:
+        return token in (p.name, client_name(p))
+    return number == b.port_num(p)
 
 
 class LabControl:
@@ -79,6 +96,35 @@ class LabControl:
                 f"(hosts: {', '.join(h.name for h in self.lab.esxi_hosts)})"
             )
         return host
+
+    def bindings(self, host: Optional[str] = None) -> tuple[SwitchBinding, ...]:
+        """Every vSwitch as it stands now (placement after moves, guests'
+        NIC state as hostd reported it), of ``host`` only if given."""
+        guests = {n: GuestNic.from_json(g) for n, g in self.applied().get("guests", {}).items() if g}
+        return tuple(
+            b.with_guests(guests)
+            for b in switch_bindings(self.lab, self.placement())
+            if host in (None, b.host)
+        )
+
+    def port(self, token: str, host: Optional[str] = None) -> tuple[SwitchBinding, PortBinding]:
+        """The vSwitch port ``token`` names, as ESXi commands take one: its
+        ESXi port number (decimal, or hex as pktcap-uw prints it), its port
+        name (``vm1-eth0``, ``vmk0``, ``vmnic2``) or its client name as
+        net-stats shows it (``vm1.eth0``). ``host`` narrows the search; a
+        vmk or an uplink name needs it, since every host has its own."""
+        if host is not None:
+            self.esxi(host)
+        found = [(b, p) for b in self.bindings(host) for p in b.ports if _names(b, p, token)]
+        if len(found) == 1:
+            return found[0]
+        where = f" on {host}" if host else ""
+        if not found:
+            raise OperationError(f"no vSwitch port {token!r}{where} (net-stats -l lists them)")
+        raise OperationError(
+            f"{token!r} names {len(found)} ports ({', '.join(f'{b.host}/{p.name}' for b, p in found)}); "
+            "give the host"
+        )
 
     def vm(self, name: str):
         vm = next((v for v in self.lab.vms if v.name == name), None)

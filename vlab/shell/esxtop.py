@@ -16,8 +16,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from vlab.bindings import switch_bindings
-
 from .textable import render
 
 COLUMNS = (
@@ -39,7 +37,7 @@ class Sample:
     """Counters of every port of one host at one moment (port's own view)."""
 
     t: float
-    ports: dict  # name -> {"bridge", "ofport", "kind", "tx_pkts", ...}
+    ports: dict  # name -> {"bridge", "port_num", "kind", "tx_pkts", ...}
 
 
 def sample(ctl, host: str) -> Sample:
@@ -49,15 +47,13 @@ def sample(ctl, host: str) -> Sample:
     # What a port is comes from its binding, never from its name: esxtop
     # shows uplinks, VMkernel adapters and vNICs, not the bridge's own port,
     # capture ports or tunnel ports.
-    kinds = {
-        p.name: p.kind for b in switch_bindings(ctl.lab, ctl.placement()) if b.host == host for p in b.ports
-    }
+    # PORT-ID is the port's ESXi number, the one net-stats -l and pktcap-uw use.
+    ports_of = {p.name: (p.kind, b.port_num(p)) for b in ctl.bindings(host) for p in b.ports}
     ports = {}
     t = time.time()
     for bridge in ovs.vsctl("list-br").split():
-        numbers = {name: number for number, name in ovs.port_names(bridge).items()}
         for name, c in ovs.port_stats(bridge).items():
-            kind = kinds.get(name)
+            kind, number = ports_of.get(name, (None, 0))
             if kind not in ("uplink", "vmk", "vnic"):
                 continue
             uplink = kind == "uplink"
@@ -65,7 +61,7 @@ def sample(ctl, host: str) -> Sample:
             mine, theirs = ("tx", "rx") if uplink else ("rx", "tx")
             ports[name] = {
                 "bridge": bridge,
-                "ofport": int(numbers.get(name, 0) or 0),
+                "port_num": number,
                 "kind": kind,
                 "team_pnic": name if uplink else pinning.get(name),
                 "tx_pkts": c.get(f"{mine}_pkts", 0),
@@ -95,12 +91,12 @@ def rates(before: Sample, after: Sample) -> list[dict]:
     dt = max(after.t - before.t, 1e-6)
     grown = counts(before, after)
     rows = []
-    for name, a in sorted(after.ports.items(), key=lambda kv: kv[1]["ofport"]):
+    for name, a in sorted(after.ports.items(), key=lambda kv: kv[1]["port_num"]):
         d = grown[name]
         used_by = name.rsplit("-", 1)[0] if a["kind"] == "vnic" else name
         rows.append(
             {
-                "PORT-ID": a["ofport"],
+                "PORT-ID": a["port_num"],
                 "USED-BY": used_by,
                 "TEAM-PNIC": a["team_pnic"] or "void",
                 "DNAME": a["bridge"],

@@ -1,10 +1,18 @@
 """The teaching CLI: Mininet's CLI plus ESXi- and NSX-flavoured commands.
 
+Every ESXi host node has ESXi's own commands on its PATH (``vlab.shell.host``),
+so they run as Mininet runs any node command, with ESXi's syntax:
+
+    esx1 esxcli network nic list         esx1 net-stats -l
+    esx1 pktcap-uw --switchport 33554632 --dir 1 -c 3 --capture PortOutput
+    esx1 vmkping -I vmk0 192.168.100.12  esx1 esxcfg-vswitch -l
+
+and, at the prompt itself:
+
+    esxcli HOST network ...              (the same esxcli, host first)
+    pktcap-uw --switchport PORT ...      (the host found from the port; an
+                                          uplink or vmk as HOST/vmnicN, HOST/vmkN)
     esxtop HOST [--interval S] [--count N]
-    pktcap-uw --switchport PORT [--capture PortOutput|VnicRx] -o FILE [-c N] [--seconds S]
-    pktcap-uw --uplink HOST/VMNIC [--dir rx|tx] -o FILE [-c N] [--seconds S]
-    esxcli HOST network vm list
-    esxcli HOST network ip interface list
     vmotion VM HOST [--stun-ms N] [--no-igmp-query] [--max-response S]
     uplink down|up HOST VMNIC
     nsx tables
@@ -19,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,7 +34,9 @@ from mininet.cli import CLI
 
 from vlab.operations import OperationError
 
-from . import commands, esxcli
+from . import commands, esxcli_network, pktcap_uw
+from .host import COMMANDS as HOST_COMMANDS
+from .snapshot import nsx_tables
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,39 +92,67 @@ class EsxiCLI(CLI):
 
     # -- pktcap-uw ------------------------------------------------------------------
     def do_pktcap(self, line):
-        """pktcap-uw (--switchport PORT [--capture PortOutput|VnicRx] | --uplink HOST/VMNIC
-        [--dir rx|tx]) -o FILE [-c N] [--seconds S]"""
+        """pktcap-uw ARGS: ESXi's pktcap-uw (``help pktcap-uw``) on the host
+        of the port it names; ``HOST pktcap-uw ARGS`` runs it on that host."""
         if line.startswith("-uw"):
             line = line[3:]
+        try:
+            host, argv = self._pktcap_host(shlex.split(line))
+        except OperationError as exc:
+            print(f"pktcap-uw: {exc}")
+            return
+        pktcap_uw.run(self.ctl, host, argv, out=sys.stdout, err=sys.stdout)
 
-        def run(argv):
-            p = _parser("pktcap-uw")
-            commands.add_pktcap_args(p)
-            path = commands.pktcap(self.ctl, p.parse_args(argv))
-            shown = subprocess.run(
-                ["tcpdump", "-n", "-e", "-r", str(path)], capture_output=True, text=True
-            ).stdout
-            if shown.strip():
-                print(shown.rstrip())
-            print(f"Dumped {len(shown.splitlines())} packets to file {path}")
-
-        self._run(run, line)
+    def _pktcap_host(self, argv: list[str]) -> tuple[str, list[str]]:
+        """The host a prompt-level pktcap-uw runs on: the one holding the
+        ``--switchport``, or the ``HOST/`` of ``--uplink``/``--vmk``. The
+        lab CLI's older ``--dir rx|tx`` means ESXi's 0 and 1."""
+        argv = ["0" if a == "rx" else "1" if a == "tx" else a for a in argv]
+        for i, a in enumerate(argv[:-1]):
+            if a in ("--uplink", "--vmk"):
+                host, sep, name = argv[i + 1].partition("/")
+                if not sep:
+                    raise OperationError(
+                        f"which host? {a} {argv[i + 1]} as HOST/{argv[i + 1]}, or HOST pktcap-uw ..."
+                    )
+                return host, argv[: i + 1] + [name] + argv[i + 2 :]
+            if a == "--switchport":
+                b, _ = self.ctl.port(argv[i + 1])
+                return b.host, argv
+        if "-h" in argv or "--help" in argv or not argv:
+            return self.ctl.lab.esxi_hosts[0].name, argv
+        raise OperationError("give --switchport PORT, --uplink HOST/vmnicN or --vmk HOST/vmkN")
 
     # -- esxcli -----------------------------------------------------------------------
     def do_esxcli(self, line):
-        """esxcli HOST network vm list | esxcli HOST network ip interface list"""
+        """esxcli HOST network ...: ESXi's esxcli on HOST (``esxcli HOST`` lists its namespaces)."""
+        argv = shlex.split(line)
+        hosts = [h.name for h in self.ctl.lab.esxi_hosts]
+        if not argv or argv[0] not in hosts:
+            print(f"usage: esxcli HOST network ... (HOST one of {', '.join(hosts)}; or HOST esxcli ...)")
+            return
+        esxcli_network.run(self.ctl, argv[0], argv[1:], out=sys.stdout, err=sys.stdout)
 
-        def run(argv):
-            if len(argv) >= 4 and argv[1:4] == ["network", "vm", "list"]:
-                print(esxcli.format_rows(esxcli.vm_list(self.ctl, argv[0]), esxcli.VM_COLUMNS))
-            elif len(argv) >= 5 and argv[1:5] == ["network", "ip", "interface", "list"]:
-                print(esxcli.format_rows(esxcli.ip_interface_list(self.ctl, argv[0]), esxcli.VMK_COLUMNS))
-            else:
-                raise OperationError(
-                    "usage: esxcli HOST network vm list | esxcli HOST network ip interface list"
-                )
+    # -- help and exit --------------------------------------------------------------------
+    def do_help(self, line):
+        """help [COMMAND]: Mininet's help, and each ESXi command's usage."""
+        if line.strip() in HOST_COMMANDS:
+            # cmd.Cmd cannot look up names with a dash (pktcap-uw, net-stats).
+            command = HOST_COMMANDS[line.strip()]
+            command(self.ctl, self.ctl.lab.esxi_hosts[0].name, ["--help"], out=sys.stdout, err=sys.stdout)
+            return
+        super().do_help(line)
+        if not line.strip():
+            print(
+                "ESXi commands on every ESXi host node (HOST CMD ...): "
+                + ", ".join(HOST_COMMANDS)
+                + "\nat this prompt: esxcli HOST ..., pktcap-uw ..., esxtop HOST, vmotion, uplink, nsx\n"
+            )
 
-        self._run(run, line)
+    def do_exit(self, _line):
+        """exit: leave the CLI; the lab is torn down."""
+        print(f"tearing the lab down (run {self.ctl.run_id}) ...")
+        return "exited by user command"
 
     # -- operations -----------------------------------------------------------------------
     def do_vmotion(self, line):
@@ -145,6 +182,6 @@ class EsxiCLI(CLI):
         def run(argv):
             if argv != ["tables"]:
                 raise OperationError("usage: nsx tables")
-            print(json.dumps(esxcli.nsx_tables(self.ctl), indent=2))
+            print(json.dumps(nsx_tables(self.ctl), indent=2))
 
         self._run(run, line)

@@ -12,4 +12,5 @@ def render(rows: list[dict], columns, right: bool = False, rule: bool = False) -
     if rule:
         lines.append("  ".join("-" * widths[c] for c in columns))
     lines += ["  ".join(pad(str(r[c]), c) for c in columns) for r in rows]
-    return "\n".join(lines)
+    # Left-aligned last columns would pad every line with spaces nobody sees.
+    return "\n".join(line.rstrip() for line in lines)

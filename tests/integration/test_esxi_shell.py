@@ -1,0 +1,194 @@
+"""The ESXi host shell on running labs: seed 002's own pktcap-uw command
+lines on labs/reverse-teaming.yaml (after net-stats -l gives the port
+number), compared line by line in shape with the article's transcripts, and
+the other host commands (esxcli, esxcfg-*, net-stats, vmkping, vlab shell)
+against what the lab is, with real frames."""
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from experiments.common import lab_session
+from experiments.reverse_teaming import SPAN_LAB
+from tests.transcripts import printed_frames, shape, transcripts, without_plumbing
+from vlab import naming
+from vlab.operations.capture import pcap_records
+
+SEED002 = transcripts("seed002_pktcap_uw.txt")
+PING_VM12 = "ping -n -q -c 4 -i 0.2 -W 1 192.168.100.12"  # vm11 -> vm12, 4 requests, bounded
+
+
+@pytest.fixture(scope="module")
+def reverse_teaming():
+    with lab_session(SPAN_LAB) as net:
+        yield net
+
+
+class HostCommand:
+    """One ESXi command running in a host's shell (its wrapper on the host's
+    PATH), stderr read as it comes so the test knows when it listens."""
+
+    def __init__(self, ctl, host: str, argv: list[str]):
+        exe = naming.host_bin_dir(ctl.dir, host) / argv[0]
+        self.proc = ctl.popen(
+            host, [str(exe), *argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.err: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True)
+        self._reader.start()
+
+    def wait_listening(self, points: int = 1, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(line.startswith("vlab: listening at") for line in self.err) < points:
+            assert self.proc.poll() is None, f"pktcap-uw ended before listening: {''.join(self.err)}"
+            assert time.monotonic() < deadline, f"pktcap-uw not listening after {timeout}s: {self.err}"
+            time.sleep(0.02)
+
+    def finish(self, timeout: float = 30.0) -> tuple[int, list[str]]:
+        out = self.proc.stdout.read()
+        rc = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return rc, out.splitlines()
+
+
+def _run(ctl, host: str, line: str) -> tuple[int, str, str]:
+    exe = naming.host_bin_dir(ctl.dir, host)
+    argv = line.split()
+    p = subprocess.run(
+        ["nsenter", "-t", str(ctl.pids[host]), "-n", str(exe / argv[0]), *argv[1:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return p.returncode, p.stdout, p.stderr
+
+
+def _port_num(ctl, host: str, client: str) -> int:
+    """The PortNum net-stats -l lists for ``client``, as a user finds it."""
+    rc, out, _ = _run(ctl, host, "net-stats -l")
+    assert rc == 0 and out.splitlines()[0].split() == [
+        "PortNum",
+        "Type",
+        "SubType",
+        "SwitchName",
+        "MACAddress",
+        "ClientName",
+    ]
+    return next(int(line.split()[0]) for line in out.splitlines()[1:] if line.split()[-1] == client)
+
+
+@pytest.mark.parametrize("command, seed_lines", SEED002, ids=[c for c, _ in SEED002])
+def test_seed002_command_lines_run_unchanged_and_print_the_articles_shape(
+    reverse_teaming, command, seed_lines
+):
+    ctl = reverse_teaming.control
+    vm12 = _port_num(ctl, "esx1", "vm12.eth0")
+    argv = command.replace("50331657", str(vm12)).split()
+    cap = HostCommand(ctl, "esx1", argv)
+    try:
+        cap.wait_listening()
+        reverse_teaming.node("vm11").cmd(PING_VM12)
+    finally:
+        rc, lines = cap.finish()
+    assert rc == 0, cap.err
+    # Same lines in the same order with the same fields and units; values free.
+    assert [shape(x) for x in lines] == [shape(x) for x in without_plumbing(seed_lines)], "\n".join(lines)
+    frames = [frame for *_, frame in printed_frames(lines)]
+    requests = [f for f in frames if f[12:16] == b"\x81\x00\x00\x64" and f[38] == 8]
+    vm12_mac = bytes.fromhex("0050569dfdb1")
+    if "--uplink" in command:
+        # Both uplinks take in every request to vm12: the SPAN copies the
+        # physical switch sends the other uplink too (VLAN 100 kept as metadata).
+        assert len(requests) == 3 and all(f[:6] == vm12_mac for f in requests)
+    elif "PortOutput" in command:
+        # The article's point: the same frame twice, one after the other.
+        assert len(requests) == 3 and requests[0] == requests[1] != requests[2]
+    else:
+        # VnicRx: the guest gets each request once, untagged.
+        untagged = [f for f in frames if f[12:14] == b"\x08\x00" and f[34] == 8]
+        seqs = {f[40:42] for f in untagged}
+        assert len(untagged) == 3 and len(seqs) == 3
+
+
+def test_pktcap_to_a_file_writes_a_pcap_tcpdump_reads(reverse_teaming, tmp_path):
+    ctl = reverse_teaming.control
+    pcap = tmp_path / "vmnic2.pcap"
+    cap = HostCommand(
+        ctl, "esx1", ["pktcap-uw", "--uplink", "vmnic2", "-c", "3", "--proto", "0x01", "-o", str(pcap)]
+    )
+    try:
+        cap.wait_listening()
+        reverse_teaming.node("vm11").cmd(PING_VM12)
+    finally:
+        rc, lines = cap.finish()
+    assert rc == 0 and f"The output file is {pcap}" in lines
+    assert lines[-2:] == [f"Dumped 3 packet to file {pcap}, dropped 0 packets.", "Done."]
+    assert len(pcap_records(pcap)) == 3
+    shown = subprocess.run(["tcpdump", "-n", "-e", "-r", str(pcap)], capture_output=True, text=True)
+    assert shown.returncode == 0 and shown.stdout.count("vlan 100") == 3, shown
+
+
+def test_a_count_that_never_fills_ends_at_its_time_limit_and_says_so(reverse_teaming):
+    rc, out, err = _run(
+        reverse_teaming.control, "esx1", "pktcap-uw --uplink vmnic2 -c 3 --ethtype 0x88b5 --seconds 0.5"
+    )
+    assert rc == 0 and "Dumped 0 packet to console" in out
+    assert "stopped after 0.5 s with 0 of 3 packets; no frame matched the filters" in err
+
+
+def test_esxcli_esxcfg_and_net_stats_show_the_running_host(two_hosts):
+    ctl = two_hosts.control
+    pins = ctl.applied()["pinning"]["esx1"]
+    # From Mininet's shell of the host node, as `esx1 esxcli ...` in the lab CLI.
+    nics = two_hosts.node("esx1").cmd("esxcli network nic list").splitlines()
+    assert nics[0].split()[:2] == ["Name", "PCI"] and set(nics[1]) <= {"-", " "}
+    assert [n.split()[0] for n in nics[2:]] == ["vmnic0", "vmnic1", "vmnic2", "vmnic3"]
+    rc, out, _ = _run(ctl, "esx1", "esxcli network vswitch standard list")
+    assert rc == 0 and "vSwitch0\n" in out and "   Uplinks: vmnic0, vmnic1, vmnic2, vmnic3" in out
+    rc, out, _ = _run(ctl, "esx1", "esxcli network vswitch standard portgroup policy failover get -p PG-1G")
+    assert rc == 0 and "   Active Adapters: vmnic0, vmnic1" in out
+    rc, out, _ = _run(ctl, "esx1", "esxcli network ip interface ipv4 get -i vmk0")
+    assert rc == 0 and "vmk0  192.168.100.11  255.255.255.0" in out
+    rc, out, _ = _run(ctl, "esx1", f"esxcli network vm port list -w {ctl.pids['vm1a']}")
+    assert rc == 0 and f"   Team Uplink: {pins['vm1a-eth0']}" in out
+    assert f"   Port ID: {_port_num(ctl, 'esx1', 'vm1a.eth0')}" in out
+    rc, out, _ = _run(ctl, "esx1", "esxcfg-vmknic -l")
+    assert rc == 0 and "vmk0" in out and "192.168.100.11" in out
+    rc, out, _ = _run(ctl, "esx1", "esxcfg-vswitch -l")
+    assert rc == 0 and "PG-10G" in out and "20" in out.split("PG-10G")[1].split()[0]
+    rc, _, err = _run(ctl, "esx1", "esxcli network vm port list -w 1")
+    assert rc == 1 and "Error: Invalid World ID 1" in err
+
+
+def test_vmkping_sends_real_icmp_from_the_vmk_and_df_refuses_what_the_mtu_cannot_carry(two_hosts):
+    ctl = two_hosts.control
+    rc, out, _ = _run(ctl, "esx1", "vmkping -I vmk0 -c 2 -i 0.2 192.168.100.12")
+    assert rc == 0 and "2 packets transmitted, 2 packets received, 0% packet loss" in out, out
+    assert out.startswith("PING 192.168.100.12 (192.168.100.12): 56 data bytes\n")
+    # 1472 + 28 = 1500, the vSwitch's MTU: fits. 1473 does not, and -d forbids fragments.
+    rc, out, _ = _run(ctl, "esx1", "vmkping -I vmk0 -d -s 1472 -c 1 192.168.100.12")
+    assert rc == 0 and "1 packets received" in out, out
+    rc, out, _ = _run(ctl, "esx1", "vmkping -I vmk0 -d -s 1473 -c 1 192.168.100.12")
+    assert rc == 1 and out.count("sendto() failed (Message too long)") == 1, out
+
+
+def test_vlab_shell_runs_a_line_in_the_host_with_its_commands(two_hosts):
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vlab.cli",
+            "shell",
+            "--run",
+            two_hosts.run.id,
+            "esx1",
+            "net-stats -l | grep -c vmnic",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0 and p.stdout.strip() == "4", p

@@ -1,0 +1,187 @@
+"""The ESXi host commands' syntax and output, without a lab: seed 002's
+pktcap-uw transcripts rendered from the article's own frames, port numbers,
+filters, bad arguments (usage, non-zero exit), vmkping's ping and output."""
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.transcripts import printed_frames, transcripts, without_plumbing
+from topologies.host_shell import wrapper
+from vlab import naming
+from vlab.bindings import switch_bindings
+from vlab.lab.load import load_lab
+from vlab.operations import OperationError
+from vlab.operations.capture import INPUT, OUTPUT, pcap_records, write_pcap
+from vlab.shell import esxcli_network, host, pktcap_uw, vmkping
+
+REPO = Path(__file__).resolve().parents[2]
+SEED002 = transcripts("seed002_pktcap_uw.txt")
+
+
+@pytest.mark.parametrize("command, lines", SEED002, ids=[c for c, _ in SEED002])
+def test_seed002_frames_render_as_the_article_prints_them(command, lines):
+    for i, number, clock, point, frame in printed_frames(lines):
+        # A timestamp that prints as the article's clock in this machine's zone.
+        h, m, s = clock.split(":")
+        day = time.mktime(time.strptime(f"2020-05-01 {h}:{m}:00", "%Y-%m-%d %H:%M:%S"))
+        ts = day + float(s)
+        got = pktcap_uw.format_frame(number, ts, point, frame)
+        assert [g.rstrip() for g in got] == lines[i : i + len(got)]
+
+
+@pytest.mark.parametrize("command, lines", SEED002, ids=[c for c, _ in SEED002])
+def test_seed002_session_lines_are_the_articles(command, lines):
+    a = pktcap_uw.parser().parse_args(command.split()[1:])
+    kind = "uplink" if a.uplink else "vnic"
+    s = pktcap_uw.session(a, kind, a.uplink or "vm12-eth0", int(a.switchport or 0))
+    printed = without_plumbing(lines)
+    head = printed[: printed.index(next(line for line in printed if " Captured at " in line))]
+    assert pktcap_uw.session_lines(a, s) == head
+
+
+def test_port_numbers_are_esxis_portset_and_port():
+    (b,) = [b for b in switch_bindings(load_lab(REPO / "labs/reverse-teaming.yaml")) if b.host == "esx1"]
+    nums = {p.name: b.port_num(p) for p in b.ports if p.kind in ("uplink", "vnic")}
+    # vSwitch0's portset is 0x02: uplinks 0x02000001.., vNICs from port 200.
+    assert nums == {"vmnic2": 0x02000001, "vmnic3": 0x02000002, "vm12-eth0": 0x020000C8}
+
+
+def _args(line: str):
+    return pktcap_uw.parser().parse_args(line.split())
+
+
+def test_filters_see_through_a_vlan_tag_unless_one_is_named():
+    assert pktcap_uw.bpf(_args("--uplink vmnic2 --proto 0x01")) == "(ip proto 1) or (vlan and (ip proto 1))"
+    assert (
+        pktcap_uw.bpf(_args("--uplink vmnic2 --vlan 100 --srcip 10.0.0.1"))
+        == "vlan 100 and src host 10.0.0.1"
+    )
+    assert pktcap_uw.bpf(_args("--uplink vmnic2")) == ""
+    both = pktcap_uw.session(_args("--switchport 1 --dir 2"), "vnic", "vm1-eth0", 1)
+    assert both.points == ((INPUT, "PortInput"), (OUTPUT, "PortOutput"))
+
+
+class _NoLab:
+    """Bad syntax fails before pktcap-uw looks anything up."""
+
+    def port(self, token, host):
+        raise AssertionError("pktcap-uw looked up a port for bad arguments")
+
+
+@pytest.mark.parametrize(
+    "line, says",
+    [
+        ("--switchport 1 --dir 3", "invalid choice"),
+        ("--uplink vmnic2 --proto icmp", "not a number"),
+        ("--uplink vmnic2 --mac 00:50", "not a MAC address"),
+        ("--uplink vmnic2 --switchport 1", "not allowed with argument"),
+        ("-c 3", "give one of --uplink, --switchport, --vmk"),
+        ("--uplink vmnic2 -c -1", "positive values"),
+    ],
+)
+def test_bad_pktcap_arguments_print_the_usage_and_exit_1(line, says):
+    out, err = io.StringIO(), io.StringIO()
+    assert pktcap_uw.run(_NoLab(), "esx1", line.split(), out=out, err=err) == 1
+    assert says in err.getvalue() and "Packet Capture and Trace command usage:" in err.getvalue()
+    assert out.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    "line, kind, says",
+    [
+        ("--switchport 1 --dir 0 --capture PortOutput", "vnic", "sees what the vSwitch sends to the port"),
+        ("--uplink vmnic2 --capture VnicRx", "uplink", "VnicRx"),
+    ],
+)
+def test_a_capture_point_the_port_does_not_have_is_refused(line, kind, says):
+    with pytest.raises((pktcap_uw.UsageError, OperationError), match=says):
+        pktcap_uw.session(_args(line), kind, "x", 1)
+
+
+def test_the_drop_point_is_refused_not_faked():
+    with pytest.raises(OperationError, match="Drop is not available in this testbed yet"):
+        pktcap_uw.session(_args("--switchport 1 --capture Drop"), "vnic", "x", 1)
+
+
+def test_pcap_written_is_read_back_frame_for_frame(tmp_path):
+    records = [(1_700_000_000.25, b"\x00" * 60), (1_700_000_001.5, bytes(range(98)))]
+    got = pcap_records(write_pcap(tmp_path / "x.pcap", records))
+    assert [f for _, f in got] == [f for _, f in records]
+    assert [round(t, 6) for t, _ in got] == [t for t, _ in records]
+
+
+def test_esxcli_unknown_namespaces_and_bare_esxcli_exit_1_with_the_namespaces():
+    out, err = io.StringIO(), io.StringIO()
+    assert esxcli_network.run(None, "esx1", ["network", "nonsense"], out=out, err=err) == 1
+    assert err.getvalue().startswith("Error: Unknown command or namespace network nonsense\n")
+    assert "Available Namespaces:\n  ip\n  nic\n  vm\n  vswitch" in err.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    assert esxcli_network.run(None, "esx1", [], out=out, err=err) == 1
+    assert "Available Namespaces:\n  network" in err.getvalue()
+    out = io.StringIO()
+    assert esxcli_network.run(None, "esx1", ["network", "vm", "port", "list", "--help"], out=out) == 0
+    assert "-w|--world-id=<id>" in out.getvalue() and "(required)" in out.getvalue()
+
+
+def test_esxcli_missing_required_option_is_an_error():
+    err = io.StringIO()
+    assert esxcli_network.run(None, "esx1", ["network", "vm", "port", "list"], err=err) == 1
+    assert "Error:" in err.getvalue() and "--world-id" in err.getvalue()
+
+
+def _esx(name="esx1"):
+    lab = load_lab(REPO / "labs/nsx-overlay.yaml")
+    return next(h for h in lab.esxi_hosts if h.name == name)
+
+
+def test_vmkping_is_ping_from_the_vmks_address_with_df():
+    esx = _esx()
+    vtep = next(v for v in esx.vmkernel if v.stack == "vxlan")
+    a = vmkping.parser().parse_args(["-S", "vxlan", "-d", "-s", "1572", "-c", "2", "10.0.0.1"])
+    argv = vmkping.ping_argv(esx, a)
+    assert argv[:2] == ["ping", "-n"] and argv[-1] == "10.0.0.1"
+    assert argv[argv.index("-M") + 1] == "do" and argv[argv.index("-s") + 1] == "1572"
+    assert argv[argv.index("-I") + 1] == str(vtep.ip.ip)
+    with pytest.raises(OperationError, match="Invalid netstack instance nope"):
+        vmkping.ping_argv(esx, vmkping.parser().parse_args(["-S", "nope", "10.0.0.1"]))
+    with pytest.raises(OperationError, match="Unknown interface 'vmk9'"):
+        vmkping.ping_argv(esx, vmkping.parser().parse_args(["-I", "vmk9", "10.0.0.1"]))
+
+
+def test_vmkping_prints_iputils_output_as_esxi_does():
+    lines = [
+        "PING 10.0.0.2 (10.0.0.2) from 10.0.0.1 : 1572(1600) bytes of data.",
+        "1580 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.412 ms",
+        "1 packets transmitted, 1 received, 0% packet loss, time 0ms",
+        "rtt min/avg/max/mdev = 0.412/0.412/0.412/0.000 ms",
+        "ping: local error: message too long, mtu=1500",
+    ]
+    assert [vmkping.esxi_line(line) for line in lines] == [
+        "PING 10.0.0.2 (10.0.0.2): 1572 data bytes",
+        "1580 bytes from 10.0.0.2: icmp_seq=0 ttl=64 time=0.412 ms",
+        "1 packets transmitted, 1 packets received, 0% packet loss",
+        "round-trip min/avg/max = 0.412/0.412/0.412 ms",
+        "sendto() failed (Message too long)",
+    ]
+
+
+def test_vmkping_bad_arguments_print_the_usage_and_exit_1():
+    class Lab:
+        def esxi(self, name):
+            return _esx(name)
+
+    err = io.StringIO()
+    assert vmkping.run(Lab(), "esx1", ["-c", "0", "10.0.0.1"], err=err) == 1
+    assert "vmkping [args] [host]" in err.getvalue()
+
+
+def test_every_host_command_has_a_wrapper_running_this_repository(tmp_path):
+    assert tuple(host.COMMANDS) == naming.ESXI_COMMANDS
+    script = wrapper(tmp_path / "vlab1234", "esx1", "net-stats")
+    assert script.startswith("#!/bin/sh\n")
+    assert f"PYTHONPATH={REPO}" in script and "-m vlab.shell.host" in script
+    assert f'{tmp_path}/vlab1234 esx1 net-stats "$@"' in script
+    assert host.main(["/nonexistent", "esx1", "nosuchcommand"]) == 2

@@ -1,0 +1,53 @@
+"""The ESXi shell of one emulated host: every command of
+``vlab.naming.ESXI_COMMANDS``, run as
+
+    python -m vlab.shell.host RUN_DIR HOST COMMAND [ARGS...]
+
+by the wrapper scripts on the host node's PATH (``topologies.host_shell``),
+so ``esx1 esxcli network nic list`` in the lab CLI, ``vlab shell esx1`` and
+scripts all run the same code. Each command is a thin front over the
+operations and views ``vlab`` already has."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from vlab import naming
+from vlab.operations import LabControl, OperationError
+
+from . import esxcfg, esxcli_network, netstats, pktcap_uw, vmkping
+
+COMMANDS = {
+    "esxcli": esxcli_network.run,
+    "net-stats": netstats.run,
+    "pktcap-uw": pktcap_uw.run,
+    "vmkping": vmkping.run,
+    **{name: esxcfg.command(name) for name in esxcfg.LISTINGS},
+}
+assert tuple(COMMANDS) == naming.ESXI_COMMANDS, "naming.ESXI_COMMANDS lists the commands installed"
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) < 3 or argv[2] not in COMMANDS:
+        print("usage: python -m vlab.shell.host RUN_DIR HOST COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    run_dir, host, command, *rest = argv
+    try:
+        ctl = LabControl(run_dir)
+    except OperationError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return COMMANDS[command](ctl, host, rest)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # ``pktcap-uw ... | head``: the reader left; stop quietly as a shell tool does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,332 @@
+"""``pktcap-uw`` on an emulated ESXi host, with ESXi's syntax and output.
+
+    pktcap-uw (--uplink vmnicN | --switchport PORT | --vmk vmkN)
+              [--dir 0|1|2] [--capture POINT]
+              [--proto 0xNN] [--ethtype 0xNNNN] [--ip A | --srcip A | --dstip A]
+              [--mac M | --srcmac M | --dstmac M] [--vlan N] [--tcpport N]
+              [-c N] [-o FILE] [--seconds S]
+
+``--dir`` is ESXi's: 0 what enters the vSwitch from the port (input), 1 what
+the vSwitch sends to it (output), 2 both. The capture points and where the
+testbed sees each are ``vlab.operations.capture``'s (``CAPTURE_POINTS``,
+``tap``). Without ``-o`` every frame is printed as seed 002 shows ESXi
+printing it: the VLAN tag as metadata ("VLAN tag 100", not in the dump and
+not in the length), then the hex dump; ``-o`` writes a pcap. The lines
+ESXi prints about its own plumbing (the vsock between the capture engine
+and the command) have no counterpart here and are not printed; what the
+testbed adds (where it listens, why a capture ended) goes to stderr,
+prefixed ``vlab:``.
+
+``--seconds`` is the testbed's: a capture with ``-c`` also ends after it
+(default 10 s) and says so, so a count that never fills cannot hang a
+script or a class; without ``-c`` it runs until Ctrl-C, as on ESXi, or for
+``--seconds`` if given. ``--capture Drop`` is refused until the pipeline
+reports its drops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, TextIO
+
+from vlab.operations import OperationError
+from vlab.operations.capture import (
+    DEFAULT_POINT,
+    INPUT,
+    OUTPUT,
+    pcap_records,
+    point_direction,
+    start_tap,
+    tap,
+    write_pcap,
+)
+
+DIRECTIONS = {INPUT: "Input", OUTPUT: "Output"}
+COUNT_TIME_LIMIT_S = 10.0
+POLL_S = 0.05
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
+class UsageError(Exception):
+    """Bad arguments: pktcap-uw prints its usage and exits non-zero."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _number(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (decimal or 0x hex)") from None
+
+
+def _ip(text: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 address") from None
+
+
+def _mac(text: str) -> str:
+    if not _MAC.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a MAC address (xx:xx:xx:xx:xx:xx)")
+    return text.lower()
+
+
+def parser() -> _Parser:
+    p = _Parser(prog="pktcap-uw", add_help=False)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--uplink", metavar="vmnicN")
+    where.add_argument("--switchport", metavar="PORT", help="port number (net-stats -l), or its client name")
+    where.add_argument("--vmk", metavar="vmkN")
+    p.add_argument("--dir", type=int, choices=[0, 1, 2], help="0 input, 1 output, 2 both")
+    p.add_argument("--capture", metavar="POINT")
+    p.add_argument("--proto", type=_number, help="IP protocol, e.g. 0x01")
+    p.add_argument("--ethtype", type=_number, help="Ethernet type, e.g. 0x0806")
+    ip = p.add_mutually_exclusive_group()
+    ip.add_argument("--ip", type=_ip)
+    ip.add_argument("--srcip", type=_ip)
+    ip.add_argument("--dstip", type=_ip)
+    mac = p.add_mutually_exclusive_group()
+    mac.add_argument("--mac", type=_mac)
+    mac.add_argument("--srcmac", type=_mac)
+    mac.add_argument("--dstmac", type=_mac)
+    p.add_argument("--vlan", type=int)
+    p.add_argument("--tcpport", type=int)
+    p.add_argument("-c", "--count", type=int, default=0)
+    p.add_argument("-o", "--outfile")
+    p.add_argument("--seconds", type=float, help="(vlab) stop after this long")
+    p.add_argument("-h", "--help", action="store_true")
+    return p
+
+
+USAGE = """Packet Capture and Trace command usage:
+    pktcap-uw --uplink vmnicN | --switchport PORTNUM | --vmk vmkN
+              [--dir 0|1|2] [--capture UplinkRcv|UplinkSnd|EtherswitchDispath|PortInput|
+                             PortOutput|VnicTx|VnicRx]
+              [--proto 0xNN] [--ethtype 0xNNNN] [--ip|--srcip|--dstip ADDR]
+              [--mac|--srcmac|--dstmac MAC] [--vlan ID] [--tcpport PORT]
+              [-c COUNT] [-o FILE] [--seconds S]
+    --dir      0 input (into the vSwitch from the port), 1 output, 2 both
+    -o FILE    write a pcap instead of printing the frames
+    --seconds  (vlab) stop after S seconds; with -c the limit is 10 s unless given
+    PORTNUM comes from `net-stats -l`."""
+
+
+@dataclass(frozen=True)
+class Session:
+    """One capture session: the port, the points per direction, filters."""
+
+    kind: str  # uplink, vnic, vmk
+    name: str  # vmnic2, vm1-eth0, vmk0
+    port_num: int
+    points: tuple[tuple[int, str], ...]  # (direction, point), one or two
+    dir_given: bool
+
+
+def _filters(a) -> list[tuple[str, str]]:
+    """(ESXi's session line, BPF) per filter given, in ESXi's order."""
+    out = []
+    if a.srcmac:
+        out.append((f"The session filter source MAC address is {a.srcmac}", f"ether src {a.srcmac}"))
+    if a.dstmac:
+        out.append((f"The session filter destination MAC address is {a.dstmac}", f"ether dst {a.dstmac}"))
+    if a.mac:
+        out.append((f"The session filter MAC address is {a.mac}", f"ether host {a.mac}"))
+    if a.ethtype is not None:
+        out.append(
+            (f"The session filter ethernet type is 0x{a.ethtype:04x}", f"ether proto 0x{a.ethtype:04x}")
+        )
+    if a.srcip:
+        out.append((f"The session filter source IP address is {a.srcip}", f"src host {a.srcip}"))
+    if a.dstip:
+        out.append((f"The session filter destination IP address is {a.dstip}", f"dst host {a.dstip}"))
+    if a.ip:
+        out.append((f"The session filter IP address is {a.ip}", f"host {a.ip}"))
+    if a.proto is not None:
+        out.append((f"The session filter IP protocol is 0x{a.proto:02x}", f"ip proto {a.proto}"))
+    if a.tcpport is not None:
+        out.append((f"The session filter TCP port is {a.tcpport}", f"tcp port {a.tcpport}"))
+    return out
+
+
+def bpf(a) -> str:
+    """The tcpdump filter of the session's filters. A frame's VLAN tag sits
+    before the headers the filters look at, so without ``--vlan`` a filter
+    matches untagged and tagged frames alike (ESXi's filters see through
+    the tag, which its vSwitch keeps as metadata)."""
+    inner = " and ".join(f for _, f in _filters(a))
+    if a.vlan is not None:
+        return f"vlan {a.vlan}" + (f" and {inner}" if inner else "")
+    return f"({inner}) or (vlan and ({inner}))" if inner else ""
+
+
+def session(a, port_kind: str, name: str, port_num: int) -> Session:
+    """Check the direction and point against the port; which points to open."""
+    if a.capture == "Drop":
+        raise OperationError(
+            "capture point Drop is not available in this testbed yet: the vSwitch "
+            "pipeline does not report its drops to captures"
+        )
+    if a.capture is not None:
+        d = point_direction(port_kind, a.capture)
+        if a.dir is not None and a.dir != d:
+            what = "enters the vSwitch from" if d == INPUT else "the vSwitch sends to"
+            raise UsageError(
+                f"--capture {a.capture} sees what {what} the port (--dir {d}), not --dir {a.dir}"
+            )
+        return Session(port_kind, name, port_num, ((d, a.capture),), a.dir is not None)
+    dirs = (INPUT, OUTPUT) if a.dir == 2 else (a.dir or INPUT,)
+    return Session(
+        port_kind, name, port_num, tuple((d, DEFAULT_POINT[(port_kind, d)]) for d in dirs), a.dir is not None
+    )
+
+
+def session_lines(a, s: Session) -> list[str]:
+    """What pktcap-uw prints before the first frame (seed 002's order)."""
+    lines = []
+    if s.kind == "uplink":
+        lines.append(f"The name of the uplink is {s.name}")
+    elif s.kind == "vmk":
+        lines.append(f"The name of the vmk is {s.name}")
+    else:
+        lines.append(f"The switch port id is 0x{s.port_num:08x}")
+    if s.dir_given:
+        lines.append("The dir is " + " and ".join(DIRECTIONS[d] for d, _ in s.points))
+    if a.count:
+        lines.append(f"To capture {a.count} packets")
+    lines += [line for line, _ in _filters(a)]
+    if a.vlan is not None:
+        lines.append(f"The session filter vlan id is {a.vlan}")
+    if a.capture is not None:
+        lines.append(f"The session capture point is {a.capture}")
+    lines.append(f"The output file is {a.outfile}" if a.outfile else "Output the packet info to console.")
+    return lines
+
+
+def format_frame(number: int, ts: float, point: str, frame: bytes) -> list[str]:
+    """One frame as pktcap-uw prints it: the 802.1Q tag is metadata (named,
+    and left out of the dump and the length), then 16 bytes a line."""
+    vlan = ""
+    if len(frame) >= 18 and frame[12:14] == b"\x81\x00":
+        vlan = f"VLAN tag {int.from_bytes(frame[14:16], 'big') & 0xFFF}, "
+        frame = frame[:12] + frame[16:]
+    clock = time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(round(ts % 1 * 1e6)) % 1000000:06d}"
+    lines = [
+        f"{clock}[{number}] Captured at {point} point, TSO not enabled, "
+        f"Checksum not offloaded and not verified, {vlan}length {len(frame)}.",
+        f"Segment[0] ---- {len(frame)} bytes:",
+    ]
+    for off in range(0, len(frame), 16):
+        chunk = frame[off : off + 16].hex()
+        words = " ".join(chunk[i : i + 4] for i in range(0, len(chunk), 4))
+        lines.append(f"0x{off:04x}:  {words} ")
+    return lines
+
+
+def _note(err: TextIO, text: str) -> None:
+    print(f"vlab: {text}", file=err, flush=True)
+
+
+def run(ctl, host: str, argv: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """pktcap-uw on ``host`` of the lab ``ctl`` controls; its exit code."""
+    try:
+        a = parser().parse_args(argv)
+        if a.help:
+            print(USAGE, file=out)
+            return 0
+        if not (a.uplink or a.switchport or a.vmk):
+            raise UsageError("give one of --uplink, --switchport, --vmk")
+        if a.count < 0 or (a.seconds is not None and a.seconds <= 0):
+            raise UsageError("-c and --seconds take positive values")
+        b, p = ctl.port(a.uplink or a.vmk or a.switchport, host)
+        kind = {"uplink": "uplink", "vmk": "vmk", "vnic": "vnic"}[p.kind]
+        if (a.uplink and kind != "uplink") or (a.vmk and kind != "vmk"):
+            raise UsageError(f"{a.uplink or a.vmk} is not a{'n uplink' if a.uplink else ' vmk'} of {host}")
+        s = session(a, kind, p.name, b.port_num(p))
+    except UsageError as exc:
+        print(f"pktcap-uw: {exc}\n{USAGE}", file=err)
+        return 1
+    except OperationError as exc:
+        print(f"pktcap-uw: {exc}", file=err)
+        return 1
+    for line in session_lines(a, s):
+        print(line, file=out)
+    return _capture(ctl, host, p, a, s, out, err)
+
+
+def _capture(ctl, host, p, a, s: Session, out: TextIO, err: TextIO) -> int:
+    work = Path(ctl.dir) / "pktcap"
+    sid = os.getpid()
+    caps = []
+    try:
+        for i, (_, point) in enumerate(s.points):
+            t = tap(ctl, host, p, point)
+            extra = ["-c", str(a.count)] if a.count else None
+            caps.append((point, start_tap(ctl, t, work / f"{sid}-{i}.pcap", bpf(a), extra)))
+            _note(err, f"listening at {point}: {t.where}")
+        limit = a.seconds if a.seconds is not None else (COUNT_TIME_LIMIT_S if a.count else None)
+        shown, why = _follow(caps, a, limit, out)
+    finally:
+        dropped = 0
+        for _, cap in caps:
+            try:
+                cap.stop()
+            except Exception as exc:  # a kernel drop is reported below, not raised
+                _note(err, str(exc))
+            if cap.stats is not None:
+                dropped += cap.stats[2]
+    frames = _frames(caps)[: a.count or None]
+    if not a.outfile:
+        for n, (ts, point, frame) in enumerate(frames[shown:], start=shown + 1):
+            print("\n".join(format_frame(n, ts, point, frame)), file=out)
+    else:
+        write_pcap(Path(a.outfile), [(ts, frame) for ts, _, frame in frames])
+    for _, cap in caps:
+        for f in (cap.pcap, cap.log):
+            Path(f).unlink(missing_ok=True)
+    if why:
+        _note(err, why if frames else f"{why}; no frame matched the filters")
+    print(f"Destroying session {sid}\n", file=out)
+    target = f"file {a.outfile}" if a.outfile else "console"
+    print(f"Dumped {len(frames)} packet to {target}, dropped {dropped} packets.", file=out)
+    print("Done.", file=out)
+    return 0
+
+
+def _frames(caps) -> list[tuple[float, str, bytes]]:
+    """Every frame of the session's taps, in time order, with its point."""
+    return sorted((ts, point, frame) for point, cap in caps for ts, frame in pcap_records(cap.pcap))
+
+
+def _follow(caps, a, limit: Optional[float], out: TextIO) -> tuple[int, str]:
+    """Print frames as they arrive (without ``-o``) until ``-c`` frames,
+    the time limit or Ctrl-C; (frames printed, why it ended if not by count)."""
+    t0, shown = time.monotonic(), 0
+    try:
+        while True:
+            frames = _frames(caps)
+            if not a.outfile:
+                for n, (ts, point, frame) in enumerate(frames[shown : a.count or None], start=shown + 1):
+                    print("\n".join(format_frame(n, ts, point, frame)), file=out, flush=True)
+                    shown = n
+            if a.count and len(frames) >= a.count:
+                return shown, ""
+            if all(cap.proc.poll() is not None for _, cap in caps):
+                return shown, "the capture ended"
+            if limit is not None and time.monotonic() - t0 >= limit:
+                got = f"{len(frames)} of {a.count} packets" if a.count else f"{len(frames)} packets"
+                return shown, f"stopped after {limit:g} s with {got}"
+            time.sleep(POLL_S)  # tcpdump writes each frame as it reads it (-U)
+    except KeyboardInterrupt:
+        return shown, ""

@@ -51,6 +51,7 @@ ESXI_COMMANDS = (
     "net-stats",
     "pktcap-uw",
     "vmkping",
+    "esxtop",
     "esxcfg-nics",
     "esxcfg-vmknic",
     "esxcfg-vswitch",

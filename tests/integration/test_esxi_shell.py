@@ -4,15 +4,18 @@ number), compared line by line in shape with the article's transcripts, and
 the other host commands (esxcli, esxcfg-*, net-stats, vmkping, vlab shell)
 against what the lab is, with real frames."""
 
+import csv
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
+import yaml
 
 from experiments.common import lab_session
 from experiments.reverse_teaming import SPAN_LAB
+from tests.integration.conftest import REPO
 from tests.transcripts import printed_frames, shape, transcripts, without_plumbing
 from vlab import naming
 from vlab.operations.capture import pcap_records
@@ -192,3 +195,42 @@ def test_vlab_shell_runs_a_line_in_the_host_with_its_commands(two_hosts):
         timeout=60,
     )
     assert p.returncode == 0 and p.stdout.strip() == "4", p
+
+
+def test_the_transport_mtu_check_of_nsxs_guide_fails_where_the_physical_network_is_1500(tmp_path):
+    """``vmkping ++netstack=vxlan -d -s 1572 <remote VTEP>``: 1572 + 28 = 1600,
+    the transport MTU. nsx-overlay with pswitch2 left at 1500: esx1's VTEP
+    reaches esx3's (pswitch1 and the underlay router, jumbo) and not esx2's,
+    behind pswitch2; a 1472-byte ping still does."""
+    data = yaml.safe_load((REPO / "labs" / "nsx-overlay.yaml").read_text())
+    data["name"] = "nsx-mtu1500"
+    next(s for s in data["physical_switches"] if s["name"] == "pswitch2")["mtu"] = 1500
+    lab_file = tmp_path / "nsx-overlay-mtu1500.yaml"
+    lab_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    with lab_session(lab_file) as net:
+        ctl = net.control
+
+        def vmkping(size: int, vtep: str) -> str:
+            rc, out, _ = _run(ctl, "esx1", f"vmkping ++netstack=vxlan -d -s {size} -c 2 -i 0.2 {vtep}")
+            return out
+
+        assert "2 packets received" in vmkping(1572, "172.16.201.13")  # esx3, jumbo path
+        assert "0 packets received, 100% packet loss" in vmkping(1572, "172.16.200.12")  # esx2
+        assert "2 packets received" in vmkping(1472, "172.16.200.12")
+
+
+def test_esxtop_batch_mode_writes_csv_with_the_pinging_vms_packets(two_hosts):
+    ctl = two_hosts.control
+    ping = two_hosts.node("vm1a").popen(["ping", "-n", "-i", "0.1", "10.10.0.12"])
+    try:
+        rc, out, err = _run(ctl, "esx1", "esxtop -b -n 2 -d 0.5")
+    finally:
+        ping.terminate()
+        ping.wait()
+    assert rc == 0, err
+    header, *samples = list(csv.reader(out.splitlines()))
+    assert header[0] == "(PDH-CSV 4.0) (UTC)(0)" and len(samples) == 2
+    vm1a = _port_num(ctl, "esx1", "vm1a.eth0")
+    column = header.index(f"\\\\esx1\\Network Port(vSwitch0:{vm1a}:vm1a)\\Packets Transmitted/sec")
+    # vm1a sends 10 echo requests a second; both samples saw some of them.
+    assert all(float(s[column]) > 0 for s in samples), samples

@@ -185,3 +185,20 @@ def test_every_host_command_has_a_wrapper_running_this_repository(tmp_path):
     assert f"PYTHONPATH={REPO}" in script and "-m vlab.shell.host" in script
     assert f'{tmp_path}/vlab1234 esx1 net-stats "$@"' in script
     assert host.main(["/nonexistent", "esx1", "nosuchcommand"]) == 2
+
+
+def test_esxtop_batch_mode_is_perfmon_csv_with_a_column_per_port_counter():
+    from vlab.shell.esxtop import batch_header, batch_row
+
+    rows = [
+        {"PORT-ID": 33554433, "USED-BY": "vmnic0", "DNAME": "vSwitch0", "PKTTX/s": 10.0, "MbTX/s": 0.1,
+         "PKTRX/s": 9.0, "MbRX/s": 0.09, "%DRPTX": 0.0, "%DRPRX": 0.0},
+    ]  # fmt: skip
+    header = batch_header("esx1", rows)
+    assert header[0] == "(PDH-CSV 4.0) (UTC)(0)"
+    assert header[1] == "\\\\esx1\\Network Port(vSwitch0:33554433:vmnic0)\\Packets Transmitted/sec"
+    assert len(header) == 1 + 6
+    row = batch_row(0.0, [(33554433, "vSwitch0")], rows)
+    assert row == ["01/01/1970 00:00:00", "10.0", "0.1", "9.0", "0.09", "0.0", "0.0"]
+    # A port gone since the header (a VM moved away) keeps its columns, empty.
+    assert batch_row(0.0, [(33554433, "vSwitch0")], [])[1:] == [""] * 6

@@ -13,8 +13,14 @@ sends out of it.
 
 from __future__ import annotations
 
+import argparse
+import csv
+import sys
 import time
 from dataclasses import dataclass
+from typing import Optional, TextIO
+
+from vlab.operations import OperationError
 
 from .textable import render
 
@@ -117,3 +123,93 @@ def _pct(part: int, whole: int) -> float:
 
 def format_table(rows: list[dict]) -> str:
     return render(rows, COLUMNS, right=True)
+
+
+# -- esxtop on the host's PATH ---------------------------------------------------------
+# Batch mode (-b) writes what ESXi writes: Windows perfmon CSV, every field
+# quoted, one column per counter named \\HOST\Network Port(DNAME:PORT-ID:USED-BY)\COUNTER,
+# one row per sample. ESXi's batch output holds every screen (CPU, memory,
+# disk, ...); here only the network screen exists, so only its counters.
+BATCH_COUNTERS = (
+    ("PKTTX/s", "Packets Transmitted/sec"),
+    ("MbTX/s", "MBits Transmitted/sec"),
+    ("PKTRX/s", "Packets Received/sec"),
+    ("MbRX/s", "MBits Received/sec"),
+    ("%DRPTX", "% Outbound Packets Dropped"),
+    ("%DRPRX", "% Received Packets Dropped"),
+)
+BATCH_CLOCK = "(PDH-CSV 4.0) (UTC)(0)"
+
+USAGE = """usage: esxtop [-b] [-d delay] [-n iterations]
+    -b    batch mode: CSV on stdout (the network screen's counters)
+    -d    seconds between updates (default 5; ESXi's minimum is 2, the testbed takes any > 0)
+    -n    number of updates, then exit (default: until Ctrl-C)
+    The testbed has esxtop's network screen (n) only."""
+
+
+def batch_header(host: str, rows: list[dict]) -> list[str]:
+    ports = [f"\\\\{host}\\Network Port({r['DNAME']}:{r['PORT-ID']}:{r['USED-BY']})" for r in rows]
+    return [BATCH_CLOCK] + [f"{p}\\{name}" for p in ports for _, name in BATCH_COUNTERS]
+
+
+def batch_row(t: float, columns: list[tuple[int, str]], rows: list[dict]) -> list[str]:
+    """One sample at ``t`` in the header's order; a port gone since the
+    header (vMotion) has empty fields, as a perfmon CSV has."""
+    by_port = {(r["PORT-ID"], r["DNAME"]): r for r in rows}
+    fields = [time.strftime("%m/%d/%Y %H:%M:%S", time.gmtime(t))]
+    for key in columns:
+        r = by_port.get(key)
+        fields += [("" if r is None else str(r[col])) for col, _ in BATCH_COUNTERS]
+    return fields
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise ValueError(message)
+
+
+def run(ctl, host: str, argv: list[str], out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:
+    """esxtop on ``host`` with ESXi's options; its exit code."""
+    out, err = out or sys.stdout, err or sys.stderr
+
+    p = _Parser(prog="esxtop", add_help=False)
+    p.add_argument("-b", action="store_true", dest="batch")
+    p.add_argument("-d", type=float, default=5.0, dest="delay")
+    p.add_argument("-n", type=int, default=0, dest="iterations")
+    p.add_argument("-h", "--help", action="store_true")
+    try:
+        a = p.parse_args(argv)
+        if a.delay <= 0 or a.iterations < 0:
+            raise ValueError("-d takes a positive number of seconds, -n a count")
+        ctl.esxi(host)
+    except ValueError as exc:
+        print(f"esxtop: {exc}\n{USAGE}", file=err)
+        return 1
+    except OperationError as exc:
+        print(f"esxtop: {exc}", file=err)
+        return 1
+    if a.help:
+        print(USAGE, file=out)
+        return 0
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n") if a.batch else None
+    columns = None
+    before, shown = sample(ctl, host), 0
+    try:
+        while a.iterations == 0 or shown < a.iterations:
+            time.sleep(a.delay)  # the refresh period
+            after = sample(ctl, host)
+            rows = rates(before, after)
+            if writer is not None:
+                if columns is None:
+                    columns = [(r["PORT-ID"], r["DNAME"]) for r in rows]
+                    writer.writerow(batch_header(host, rows))
+                writer.writerow(batch_row(after.t, columns, rows))
+                out.flush()
+            else:
+                clock = time.strftime("%I:%M:%S%p", time.localtime(after.t)).lstrip("0").lower()
+                print(f"{clock}  {host}  network ({len(rows)} ports, every {a.delay:g} s)", file=out)
+                print(format_table(rows) + "\n", file=out, flush=True)
+            before, shown = after, shown + 1
+    except KeyboardInterrupt:
+        pass
+    return 0

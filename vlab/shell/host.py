@@ -16,13 +16,14 @@ import sys
 from vlab import naming
 from vlab.operations import LabControl, OperationError
 
-from . import esxcfg, esxcli_network, netstats, pktcap_uw, vmkping
+from . import esxcfg, esxcli_network, esxtop, netstats, pktcap_uw, vmkping
 
 COMMANDS = {
     "esxcli": esxcli_network.run,
     "net-stats": netstats.run,
     "pktcap-uw": pktcap_uw.run,
     "vmkping": vmkping.run,
+    "esxtop": esxtop.run,
     **{name: esxcfg.command(name) for name in esxcfg.LISTINGS},
 }
 assert tuple(COMMANDS) == naming.ESXI_COMMANDS, "naming.ESXI_COMMANDS lists the commands installed"

@@ -55,6 +55,7 @@ ESXI_COMMANDS = (
     "esxcfg-nics",
     "esxcfg-vmknic",
     "esxcfg-vswitch",
+    "tcpdump-uw",
 )
 
 

@@ -53,6 +53,8 @@ def test_esxtop_pktcap_uplink_and_vmotion_commands(two_hosts, tmp_path, capsys):
     frames = [frame for _, frame in pcap_records(pcap)]
     # PortOutput is the vSwitch's side of the port: the frame keeps its VLAN 10 tag.
     assert len(frames) == 4 and all(f[12:16] == bytes.fromhex("8100000a") for f in frames)
+    # At the prompt the file is also read back, as tcpdump-uw -enr shows it.
+    assert f"tcpdump-uw -enr {pcap}:" in out and out.count("vlan 10,") >= 4
     _cli(
         two_hosts,
         tmp_path,

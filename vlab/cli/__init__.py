@@ -6,7 +6,9 @@
                                and results/REPORT.md; --repeat adds mean and 95% CI
     vlab plot [EXPERIMENT...]  redraw figures and results/REPORT.md from the stored JSON
     vlab lab up LAB            bring a lab up and open the CLI with ESXi commands
-                               (esxtop, pktcap-uw, esxcli, vmotion, uplink, nsx)
+                               (on each host: esxcli, net-stats, pktcap-uw, vmkping,
+                               esxtop, esxcfg-*, tcpdump-uw; at the prompt: esxtop,
+                               vmotion, uplink, nsx)
     vlab lab validate LAB      check the running lab: flows, uplinks, reachability
                                (the lab's `expect` section, else its design)
     vlab clean [--all]         remove what crashed runs left behind (ours only)
@@ -17,6 +19,7 @@ On a running lab (``--run ID``; the only running lab by default):
     vlab pktcap (--switchport PORT [--capture PortOutput|VnicRx] | --uplink HOST/VMNIC
                 [--dir rx|tx]) -o FILE [-c COUNT] [--seconds S]
     vlab esxtop HOST [--interval S] [--count N]   esxtop's network screen
+    vlab shell HOST [COMMAND]                   a shell on the ESXi host with its ESXi commands
     vlab inspect --json                         the running lab as JSON, for other tools
     vlab nsx tables                             the NSX controller's VTEP, MAC, ARP tables
 

@@ -44,9 +44,11 @@ def cmd_up(args) -> int:
             f"lab {net.lab.name} is up (run {net.run.id}, {net.timings['bringup_s']:.1f}s); "
             "nodes: " + " ".join(n.name for n in net.net.hosts)
         )
+        esx = net.lab.esxi_hosts[0].name
         print(
-            "ESXi commands: esxtop, pktcap-uw, esxcli, vmotion, uplink, nsx; "
-            "`help` lists all, `exit` tears the lab down"
+            f"ESXi's commands run on each host ({esx} esxcli network nic list, {esx} net-stats -l, "
+            f"{esx} pktcap-uw ..., {esx} vmkping ...; `vlab shell {esx}` from another terminal); "
+            "at this prompt also esxtop, vmotion, uplink, nsx. `help` lists all, `exit` tears the lab down"
         )
         setLogLevel("output")  # Mininet's CLI prints at this level
         EsxiCLI(net)

@@ -76,8 +76,8 @@ def cmd_shell(args) -> int:
     }
     # One quoted argument is a shell line (``vlab shell esx1 'net-stats -l | grep vm'``);
     # several are one command's words, quoted so they reach it unchanged.
-    line = args.command[0] if len(args.command) == 1 else shlex.join(args.command)
-    shell = ["sh", "-c", line] if args.command else ["bash", "--norc", "-i"]
+    line = args.words[0] if len(args.words) == 1 else shlex.join(args.words)
+    shell = ["sh", "-c", line] if args.words else ["bash", "--norc", "-i"]
     return subprocess.run(["nsenter", "-t", str(ctl.pids[args.host]), "-n", *shell], env=env).returncode
 
 
@@ -109,7 +109,9 @@ def register(sub) -> None:
         help="a shell on an ESXi host with its ESXi commands (esxcli, net-stats, pktcap-uw, vmkping, ...)",
     )
     p.add_argument("host")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="run this one command instead of a shell")
+    p.add_argument(
+        "words", nargs=argparse.REMAINDER, metavar="COMMAND", help="run this one command instead of a shell"
+    )
     p.add_argument("--run", help=RUN_HELP)
     p.set_defaults(func=cmd_shell)
     p = sub.add_parser("esxtop", help="per-port packet and bit rates of an ESXi host")

@@ -18,6 +18,18 @@ from vlab.operations import LabControl, OperationError
 
 from . import esxcfg, esxcli_network, esxtop, netstats, pktcap_uw, vmkping
 
+
+def tcpdump_uw(ctl, host: str, argv: list[str], out=None, err=None) -> int:
+    """ESXi's tcpdump-uw: tcpdump in the host namespace, where the vmks are
+    (``-i vmk0``), or reading what ``pktcap-uw -o`` wrote (``-enr FILE``)."""
+    if argv in (["-h"], ["--help"]) and out is not None:
+        print(
+            "usage: tcpdump-uw [tcpdump's options]: tcpdump in the host (vmk interfaces, -r FILE)", file=out
+        )
+        return 0
+    return ctl.popen(host, ["tcpdump", *argv]).wait()
+
+
 COMMANDS = {
     "esxcli": esxcli_network.run,
     "net-stats": netstats.run,
@@ -25,6 +37,7 @@ COMMANDS = {
     "vmkping": vmkping.run,
     "esxtop": esxtop.run,
     **{name: esxcfg.command(name) for name in esxcfg.LISTINGS},
+    "tcpdump-uw": tcpdump_uw,
 }
 assert tuple(COMMANDS) == naming.ESXI_COMMANDS, "naming.ESXI_COMMANDS lists the commands installed"
 

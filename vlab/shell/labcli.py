@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -101,7 +102,13 @@ class EsxiCLI(CLI):
         except OperationError as exc:
             print(f"pktcap-uw: {exc}")
             return
-        pktcap_uw.run(self.ctl, host, argv, out=sys.stdout, err=sys.stdout)
+        rc = pktcap_uw.run(self.ctl, host, argv, out=sys.stdout, err=sys.stdout)
+        outfile = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-o", "--outfile")), None)
+        if rc == 0 and outfile:
+            # The lab CLI's addition for a class: the file read back, as
+            # `tcpdump-uw -enr FILE` would show it on the host.
+            shown = subprocess.run(["tcpdump", "-n", "-e", "-r", outfile], capture_output=True, text=True)
+            print(f"tcpdump-uw -enr {outfile}:\n{shown.stdout.rstrip()}".rstrip())
 
     def _pktcap_host(self, argv: list[str]) -> tuple[str, list[str]]:
         """The host a prompt-level pktcap-uw runs on: the one holding the

@@ -50,11 +50,13 @@ from os_ken.ofproto import ofproto_v1_3
 from vlab import control, naming
 from vlab.lab.load import load_lab
 
-from . import beacon, failover, ipdiscovery, loadbalance, notify, ofdriver, vmotion
+from . import beacon, dropcapture, failover, ipdiscovery, loadbalance, notify, ofdriver, vmotion
+from .explain import drop_reason
 from .failover import Notification
 from .flows import COOKIES
 from .hostd import GuestObserver, WatchedNic
-from .pipeline import FlowSpec
+from .pipeline import STAGES, FlowSpec
+from .simulate import frame_of
 from .state import ControllerState
 from .vswitch import pinning
 
@@ -208,9 +210,14 @@ class VSwitchController(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def on_packet_in(self, ev):
-        """A beacon (beacon probing) or an IP-discovery copy: the only frames
-        flows send to the controller."""
+        """A Drop capture's copy of a dropped frame, a beacon (beacon
+        probing) or an IP-discovery copy: the only frames flows send to the
+        controller."""
         msg, dp = ev.msg, ev.msg.datapath
+        dropped = dropcapture.dropped_by(msg.cookie, msg.table_id)
+        if dropped is not None:
+            self._dropped(dp, msg, dropped[0])
+            return
         heard = beacon.parse_beacon(msg.data)
         if heard is not None:
             self._beacon_heard(dp, msg.match.get("in_port"), heard)
@@ -233,6 +240,35 @@ class VSwitchController(app_manager.OSKenApp):
                 mac=seen.mac,
             )
             self._apply(set(self.datapaths))
+
+    def _dropped(self, dp, msg, priority: Optional[int]) -> None:
+        """Record a frame the pipeline dropped, with the reason, for pktcap-uw."""
+        with self.lock:
+            if dp.id not in self.datapaths:
+                return
+            binding = self.state.binding(dp.id)
+            in_port = msg.match.get("in_port")
+            meta = {k: msg.match[k] for k in ("tunnel_id", "tun_ipv4_src", "reg0") if k in msg.match}
+            frame = frame_of(msg.data, in_port, **meta)
+            flows = self.state.flows(dp.id, drops_exposed=False)
+            try:
+                reason = drop_reason(binding, flows, self.lab, msg.table_id, frame, priority)
+            except Exception:  # a frame the simulator cannot take: still reported
+                LOG.exception("drop reason")
+                reason = f"dropped by {STAGES[msg.table_id].name}"
+            port = next((p.name for p in binding.ports if p.ofport == in_port), f"port {in_port}")
+            record = {
+                "t": time.time(),
+                "host": binding.host,
+                "bridge": binding.bridge,
+                "in_port": port,
+                "table": msg.table_id,
+                "stage": STAGES[msg.table_id].name,
+                "reason": reason,
+                "frame": bytes(msg.data).hex(),
+            }
+        with open(self.run_dir / control.DROPS, "a") as f:
+            f.write(json.dumps(record) + "\n")
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def on_error(self, ev):

@@ -27,7 +27,7 @@ from vlab.protocols import ETH_ARP, ETH_IPV4, IPPROTO_TCP, IPPROTO_UDP, PROTOCOL
 from . import mirror, overlay
 from .pipeline import CONCERN_NAMES, STAGES, FlowSpec, Priority, Table, band_label, concern_of
 from .portsecurity import PortSecurity
-from .simulate import Conntrack, Frame, Step, walk
+from .simulate import Conntrack, Frame, Step, lookup, walk
 from .vswitch import View
 
 # Bands whose flows drop what they take, and why (the DFW's are per rule).
@@ -372,11 +372,33 @@ def explain(
     return ex
 
 
+def drop_reason(
+    binding: SwitchBinding, flows: list[FlowSpec], lab, table: int, frame: Frame, priority: Optional[int]
+) -> str:
+    """Why the pipeline dropped ``frame`` at ``table``, in the words of a
+    trace: the Drop capture's reason (``controller.dropcapture``). ``flows``
+    are the bridge's as compiled without the capture's copies; ``priority``
+    is the dropping flow's (None: a table miss). The frame is looked up
+    again to find that flow; where the copy lacks metadata the lookup
+    needs, the flow's band still names the policy."""
+    names = _Names(binding, mirror_only_ports(binding, lab))
+    view = View(binding) if binding.local_ports() else None
+    flow = lookup(flows, table, frame)
+    if (flow.priority if flow else None) != priority:
+        flow = None if priority is None else FlowSpec(table, priority, ())
+    step = Step(table, frame, flow)
+    why = _step_reason(step, names, lab, view)
+    if why is None and table == Table.FORWARD and flow is not None and view is not None:
+        refused = _vswitch_reasons(step, view, names, set(), None)
+        why = refused[0][1] if refused else None
+    return why or f"dropped by {STAGES[table].name} ({_band(flow)})"
+
+
 def on_host(state, host: str, port: str) -> tuple[SwitchBinding, list[FlowSpec]]:
     """The bridge of ``host`` that has ``port``, and its flows as the
     controller (``state``, a ``ControllerState``) would compile them now."""
     for dpid in state.dpids:
         binding = state.binding(dpid)
         if binding.host == host and any(p.name == port for p in binding.ports):
-            return binding, state.flows(dpid)
+            return binding, state.flows(dpid, drops_exposed=False)
     raise KeyError(f"{host} has no vSwitch port {port!r}")

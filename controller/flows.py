@@ -10,7 +10,7 @@ from __future__ import annotations
 from vlab.bindings import SwitchBinding
 from vlab.lab.model import Lab
 
-from . import arpsuppress, dfw, dlr, ipdiscovery, mirror, overlay, vswitch
+from . import arpsuppress, dfw, dlr, dropcapture, ipdiscovery, mirror, overlay, vswitch
 from .nsx import NsxTables
 from .pipeline import FlowSpec
 from .pipeline_check import check
@@ -24,6 +24,7 @@ COOKIES = (
     dlr.COOKIE,
     dfw.COOKIE,
     mirror.COOKIE,
+    dropcapture.COOKIE,
 )
 
 
@@ -35,7 +36,8 @@ def compile_bridge(
 ) -> list[FlowSpec]:
     """Forwarding first (vSwitch, overlay, router), then the passes that wrap
     a vNIC's traffic: the distributed firewall in front of protected vNICs,
-    and last port mirroring, which copies what a vNIC sends and receives."""
+    port mirroring, which copies what a vNIC sends and receives, and last
+    the Drop capture's copies of what the pipeline drops."""
     flows = (
         vswitch.compile_vswitch(binding)
         + overlay.compile_overlay(binding, tables)
@@ -45,6 +47,8 @@ def compile_bridge(
     )
     flows = dfw.protect(flows, binding, lab, sessions)
     flows = mirror.add_copies(flows, binding, lab)
+    # Last: while a Drop capture runs, every drop also reaches the controller.
+    flows = dropcapture.expose(flows, binding)
     # Every flow fits the declared pipeline, or compiling fails loudly.
     check(flows)
     return flows

@@ -29,7 +29,7 @@ concern id, so a resync can tell our flows from anything else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from vlab.lab.model import MAX_FIREWALL_RULES
@@ -85,6 +85,9 @@ class Priority:
     DFW_IMPORTED = 2500  # connections carried over by vMotion
     DFW_RULES = 2000  # rule i gets DFW_RULES - i
     DFW_DEFAULT = 10  # the default rule
+    # Every stage whose table miss drops: while a Drop capture runs, below
+    # every other flow, a copy of what no flow takes to the controller.
+    DROP_CAPTURE_MISS = 0
     # dfw_to_vm.
     DFW_TO_CT = 200  # IPv4 for a protected vNIC enters its zone
     DFW_NON_IP = 1  # ARP and friends go straight out
@@ -104,6 +107,7 @@ class Concern:
     IP_DISCOVERY = 0x05
     DFW = 0x06
     MIRROR = 0x07
+    DROP_CAPTURE = 0x08
 
 
 CONCERN_NAMES = {
@@ -114,6 +118,7 @@ CONCERN_NAMES = {
     Concern.IP_DISCOVERY: "ip-discovery",
     Concern.DFW: "dfw",
     Concern.MIRROR: "mirror",
+    Concern.DROP_CAPTURE: "drop-capture",
 }
 COOKIE_MASK_CONCERN = 0xFF << 56
 
@@ -425,6 +430,22 @@ PIPELINE: tuple[Stage, ...] = (
         bands=_DFW_VERDICT,
     ),
 )
+
+
+def _with_drop_capture(stage: Stage) -> Stage:
+    """A stage whose table miss drops also holds the Drop capture's miss flow
+    (``controller.dropcapture``), so a Drop capture sees what it drops."""
+    if stage.miss != "drop":
+        return stage
+    band = _band(
+        "drop-capture",
+        Priority.DROP_CAPTURE_MISS,
+        "while a Drop capture runs: what no flow takes, a copy to the controller, which names the drop",
+    )
+    return replace(stage, concerns=stage.concerns | {Concern.DROP_CAPTURE}, bands=stage.bands + (band,))
+
+
+PIPELINE = tuple(_with_drop_capture(s) for s in PIPELINE)
 STAGES: dict[int, Stage] = {s.table: s for s in PIPELINE}
 
 

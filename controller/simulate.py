@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from typing import Optional
 
-from vlab.protocols import ETH_IPV4, IPPROTO_TCP
+from vlab.protocols import ETH_ARP, ETH_IPV4, ETH_VLAN, IPPROTO_TCP, IPPROTO_UDP
 
 from .pipeline import OFPVID_PRESENT, FlowSpec
 
@@ -64,6 +64,53 @@ class Frame:
     reg1: int = 0  # metadata: an IP-hash port's hash bucket
     ct_state: int = 0  # metadata: set by ct(table=)
     ct_zone: int = 0
+
+
+def _mac_text(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def frame_of(data: bytes, in_port: int, **metadata) -> Frame:
+    """The ``Frame`` of real bytes (a packet-in's, a pcap's) entering at
+    ``in_port``: Ethernet, up to two 802.1Q tags, ARP, IPv4 with TCP/UDP;
+    ``metadata`` (tunnel_id, tun_ipv4_src, reg0, ...) as the switch had it."""
+    f: dict = {"eth_dst": _mac_text(data[0:6]), "eth_src": _mac_text(data[6:12])}
+    off, eth_type = 14, int.from_bytes(data[12:14], "big")
+    tags = []
+    while eth_type in (ETH_VLAN, 0x88A8) and len(data) >= off + 4 and len(tags) < 2:
+        tags.append(int.from_bytes(data[off : off + 2], "big") & 0xFFF)
+        eth_type, off = int.from_bytes(data[off + 2 : off + 4], "big"), off + 4
+    f["vlan"] = tags[0] if tags else None
+    f["vlan_inner"] = tags[1] if len(tags) > 1 else None
+    f["eth_type"] = eth_type
+    body = data[off:]
+    if eth_type == ETH_ARP and len(body) >= 28:
+        f.update(
+            arp_op=int.from_bytes(body[6:8], "big"),
+            arp_sha=_mac_text(body[8:14]),
+            arp_spa=str(IPv4Address(body[14:18])),
+            arp_tha=_mac_text(body[18:24]),
+            arp_tpa=str(IPv4Address(body[24:28])),
+        )
+    elif eth_type == ETH_IPV4 and len(body) >= 20:
+        ihl = (body[0] & 0x0F) * 4
+        proto = body[9]
+        f.update(
+            ipv4_src=str(IPv4Address(body[12:16])),
+            ipv4_dst=str(IPv4Address(body[16:20])),
+            ttl=body[8],
+            ip_proto=proto,
+        )
+        l4 = body[ihl:]
+        if proto == IPPROTO_TCP and len(l4) >= 14:
+            f.update(
+                tcp_src=int.from_bytes(l4[0:2], "big"),
+                tcp_dst=int.from_bytes(l4[2:4], "big"),
+                tcp_flags=l4[13],
+            )
+        elif proto == IPPROTO_UDP and len(l4) >= 4:
+            f.update(udp_src=int.from_bytes(l4[0:2], "big"), udp_dst=int.from_bytes(l4[2:4], "big"))
+    return Frame(in_port, **f, **metadata)
 
 
 @dataclass(frozen=True)

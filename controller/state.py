@@ -39,6 +39,7 @@ class ControllerState:
         self.guests: dict[str, GuestNic] = {}
         self.snooped: dict[str, dict[str, frozenset[str]]] = {}  # port -> method -> IPs
         self.captures: frozenset[str] = frozenset()
+        self.drop_captures: frozenset[str] = frozenset()  # hosts with a Drop capture session
         # Connections each vNIC's DFW state carried over by vMotion.
         self.dfw_sessions: dict[str, tuple[Session, ...]] = {}
         self._dfw_expiry: dict[tuple[str, Session], Optional[float]] = {}
@@ -62,6 +63,7 @@ class ControllerState:
         b = self._placed[dpid].with_guests(self.guests).with_captures(self.captures)
         return replace(
             b,
+            drop_capture=b.host in self.drop_captures,
             uplinks_down=self.down.get(dpid, frozenset()),
             beacon_failed=self.beacon_failed.get(dpid, frozenset()),
             shotgun=self.shotgun.get(dpid, False),
@@ -73,9 +75,15 @@ class ControllerState:
         """The NSX controller's tables for the current placement and guests."""
         return build_tables(self.lab, [self.binding(d) for d in self.dpids], self.guests, self.snooped)
 
-    def flows(self, dpid: int, tables: Optional[NsxTables] = None) -> list[FlowSpec]:
-        """Every flow bridge ``dpid`` should hold now."""
-        return compile_bridge(self.binding(dpid), tables or self.nsx_tables(), self.lab, self.dfw_sessions)
+    def flows(
+        self, dpid: int, tables: Optional[NsxTables] = None, drops_exposed: bool = True
+    ) -> list[FlowSpec]:
+        """Every flow bridge ``dpid`` should hold now (``drops_exposed``
+        False: as if no Drop capture ran, the pipeline a trace explains)."""
+        b = self.binding(dpid)
+        if not drops_exposed:
+            b = replace(b, drop_capture=False)
+        return compile_bridge(b, tables or self.nsx_tables(), self.lab, self.dfw_sessions)
 
     def host_of(self, dpid: int) -> str:
         return self._base[dpid].host
@@ -124,12 +132,17 @@ class ControllerState:
     # -- events ------------------------------------------------------------
     def take_desired(self, desired: dict, now: Optional[float] = None) -> set[int]:
         """What the testbed asked for (``desired.json``, fields in
-        ``vlab.control``): placement, PortOutput capture sessions, DFW state
+        ``vlab.control``): placement, PortOutput and Drop capture sessions, DFW state
         imported by vMotion. Returns the bridges whose flows may change. The
         ``moves`` are the vMotion notifications' (``controller.vmotion``)."""
         dirty = self.set_placement(placement_of(desired))
         if self.set_captures(frozenset(desired.get("captures", []))):
             dirty |= set(self.dpids)
+        drop_captures = frozenset(desired.get("drop_captures", []))
+        if drop_captures != self.drop_captures:
+            changed = drop_captures ^ self.drop_captures
+            self.drop_captures = drop_captures
+            dirty |= {d for d in self.dpids if self._base[d].host in changed}
         if self.set_dfw_sessions(desired.get("dfw_sessions", {}), now):
             dirty |= set(self.dpids)
         return dirty

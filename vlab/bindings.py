@@ -159,6 +159,8 @@ class SwitchBinding:
     # Load-based teaming's moves: port -> the uplink it was moved to
     # (controller.loadbalance); other ports are placed by port ID.
     load_moves: tuple[tuple[str, str], ...] = ()
+    # A pktcap-uw Drop capture runs on this host (controller.dropcapture).
+    drop_capture: bool = False
 
     @property
     def bridge(self) -> str:

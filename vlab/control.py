@@ -15,6 +15,8 @@ Writers replace files atomically, so a reader never sees half a file.
                       moved (vMotion) or reconnected (new port ID); the rest
                       are where the lab puts them;
     ``captures``      vNIC ports with an open PortOutput capture session;
+    ``drop_captures`` ESXi hosts with an open Drop capture session (pktcap-uw
+                      ``--capture Drop``: ``controller.dropcapture``);
     ``moves``         vNIC port -> the options of its last vMotion: ``seq``
                       (unique per move), ``igmp_query`` (bool),
                       ``max_response_s``, ``query_source`` (the spoofed
@@ -69,6 +71,12 @@ uplink), ``rarp`` (host, uplink, mac, vlan, port, reason), ``vmotion_port_up``
 failed, shotgun: beacon probing's new verdict), ``load_balanced`` (host,
 vswitch, port, from_uplink, to_uplink, utilization, target_utilization: a
 load-based teaming move).
+
+``drops.jsonl`` (controller -> pktcap-uw): while a host has a Drop capture
+session, one JSON object per frame its pipeline dropped: ``t``, ``host``,
+``bridge``, ``in_port`` (the port's name), ``table``, ``stage`` (the
+pipeline stage that dropped it), ``reason`` (``controller.explain.drop_reason``)
+and ``frame`` (hex, the frame as that stage had it).
 """
 
 from __future__ import annotations
@@ -84,6 +92,7 @@ NODES, DESIRED, APPLIED, EVENTS = "nodes.json", "desired.json", "applied.json", 
 NSX_TABLES = "nsx.json"
 SNOOPED = "ip_discovery.json"  # what ARP/DHCP snooping learned, kept across controller restarts
 TEAMING = "teaming.json"  # teaming decisions, kept across controller restarts
+DROPS = "drops.jsonl"  # what the pipelines dropped while a Drop capture ran
 
 
 def write_json(path: Path, data: dict) -> None:

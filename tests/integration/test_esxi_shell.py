@@ -13,7 +13,9 @@ import time
 import pytest
 import yaml
 
-from experiments.common import lab_session
+from controller.dropcapture import EXPOSED
+from controller.pipeline import Concern
+from experiments.common import guest_tool, lab_session
 from experiments.reverse_teaming import SPAN_LAB
 from tests.integration.conftest import REPO
 from tests.transcripts import printed_frames, shape, transcripts, without_plumbing
@@ -130,8 +132,8 @@ def test_pktcap_to_a_file_writes_a_pcap_tcpdump_reads(reverse_teaming, tmp_path)
     assert rc == 0 and f"The output file is {pcap}" in lines
     assert lines[-2:] == [f"Dumped 3 packet to file {pcap}, dropped 0 packets.", "Done."]
     assert len(pcap_records(pcap)) == 3
-    shown = subprocess.run(["tcpdump", "-n", "-e", "-r", str(pcap)], capture_output=True, text=True)
-    assert shown.returncode == 0 and shown.stdout.count("vlan 100") == 3, shown
+    rc, shown, err = _run(ctl, "esx1", f"tcpdump-uw -enr {pcap}")  # as on ESXi, to read it back
+    assert rc == 0 and shown.count("vlan 100,") == 3, (shown, err)
 
 
 def test_a_count_that_never_fills_ends_at_its_time_limit_and_says_so(reverse_teaming):
@@ -234,3 +236,56 @@ def test_esxtop_batch_mode_writes_csv_with_the_pinging_vms_packets(two_hosts):
     column = header.index(f"\\\\esx1\\Network Port(vSwitch0:{vm1a}:vm1a)\\Packets Transmitted/sec")
     # vm1a sends 10 echo requests a second; both samples saw some of them.
     assert all(float(s[column]) > 0 for s in samples), samples
+
+
+def _drop_lines(lines: list[str]) -> list[str]:
+    return [x for x in lines if " Captured at Drop point, " in x]
+
+
+def test_the_drop_point_shows_the_span_copies_reverse_teaming_drops(reverse_teaming):
+    ctl = reverse_teaming.control
+    pinned = ctl.applied()["pinning"]["esx1"]["vm12-eth0"]
+    other = {"vmnic2": "vmnic3", "vmnic3": "vmnic2"}[pinned]
+    cap = HostCommand(ctl, "esx1", ["pktcap-uw", "--capture", "Drop", "--proto", "0x01", "-c", "2"])
+    try:
+        cap.wait_listening()
+        reverse_teaming.node("vm11").cmd(PING_VM12)
+    finally:
+        rc, lines = cap.finish()
+    assert rc == 0, cap.err
+    drops = _drop_lines(lines)
+    # Each request vm11 sends reaches esx1 twice; the copy on the uplink
+    # vm12 does not transmits on is the one the vSwitch drops.
+    assert len(drops) == 2, lines
+    assert all(
+        f"Drop Reason 'reverse teaming: came in on {other}, vm12-eth0 transmits on {pinned}'. "
+        "Drop Function 'vs_forward'."
+        in x
+        and "VLAN tag 100, length 98." in x
+        for x in drops
+    ), drops
+    assert ctl.desired()["drop_captures"] == []  # the session closed with the command
+
+
+def test_the_drop_point_names_forged_transmits_and_stops_when_the_session_ends(nuggets):
+    ctl = nuggets.control
+    forged = ("--src", "00:50:56:01:00:99", "--dst", "ff:ff:ff:ff:ff:ff", "--count", "3", "--tag", "forged")
+    strict = _port_num(ctl, "esx1", "strict.eth0")
+    cap = HostCommand(ctl, "esx1", ["pktcap-uw", "--capture", "Drop", "--switchport", str(strict), "-c", "3"])
+    try:
+        cap.wait_listening()
+        guest_tool(nuggets, "strict", "frames", *forged)
+    finally:
+        rc, lines = cap.finish()
+    assert rc == 0 and lines[0] == f"The switch port id is 0x{strict:08x}", lines
+    drops = _drop_lines(lines)
+    assert len(drops) == 3 and all(
+        "Drop Reason 'forged transmits = reject: source MAC 00:50:56:01:00:99 is not strict-eth0's MAC "
+        "00:50:56:01:00:11'. Drop Function 'vs_in_port'." in x
+        for x in drops
+    ), lines
+    # Closed: the switch holds the pipeline without the session's copies
+    # again (no flow sends what it drops to the controller).
+    flows = ctl.ovs("esx1").ofctl("dump-flows", "vSwitch0", "--protocols=OpenFlow13").splitlines()
+    cookies = [int(x.split("cookie=")[1].split(",")[0], 16) for x in flows if "cookie=" in x]
+    assert cookies and not [c for c in cookies if c >> 56 == Concern.DROP_CAPTURE or c & EXPOSED]

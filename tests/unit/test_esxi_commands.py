@@ -101,9 +101,40 @@ def test_a_capture_point_the_port_does_not_have_is_refused(line, kind, says):
         pktcap_uw.session(_args(line), kind, "x", 1)
 
 
-def test_the_drop_point_is_refused_not_faked():
-    with pytest.raises(OperationError, match="Drop is not available in this testbed yet"):
-        pktcap_uw.session(_args("--switchport 1 --capture Drop"), "vnic", "x", 1)
+def test_a_drop_frame_names_its_reason_and_the_stage_that_dropped_it():
+    frame = bytes.fromhex("ffffffffffff005056010099" + "0806") + bytes(46)
+    (head, *_) = pktcap_uw.format_frame(1, 0.0, "Drop", frame, ("forged transmits = reject: x", "vs_in_port"))
+    assert head.endswith(
+        "Captured at Drop point, Drop Reason 'forged transmits = reject: x'. Drop Function 'vs_in_port'. "
+        "TSO not enabled, Checksum not offloaded and not verified, length 60."
+    )
+    with pytest.raises(pktcap_uw.UsageError, match="no direction"):
+        pktcap_uw.session(_args("--capture Drop --dir 1"), "host", "esx1", 0)
+
+
+def _icmp(vlan=None, src="192.168.100.11", dst="192.168.100.12") -> bytes:
+    tag = b"" if vlan is None else b"\x81\x00" + vlan.to_bytes(2, "big")
+    ip = (
+        bytes.fromhex("450000540000400040010000")
+        + bytes(map(int, src.split(".")))
+        + bytes(map(int, dst.split(".")))
+    )
+    return bytes.fromhex("0050569dfdb10050569d4342") + tag + b"\x08\x00" + ip + bytes(64)
+
+
+@pytest.mark.parametrize(
+    "line, frame, want",
+    [
+        ("--capture Drop --proto 0x01", _icmp(100), True),  # the tag is seen through
+        ("--capture Drop --proto 0x06", _icmp(100), False),
+        ("--capture Drop --vlan 100 --srcip 192.168.100.11", _icmp(100), True),
+        ("--capture Drop --vlan 100", _icmp(None), False),
+        ("--capture Drop --dstmac 00:50:56:9d:fd:b1 --ip 192.168.100.12", _icmp(), True),
+        ("--capture Drop --ethtype 0x0806", _icmp(), False),
+    ],
+)
+def test_the_drop_points_filters_mean_what_the_taps_bpf_means(line, frame, want):
+    assert pktcap_uw.matches(_args(line), frame) is want
 
 
 def test_pcap_written_is_read_back_frame_for_frame(tmp_path):

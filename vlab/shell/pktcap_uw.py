@@ -20,14 +20,22 @@ prefixed ``vlab:``.
 ``--seconds`` is the testbed's: a capture with ``-c`` also ends after it
 (default 10 s) and says so, so a count that never fills cannot hang a
 script or a class; without ``-c`` it runs until Ctrl-C, as on ESXi, or for
-``--seconds`` if given. ``--capture Drop`` is refused until the pipeline
-reports its drops.
+``--seconds`` if given.
+
+``--capture Drop`` shows every frame the host's vSwitch pipeline drops
+while it runs (``controller.dropcapture``), each with the reason in the
+words ``vlab trace`` uses (forged transmits, reverse teaming, a DFW rule,
+...) and the pipeline stage that dropped it as the Drop Function; a port,
+if given, narrows it to the frames that came in by that port. Its filters
+are applied to the dropped frames here (``matches``), with the same
+meaning as the taps' BPF.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import os
 import re
 import sys
@@ -36,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, TextIO
 
+from controller.simulate import frame_of
+from vlab import control
 from vlab.operations import OperationError
 from vlab.operations.capture import (
     DEFAULT_POINT,
@@ -47,6 +57,7 @@ from vlab.operations.capture import (
     tap,
     write_pcap,
 )
+from vlab.protocols import ETH_IPV4
 
 DIRECTIONS = {INPUT: "Input", OUTPUT: "Output"}
 COUNT_TIME_LIMIT_S = 10.0
@@ -114,6 +125,7 @@ USAGE = """Packet Capture and Trace command usage:
     pktcap-uw --uplink vmnicN | --switchport PORTNUM | --vmk vmkN
               [--dir 0|1|2] [--capture UplinkRcv|UplinkSnd|EtherswitchDispath|PortInput|
                              PortOutput|VnicTx|VnicRx]
+    pktcap-uw --capture Drop [--uplink vmnicN | --switchport PORTNUM | --vmk vmkN] [filters]
               [--proto 0xNN] [--ethtype 0xNNNN] [--ip|--srcip|--dstip ADDR]
               [--mac|--srcmac|--dstmac MAC] [--vlan ID] [--tcpport PORT]
               [-c COUNT] [-o FILE] [--seconds S]
@@ -174,10 +186,9 @@ def bpf(a) -> str:
 def session(a, port_kind: str, name: str, port_num: int) -> Session:
     """Check the direction and point against the port; which points to open."""
     if a.capture == "Drop":
-        raise OperationError(
-            "capture point Drop is not available in this testbed yet: the vSwitch "
-            "pipeline does not report its drops to captures"
-        )
+        if a.dir is not None:
+            raise UsageError("--capture Drop has no direction: give no --dir")
+        return Session(port_kind, name, port_num, ((INPUT, "Drop"),), False)
     if a.capture is not None:
         d = point_direction(port_kind, a.capture)
         if a.dir is not None and a.dir != d:
@@ -199,6 +210,8 @@ def session_lines(a, s: Session) -> list[str]:
         lines.append(f"The name of the uplink is {s.name}")
     elif s.kind == "vmk":
         lines.append(f"The name of the vmk is {s.name}")
+    elif s.kind == "host":
+        pass  # a Drop capture of the whole host names no port
     else:
         lines.append(f"The switch port id is 0x{s.port_num:08x}")
     if s.dir_given:
@@ -214,16 +227,20 @@ def session_lines(a, s: Session) -> list[str]:
     return lines
 
 
-def format_frame(number: int, ts: float, point: str, frame: bytes) -> list[str]:
+def format_frame(
+    number: int, ts: float, point: str, frame: bytes, drop: Optional[tuple[str, str]] = None
+) -> list[str]:
     """One frame as pktcap-uw prints it: the 802.1Q tag is metadata (named,
-    and left out of the dump and the length), then 16 bytes a line."""
+    and left out of the dump and the length), then 16 bytes a line. At the
+    Drop point, ``drop`` is (reason, the stage that dropped it)."""
     vlan = ""
     if len(frame) >= 18 and frame[12:14] == b"\x81\x00":
         vlan = f"VLAN tag {int.from_bytes(frame[14:16], 'big') & 0xFFF}, "
         frame = frame[:12] + frame[16:]
     clock = time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(round(ts % 1 * 1e6)) % 1000000:06d}"
+    why = f"Drop Reason '{drop[0]}'. Drop Function '{drop[1]}'. " if drop else ""
     lines = [
-        f"{clock}[{number}] Captured at {point} point, TSO not enabled, "
+        f"{clock}[{number}] Captured at {point} point, {why}TSO not enabled, "
         f"Checksum not offloaded and not verified, {vlan}length {len(frame)}.",
         f"Segment[0] ---- {len(frame)} bytes:",
     ]
@@ -245,10 +262,16 @@ def run(ctl, host: str, argv: list[str], out: TextIO = sys.stdout, err: TextIO =
         if a.help:
             print(USAGE, file=out)
             return 0
-        if not (a.uplink or a.switchport or a.vmk):
-            raise UsageError("give one of --uplink, --switchport, --vmk")
         if a.count < 0 or (a.seconds is not None and a.seconds <= 0):
             raise UsageError("-c and --seconds take positive values")
+        if not (a.uplink or a.switchport or a.vmk):
+            if a.capture != "Drop":
+                raise UsageError("give one of --uplink, --switchport, --vmk")
+            ctl.esxi(host)
+            s = session(a, "host", host, 0)
+            for line in session_lines(a, s):
+                print(line, file=out)
+            return _capture_drops(ctl, host, None, a, s, out, err)
         b, p = ctl.port(a.uplink or a.vmk or a.switchport, host)
         kind = {"uplink": "uplink", "vmk": "vmk", "vnic": "vnic"}[p.kind]
         if (a.uplink and kind != "uplink") or (a.vmk and kind != "vmk"):
@@ -262,6 +285,8 @@ def run(ctl, host: str, argv: list[str], out: TextIO = sys.stdout, err: TextIO =
         return 1
     for line in session_lines(a, s):
         print(line, file=out)
+    if a.capture == "Drop":
+        return _capture_drops(ctl, host, p, a, s, out, err)
     return _capture(ctl, host, p, a, s, out, err)
 
 
@@ -302,6 +327,88 @@ def _capture(ctl, host, p, a, s: Session, out: TextIO, err: TextIO) -> int:
     print(f"Dumped {len(frames)} packet to {target}, dropped {dropped} packets.", file=out)
     print("Done.", file=out)
     return 0
+
+
+def matches(a, frame: bytes) -> bool:
+    """The session's filters on one frame, as ``bpf`` means them (the VLAN
+    tag seen through unless ``--vlan`` names one)."""
+    f = frame_of(frame, 0)
+    checks = [
+        (a.srcmac, lambda: f.eth_src == a.srcmac),
+        (a.dstmac, lambda: f.eth_dst == a.dstmac),
+        (a.mac, lambda: a.mac in (f.eth_src, f.eth_dst)),
+        (a.ethtype, lambda: f.eth_type == a.ethtype),
+        (a.srcip, lambda: f.ipv4_src == a.srcip or f.arp_spa == a.srcip),
+        (a.dstip, lambda: f.ipv4_dst == a.dstip or f.arp_tpa == a.dstip),
+        (a.ip, lambda: a.ip in (f.ipv4_src, f.ipv4_dst, f.arp_spa, f.arp_tpa)),
+        (a.proto, lambda: f.eth_type == ETH_IPV4 and f.ip_proto == a.proto),
+        (a.tcpport, lambda: a.tcpport in (f.tcp_src, f.tcp_dst)),
+        (a.vlan, lambda: f.vlan == a.vlan),
+    ]
+    return all(check() for given, check in checks if given is not None)
+
+
+def _capture_drops(ctl, host: str, p, a, s: Session, out: TextIO, err: TextIO) -> int:
+    """The Drop point: ask the controller to copy what the host's pipeline
+    drops (``desired.json`` ``drop_captures``), follow ``drops.jsonl``."""
+    log = Path(ctl.dir) / control.DROPS
+    start = log.stat().st_size if log.exists() else 0
+    hosts = set(ctl.desired().get("drop_captures", []))
+    ctl.request(drop_captures=sorted(hosts | {host}))
+    where = f"frames {host}'s vSwitch pipeline drops" + (f" that came in by {p.name}" if p else "")
+    _note(err, f"listening at Drop: {where}")
+    limit = a.seconds if a.seconds is not None else (COUNT_TIME_LIMIT_S if a.count else None)
+    shown, frames, why = 0, [], ""
+    t0 = time.monotonic()
+    try:
+        while True:
+            frames = _drops(log, start, host, p, a)[: a.count or None]
+            if not a.outfile:
+                for n, (ts, frame, drop) in enumerate(frames[shown:], start=shown + 1):
+                    print("\n".join(format_frame(n, ts, "Drop", frame, drop)), file=out, flush=True)
+                    shown = n
+            if a.count and len(frames) >= a.count:
+                break
+            if limit is not None and time.monotonic() - t0 >= limit:
+                got = f"{len(frames)} of {a.count} packets" if a.count else f"{len(frames)} packets"
+                why = f"stopped after {limit:g} s with {got}"
+                break
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        others = set(ctl.desired().get("drop_captures", [])) - {host}
+        ctl.request(drop_captures=sorted(others | (hosts & {host})))
+    if a.outfile:
+        write_pcap(Path(a.outfile), [(ts, frame) for ts, frame, _ in frames])
+    if why:
+        _note(err, why if frames else f"{why}; the pipeline dropped no frame that matched")
+    print(f"Destroying session {os.getpid()}\n", file=out)
+    target = f"file {a.outfile}" if a.outfile else "console"
+    print(f"Dumped {len(frames)} packet to {target}, dropped 0 packets.", file=out)
+    print("Done.", file=out)
+    return 0
+
+
+def _drops(log: Path, start: int, host: str, p, a) -> list[tuple[float, bytes, tuple[str, str]]]:
+    """The dropped frames the controller recorded since ``start`` for this session."""
+    if not log.exists():
+        return []
+    with open(log) as fh:
+        fh.seek(start)
+        lines = fh.read().splitlines()
+    out = []
+    for line in lines:
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue  # a line the controller is still writing
+        if r["host"] != host or (p is not None and r["in_port"] != p.name):
+            continue
+        frame = bytes.fromhex(r["frame"])
+        if matches(a, frame):
+            out.append((r["t"], frame, (r["reason"], r["stage"])))
+    return out
 
 
 def _frames(caps) -> list[tuple[float, str, bytes]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from controller.portsecurity import PortSecurity
-from controller.simulate import TCP_ACK, TCP_SYN, Frame
+from controller.simulate import TCP_ACK, TCP_SYN, Frame, frame_of
 from vlab import naming
 from vlab.bindings import SwitchBinding
 from vlab.lab.resolve import vteps
@@ -186,9 +186,8 @@ def _ip(text: str, what: str) -> str:
 
 
 def frame_from_pcap(path: Path, index: int, in_port: int) -> Frame:
-    """Frame ``index`` (1-based) of a pcap, entering at ``in_port``."""
-    from scapy.layers.inet import ICMP, IP, TCP, UDP
-    from scapy.layers.l2 import ARP, Dot1Q, Ether
+    """Frame ``index`` (1-based) of a pcap or pcapng, entering at ``in_port``,
+    parsed as a Drop capture's packet-in is (``controller.simulate.frame_of``)."""
     from scapy.utils import rdpcap
 
     try:
@@ -197,33 +196,7 @@ def frame_from_pcap(path: Path, index: int, in_port: int) -> Frame:
         raise TraceError(f"--pcap {path}: not a readable pcap ({exc})") from None
     if not 1 <= index <= len(packets):
         raise TraceError(f"--pcap {path}: no frame {index} (it has {len(packets)})")
-    pkt = packets[index - 1]
-    if Ether not in pkt:
+    frame = bytes(packets[index - 1])
+    if len(frame) < 14 or getattr(packets, "linktype", 1) != 1:
         raise TraceError(f"--pcap {path}: frame {index} is not Ethernet")
-    f: dict = {
-        "eth_src": pkt[Ether].src.lower(),
-        "eth_dst": pkt[Ether].dst.lower(),
-        "vlan": pkt[Dot1Q].vlan if Dot1Q in pkt else None,
-    }
-    if ARP in pkt:
-        a = pkt[ARP]
-        f.update(
-            eth_type=ETH_ARP,
-            arp_op=a.op,
-            arp_sha=a.hwsrc.lower(),
-            arp_spa=a.psrc,
-            arp_tha=a.hwdst.lower(),
-            arp_tpa=a.pdst,
-        )
-    elif IP in pkt:
-        ip = pkt[IP]
-        f.update(eth_type=ETH_IPV4, ipv4_src=ip.src, ipv4_dst=ip.dst, ttl=ip.ttl, ip_proto=ip.proto)
-        if TCP in pkt:
-            f.update(tcp_src=pkt[TCP].sport, tcp_dst=pkt[TCP].dport, tcp_flags=int(pkt[TCP].flags))
-        elif UDP in pkt:
-            f.update(udp_src=pkt[UDP].sport, udp_dst=pkt[UDP].dport)
-        elif ICMP not in pkt:
-            pass
-    else:
-        f["eth_type"] = pkt[Dot1Q].type if Dot1Q in pkt else pkt[Ether].type
-    return Frame(in_port, **f)
+    return frame_of(frame, in_port)

@@ -199,26 +199,66 @@ def test_vlab_shell_runs_a_line_in_the_host_with_its_commands(two_hosts):
     assert p.returncode == 0 and p.stdout.strip() == "4", p
 
 
-def test_the_transport_mtu_check_of_nsxs_guide_fails_where_the_physical_network_is_1500(tmp_path):
-    """``vmkping ++netstack=vxlan -d -s 1572 <remote VTEP>``: 1572 + 28 = 1600,
-    the transport MTU. nsx-overlay with pswitch2 left at 1500: esx1's VTEP
-    reaches esx3's (pswitch1 and the underlay router, jumbo) and not esx2's,
-    behind pswitch2; a 1472-byte ping still does."""
+@pytest.fixture(scope="module")
+def nsx_pswitch2_1500(tmp_path_factory):
+    """nsx-overlay with pswitch2 left at MTU 1500 (esx2 and esx4 behind it)."""
     data = yaml.safe_load((REPO / "labs" / "nsx-overlay.yaml").read_text())
     data["name"] = "nsx-mtu1500"
     next(s for s in data["physical_switches"] if s["name"] == "pswitch2")["mtu"] = 1500
-    lab_file = tmp_path / "nsx-overlay-mtu1500.yaml"
+    lab_file = tmp_path_factory.mktemp("nsx") / "nsx-overlay-mtu1500.yaml"
     lab_file.write_text(yaml.safe_dump(data, sort_keys=False))
     with lab_session(lab_file) as net:
-        ctl = net.control
+        yield net
 
-        def vmkping(size: int, vtep: str) -> str:
-            rc, out, _ = _run(ctl, "esx1", f"vmkping ++netstack=vxlan -d -s {size} -c 2 -i 0.2 {vtep}")
-            return out
 
-        assert "2 packets received" in vmkping(1572, "172.16.201.13")  # esx3, jumbo path
-        assert "0 packets received, 100% packet loss" in vmkping(1572, "172.16.200.12")  # esx2
-        assert "2 packets received" in vmkping(1472, "172.16.200.12")
+def test_the_transport_mtu_check_of_nsxs_guide_fails_where_the_physical_network_is_1500(nsx_pswitch2_1500):
+    """``vmkping ++netstack=vxlan -d -s 1572 <remote VTEP>``: 1572 + 28 = 1600,
+    the transport MTU. esx1's VTEP reaches esx3's (pswitch1 and the underlay
+    router, jumbo) and not esx2's, behind pswitch2; a 1472-byte ping still does."""
+    ctl = nsx_pswitch2_1500.control
+
+    def vmkping(size: int, vtep: str) -> str:
+        rc, out, _ = _run(ctl, "esx1", f"vmkping ++netstack=vxlan -d -s {size} -c 2 -i 0.2 {vtep}")
+        return out
+
+    assert "2 packets received" in vmkping(1572, "172.16.201.13")  # esx3, jumbo path
+    assert "0 packets received, 100% packet loss" in vmkping(1572, "172.16.200.12")  # esx2
+    assert "2 packets received" in vmkping(1472, "172.16.200.12")
+
+
+def _table(out: str) -> list[list[str]]:
+    """An esxcli table's rows, split on its columns' whitespace."""
+    return [line.split() for line in out.splitlines()[2:] if line.strip()]
+
+
+def test_the_hosts_vxlan_views_are_the_nsx_controllers_tables_for_that_host(nsx_pswitch2_1500):
+    ctl = nsx_pswitch2_1500.control
+    base = "esxcli network vswitch dvs vmware vxlan"
+    rc, out, _ = _run(ctl, "esx1", f"{base} list")
+    assert rc == 0 and _table(out)[0][:5] == [
+        "dvs-compute",
+        "0000000000000101",
+        "1600",
+        "172.16.200.0",
+        "172.16.200.1",
+    ]
+    rc, out, _ = _run(ctl, "esx1", f"{base} network list --vds-name=dvs-compute")
+    assert rc == 0 and [r[0] for r in _table(out)] == ["5001", "5002"] and "(up)" in out
+    opts = "--vds-name dvs-compute --vxlan-id 5001"
+    rc, out, _ = _run(ctl, "esx1", f"{base} network vtep list {opts}")
+    # The other hosts of web (5001): esx2 in esx1's segment, esx3 and esx4 in
+    # the other, one of them the MTEP that relays BUM frames there.
+    vteps = {r[0]: r for r in _table(out)}
+    assert set(vteps) == {"172.16.200.12", "172.16.201.13", "172.16.201.14"}
+    assert [r[2] for r in vteps.values()].count("true") == 1 and vteps["172.16.200.12"][2] == "false"
+    rc, out, _ = _run(ctl, "esx1", f"{base} network mac list {opts}")
+    macs = {r[0]: r[2] for r in _table(out)}
+    assert macs == {"00:50:56:a1:00:02": "172.16.200.12", "00:50:56:a1:00:05": "172.16.201.13",
+                    "00:50:56:a1:00:06": "172.16.201.14"}  # fmt: skip
+    rc, out, _ = _run(ctl, "esx1", f"{base} network arp list {opts}")
+    assert {r[0] for r in _table(out)} >= {"10.1.1.12", "10.1.1.15", "10.1.1.16"}
+    rc, _, err = _run(ctl, "esx1", f"{base} network arp list --vds-name dvs-compute --vxlan-id 7")
+    assert rc == 1 and "Error: VXLAN ID 7 is not a logical switch" in err
 
 
 def test_esxtop_batch_mode_writes_csv_with_the_pinging_vms_packets(two_hosts):

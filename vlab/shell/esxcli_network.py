@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from ipaddress import IPv4Interface
-from typing import Callable, Optional, TextIO, Union
+from typing import Optional, TextIO
 
 from controller.beacon import BEACON_INTERVAL_S, MISSED_BEACONS
 from vlab.bindings import dfw_protected_vms
@@ -22,65 +21,10 @@ from vlab.lab.resolve import effective_security, effective_shaper, effective_tea
 from vlab.operations import OperationError
 from vlab.vmkernel import STACK_TABLE
 
+from . import esxcli_vxlan
+from .esxcli_output import Command, EsxcliError, Output, Structs, Table
+from .esxcli_output import Parser as _Parser
 from .hostfacts import FAILURE_DETECTION, LOAD_BALANCING, NETSTACK, HostFacts
-from .textable import render
-
-
-@dataclass(frozen=True)
-class Table:
-    """esxcli's table output: header, dashes, one row per item."""
-
-    columns: tuple[str, ...]
-    rows: list[dict]
-
-    def text(self) -> str:
-        return render(self.rows, self.columns, rule=True)
-
-
-@dataclass(frozen=True)
-class Structs:
-    """esxcli's structure output: each item's title, then ``   Key: value``
-    lines; a ``get`` prints one structure without a title."""
-
-    items: list[tuple[Optional[str], list[tuple[str, object]]]]
-
-    def text(self) -> str:
-        blocks = []
-        for title, fields in self.items:
-            lines = [title] if title else []
-            lines += [f"   {k}: {_value(v)}".rstrip() for k, v in fields]
-            blocks.append("\n".join(lines))
-        return "\n\n".join(blocks)
-
-
-def _value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (list, tuple)):
-        return ", ".join(str(x) for x in v)
-    return "" if v is None else str(v)
-
-
-Output = Union[Table, Structs]
-
-
-class EsxcliError(Exception):
-    """What esxcli prints as ``Error: ...`` (exit 1)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise EsxcliError(message)
-
-
-@dataclass(frozen=True)
-class Command:
-    """One esxcli command: its options (flag names, dest, required, help)
-    and the view that produces its output from the host's facts."""
-
-    view: Callable[[HostFacts, argparse.Namespace], Output]
-    options: tuple[tuple[tuple[str, ...], str, bool, str], ...] = ()
-    help: str = ""
 
 
 # -- views --------------------------------------------------------------------------
@@ -315,7 +259,7 @@ def ip_interface_ipv4_get(f: HostFacts, a) -> Output:
         )
     return Table(
         ("Name", "IPv4 Address", "IPv4 Netmask", "IPv4 Broadcast", "Address Type", "Gateway", "DHCP DNS"),
-        [{k: _value(v) for k, v in r.items()} for r in rows],
+        rows,
     )
 
 
@@ -480,6 +424,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
         ((("-w", "--world-id"), "world_id", True, "The World ID of the VM (esxcli network vm list)."),),
         "List the ports of one VM and their networking information.",
     ),
+    **esxcli_vxlan.COMMANDS,
 }
 
 
@@ -508,7 +453,11 @@ def _parse(path: tuple[str, ...], cmd: Command, argv: list[str]) -> argparse.Nam
     p = _Parser(prog=f"esxcli {' '.join(path)}", add_help=False)
     for flags, dest, required, help_ in cmd.options:
         p.add_argument(
-            *flags, dest=dest, required=required, help=help_, type=int if dest == "world_id" else str
+            *flags,
+            dest=dest,
+            required=required,
+            help=help_,
+            type=int if dest in ("world_id", "vxlan_id") else str,
         )
     return p.parse_args(argv)
 

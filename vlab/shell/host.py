@@ -55,6 +55,9 @@ def main(argv=None) -> int:
         return 1
     try:
         return COMMANDS[command](ctl, host, rest)
+    except OperationError as exc:  # the lab went away, the controller did not answer, ...
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -99,10 +99,10 @@ class EsxiCLI(CLI):
             line = line[3:]
         try:
             host, argv = self._pktcap_host(shlex.split(line))
+            rc = pktcap_uw.run(self.ctl, host, argv, out=sys.stdout, err=sys.stdout)
         except OperationError as exc:
             print(f"pktcap-uw: {exc}")
             return
-        rc = pktcap_uw.run(self.ctl, host, argv, out=sys.stdout, err=sys.stdout)
         outfile = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-o", "--outfile")), None)
         if rc == 0 and outfile:
             # The lab CLI's addition for a class: the file read back, as

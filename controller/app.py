@@ -105,6 +105,10 @@ class VSwitchController(app_manager.OSKenApp):
         self._guests_read = 0.0
         self._nsx_written: Optional[dict] = None
         self.packet_ins = 0
+        # The Drop capture's bookkeeping (_dropped).
+        self._plain_flows: dict[int, tuple] = {}
+        self._drop_window: dict[int, list[int]] = {}
+        self._drops_skipped: dict[int, int] = {}
         self.monitors: dict[int, beacon.BeaconMonitor] = {}
         self.loads: dict[int, loadbalance.LoadMonitor] = {}
         # What snooping learned survives a controller restart, as hosts would
@@ -242,17 +246,32 @@ class VSwitchController(app_manager.OSKenApp):
             self._apply(set(self.datapaths))
 
     def _dropped(self, dp, msg, priority: Optional[int]) -> None:
-        """Record a frame the pipeline dropped, with the reason, for pktcap-uw."""
+        """Record a frame the pipeline dropped, with the reason, for pktcap-uw.
+        At most ``DROP_RECORDS_PER_S`` a second per bridge: a flood of drops
+        must not starve beacons; what is over is counted, not lost silently
+        (the next record's ``skipped``, pktcap-uw's "dropped N packets")."""
         with self.lock:
             if dp.id not in self.datapaths:
                 return
+            second = int(time.monotonic())
+            window = self._drop_window.get(dp.id)
+            if window is None or window[0] != second:
+                window = self._drop_window[dp.id] = [second, 0]
+            window[1] += 1
+            if window[1] > DROP_RECORDS_PER_S:
+                self._drops_skipped[dp.id] = self._drops_skipped.get(dp.id, 0) + 1
+                return
             binding = self.state.binding(dp.id)
+            cached = self._plain_flows.get(dp.id)
+            if cached is None or cached[0] is not self.installed.get(dp.id):
+                # The pipeline as a trace explains it, once per change of flows.
+                cached = (self.installed.get(dp.id), self.state.flows(dp.id, drops_exposed=False))
+                self._plain_flows[dp.id] = cached
             in_port = msg.match.get("in_port")
-            meta = {k: msg.match[k] for k in ("tunnel_id", "tun_ipv4_src", "reg0") if k in msg.match}
+            meta = {k: msg.match[k] for k in ("tunnel_id", "tun_ipv4_src", "reg0", "reg1") if k in msg.match}
             frame = frame_of(msg.data, in_port, **meta)
-            flows = self.state.flows(dp.id, drops_exposed=False)
             try:
-                reason = drop_reason(binding, flows, self.lab, msg.table_id, frame, priority)
+                reason = drop_reason(binding, cached[1], self.lab, msg.table_id, frame, priority)
             except Exception:  # a frame the simulator cannot take: still reported
                 LOG.exception("drop reason")
                 reason = f"dropped by {STAGES[msg.table_id].name}"
@@ -266,9 +285,10 @@ class VSwitchController(app_manager.OSKenApp):
                 "stage": STAGES[msg.table_id].name,
                 "reason": reason,
                 "frame": bytes(msg.data).hex(),
+                "skipped": self._drops_skipped.pop(dp.id, 0),
             }
-        with open(self.run_dir / control.DROPS, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            with open(self.run_dir / control.DROPS, "a") as f:
+                f.write(json.dumps(record) + "\n")
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def on_error(self, ev):
@@ -552,6 +572,10 @@ class VSwitchController(app_manager.OSKenApp):
 
     def _marker(self, dpid: int) -> Path:
         return naming.synced_marker(self.run_dir, dpid)
+
+
+# The most dropped frames a bridge's Drop capture records a second.
+DROP_RECORDS_PER_S = 500
 
 
 def _order(spec: FlowSpec):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from vlab.bindings import SwitchBinding
 
-from .pipeline import PIPELINE, Concern, FlowSpec, Priority, concern_of, cookie
+from .pipeline import CONCERN_NAMES, PIPELINE, Concern, FlowSpec, Priority, concern_of, cookie
 
 COOKIE = cookie(Concern.DROP_CAPTURE)  # its miss flows
 EXPOSED = 1 << 48  # cookie detail: a drop flow turned into a copy for a Drop capture
@@ -61,8 +61,10 @@ def expose(flows: list[FlowSpec], binding: SwitchBinding) -> list[FlowSpec]:
 def dropped_by(cookie_value: int, table: int):
     """For a packet-in: None if it is no Drop capture copy; else the
     priority of the flow that dropped the frame (None inside: a table miss)."""
-    if concern_of(cookie_value) == Concern.DROP_CAPTURE:
+    concern = concern_of(cookie_value)
+    if concern == Concern.DROP_CAPTURE:
         return (None,)
-    if cookie_value & EXPOSED:
+    # Only our concerns' cookies: a packet-in of no flow carries all ones.
+    if concern in CONCERN_NAMES and cookie_value & EXPOSED:
         return ((cookie_value >> _PRIORITY_SHIFT) & 0xFFFF,)
     return None

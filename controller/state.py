@@ -138,7 +138,7 @@ class ControllerState:
         dirty = self.set_placement(placement_of(desired))
         if self.set_captures(frozenset(desired.get("captures", []))):
             dirty |= set(self.dpids)
-        drop_captures = frozenset(desired.get("drop_captures", []))
+        drop_captures = frozenset(h for h, sessions in desired.get("drop_captures", {}).items() if sessions)
         if drop_captures != self.drop_captures:
             changed = drop_captures ^ self.drop_captures
             self.drop_captures = drop_captures

@@ -15,8 +15,8 @@ Writers replace files atomically, so a reader never sees half a file.
                       moved (vMotion) or reconnected (new port ID); the rest
                       are where the lab puts them;
     ``captures``      vNIC ports with an open PortOutput capture session;
-    ``drop_captures`` ESXi hosts with an open Drop capture session (pktcap-uw
-                      ``--capture Drop``: ``controller.dropcapture``);
+    ``drop_captures`` ESXi host -> the PIDs of its open Drop capture sessions
+                      (pktcap-uw ``--capture Drop``: ``controller.dropcapture``);
     ``moves``         vNIC port -> the options of its last vMotion: ``seq``
                       (unique per move), ``igmp_query`` (bool),
                       ``max_response_s``, ``query_source`` (the spoofed

@@ -304,7 +304,7 @@ def test_the_drop_point_shows_the_span_copies_reverse_teaming_drops(reverse_team
         and "VLAN tag 100, length 98." in x
         for x in drops
     ), drops
-    assert ctl.desired()["drop_captures"] == []  # the session closed with the command
+    assert ctl.desired()["drop_captures"] == {}  # the session closed with the command
 
 
 def test_the_drop_point_names_forged_transmits_and_stops_when_the_session_ends(nuggets):

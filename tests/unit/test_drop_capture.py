@@ -28,7 +28,7 @@ def test_without_a_session_the_pipeline_is_untouched_and_with_one_only_drops_cha
     dpid = _bridge(state, "esx1")
     plain = state.flows(dpid)
     assert not any(f.cookie & dropcapture.EXPOSED for f in plain)
-    state.take_desired({"drop_captures": ["esx1"]})
+    state.take_desired({"drop_captures": {"esx1": [1]}})
     exposed = state.flows(dpid)
     assert state.flows(dpid, drops_exposed=False) == plain
     before = {f.key: f for f in plain}
@@ -58,7 +58,7 @@ def _dropped(state, host: str, frame: Frame) -> list[str]:
 
 def test_a_forged_source_mac_is_dropped_at_ingress_with_the_policy_named():
     state = _state("vswitch-nuggets.yaml")
-    state.take_desired({"drop_captures": ["esx1"]})
+    state.take_desired({"drop_captures": {"esx1": [1]}})
     strict = state.binding(_bridge(state, "esx1")).port("strict-eth0")
     frame = Frame(strict.ofport, eth_dst="ff:ff:ff:ff:ff:ff", eth_src="00:50:56:01:00:99")
     assert _dropped(state, "esx1", frame) == [
@@ -68,7 +68,7 @@ def test_a_forged_source_mac_is_dropped_at_ingress_with_the_policy_named():
 
 def test_a_frame_in_on_the_other_uplink_is_dropped_by_reverse_teaming():
     state = _state("reverse-teaming.yaml")
-    state.take_desired({"drop_captures": ["esx1"]})
+    state.take_desired({"drop_captures": {"esx1": [1]}})
     b = state.binding(_bridge(state, "esx1"))
     request = bytes.fromhex("0050569dfdb10050569d4342" + "81000064" + "0800")
     request += bytes.fromhex("450000540000400040010000c0a8640bc0a8640c") + bytes(64)

@@ -88,6 +88,7 @@ def _port(kind, **c):
     base = {
         "bridge": "vSwitch0",
         "port_num": 0x02000001,
+        "used_by": "vmk4",
         "kind": kind,
         "team_pnic": "vmnic0",
         "tx_pkts": 0,

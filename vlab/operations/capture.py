@@ -274,11 +274,13 @@ def start_tap(
 ) -> Capture:
     """A capture listening at ``t`` (``tcpdump`` has said so when this returns)."""
     on_stop = None
-    if t.port_output is not None:
-        host, name, ofport = t.port_output
-        _open_port_output(ctl, host, name, ofport)
-        on_stop = lambda: _close_port_output(ctl, host, name, t.iface)  # noqa: E731
     try:
+        if t.port_output is not None:
+            host, name, ofport = t.port_output
+            # Set before opening: a failure half way (the port added, the
+            # controller slow to answer) is still undone.
+            on_stop = lambda: _close_port_output(ctl, host, name, t.iface)  # noqa: E731
+            _open_port_output(ctl, host, name, ofport)
         return tcpdump(ctl, t.node, t.iface, pcap, bpf, ["-Q", t.queue, *(extra or [])], on_stop)
     except BaseException:
         if on_stop:
@@ -356,11 +358,16 @@ def tcpdump(
         stdout=subprocess.DEVNULL,
         stderr=open(err, "w"),
     )
-    wait(
-        lambda: proc.poll() is not None or "listening on" in err.read_text(),
-        10,
-        f"tcpdump on {node}/{iface}",
-    )
+    try:
+        wait(
+            lambda: proc.poll() is not None or "listening on" in err.read_text(),
+            10,
+            f"tcpdump on {node}/{iface}",
+        )
+    except BaseException:
+        proc.kill()  # not listening in time (or interrupted): leave no tcpdump behind
+        proc.wait()
+        raise
     if proc.poll() is not None and proc.returncode != 0:
         raise OperationError(f"tcpdump on {node}/{iface} failed: {err.read_text().strip()}")
     return Capture(

@@ -20,6 +20,7 @@ process brought up. Every process started here carries the run's marker.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 from pathlib import Path
@@ -146,10 +147,18 @@ class LabControl:
 
     def request(self, timeout: float = 10.0, **changes) -> dict:
         """Ask the controller for a change; return once every switch has it."""
-        want = self.desired()
-        want.update(changes)
-        want["generation"] = want.get("generation", 0) + 1
-        control.write_json(self.dir / control.DESIRED, want)
+        return self.request_change(lambda want: want.update(changes), timeout)
+
+    def request_change(self, edit, timeout: float = 10.0) -> dict:
+        """``edit`` (a function changing the desired state in place) under a
+        lock, so concurrent sessions (two pktcap-uw) never lose each other's
+        change; return once every switch has it."""
+        with open(self.dir / "desired.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            want = self.desired()
+            edit(want)
+            want["generation"] = want.get("generation", 0) + 1
+            control.write_json(self.dir / control.DESIRED, want)
         return wait(
             lambda: (lambda a: a if a.get("generation", 0) >= want["generation"] else None)(self.applied()),
             timeout,

@@ -10,6 +10,7 @@ enforces."""
 from __future__ import annotations
 
 import sys
+from ipaddress import IPv4Interface
 from typing import TextIO
 
 from vlab.operations import OperationError
@@ -41,10 +42,11 @@ def vmknics(f: HostFacts) -> str:
         link = f.links().get(v.name, {})
         where = v.port_group if b.switch.kind == "standard" else str(ports[v.name].binding.ofport)
         enabled = "true" if "UP" in link.get("flags", []) else "false"
-        mtu = link.get("mtu", b.switch.mtu)
+        mtu = f.mtu(v.name, b.switch.mtu)
+        ip = f.vmk_ipv4(v.name) or IPv4Interface("0.0.0.0/0")
         lines.append(
-            f"{v.name:<11}{where:<40}{'IPv4':<10}{str(v.ip.ip):<16}{str(v.ip.netmask):<16}"
-            f"{str(v.ip.network.broadcast_address):<16}{ports[v.name].mac:<18}{mtu:<8}"
+            f"{v.name:<11}{where:<40}{'IPv4':<10}{str(ip.ip):<16}{str(ip.netmask):<16}"
+            f"{str(ip.network.broadcast_address):<16}{ports[v.name].mac:<18}{mtu:<8}"
             f"{enabled:<8}{'STATIC':<8}{NETSTACK[v.stack]}"
         )
     return "\n".join(lines)

@@ -246,12 +246,13 @@ def ip_interface_list(f: HostFacts, a) -> Output:
 def ip_interface_ipv4_get(f: HostFacts, a) -> Output:
     rows = []
     for v in _vmks(f, a.interface_name):
+        ip = f.vmk_ipv4(v.name) or IPv4Interface("0.0.0.0/0")  # read from the vmk, as configured now
         rows.append(
             {
                 "Name": v.name,
-                "IPv4 Address": str(v.ip.ip),
-                "IPv4 Netmask": str(v.ip.netmask),
-                "IPv4 Broadcast": str(v.ip.network.broadcast_address),
+                "IPv4 Address": str(ip.ip),
+                "IPv4 Netmask": str(ip.netmask),
+                "IPv4 Broadcast": str(ip.network.broadcast_address),
                 "Address Type": "STATIC",
                 "Gateway": str(v.gateway) if v.gateway else "0.0.0.0",
                 "DHCP DNS": False,
@@ -312,7 +313,7 @@ def neighbor_list(f: HostFacts, a) -> Output:
             "Mac Address": n.get("lladdr", "(incomplete)"),
             "Vmknic": n["dev"],
             "State": (n.get("state") or [""])[0],
-            "Type": "Dynamic",
+            "Type": "Static" if "PERMANENT" in (n.get("state") or []) else "Dynamic",
         }
         for n in f.ip_json("neigh show")
         if n.get("dev") in vmks and "FAILED" not in (n.get("state") or [])

@@ -88,7 +88,7 @@ def vxlan_list(f: HostFacts, a) -> Output:
         "Gateway IP": str(vmk.gateway) if vmk.gateway else "0.0.0.0",
         "Gateway MAC": _neighbour(f, vmk.gateway),
         "Network Count": len(tables),
-        "Vmknic Count": 1,
+        "Vmknic Count": sum(1 for v in f.esx.vmkernel if v.stack == "vxlan"),
     }
     return Table(tuple(row), [row])
 
@@ -129,18 +129,19 @@ def vtep_list(f: HostFacts, a) -> Output:
 
 
 def mac_list(f: HostFacts, a) -> Output:
-    ls, _ = _network(f, a)
-    vtep_mac = {v["vtep_ip"]: v["vtep_mac"] for v in ls["vtep_table"]}
+    ls, segment = _network(f, a)
+    vmk, _ = _vtep_vmk(f)
+    # The outer destination MAC the host's VTEP puts on the wire: the remote
+    # VTEP's own in its segment, the gateway's (from the ARP cache) across one.
+    outer = {
+        v["vtep_ip"]: v["vtep_mac"] if v["segment"] == segment else _neighbour(f, vmk.gateway)
+        for v in ls["vtep_table"]
+    }
     rows = [
-        {
-            "Inner MAC": m["mac"],
-            "Outer MAC": vtep_mac.get(m["vtep_ip"], ""),
-            "Outer IP": m["vtep_ip"],
-            "Flags": "00000111",
-        }
+        {"Inner MAC": m["mac"], "Outer MAC": outer.get(m["vtep_ip"], "N/A"), "Outer IP": m["vtep_ip"]}
         for m in _remote(f, ls["mac_table"])
     ]
-    return Table(("Inner MAC", "Outer MAC", "Outer IP", "Flags"), rows)
+    return Table(("Inner MAC", "Outer MAC", "Outer IP"), rows)
 
 
 def arp_list(f: HostFacts, a) -> Output:

@@ -54,12 +54,16 @@ def sample(ctl, host: str) -> Sample:
     # shows uplinks, VMkernel adapters and vNICs, not the bridge's own port,
     # capture ports or tunnel ports.
     # PORT-ID is the port's ESXi number, the one net-stats -l and pktcap-uw use.
-    ports_of = {p.name: (p.kind, b.port_num(p)) for b in ctl.bindings(host) for p in b.ports}
+    ports_of = {
+        p.name: (p.kind, b.port_num(p), p.owner if p.kind == "vnic" else p.name)
+        for b in ctl.bindings(host)
+        for p in b.ports
+    }
     ports = {}
     t = time.time()
     for bridge in ovs.vsctl("list-br").split():
         for name, c in ovs.port_stats(bridge).items():
-            kind, number = ports_of.get(name, (None, 0))
+            kind, number, used_by = ports_of.get(name, (None, 0, name))
             if kind not in ("uplink", "vmk", "vnic"):
                 continue
             uplink = kind == "uplink"
@@ -68,6 +72,7 @@ def sample(ctl, host: str) -> Sample:
             ports[name] = {
                 "bridge": bridge,
                 "port_num": number,
+                "used_by": used_by,
                 "kind": kind,
                 "team_pnic": name if uplink else pinning.get(name),
                 "tx_pkts": c.get(f"{mine}_pkts", 0),
@@ -99,11 +104,10 @@ def rates(before: Sample, after: Sample) -> list[dict]:
     rows = []
     for name, a in sorted(after.ports.items(), key=lambda kv: kv[1]["port_num"]):
         d = grown[name]
-        used_by = name.rsplit("-", 1)[0] if a["kind"] == "vnic" else name
         rows.append(
             {
                 "PORT-ID": a["port_num"],
-                "USED-BY": used_by,
+                "USED-BY": a["used_by"],
                 "TEAM-PNIC": a["team_pnic"] or "void",
                 "DNAME": a["bridge"],
                 "PKTTX/s": round(d["tx_pkts"] / dt, 2),

@@ -11,6 +11,7 @@ operations and views ``vlab`` already has."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from vlab import naming
@@ -48,6 +49,10 @@ def main(argv=None) -> int:
         print("usage: python -m vlab.shell.host RUN_DIR HOST COMMAND [ARGS...]", file=sys.stderr)
         return 2
     run_dir, host, command, *rest = argv
+    # A closed terminal (SIGHUP) or a kill (SIGTERM) still ends a capture
+    # through its finally blocks: its OVS port and desired.json entry go.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     try:
         ctl = LabControl(run_dir)
     except OperationError as exc:

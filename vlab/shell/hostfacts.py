@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from ipaddress import IPv4Interface
 from typing import Optional
 
 from controller.portsecurity import PortSecurity
-from vlab import naming
 from vlab.bindings import PortBinding, SwitchBinding
 from vlab.lab.resolve import link_mbps
 from vlab.operations.labcontrol import client_name
@@ -76,6 +76,18 @@ class HostFacts:
 
     def ip_json(self, cmd: str) -> list[dict]:
         return json.loads(self.ctl.sh(self.name, f"ip -j {cmd}") or "[]")
+
+    def vmk_ipv4(self, vmk: str) -> Optional[IPv4Interface]:
+        """The IPv4 address and prefix the vmk has now (None: it has none)."""
+        for link in self.ip_json(f"-4 addr show dev {vmk}"):
+            for a in link.get("addr_info", []):
+                if a.get("family") == "inet":
+                    return IPv4Interface(f"{a['local']}/{a['prefixlen']}")
+        return None
+
+    def mtu(self, port: str, default: int) -> int:
+        """A port's MTU as its interface has it now."""
+        return int(self.links().get(port, {}).get("mtu", default))
 
     # -- ports -----------------------------------------------------------------
     def ports(self) -> list[Port]:
@@ -147,11 +159,7 @@ class HostFacts:
         return int(self.ctl.pids[vm])
 
     def guest_ipv4(self, port: str) -> str:
+        """The guest's address as hostd reports it (VMware Tools' role), or
+        0.0.0.0 as ESXi shows a guest that reports none."""
         reported = (self.applied.get("guests", {}).get(port) or {}).get("ipv4") or []
-        if reported:
-            return reported[0].split("/")[0]
-        for vm in self.ctl.lab.vms:
-            for nic in vm.vnics:
-                if naming.vnic_port(vm.name, nic.name) == port and nic.ip is not None:
-                    return str(nic.ip.ip)
-        return "0.0.0.0"
+        return reported[0].split("/")[0] if reported else "0.0.0.0"

@@ -114,7 +114,8 @@ class EsxiCLI(CLI):
         """The host a prompt-level pktcap-uw runs on: the one holding the
         ``--switchport``, or the ``HOST/`` of ``--uplink``/``--vmk``. The
         lab CLI's older ``--dir rx|tx`` means ESXi's 0 and 1."""
-        argv = ["0" if a == "rx" else "1" if a == "tx" else a for a in argv]
+        legacy = {"rx": "0", "tx": "1"}
+        argv = [legacy.get(a, a) if i and argv[i - 1] == "--dir" else a for i, a in enumerate(argv)]
         for i, a in enumerate(argv[:-1]):
             if a in ("--uplink", "--vmk"):
                 host, sep, name = argv[i + 1].partition("/")

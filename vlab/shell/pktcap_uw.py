@@ -300,8 +300,8 @@ def _capture(ctl, host, p, a, s: Session, out: TextIO, err: TextIO) -> int:
             extra = ["-c", str(a.count)] if a.count else None
             caps.append((point, start_tap(ctl, t, work / f"{sid}-{i}.pcap", bpf(a), extra)))
             _note(err, f"listening at {point}: {t.where}")
-        limit = a.seconds if a.seconds is not None else (COUNT_TIME_LIMIT_S if a.count else None)
-        shown, why = _follow(caps, a, limit, out)
+        fetch = lambda: [(ts, point, frame, None) for ts, point, frame in _frames(caps)]  # noqa: E731
+        shown, why = _follow(fetch, a, out, lambda: all(cap.proc.poll() is not None for _, cap in caps))
     finally:
         dropped = 0
         for _, cap in caps:
@@ -320,13 +320,7 @@ def _capture(ctl, host, p, a, s: Session, out: TextIO, err: TextIO) -> int:
     for _, cap in caps:
         for f in (cap.pcap, cap.log):
             Path(f).unlink(missing_ok=True)
-    if why:
-        _note(err, why if frames else f"{why}; no frame matched the filters")
-    print(f"Destroying session {sid}\n", file=out)
-    target = f"file {a.outfile}" if a.outfile else "console"
-    print(f"Dumped {len(frames)} packet to {target}, dropped {dropped} packets.", file=out)
-    print("Done.", file=out)
-    return 0
+    return _end(a, len(frames), dropped, why, out, err)
 
 
 def matches(a, frame: bytes) -> bool:
@@ -348,62 +342,85 @@ def matches(a, frame: bytes) -> bool:
     return all(check() for given, check in checks if given is not None)
 
 
+def _drop_session(ctl, host: str, open_: bool) -> None:
+    """Add or remove this process's Drop session on ``host`` (a host keeps
+    its pipeline's copies while any session of it is open)."""
+    me = os.getpid()
+
+    def edit(want: dict) -> None:
+        sessions = want.setdefault("drop_captures", {})
+        pids = set(sessions.get(host, [])) - {me} | ({me} if open_ else set())
+        if pids:
+            sessions[host] = sorted(pids)
+        else:
+            sessions.pop(host, None)
+
+    ctl.request_change(edit)
+
+
 def _capture_drops(ctl, host: str, p, a, s: Session, out: TextIO, err: TextIO) -> int:
     """The Drop point: ask the controller to copy what the host's pipeline
     drops (``desired.json`` ``drop_captures``), follow ``drops.jsonl``."""
     log = Path(ctl.dir) / control.DROPS
     start = log.stat().st_size if log.exists() else 0
-    hosts = set(ctl.desired().get("drop_captures", []))
-    ctl.request(drop_captures=sorted(hosts | {host}))
-    where = f"frames {host}'s vSwitch pipeline drops" + (f" that came in by {p.name}" if p else "")
-    _note(err, f"listening at Drop: {where}")
-    limit = a.seconds if a.seconds is not None else (COUNT_TIME_LIMIT_S if a.count else None)
-    shown, frames, why = 0, [], ""
-    t0 = time.monotonic()
+    frames: list = []
+    skipped = [0]
     try:
-        while True:
-            frames = _drops(log, start, host, p, a)[: a.count or None]
-            if not a.outfile:
-                for n, (ts, frame, drop) in enumerate(frames[shown:], start=shown + 1):
-                    print("\n".join(format_frame(n, ts, "Drop", frame, drop)), file=out, flush=True)
-                    shown = n
-            if a.count and len(frames) >= a.count:
-                break
-            if limit is not None and time.monotonic() - t0 >= limit:
-                got = f"{len(frames)} of {a.count} packets" if a.count else f"{len(frames)} packets"
-                why = f"stopped after {limit:g} s with {got}"
-                break
-            time.sleep(POLL_S)
-    except KeyboardInterrupt:
-        pass
+        _drop_session(ctl, host, True)
+        where = f"frames {host}'s vSwitch pipeline drops" + (f" that came in by {p.name}" if p else "")
+        _note(err, f"listening at Drop: {where}")
+
+        def fetch():
+            nonlocal frames
+            frames = _drops(log, start, host, p, a, skipped)
+            return [(ts, "Drop", frame, drop) for ts, frame, drop in frames]
+
+        shown, why = _follow(fetch, a, out, lambda: False)
     finally:
-        others = set(ctl.desired().get("drop_captures", [])) - {host}
-        ctl.request(drop_captures=sorted(others | (hosts & {host})))
-    if a.outfile:
+        _drop_session(ctl, host, False)
+    frames = frames[: a.count or None]
+    if not a.outfile:
+        for n, (ts, frame, drop) in enumerate(frames[shown:], start=shown + 1):
+            print("\n".join(format_frame(n, ts, "Drop", frame, drop)), file=out)
+    else:
         write_pcap(Path(a.outfile), [(ts, frame) for ts, frame, _ in frames])
+    # "dropped": dropped frames the controller did not record (over its rate
+    # cap; on the host, of any port). Copies OVS itself could not send the
+    # controller are not counted.
+    return _end(a, len(frames), skipped[0], why, out, err)
+
+
+def _end(a, count: int, dropped: int, why: str, out: TextIO, err: TextIO) -> int:
+    """What pktcap-uw prints when a session ends."""
     if why:
-        _note(err, why if frames else f"{why}; the pipeline dropped no frame that matched")
+        _note(err, why if count else f"{why}; no frame matched the filters")
     print(f"Destroying session {os.getpid()}\n", file=out)
     target = f"file {a.outfile}" if a.outfile else "console"
-    print(f"Dumped {len(frames)} packet to {target}, dropped 0 packets.", file=out)
+    print(f"Dumped {count} packet to {target}, dropped {dropped} packets.", file=out)
     print("Done.", file=out)
     return 0
 
 
-def _drops(log: Path, start: int, host: str, p, a) -> list[tuple[float, bytes, tuple[str, str]]]:
-    """The dropped frames the controller recorded since ``start`` for this session."""
+def _drops(
+    log: Path, start: int, host: str, p, a, skipped: list
+) -> list[tuple[float, bytes, tuple[str, str]]]:
+    """The dropped frames the controller recorded since ``start`` for this
+    session; ``skipped[0]`` becomes how many it could not record (its rate cap)."""
     if not log.exists():
         return []
     with open(log) as fh:
         fh.seek(start)
         lines = fh.read().splitlines()
-    out = []
+    out, skipped[0] = [], 0
     for line in lines:
         try:
             r = json.loads(line)
         except ValueError:
             continue  # a line the controller is still writing
-        if r["host"] != host or (p is not None and r["in_port"] != p.name):
+        if r["host"] != host:
+            continue
+        skipped[0] += r.get("skipped", 0)
+        if p is not None and r["in_port"] != p.name:
             continue
         frame = bytes.fromhex(r["frame"])
         if matches(a, frame):
@@ -416,20 +433,24 @@ def _frames(caps) -> list[tuple[float, str, bytes]]:
     return sorted((ts, point, frame) for point, cap in caps for ts, frame in pcap_records(cap.pcap))
 
 
-def _follow(caps, a, limit: Optional[float], out: TextIO) -> tuple[int, str]:
+def _follow(fetch, a, out: TextIO, ended) -> tuple[int, str]:
     """Print frames as they arrive (without ``-o``) until ``-c`` frames,
-    the time limit or Ctrl-C; (frames printed, why it ended if not by count)."""
+    the time limit, ``ended()`` or Ctrl-C; (frames printed, why it ended if
+    not by count). ``fetch()`` gives every (time, point, frame, drop) so far."""
+    limit = a.seconds if a.seconds is not None else (COUNT_TIME_LIMIT_S if a.count else None)
     t0, shown = time.monotonic(), 0
     try:
         while True:
-            frames = _frames(caps)
+            frames = fetch()
             if not a.outfile:
-                for n, (ts, point, frame) in enumerate(frames[shown : a.count or None], start=shown + 1):
-                    print("\n".join(format_frame(n, ts, point, frame)), file=out, flush=True)
+                for n, (ts, point, frame, drop) in enumerate(
+                    frames[shown : a.count or None], start=shown + 1
+                ):
+                    print("\n".join(format_frame(n, ts, point, frame, drop)), file=out, flush=True)
                     shown = n
             if a.count and len(frames) >= a.count:
                 return shown, ""
-            if all(cap.proc.poll() is not None for _, cap in caps):
+            if ended():
                 return shown, "the capture ended"
             if limit is not None and time.monotonic() - t0 >= limit:
                 got = f"{len(frames)} of {a.count} packets" if a.count else f"{len(frames)} packets"

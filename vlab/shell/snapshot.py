@@ -24,15 +24,16 @@ def _vmkernel(f: HostFacts) -> list[dict]:
     rows = []
     for vmk in f.esx.vmkernel:
         b = f.switch_of(vmk.name)
+        ip = f.vmk_ipv4(vmk.name) or vmk.ip  # as the vmk has it now
         rows.append(
             {
                 "Name": vmk.name,
-                "IPv4 Address": str(vmk.ip.ip),
-                "IPv4 Netmask": str(vmk.ip.netmask),
+                "IPv4 Address": str(ip.ip),
+                "IPv4 Netmask": str(ip.netmask),
                 "Netstack": NETSTACK[vmk.stack],
                 "Portgroup": vmk.port_group,
                 "MAC Address": next(p.mac for p in f.ports() if p.name == vmk.name),
-                "MTU": b.switch.mtu,
+                "MTU": f.mtu(vmk.name, b.switch.mtu),
             }
         )
     return rows

@@ -188,6 +188,7 @@ def _ip(text: str, what: str) -> str:
 def frame_from_pcap(path: Path, index: int, in_port: int) -> Frame:
     """Frame ``index`` (1-based) of a pcap or pcapng, entering at ``in_port``,
     parsed as a Drop capture's packet-in is (``controller.simulate.frame_of``)."""
+    from scapy.layers.l2 import Ether
     from scapy.utils import rdpcap
 
     try:
@@ -196,7 +197,7 @@ def frame_from_pcap(path: Path, index: int, in_port: int) -> Frame:
         raise TraceError(f"--pcap {path}: not a readable pcap ({exc})") from None
     if not 1 <= index <= len(packets):
         raise TraceError(f"--pcap {path}: no frame {index} (it has {len(packets)})")
-    frame = bytes(packets[index - 1])
-    if len(frame) < 14 or getattr(packets, "linktype", 1) != 1:
+    pkt = packets[index - 1]
+    if Ether not in pkt:
         raise TraceError(f"--pcap {path}: frame {index} is not Ethernet")
-    return frame_of(frame, in_port)
+    return frame_of(bytes(pkt[Ether]), in_port)

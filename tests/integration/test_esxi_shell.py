@@ -329,3 +329,17 @@ def test_the_drop_point_names_forged_transmits_and_stops_when_the_session_ends(n
     flows = ctl.ovs("esx1").ofctl("dump-flows", "vSwitch0", "--protocols=OpenFlow13").splitlines()
     cookies = [int(x.split("cookie=")[1].split(",")[0], 16) for x in flows if "cookie=" in x]
     assert cookies and not [c for c in cookies if c >> 56 == Concern.DROP_CAPTURE or c & EXPOSED]
+
+
+def test_a_drop_session_ending_leaves_another_on_the_same_host_running(reverse_teaming):
+    ctl = reverse_teaming.control
+    long = HostCommand(ctl, "esx1", ["pktcap-uw", "--capture", "Drop", "--proto", "0x01", "-c", "2"])
+    try:
+        long.wait_listening()
+        rc, _, err = _run(ctl, "esx1", "pktcap-uw --capture Drop --ethtype 0x88b5 --seconds 0.2")
+        assert rc == 0 and "listening at Drop" in err
+        reverse_teaming.node("vm11").cmd(PING_VM12)  # after the short session has ended
+    finally:
+        rc, lines = long.finish()
+    assert rc == 0 and len(_drop_lines(lines)) == 2, (lines, long.err)
+    assert ctl.desired()["drop_captures"] == {}

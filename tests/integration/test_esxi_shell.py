@@ -59,6 +59,18 @@ class HostCommand:
         return rc, out.splitlines()
 
 
+def _while_vm11_pings_vm12(net, argv: list[str]) -> tuple[int, list[str], list[str]]:
+    """Run ``argv`` on esx1; once it listens, vm11 sends its bounded pings to
+    vm12; (exit code, stdout lines, stderr lines) once it has ended."""
+    cap = HostCommand(net.control, "esx1", argv)
+    try:
+        cap.wait_listening()
+        net.node("vm11").cmd(PING_VM12)
+    finally:
+        rc, lines = cap.finish()
+    return rc, lines, cap.err
+
+
 def _run(ctl, host: str, line: str) -> tuple[int, str, str]:
     exe = naming.host_bin_dir(ctl.dir, host)
     argv = line.split()
@@ -91,14 +103,8 @@ def test_seed002_command_lines_run_unchanged_and_print_the_articles_shape(
 ):
     ctl = reverse_teaming.control
     vm12 = _port_num(ctl, "esx1", "vm12.eth0")
-    argv = command.replace("50331657", str(vm12)).split()
-    cap = HostCommand(ctl, "esx1", argv)
-    try:
-        cap.wait_listening()
-        reverse_teaming.node("vm11").cmd(PING_VM12)
-    finally:
-        rc, lines = cap.finish()
-    assert rc == 0, cap.err
+    rc, lines, err = _while_vm11_pings_vm12(reverse_teaming, command.replace("50331657", str(vm12)).split())
+    assert rc == 0, err
     # Same lines in the same order with the same fields and units; values free.
     assert [shape(x) for x in lines] == [shape(x) for x in without_plumbing(seed_lines)], "\n".join(lines)
     frames = [frame for *_, frame in printed_frames(lines)]
@@ -121,14 +127,8 @@ def test_seed002_command_lines_run_unchanged_and_print_the_articles_shape(
 def test_pktcap_to_a_file_writes_a_pcap_tcpdump_reads(reverse_teaming, tmp_path):
     ctl = reverse_teaming.control
     pcap = tmp_path / "vmnic2.pcap"
-    cap = HostCommand(
-        ctl, "esx1", ["pktcap-uw", "--uplink", "vmnic2", "-c", "3", "--proto", "0x01", "-o", str(pcap)]
-    )
-    try:
-        cap.wait_listening()
-        reverse_teaming.node("vm11").cmd(PING_VM12)
-    finally:
-        rc, lines = cap.finish()
+    argv = ["pktcap-uw", "--uplink", "vmnic2", "-c", "3", "--proto", "0x01", "-o", str(pcap)]
+    rc, lines, _ = _while_vm11_pings_vm12(reverse_teaming, argv)
     assert rc == 0 and f"The output file is {pcap}" in lines
     assert lines[-2:] == [f"Dumped 3 packet to file {pcap}, dropped 0 packets.", "Done."]
     assert len(pcap_records(pcap)) == 3
@@ -286,13 +286,9 @@ def test_the_drop_point_shows_the_span_copies_reverse_teaming_drops(reverse_team
     ctl = reverse_teaming.control
     pinned = ctl.applied()["pinning"]["esx1"]["vm12-eth0"]
     other = {"vmnic2": "vmnic3", "vmnic3": "vmnic2"}[pinned]
-    cap = HostCommand(ctl, "esx1", ["pktcap-uw", "--capture", "Drop", "--proto", "0x01", "-c", "2"])
-    try:
-        cap.wait_listening()
-        reverse_teaming.node("vm11").cmd(PING_VM12)
-    finally:
-        rc, lines = cap.finish()
-    assert rc == 0, cap.err
+    argv = ["pktcap-uw", "--capture", "Drop", "--proto", "0x01", "-c", "2"]
+    rc, lines, err = _while_vm11_pings_vm12(reverse_teaming, argv)
+    assert rc == 0, err
     drops = _drop_lines(lines)
     # Each request vm11 sends reaches esx1 twice; the copy on the uplink
     # vm12 does not transmits on is the one the vSwitch drops.

@@ -22,8 +22,8 @@ from vlab.operations import OperationError
 from vlab.vmkernel import STACK_TABLE
 
 from . import esxcli_vxlan
+from .argv import raising_parser
 from .esxcli_output import Command, EsxcliError, Output, Structs, Table
-from .esxcli_output import Parser as _Parser
 from .hostfacts import FAILURE_DETECTION, LOAD_BALANCING, NETSTACK, HostFacts
 
 
@@ -451,7 +451,7 @@ def usage(prefix: tuple[str, ...]) -> str:
 
 
 def _parse(path: tuple[str, ...], cmd: Command, argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog=f"esxcli {' '.join(path)}", add_help=False)
+    p = raising_parser(f"esxcli {' '.join(path)}", EsxcliError)
     for flags, dest, required, help_ in cmd.options:
         p.add_argument(
             *flags,

@@ -55,11 +55,6 @@ class EsxcliError(Exception):
     """What esxcli prints as ``Error: ...`` (exit 1)."""
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise EsxcliError(message)
-
-
 @dataclass(frozen=True)
 class Command:
     """One esxcli command: its options (flag names, dest, required, help)

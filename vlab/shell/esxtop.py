@@ -13,7 +13,6 @@ sends out of it.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Optional, TextIO
 
 from vlab.operations import OperationError
 
+from .argv import raising_parser
 from .textable import render
 
 COLUMNS = (
@@ -167,16 +167,11 @@ def batch_row(t: float, columns: list[tuple[int, str]], rows: list[dict]) -> lis
     return fields
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise ValueError(message)
-
-
 def run(ctl, host: str, argv: list[str], out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:
     """esxtop on ``host`` with ESXi's options; its exit code."""
     out, err = out or sys.stdout, err or sys.stderr
 
-    p = _Parser(prog="esxtop", add_help=False)
+    p = raising_parser("esxtop", ValueError)
     p.add_argument("-b", action="store_true", dest="batch")
     p.add_argument("-d", type=float, default=5.0, dest="delay")
     p.add_argument("-n", type=int, default=0, dest="iterations")

@@ -24,7 +24,6 @@ modules, so the same operations are scriptable from Python.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import subprocess
@@ -36,22 +35,13 @@ from mininet.cli import CLI
 from vlab.operations import OperationError
 
 from . import commands, esxcli_network, pktcap_uw
+from .argv import raising_parser
 from .host import COMMANDS as HOST_COMMANDS
 from .snapshot import nsx_tables
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports instead of exiting the CLI."""
-
-    def error(self, message):
-        raise OperationError(f"{self.prog}: {message}")
-
-    def exit(self, status=0, message=None):
-        raise OperationError(message or "")
-
-
-def _parser(prog: str) -> _Parser:
-    return _Parser(prog=prog, add_help=False)
+def _parser(prog: str):
+    return raising_parser(prog, OperationError)
 
 
 class EsxiCLI(CLI):

@@ -59,6 +59,8 @@ from vlab.operations.capture import (
 )
 from vlab.protocols import ETH_IPV4
 
+from .argv import raising_parser
+
 DIRECTIONS = {INPUT: "Input", OUTPUT: "Output"}
 COUNT_TIME_LIMIT_S = 10.0
 POLL_S = 0.05
@@ -67,11 +69,6 @@ _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 class UsageError(Exception):
     """Bad arguments: pktcap-uw prints its usage and exits non-zero."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 def _number(text: str) -> int:
@@ -94,8 +91,8 @@ def _mac(text: str) -> str:
     return text.lower()
 
 
-def parser() -> _Parser:
-    p = _Parser(prog="pktcap-uw", add_help=False)
+def parser() -> argparse.ArgumentParser:
+    p = raising_parser("pktcap-uw", UsageError)
     where = p.add_mutually_exclusive_group()
     where.add_argument("--uplink", metavar="vmnicN")
     where.add_argument("--switchport", metavar="PORT", help="port number (net-stats -l), or its client name")

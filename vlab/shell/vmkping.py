@@ -24,6 +24,7 @@ from typing import TextIO
 
 from vlab.operations import OperationError
 
+from .argv import raising_parser
 from .hostfacts import NETSTACK
 
 USAGE = """vmkping [args] [host]
@@ -37,13 +38,8 @@ USAGE = """vmkping [args] [host]
       -W <time>      set timeout to wait if no responses are received (secs)"""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise ValueError(message)
-
-
-def parser() -> _Parser:
-    p = _Parser(prog="vmkping", add_help=False)
+def parser() -> argparse.ArgumentParser:
+    p = raising_parser("vmkping", ValueError)
     p.add_argument("-c", type=int, default=3, dest="count")
     p.add_argument("-d", action="store_true", dest="df")
     p.add_argument("-I", dest="interface")

@@ -42,9 +42,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, TextIO
+from typing import Callable, Optional, TextIO
 
-from controller.simulate import frame_of
+from controller.simulate import Frame, frame_of
 from vlab import control
 from vlab.operations import OperationError
 from vlab.operations.capture import (
@@ -143,30 +143,52 @@ class Session:
     dir_given: bool
 
 
+@dataclass(frozen=True)
+class Filter:
+    """One pktcap-uw filter: ESXi's session line, the BPF a tap captures
+    with, and the same test on a parsed frame (the Drop point's), so the
+    two can never mean different things."""
+
+    option: str  # the argparse dest: srcmac, proto, ...
+    line: str  # ESXi's "The session filter ..." line, {v} the value
+    bpf: str  # tcpdump's expression, {v} the value
+    test: Callable[[Frame, object], bool]
+
+
+# In ESXi's order of the session lines.
+FILTERS = (
+    Filter("srcmac", "source MAC address is {v}", "ether src {v}", lambda f, v: f.eth_src == v),
+    Filter("dstmac", "destination MAC address is {v}", "ether dst {v}", lambda f, v: f.eth_dst == v),
+    Filter("mac", "MAC address is {v}", "ether host {v}", lambda f, v: v in (f.eth_src, f.eth_dst)),
+    Filter("ethtype", "ethernet type is 0x{v:04x}", "ether proto 0x{v:04x}", lambda f, v: f.eth_type == v),
+    # tcpdump's host primitives match IPv4 and ARP addresses alike.
+    Filter("srcip", "source IP address is {v}", "src host {v}", lambda f, v: v in (f.ipv4_src, f.arp_spa)),
+    Filter(
+        "dstip", "destination IP address is {v}", "dst host {v}", lambda f, v: v in (f.ipv4_dst, f.arp_tpa)
+    ),
+    Filter(
+        "ip",
+        "IP address is {v}",
+        "host {v}",
+        lambda f, v: v in (f.ipv4_src, f.ipv4_dst, f.arp_spa, f.arp_tpa),
+    ),
+    Filter(
+        "proto",
+        "IP protocol is 0x{v:02x}",
+        "ip proto {v}",
+        lambda f, v: f.eth_type == ETH_IPV4 and f.ip_proto == v,
+    ),
+    Filter("tcpport", "TCP port is {v}", "tcp port {v}", lambda f, v: v in (f.tcp_src, f.tcp_dst)),
+)
+
+
+def _given(a) -> list[tuple[Filter, object]]:
+    return [(flt, getattr(a, flt.option)) for flt in FILTERS if getattr(a, flt.option) is not None]
+
+
 def _filters(a) -> list[tuple[str, str]]:
     """(ESXi's session line, BPF) per filter given, in ESXi's order."""
-    out = []
-    if a.srcmac:
-        out.append((f"The session filter source MAC address is {a.srcmac}", f"ether src {a.srcmac}"))
-    if a.dstmac:
-        out.append((f"The session filter destination MAC address is {a.dstmac}", f"ether dst {a.dstmac}"))
-    if a.mac:
-        out.append((f"The session filter MAC address is {a.mac}", f"ether host {a.mac}"))
-    if a.ethtype is not None:
-        out.append(
-            (f"The session filter ethernet type is 0x{a.ethtype:04x}", f"ether proto 0x{a.ethtype:04x}")
-        )
-    if a.srcip:
-        out.append((f"The session filter source IP address is {a.srcip}", f"src host {a.srcip}"))
-    if a.dstip:
-        out.append((f"The session filter destination IP address is {a.dstip}", f"dst host {a.dstip}"))
-    if a.ip:
-        out.append((f"The session filter IP address is {a.ip}", f"host {a.ip}"))
-    if a.proto is not None:
-        out.append((f"The session filter IP protocol is 0x{a.proto:02x}", f"ip proto {a.proto}"))
-    if a.tcpport is not None:
-        out.append((f"The session filter TCP port is {a.tcpport}", f"tcp port {a.tcpport}"))
-    return out
+    return [("The session filter " + flt.line.format(v=v), flt.bpf.format(v=v)) for flt, v in _given(a)]
 
 
 def bpf(a) -> str:
@@ -324,19 +346,7 @@ def matches(a, frame: bytes) -> bool:
     """The session's filters on one frame, as ``bpf`` means them (the VLAN
     tag seen through unless ``--vlan`` names one)."""
     f = frame_of(frame, 0)
-    checks = [
-        (a.srcmac, lambda: f.eth_src == a.srcmac),
-        (a.dstmac, lambda: f.eth_dst == a.dstmac),
-        (a.mac, lambda: a.mac in (f.eth_src, f.eth_dst)),
-        (a.ethtype, lambda: f.eth_type == a.ethtype),
-        (a.srcip, lambda: f.ipv4_src == a.srcip or f.arp_spa == a.srcip),
-        (a.dstip, lambda: f.ipv4_dst == a.dstip or f.arp_tpa == a.dstip),
-        (a.ip, lambda: a.ip in (f.ipv4_src, f.ipv4_dst, f.arp_spa, f.arp_tpa)),
-        (a.proto, lambda: f.eth_type == ETH_IPV4 and f.ip_proto == a.proto),
-        (a.tcpport, lambda: a.tcpport in (f.tcp_src, f.tcp_dst)),
-        (a.vlan, lambda: f.vlan == a.vlan),
-    ]
-    return all(check() for given, check in checks if given is not None)
+    return (a.vlan is None or f.vlan == a.vlan) and all(flt.test(f, v) for flt, v in _given(a))
 
 
 def _drop_session(ctl, host: str, open_: bool) -> None:

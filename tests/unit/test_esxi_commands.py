@@ -233,3 +233,16 @@ def test_esxtop_batch_mode_is_perfmon_csv_with_a_column_per_port_counter():
     assert row == ["01/01/1970 00:00:00", "10.0", "0.1", "9.0", "0.09", "0.0", "0.0"]
     # A port gone since the header (a VM moved away) keeps its columns, empty.
     assert batch_row(0.0, [(33554433, "vSwitch0")], [])[1:] == [""] * 6
+
+
+def test_a_pcap_being_written_is_read_record_by_record_as_it_grows(tmp_path):
+    from vlab.operations.capture import PcapFollower
+
+    whole = write_pcap(tmp_path / "whole.pcap", [(1.0, b"\x01" * 60), (2.0, b"\x02" * 70)]).read_bytes()
+    growing = tmp_path / "growing.pcap"
+    follower = PcapFollower(growing)
+    for cut in (10, 24 + 16 + 30, 24 + 16 + 60 + 5, len(whole)):
+        growing.write_bytes(whole[:cut])  # tcpdump has written this much so far
+        got = [frame for _, frame in follower.read()]
+        assert got == [frame for _, frame in pcap_records(growing)]
+    assert got == [b"\x01" * 60, b"\x02" * 70]

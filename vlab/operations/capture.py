@@ -51,26 +51,53 @@ _PCAP_MAGIC = {
 LINKTYPE_ETHERNET = 1
 
 
+class PcapFollower:
+    """An Ethernet pcap read as tcpdump writes it: each ``read()`` parses
+    only the bytes added since the last, and returns every complete record
+    so far as (timestamp, frame); a partly written record waits."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.records: list[tuple[float, bytes]] = []
+        self._read = 0
+        self._pending = b""
+        self._format: Optional[tuple[str, float]] = None  # (byte order, timestamp units)
+
+    def read(self) -> list[tuple[float, bytes]]:
+        if not self.path.exists():
+            return self.records
+        with open(self.path, "rb") as fh:
+            fh.seek(self._read)
+            data = fh.read()
+        self._read += len(data)
+        buf = self._pending + data
+        if self._format is None:
+            if len(buf) < 24:
+                self._pending = buf
+                return self.records
+            if buf[:4] not in _PCAP_MAGIC:
+                raise OperationError(f"{self.path}: not a pcap file")
+            self._format = _PCAP_MAGIC[buf[:4]]
+            if struct.unpack(self._format[0] + "I", buf[20:24])[0] != LINKTYPE_ETHERNET:
+                raise OperationError(f"{self.path}: not an Ethernet capture")
+            buf = buf[24:]
+        endian, units = self._format
+        off = 0
+        while off + 16 <= len(buf):
+            sec, frac, length, _ = struct.unpack(endian + "IIII", buf[off : off + 16])
+            if off + 16 + length > len(buf):
+                break
+            self.records.append((sec + frac / units, buf[off + 16 : off + 16 + length]))
+            off += 16 + length
+        self._pending = buf[off:]
+        return self.records
+
+
 def pcap_records(path: Path) -> list[tuple[float, bytes]]:
     """(timestamp, frame) of every complete record of an Ethernet pcap, also
     while tcpdump is still writing it (a partly written last record is left
     for the next read)."""
-    data = Path(path).read_bytes() if Path(path).exists() else b""
-    if len(data) < 24:
-        return []
-    if data[:4] not in _PCAP_MAGIC:
-        raise OperationError(f"{path}: not a pcap file")
-    endian, units = _PCAP_MAGIC[data[:4]]
-    if struct.unpack(endian + "I", data[20:24])[0] != LINKTYPE_ETHERNET:
-        raise OperationError(f"{path}: not an Ethernet capture")
-    out, off = [], 24
-    while off + 16 <= len(data):
-        sec, frac, length, _ = struct.unpack(endian + "IIII", data[off : off + 16])
-        if off + 16 + length > len(data):
-            break
-        out.append((sec + frac / units, data[off + 16 : off + 16 + length]))
-        off += 16 + length
-    return out
+    return PcapFollower(path).read()
 
 
 def write_pcap(path: Path, records: list[tuple[float, bytes]]) -> Path:

@@ -51,7 +51,7 @@ from vlab.operations.capture import (
     DEFAULT_POINT,
     INPUT,
     OUTPUT,
-    pcap_records,
+    PcapFollower,
     point_direction,
     start_tap,
     tap,
@@ -313,13 +313,14 @@ def _capture(ctl, host, p, a, s: Session, out: TextIO, err: TextIO) -> int:
     work = Path(ctl.dir) / "pktcap"
     sid = os.getpid()
     caps = []
+    followers: dict = {}
     try:
         for i, (_, point) in enumerate(s.points):
             t = tap(ctl, host, p, point)
             extra = ["-c", str(a.count)] if a.count else None
             caps.append((point, start_tap(ctl, t, work / f"{sid}-{i}.pcap", bpf(a), extra)))
             _note(err, f"listening at {point}: {t.where}")
-        fetch = lambda: [(ts, point, frame, None) for ts, point, frame in _frames(caps)]  # noqa: E731
+        fetch = lambda: [(ts, point, frame, None) for ts, point, frame in _frames(caps, followers)]  # noqa: E731
         shown, why = _follow(fetch, a, out, lambda: all(cap.proc.poll() is not None for _, cap in caps))
     finally:
         dropped = 0
@@ -330,7 +331,7 @@ def _capture(ctl, host, p, a, s: Session, out: TextIO, err: TextIO) -> int:
                 _note(err, str(exc))
             if cap.stats is not None:
                 dropped += cap.stats[2]
-    frames = _frames(caps)[: a.count or None]
+    frames = _frames(caps, followers)[: a.count or None]
     if not a.outfile:
         for n, (ts, point, frame) in enumerate(frames[shown:], start=shown + 1):
             print("\n".join(format_frame(n, ts, point, frame)), file=out)
@@ -368,24 +369,16 @@ def _drop_session(ctl, host: str, open_: bool) -> None:
 def _capture_drops(ctl, host: str, p, a, s: Session, out: TextIO, err: TextIO) -> int:
     """The Drop point: ask the controller to copy what the host's pipeline
     drops (``desired.json`` ``drop_captures``), follow ``drops.jsonl``."""
-    log = Path(ctl.dir) / control.DROPS
-    start = log.stat().st_size if log.exists() else 0
-    frames: list = []
-    skipped = [0]
+    log = DropLog(Path(ctl.dir) / control.DROPS, host, p.name if p else None, a)
     try:
         _drop_session(ctl, host, True)
         where = f"frames {host}'s vSwitch pipeline drops" + (f" that came in by {p.name}" if p else "")
         _note(err, f"listening at Drop: {where}")
-
-        def fetch():
-            nonlocal frames
-            frames = _drops(log, start, host, p, a, skipped)
-            return [(ts, "Drop", frame, drop) for ts, frame, drop in frames]
-
+        fetch = lambda: [(ts, "Drop", frame, drop) for ts, frame, drop in log.read()]  # noqa: E731
         shown, why = _follow(fetch, a, out, lambda: False)
     finally:
         _drop_session(ctl, host, False)
-    frames = frames[: a.count or None]
+    frames = log.frames[: a.count or None]
     if not a.outfile:
         for n, (ts, frame, drop) in enumerate(frames[shown:], start=shown + 1):
             print("\n".join(format_frame(n, ts, "Drop", frame, drop)), file=out)
@@ -394,7 +387,7 @@ def _capture_drops(ctl, host: str, p, a, s: Session, out: TextIO, err: TextIO) -
     # "dropped": dropped frames the controller did not record (over its rate
     # cap; on the host, of any port). Copies OVS itself could not send the
     # controller are not counted.
-    return _end(a, len(frames), skipped[0], why, out, err)
+    return _end(a, len(frames), log.skipped, why, out, err)
 
 
 def _end(a, count: int, dropped: int, why: str, out: TextIO, err: TextIO) -> int:
@@ -408,36 +401,43 @@ def _end(a, count: int, dropped: int, why: str, out: TextIO, err: TextIO) -> int
     return 0
 
 
-def _drops(
-    log: Path, start: int, host: str, p, a, skipped: list
-) -> list[tuple[float, bytes, tuple[str, str]]]:
-    """The dropped frames the controller recorded since ``start`` for this
-    session; ``skipped[0]`` becomes how many it could not record (its rate cap)."""
-    if not log.exists():
-        return []
-    with open(log) as fh:
-        fh.seek(start)
-        lines = fh.read().splitlines()
-    out, skipped[0] = [], 0
-    for line in lines:
-        try:
+class DropLog:
+    """The controller's ``drops.jsonl`` as it grows, from the session's
+    start: each complete line read once, the frames of this session's host
+    (and port) that pass its filters kept, and ``skipped``, how many of the
+    host's drops the controller could not record (its rate cap)."""
+
+    def __init__(self, path: Path, host: str, port: Optional[str], a):
+        self.path, self.host, self.port, self.a = path, host, port, a
+        self.offset = path.stat().st_size if path.exists() else 0
+        self.frames: list[tuple[float, bytes, tuple[str, str]]] = []
+        self.skipped = 0
+
+    def read(self) -> list[tuple[float, bytes, tuple[str, str]]]:
+        if not self.path.exists():
+            return self.frames
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            data = fh.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+        self.offset += len(complete)
+        for line in complete.splitlines():
             r = json.loads(line)
-        except ValueError:
-            continue  # a line the controller is still writing
-        if r["host"] != host:
-            continue
-        skipped[0] += r.get("skipped", 0)
-        if p is not None and r["in_port"] != p.name:
-            continue
-        frame = bytes.fromhex(r["frame"])
-        if matches(a, frame):
-            out.append((r["t"], frame, (r["reason"], r["stage"])))
-    return out
+            if r["host"] != self.host:
+                continue
+            self.skipped += r.get("skipped", 0)
+            frame = bytes.fromhex(r["frame"])
+            if self.port in (None, r["in_port"]) and matches(self.a, frame):
+                self.frames.append((r["t"], frame, (r["reason"], r["stage"])))
+        return self.frames
 
 
-def _frames(caps) -> list[tuple[float, str, bytes]]:
-    """Every frame of the session's taps, in time order, with its point."""
-    return sorted((ts, point, frame) for point, cap in caps for ts, frame in pcap_records(cap.pcap))
+def _frames(caps, followers: dict) -> list[tuple[float, str, bytes]]:
+    """Every frame of the session's taps so far, in time order, with its
+    point (``followers``: each tap's pcap, read as it grows)."""
+    for _, cap in caps:
+        followers.setdefault(cap.pcap, PcapFollower(cap.pcap)).read()
+    return sorted((ts, point, frame) for point, cap in caps for ts, frame in followers[cap.pcap].records)
 
 
 def _follow(fetch, a, out: TextIO, ended) -> tuple[int, str]:

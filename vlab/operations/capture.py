@@ -423,13 +423,12 @@ def _open_port_output(ctl, host: str, port: str, ofport: int) -> str:
         f"ofport_request={CAPTURE_BASE + ofport}",
     )
     ctl.sh(host, f"ip link set {name} up")
-    captures = sorted(set(ctl.desired().get("captures", [])) | {port})
-    ctl.request(captures=captures)
+    ctl.request_change(lambda want: want.update(captures=sorted({*want.get("captures", []), port})))
     return name
 
 
 def _close_port_output(ctl, host: str, port: str, iface: str) -> None:
-    ctl.request(captures=sorted(set(ctl.desired().get("captures", [])) - {port}))
+    ctl.request_change(lambda want: want.update(captures=sorted(set(want.get("captures", [])) - {port})))
     for bridge in _bridges(ctl, host):
         ctl.ovs(host).vsctl("--if-exists", "del-port", bridge, iface)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -83,9 +82,5 @@ def esxtop_screens(ctl: LabControl, a) -> Iterator[str]:
     from . import esxtop
 
     ctl.esxi(a.host)
-    before, shown = esxtop.sample(ctl, a.host), 0
-    while a.count == 0 or shown < a.count:
-        time.sleep(a.interval)  # esxtop's refresh period
-        after = esxtop.sample(ctl, a.host)
-        yield esxtop.format_table(esxtop.rates(before, after))
-        before, shown = after, shown + 1
+    for _, rows in esxtop.intervals(ctl, a.host, a.interval, a.count):
+        yield esxtop.format_table(rows)

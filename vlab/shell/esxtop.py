@@ -121,6 +121,17 @@ def rates(before: Sample, after: Sample) -> list[dict]:
     return rows
 
 
+def intervals(ctl, host: str, delay: float, count: int = 0):
+    """(end time, esxtop rows) of each ``delay``-second interval on ``host``,
+    ``count`` of them (0: until interrupted): esxtop's refresh."""
+    before, shown = sample(ctl, host), 0
+    while count == 0 or shown < count:
+        time.sleep(delay)  # the refresh period
+        after = sample(ctl, host)
+        yield after.t, rates(before, after)
+        before, shown = after, shown + 1
+
+
 def _pct(part: int, whole: int) -> float:
     return round(100.0 * part / whole, 2) if whole else 0.0
 
@@ -192,23 +203,18 @@ def run(ctl, host: str, argv: list[str], out: Optional[TextIO] = None, err: Opti
         return 0
     writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n") if a.batch else None
     columns = None
-    before, shown = sample(ctl, host), 0
     try:
-        while a.iterations == 0 or shown < a.iterations:
-            time.sleep(a.delay)  # the refresh period
-            after = sample(ctl, host)
-            rows = rates(before, after)
+        for t, rows in intervals(ctl, host, a.delay, a.iterations):
             if writer is not None:
                 if columns is None:
                     columns = [(r["PORT-ID"], r["DNAME"]) for r in rows]
                     writer.writerow(batch_header(host, rows))
-                writer.writerow(batch_row(after.t, columns, rows))
+                writer.writerow(batch_row(t, columns, rows))
                 out.flush()
             else:
-                clock = time.strftime("%I:%M:%S%p", time.localtime(after.t)).lstrip("0").lower()
+                clock = time.strftime("%I:%M:%S%p", time.localtime(t)).lstrip("0").lower()
                 print(f"{clock}  {host}  network ({len(rows)} ports, every {a.delay:g} s)", file=out)
                 print(format_table(rows) + "\n", file=out, flush=True)
-            before, shown = after, shown + 1
     except KeyboardInterrupt:
         pass
     return 0

@@ -55,7 +55,7 @@ def vmknics(f: HostFacts) -> str:
 def vswitches(f: HostFacts) -> str:
     blocks = []
     for b in f.bindings:
-        used = sum(1 for p in b.ports if p.kind in ("uplink", "vmk", "vnic"))
+        used = f.used_ports(b)
         label = "Switch Name" if b.switch.kind == "standard" else "DVS Name"
         lines = [
             f"{label:<17}{'Used Ports':<12}{'MTU':<8}Uplinks",

@@ -24,7 +24,7 @@ from vlab.vmkernel import STACK_TABLE
 from . import esxcli_vxlan
 from .argv import raising_parser
 from .esxcli_output import Command, EsxcliError, Output, Structs, Table
-from .hostfacts import FAILURE_DETECTION, LOAD_BALANCING, NETSTACK, HostFacts
+from .hostfacts import FAILURE_DETECTION, LOAD_BALANCING, NETSTACK, STACK_OF, HostFacts
 
 
 # -- views --------------------------------------------------------------------------
@@ -49,10 +49,6 @@ def _switch(f: HostFacts, name: Optional[str], kind: str):
     return found
 
 
-def _used_ports(b) -> int:
-    return sum(1 for p in b.ports if p.kind in ("uplink", "vmk", "vnic"))
-
-
 def vswitch_standard_list(f: HostFacts, a) -> Output:
     models = _standard_models(f)
     items = []
@@ -65,7 +61,7 @@ def vswitch_standard_list(f: HostFacts, a) -> Output:
                 [
                     ("Name", b.bridge),
                     ("Class", "cswitch"),
-                    ("Used Ports", _used_ports(b)),
+                    ("Used Ports", f.used_ports(b)),
                     ("MTU", b.switch.mtu),
                     ("CDP Status", "down"),
                     ("Beacon Enabled", beacon == "beacon_probing" or bool(using)),
@@ -196,7 +192,7 @@ def dvs_list(f: HostFacts, a) -> Output:
             ("Name", b.bridge),
             ("VDS ID", f"{b.dpid:016x}"),
             ("Class", "cswitch"),
-            ("Used Ports", _used_ports(b)),
+            ("Used Ports", f.used_ports(b)),
             ("MTU", b.switch.mtu),
             ("CDP Status", "down"),
             ("Uplinks", list(b.switch.uplinks)),
@@ -276,10 +272,9 @@ def netstack_list(f: HostFacts, a) -> Output:
 
 
 def _stack_named(f: HostFacts, name: str) -> str:
-    by_name = {v: k for k, v in NETSTACK.items()}
-    if name not in by_name or by_name[name] not in _stacks(f):
+    if name not in STACK_OF or STACK_OF[name] not in _stacks(f):
         raise EsxcliError(f"Netstack instance {name} does not exist (esxcli network ip netstack list)")
-    return by_name[name]
+    return STACK_OF[name]
 
 
 def route_ipv4_list(f: HostFacts, a) -> Output:

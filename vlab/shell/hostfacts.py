@@ -37,6 +37,7 @@ NETSTACK = {
     "provisioning": "vSphereProvisioning",
     "vxlan": "vxlan",
 }
+STACK_OF = {name: stack for stack, name in NETSTACK.items()}  # ESXi's netstack name -> the lab's
 # net-stats -l's Type per port kind (4 physical NIC, 3 vmknic, 5 VM vNIC)
 # and SubType (9: vmxnet3, the vNIC type every VM here presents).
 PORT_TYPE = {"uplink": (4, 0), "vmk": (3, 0), "vnic": (5, 9)}
@@ -64,6 +65,7 @@ class HostFacts:
         self.bindings: tuple[SwitchBinding, ...] = ctl.bindings(host)
         self.applied = ctl.applied()
         self._links: Optional[dict] = None
+        self._ports: Optional[list[Port]] = None
 
     # -- live state of the host namespace -------------------------------------
     def links(self) -> dict[str, dict]:
@@ -91,14 +93,23 @@ class HostFacts:
 
     # -- ports -----------------------------------------------------------------
     def ports(self) -> list[Port]:
-        """Every uplink, vmk and vNIC port of the host's vSwitches, in port order."""
-        out = []
-        for b in self.bindings:
-            for p in b.ports:
-                if p.kind not in PORT_TYPE:
-                    continue
-                out.append(Port(b.port_num(p), p.kind, b.bridge, p.name, client_name(p), self.mac(b, p), p))
-        return sorted(out, key=lambda x: x.num)
+        """Every uplink, vmk and vNIC port of the host's vSwitches, in port
+        order (read once: one command shows one moment)."""
+        if self._ports is None:
+            self._ports = sorted(
+                (
+                    Port(b.port_num(p), p.kind, b.bridge, p.name, client_name(p), self.mac(b, p), p)
+                    for b in self.bindings
+                    for p in b.ports
+                    if p.kind in PORT_TYPE
+                ),
+                key=lambda x: x.num,
+            )
+        return self._ports
+
+    def used_ports(self, b: SwitchBinding) -> int:
+        """How many ports of vSwitch ``b`` are in use (ESXi's Used Ports)."""
+        return sum(1 for p in self.ports() if p.switch == b.bridge)
 
     def mac(self, b: SwitchBinding, p: PortBinding) -> str:
         """A vNIC's effective MAC (the guest's after an accepted MAC change),

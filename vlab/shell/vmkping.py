@@ -25,7 +25,7 @@ from typing import TextIO
 from vlab.operations import OperationError
 
 from .argv import raising_parser
-from .hostfacts import NETSTACK
+from .hostfacts import STACK_OF
 
 USAGE = """vmkping [args] [host]
    args:
@@ -54,18 +54,17 @@ def parser() -> argparse.ArgumentParser:
 
 def ping_argv(esx, a) -> list[str]:
     """iputils ping's arguments for ``a`` on ESXi host ``esx`` (pure)."""
-    stacks = {v: k for k, v in NETSTACK.items()}
     vmk = None
-    if a.netstack is not None and a.netstack not in stacks:
+    if a.netstack is not None and a.netstack not in STACK_OF:
         raise OperationError(f"Invalid netstack instance {a.netstack} (esxcli network ip netstack list)")
     if a.interface is not None:
         vmk = next((v for v in esx.vmkernel if v.name == a.interface), None)
         if vmk is None:
             raise OperationError(f"Unknown interface '{a.interface}'")
-        if a.netstack is not None and vmk.stack != stacks[a.netstack]:
+        if a.netstack is not None and vmk.stack != STACK_OF[a.netstack]:
             raise OperationError(f"{vmk.name} is not in netstack {a.netstack}")
-    elif a.netstack is not None and stacks[a.netstack] != "default":
-        vmk = next((v for v in esx.vmkernel if v.stack == stacks[a.netstack]), None)
+    elif a.netstack is not None and STACK_OF[a.netstack] != "default":
+        vmk = next((v for v in esx.vmkernel if v.stack == STACK_OF[a.netstack]), None)
         if vmk is None:
             raise OperationError(f"no VMkernel adapter of {esx.name} is in netstack {a.netstack}")
     if a.count < 1 or a.size < 0 or a.interval <= 0 or a.timeout <= 0:

@@ -261,17 +261,22 @@ class VSwitchController(app_manager.OSKenApp):
             if window[1] > DROP_RECORDS_PER_S:
                 self._drops_skipped[dp.id] = self._drops_skipped.get(dp.id, 0) + 1
                 return
-            binding = self.state.binding(dp.id)
             cached = self._plain_flows.get(dp.id)
             if cached is None or cached[0] is not self.installed.get(dp.id):
-                # The pipeline as a trace explains it, once per change of flows.
-                cached = (self.installed.get(dp.id), self.state.flows(dp.id, drops_exposed=False))
+                # The bridge and its pipeline as a trace explains them, once
+                # per change of flows (every state change reaches _apply).
+                cached = (
+                    self.installed.get(dp.id),
+                    self.state.binding(dp.id),
+                    self.state.flows(dp.id, drops_exposed=False),
+                )
                 self._plain_flows[dp.id] = cached
+            _, binding, flows = cached
             in_port = msg.match.get("in_port")
             meta = {k: msg.match[k] for k in ("tunnel_id", "tun_ipv4_src", "reg0", "reg1") if k in msg.match}
             frame = frame_of(msg.data, in_port, **meta)
             try:
-                reason = drop_reason(binding, cached[1], self.lab, msg.table_id, frame, priority)
+                reason = drop_reason(binding, flows, self.lab, msg.table_id, frame, priority)
             except Exception:  # a frame the simulator cannot take: still reported
                 LOG.exception("drop reason")
                 reason = f"dropped by {STAGES[msg.table_id].name}"

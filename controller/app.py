@@ -48,7 +48,8 @@ from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev
 from os_ken.ofproto import ofproto_v1_3
 
 from vlab import control, naming
-from vlab.lab.load import load_lab
+from vlab.lab.edits import edited_lab
+from vlab.lab.load import LabError, load_lab, read_lab_data
 
 from . import beacon, dropcapture, failover, ipdiscovery, loadbalance, notify, ofdriver, vmotion
 from .explain import drop_reason
@@ -79,17 +80,26 @@ class VSwitchController(app_manager.OSKenApp):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.configure(load_lab(Settings.lab_file), Path(Settings.state_dir))
+        self.configure(load_lab(Settings.lab_file), Path(Settings.state_dir), Settings.lab_file)
         # A daemon thread: SIGTERM (sys.exit in the main thread) must not wait for it.
-        threading.Thread(target=self._watch, name="hostd-watch", daemon=True).start()
+        for poll, period, name in (
+            (self._poll_desired, POLL_S, "desired-watch"),
+            (self._poll_guests, GUEST_POLL_S, "hostd-watch"),
+        ):
+            threading.Thread(target=self._watch, args=(poll, period, name), name=name, daemon=True).start()
         threading.Thread(target=self._beacons, name="beacon-probing", daemon=True).start()
         threading.Thread(target=self._load_samples, name="load-based-teaming", daemon=True).start()
 
-    def configure(self, lab, run_dir: Path) -> None:
+    def configure(self, lab, run_dir: Path, lab_file: Optional[str] = None) -> None:
         """Everything but os-ken's own set-up and the hostd thread: the unit
         tests drive a controller built by this alone against a fake switch
-        (tests/unit/fakeswitch.py)."""
+        (tests/unit/fakeswitch.py). ``lab_file``: where ``lab`` was read
+        from, to replay the administrator's changes on (``config_edits``)."""
         self.lab = lab
+        self.lab_file = lab_file
+        self._lab_data = read_lab_data(lab_file) if lab_file else None
+        self._edits: list[dict] = []
+        self._config_notes: list[Notification] = []
         self.state = ControllerState(self.lab)
         self.run_dir = Path(run_dir)
         naming.synced_marker(self.run_dir, 0).parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +112,6 @@ class VSwitchController(app_manager.OSKenApp):
         self.moves = vmotion.Moves()
         self._desired_mtime = 0.0
         self._observer: Optional[GuestObserver] = None
-        self._guests_read = 0.0
         self._nsx_written: Optional[dict] = None
         self.packet_ins = 0
         # The Drop capture's bookkeeping (_dropped).
@@ -413,18 +422,27 @@ class VSwitchController(app_manager.OSKenApp):
             self._send_notifications(notes)
 
     # -- hostd and the testbed's requests ------------------------------------
-    def _watch(self):
-        """Poll desired.json and the guests' vNIC filters (hostd)."""
+    def _watch(self, poll, period: float, what: str) -> None:
+        """Run ``poll`` every ``period`` s until SIGTERM; a failing round is
+        logged and the next one tried."""
         while True:
             try:
-                self._poll_once()
+                poll()
             except SystemExit:  # SIGTERM while reading a guest: just stop
                 return
             except Exception:
-                LOG.exception("watch loop")
-            time.sleep(POLL_S)
+                LOG.exception(what)
+            time.sleep(period)
 
     def _poll_once(self) -> None:
+        """One look at both inputs: the guests (hostd) and desired.json."""
+        self._poll_guests()
+        self._poll_desired()
+
+    def _poll_guests(self) -> None:
+        """hostd: the guests' vNIC filters and MACs. Reading 128 guests takes
+        tens of ms, so this has its own thread: a request in desired.json
+        never waits for a round of it."""
         if self._observer is None:
             nodes = control.read_json(self.run_dir / control.NODES)
             if nodes is None:
@@ -436,23 +454,29 @@ class VSwitchController(app_manager.OSKenApp):
                     for nic in vm.vnics
                 ]
             )
-        guests = {}
-        if time.monotonic() - self._guests_read >= GUEST_POLL_S:
-            guests, self._guests_read = self._observer.snapshot(), time.monotonic()
-        desired = self._read_desired()
+        guests = self._observer.snapshot()
         with self.lock:
             dirty: set[int] = set()
             if guests and self.state.set_guests(guests):
                 for port, g in guests.items():
                     LOG.info("hostd: %s %s", port, g.to_json())
                 dirty |= set(self.datapaths)
-            if desired is not None:
-                dirty |= self._take_desired(desired)
             # Imported DFW state ages out like the conntrack entries it came from.
             if self.state.expire_dfw_sessions(time.time()):
                 dirty |= set(self.datapaths)
-            if dirty or desired is not None:
+            if dirty:
                 self._apply(dirty)
+
+    def _poll_desired(self) -> None:
+        """vCenter's requests (desired.json), applied as soon as they are seen."""
+        desired = self._read_desired()
+        if desired is None:
+            return
+        with self.lock:
+            self._apply(self._take_desired(desired))
+            # Announced once the flows that move the ports are in.
+            notes, self._config_notes = self._config_notes, []
+            self._send_notifications(notes)
 
     def _read_desired(self) -> Optional[dict]:
         path = self.run_dir / control.DESIRED
@@ -467,8 +491,35 @@ class VSwitchController(app_manager.OSKenApp):
 
     def _take_desired(self, desired: dict) -> set[int]:
         self.generation = desired.get("generation", self.generation)
+        dirty = self._take_config(control.config_edits(desired))
         self.moves.take(desired.get("moves", {}))
-        return self.state.take_desired(desired)
+        return dirty | self.state.take_desired(desired)
+
+    def _take_config(self, edits: list[dict]) -> set[int]:
+        """The administrator's changes to the lab (``vlab.lab.edits``):
+        replayed on the lab file, and every bridge recompiled from the
+        result with what the runtime learned kept (``ControllerState.set_lab``)."""
+        if edits == self._edits or self.lab_file is None:
+            return set()
+        self._edits = edits
+        try:
+            lab = edited_lab(self.lab_file, edits, self._lab_data)
+        except LabError as exc:
+            # LabControl validates every change before writing it: this is a
+            # hand-edited desired.json. Keep programming the last good lab.
+            LOG.error("configuration change refused, keeping the last good one: %s", exc)
+            return set()
+        before = self.state.pinning()
+        try:
+            dirty = self.state.set_lab(lab)
+        except ValueError as exc:
+            LOG.error("configuration change refused, keeping the last good one: %s", exc)
+            return set()
+        self.lab = lab
+        # A reconfigured team starts its load measurement over.
+        self.loads.clear()
+        self._config_notes += failover.reconfigured(self.state, before)
+        return dirty
 
     # -- installing ----------------------------------------------------------
     def _apply(self, dpids: set[int]) -> None:

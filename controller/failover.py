@@ -154,6 +154,20 @@ def load_moved(
     return _notes(after, pins, _moved(before, pins), "load balancing")
 
 
+def reconfigured(state: "ControllerState", before: dict[int, dict]) -> list[Notification]:
+    """The administrator changed the configuration (``ControllerState.set_lab``;
+    ``before``: ``state.pinning()`` as it was). A port whose traffic now
+    leaves by another uplink is announced from it, as on any move of a
+    port's traffic to another physical NIC, when its port group notifies
+    switches."""
+    notes: list[Notification] = []
+    for dpid, pins_before in sorted(before.items()):
+        after = state.binding(dpid)
+        pins = pinning(after)
+        notes += _notes(after, pins, _moved(pins_before, pins), "teaming change")
+    return notes
+
+
 def _end_moves_on_failed_uplinks(state: "ControllerState", dpid: int) -> None:
     """A load-based move ends when its uplink fails for its port's team:
     the port goes where its port ID puts it, and stays there on recovery."""

@@ -147,6 +147,35 @@ class ControllerState:
             dirty |= set(self.dpids)
         return dirty
 
+    def set_lab(self, lab: Lab) -> set[int]:
+        """The administrator changed the configuration (``vlab.lab.edits``):
+        rebuild every binding from ``lab``, keeping what the runtime learned
+        (placement, guests, snooped IPs, DFW state, uplinks down, beacon
+        verdicts). A port group whose teaming changed takes the new team as
+        configured: what failover or failback left it (``teams``) and
+        load-based teaming's moves of its ports are forgotten, as a
+        reconfigured team starts over. Returns the bridges whose flows may
+        change (all: one recompile, the diff keeps it cheap)."""
+        before = {d: self._placed[d] for d in self.dpids}
+        bindings = {b.dpid: b for b in switch_bindings(lab, self.placement)}
+        if set(bindings) != set(self._base):
+            raise ValueError("a configuration change cannot add or remove a vSwitch")
+        self.lab = lab
+        self._base = {b.dpid: b for b in switch_bindings(lab)}
+        self._placed = bindings
+        for d, old in before.items():
+            new = self._placed[d]
+            groups = {pg.name: pg.teaming for pg in new.switch.port_groups}
+            changed = {pg.name for pg in old.switch.port_groups if groups.get(pg.name) != pg.teaming}
+            if d in self.teams:
+                self.teams[d] = {pg: t for pg, t in self.teams[d].items() if pg not in changed}
+            moves = self.load_moves.get(d)
+            if moves:
+                group_of = {p.name: p.port_group for p in old.local_ports()}
+                for port in [p for p in moves if group_of.get(p) in changed]:
+                    del moves[port]
+        return set(self.dpids)
+
     def set_placement(self, placement: dict[str, Placement]) -> set[int]:
         """New placement; returns the bridges whose flows change."""
         before = {d: self.binding(d).ports for d in self.dpids}

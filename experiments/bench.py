@@ -87,6 +87,7 @@ TARGETS = {
     "vmotion_blackout_ms": 50,
     "shaping_ratio": 0.95,
     "controller_resync_s": 1.0,
+    "config_change_median_ms": 50,
     "controller_kill_lost_packets": 0,
 }
 # Beacon probing fails an uplink in the first round more than
@@ -767,6 +768,99 @@ def measure_controller_resync(
     }
 
 
+# -- configuration changes ------------------------------------------------------------------
+def _vlan_of(frame: bytes) -> int | None:
+    """The 802.1Q VLAN of an Ethernet frame (None: untagged)."""
+    return int.from_bytes(frame[14:16], "big") & 0xFFF if frame[12:14] == b"\x81\x00" else None
+
+
+def measure_config_change(net, work: Path, changes: int = 10, pps: int = 1000) -> dict:
+    """A VM streams UDP at ``pps`` to a VM on another host while vCenter
+    changes the VLAN of their distributed port group (``change_config``,
+    what ``esxcli ... portgroup set --vlan-id`` does on a standard one),
+    ``changes`` times, back and forth between its VLAN and the next. In
+    effect: from the request to the first frame of the stream reaching the
+    physical switch tagged with the new VLAN (1 ms resolution at 1000 pps;
+    the physical switch port's kernel capture, same clock). Also how long
+    the request took to return (every switch's barrier)."""
+    from vlab.lab.edits import set_edit
+    from vlab.operations.capture import PcapFollower
+    from vlab.waiting import wait_for
+
+    ctl, port = net.control, 7301
+    src, dst = _vms_on_two_hosts(net.lab)
+    snic, dnic = src.vnics[0], dst.vnics[0]
+    dvs = next(
+        d for d in net.lab.distributed_switches if any(p.name == snic.port_group for p in d.port_groups)
+    )
+    path = ["distributed_switches", dvs.name, "port_groups", snic.port_group, "vlan"]
+    home = next(p.vlan for p in dvs.port_groups if p.name == snic.port_group)
+    uplink = ctl.applied()["pinning"][src.host][naming.vnic_port(src.name, snic.name)]
+    cap = ctl.tcpdump(
+        naming.FABRIC_NODE,
+        ctl.fabric_port(src.host, uplink),
+        work / "config-change.pcap",
+        f"vlan and udp dst port {port}",
+        ["-Q", "in"],
+    )
+    frames = PcapFollower(cap.pcap)
+    send, samples, vlan = None, [], home
+    try:
+        send = guest_tool(
+            net,
+            src.name,
+            "udp",
+            "send",
+            "--src",
+            snic.ip.ip,
+            "--dst",
+            dnic.ip.ip,
+            "--port",
+            port,
+            "--pps",
+            pps,
+            "--count",
+            pps * (changes * 10 + 10),
+            wait=False,
+        )
+        wait_for(lambda: any(_vlan_of(f) == home for _, f in frames.read()), 10, "the stream at the switch")
+        for _ in range(changes):
+            new = home + 1 if vlan == home else home
+            seen = len(frames.read())
+            t0 = time.time()
+            ctl.change_config([set_edit(path, new)])
+            returned = time.time() - t0
+            first = wait_for(
+                lambda: next((t for t, f in frames.read()[seen:] if _vlan_of(f) == new), None),
+                10,
+                f"the stream on VLAN {new}",
+            )
+            samples.append(
+                {"in_effect_ms": round((first - t0) * 1000, 2), "returned_ms": round(returned * 1000, 2)}
+            )
+            vlan = new
+    finally:
+        if vlan != home:
+            ctl.change_config([set_edit(path, home)])
+        if send is not None:
+            stop_tool(send)
+        cap.stop()
+    effect = [x["in_effect_ms"] for x in samples]
+    median = statistics.median(effect) if effect else None
+    return {
+        "changes": changes,
+        "pps": pps,
+        "lab": net.lab.name,
+        "change": f"{dvs.name} port group {snic.port_group}: VLAN {home} <-> {home + 1}",
+        "in_effect_ms": effect,
+        "returned_ms": [x["returned_ms"] for x in samples],
+        "median_ms": median,
+        "max_ms": max(effect) if effect else None,
+        "target_median_ms": TARGETS["config_change_median_ms"],
+        "met": len(effect) == changes and median is not None and median <= TARGETS["config_change_median_ms"],
+    }
+
+
 # -- throughput ---------------------------------------------------------------------------
 def measure_shaping(seconds: float, progress) -> list[dict]:
     rows = []
@@ -881,6 +975,7 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
     moves = params.get("vmotion_moves", 10)
     seconds = params.get("iperf_s", 4.0)
     kills = params.get("controller_kills", 10)
+    changes = params.get("config_changes", 10)
     beacon_trials = params.get("beacon_trials", 20)
     lbt_trials = params.get("lbt_trials", 3)
     lacp_trials = params.get("lacp_trials", 10)
@@ -896,6 +991,7 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
             "failover_trials": trials,
             "vmotion_moves": moves,
             "controller_kills": kills,
+            "config_changes": changes,
             "beacon_trials": beacon_trials,
             "lbt_trials": lbt_trials,
             "iperf_s": seconds,
@@ -909,6 +1005,9 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
         progress(f"controller resync: {kills} kills on {net.lab.name}")
         result["controller_resync"] = measure_controller_resync(net, work, kills)
         progress(f"controller resync max {result['controller_resync']['max_s']} s")
+        progress(f"configuration change -> in effect: {changes} changes on {net.lab.name}")
+        result["config_change"] = measure_config_change(net, work, changes)
+        progress(f"configuration change median {result['config_change']['median_ms']} ms")
 
     for n in hosts:
         progress(f"scale: {n} hosts x {VMS_PER_HOST} VMs")
@@ -946,6 +1045,7 @@ def run(params: dict | None = None, work: Path | None = None) -> dict:
         "every switch holds exactly its flows after every resync": result["controller_resync"][
             "flows_exact_every_time"
         ],
+        "a configuration change is in effect within 50 ms (median)": result["config_change"]["met"],
         "beacon probing fails the uplink %g to %g s after the pull, every trial" % BEACON_DETECTION_S: all(
             BEACON_DETECTION_S[0] <= d <= BEACON_DETECTION_S[1]
             for d in result["beacon_detection"]["detected_s"]

@@ -24,7 +24,12 @@ Writers replace files atomically, so a reader never sees half a file.
     ``dfw_sessions``  vNIC port -> the DFW connections its VM carried over,
                       each ``[proto, src, sport, dst, dport, expires]``
                       (``expires``: wall-clock time the source's conntrack
-                      entry would age out, or null) (``controller.dfw``).
+                      entry would age out, or null) (``controller.dfw``);
+    ``config_edits``  the administrator's changes to the lab since bring-up
+                      (esxcli ``... set``, ``portgroup add/remove``), in
+                      order: the running lab is the lab file with these
+                      replayed (``vlab.lab.edits``); the controller
+                      recompiles every bridge from it.
 
 ``applied.json`` (controller -> testbed, after every change is acknowledged
 by a barrier on each affected switch)
@@ -126,6 +131,11 @@ def read_events(run_dir: Path) -> list[dict]:
 QUERY_MAC = "00:50:56:00:ff:fe"  # its source MAC
 QUERY_SOURCE = "0.0.0.0"  # its source IP, as a querier without an address
 MAX_RESPONSE_S = 10.0  # its max response time: the guest re-reports within this
+
+
+def config_edits(desired: Optional[dict]) -> list[dict]:
+    """``desired.json``'s journal of lab changes (``vlab.lab.edits``)."""
+    return list((desired or {}).get("config_edits", []))
 
 
 def placement_of(desired: dict) -> dict[str, Placement]:

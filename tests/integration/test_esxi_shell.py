@@ -18,6 +18,7 @@ from controller.pipeline import Concern
 from experiments.common import guest_tool, lab_session
 from experiments.reverse_teaming import SPAN_LAB
 from tests.integration.conftest import REPO
+from tests.integration.hostshell import run_in_host
 from tests.transcripts import printed_frames, shape, transcripts, without_plumbing
 from vlab import naming
 from vlab.operations.capture import pcap_records
@@ -71,16 +72,7 @@ def _while_vm11_pings_vm12(net, argv: list[str]) -> tuple[int, list[str], list[s
     return rc, lines, cap.err
 
 
-def _run(ctl, host: str, line: str) -> tuple[int, str, str]:
-    exe = naming.host_bin_dir(ctl.dir, host)
-    argv = line.split()
-    p = subprocess.run(
-        ["nsenter", "-t", str(ctl.pids[host]), "-n", str(exe / argv[0]), *argv[1:]],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return p.returncode, p.stdout, p.stderr
+_run = run_in_host
 
 
 def _port_num(ctl, host: str, client: str) -> int:

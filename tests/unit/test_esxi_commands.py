@@ -246,3 +246,99 @@ def test_a_pcap_being_written_is_read_record_by_record_as_it_grows(tmp_path):
         got = [frame for _, frame in follower.read()]
         assert got == [frame for _, frame in pcap_records(growing)]
     assert got == [b"\x01" * 60, b"\x02" * 70]
+
+
+# -- esxcli's set commands, on a lab with no switches: the journal they write ------------------
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """A LabControl over a run directory whose controller applies every
+    change at once (no switches): what esxcli asks for lands in desired.json."""
+    from vlab import control
+    from vlab.operations import LabControl
+
+    control.write_json(tmp_path / control.NODES, {"lab_file": str(REPO / "labs/two-hosts.yaml"), "pids": {}})
+    ctl = LabControl(tmp_path)
+
+    def request_change(edit, timeout=10.0):
+        want = ctl.desired()
+        edit(want)
+        control.write_json(tmp_path / control.DESIRED, want)
+        return {}
+
+    monkeypatch.setattr(ctl, "request_change", request_change)
+    return ctl
+
+
+def _esxcli(ctl, line: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    rc = esxcli_network.run(ctl, "esx1", line.split(), out=out, err=err)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _get(ctl, line: str) -> dict[str, str]:
+    rc, out, err = _esxcli(ctl, line)
+    assert rc == 0, err
+    return dict(
+        x.strip().split(": ", 1) if ": " in x else (x.strip().rstrip(":"), "") for x in out.splitlines()
+    )
+
+
+def test_esxcli_set_changes_what_get_shows_and_prints_nothing(offline):
+    sec = "network vswitch standard portgroup policy security"
+    assert _get(offline, f"{sec} get -p PG-1G")["Allow Forged Transmits"] == "true"
+    assert _esxcli(offline, f"{sec} set -p PG-1G --allow-forged-transmits false") == (0, "", "")
+    got = _get(offline, f"{sec} get -p PG-1G")
+    assert (
+        got["Allow Forged Transmits"] == "false" and got["Override Vswitch Allow Forged Transmits"] == "true"
+    )
+    assert _esxcli(offline, f"{sec} set -p PG-1G -u")[0] == 0
+    assert _get(offline, f"{sec} get -p PG-1G")["Override Vswitch Allow Forged Transmits"] == "false"
+    # esx2 shares esx1's vSwitch in the lab file (a YAML anchor): not its change.
+    assert offline.lab.esxi_hosts[1].vswitches[0].port_groups[1].security.forged_transmits is None
+
+
+def test_esxcli_portgroup_vlan_add_and_remove(offline):
+    assert _esxcli(offline, "network vswitch standard portgroup set -p PG-1G --vlan-id 30")[0] == 0
+    assert _esxcli(offline, "network vswitch standard portgroup add -p PG-New -v vSwitch0")[0] == 0
+    rc, out, _ = _esxcli(offline, "network vswitch standard portgroup list")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    assert rows["PG-1G"][-1] == "30" and rows["PG-New"][1:] == ["vSwitch0", "0", "0"]
+    assert _esxcli(offline, "network vswitch standard portgroup remove -p PG-New -v vSwitch0")[0] == 0
+    rc, _, err = _esxcli(offline, "network vswitch standard portgroup remove -p PG-1G -v vSwitch0")
+    assert rc == 1 and err.startswith("Error: Sysinfo error: Busy (port group PG-1G is in use by vm1a.eth0)")
+
+
+def test_esxcli_failover_set_writes_the_whole_order_and_the_policy(offline):
+    fo = "network vswitch standard portgroup policy failover"
+    assert _esxcli(offline, f"{fo} set -p PG-10G -s vmnic2 -l explicit")[0] == 0
+    got = _get(offline, f"{fo} get -p PG-10G")
+    assert (got["Active Adapters"], got["Standby Adapters"]) == ("vmnic3", "vmnic2")
+    assert got["Unused Adapters"] == "vmnic0, vmnic1" and got["Load Balancing"] == "explicit"
+
+
+@pytest.mark.parametrize(
+    "line, says",
+    [
+        (
+            "portgroup set -p PG-1G --vlan-id 4096",
+            "Error: Invalid vlan id 4096: it must be between 0 and 4095",
+        ),
+        ("portgroup set -p PG-9 --vlan-id 1", "Error: Invalid portgroup: PG-9"),
+        ("portgroup policy security set -p PG-1G -f maybe", "Error: Invalid value 'maybe' for option"),
+        (
+            "portgroup policy failover set -p PG-1G -l roundrobin",
+            "Valid values are: portid, mac, iphash, explicit",
+        ),
+        (
+            "portgroup policy failover set -p PG-1G -a vmnic9",
+            "Error: Invalid configuration: 'vmnic9' is not an uplink of vSwitch vSwitch0 "
+            "(esxi_hosts[0].vswitches[0].port_groups[1].teaming.active[0])",
+        ),
+        ("portgroup add -p PG-10G -v vSwitch0", "Error: A portgroup with the name PG-10G already exists"),
+        ("policy security set -v vSwitch0", "Error: Nothing to change"),
+    ],
+)
+def test_esxcli_set_refuses_bad_values_and_changes_nothing(offline, line, says):
+    rc, out, err = _esxcli(offline, f"network vswitch standard {line}")
+    assert rc == 1 and err.startswith("Error: ") and says in err.splitlines()[0], err
+    assert offline.desired().get("config_edits", []) == []

@@ -169,6 +169,12 @@ def parse_lab(data: Any, file: str = "<lab>") -> Lab:
 
 def load_lab(path: str | Path) -> Lab:
     """Read and validate a lab file; any problem raises ``LabError``."""
+    return parse_lab(read_lab_data(path), str(path))
+
+
+def read_lab_data(path: str | Path) -> Any:
+    """A lab file's YAML data, not yet validated (``LabError`` if it cannot
+    be read or is not YAML)."""
     file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -185,4 +191,4 @@ def load_lab(path: str | Path) -> Lab:
         raise LabError(file, where, f"invalid YAML: {reason}") from None
     except RecursionError:
         raise LabError(file, "", "invalid YAML: nested too deeply") from None
-    return parse_lab(data, file)
+    return data

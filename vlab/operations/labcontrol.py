@@ -12,6 +12,9 @@
 * ``reconnect(vm)``            give a vNIC a new virtual port (``vmotion``).
 * ``capture(...)``             pktcap-uw: a pcap at a vNIC's PortOutput or
   VnicRx point, or at an uplink (``capture``).
+* ``change_config(edits)``     an administrator's change to the lab's
+  configuration (esxcli ``... set``): ``reconfigure``. ``lab`` is always
+  the running lab: the file with every change so far replayed.
 
 Everything works from the run directory alone (node PIDs, OVS sockets, the
 controller's files), so a second ``vlab`` process can act on a lab another
@@ -28,11 +31,13 @@ from typing import Optional
 
 from vlab import control, naming
 from vlab.bindings import GuestNic, Placement, PortBinding, SwitchBinding, default_placement, switch_bindings
-from vlab.lab.load import load_lab
+from vlab.lab.edits import edited_lab
+from vlab.lab.load import read_lab_data
+from vlab.lab.model import Lab
 from vlab.ovs import OvsInstance
 
 from . import capture as pktcap
-from . import faults
+from . import faults, reconfigure
 from . import vmotion as moves
 from .errors import OperationError, wait
 
@@ -63,8 +68,26 @@ class LabControl:
             raise OperationError(f"{self.dir}: no {control.NODES}; is the lab running?")
         self.pids: dict[str, int] = nodes["pids"]
         self.lab_file = nodes["lab_file"]
-        self.lab = load_lab(self.lab_file)
+        self.lab_data = read_lab_data(self.lab_file)  # the file as brought up (vlab.lab.edits)
+        self._lab: Optional[Lab] = None
+        self._lab_read: Optional[tuple] = None
+        _ = self.lab  # a lab file that no longer loads fails here, not mid-command
         self.run_id = self.dir.name
+
+    @property
+    def lab(self) -> Lab:
+        """The running lab: the lab file with the administrator's changes
+        (``desired.json`` ``config_edits``) replayed; read again only when
+        ``desired.json`` was rewritten (writers replace it: a new inode)."""
+        try:
+            st = os.stat(self.dir / control.DESIRED)
+            seen: Optional[tuple] = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            seen = None
+        if self._lab is None or seen != self._lab_read:
+            self._lab = edited_lab(self.lab_file, control.config_edits(self.desired()), self.lab_data)
+            self._lab_read = seen
+        return self._lab
 
     # -- plumbing -----------------------------------------------------------
     def _env(self) -> dict:
@@ -226,3 +249,4 @@ class LabControl:
     reconnect = moves.reconnect
     capture = pktcap.capture
     tcpdump = pktcap.tcpdump
+    change_config = reconfigure.change_config

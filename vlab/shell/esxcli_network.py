@@ -21,7 +21,7 @@ from vlab.lab.resolve import effective_security, effective_shaper, effective_tea
 from vlab.operations import OperationError
 from vlab.vmkernel import STACK_TABLE
 
-from . import esxcli_vxlan
+from . import esxcli_config, esxcli_vxlan
 from .argv import raising_parser
 from .esxcli_output import Command, EsxcliError, Output, Structs, Table
 from .hostfacts import FAILURE_DETECTION, LOAD_BALANCING, NETSTACK, STACK_OF, HostFacts
@@ -420,6 +420,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
         ((("-w", "--world-id"), "world_id", True, "The World ID of the VM (esxcli network vm list)."),),
         "List the ports of one VM and their networking information.",
     ),
+    **esxcli_config.COMMANDS,
     **esxcli_vxlan.COMMANDS,
 }
 
@@ -448,12 +449,14 @@ def usage(prefix: tuple[str, ...]) -> str:
 def _parse(path: tuple[str, ...], cmd: Command, argv: list[str]) -> argparse.Namespace:
     p = raising_parser(f"esxcli {' '.join(path)}", EsxcliError)
     for flags, dest, required, help_ in cmd.options:
+        flag = {"nargs": "?", "const": "true"} if dest in esxcli_config.FLAGS else {}
         p.add_argument(
             *flags,
             dest=dest,
             required=required,
             help=help_,
             type=int if dest in ("world_id", "vxlan_id") else str,
+            **flag,
         )
     return p.parse_args(argv)
 

@@ -78,8 +78,10 @@ CLAIMS = {
 
 def _port_group(net: LabNetwork, who: str):
     """(vSwitch, port group) of a VM's first vNIC where it runs now, or of
-    a VMkernel adapter ``host/vmkN``."""
-    lab, ctl = net.lab, net.control
+    a VMkernel adapter ``host/vmkN``, in the lab as it runs now (after any
+    esxcli ``... set``)."""
+    ctl = net.control
+    lab = ctl.lab
     if "/" in who:
         host, vmk = who.split("/")
         group = next(v.port_group for v in ctl.esxi(host).vmkernel if v.name == vmk)
@@ -92,7 +94,7 @@ def _port_group(net: LabNetwork, who: str):
 def policy(net: LabNetwork, who: str, direction: str) -> Optional[dict]:
     """The shaping of ``who``'s port in ``direction`` as emulated (bit/s
     and bytes after ``link_scale``), or None where it runs unshaped."""
-    lab = net.lab
+    lab = net.control.lab
     sw, pg = _port_group(net, who)
     shaper = getattr(pg.shaping, direction)
     if shaper is None:

@@ -13,6 +13,8 @@ shows it, and setting it back restores the old behaviour.
 
 from __future__ import annotations
 
+import pytest
+
 from experiments import settle
 from experiments import vswitch_nuggets as vn
 from experiments.common import count_frames, quiesce, vm_mac
@@ -140,3 +142,47 @@ def test_a_refused_change_says_why_and_changes_nothing(two_hosts):
     rc, out, err = run_in_host(ctl, "esx1", f"{FAILOVER} set -p PG-1G -a vmnic7")
     assert rc == 1 and err.startswith("Error: Invalid configuration: 'vmnic7' is not an uplink"), err
     assert ctl.desired().get("config_edits", []) == before
+
+
+def _port_num(ctl, host: str, client: str) -> int:
+    out = _ok(ctl, host, "net-stats -l")
+    return next(int(x.split()[0]) for x in out.splitlines()[1:] if x.split()[-1] == client)
+
+
+def test_a_vnic_connected_to_another_port_group_gets_a_new_port_and_that_groups_vlan(two_hosts, work):
+    ctl, vm1a = two_hosts.control, two_hosts.node("vm1a")
+    mac = vm_mac(two_hosts, "vm1a")
+    before = _port_num(ctl, "esx1", "vm1a.eth0")
+    try:
+        moved = ctl.connect_vnic("vm1a", "PG-10G")
+        assert (moved["from"], moved["to"]) == ("vSwitch0", "vSwitch0")
+        assert _port_num(ctl, "esx1", "vm1a.eth0") != before  # a new port, as on ESXi
+        listed = _ok(ctl, "esx1", "esxcli network vswitch standard portgroup list")
+        clients = {x.split()[0]: int(x.split()[2]) for x in listed.splitlines()[2:]}
+        assert (clients["PG-1G"], clients["PG-10G"]) == (0, 2)
+        uplink = _pinned(ctl, "esx1", "vm1a-eth0")
+        assert uplink in ("vmnic2", "vmnic3")  # PG-10G's team
+        cap = ctl.tcpdump(
+            "esx1", uplink, work / "pg10g.pcap", bpf=f"ether src {mac}", direction=["-Q", "out"]
+        )
+        try:
+            out = vm1a.cmd(PING_VM2A)  # vm2a is on VLAN 10, vm1a now on 20
+        finally:
+            quiesce([cap.pcap])
+            pcap = cap.stop()
+        assert " 100% packet loss" in out, out
+        assert count_frames(pcap, _from(mac, 20)) >= 1 and count_frames(pcap, _from(mac, 10)) == 0
+    finally:
+        ctl.connect_vnic("vm1a", "PG-1G")
+    assert " 0% packet loss" in vm1a.cmd(PING_VM2A)
+
+
+def test_connecting_to_a_network_the_host_does_not_have_is_refused_and_keeps_the_port(two_hosts):
+    from vlab.operations import OperationError
+
+    ctl = two_hosts.control
+    before = _port_num(ctl, "esx1", "vm1a.eth0")
+    with pytest.raises(OperationError, match="port group 'PG-Nowhere'"):
+        ctl.connect_vnic("vm1a", "PG-Nowhere")
+    assert _port_num(ctl, "esx1", "vm1a.eth0") == before
+    assert " 0% packet loss" in two_hosts.node("vm1a").cmd(PING_VM2A)

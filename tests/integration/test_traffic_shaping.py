@@ -12,6 +12,7 @@ import pytest
 
 from experiments import traffic_shaping as ts
 from experiments.common import lab_session
+from tests.integration.hostshell import run_in_host
 
 # The lab's policies after link_scale 0.1, in bit/s.
 VSS_AVERAGE, VSS_PEAK, VSS_BURST = 10_000_000, 30_000_000, 1_048_576
@@ -85,3 +86,25 @@ def test_a_standard_port_groups_policy_is_the_hosts_own(lab, work):
     finally:
         ctl.vmotion("vm-std", "esx1")
     _near(ts.measure(lab, work, "vss-outbound", seconds=4.0)["steady_bps"], VSS_AVERAGE, ts.AVERAGE_TOLERANCE)
+
+
+def test_esxcli_shaping_set_shapes_the_next_transfer_and_setting_it_back_unshapes_it(lab, work):
+    # PG-Unshaped overrides vSwitch0's shaping with "disabled": vm-free
+    # sends unshaped. Set it to 50 Mbit/s flat (peak = average: no burst
+    # bonus), x link_scale 0.1 = 5 Mbit/s; then back to the lab's override.
+    ctl, sh = lab.control, "esxcli network vswitch standard portgroup policy shaping"
+
+    def esxcli(line: str) -> str:
+        rc, out, err = run_in_host(ctl, "esx1", f"{sh} {line}")
+        assert rc == 0, (line, out, err)
+        return out
+
+    try:
+        assert esxcli("set -p PG-Unshaped -e true -b 50000 -k 50000") == ""
+        assert "   Average Bandwidth: 50000 Kbps" in esxcli("get -p PG-Unshaped")
+        r = ts.measure(lab, work, "vss-override", seconds=3.0)
+        _near(r["steady_bps"], 5_000_000, ts.AVERAGE_TOLERANCE)
+    finally:
+        esxcli("set -p PG-Unshaped -u -e false")
+    r = ts.measure(lab, work / "after", "vss-override", seconds=3.0)
+    assert r["steady_bps"] > ts.UNSHAPED_OVER_PEAK * VSS_PEAK, r["steady_bps"]

@@ -97,3 +97,29 @@ def test_frames_of_each_vswitch_fail_over_alone(lab, tmp_path):
     frames move to vmnic3 with vmnic2's cable and back; g1's never move."""
     r = tp.measure_two_vswitches(lab, tmp_path)
     assert r["verdict"], r
+
+
+def test_a_vnic_connected_to_a_port_group_of_the_other_vswitch_moves_to_its_bridge(lab, work):
+    from experiments import settle
+    from experiments.common import count_frames, quiesce, send_frames, tagged, vm_mac
+
+    ctl, g1 = lab.control, lab.node("g1")
+    mac = vm_mac(lab, "g1")
+    try:
+        moved = ctl.connect_vnic("g1", "Production")
+        assert (moved["from"], moved["to"]) == ("vSwitch0", "vSwitch1")
+        assert lab.ovs["esx1"].vsctl("port-to-br", "g1-eth0").strip() == "vSwitch1"
+        assert ctl.applied()["pinning"]["esx1"]["g1-eth0"] == "vmnic2"  # Production's active uplink
+        # g1's broadcasts now flood Production (VLAN 20), where g4 hears them.
+        cap = ctl.tcpdump("g4", "eth0", work / "g4.pcap", bpf=f"ether src {mac}")
+        try:
+            send_frames(lab, "g1", mac, "ff:ff:ff:ff:ff:ff", "moved;", count=5)
+            settle.wait_frames(cap.pcap, 5, tagged("moved;"))
+        finally:
+            quiesce([cap.pcap])
+            pcap = cap.stop()
+        assert count_frames(pcap, tagged("moved;")) == 5
+    finally:
+        ctl.connect_vnic("g1", "VM-Network")
+    assert lab.ovs["esx1"].vsctl("port-to-br", "g1-eth0").strip() == "vSwitch0"
+    assert " 0% packet loss" in g1.cmd("ping -n -q -c 3 -i 0.2 -W 1 10.10.0.12")

@@ -266,6 +266,8 @@ def offline(tmp_path, monkeypatch):
         return {}
 
     monkeypatch.setattr(ctl, "request_change", request_change)
+    ctl.commands = []  # what would run in the nodes: (node, command)
+    monkeypatch.setattr(ctl, "sh", lambda node, cmd, check=True: ctl.commands.append((node, cmd)) or "")
     return ctl
 
 
@@ -342,3 +344,20 @@ def test_esxcli_set_refuses_bad_values_and_changes_nothing(offline, line, says):
     rc, out, err = _esxcli(offline, f"network vswitch standard {line}")
     assert rc == 1 and err.startswith("Error: ") and says in err.splitlines()[0], err
     assert offline.desired().get("config_edits", []) == []
+
+
+def test_esxcli_shaping_set_replaces_the_qdisc_of_each_cable_whose_policy_changed(offline):
+    sh = "network vswitch standard portgroup policy shaping"
+    assert _esxcli(offline, f"{sh} set -p PG-1G -e true -b 10000 -k 20000 -t 1000")[0] == 0
+    got = _get(offline, f"{sh} get -p PG-1G")
+    assert (got["Enabled"], got["Average Bandwidth"], got["Burst Size"]) == ("true", "10000 Kbps", "1000 Kib")
+    # PG-1G on esx1 holds vm1a only; link_scale 0.01: 100 kbit/s average.
+    assert [(n, c.split(" tbf ")[0]) for n, c in offline.commands] == [
+        ("vm1a", "tc qdisc replace dev eth0 root")
+    ]
+    assert "rate 100000bit burst 10240 peakrate 200000bit" in offline.commands[0][1]
+    offline.commands.clear()
+    assert _esxcli(offline, f"{sh} set -p PG-1G -u")[0] == 0
+    assert offline.commands == [("vm1a", "tc qdisc del dev eth0 root 2>/dev/null; true")]
+    rc, _, err = _esxcli(offline, f"{sh} set -p PG-1G -e true -b 1000 -k 500")
+    assert rc == 1 and "below average_bandwidth" in err.splitlines()[0], err

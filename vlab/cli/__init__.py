@@ -8,7 +8,7 @@
     vlab lab up LAB            bring a lab up and open the CLI with ESXi commands
                                (on each host: esxcli, net-stats, pktcap-uw, vmkping,
                                esxtop, esxcfg-*, tcpdump-uw; at the prompt: esxtop,
-                               vmotion, uplink, nsx)
+                               vmotion, network, uplink, nsx)
     vlab lab validate LAB      check the running lab: flows, uplinks, reachability
                                (the lab's `expect` section, else its design)
     vlab clean [--all]         remove what crashed runs left behind (ours only)
@@ -16,6 +16,7 @@
 On a running lab (``--run ID``; the only running lab by default):
     vlab uplink down|up HOST VMNIC         pull or plug an uplink's cable
     vlab vmotion VM HOST [--stun-ms N]     move a running VM to another host
+    vlab network VM NETWORK [--vnic eth0]  connect a vNIC to another port group or logical switch
     vlab pktcap (--switchport PORT [--capture PortOutput|VnicRx] | --uplink HOST/VMNIC
                 [--dir rx|tx]) -o FILE [-c COUNT] [--seconds S]
     vlab esxtop HOST [--interval S] [--count N]   esxtop's network screen

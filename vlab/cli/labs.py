@@ -48,7 +48,8 @@ def cmd_up(args) -> int:
         print(
             f"ESXi's commands run on each host ({esx} esxcli network nic list, {esx} net-stats -l, "
             f"{esx} pktcap-uw ..., {esx} vmkping ...; `vlab shell {esx}` from another terminal); "
-            "at this prompt also esxtop, vmotion, uplink, nsx. `help` lists all, `exit` tears the lab down"
+            "at this prompt also esxtop, vmotion, network, uplink, nsx. "
+            "`help` lists all, `exit` tears the lab down"
         )
         setLogLevel("output")  # Mininet's CLI prints at this level
         EsxiCLI(net)

@@ -33,6 +33,12 @@ def cmd_vmotion(args) -> int:
     return EXIT_OK
 
 
+def cmd_network(args) -> int:
+    need_root()
+    print(commands.network(running_lab(args), args))
+    return EXIT_OK
+
+
 def cmd_pktcap(args) -> int:
     need_root()
     print(f"wrote {commands.pktcap(running_lab(args), args)}")
@@ -92,6 +98,12 @@ def register(sub) -> None:
     commands.add_vmotion_args(p)
     p.add_argument("--run", help=RUN_HELP)
     p.set_defaults(func=cmd_vmotion)
+    p = sub.add_parser(
+        "network", help="connect a VM's vNIC to another port group or logical switch (vCenter: Edit Settings)"
+    )
+    commands.add_network_args(p)
+    p.add_argument("--run", help=RUN_HELP)
+    p.set_defaults(func=cmd_network)
     p = sub.add_parser("pktcap", help="capture at a vSwitch port or uplink (like pktcap-uw)")
     commands.add_pktcap_args(p)
     p.add_argument("--run", help=RUN_HELP)

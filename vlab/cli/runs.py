@@ -85,6 +85,7 @@ def cmd_bench(args) -> int:
             "vmotion_moves": 4,
             "iperf_s": 2.0,
             "controller_kills": 3,
+            "config_changes": 4,
             "beacon_trials": 3,
             "lbt_trials": 1,
         }

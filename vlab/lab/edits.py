@@ -48,14 +48,19 @@ def _unshared(data: Any) -> Any:
     return data
 
 
+# Lists whose items may leave their name out, and the name they then have.
+DEFAULT_NAMES = {"vnics": "eth0"}
+
+
 def _step(node: Any, key: Any, path: list) -> Any:
     if isinstance(node, dict):
         if key not in node:
             raise EditError(f"{_dotted(path)}: no {key!r}")
         return node[key]
     if isinstance(node, list):
+        default = DEFAULT_NAMES.get(path[-2]) if len(path) >= 2 else None
         for item in node:
-            if isinstance(item, dict) and item.get("name") == key:
+            if isinstance(item, dict) and item.get("name", default) == key:
                 return item
         raise EditError(f"{_dotted(path)}: nothing named {key!r}")
     raise EditError(f"{_dotted(path)}: not a mapping or a list")
@@ -135,6 +140,11 @@ def vswitch_path(host: str, vswitch: str) -> list:
 def portgroup_path(host: str, vswitch: str, portgroup: str) -> list:
     """The path of a standard port group of ``host``'s ``vswitch``."""
     return [*vswitch_path(host, vswitch), "port_groups", portgroup]
+
+
+def vnic_path(vm: str, vnic: str) -> list:
+    """The path of ``vm``'s vNIC ``vnic``."""
+    return ["vms", vm, "vnics", vnic]
 
 
 def set_edit(path: list, value: Any) -> dict:

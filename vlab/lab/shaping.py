@@ -196,9 +196,23 @@ def vmk_qdisc(lab: Lab, host: EsxiHost, vmk: VmkernelAdapter) -> PortQdisc:
     return PortQdisc(host.name, vmk.name, "ingress", _qdisc(pg.shaping.ingress, lab.link_scale, sw.mtu))
 
 
+def placed_qdiscs(lab: Lab, host_of: Optional[dict[str, str]] = None) -> list[PortQdisc]:
+    """Both directions of every vNIC and vmk cable, shaped or not, with each
+    vNIC on the host ``host_of`` gives (its port name -> ESXi host; missing:
+    the VM's ``host``): what the cables must hold now, so a change of policy
+    can be applied as the difference (``vlab.operations.reconfigure``)."""
+    hosts, host_of = {h.name: h for h in lab.esxi_hosts}, host_of or {}
+    out = [
+        q
+        for vm in lab.vms
+        for nic in vm.vnics
+        for q in vnic_qdiscs(
+            lab, hosts[host_of.get(naming.vnic_port(vm.name, nic.name), vm.host)], vm.name, nic
+        )
+    ]
+    return out + [vmk_qdisc(lab, h, v) for h in lab.esxi_hosts for v in h.vmkernel]
+
+
 def lab_qdiscs(lab: Lab) -> list[PortQdisc]:
     """Every shaped direction of a lab as it starts (VMs on their ``host``)."""
-    hosts = {h.name: h for h in lab.esxi_hosts}
-    out = [q for vm in lab.vms for nic in vm.vnics for q in vnic_qdiscs(lab, hosts[vm.host], vm.name, nic)]
-    out += [vmk_qdisc(lab, h, v) for h in lab.esxi_hosts for v in h.vmkernel]
-    return [q for q in out if q.qdisc is not None]
+    return [q for q in placed_qdiscs(lab) if q.qdisc is not None]

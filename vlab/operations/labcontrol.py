@@ -15,6 +15,8 @@
 * ``change_config(edits)``     an administrator's change to the lab's
   configuration (esxcli ``... set``): ``reconfigure``. ``lab`` is always
   the running lab: the file with every change so far replayed.
+* ``connect_vnic(vm, network)`` a vNIC connected to another port group or
+  logical switch, on a new port (``reconfigure``).
 
 Everything works from the run directory alone (node PIDs, OVS sockets, the
 controller's files), so a second ``vlab`` process can act on a lab another
@@ -250,3 +252,4 @@ class LabControl:
     capture = pktcap.capture
     tcpdump = pktcap.tcpdump
     change_config = reconfigure.change_config
+    connect_vnic = reconfigure.connect_vnic

@@ -45,16 +45,20 @@ def vnic_ports(vm) -> list[tuple[str, object]]:
 def switch_of(ctl: "LabControl", host_name: str, nic):
     """The vSwitch of ``host_name`` a vNIC plugs into: its port group's,
     or for a logical switch the one carrying the host's VTEP."""
-    esx = ctl.esxi(host_name)
+    return switch_of_in(ctl.lab, ctl.esxi(host_name), nic)
+
+
+def switch_of_in(lab, esx, nic):
+    """``switch_of`` in ``lab``, on its ESXi host ``esx``."""
     if nic.logical_switch is not None:
-        sw = overlay_switch(ctl.lab, esx)
+        sw = overlay_switch(lab, esx)
         if sw is None:
-            raise OperationError(f"{host_name} has no VTEP for logical switch {nic.logical_switch!r}")
+            raise OperationError(f"{esx.name} has no VTEP for logical switch {nic.logical_switch!r}")
         return sw
     try:
-        return switch_of_port_group(ctl.lab, esx, nic.port_group)[0]
+        return switch_of_port_group(lab, esx, nic.port_group)[0]
     except KeyError:
-        raise OperationError(f"{host_name} has no port group {nic.port_group!r}") from None
+        raise OperationError(f"{esx.name} has no port group {nic.port_group!r}") from None
 
 
 def vmotion(

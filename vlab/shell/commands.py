@@ -39,6 +39,17 @@ def vmotion(ctl: LabControl, a) -> str:
     )
 
 
+def add_network_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("vm")
+    p.add_argument("network", help="a port group or an NSX logical switch")
+    p.add_argument("--vnic", default="eth0", help="the VM's vNIC (default eth0)")
+
+
+def network(ctl: LabControl, a) -> str:
+    moved = ctl.connect_vnic(a.vm, a.network, a.vnic)
+    return f"{a.vm}.{a.vnic}: connected to {a.network} ({moved['host']} {moved['from']} -> {moved['to']})"
+
+
 def add_pktcap_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--switchport", help="vNIC port, e.g. vm1a-eth0")
     p.add_argument("--capture", choices=["PortOutput", "VnicRx"], default="VnicRx")

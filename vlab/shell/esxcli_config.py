@@ -15,9 +15,11 @@ nothing.
                                      [-l portid|mac|iphash|explicit] [-f link|beacon]
                                      [-n BOOL] [-b BOOL] [-u]
 
-Traffic shaping's ``set`` is not offered: its tc qdiscs are installed at
-bring-up (``topologies.shaping``), and a change the lab accepts must take
-effect.
+    [portgroup] policy shaping set   (-p PG | -v VSWITCH) [-e BOOL] [-b KBPS] [-k KBPS]
+                                     [-t KIB] [-u]
+
+Shaping's change replaces the tbf qdiscs on the cables of the ports whose
+policy changed (``vlab.operations.reconfigure``); the others are flows.
 """
 
 from __future__ import annotations
@@ -222,6 +224,45 @@ def vswitch_failover_set(f: HostFacts, a) -> Output:
     return _change(f, _failover_edits(f, vswitch_path(f.name, sw.name), sw, team, a))
 
 
+# -- traffic shaping ----------------------------------------------------------------------
+SHAPING_FIELDS = ("enabled", "average_bandwidth", "peak_bandwidth", "burst_size")
+
+
+def _number(option: str, text: Optional[str]) -> Optional[int]:
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise EsxcliError(f"Invalid value '{text}' for option --{option}: expected a positive integer")
+    return value
+
+
+def _shaping_edits(base: list, a) -> list[dict]:
+    edits = []
+    if _bool("use-vswitch", getattr(a, "use_vswitch", None)):
+        edits += [unset_edit([*base, "shaping", k]) for k in SHAPING_FIELDS]
+    values = {
+        "enabled": _bool("enabled", a.enabled),
+        "average_bandwidth": _number("avg-bandwidth", a.avg_bandwidth),
+        "peak_bandwidth": _number("peak-bandwidth", a.peak_bandwidth),
+        "burst_size": _number("burst-size", a.burst_size),
+    }
+    return edits + [set_edit([*base, "shaping", k], v) for k, v in values.items() if v is not None]
+
+
+def portgroup_shaping_set(f: HostFacts, a) -> Output:
+    sw, pg = _portgroup(f, a.portgroup_name)
+    return _change(f, _shaping_edits(portgroup_path(f.name, sw.name, pg.name), a))
+
+
+def vswitch_shaping_set(f: HostFacts, a) -> Output:
+    sw = _vswitch(f, a.vswitch_name)
+    return _change(f, _shaping_edits(vswitch_path(f.name, sw.name), a))
+
+
 # -- the command table --------------------------------------------------------------------
 PG = (("-p", "--portgroup-name"), "portgroup_name", True, "The name of the port group.")
 VS = (("-v", "--vswitch-name"), "vswitch_name", True, "The name of the virtual switch.")
@@ -240,6 +281,12 @@ FAILOVER = (
     (("-f", "--failure-detection"), "failure_detection", False, "link or beacon."),
     (("-n", "--notify-switches"), "notify_switches", False, "Notify the physical switches of moves."),
     (("-b", "--failback"), "failback", False, "Return to a recovered active uplink."),
+)
+SHAPING = (
+    (("-e", "--enabled"), "enabled", False, "Enable traffic shaping (true or false)."),
+    (("-b", "--avg-bandwidth"), "avg_bandwidth", False, "The average bandwidth, in Kbps."),
+    (("-k", "--peak-bandwidth"), "peak_bandwidth", False, "The peak bandwidth, in Kbps."),
+    (("-t", "--burst-size"), "burst_size", False, "The burst size, in Kib."),
 )
 PREFIX = ("network", "vswitch", "standard")
 
@@ -279,6 +326,12 @@ COMMANDS: dict[tuple[str, ...], Command] = {
     ),
     PREFIX + ("policy", "failover", "set"): Command(
         vswitch_failover_set, (VS, *FAILOVER), "Set the failover policy of a virtual switch."
+    ),
+    PREFIX + ("portgroup", "policy", "shaping", "set"): Command(
+        portgroup_shaping_set, (PG, *SHAPING, USE_VSWITCH), "Set the shaping policy of a port group."
+    ),
+    PREFIX + ("policy", "shaping", "set"): Command(
+        vswitch_shaping_set, (VS, *SHAPING), "Set the shaping policy of a virtual switch."
     ),
 }
 

@@ -14,6 +14,7 @@ and, at the prompt itself:
                                           uplink or vmk as HOST/vmnicN, HOST/vmkN)
     esxtop HOST [--interval S] [--count N]
     vmotion VM HOST [--stun-ms N] [--no-igmp-query] [--max-response S]
+    network VM NETWORK [--vnic eth0]     (vCenter's Edit Settings > Network)
     uplink down|up HOST VMNIC
     nsx tables
 
@@ -144,7 +145,8 @@ class EsxiCLI(CLI):
             print(
                 "ESXi commands on every ESXi host node (HOST CMD ...): "
                 + ", ".join(HOST_COMMANDS)
-                + "\nat this prompt: esxcli HOST ..., pktcap-uw ..., esxtop HOST, vmotion, uplink, nsx\n"
+                + "\nat this prompt: esxcli HOST ..., pktcap-uw ..., esxtop HOST, vmotion, network, "
+                "uplink, nsx\n"
             )
 
     def do_exit(self, _line):
@@ -160,6 +162,16 @@ class EsxiCLI(CLI):
             p = _parser("vmotion")
             commands.add_vmotion_args(p)
             print(commands.vmotion(self.ctl, p.parse_args(argv)))
+
+        self._run(run, line)
+
+    def do_network(self, line):
+        """network VM NETWORK [--vnic eth0]: connect the vNIC to another port group or logical switch."""
+
+        def run(argv):
+            p = _parser("network")
+            commands.add_network_args(p)
+            print(commands.network(self.ctl, p.parse_args(argv)))
 
         self._run(run, line)
 

@@ -95,13 +95,27 @@ class VSwitchController(app_manager.OSKenApp):
         tests drive a controller built by this alone against a fake switch
         (tests/unit/fakeswitch.py). ``lab_file``: where ``lab`` was read
         from, to replay the administrator's changes on (``config_edits``)."""
-        self.lab = lab
+        self.run_dir = Path(run_dir)
         self.lab_file = lab_file
-        self._lab_data = read_lab_data(lab_file) if lab_file else None
         self._edits: list[dict] = []
+        self._lab_data = None
+        if lab_file:
+            # The lab as brought up (nodes.json), with the administrator's
+            # changes replayed before anything else reads it: a restarted
+            # controller's teaming.json, beacon verdicts and first compile
+            # are the running lab's, not the file's.
+            nodes = control.read_json(self.run_dir / control.NODES) or {}
+            self._lab_data = nodes.get("lab") or read_lab_data(lab_file)
+            edits = control.config_edits(control.read_json(self.run_dir / control.DESIRED))
+            try:
+                lab = edited_lab(lab_file, edits, self._lab_data)
+                self._edits = edits
+            except LabError as exc:
+                LOG.error("configuration changes not replayed, starting from the lab as brought up: %s", exc)
+                lab = edited_lab(lab_file, [], self._lab_data)
+        self.lab = lab
         self._config_notes: list[Notification] = []
         self.state = ControllerState(self.lab)
-        self.run_dir = Path(run_dir)
         naming.synced_marker(self.run_dir, 0).parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
         self.datapaths: dict[int, object] = {}
@@ -491,16 +505,28 @@ class VSwitchController(app_manager.OSKenApp):
 
     def _take_desired(self, desired: dict) -> set[int]:
         self.generation = desired.get("generation", self.generation)
-        dirty = self._take_config(control.config_edits(desired))
+        edits = control.config_edits(desired)
+        if edits == self._edits or self.lab_file is None:
+            self.moves.take(desired.get("moves", {}))
+            return self.state.take_desired(desired)
+        pins, placed = self.state.pinning(), dict(self.state.placement)
+        dirty = self._take_config(edits)
         self.moves.take(desired.get("moves", {}))
-        return dirty | self.state.take_desired(desired)
+        dirty |= self.state.take_desired(desired)
+        # Ports a new team moved to another uplink are announced from it; a
+        # port re-plugged in the same request (a vNIC on another network) is
+        # not connected yet, and its old pinning is not its.
+        replugged = {
+            p for p in set(placed) | set(self.state.placement) if placed.get(p) != self.state.placement.get(p)
+        }
+        notes = failover.reconfigured(self.state, pins)
+        self._config_notes += [n for n in notes if n.port not in replugged]
+        return dirty
 
     def _take_config(self, edits: list[dict]) -> set[int]:
         """The administrator's changes to the lab (``vlab.lab.edits``):
-        replayed on the lab file, and every bridge recompiled from the
-        result with what the runtime learned kept (``ControllerState.set_lab``)."""
-        if edits == self._edits or self.lab_file is None:
-            return set()
+        replayed on the lab as brought up, and every bridge recompiled from
+        the result with what the runtime learned kept (``ControllerState.set_lab``)."""
         self._edits = edits
         try:
             lab = edited_lab(self.lab_file, edits, self._lab_data)
@@ -509,16 +535,22 @@ class VSwitchController(app_manager.OSKenApp):
             # hand-edited desired.json. Keep programming the last good lab.
             LOG.error("configuration change refused, keeping the last good one: %s", exc)
             return set()
-        before = self.state.pinning()
+        beaconing = {d: beacon.beaconing(self.state.binding(d)) for d in self.state.dpids}
         try:
             dirty = self.state.set_lab(lab)
         except ValueError as exc:
             LOG.error("configuration change refused, keeping the last good one: %s", exc)
             return set()
         self.lab = lab
-        # A reconfigured team starts its load measurement over.
+        # A reconfigured team starts its load measurement over; a bridge
+        # whose beacon probing changed starts it over too (no verdict, no
+        # old silence to judge the new uplinks by).
         self.loads.clear()
-        self._config_notes += failover.reconfigured(self.state, before)
+        for d, probing in beaconing.items():
+            if beacon.beaconing(self.state.binding(d)) != probing:
+                self.monitors.pop(d, None)
+                self.state.beacon_failed.pop(d, None)
+                self.state.shotgun.pop(d, None)
         return dirty
 
     # -- installing ----------------------------------------------------------

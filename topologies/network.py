@@ -164,7 +164,12 @@ class LabNetwork:
             node.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
         control.write_json(
             self.run.dir / control.NODES,
-            {"lab_file": str(self.lab_file), "pids": {n.name: n.pid for n in self.net.hosts}},
+            {
+                "lab_file": str(self.lab_file),
+                # The lab as brought up: what configuration changes replay on.
+                "lab": self.lab.model_dump(mode="json", exclude_unset=True),
+                "pids": {n.name: n.pid for n in self.net.hosts},
+            },
         )
 
     # -- the controller ------------------------------------------------------------

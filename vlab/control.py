@@ -4,6 +4,9 @@ Writers replace files atomically, so a reader never sees half a file.
 
 ``nodes.json`` (testbed -> controller, written once at bring-up)
     ``lab_file``   the lab's path;
+    ``lab``        the lab as brought up (its data, as the file would give
+                   it): what ``config_edits`` replay on, so editing the file
+                   later never changes a running lab;
     ``pids``       node name -> PID of its shell (its network namespace), so
                    the controller's hostd can read guests' vNIC filters and
                    ``LabControl`` can enter any node.

@@ -132,7 +132,13 @@ def test_a_new_failover_order_moves_the_port_to_the_uplink_made_active_with_a_ra
         assert events[-1]["reason"] == "teaming change" and events[-1]["uplink"] == other
     finally:
         # Back to the lab's order: vmnic2 and vmnic3 active, the 1 GbE pair unused.
-        _ok(ctl, "esx1", f"{FAILOVER} set -p PG-10G -a vmnic2,vmnic3 -s ''")
+        _ok(ctl, "esx1", f"{FAILOVER} set -p PG-10G -a vmnic2,vmnic3 -s '' -l portid")
+    got = _ok(ctl, "esx1", f"{FAILOVER} get -p PG-10G")
+    assert "   Load Balancing: srcport\n" in got
+    assert (
+        "   Active Adapters: vmnic2, vmnic3\n   Standby Adapters:\n   Unused Adapters: vmnic0, vmnic1\n"
+        in got
+    )
     assert _pinned(ctl, "esx1", "vm1b-eth0") == pinned
 
 
@@ -154,8 +160,11 @@ def test_a_vnic_connected_to_another_port_group_gets_a_new_port_and_that_groups_
     mac = vm_mac(two_hosts, "vm1a")
     before = _port_num(ctl, "esx1", "vm1a.eth0")
     try:
+        seen = len(ctl.events())
         moved = ctl.connect_vnic("vm1a", "PG-10G")
         assert (moved["from"], moved["to"]) == ("vSwitch0", "vSwitch0")
+        # A new port, not a teaming change: no RARP from an uplink it was never on.
+        assert not [e for e in ctl.events()[seen:] if e["event"] == "rarp" and e["port"] == "vm1a-eth0"]
         assert _port_num(ctl, "esx1", "vm1a.eth0") != before  # a new port, as on ESXi
         listed = _ok(ctl, "esx1", "esxcli network vswitch standard portgroup list")
         clients = {x.split()[0]: int(x.split()[2]) for x in listed.splitlines()[2:]}

@@ -159,3 +159,36 @@ def test_a_restarted_controller_takes_the_changes_from_desired_json(ctl, tmp_pat
     fresh = VSwitchController.__new__(VSwitchController)
     fresh.configure(load_lab(TWO_HOSTS), tmp_path, str(TWO_HOSTS))
     assert fresh.state.binding(_esx1(fresh)).switch.port_group("PG-1G").vlan == 31
+
+
+def test_a_restarted_controller_keeps_the_teaming_decisions_of_changed_and_added_port_groups(ctl, tmp_path):
+    from vlab import control
+
+    d = _esx1(ctl)
+    groups = [*vswitch_path("esx1", "vSwitch0"), "port_groups"]
+    edits = [
+        set_edit([*portgroup_path("esx1", "vSwitch0", "PG-10G"), "teaming", "failback"], False),
+        {"op": "append", "path": groups, "value": {"name": "PG-New", "vlan": 40}},
+    ]
+    ctl._apply(ctl._take_desired({"generation": 1, "config_edits": edits}))
+    # As failover and failback would leave them: kept across a restart.
+    ctl.state.teams[d] = {pg: ctl.state.binding(d).teaming(pg) for pg in ("PG-10G", "PG-New")}
+    ctl._write_applied()
+    control.write_json(tmp_path / control.DESIRED, {"generation": 1, "config_edits": edits})
+    fresh = VSwitchController.__new__(VSwitchController)
+    fresh.configure(load_lab(TWO_HOSTS), tmp_path, str(TWO_HOSTS))
+    assert set(fresh.state.teams[d]) == {"PG-10G", "PG-New"}
+    assert fresh.state.teaming_to_json() == ctl.state.teaming_to_json()
+
+
+def test_a_bridge_whose_beacon_probing_changed_starts_its_verdicts_over(tmp_path):
+    lab_file = LABS / "beacon-probing.yaml"
+    c = VSwitchController.__new__(VSwitchController)
+    c.configure(load_lab(lab_file), tmp_path, str(lab_file))
+    d = next(
+        x for x in c.state.dpids if c.state.binding(x).bridge == "vSwitch0" and c.state.host_of(x) == "esx1"
+    )
+    c.state.beacon_failed[d] = frozenset({"vmnic0"})
+    beacon_pg = [*portgroup_path("esx1", "vSwitch0", "PG-Beacon"), "teaming", "failure_detection"]
+    c._apply(c._take_desired({"generation": 1, "config_edits": [set_edit(beacon_pg, "link_status")]}))
+    assert c.state.binding(d).beacon_failed == frozenset()

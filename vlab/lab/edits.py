@@ -32,6 +32,26 @@ from .model import Lab
 
 OPS = ("set", "unset", "append", "remove")
 
+# What a running lab can change, as (path pattern, ops): ``*`` is any name.
+# Everything else is built at bring-up (MTUs, uplinks, vSwitches, VMs,
+# mirror sessions, NSX) and refused: a change accepted must take effect.
+_POLICY = ("security", "teaming", "shaping")
+_DVS_POLICY = ("security", "teaming", "ingress_shaping", "egress_shaping")
+_SETS = ("set", "unset")
+LIVE: tuple[tuple[tuple, tuple[str, ...]], ...] = (
+    (("esxi_hosts", "*", "vswitches", "*", "port_groups"), ("append", "remove")),
+    (("esxi_hosts", "*", "vswitches", "*", "port_groups", "*", "vlan"), _SETS),
+    *((("esxi_hosts", "*", "vswitches", "*", "port_groups", "*", p, "*"), _SETS) for p in _POLICY),
+    *((("esxi_hosts", "*", "vswitches", "*", p, "*"), _SETS) for p in _POLICY),
+    (("distributed_switches", "*", "port_groups", "*", "vlan"), _SETS),
+    *((("distributed_switches", "*", "port_groups", "*", p, "*"), _SETS) for p in _DVS_POLICY),
+)
+# A vNIC's network changes only with its port (``reconfigure.connect_vnic``).
+REPLUG: tuple[tuple[tuple, tuple[str, ...]], ...] = (
+    (("vms", "*", "vnics", "*", "port_group"), _SETS),
+    (("vms", "*", "vnics", "*", "logical_switch"), _SETS),
+)
+
 
 class EditError(ValueError):
     """An edit that does not fit the data it is replayed on (a path that
@@ -77,11 +97,13 @@ def apply_edit(data: dict, edit: dict) -> None:
         raise EditError(f"not an edit: {edit!r}")
     node: Any = data
     for i, key in enumerate(path[:-1]):
-        nxt = path[i + 1]
-        # ``set`` may create the mappings on its way (a port group without a
-        # ``security:`` block yet); lists are never created on the way.
-        if op == "set" and isinstance(node, dict) and key not in node and not isinstance(nxt, int):
-            node[key] = {}
+        if isinstance(node, dict) and key not in node:
+            if op == "unset":
+                return  # nothing there to fall back from (no ``security:`` block)
+            if op == "set":
+                # ``set`` creates the mappings on its way (a port group without
+                # a ``security:`` block yet); lists are never created.
+                node[key] = {}
         node = _step(node, key, path[: i + 1])
     last = path[-1]
     if op == "set":
@@ -129,6 +151,22 @@ def edited_lab(lab_file: str | Path, edits: Iterable[dict], data: Any = None) ->
     except EditError as exc:
         raise LabError(str(lab_file), "", f"cannot apply a change: {exc}") from None
     return parse_lab(edited, str(lab_file))
+
+
+def _fits(path: list, pattern: tuple) -> bool:
+    return len(path) == len(pattern) and all(p == "*" or p == k for k, p in zip(path, pattern))
+
+
+def live_problem(edit: dict, replug: bool = False) -> str | None:
+    """Why ``edit`` cannot be made to a running lab (None: it can).
+    ``replug``: the caller also gives the vNIC its new port."""
+    allowed = LIVE + (REPLUG if replug else ())
+    path, op = list(edit.get("path", ())), edit.get("op")
+    if any(_fits(path, pattern) and op in ops for pattern, ops in allowed):
+        return None
+    if any(_fits(path, pattern) for pattern, _ in REPLUG):
+        return "a vNIC's network changes with its port: vlab network VM NETWORK"
+    return f"{_dotted(path)} cannot be changed on a running lab (bring-up builds it)"
 
 
 # -- where things are in the file ---------------------------------------------------

@@ -26,6 +26,7 @@ process brought up. Every process started here carries the run's marker.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -70,25 +71,23 @@ class LabControl:
             raise OperationError(f"{self.dir}: no {control.NODES}; is the lab running?")
         self.pids: dict[str, int] = nodes["pids"]
         self.lab_file = nodes["lab_file"]
-        self.lab_data = read_lab_data(self.lab_file)  # the file as brought up (vlab.lab.edits)
+        # The lab as brought up (nodes.json), so a later edit of the file
+        # changes nothing here; the file itself for older run directories.
+        self.lab_data = nodes.get("lab") or read_lab_data(self.lab_file)
         self._lab: Optional[Lab] = None
-        self._lab_read: Optional[tuple] = None
-        _ = self.lab  # a lab file that no longer loads fails here, not mid-command
+        self._lab_edits: Optional[str] = None
+        _ = self.lab  # a journal that no longer applies fails here, not mid-command
         self.run_id = self.dir.name
 
     @property
     def lab(self) -> Lab:
-        """The running lab: the lab file with the administrator's changes
-        (``desired.json`` ``config_edits``) replayed; read again only when
-        ``desired.json`` was rewritten (writers replace it: a new inode)."""
-        try:
-            st = os.stat(self.dir / control.DESIRED)
-            seen: Optional[tuple] = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            seen = None
-        if self._lab is None or seen != self._lab_read:
-            self._lab = edited_lab(self.lab_file, control.config_edits(self.desired()), self.lab_data)
-            self._lab_read = seen
+        """The running lab: the lab as brought up with the administrator's
+        changes (``desired.json`` ``config_edits``) replayed; validated
+        again only when the journal changed."""
+        edits = control.config_edits(self.desired())
+        key = json.dumps(edits, sort_keys=True)
+        if self._lab is None or key != self._lab_edits:
+            self._lab, self._lab_edits = edited_lab(self.lab_file, edits, self.lab_data), key
         return self._lab
 
     # -- plumbing -----------------------------------------------------------

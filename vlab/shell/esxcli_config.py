@@ -75,7 +75,7 @@ def _policy(allowed: Optional[bool]) -> Optional[str]:
 def _vswitch(f: HostFacts, name: str):
     sw = next((s for s in f.esx.vswitches if s.name == name), None)
     if sw is None:
-        raise EsxcliError(f"Unable to find vswitch {name}")
+        raise EsxcliError(f"Unable to find vswitch {name}", usage=False)
     return sw
 
 
@@ -85,17 +85,17 @@ def _portgroup(f: HostFacts, name: str):
         for pg in sw.port_groups:
             if pg.name == name:
                 return sw, pg
-    raise EsxcliError(f"Invalid portgroup: {name}")
+    raise EsxcliError(f"Invalid portgroup: {name}", usage=False)
 
 
 def _change(f: HostFacts, edits: list[dict]) -> Output:
     if not edits:
-        raise EsxcliError("Nothing to change: give at least one option")
+        return NOTHING  # ESXi takes a set without options as a set of nothing
     try:
         f.ctl.change_config(edits)
     except ConfigRefused as exc:
         # The lab's own check, in its words, with the field it would break.
-        raise EsxcliError(f"Invalid configuration: {exc.problem} ({exc.field})") from None
+        raise EsxcliError(f"Invalid configuration: {exc.problem} ({exc.field})", usage=False) from None
     return NOTHING
 
 
@@ -117,7 +117,7 @@ def portgroup_add(f: HostFacts, a) -> Output:
     sw = _vswitch(f, a.vswitch_name)
     taken = next((s for s in f.esx.vswitches for pg in s.port_groups if pg.name == a.portgroup_name), None)
     if taken is not None:
-        raise EsxcliError(f"A portgroup with the name {a.portgroup_name} already exists (on {taken.name})")
+        raise EsxcliError(f"A portgroup with the name {a.portgroup_name} already exists", usage=False)
     path = [*vswitch_path(f.name, sw.name), "port_groups"]
     return _change(f, [{"op": "append", "path": path, "value": {"name": a.portgroup_name}}])
 
@@ -125,7 +125,7 @@ def portgroup_add(f: HostFacts, a) -> Output:
 def portgroup_remove(f: HostFacts, a) -> Output:
     sw = _vswitch(f, a.vswitch_name)
     if a.portgroup_name not in {pg.name for pg in sw.port_groups}:
-        raise EsxcliError(f"Unable to find portgroup {a.portgroup_name} on vswitch {sw.name}")
+        raise EsxcliError(f"Unable to find portgroup {a.portgroup_name} on vswitch {sw.name}", usage=False)
     users = sorted(
         client_name(p)
         for b in f.bindings
@@ -134,9 +134,10 @@ def portgroup_remove(f: HostFacts, a) -> Output:
         if p.port_group == a.portgroup_name
     )
     if users:
-        # ESXi's answer for a port group that still has ports on it.
+        # ESXi's answer for a port group that still has ports on it, and
+        # which ports (ESXi leaves that to the VMkernel log).
         raise EsxcliError(
-            f"Sysinfo error: Busy (port group {a.portgroup_name} is in use by {', '.join(users)})"
+            f"Sysinfo error: Busy See VMkernel log for details. (in use by {', '.join(users)})", usage=False
         )
     path = [*vswitch_path(f.name, sw.name), "port_groups"]
     return _change(f, [{"op": "remove", "path": path, "value": a.portgroup_name}])

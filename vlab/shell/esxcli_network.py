@@ -481,7 +481,8 @@ def run(ctl, host: str, argv: list[str], out: TextIO = sys.stdout, err: TextIO =
         result = COMMANDS[path].view(HostFacts(ctl, host), a)
     except EsxcliError as exc:
         print(f"Error: {exc}", file=err)
-        print(_help(path), file=err)
+        if exc.usage:
+            print(_help(path), file=err)
         return 1
     except OperationError as exc:
         print(f"Error: {exc}", file=err)

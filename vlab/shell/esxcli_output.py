@@ -52,7 +52,13 @@ Output = Union[Table, Structs]
 
 
 class EsxcliError(Exception):
-    """What esxcli prints as ``Error: ...`` (exit 1)."""
+    """What esxcli prints as ``Error: ...`` (exit 1), followed by the
+    command's usage when the options were wrong (``usage``), not when the
+    request itself failed (a port group in use, a change refused)."""
+
+    def __init__(self, message: str, usage: bool = True):
+        super().__init__(message)
+        self.usage = usage
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ are the caller's to substitute.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -57,11 +58,23 @@ class Student:
     pytest's fd-level capture, which sees what the CLI and the nodes print)."""
 
     def __init__(self, net, capfd):
-        from mininet.log import setLogLevel
+        from mininet.log import lg, setLogLevel
 
         from vlab.shell.labcli import EsxiCLI
 
+        self._level = lg.level
         setLogLevel("output")  # what vlab lab up sets: the CLI prints at this level
+        # A node's output reaches the terminal through Mininet's logger, whose
+        # stream may be one an earlier test's capture left behind: read it
+        # from the logger itself, in place of its own handlers while the
+        # student types. (The CLI's own commands print to stdout.)
+        self._seen: list[str] = []
+        self._handler = logging.Handler(level=logging.DEBUG)
+        self._handler.emit = lambda record: self._seen.append(record.getMessage())
+        self._handlers = list(lg.handlers)
+        for h in self._handlers:
+            lg.removeHandler(h)
+        lg.addHandler(self._handler)
         # Never readable: the CLI waits on its input while a node runs a
         # command, and the student types nothing then.
         self._r, self._w = os.pipe()
@@ -74,14 +87,18 @@ class Student:
 
     def type(self, line: str) -> str:
         """What the student sees after typing ``line``."""
+        self._seen.clear()
         self.cli.onecmd(line)
         out, err = self.capfd.readouterr()
-        return out + err
+        return "".join(self._seen) + out + err
 
     def close(self) -> None:
-        from mininet.log import setLogLevel
+        from mininet.log import lg
 
-        setLogLevel("warning")
+        lg.removeHandler(self._handler)
+        for h in self._handlers:
+            lg.addHandler(h)
+        lg.setLevel(self._level)
         self._stdin.close()
         os.close(self._w)
         os.unlink(self._script)

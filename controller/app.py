@@ -437,16 +437,18 @@ class VSwitchController(app_manager.OSKenApp):
 
     # -- hostd and the testbed's requests ------------------------------------
     def _watch(self, poll, period: float, what: str) -> None:
-        """Run ``poll`` every ``period`` s until SIGTERM; a failing round is
-        logged and the next one tried."""
+        """Run ``poll`` every ``period`` s (a round that took longer is
+        followed by the next after ``POLL_S``, as the single loop before it
+        did) until SIGTERM; a failing round is logged and the next one tried."""
         while True:
+            start = time.monotonic()
             try:
                 poll()
             except SystemExit:  # SIGTERM while reading a guest: just stop
                 return
             except Exception:
                 LOG.exception(what)
-            time.sleep(period)
+            time.sleep(max(POLL_S, start + period - time.monotonic()))
 
     def _poll_once(self) -> None:
         """One look at both inputs: the guests (hostd) and desired.json."""

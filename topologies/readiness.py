@@ -88,13 +88,25 @@ def wait_ready(net: "LabNetwork", timeout: float) -> None:
     _wait(connections, left(), "controller connections")
     net.timings["connected_s"] = time.monotonic() - net.started_at
 
-    vnics = [naming.vnic_port(vm.name, nic.name) for vm in net.lab.vms for nic in vm.vnics]
+    # Each vNIC up, and with the address the lab gives it: VMware Tools
+    # reports it (the NSX ARP table starts from it), and the all-hosts
+    # group alone can show before the address is there.
+    vnics = {
+        naming.vnic_port(vm.name, nic.name): str(nic.ip.ip) if nic.ip else None
+        for vm in net.lab.vms
+        for nic in vm.vnics
+    }
 
     def guests_seen():
         alive()
         seen = (control.read_json(run_dir / control.APPLIED) or {}).get("guests", {})
-        missing = [p for p in vnics if ALL_HOSTS_MAC not in ((seen.get(p) or {}).get("mcast") or [])]
-        return not missing or Pending(f"hostd has not reported {', '.join(missing)} up")
+        missing = [
+            p
+            for p, ip in vnics.items()
+            if ALL_HOSTS_MAC not in ((seen.get(p) or {}).get("mcast") or [])
+            or (ip is not None and ip not in (seen.get(p) or {}).get("ipv4", []))
+        ]
+        return not missing or Pending(f"hostd has not reported {', '.join(missing)} up with its address")
 
     _wait(guests_seen, left(), "guest NIC state")
 

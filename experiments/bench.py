@@ -617,6 +617,28 @@ def _vms_on_two_hosts(lab):
     return first, next((vm for vm in lab.vms if vm.host != first.host), lab.vms[-1])
 
 
+def _udp_stream(net, src, dst, port: int, pps: int, count: int):
+    """``src`` VM's first vNIC sends ``count`` UDP datagrams at ``pps`` to
+    ``dst``'s (experiments.tools.udp); the sender's process."""
+    return guest_tool(
+        net,
+        src.name,
+        "udp",
+        "send",
+        "--src",
+        src.vnics[0].ip.ip,
+        "--dst",
+        dst.vnics[0].ip.ip,
+        "--port",
+        port,
+        "--pps",
+        pps,
+        "--count",
+        count,
+        wait=False,
+    )
+
+
 def measure_controller_resync(
     net, work: Path, kills: int = 10, pps: int = 1000, steady_s: float = 1.0, after_s: float = 0.5
 ) -> dict:
@@ -659,23 +681,7 @@ def measure_controller_resync(
     markers = [naming.synced_marker(net.run.dir, b.dpid) for b in net.bindings]
     try:
         wait_ready_line(recv, f"receiver on {dst.name}")
-        send = guest_tool(
-            net,
-            src.name,
-            "udp",
-            "send",
-            "--src",
-            snic.ip.ip,
-            "--dst",
-            dnic.ip.ip,
-            "--port",
-            port,
-            "--pps",
-            pps,
-            "--count",
-            int(pps * (kills * (steady_s + 30) + 30)),
-            wait=False,
-        )
+        send = _udp_stream(net, src, dst, port, pps, int(pps * (kills * (steady_s + 30) + 30)))
         wait_for(
             lambda: len(_arrivals(work / "resync-recv.txt")) > pps // 10, 10, f"stream reaching {dst.name}"
         )
@@ -789,7 +795,7 @@ def measure_config_change(net, work: Path, changes: int = 10, pps: int = 1000) -
 
     ctl, port = net.control, 7301
     src, dst = _vms_on_two_hosts(net.lab)
-    snic, dnic = src.vnics[0], dst.vnics[0]
+    snic = src.vnics[0]
     dvs = next(
         d for d in net.lab.distributed_switches if any(p.name == snic.port_group for p in d.port_groups)
     )
@@ -806,23 +812,7 @@ def measure_config_change(net, work: Path, changes: int = 10, pps: int = 1000) -
     frames = PcapFollower(cap.pcap)
     send, samples, vlan = None, [], home
     try:
-        send = guest_tool(
-            net,
-            src.name,
-            "udp",
-            "send",
-            "--src",
-            snic.ip.ip,
-            "--dst",
-            dnic.ip.ip,
-            "--port",
-            port,
-            "--pps",
-            pps,
-            "--count",
-            pps * (changes * 10 + 10),
-            wait=False,
-        )
+        send = _udp_stream(net, src, dst, port, pps, pps * (changes * 10 + 10))
         wait_for(lambda: any(_vlan_of(f) == home for _, f in frames.read()), 10, "the stream at the switch")
         for _ in range(changes):
             new = home + 1 if vlan == home else home

@@ -67,6 +67,7 @@ from experiments.common import (
     read_pcap,
     save_figure,
     stop_tool,
+    udp_send,
     wait_ready_line,
 )
 from experiments.teaming_policies import LBT_MOVE_S
@@ -352,22 +353,8 @@ def measure_failover(net, work: Path, trials: int = 20, pps: int = 1000) -> dict
     downs = []
     try:
         wait_ready_line(recv, "receiver on peer")
-        send = guest_tool(
-            net,
-            "mover",
-            "udp",
-            "send",
-            "--src",
-            eps["mover"].ip.ip,
-            "--dst",
-            eps["peer"].ip.ip,
-            "--port",
-            port,
-            "--pps",
-            pps,
-            "--count",
-            pps * (trials * 3 + 10),
-            wait=False,
+        send = udp_send(
+            net, "mover", eps["mover"].ip.ip, eps["peer"].ip.ip, port, pps, pps * (trials * 3 + 10)
         )
         from vlab.waiting import wait_for
 
@@ -464,23 +451,7 @@ def measure_vmotion(net, work: Path, moves: int = 10, pps: int = 1000, stun_s: f
         for rx, proc in recvs.items():
             wait_ready_line(proc, f"receiver on {rx}")
         sends = [
-            guest_tool(
-                net,
-                tx,
-                "udp",
-                "send",
-                "--src",
-                eps[tx].ip.ip,
-                "--dst",
-                eps[rx].ip.ip,
-                "--port",
-                port,
-                "--pps",
-                pps,
-                "--count",
-                int(pps * (moves * (gap + 1) + 10)),
-                wait=False,
-            )
+            udp_send(net, tx, eps[tx].ip.ip, eps[rx].ip.ip, port, pps, int(pps * (moves * (gap + 1) + 10)))
             for rx, (tx, port) in streams.items()
         ]
         from vlab.waiting import wait_for
@@ -617,28 +588,6 @@ def _vms_on_two_hosts(lab):
     return first, next((vm for vm in lab.vms if vm.host != first.host), lab.vms[-1])
 
 
-def _udp_stream(net, src, dst, port: int, pps: int, count: int):
-    """``src`` VM's first vNIC sends ``count`` UDP datagrams at ``pps`` to
-    ``dst``'s (experiments.tools.udp); the sender's process."""
-    return guest_tool(
-        net,
-        src.name,
-        "udp",
-        "send",
-        "--src",
-        src.vnics[0].ip.ip,
-        "--dst",
-        dst.vnics[0].ip.ip,
-        "--port",
-        port,
-        "--pps",
-        pps,
-        "--count",
-        count,
-        wait=False,
-    )
-
-
 def measure_controller_resync(
     net, work: Path, kills: int = 10, pps: int = 1000, steady_s: float = 1.0, after_s: float = 0.5
 ) -> dict:
@@ -681,7 +630,9 @@ def measure_controller_resync(
     markers = [naming.synced_marker(net.run.dir, b.dpid) for b in net.bindings]
     try:
         wait_ready_line(recv, f"receiver on {dst.name}")
-        send = _udp_stream(net, src, dst, port, pps, int(pps * (kills * (steady_s + 30) + 30)))
+        send = udp_send(
+            net, src.name, snic.ip.ip, dnic.ip.ip, port, pps, int(pps * (kills * (steady_s + 30) + 30))
+        )
         wait_for(
             lambda: len(_arrivals(work / "resync-recv.txt")) > pps // 10, 10, f"stream reaching {dst.name}"
         )
@@ -812,7 +763,7 @@ def measure_config_change(net, work: Path, changes: int = 10, pps: int = 1000) -
     frames = PcapFollower(cap.pcap)
     send, samples, vlan = None, [], home
     try:
-        send = _udp_stream(net, src, dst, port, pps, pps * (changes * 10 + 10))
+        send = udp_send(net, src.name, snic.ip.ip, dst.vnics[0].ip.ip, port, pps, pps * (changes * 10 + 10))
         wait_for(lambda: any(_vlan_of(f) == home for _, f in frames.read()), 10, "the stream at the switch")
         for _ in range(changes):
             new = home + 1 if vlan == home else home

@@ -261,6 +261,29 @@ def tagged(tag: str):
     return lambda frame: bytes(frame).find(tag.encode()) >= 0
 
 
+def udp_send(net: LabNetwork, node: str, src, dst, port: int, pps: int, count: int, wait: bool = False):
+    """``count`` UDP datagrams at ``pps`` from ``src`` to ``dst`` (an
+    address or a group) inside ``node`` (``experiments.tools.udp``, each
+    carrying its sequence number); its process, or its output with ``wait``."""
+    return guest_tool(
+        net,
+        node,
+        "udp",
+        "send",
+        "--src",
+        src,
+        "--dst",
+        dst,
+        "--port",
+        port,
+        "--pps",
+        pps,
+        "--count",
+        count,
+        wait=wait,
+    )
+
+
 def send_frames(net: LabNetwork, node: str, src: str, dst: str, tag: str, count: int = 20, extra=()) -> None:
     """``count`` hand-made frames from ``src`` to ``dst`` inside ``node``
     (``experiments.tools.frames``; ``extra``: more of its options)."""

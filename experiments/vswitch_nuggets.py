@@ -42,6 +42,7 @@ from experiments.common import (
     send_frames,
     stop_tool,
     tagged,
+    udp_send,
     verdicts_of,
     vm_mac,
     wait_ready_line,
@@ -235,22 +236,7 @@ def measure_multicast_filter(net: LabNetwork, work: Path) -> dict:
             vm: ctl.capture(work / f"mc-{vm}.pcap", port=_vnic(vm), bpf="udp port 5000")
             for vm in ("m1", "m2", "m3")
         }
-        guest_tool(
-            net,
-            "open",
-            "udp",
-            "send",
-            "--src",
-            _ip(net, "open"),
-            "--dst",
-            GROUP,
-            "--port",
-            5000,
-            "--pps",
-            200,
-            "--count",
-            N_FRAMES,
-        )
+        udp_send(net, "open", _ip(net, "open"), GROUP, 5000, 200, N_FRAMES, wait=True)
         for vm in ("m1", "m2"):
             settle.wait_frames(caps[vm].pcap, N_FRAMES)
         quiesce([c.pcap for c in caps.values()])
@@ -499,24 +485,7 @@ def measure_quiet_vmotion(
             wait_ready_line(proc, f"receiver on {vm}")
         t0 = time.time()
         senders = [
-            guest_tool(
-                net,
-                "ext",
-                "udp",
-                "send",
-                "--src",
-                _ip(net, "ext"),
-                "--dst",
-                _ip(net, vm),
-                "--port",
-                port,
-                "--pps",
-                pps,
-                "--count",
-                count,
-                wait=False,
-            )
-            for vm, port in vms.items()
+            udp_send(net, "ext", _ip(net, "ext"), _ip(net, vm), port, pps, count) for vm, port in vms.items()
         ]
         time.sleep(after_s)  # traffic flows normally before the move
         for vm in vms:
@@ -610,23 +579,7 @@ def measure_multicast_vmotion(
     )
     cases = [(False, None)] + [(True, m) for m in max_responses]
     guest_cap = ctl.tcpdump("mv", "eth0", work / "mcv-guest-igmp.pcap", bpf="igmp")
-    sender = guest_tool(
-        net,
-        "ext",
-        "udp",
-        "send",
-        "--src",
-        _ip(net, "ext"),
-        "--dst",
-        group,
-        "--port",
-        port,
-        "--pps",
-        pps,
-        "--count",
-        int(pps * 3600),
-        wait=False,
-    )
+    sender = udp_send(net, "ext", _ip(net, "ext"), group, port, pps, int(pps * 3600))
     results, here, left_at = [], "esx1", {}
     try:
         for i, (query, max_resp) in enumerate(cases):

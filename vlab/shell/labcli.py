@@ -155,25 +155,24 @@ class EsxiCLI(CLI):
         return "exited by user command"
 
     # -- operations -----------------------------------------------------------------------
-    def do_vmotion(self, line):
-        """vmotion VM HOST [--stun-ms N] [--no-igmp-query] [--max-response S]"""
+    def _operation(self, line: str, name: str, add_args, operation) -> None:
+        """A ``vlab`` operation at the prompt: its own arguments (the ones
+        ``vlab NAME`` takes), and what it prints."""
 
         def run(argv):
-            p = _parser("vmotion")
-            commands.add_vmotion_args(p)
-            print(commands.vmotion(self.ctl, p.parse_args(argv)))
+            p = _parser(name)
+            add_args(p)
+            print(operation(self.ctl, p.parse_args(argv)))
 
         self._run(run, line)
+
+    def do_vmotion(self, line):
+        """vmotion VM HOST [--stun-ms N] [--no-igmp-query] [--max-response S]"""
+        self._operation(line, "vmotion", commands.add_vmotion_args, commands.vmotion)
 
     def do_network(self, line):
         """network VM NETWORK [--vnic eth0]: connect the vNIC to another port group or logical switch."""
-
-        def run(argv):
-            p = _parser("network")
-            commands.add_network_args(p)
-            print(commands.network(self.ctl, p.parse_args(argv)))
-
-        self._run(run, line)
+        self._operation(line, "network", commands.add_network_args, commands.network)
 
     def do_uplink(self, line):
         """uplink down|up HOST VMNIC: pull or plug the uplink's cable."""

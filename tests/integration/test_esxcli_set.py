@@ -195,3 +195,19 @@ def test_connecting_to_a_network_the_host_does_not_have_is_refused_and_keeps_the
         ctl.connect_vnic("vm1a", "PG-Nowhere")
     assert _port_num(ctl, "esx1", "vm1a.eth0") == before
     assert " 0% packet loss" in two_hosts.node("vm1a").cmd(PING_VM2A)
+
+
+def test_a_port_group_added_by_esxcli_carries_a_vnic_moved_onto_it(two_hosts):
+    ctl, vm1a = two_hosts.control, two_hosts.node("vm1a")
+    try:
+        _ok(ctl, "esx1", f"{PORTGROUP} add -p PG-New -v vSwitch0")
+        _ok(ctl, "esx1", f"{PORTGROUP} set -p PG-New --vlan-id 10")  # vm2a's VLAN on esx2
+        ctl.connect_vnic("vm1a", "PG-New")
+        assert " 0% packet loss" in vm1a.cmd(PING_VM2A)
+        rc, _, err = run_in_host(ctl, "esx1", f"{PORTGROUP} remove -p PG-New -v vSwitch0")
+        assert rc == 1 and "Sysinfo error: Busy" in err and "vm1a.eth0" in err
+    finally:
+        ctl.connect_vnic("vm1a", "PG-1G")
+        _ok(ctl, "esx1", f"{PORTGROUP} remove -p PG-New -v vSwitch0")
+    listed = _ok(ctl, "esx1", f"{PORTGROUP} list")
+    assert "PG-New" not in listed and " 0% packet loss" in vm1a.cmd(PING_VM2A)

@@ -132,6 +132,12 @@ def test_inspect_dumps_ports_macs_ips_and_pinning(held, capsys):
     assert vm1a["mac"] == "00:50:56:00:01:0a" and vm1a["ip"] == "10.10.0.11/24"
     assert vm1a["vlan"] == 10 and vm1a["team_pnic"] == ctl.applied()["pinning"]["esx1"]["vm1a-eth0"]
     assert ports["vmnic2"]["kind"] == "uplink"
+    # Each host's vmk0 with its own address (every host has a vmk0).
+    vmk0s = {
+        h: next(p for sw in v["vswitches"] for p in sw["ports"] if p["name"] == "vmk0")["ip"]
+        for h, v in data["esxi_hosts"].items()
+    }
+    assert vmk0s == {"esx1": "192.168.100.11/24", "esx2": "192.168.100.12/24"}, vmk0s
     assert data["esxi_hosts"]["esx1"]["vmkernel"][0]["IPv4 Address"] == "192.168.100.11"
     # The lab's site groups its hosts and switch.
     assert data["esxi_hosts"]["esx1"]["site"] == "dc1"

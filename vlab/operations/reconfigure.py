@@ -118,6 +118,7 @@ def connect_vnic(ctl, vm_name: str, network: str, vnic: str = "eth0", timeout: f
     probe = ctl.desired()
     place(probe, _journal(ctl, probe, edits, replug=True)[1])
     ctl.ovs(host).vsctl("--if-exists", "del-port", old_switch.name, port)
+    vmotion.forget_cached_paths(ctl)
     try:
         change_config(ctl, edits, timeout, replug=True, also=place)
     except BaseException:

@@ -66,10 +66,11 @@ def inspect(ctl) -> dict:
         for vm in ctl.lab.vms
         for nic in vm.vnics
     }
-    ips.update({vmk.name: str(vmk.ip) for h in ctl.lab.esxi_hosts for vmk in h.vmkernel})
     hosts = {}
     for esx in ctl.lab.esxi_hosts:
         f = HostFacts(ctl, esx.name)
+        # vmk names repeat on every host (each has its vmk0).
+        here = {**ips, **{vmk.name: str(vmk.ip) for vmk in esx.vmkernel}}
         hosts[esx.name] = {
             "vswitches": [
                 {
@@ -86,7 +87,7 @@ def inspect(ctl) -> dict:
                             "logical_switch": p.logical_switch,
                             "vlan": b.switch.port_group(p.port_group).vlan if p.port_group else None,
                             "mac": f.mac(b, p) or None,
-                            "ip": ips.get(p.name),
+                            "ip": here.get(p.name),
                             "team_pnic": p.name if p.kind == "uplink" else f.pinned(p.name),
                             "shaping": _shaping(b, p),
                         }

@@ -17,6 +17,8 @@ PROTOCOL_NAMES = {number: name for name, number in IP_PROTOCOLS.items()}
 
 ARP_REQUEST, ARP_REPLY = 1, 2
 
+VXLAN_PORT = 4789  # IANA's VXLAN UDP port, OVS's default for type=vxlan
+
 # The IPv4 all-hosts group (224.0.0.1) as a multicast MAC: in every guest
 # NIC's filter once the interface is up, and where IGMP general queries go.
 ALL_HOSTS_MAC = "01:00:5e:00:00:01"

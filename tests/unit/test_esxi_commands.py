@@ -384,3 +384,40 @@ def test_esxcli_shaping_set_replaces_the_qdisc_of_each_cable_whose_policy_change
     assert offline.commands == [("vm1a", "tc qdisc del dev eth0 root 2>/dev/null; true")]
     rc, _, err = _esxcli(offline, f"{sh} set -p PG-1G -e true -b 1000 -k 500")
     assert rc == 1 and "below average_bandwidth" in err.splitlines()[0], err
+
+
+def _vxlan(vni: int, outer_vlan=None) -> bytes:
+    from scapy.layers.inet import IP, UDP, Ether
+    from scapy.layers.l2 import Dot1Q
+    from scapy.layers.vxlan import VXLAN
+
+    inner = Ether(src="00:50:56:a1:00:01", dst="00:50:56:a1:00:02") / IP(src="10.1.1.11", dst="10.1.1.12")
+    outer = Ether(src="00:50:56:6a:00:11", dst="00:50:56:6a:00:12")
+    if outer_vlan is not None:
+        outer = outer / Dot1Q(vlan=outer_vlan)
+    frame = outer / IP(src="172.16.200.11", dst="172.16.200.12") / UDP(sport=50000, dport=4789)
+    return bytes(frame / VXLAN(vni=vni) / inner)
+
+
+@pytest.mark.parametrize(
+    "frame, vni, want",
+    [
+        (_vxlan(5002, 200), 5002, True),
+        (_vxlan(5002), 5002, True),
+        (_vxlan(5001, 200), 5001, False),
+        (_icmp(200), None, False),
+    ],
+)
+def test_the_vxlan_filter_picks_one_vni_alike_in_the_taps_bpf_and_at_the_drop_point(
+    tmp_path, frame, vni, want
+):
+    import subprocess
+
+    a = _args("--uplink vmnic0 --vxlan 5002")
+    assert pktcap_uw.vxlan_id(frame) == vni
+    assert pktcap_uw.matches(a, frame) is want
+    pcap = tmp_path / "one.pcap"
+    pktcap_uw.write_pcap(pcap, [(0.0, frame)])
+    read = subprocess.run(["tcpdump", "-nr", str(pcap), pktcap_uw.bpf(a)], capture_output=True, text=True)
+    assert read.returncode == 0, read.stderr
+    assert bool(read.stdout.strip()) is want, read.stdout  # tcpdump prints a VXLAN frame on two lines

@@ -14,6 +14,7 @@ import time
 
 from vlab import naming
 from vlab.shell import commands
+from vlab.shell.nsxcli import tables_text
 from vlab.shell.snapshot import inspect, nsx_tables
 
 from .common import EXIT_OK, RUN_HELP, need_root, running_lab
@@ -65,7 +66,8 @@ def cmd_inspect(args) -> int:
 def cmd_nsx(args) -> int:
     need_root()
 
-    print(json.dumps(nsx_tables(running_lab(args)), indent=2))
+    tables = nsx_tables(running_lab(args))
+    print(tables_text(tables) if args.text else json.dumps(tables, indent=2))
     return EXIT_OK
 
 
@@ -113,7 +115,8 @@ def register(sub) -> None:
     p.add_argument("--run", help=RUN_HELP)
     p.set_defaults(func=cmd_inspect)
     p = sub.add_parser("nsx", help="NSX views of a running lab")
-    p.add_argument("view", choices=["tables"], help="tables: VTEP, MAC and ARP tables (JSON)")
+    p.add_argument("view", choices=["tables"], help="tables: VTEP, MAC and ARP tables (JSON, for scripts)")
+    p.add_argument("--text", action="store_true", help="as the NSX controller's CLI lists them")
     p.add_argument("--run", help=RUN_HELP)
     p.set_defaults(func=cmd_nsx)
     p = sub.add_parser(

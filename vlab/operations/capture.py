@@ -296,6 +296,11 @@ def tap(ctl: "LabControl", host: str, port, point: str) -> Tap:
     return Tap(vm, nic, "in", f"{vm}/{nic}, frames the guest receives")
 
 
+def listening_marker(run_dir, pid: int) -> Path:
+    """The file that exists while capture session ``pid`` (a pktcap-uw) listens."""
+    return Path(run_dir) / "pktcap" / f"{pid}.listening"
+
+
 def start_tap(
     ctl: "LabControl", t: Tap, pcap: Path, bpf: str = "", extra: Optional[list[str]] = None
 ) -> Capture:

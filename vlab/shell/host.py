@@ -43,6 +43,10 @@ COMMANDS = {
 assert tuple(COMMANDS) == naming.ESXI_COMMANDS, "naming.ESXI_COMMANDS lists the commands installed"
 
 
+def _interrupt(_signum, _frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) < 3 or argv[2] not in COMMANDS:
@@ -53,6 +57,10 @@ def main(argv=None) -> int:
     # through its finally blocks: its OVS port and desired.json entry go.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
+    if command == "pktcap-uw":
+        # ESXi's way to end a background capture is to kill it, and its
+        # file is then complete: a kill ends the session as Ctrl-C does.
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         ctl = LabControl(run_dir)
     except OperationError as exc:

@@ -6,6 +6,9 @@ so they run as Mininet runs any node command, with ESXi's syntax:
     esx1 esxcli network nic list         esx1 net-stats -l
     esx1 pktcap-uw --switchport 33554632 --dir 1 -c 3 --capture PortOutput
     esx1 vmkping -I vmk0 192.168.100.12  esx1 esxcfg-vswitch -l
+    esx1 pktcap-uw --uplink vmnic0 --dir 2 -o /tmp/u.pcap &
+                                         (back at the prompt once it listens;
+                                          ``esx1 kill %1; wait`` ends it)
 
 and, at the prompt itself:
 
@@ -16,7 +19,7 @@ and, at the prompt itself:
     vmotion VM HOST [--stun-ms N] [--no-igmp-query] [--max-response S]
     network VM NETWORK [--vnic eth0]     (vCenter's Edit Settings > Network)
     uplink down|up HOST VMNIC
-    nsx tables
+    nsx tables [--json]
 
 Mininet's own commands (``vm1 ping vm2``, ``nodes``, ``net``, ...) keep
 working. Each command is a thin wrapper over ``LabControl`` and the view
@@ -34,11 +37,16 @@ from pathlib import Path
 from mininet.cli import CLI
 
 from vlab.operations import OperationError
+from vlab.operations.capture import listening_marker
+from vlab.waiting import wait_for
 
 from . import commands, esxcli_network, pktcap_uw
 from .argv import raising_parser
 from .host import COMMANDS as HOST_COMMANDS
+from .nsxcli import tables_text
 from .snapshot import nsx_tables
+
+LISTEN_TIMEOUT_S = 15.0  # a tap listens within ~2 s on a busy machine
 
 
 def _parser(prog: str):
@@ -62,7 +70,37 @@ class EsxiCLI(CLI):
         if len(words) >= 2 and words[1] == "python3":
             repo = Path(__file__).resolve().parents[2]  # vlab/shell/labcli.py -> the repository
             line = " ".join([words[0], f"env PYTHONPATH={repo} {sys.executable}", *words[2:]])
-        return super().default(line)
+        super().default(line)
+        if (
+            len(words) >= 2
+            and words[1] == "pktcap-uw"
+            and line.rstrip().endswith("&")
+            and words[0] in self.mn
+        ):
+            self._wait_listening(self.mn[words[0]])
+
+    def _wait_listening(self, node) -> None:
+        """``HOST pktcap-uw ... &`` returns to the prompt once the capture
+        listens (on ESXi the student would watch for its session lines), so
+        the traffic typed next is in it; ``HOST kill %1; wait`` ends it."""
+        out = node.cmd("echo $!").rstrip().splitlines()
+        if out[:-1]:
+            print("\n".join(out[:-1]))  # what the capture printed so far
+        pid = int(out[-1]) if out and out[-1].isdigit() else None
+        if pid is None:
+            return
+        marker = listening_marker(self.ctl.dir, pid)
+        try:
+            wait_for(
+                lambda: marker.exists() or not Path(f"/proc/{pid}").exists(),
+                LISTEN_TIMEOUT_S,
+                f"pktcap-uw (pid {pid}) listening",
+            )
+        except TimeoutError as exc:
+            print(f"vlab: {exc}")
+            return
+        if not marker.exists():  # it ended at once: bad arguments, a port it does not know
+            print(node.cmd(f"wait {pid}").rstrip())
 
     def _run(self, fn, line: str) -> None:
         try:
@@ -186,11 +224,13 @@ class EsxiCLI(CLI):
         self._run(run, line)
 
     def do_nsx(self, line):
-        """nsx tables: the NSX controller's VTEP, MAC and ARP tables (JSON)."""
+        """nsx tables [--json]: the NSX controller's VTEP, MAC and ARP tables,
+        as its CLI lists them (``--json``: as ``vlab nsx tables`` prints them)."""
 
         def run(argv):
-            if argv != ["tables"]:
-                raise OperationError("usage: nsx tables")
-            print(json.dumps(nsx_tables(self.ctl), indent=2))
+            if argv not in (["tables"], ["tables", "--json"]):
+                raise OperationError("usage: nsx tables [--json]")
+            tables = nsx_tables(self.ctl)
+            print(json.dumps(tables, indent=2) if "--json" in argv else tables_text(tables))
 
         self._run(run, line)

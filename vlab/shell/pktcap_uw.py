@@ -4,7 +4,7 @@
               [--dir 0|1|2] [--capture POINT]
               [--proto 0xNN] [--ethtype 0xNNNN] [--ip A | --srcip A | --dstip A]
               [--mac M | --srcmac M | --dstmac M] [--vlan N] [--tcpport N]
-              [-c N] [-o FILE] [--seconds S]
+              [--vxlan VNI] [-c N] [-o FILE] [--seconds S]
 
 ``--dir`` is ESXi's: 0 what enters the vSwitch from the port (input), 1 what
 the vSwitch sends to it (output), 2 both. The capture points and where the
@@ -40,6 +40,7 @@ import os
 import re
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, TextIO
@@ -52,12 +53,13 @@ from vlab.operations.capture import (
     INPUT,
     OUTPUT,
     PcapFollower,
+    listening_marker,
     point_direction,
     start_tap,
     tap,
     write_pcap,
 )
-from vlab.protocols import ETH_IPV4
+from vlab.protocols import ETH_IPV4, VXLAN_PORT
 
 from .argv import raising_parser
 
@@ -111,6 +113,7 @@ def parser() -> argparse.ArgumentParser:
     mac.add_argument("--dstmac", type=_mac)
     p.add_argument("--vlan", type=int)
     p.add_argument("--tcpport", type=int)
+    p.add_argument("--vxlan", type=int, metavar="VNI", help="VXLAN frames of this VNI (the outer headers')")
     p.add_argument("-c", "--count", type=int, default=0)
     p.add_argument("-o", "--outfile")
     p.add_argument("--seconds", type=float, help="(vlab) stop after this long")
@@ -124,7 +127,7 @@ USAGE = """Packet Capture and Trace command usage:
                              PortOutput|VnicTx|VnicRx]
     pktcap-uw --capture Drop [--uplink vmnicN | --switchport PORTNUM | --vmk vmkN] [filters]
               [--proto 0xNN] [--ethtype 0xNNNN] [--ip|--srcip|--dstip ADDR]
-              [--mac|--srcmac|--dstmac MAC] [--vlan ID] [--tcpport PORT]
+              [--mac|--srcmac|--dstmac MAC] [--vlan ID] [--tcpport PORT] [--vxlan VNI]
               [-c COUNT] [-o FILE] [--seconds S]
     --dir      0 input (into the vSwitch from the port), 1 output, 2 both
     -o FILE    write a pcap instead of printing the frames
@@ -152,34 +155,56 @@ class Filter:
     option: str  # the argparse dest: srcmac, proto, ...
     line: str  # ESXi's "The session filter ..." line, {v} the value
     bpf: str  # tcpdump's expression, {v} the value
-    test: Callable[[Frame, object], bool]
+    test: Callable[[Frame, bytes, object], bool]  # (parsed, raw, value)
 
 
 # In ESXi's order of the session lines.
 FILTERS = (
-    Filter("srcmac", "source MAC address is {v}", "ether src {v}", lambda f, v: f.eth_src == v),
-    Filter("dstmac", "destination MAC address is {v}", "ether dst {v}", lambda f, v: f.eth_dst == v),
-    Filter("mac", "MAC address is {v}", "ether host {v}", lambda f, v: v in (f.eth_src, f.eth_dst)),
-    Filter("ethtype", "ethernet type is 0x{v:04x}", "ether proto 0x{v:04x}", lambda f, v: f.eth_type == v),
+    Filter("srcmac", "source MAC address is {v}", "ether src {v}", lambda f, _, v: f.eth_src == v),
+    Filter("dstmac", "destination MAC address is {v}", "ether dst {v}", lambda f, _, v: f.eth_dst == v),
+    Filter("mac", "MAC address is {v}", "ether host {v}", lambda f, _, v: v in (f.eth_src, f.eth_dst)),
+    Filter("ethtype", "ethernet type is 0x{v:04x}", "ether proto 0x{v:04x}", lambda f, _, v: f.eth_type == v),
     # tcpdump's host primitives match IPv4 and ARP addresses alike.
-    Filter("srcip", "source IP address is {v}", "src host {v}", lambda f, v: v in (f.ipv4_src, f.arp_spa)),
+    Filter("srcip", "source IP address is {v}", "src host {v}", lambda f, _, v: v in (f.ipv4_src, f.arp_spa)),
     Filter(
-        "dstip", "destination IP address is {v}", "dst host {v}", lambda f, v: v in (f.ipv4_dst, f.arp_tpa)
+        "dstip", "destination IP address is {v}", "dst host {v}", lambda f, _, v: v in (f.ipv4_dst, f.arp_tpa)
     ),
     Filter(
         "ip",
         "IP address is {v}",
         "host {v}",
-        lambda f, v: v in (f.ipv4_src, f.ipv4_dst, f.arp_spa, f.arp_tpa),
+        lambda f, _, v: v in (f.ipv4_src, f.ipv4_dst, f.arp_spa, f.arp_tpa),
     ),
     Filter(
         "proto",
         "IP protocol is 0x{v:02x}",
         "ip proto {v}",
-        lambda f, v: f.eth_type == ETH_IPV4 and f.ip_proto == v,
+        lambda f, _, v: f.eth_type == ETH_IPV4 and f.ip_proto == v,
     ),
-    Filter("tcpport", "TCP port is {v}", "tcp port {v}", lambda f, v: v in (f.tcp_src, f.tcp_dst)),
+    Filter("tcpport", "TCP port is {v}", "tcp port {v}", lambda f, _, v: v in (f.tcp_src, f.tcp_dst)),
+    # The VNI is the 3 bytes after the VXLAN header's flags and reserved
+    # bytes, which follow the 8-byte UDP header.
+    Filter(
+        "vxlan",
+        "vxlan id is {v}",
+        f"udp dst port {VXLAN_PORT} and (udp[12:4] >> 8) = {{v}}",
+        lambda f, raw, v: f.udp_dst == VXLAN_PORT and vxlan_id(raw) == v,
+    ),
 )
+
+
+def vxlan_id(frame: bytes) -> Optional[int]:
+    """The VNI of a VXLAN frame (its outer Ethernet, 802.1Q, IPv4 and UDP
+    headers), None for any other frame."""
+    off = 14
+    while frame[off - 2 : off] == b"\x81\x00":
+        off += 4
+    if frame[off - 2 : off] != b"\x08\x00" or len(frame) < off + 20 or frame[off + 9] != 17:
+        return None
+    udp = off + (frame[off] & 0x0F) * 4
+    if len(frame) < udp + 16 or int.from_bytes(frame[udp + 2 : udp + 4], "big") != VXLAN_PORT:
+        return None
+    return int.from_bytes(frame[udp + 12 : udp + 15], "big")
 
 
 def _given(a) -> list[tuple[Filter, object]]:
@@ -321,7 +346,8 @@ def _capture(ctl, host, p, a, s: Session, out: TextIO, err: TextIO) -> int:
             caps.append((point, start_tap(ctl, t, work / f"{sid}-{i}.pcap", bpf(a), extra)))
             _note(err, f"listening at {point}: {t.where}")
         fetch = lambda: [(ts, point, frame, None) for ts, point, frame in _frames(caps, followers)]  # noqa: E731
-        shown, why = _follow(fetch, a, out, lambda: all(cap.proc.poll() is not None for _, cap in caps))
+        with listening(ctl):
+            shown, why = _follow(fetch, a, out, lambda: all(cap.proc.poll() is not None for _, cap in caps))
     finally:
         dropped = 0
         for _, cap in caps:
@@ -347,7 +373,7 @@ def matches(a, frame: bytes) -> bool:
     """The session's filters on one frame, as ``bpf`` means them (the VLAN
     tag seen through unless ``--vlan`` names one)."""
     f = frame_of(frame, 0)
-    return (a.vlan is None or f.vlan == a.vlan) and all(flt.test(f, v) for flt, v in _given(a))
+    return (a.vlan is None or f.vlan == a.vlan) and all(flt.test(f, frame, v) for flt, v in _given(a))
 
 
 def _drop_session(ctl, host: str, open_: bool) -> None:
@@ -375,7 +401,8 @@ def _capture_drops(ctl, host: str, p, a, s: Session, out: TextIO, err: TextIO) -
         where = f"frames {host}'s vSwitch pipeline drops" + (f" that came in by {p.name}" if p else "")
         _note(err, f"listening at Drop: {where}")
         fetch = lambda: [(ts, "Drop", frame, drop) for ts, frame, drop in log.read()]  # noqa: E731
-        shown, why = _follow(fetch, a, out, lambda: False)
+        with listening(ctl):
+            shown, why = _follow(fetch, a, out, lambda: False)
     finally:
         _drop_session(ctl, host, False)
     frames = log.frames[: a.count or None]
@@ -388,6 +415,20 @@ def _capture_drops(ctl, host: str, p, a, s: Session, out: TextIO, err: TextIO) -
     # cap; on the host, of any port). Copies OVS itself could not send the
     # controller are not counted.
     return _end(a, len(frames), log.skipped, why, out, err)
+
+
+@contextmanager
+def listening(ctl):
+    """While this session listens, its marker (``listening_marker``) says
+    so: the lab CLI returns from ``HOST pktcap-uw ... &`` once it exists, so
+    the traffic typed next is captured."""
+    marker = listening_marker(ctl.dir, os.getpid())
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 def _end(a, count: int, dropped: int, why: str, out: TextIO, err: TextIO) -> int:

@@ -11,11 +11,13 @@ counts only the traffic its own exercise started."""
 from __future__ import annotations
 
 from experiments.common import lab_session
+from experiments.nsx_packet_walk import OVERLAY_LAB, VLAN_LAB
 from experiments.reverse_teaming import PROMISC_LAB, SPAN_LAB
 from tests.guides import Student, blocks
 from tests.transcripts import printed_frames
 
 SEED002 = "seed-002-reverse-teaming"
+SEED004 = "seed-004-nsx-packet-walk"
 VM11, VM12 = "00:50:56:9d:43:42", "00:50:56:9d:fd:b1"
 
 
@@ -23,8 +25,9 @@ class Walk:
     """A student working through the blocks of one lab, waiting for a block's
     background commands to end before the next block."""
 
-    def __init__(self, net, capfd):
+    def __init__(self, net, capfd, tmp=None):
         self.net, self.student, self.background = net, Student(net, capfd), set()
+        self.tmp = tmp  # where the guide's /tmp/ files go (the test's own directory)
 
     def block(self, lines, learn=None) -> list[str]:
         """What the student sees after each line; ``learn(line, output)``
@@ -36,9 +39,12 @@ class Walk:
         for line in lines:
             for placeholder, value in fill.items():
                 line = line.replace(placeholder, str(value))
+            if self.tmp is not None:
+                line = line.replace("/tmp/", f"{self.tmp}/")
             if line.rstrip().endswith("&"):
-                node = line.split()[0]
-                self.net.node(node).cmd("wait")  # one ping at a time
+                node, command = line.split()[:2]
+                if command != "pktcap-uw":  # captures run beside each other and the traffic
+                    self.net.node(node).cmd("wait")  # one ping at a time
                 self.background.add(node)
             seen.append(self.student.type(line))
             if learn is not None:
@@ -47,7 +53,8 @@ class Walk:
 
     def close(self):
         for node in sorted(self.background):
-            self.net.node(node).cmd("wait")
+            # A block that failed half-way may leave a capture running.
+            self.net.node(node).cmd("kill $(jobs -p) 2>/dev/null; wait")
         self.student.close()
 
 
@@ -127,5 +134,184 @@ def test_seed002_guide(capfd):
             kinds = {_icmp(f) for _, f in _frames(to_a2)}
             assert kinds == {("192.168.100.3", 8), ("192.168.100.2", 0)}, to_a2
             assert _frames(to_b2) == [], to_b2
+        finally:
+            w.close()
+
+
+# -- seed 004 ----------------------------------------------------------------------
+VM1, VM2, VM4 = "00:50:56:a1:00:01", "00:50:56:a1:00:02", "00:50:56:a1:00:04"
+VMAC = "02:50:56:56:44:52"  # the distributed router's
+RESULTS_LABS = OVERLAY_LAB.parents[1] / "results" / "nsx-packet-walk" / "labs"
+
+
+def _pcap(path):
+    """(kind, fields) of each ARP or IPv4 frame in a pcap the student wrote:
+    ("arp", op, who-has/is-at address, source MAC, VLAN), ("icmp", type, ttl,
+    source MAC, destination MAC, VLAN, source IP, destination IP), ("vxlan",
+    vni, outer src IP, outer dst IP, outer src MAC, outer dst MAC, VLAN, inner
+    src MAC, inner dst MAC, inner src IP)."""
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.layers.l2 import ARP, Dot1Q, Ether
+    from scapy.layers.vxlan import VXLAN
+    from scapy.utils import rdpcap
+
+    out = []
+    for f in rdpcap(str(path)):
+        vlan = f[Dot1Q].vlan if f.haslayer(Dot1Q) else None
+        if f.haslayer(VXLAN):
+            inner = f[VXLAN].payload
+            out.append(
+                (
+                    "vxlan",
+                    f[VXLAN].vni,
+                    f[IP].src,
+                    f[IP].dst,
+                    f[Ether].src,
+                    f[Ether].dst,
+                    vlan,
+                    inner.src,
+                    inner.dst,
+                    inner[IP].src if inner.haslayer(IP) else None,
+                )
+            )
+        elif f.haslayer(ARP):
+            a = f[ARP]
+            out.append(("arp", a.op, a.pdst if a.op == 1 else a.psrc, f.src, vlan))
+        elif f.haslayer(ICMP) and not f.haslayer(UDP):
+            out.append(("icmp", f[ICMP].type, f[IP].ttl, f.src, f.dst, vlan, f[IP].src, f[IP].dst))
+    return out
+
+
+def _grouped(guide: str) -> dict[int, list[tuple[str, ...]]]:
+    out: dict[int, list[tuple[str, ...]]] = {}
+    for b in blocks(guide):
+        out.setdefault(b.exercise, []).append(b.lines)
+    return out
+
+
+def _count(out: str) -> int:
+    """What ``... | grep -c`` printed last."""
+    return int(out.strip().splitlines()[-1])
+
+
+def test_seed004_guide(capfd, tmp_path):
+    walk = _grouped(SEED004)
+    assert {n: len(b) for n, b in walk.items()} == {1: 2, 2: 1, 3: 2, 4: 1, 5: 1}, "update this walk"
+
+    def world_ids(line: str, out: str) -> dict:
+        if not line.endswith("esxcli network vm list"):
+            return {}
+        return {"WORLD_ID_OF_VM1": _world_id(out, "vm1")}
+
+    with lab_session(VLAN_LAB) as net:
+        w = Walk(net, capfd, tmp_path)
+        try:
+            # 1. The walk at esx1's vmnic0, both directions, in the seed's order.
+            out = w.block(walk[1][0], world_ids)
+            assert "Team Uplink: vmnic0" in out[1], out[1]
+            assert "1 received" in out[6], out[6]
+            assert "Dumped 5 packet to file" in out[7], out[7]
+            frames = _pcap(tmp_path / "e1.pcap")
+            assert len(frames) == 5, frames
+            (a1, a2, req, a3, rep) = frames
+            rtr10 = a2[3]
+            assert a1 == ("arp", 1, "10.1.1.1", VM1, 10), a1
+            assert a2 == ("arp", 2, "10.1.1.1", rtr10, 10) and rtr10 not in (VM1, VM4), a2
+            assert req == ("icmp", 8, 64, VM1, rtr10, 10, "10.1.1.11", "10.1.2.14"), req
+            assert a3[:3] == ("arp", 1, "10.1.2.14") and a3[4] == 20 and a3[3] not in (VM1, VM4), a3
+            assert rep == ("icmp", 0, 63, rtr10, VM1, 10, "10.1.2.14", "10.1.1.11"), rep
+            assert "ttl 63" in out[9] and "ttl 64" in out[9], out[9]
+            at_vm4 = _pcap(tmp_path / "e1-vm4.pcap")
+            assert ("arp", 1, "10.1.2.14", a3[3], None) in at_vm4, at_vm4  # VnicRx: untagged
+            assert ("icmp", 8, 63, a3[3], VM4, None, "10.1.1.11", "10.1.2.14") in at_vm4, at_vm4
+            # 1b. A routed packet between two VMs of esx1 enters the physical network twice.
+            out = w.block(walk[1][1])
+            assert "20 received" in out[1], out[1]
+            assert _count(out[3]) == 40, out[3]
+        finally:
+            w.close()
+    with lab_session(OVERLAY_LAB) as net:
+        w = Walk(net, capfd, tmp_path)
+        try:
+            # 2. The controller's tables as text; VTEP to VTEP on VLAN 200, VNI 5001.
+            tables, top, *_ = w.block(walk[2][0])
+            assert "# show control-cluster logical-switches vtep-table 5001" in tables, tables
+            vtep_macs = {
+                x.split()[1]: x.split()[3] for x in tables.splitlines() if x.startswith("5001  172.")
+            }
+            assert set(vtep_macs) == {"172.16.200.11", "172.16.200.12", "172.16.201.13", "172.16.201.14"}
+            assert any(
+                x.split()[:2] == ["5001", VM2] and x.split()[2] == "172.16.200.12"
+                for x in tables.splitlines()
+            )
+            assert any(x.split()[:3] == ["5001", "10.1.1.12", VM2] for x in tables.splitlines()), tables
+            vmk3 = next(x.split() for x in top.splitlines() if " vmk3 " in f" {x} ")
+            assert vmk3[2] == "vmnic0", top
+            frames = _pcap(tmp_path / "e2.pcap")
+            mac11, mac12 = vtep_macs["172.16.200.11"], vtep_macs["172.16.200.12"]
+            assert (
+                frames
+                == [
+                    (
+                        "vxlan",
+                        5001,
+                        "172.16.200.11",
+                        "172.16.200.12",
+                        mac11,
+                        mac12,
+                        200,
+                        VM1,
+                        VM2,
+                        "10.1.1.11",
+                    )
+                ]
+                * 3
+            ), frames
+            # 3. ARP suppression: vm1 gets vm2's MAC, vm2 sees no ARP, no ARP is encapsulated.
+            out = w.block(walk[3][0])
+            assert VM2 in out[4], out[4]
+            assert _pcap(tmp_path / "e3.pcap") == []
+            wire = _pcap(tmp_path / "e3-wire.pcap")
+            assert [f[0] for f in wire] == ["vxlan"] and wire[0][9] == "10.1.1.11", wire
+        finally:
+            w.close()
+    with lab_session(RESULTS_LABS / "nsx-overlay-no-arp-suppression.yaml") as net:
+        w = Walk(net, capfd, tmp_path)
+        try:
+            # 3b. Without suppression: 4 copies of the request, at 3 capture points 2 + 1 + 1.
+            out = w.block(walk[3][1])
+            assert [_count(x) for x in out[-3:]] == [2, 1, 1], out[-3:]
+        finally:
+            w.close()
+    with lab_session(OVERLAY_LAB) as net:
+        w = Walk(net, capfd, tmp_path)
+        try:
+            # 4. The distributed router: same host stays on esx1; vm4 as VNI 5002 with the vMAC.
+            out = w.block(walk[4][0])
+            assert "3 received" in out[1] and "ttl=63" in out[1], out[1]
+            assert "3 received" in out[2] and "ttl=63" in out[2], out[2]
+            frames = _pcap(tmp_path / "e4.pcap")
+            assert not any("10.1.2.13" in map(str, f) for f in frames), frames
+            tunnelled = [f for f in frames if f[0] == "vxlan"]
+            requests = [f for f in tunnelled if f[1] == 5002]
+            replies = [f for f in tunnelled if f[1] == 5001]
+            assert len(requests) == 3 and len(replies) == 3 and len(tunnelled) == 6, frames
+            assert all(
+                f[2:4] == ("172.16.200.11", "172.16.200.12") and f[7:9] == (VMAC, VM4) for f in requests
+            )
+            assert all(
+                f[2:4] == ("172.16.200.12", "172.16.200.11") and f[7:9] == (VMAC, VM1) for f in replies
+            )
+            assert all(f[0] == "arp" for f in frames if f[0] != "vxlan"), frames  # only the underlay's ARP
+        finally:
+            w.close()
+    with lab_session(RESULTS_LABS / "nsx-overlay-mtu1500.yaml") as net:
+        w = Walk(net, capfd, tmp_path)
+        try:
+            # 5. A 1500-byte transport: ping and 1422-byte payloads pass, 1423 do not, bulk TCP stalls.
+            _, small, fits, too_big, bulk, _ = w.block(walk[5][0])
+            assert " 0% packet loss" in small and " 0% packet loss" in fits, (small, fits)
+            assert "3 packets transmitted, 0 received" in too_big, too_big
+            assert "iperf Done." not in bulk and "0.00 Bytes" in bulk, bulk
         finally:
             w.close()

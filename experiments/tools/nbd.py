@@ -64,6 +64,27 @@ def serve(args) -> int:
     return 0
 
 
+CONNECT_RETRY_S = 0.05
+
+
+def _connect(args) -> socket.socket:
+    """Connect as a backup client does, retrying a refused connection until
+    ``--timeout``: a server started just before (a guide's ``serve &``) may
+    not be listening yet."""
+    deadline = time.monotonic() + args.timeout
+    while True:
+        try:
+            return socket.create_connection(
+                (args.server, args.port),
+                timeout=args.timeout,
+                source_address=(args.bind, 0) if args.bind else None,
+            )
+        except ConnectionRefusedError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(CONNECT_RETRY_S)
+
+
 def read(args) -> int:
     expected = hashlib.sha256()
     got = hashlib.sha256()
@@ -73,9 +94,7 @@ def read(args) -> int:
         expected.update(block)
         left -= len(block)
         index += 1
-    s = socket.create_connection(
-        (args.server, args.port), timeout=args.timeout, source_address=(args.bind, 0) if args.bind else None
-    )
+    s = _connect(args)
     t0 = time.monotonic()
     s.sendall(struct.pack("!Q", args.bytes))
     received, end = 0, "eof"

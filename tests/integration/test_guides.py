@@ -13,11 +13,13 @@ from __future__ import annotations
 from experiments.common import lab_session
 from experiments.nsx_packet_walk import OVERLAY_LAB, VLAN_LAB
 from experiments.reverse_teaming import PROMISC_LAB, SPAN_LAB
+from experiments.vmk_egress import CASES as VMK_LABS
 from tests.guides import Student, blocks
 from tests.transcripts import printed_frames
 
 SEED002 = "seed-002-reverse-teaming"
 SEED004 = "seed-004-nsx-packet-walk"
+SEED000 = "seed-000-vmk-egress"
 VM11, VM12 = "00:50:56:9d:43:42", "00:50:56:9d:fd:b1"
 
 
@@ -25,14 +27,15 @@ class Walk:
     """A student working through the blocks of one lab, waiting for a block's
     background commands to end before the next block."""
 
-    def __init__(self, net, capfd, tmp=None):
+    def __init__(self, net, capfd, tmp=None, servers=()):
         self.net, self.student, self.background = net, Student(net, capfd), set()
         self.tmp = tmp  # where the guide's /tmp/ files go (the test's own directory)
+        self.servers = set(servers)  # nodes whose background job is a server the guide keeps running
 
     def block(self, lines, learn=None) -> list[str]:
         """What the student sees after each line; ``learn(line, output)``
         gives the placeholders an output fills in for the lines after it."""
-        for node in sorted(self.background):
+        for node in sorted(self.background - self.servers):
             self.net.node(node).cmd("wait")  # the last block's pings have ended
         self.background.clear()
         seen, fill = [], {}
@@ -313,5 +316,97 @@ def test_seed004_guide(capfd, tmp_path):
             assert " 0% packet loss" in small and " 0% packet loss" in fits, (small, fits)
             assert "3 packets transmitted, 0 received" in too_big, too_big
             assert "iperf Done." not in bulk and "0.00 Bytes" in bulk, bulk
+        finally:
+            w.close()
+
+
+# -- seed 000 ----------------------------------------------------------------------
+def _read(out: str) -> dict:
+    """The JSON line an nbd read printed."""
+    import json
+
+    return json.loads(next(x for x in out.splitlines() if x.startswith("{")))
+
+
+def _segments(out: str) -> list[str]:
+    """tcpdump's lines of frames from the NBD server's port."""
+    return [x for x in out.splitlines() if "172.17.4.102.902 >" in x]
+
+
+def _esxtop_last(out: str) -> dict[str, dict[str, float]]:
+    """USED-BY -> column -> value of the last screen esxtop printed."""
+    lines = out.splitlines()
+    head = max(i for i, x in enumerate(lines) if x.split()[:2] == ["PORT-ID", "USED-BY"])
+    columns = lines[head].split()
+    rows = {}
+    for x in lines[head + 1 :]:
+        words = x.split()
+        if len(words) != len(columns):
+            break
+        rows[words[1]] = {c: float(v) for c, v in zip(columns, words) if c.endswith("/s")}
+    return rows
+
+
+def test_seed000_guide(capfd, tmp_path):
+    walk = {b.exercise: b.lines for b in blocks(SEED000)}
+    assert sorted(walk) == [1, 2, 3, 4, 5, 6], "the guide's exercises changed: update this walk"
+    with lab_session(VMK_LABS["A"]) as net:
+        w = Walk(net, capfd, tmp_path, servers={"esx1"})
+        try:
+            # 1. One vmk; the backup subnet is routed through 172.17.4.1.
+            interfaces, ipv4, _, route = w.block(walk[1])
+            assert "Name: vmk0" in interfaces and "vmk4" not in interfaces, interfaces
+            assert "defaultTcpipStack" in interfaces and "172.17.4.102" in ipv4, ipv4
+            assert "via 172.17.4.1 dev vmk0" in route, route
+            # 2. The disk data leaves by vmnic0 on VLAN 4, none by vmnic2; ~10 Mbit/s (1 GbE scaled).
+            out = w.block(walk[2])
+            assert "Dumped 5 packet" in out[2], out[2]
+            assert len(_segments(out[3])) == 5 and all("vlan 4," in x for x in _segments(out[3])), out[3]
+            assert "Dumped 0 packet" in out[4], out[4]
+            a = _read(out[5])
+            assert a["intact"] and a["end"] == "eof" and a["mbps"] < 12, a  # 1 GbE = 10 Mbit/s here
+        finally:
+            w.close()
+    with lab_session(VMK_LABS["B"]) as net:
+        w = Walk(net, capfd, tmp_path, servers={"esx1"})
+        try:
+            # 3. A connected route on vmk4: chosen by destination, the source address kept.
+            interfaces, _, routes, route = w.block(walk[3])
+            assert "Name: vmk4" in interfaces and "172.17.28.0" in routes, routes
+            assert "dev vmk4" in route and "172.17.4.102" in route, route
+            vmk4_mac = interfaces.split("Name: vmk4")[1].split("MAC Address: ")[1].split()[0]
+            # 4. The replies leave by vmnic3 on VLAN 28, vmk4's MAC to rubrik1's, switched; ~10x A.
+            out = w.block(walk[4])
+            assert "Dumped 5 packet" in out[2] and "Dumped 0 packet" in out[4], (out[2], out[4])
+            rubrik1_mac = out[5].split("link/ether ")[1].split()[0]
+            segments = _segments(out[3])
+            assert len(segments) == 5, out[3]
+            assert all(
+                x.split()[1:4] == [vmk4_mac, ">", f"{rubrik1_mac},"] and "vlan 28," in x for x in segments
+            )
+            b = _read(out[6])
+            assert b["intact"] and b["end"] == "eof" and b["mbps"] > 5 * a["mbps"], (a, b)  # the 10 GbE path
+            # 5. The ACKs come back through the router on vmnic0: one per two segments, with quickack one each
+            out = w.block(walk[5])
+            acks = [x for x in out[2].splitlines() if "> 172.17.4.102.902:" in x]
+            assert len(acks) == 5 and all("vlan 4," in x and "Flags [.]" in x for x in acks), out[2]
+            assert all(x.split()[1] != rubrik1_mac for x in acks), acks  # from the router's MAC
+            delayed, quick = _esxtop_last(out[3]), _esxtop_last(out[7])
+            for top in (delayed, quick):
+                assert top["vmk4"]["PKTTX/s"] > 100 and top["vmk0"]["PKTRX/s"] > 0, top
+            # Delayed ACKs: one per two full-size segments (0.5); quickack: one each (1.0).
+            assert delayed["vmk0"]["PKTRX/s"] / delayed["vmk4"]["PKTTX/s"] < 0.75, delayed
+            assert quick["vmk0"]["PKTRX/s"] / quick["vmk4"]["PKTTX/s"] > 0.75, quick
+        finally:
+            w.close()
+    with lab_session(VMK_LABS["src"]) as net:
+        w = Walk(net, capfd, tmp_path, servers={"esx1"})
+        try:
+            # 6. Source-based egress: back on vmk0 and vmnic0, at the 1 GbE rate.
+            rules, route, _, _, at0, at3, result = w.block(walk[6])
+            assert "from 172.17.4.102" in rules and "via 172.17.4.1 dev vmk0" in route, (rules, route)
+            assert "Dumped 5 packet" in at0 and "Dumped 0 packet" in at3, (at0, at3)
+            src = _read(result)
+            assert src["intact"] and src["mbps"] < 12, src
         finally:
             w.close()

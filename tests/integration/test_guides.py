@@ -5,21 +5,28 @@ in what the student sees. A guide whose commands stop working, or whose
 promises stop holding, fails here.
 
 Between blocks the student lets the background pings of the last one end
-(the guides say to wait, or to run one ping at a time), so every capture
-counts only the traffic its own exercise started."""
+(the guides say to wait; within a block they say ``NODE wait`` where one
+job must end before the next), so every capture counts only the traffic its
+own exercise started. A guide's servers keep running (``Walk(servers=)``).
+Where a guide says to give the testbed a moment (a guest's MAC change
+reaching hostd), the walk waits for exactly that (``block(..., after=)``)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from experiments.common import lab_session
 from experiments.nsx_packet_walk import OVERLAY_LAB, VLAN_LAB
 from experiments.reverse_teaming import PROMISC_LAB, SPAN_LAB
 from experiments.vmk_egress import CASES as VMK_LABS
+from experiments.vswitch_nuggets import LAB as NUGGETS_LAB
 from tests.guides import Student, blocks
 from tests.transcripts import printed_frames
 
 SEED002 = "seed-002-reverse-teaming"
 SEED004 = "seed-004-nsx-packet-walk"
 SEED000 = "seed-000-vmk-egress"
+SEED001 = "seed-001-vswitch-nuggets"
 VM11, VM12 = "00:50:56:9d:43:42", "00:50:56:9d:fd:b1"
 
 
@@ -32,12 +39,14 @@ class Walk:
         self.tmp = tmp  # where the guide's /tmp/ files go (the test's own directory)
         self.servers = set(servers)  # nodes whose background job is a server the guide keeps running
 
-    def block(self, lines, learn=None) -> list[str]:
+    def block(self, lines, learn=None, after=None) -> list[str]:
         """What the student sees after each line; ``learn(line, output)``
-        gives the placeholders an output fills in for the lines after it."""
+        gives the placeholders an output fills in for the lines after it;
+        ``after[i]()`` runs once line ``i`` has (the moment the guide lets
+        pass before the next line, waited for as a condition)."""
         for node in sorted(self.background - self.servers):
             self.net.node(node).cmd("wait")  # the last block's pings have ended
-        self.background.clear()
+        self.background &= self.servers
         seen, fill = [], {}
         for line in lines:
             for placeholder, value in fill.items():
@@ -45,13 +54,12 @@ class Walk:
             if self.tmp is not None:
                 line = line.replace("/tmp/", f"{self.tmp}/")
             if line.rstrip().endswith("&"):
-                node, command = line.split()[:2]
-                if command != "pktcap-uw":  # captures run beside each other and the traffic
-                    self.net.node(node).cmd("wait")  # one ping at a time
-                self.background.add(node)
+                self.background.add(line.split()[0])
             seen.append(self.student.type(line))
             if learn is not None:
                 fill.update(learn(line, seen[-1]))
+            if after and len(seen) - 1 in after:
+                after[len(seen) - 1]()
         return seen
 
     def close(self):
@@ -133,7 +141,7 @@ def test_seed002_guide(capfd):
             kinds = {_icmp(f) for _, f in _frames(spy)}
             assert kinds == {("192.168.100.1", 0)}, spy
             # 6. b1 -> a2 (spy's uplink): requests and replies; b1 -> b2: nothing.
-            _, to_a2, _, to_b2 = w.block(walk[6])
+            _, to_a2, _, _, to_b2 = w.block(walk[6])
             kinds = {_icmp(f) for _, f in _frames(to_a2)}
             assert kinds == {("192.168.100.3", 8), ("192.168.100.2", 0)}, to_a2
             assert _frames(to_b2) == [], to_b2
@@ -408,5 +416,92 @@ def test_seed000_guide(capfd, tmp_path):
             assert "Dumped 5 packet" in at0 and "Dumped 0 packet" in at3, (at0, at3)
             src = _read(result)
             assert src["intact"] and src["mbps"] < 12, src
+        finally:
+            w.close()
+
+
+# -- seed 001 ----------------------------------------------------------------------
+def _dumped(out: str) -> dict[str, int]:
+    """File name -> frames, from every "Dumped N packet to file F" the output holds."""
+    import re
+
+    return {Path(m[2]).name: int(m[1]) for m in re.finditer(r"Dumped (\d+) packet to file (\S+),", out)}
+
+
+def _gaps(out: str) -> dict[str, list[float]]:
+    """The awk's gaps: file name (or "" for one file) -> gaps in seconds."""
+    gaps: dict[str, list[float]] = {}
+    for x in out.splitlines():
+        words = x.split()
+        if "gap" in words:
+            i = words.index("gap")
+            gaps.setdefault(Path(words[0]).name if i else "", []).append(float(words[i + 1]))
+    return gaps
+
+
+def test_seed001_guide(capfd, tmp_path):
+    walk = {b.exercise: b.lines for b in blocks(SEED001)}
+    assert sorted(walk) == [1, 2, 3, 4, 5, 6], "the guide's exercises changed: update this walk"
+    with lab_session(NUGGETS_LAB) as net:
+        ctl = net.control
+        w = Walk(net, capfd, tmp_path, servers=set())
+
+        def noticed(port: str, **want):
+            """The wait the guide asks for: hostd has reported the guest's change."""
+            return lambda: ctl.wait_guest(port, lambda g: all(g.get(k) == v for k, v in want.items()))
+
+        try:
+            # 1. No MAC learning: all 20 frames to an unknown MAC leave by strict's vmnic0, nowhere else.
+            out = w.block(walk[1])
+            top = {
+                x.split()[1]: x.split()[2]
+                for x in out[0].splitlines()
+                if x.split()[1:2] in (["strict"], ["open"])
+            }
+            assert top == {"strict": "vmnic0", "open": "vmnic1"}, out[0]
+            assert _dumped(out[5]) == {"unk-open.pcap": 0, "unk-vmnic0.pcap": 20, "unk-vmnic1.pcap": 0}, out[
+                5
+            ]
+            # 2. MAC changes: reject delivers nothing to strict's new MAC, accept all to open's;
+            #    forged transmits: strict's 20 dropped, open's 20 out by vmnic1.
+            out = w.block(
+                walk[2],
+                after={
+                    0: noticed("strict-eth0", effective_mac="00:50:56:77:77:77"),
+                    4: noticed("strict-eth0", effective_mac="00:50:56:01:00:11"),
+                    5: noticed("open-eth0", effective_mac="00:50:56:77:77:77"),
+                    9: noticed("open-eth0", effective_mac="00:50:56:01:00:12"),
+                },
+            )
+            assert _dumped(out[3]) == {"mac-strict.pcap": 0}, out[3]
+            assert _dumped(out[8]) == {"mac-open.pcap": 20}, out[8]
+            assert _dumped(out[15]) == {
+                "forged-drops.pcap": 20,
+                "forged-strict.pcap": 0,
+                "forged-open.pcap": 20,
+            }, out[15]
+            # 3. The 32:1 overlap: m2's vNIC gets 239.1.1.1's stream, its kernel drops it; m3 nothing.
+            out = w.block(walk[3])
+            caps = _dumped(out[5])
+            assert caps["mc-m2.pcap"] > 0 and caps["mc-m3.pcap"] == 0, out[5]
+            lines = {
+                Path(x.split()[1]).name: int(x.split()[0])
+                for x in out[8].splitlines()
+                if x.strip().endswith(".txt")
+            }
+            assert lines["m1.txt"] > 0 and lines["m2.txt"] == 0, out[8]
+            # 4. Promiscuous mode: 0 of strict's requests at spy before, 20 after.
+            out = w.block(walk[4], after={3: noticed("spy-eth0", promiscuous=True)})
+            assert _dumped(out[2]) == {"spy-off.pcap": 0} and _dumped(out[6]) == {"spy-on.pcap": 20}, out
+            # 5. After vMotion the quiet VM with notify switches loses about the stun; without, until aging.
+            out = w.block(walk[5])
+            gaps = _gaps(out[-1])
+            assert max(gaps.get("q1.txt", [0.0])) < 1.0, out[-1]  # the 100 ms stun, and the RARP
+            # MAC aging 15 s, less the moments between quiet2's ping and its move (and OVS's 1 s aging steps).
+            assert 5.0 < max(gaps["q2.txt"]) < 16.0, out[-1]
+            # 6. The spoofed query from 0.0.0.0 to 224.0.0.1; the group is back within its 2 s max response.
+            out = w.block(walk[6])
+            assert max(_gaps(out[-2]).get("", [0.0])) < 2.0 + 1.0, out[-2]  # max response + stun and slack
+            assert "0.0.0.0 > 224.0.0.1" in out[-1], out[-1]
         finally:
             w.close()

@@ -4,11 +4,12 @@
     python -m experiments.tools.tcpapp users --dst 10.10.10.11 --port 8080 --held 4 \
         --interval 0.05 --new-every 0.2 --seconds 10 --out F
     python -m experiments.tools.tcpapp connect --dst 10.30.0.11 --port 80 --timeout 1.5
-    python -m experiments.tools.tcpapp hold --dst 10.30.0.11 --port 80
+    python -m experiments.tools.tcpapp hold --dst 10.30.0.11 --port 80 [--count N --every S]
 
 ``connect`` makes one connection and one request and prints ``ok`` or the
 error's name. ``hold`` keeps one connection and makes a request for every
-line it reads on stdin, printing ``ok`` or the error each time.
+line it reads on stdin (or ``--count`` requests ``--every`` s apart),
+printing ``ok`` or the error each time.
 
 ``serve`` answers every request line with ``--reply`` bytes. ``users``
 holds ``--held`` connections open, each sending a request every
@@ -130,7 +131,13 @@ def connect(args) -> int:
 def hold(args) -> int:
     s = socket.create_connection((args.dst, args.port), timeout=args.timeout)
     print("ready", flush=True)
-    for _ in sys.stdin:
+    if args.count is None:
+        ticks = iter(sys.stdin)  # one request per line typed
+    else:
+        ticks = range(args.count)
+    for n, _ in enumerate(ticks):
+        if args.count is not None and n:
+            time.sleep(args.every)  # the pace of a user's clicks (model, not polling)
         try:
             _request(s, args.reply)
             print("ok", flush=True)
@@ -162,6 +169,11 @@ def main(argv=None) -> int:
         c.add_argument("--port", type=int, default=8080)
         c.add_argument("--reply", type=int, default=64)
         c.add_argument("--timeout", type=float, default=3.0)
+        if name == "hold":
+            c.add_argument(
+                "--count", type=int, help="this many requests, --every s apart (default: one per stdin line)"
+            )
+            c.add_argument("--every", type=float, default=1.0)
     args = p.parse_args(argv)
     return {"serve": serve, "users": users, "connect": connect, "hold": hold}[args.cmd](args)
 

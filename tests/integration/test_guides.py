@@ -22,11 +22,13 @@ from experiments.vmk_egress import CASES as VMK_LABS
 from experiments.vswitch_nuggets import LAB as NUGGETS_LAB
 from tests.guides import Student, blocks
 from tests.transcripts import printed_frames
+from vlab.waiting import wait_for
 
 SEED002 = "seed-002-reverse-teaming"
 SEED004 = "seed-004-nsx-packet-walk"
 SEED000 = "seed-000-vmk-egress"
 SEED001 = "seed-001-vswitch-nuggets"
+SEED003 = "seed-003-stretched-dci"
 VM11, VM12 = "00:50:56:9d:43:42", "00:50:56:9d:fd:b1"
 
 
@@ -505,3 +507,98 @@ def test_seed001_guide(capfd, tmp_path):
             assert "0.0.0.0 > 224.0.0.1" in out[-1], out[-1]
         finally:
             w.close()
+
+
+# -- seed 003 ----------------------------------------------------------------------
+REPO = NUGGETS_LAB.parents[1]
+VMSC_LABS = REPO / "results" / "vmsc-asymmetry" / "labs"
+REPLY = 2048  # the guide's hold --reply
+
+
+def _listening(net, node: str, port: int):
+    """The moment the guide lets pass after starting a server: it listens."""
+    return lambda: wait_for(
+        lambda: f":{port} " in net.node(node).cmd("ss -ltnH"), 10, f"{node} listening on {port}"
+    )
+
+
+def _first_ok(path: Path):
+    """The guide moves vm1 once the held connection has made a request."""
+    return lambda: wait_for(
+        lambda: path.exists() and "ok" in path.read_text().split(), 10, "the first held request"
+    )
+
+
+def _rx_bytes(out: str) -> int:
+    lines = out.splitlines()
+    return int(lines[lines.index(next(x for x in lines if x.strip().startswith("RX:"))) + 1].split()[0])
+
+
+def _hold_walk(w: Walk, lines, hold: Path, serve: bool) -> tuple[list[str], list[str], int]:
+    """A hold-vMotion block: (its outputs, the held connection's results, DCI RX bytes during it)."""
+    at = 1 if serve else 0  # the hold line
+    hold.unlink(missing_ok=True)  # the last lab's, which its shell may truncate only after the line returns
+    after = {at: _first_ok(hold)}
+    if serve:
+        after[0] = _listening(w.net, "vm1", 8080)
+    out = w.block(lines, after=after)
+    results = out[at + 4].split()[-12:]
+    return out, results, _rx_bytes(out[at + 5]) - _rx_bytes(out[at + 2])
+
+
+def test_seed003_guide(capfd, tmp_path):
+    walk = _grouped(SEED003)
+    assert {n: len(b) for n, b in walk.items()} == {1: 1, 2: 1, 3: 2, 4: 2}, "update this walk"
+    hold = tmp_path / "hold.txt"
+    with lab_session(REPO / "labs" / "vmsc.yaml") as net:
+        w = Walk(net, capfd, tmp_path, servers={"vm1", "vm2"})
+        try:
+            # 1. vm1 answers through fw1; vm2's SYN-ACK leaves by fw2, which drops it as invalid.
+            out = w.block(
+                walk[1][0], after={0: _listening(net, "vm1", 8080), 1: _listening(net, "vm2", 8080)}
+            )
+            assert out[2].split() == ["ok"] and out[3].split() == ["TimeoutError"], out[2:4]
+            invalid = next(x for x in out[4].splitlines() if 'comment "invalid"' in x)
+            assert int(invalid.split("packets ")[1].split()[0]) > 0, out[4]
+            assert any(
+                "SYN_SENT" in x and "dst=10.10.10.12" in x and "[UNREPLIED]" in x for x in out[5].splitlines()
+            )
+            # 2. Local egress and perimeter firewalls: the held connection breaks at the move, a new one too.
+            out, results, _ = _hold_walk(w, walk[2][0], hold, serve=False)
+            assert results[0] == "ok" and results[-1] == "TimeoutError", results
+            assert out[6].split() == ["TimeoutError"], out[6]
+        finally:
+            w.close()
+    dci = {}
+    for design, lines in (("perimeter-trombone", walk[3][0]), ("dfw-local", walk[3][1])):
+        with lab_session(VMSC_LABS / f"{design}.yaml") as net:
+            w = Walk(net, capfd, tmp_path, servers={"vm1"})
+            try:
+                # 3. Both keep every request and take new connections; only the trombone's replies cross.
+                out, results, dci[design] = _hold_walk(w, lines, hold, serve=True)
+                assert results == ["ok"] * 12, (design, results)
+                assert out[-1].split() == ["ok"], (design, out[-1])
+            finally:
+                w.close()
+    # Requests after the move: 12 at 0.5 s from the first ok, the move taking under 3 s even on a
+    # busy machine, so at least 12 - 7 = 5 of them.
+    moved = 5
+    assert dci["perimeter-trombone"] > moved * REPLY, dci  # each reply crosses back to DC1
+    assert dci["dfw-local"] < REPLY, dci  # none does
+    for lab, lines, dfw in (
+        (REPO / "labs" / "microseg.yaml", walk[4][0], False),
+        (REPO / "results" / "microsegmentation" / "labs" / "with-dfw.yaml", walk[4][1], True),
+    ):
+        with lab_session(lab) as net:
+            w = Walk(net, capfd, tmp_path, servers={"web", "db"})
+            try:
+                # 4. Without the DFW the attacker finds web:80 open; with it everything is filtered.
+                out = w.block(lines, after={0: _listening(net, "web", 80), 1: _listening(net, "db", 3306)})
+                ports = {x.split("/")[0]: x.split()[1] for x in out[2].splitlines() if "/tcp" in x}
+                if not dfw:
+                    assert ports == {"22": "closed", "80": "open", "443": "closed", "3306": "closed"}, out[2]
+                else:
+                    assert set(ports.values()) == {"filtered"} and len(ports) == 4, out[2]
+                    assert [x.split()[-1] for x in out[3:6]] == ["ok", "ok", "TimeoutError"], out[3:6]
+            finally:
+                w.close()

@@ -94,7 +94,7 @@ class Arrival:
 def arrival(state: "ControllerState", dpid: int, port: str, options: dict) -> Arrival:
     """Step 6 for vNIC ``port``, now on bridge ``dpid``."""
     b = state.binding(dpid)
-    rarp = notification(b, port, "vmotion")
+    rarp = notification(b, port, options.get("reason", "vmotion"))
     guest = state.guests.get(port)
     joined = guest is not None and any(
         m.startswith("01:00:5e:") and m != ALL_HOSTS_MAC for m in guest.mcast or ()

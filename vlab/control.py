@@ -20,10 +20,13 @@ Writers replace files atomically, so a reader never sees half a file.
     ``captures``      vNIC ports with an open PortOutput capture session;
     ``drop_captures`` ESXi host -> the PIDs of its open Drop capture sessions
                       (pktcap-uw ``--capture Drop``: ``controller.dropcapture``);
-    ``moves``         vNIC port -> the options of its last vMotion: ``seq``
-                      (unique per move), ``igmp_query`` (bool),
-                      ``max_response_s``, ``query_source`` (the spoofed
-                      query's source IP) (``controller.vmotion``);
+    ``moves``         vNIC port -> the options of its last vMotion or
+                      connect to a new port: ``seq`` (unique per move),
+                      ``reason`` (``vmotion``, the default, or ``connect``:
+                      a reconnect or a new network, the RARP's reason),
+                      ``igmp_query`` (bool), ``max_response_s``,
+                      ``query_source`` (the spoofed query's source IP)
+                      (``controller.vmotion``);
     ``dfw_sessions``  vNIC port -> the DFW connections its VM carried over,
                       each ``[proto, src, sport, dst, dport, expires]``
                       (``expires``: wall-clock time the source's conntrack

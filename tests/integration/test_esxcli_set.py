@@ -155,31 +155,52 @@ def _port_num(ctl, host: str, client: str) -> int:
     return next(int(x.split()[0]) for x in out.splitlines()[1:] if x.split()[-1] == client)
 
 
-def test_a_vnic_connected_to_another_port_group_gets_a_new_port_and_that_groups_vlan(two_hosts, work):
+def test_a_vnic_connected_to_another_port_group_gets_a_new_port_that_groups_vlan_and_a_rarp(two_hosts, work):
+    from scapy.layers.l2 import Dot1Q
+
+    from controller.vmotion import RARP_REPEATS_S
+    from vlab.waiting import wait_for
+
     ctl, vm1a = two_hosts.control, two_hosts.node("vm1a")
     mac = vm_mac(two_hosts, "vm1a")
     before = _port_num(ctl, "esx1", "vm1a.eth0")
+    # What esx1 sends by PG-10G's team (-Q out): the RARP ESXi sends when a
+    # vNIC connects (notify switches), then the guest's frames.
+    caps = {
+        u: ctl.tcpdump("esx1", u, work / f"{u}.pcap", bpf=f"ether src {mac}", direction=["-Q", "out"])
+        for u in ("vmnic2", "vmnic3")
+    }
+
+    def rarps(since: int) -> list[dict]:
+        return [e for e in ctl.events()[since:] if e["event"] == "rarp" and e["port"] == "vm1a-eth0"]
+
     try:
-        seen = len(ctl.events())
-        moved = ctl.connect_vnic("vm1a", "PG-10G")
-        assert (moved["from"], moved["to"]) == ("vSwitch0", "vSwitch0")
-        # A new port, not a teaming change: no RARP from an uplink it was never on.
-        assert not [e for e in ctl.events()[seen:] if e["event"] == "rarp" and e["port"] == "vm1a-eth0"]
-        assert _port_num(ctl, "esx1", "vm1a.eth0") != before  # a new port, as on ESXi
-        listed = _ok(ctl, "esx1", "esxcli network vswitch standard portgroup list")
-        clients = {x.split()[0]: int(x.split()[2]) for x in listed.splitlines()[2:]}
-        assert (clients["PG-1G"], clients["PG-10G"]) == (0, 2)
-        uplink = _pinned(ctl, "esx1", "vm1a-eth0")
-        assert uplink in ("vmnic2", "vmnic3")  # PG-10G's team
-        cap = ctl.tcpdump(
-            "esx1", uplink, work / "pg10g.pcap", bpf=f"ether src {mac}", direction=["-Q", "out"]
-        )
         try:
+            seen = len(ctl.events())
+            moved = ctl.connect_vnic("vm1a", "PG-10G")
+            assert (moved["from"], moved["to"]) == ("vSwitch0", "vSwitch0")
+            assert _port_num(ctl, "esx1", "vm1a.eth0") != before  # a new port, as on ESXi
+            listed = _ok(ctl, "esx1", "esxcli network vswitch standard portgroup list")
+            clients = {x.split()[0]: int(x.split()[2]) for x in listed.splitlines()[2:]}
+            assert (clients["PG-1G"], clients["PG-10G"]) == (0, 2)
+            uplink = _pinned(ctl, "esx1", "vm1a-eth0")
+            assert uplink in ("vmnic2", "vmnic3")  # PG-10G's team
+            # The controller's RARP and its repeats (controller.vmotion), all sent.
+            wait_for(lambda: len(rarps(seen)) >= 1 + len(RARP_REPEATS_S), 10, "the connect's RARPs")
             out = vm1a.cmd(PING_VM2A)  # vm2a is on VLAN 10, vm1a now on 20
         finally:
-            quiesce([cap.pcap])
-            pcap = cap.stop()
+            quiesce([c.pcap for c in caps.values()])
+            pcaps = {u: c.stop() for u, c in caps.items()}
+        events = rarps(seen)
+        assert {(e["reason"], e["uplink"], e["vlan"]) for e in events} == {("connect", uplink, 20)}, events
+        other = {"vmnic2": "vmnic3", "vmnic3": "vmnic2"}[uplink]
+
+        def rarp(frame) -> bool:
+            return frame.haslayer(Dot1Q) and frame[Dot1Q].type == 0x8035 and frame[Dot1Q].vlan == 20
+
+        assert count_frames(pcaps[uplink], rarp) == len(events) and count_frames(pcaps[other], rarp) == 0
         assert " 100% packet loss" in out, out
+        pcap = pcaps[uplink]
         assert count_frames(pcap, _from(mac, 20)) >= 1 and count_frames(pcap, _from(mac, 10)) == 0
     finally:
         ctl.connect_vnic("vm1a", "PG-1G")

@@ -99,6 +99,7 @@ def connect_vnic(ctl, vm_name: str, network: str, vnic: str = "eth0", timeout: f
     new_nic = nic.model_copy(update={kind: network, other: None})
     old_switch = vmotion.switch_of(ctl, host, nic)
     chosen: dict = {}
+    seq = vmotion.move_seq()
 
     def place(want: dict, lab: Lab) -> None:
         """The vNIC's new port, chosen from the placement as it stands."""
@@ -113,6 +114,7 @@ def connect_vnic(ctl, vm_name: str, network: str, vnic: str = "eth0", timeout: f
             raise ConfigRefused(f"cannot connect {vm_name}.{vnic} to {network}: {exc}", "") from None
         chosen["ofport"] = max(p.ofport for p in where.values()) + 1
         want.setdefault("placement", {})[port] = {"host": host, "ofport": chosen["ofport"]}
+        want.setdefault("moves", {})[port] = vmotion.connected(seq)
 
     # Judged before the vNIC leaves its port (and again under the lock).
     probe = ctl.desired()

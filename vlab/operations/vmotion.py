@@ -37,6 +37,19 @@ if TYPE_CHECKING:
 _SEQ = itertools.count(1)  # with the wall clock: every move's seq is unique
 
 
+def move_seq() -> str:
+    """A new move's ``seq``: unique, so a second move of a port is announced too."""
+    return f"{time.time():.6f}-{next(_SEQ)}"
+
+
+def connected(seq: str) -> dict:
+    """The ``moves`` entry of a vNIC connected to a new port on its host
+    (reconnect, a new network): as ESXi does whenever a vNIC connects, the
+    controller sends its notify-switches RARP once the port is up. No IGMP
+    query: the guest's memberships did not move to another host."""
+    return {"seq": seq, "reason": "connect", "igmp_query": False}
+
+
 def vnic_ports(vm) -> list[tuple[str, object]]:
     """(vSwitch port name, vNIC) of each of ``vm``'s vNICs."""
     return [(naming.vnic_port(vm.name, nic.name), nic) for nic in vm.vnics]
@@ -105,13 +118,13 @@ def vmotion(
                 [*entry[:5], None if entry[5] is None else exported + entry[5]]
                 for entry in ctl.ovs(src).conntrack(zones[port])
             ]
-    seq = next(_SEQ)
+    seq = move_seq()
     placement = dict(ctl.desired().get("placement", {}))
     moves = dict(ctl.desired().get("moves", {}))
     for port, _ in ports:
         placement[port] = {"host": dest, "ofport": where[port].ofport}
         moves[port] = {
-            "seq": f"{time.time():.6f}-{seq}",
+            "seq": seq,
             "igmp_query": igmp_query,
             "max_response_s": max_response_s,
             "query_source": query_source,
@@ -195,8 +208,11 @@ def reconnect(ctl: "LabControl", vm_name: str) -> dict[str, int]:
         ctl.ovs(host).vsctl("--if-exists", "del-port", switch_of(ctl, host, nic).name, port)
     forget_cached_paths(ctl)
     placement = dict(ctl.desired().get("placement", {}))
+    moves = dict(ctl.desired().get("moves", {}))
+    seq = move_seq()
     for port, _ in ports:
         placement[port] = {"host": host, "ofport": new[port]}
-    ctl.request(placement=placement)
+        moves[port] = connected(seq)
+    ctl.request(placement=placement, moves=moves)
     plug(ctl, host, vm_name, ports, new)
     return new

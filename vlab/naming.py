@@ -49,6 +49,7 @@ def virtual_gateway(interface: str) -> str:
 ESXI_COMMANDS = (
     "esxcli",
     "net-stats",
+    "net-vdl2",
     "pktcap-uw",
     "vmkping",
     "esxtop",

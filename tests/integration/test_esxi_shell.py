@@ -253,6 +253,32 @@ def test_the_hosts_vxlan_views_are_the_nsx_controllers_tables_for_that_host(nsx_
     assert rc == 1 and "Error: VXLAN ID 7 is not a logical switch" in err
 
 
+def test_net_vdl2_lists_the_vtep_and_networks_and_each_networks_tables_as_esxcli_has_them(nsx_pswitch2_1500):
+    ctl = nsx_pswitch2_1500.control
+    rc, out, err = _run(ctl, "esx1", "net-vdl2 -l")
+    assert rc == 0, err
+    fields = [line.strip().split(":\t") for line in out.splitlines()]
+    assert fields[0] == ["VXLAN Global States:"] and ["UDP port", "4789"] in fields
+    assert ["VXLAN VDS", "dvs-compute"] in fields and ["MTU", "1600"] in fields
+    assert ["VXLAN vmknic", "vmk3"] in fields and ["IP", "172.16.200.11"] in fields
+    assert ["Switch port ID", "33554532"] in fields and ["VLAN ID", "200"] in fields
+    assert ["Network count", "2"] in fields
+    networks = [v for k, *v in fields if k == "VXLAN network"]
+    assert networks == [["5001"], ["5002"]], out
+    assert sum(1 for f in fields if f[0] == "Controller" and f[1].endswith("(up)")) == 2, out
+    rc, out, _ = _run(ctl, "esx1", "net-vdl2 -M mac -s dvs-compute -n 5001")
+    fields = [line.strip().split(":\t") for line in out.splitlines()]
+    assert rc == 0 and fields[0] == ["MAC entry count", "3"], out
+    macs = [v for k, v in fields if k == "Inner MAC"]
+    assert macs == ["00:50:56:a1:00:02", "00:50:56:a1:00:05", "00:50:56:a1:00:06"], out
+    rc, out, _ = _run(ctl, "esx1", "net-vdl2 -M vtep -s dvs-compute -n 5001")
+    assert rc == 0 and out.splitlines()[0].strip() == "VTEP entry count:\t3", out
+    rc, _, err = _run(ctl, "esx1", "net-vdl2 -M arp -s dvs-compute")
+    assert rc == 1 and err.startswith("Usage: net-vdl2"), err
+    rc, _, err = _run(ctl, "esx1", "net-vdl2 -M arp -s dvs-compute -n 7")
+    assert rc == 1 and "VXLAN ID 7 is not a logical switch" in err, err
+
+
 def test_esxtop_batch_mode_writes_csv_with_the_pinging_vms_packets(two_hosts):
     ctl = two_hosts.control
     ping = two_hosts.node("vm1a").popen(["ping", "-n", "-i", "0.1", "10.10.0.12"])

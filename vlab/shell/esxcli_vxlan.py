@@ -32,7 +32,7 @@ def _tables(f: HostFacts) -> dict:
     return nsx_tables(f.ctl)
 
 
-def _vtep_vmk(f: HostFacts):
+def vtep_vmk(f: HostFacts):
     vmk = next((v for v in f.esx.vmkernel if v.stack == "vxlan"), None)
     if vmk is None:
         raise EsxcliError(f"{f.name} is not prepared for VXLAN (no vmk in the vxlan netstack)")
@@ -40,7 +40,7 @@ def _vtep_vmk(f: HostFacts):
 
 
 def _vds(f: HostFacts, name: str):
-    vmk, b = _vtep_vmk(f)
+    vmk, b = vtep_vmk(f)
     if name != b.bridge:
         raise EsxcliError(f"VDS {name} is not VXLAN-prepared on {f.name} (its VTEP is on {b.bridge})")
     return vmk, b
@@ -78,7 +78,7 @@ def _controller(f: HostFacts, b) -> str:
 
 
 def vxlan_list(f: HostFacts, a) -> Output:
-    vmk, b = _vtep_vmk(f)
+    vmk, b = vtep_vmk(f)
     tables = _tables(f)
     row = {
         "VDS Name": b.bridge,
@@ -130,7 +130,7 @@ def vtep_list(f: HostFacts, a) -> Output:
 
 def mac_list(f: HostFacts, a) -> Output:
     ls, segment = _network(f, a)
-    vmk, _ = _vtep_vmk(f)
+    vmk, _ = vtep_vmk(f)
     # The outer destination MAC the host's VTEP puts on the wire: the remote
     # VTEP's own in its segment, the gateway's (from the ARP cache) across one.
     outer = {

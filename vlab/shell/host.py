@@ -17,7 +17,7 @@ import sys
 from vlab import naming
 from vlab.operations import LabControl, OperationError
 
-from . import esxcfg, esxcli_network, esxtop, netstats, pktcap_uw, vmkping
+from . import esxcfg, esxcli_network, esxtop, netstats, netvdl2, pktcap_uw, vmkping
 
 
 def tcpdump_uw(ctl, host: str, argv: list[str], out=None, err=None) -> int:
@@ -34,6 +34,7 @@ def tcpdump_uw(ctl, host: str, argv: list[str], out=None, err=None) -> int:
 COMMANDS = {
     "esxcli": esxcli_network.run,
     "net-stats": netstats.run,
+    "net-vdl2": netvdl2.run,
     "pktcap-uw": pktcap_uw.run,
     "vmkping": vmkping.run,
     "esxtop": esxtop.run,

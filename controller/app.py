@@ -124,6 +124,7 @@ class VSwitchController(app_manager.OSKenApp):
         self.pending: dict[int, dict[int, int]] = {}  # dpid -> {xid: flow count}
         self.generation = 0
         self.moves = vmotion.Moves()
+        self._desired: Optional[dict] = None  # the last desired.json read
         self._desired_mtime = 0.0
         self._observer: Optional[GuestObserver] = None
         self._nsx_written: Optional[dict] = None
@@ -487,8 +488,13 @@ class VSwitchController(app_manager.OSKenApp):
         """vCenter's requests (desired.json), applied as soon as they are seen."""
         desired = self._read_desired()
         if desired is None:
+            # Unchanged, but a capture's process may have died since.
+            with self.lock:
+                if self._desired is not None:
+                    self._apply(self.state.take_sessions(self._desired))
             return
         with self.lock:
+            self._desired = desired
             self._apply(self._take_desired(desired))
             # Announced once the flows that move the ports are in.
             notes, self._config_notes = self._config_notes, []

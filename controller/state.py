@@ -17,7 +17,7 @@ from dataclasses import asdict, replace
 from typing import Optional
 
 from vlab.bindings import GuestNic, Placement, SwitchBinding, switch_bindings
-from vlab.control import placement_of
+from vlab.control import live_sessions, placement_of
 from vlab.lab.model import Lab
 from vlab.lab.resolve import EffectiveTeaming
 
@@ -136,15 +136,23 @@ class ControllerState:
         imported by vMotion. Returns the bridges whose flows may change. The
         ``moves`` are the vMotion notifications' (``controller.vmotion``)."""
         dirty = self.set_placement(placement_of(desired))
-        if self.set_captures(frozenset(desired.get("captures", []))):
+        dirty |= self.take_sessions(desired)
+        if self.set_dfw_sessions(desired.get("dfw_sessions", {}), now):
             dirty |= set(self.dpids)
-        drop_captures = frozenset(h for h, sessions in desired.get("drop_captures", {}).items() if sessions)
+        return dirty
+
+    def take_sessions(self, desired: dict) -> set[int]:
+        """The capture sessions still open: those whose process runs
+        (``vlab.control.live_sessions``; checked again on every poll, as a
+        killed pktcap-uw never says it ended). Returns the bridges to recompile."""
+        dirty = set()
+        if self.set_captures(live_sessions(desired.get("captures"))):
+            dirty |= set(self.dpids)
+        drop_captures = live_sessions(desired.get("drop_captures"))
         if drop_captures != self.drop_captures:
             changed = drop_captures ^ self.drop_captures
             self.drop_captures = drop_captures
             dirty |= {d for d in self.dpids if self._base[d].host in changed}
-        if self.set_dfw_sessions(desired.get("dfw_sessions", {}), now):
-            dirty |= set(self.dpids)
         return dirty
 
     def set_lab(self, lab: Lab) -> set[int]:

@@ -17,9 +17,13 @@ Writers replace files atomically, so a reader never sees half a file.
     ``placement``     vNIC port -> ``{"host", "ofport"}``, only for ports
                       moved (vMotion) or reconnected (new port ID); the rest
                       are where the lab puts them;
-    ``captures``      vNIC ports with an open PortOutput capture session;
+    ``captures``      vNIC port -> the PIDs of its open PortOutput capture
+                      sessions;
     ``drop_captures`` ESXi host -> the PIDs of its open Drop capture sessions
                       (pktcap-uw ``--capture Drop``: ``controller.dropcapture``);
+                      a session whose process has died (a SIGKILLed
+                      pktcap-uw never ends its session) counts as closed
+                      (``live_sessions``);
     ``moves``         vNIC port -> the options of its last vMotion or
                       connect to a new port: ``seq`` (unique per move),
                       ``reason`` (``vmotion``, the default, or ``connect``:
@@ -137,6 +141,37 @@ def read_events(run_dir: Path) -> list[dict]:
 QUERY_MAC = "00:50:56:00:ff:fe"  # its source MAC
 QUERY_SOURCE = "0.0.0.0"  # its source IP, as a querier without an address
 MAX_RESPONSE_S = 10.0  # its max response time: the guest re-reports within this
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def live_sessions(sessions, alive=pid_alive) -> frozenset[str]:
+    """The keys (ports, hosts) of ``desired.json``'s ``captures`` or
+    ``drop_captures`` that have a session whose process still runs."""
+    if isinstance(sessions, list):  # a run directory written before sessions had PIDs
+        return frozenset(sessions)
+    return frozenset(k for k, pids in (sessions or {}).items() if any(alive(int(p)) for p in pids))
+
+
+def with_session(sessions, key: str, pid: int, open_: bool) -> dict[str, list[int]]:
+    """``sessions`` with ``pid``'s session of ``key`` opened or closed (and
+    every dead process's dropped, so killed sessions do not pile up)."""
+    out = (
+        {}
+        if isinstance(sessions, list)
+        else {k: [p for p in v if pid_alive(int(p))] for k, v in (sessions or {}).items()}
+    )
+    pids = set(out.get(key, [])) - {pid} | ({pid} if open_ else set())
+    out[key] = sorted(pids)
+    return {k: v for k, v in out.items() if v}
 
 
 def config_edits(desired: Optional[dict]) -> list[dict]:

@@ -345,6 +345,49 @@ def test_the_drop_point_names_forged_transmits_and_stops_when_the_session_ends(n
     assert cookies and not [c for c in cookies if c >> 56 == Concern.DROP_CAPTURE or c & EXPOSED]
 
 
+def _flows(ctl, host: str = "esx1", bridge: str = "vSwitch0") -> list[str]:
+    return ctl.ovs(host).ofctl("dump-flows", bridge, "--protocols=OpenFlow13").splitlines()
+
+
+def _exposed(ctl) -> bool:
+    """Some flow of esx1's vSwitch0 copies what it drops to the controller."""
+    cookies = [int(x.split("cookie=")[1].split(",")[0], 16) for x in _flows(ctl) if "cookie=" in x]
+    return any(c >> 56 == Concern.DROP_CAPTURE or c & EXPOSED for c in cookies)
+
+
+def test_a_killed_pktcap_uw_session_ends_as_if_it_had_closed(nuggets):
+    """A SIGKILLed pktcap-uw never closes its session: the controller sees
+    its process gone and drops the copies it asked for (Drop, PortOutput)."""
+    from vlab.bindings import CAPTURE_BASE
+    from vlab.waiting import wait_for
+
+    ctl = nuggets.control
+    strict = next(p for b in ctl.bindings("esx1") for p in b.ports if p.name == "strict-eth0")
+    copy_port = f"output:{CAPTURE_BASE + strict.ofport}"
+    sessions = (
+        (["pktcap-uw", "--capture", "Drop", "--seconds", "120"], lambda: _exposed(ctl)),
+        (
+            ["pktcap-uw", "--switchport", "strict.eth0", "--capture", "PortOutput", "--seconds", "120"],
+            lambda: any(copy_port in x for x in _flows(ctl)),
+        ),
+    )
+    for argv, copying in sessions:
+        cap = HostCommand(ctl, "esx1", argv)
+        try:
+            cap.wait_listening()
+            assert copying(), argv
+            cap.proc.kill()  # no finally of its own runs
+            cap.proc.wait(timeout=10)
+            wait_for(lambda: not copying(), 10, f"the controller ending the killed session of {argv[1:3]}")
+        finally:
+            if cap.proc.poll() is None:
+                cap.proc.kill()
+                cap.proc.wait(timeout=10)
+    # A new session on the same port works as before.
+    rc, _, err = _run(ctl, "esx1", "pktcap-uw --switchport strict.eth0 --capture PortOutput --seconds 0.2")
+    assert rc == 0 and "listening at PortOutput" in err, err
+
+
 def test_a_drop_session_ending_leaves_another_on_the_same_host_running(reverse_teaming):
     ctl = reverse_teaming.control
     long = HostCommand(ctl, "esx1", ["pktcap-uw", "--capture", "Drop", "--proto", "0x01", "-c", "2"])

@@ -76,3 +76,29 @@ def test_a_frame_in_on_the_other_uplink_is_dropped_by_reverse_teaming():
     assert _dropped(state, "esx1", frame) == [
         "reverse teaming: came in on vmnic3, vm12-eth0 transmits on vmnic2"
     ]
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid  # reaped: no process has it now (PIDs are not reused at once)
+
+
+def test_a_session_whose_process_died_counts_as_closed_and_is_forgotten_by_the_next_change():
+    from vlab.control import live_sessions, with_session
+
+    dead = _dead_pid()
+    sessions = {"esx1": [dead], "esx2": [dead, 1]}
+    assert live_sessions(sessions) == frozenset({"esx2"})  # 1: init, alive
+    assert live_sessions(["vm1-eth0"]) == frozenset({"vm1-eth0"})  # the older list form
+    # Opening or closing a session drops every dead process's.
+    assert with_session(sessions, "esx3", 1, True) == {"esx2": [1], "esx3": [1]}
+    assert with_session(sessions, "esx2", 1, False) == {}
+    state = _state("vswitch-nuggets.yaml")
+    dpid = _bridge(state, "esx1")
+    assert state.take_desired({"drop_captures": {"esx1": [1]}}) and state.binding(dpid).drop_capture
+    # The same desired.json, its process gone: the bridge recompiles without the copies.
+    assert dpid in state.take_sessions({"drop_captures": {"esx1": [dead]}})
+    assert not state.binding(dpid).drop_capture

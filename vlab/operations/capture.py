@@ -11,6 +11,7 @@ copies the port's output to while the session is open (``desired.json``
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import struct
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from vlab import naming
+from vlab import control, naming
 from vlab.bindings import CAPTURE_BASE
 
 from .errors import CaptureIncomplete, OperationError, wait
@@ -428,12 +429,18 @@ def _open_port_output(ctl, host: str, port: str, ofport: int) -> str:
         f"ofport_request={CAPTURE_BASE + ofport}",
     )
     ctl.sh(host, f"ip link set {name} up")
-    ctl.request_change(lambda want: want.update(captures=sorted({*want.get("captures", []), port})))
+    me = os.getpid()
+    ctl.request_change(
+        lambda want: want.update(captures=control.with_session(want.get("captures"), port, me, True))
+    )
     return name
 
 
 def _close_port_output(ctl, host: str, port: str, iface: str) -> None:
-    ctl.request_change(lambda want: want.update(captures=sorted(set(want.get("captures", [])) - {port})))
+    me = os.getpid()
+    ctl.request_change(
+        lambda want: want.update(captures=control.with_session(want.get("captures"), port, me, False))
+    )
     for bridge in _bridges(ctl, host):
         ctl.ovs(host).vsctl("--if-exists", "del-port", bridge, iface)
 

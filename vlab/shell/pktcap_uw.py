@@ -381,15 +381,11 @@ def _drop_session(ctl, host: str, open_: bool) -> None:
     its pipeline's copies while any session of it is open)."""
     me = os.getpid()
 
-    def edit(want: dict) -> None:
-        sessions = want.setdefault("drop_captures", {})
-        pids = set(sessions.get(host, [])) - {me} | ({me} if open_ else set())
-        if pids:
-            sessions[host] = sorted(pids)
-        else:
-            sessions.pop(host, None)
-
-    ctl.request_change(edit)
+    ctl.request_change(
+        lambda want: want.update(
+            drop_captures=control.with_session(want.get("drop_captures"), host, me, open_)
+        )
+    )
 
 
 def _capture_drops(ctl, host: str, p, a, s: Session, out: TextIO, err: TextIO) -> int:

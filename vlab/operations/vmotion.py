@@ -23,8 +23,8 @@ import time
 from typing import TYPE_CHECKING
 
 from vlab import naming
-from vlab.bindings import conntrack_zones, dfw_protected_vms
-from vlab.control import MAX_RESPONSE_S, QUERY_SOURCE
+from vlab.bindings import conntrack_zones, default_placement, dfw_protected_vms
+from vlab.control import MAX_RESPONSE_S, QUERY_SOURCE, placement_of
 from vlab.lab.resolve import overlay_switch, switch_of_port_group
 from vlab.lab.shaping import tc_replace, vnic_qdiscs
 from vlab.ovs import KEEP_QDISC_RECORD, keep_qdisc
@@ -109,7 +109,7 @@ def vmotion(
     # the vNIC filter's connection table to the destination host).
     # Each entry keeps the time it had left, as an absolute expiry: the
     # imported state ages out when the entry it came from would have.
-    sessions = dict(ctl.desired().get("dfw_sessions", {}))
+    sessions = {}
     if vm_name in dfw_protected_vms(ctl.lab):
         zones = conntrack_zones(ctl.lab)
         exported = time.time()
@@ -119,18 +119,22 @@ def vmotion(
                 for entry in ctl.ovs(src).conntrack(zones[port])
             ]
     seq = move_seq()
-    placement = dict(ctl.desired().get("placement", {}))
-    moves = dict(ctl.desired().get("moves", {}))
-    for port, _ in ports:
-        placement[port] = {"host": dest, "ofport": where[port].ofport}
-        moves[port] = {
-            "seq": seq,
-            "igmp_query": igmp_query,
-            "max_response_s": max_response_s,
-            "query_source": query_source,
-        }
+
+    def edit(want: dict) -> None:
+        """Under the desired lock: another session's change made meanwhile stays."""
+        for port, _ in ports:
+            want.setdefault("placement", {})[port] = {"host": dest, "ofport": where[port].ofport}
+            want.setdefault("moves", {})[port] = {
+                "seq": seq,
+                "igmp_query": igmp_query,
+                "max_response_s": max_response_s,
+                "query_source": query_source,
+            }
+        if sessions:
+            want.setdefault("dfw_sessions", {}).update(sessions)
+
     # 4. The destination is programmed before the VM resumes there.
-    ctl.request(placement=placement, moves=moves, dfw_sessions=sessions)
+    ctl.request_change(edit)
     programmed = time.time()
     # 5. The stun time, then the VM resumes on the destination's vSwitch
     # (step 6, its notifications, is the controller's, on port up).
@@ -196,23 +200,25 @@ def plug(
 
 def reconnect(ctl: "LabControl", vm_name: str) -> dict[str, int]:
     """Plug the VM's vNICs into new virtual ports (new port IDs)."""
-    vm, where = ctl.vm(vm_name), ctl.placement()
+    vm = ctl.vm(vm_name)
     ports = vnic_ports(vm)
-    host = where[ports[0][0]].host
-    used = {p.ofport for p in where.values()}
-    new = {}
-    candidate = max(used) + 1
+    host = ctl.placement()[ports[0][0]].host
     for port, nic in ports:
-        new[port] = candidate
-        candidate += 1
         ctl.ovs(host).vsctl("--if-exists", "del-port", switch_of(ctl, host, nic).name, port)
     forget_cached_paths(ctl)
-    placement = dict(ctl.desired().get("placement", {}))
-    moves = dict(ctl.desired().get("moves", {}))
-    seq = move_seq()
-    for port, _ in ports:
-        placement[port] = {"host": host, "ofport": new[port]}
-        moves[port] = connected(seq)
-    ctl.request(placement=placement, moves=moves)
+    seq, new = move_seq(), {}
+
+    def edit(want: dict) -> None:
+        """The new port numbers, chosen under the desired lock from the
+        placement as it stands: two reconnects never take the same one."""
+        where = {**default_placement(ctl.lab), **placement_of(want)}
+        candidate = max(p.ofport for p in where.values()) + 1
+        for port, _ in ports:
+            new[port] = candidate
+            candidate += 1
+            want.setdefault("placement", {})[port] = {"host": host, "ofport": new[port]}
+            want.setdefault("moves", {})[port] = connected(seq)
+
+    ctl.request_change(edit)
     plug(ctl, host, vm_name, ports, new)
     return new

@@ -14,11 +14,33 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from typing import Optional
 
 from vlab.protocols import IP_PROTOCOLS
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 _PORT_LINE = re.compile(r"\s*port\s+([^:]+):")
+_FLOW_COOKIE = re.compile(r"cookie=0x([0-9a-f]+)")
+_FLOW_PACKETS = re.compile(r"n_packets=(\d+)")
+_FLOW_IN_PORT = re.compile(r"[ ,]in_port=(\d+)")
+
+
+def parse_flow_stats(line: str) -> Optional[tuple[int, Optional[int], int, str]]:
+    """One ``ovs-ofctl --no-names dump-flows`` line as (cookie, in_port or
+    None, packets, actions); None for a line that is no flow."""
+    head, sep, actions = line.partition(" actions=")
+    cookie, packets = _FLOW_COOKIE.search(head), _FLOW_PACKETS.search(head)
+    if not sep or cookie is None or packets is None:
+        return None
+    in_port = _FLOW_IN_PORT.search(head)
+    return (
+        int(cookie.group(1), 16),
+        int(in_port.group(1)) if in_port else None,
+        int(packets.group(1)),
+        actions.strip(),
+    )
+
+
 _COUNTER = re.compile(r"(pkts|bytes|drop|errs)=(\d+|\?)")
 
 # OVS resets a port's qdisc when it adds the port, which would silently undo
@@ -152,6 +174,11 @@ class OvsInstance:
         timeout] (original direction; ports None for ICMP; timeout: seconds
         the entry has left, which ``-s`` prints)."""
         return parse_conntrack(self.appctl("dpctl/dump-conntrack", "-s", f"zone={zone}"))
+
+    def flow_stats(self, bridge: str) -> list[tuple[int, Optional[int], int, str]]:
+        """(cookie, in_port or None, packets, actions) of every flow of ``bridge``."""
+        out = self.ofctl("dump-flows", bridge, "--no-names")
+        return [parsed for line in out.splitlines() if (parsed := parse_flow_stats(line)) is not None]
 
     def flow_count(self, bridge: str) -> int:
         out = self.ofctl("dump-flows", bridge, "--no-stats")

@@ -388,6 +388,37 @@ def test_a_killed_pktcap_uw_session_ends_as_if_it_had_closed(nuggets):
     assert rc == 0 and "listening at PortOutput" in err, err
 
 
+def test_esxtop_counts_the_frames_the_pipeline_drops_in_the_uplinks_drprx(reverse_teaming):
+    """%DRPRX of the uplink whose SPAN copies of vm11's echo requests the
+    vSwitch drops (reverse teaming: vm12 transmits on the other uplink): the
+    pipeline's drops, not only OVS's port drops."""
+    from vlab.shell import esxtop
+    from vlab.waiting import wait_for
+
+    ctl = reverse_teaming.control
+    pinned = ctl.applied()["pinning"]["esx1"]["vm12-eth0"]
+    other = {"vmnic2": "vmnic3", "vmnic3": "vmnic2"}[pinned]
+    before = esxtop.sample(ctl, "esx1")
+    assert "4 received" in reverse_teaming.node("vm11").cmd(PING_VM12)  # 4 requests, all answered
+
+    def counted():
+        # A flow's count grows when OVS's revalidator pushes the datapath's
+        # statistics (about every 0.5 s): the drops appear within seconds.
+        after = esxtop.sample(ctl, "esx1")
+        return after if esxtop.counts(before, after)[other]["rx_pdrop"] >= 4 else None
+
+    after = wait_for(counted, 10, f"esxtop counting the 4 requests' copies {other} dropped")
+    grown = esxtop.counts(before, after)
+    # Each request's copy on the other uplink is dropped; vm12's own uplink drops none of them.
+    assert grown[other]["rx_pdrop"] >= 4 and grown[pinned]["rx_pdrop"] == 0, grown
+    rows = {r["USED-BY"]: r for r in esxtop.rates(before, after)}
+    d = grown[other]
+    assert rows[other]["%DRPRX"] == round(
+        100.0 * (d["rx_drop"] + d["rx_pdrop"]) / (d["rx_pkts"] + d["rx_drop"]), 2
+    )
+    assert rows[other]["%DRPRX"] > 0 and rows[pinned]["%DRPRX"] == 0, rows
+
+
 def test_a_drop_session_ending_leaves_another_on_the_same_host_running(reverse_teaming):
     ctl = reverse_teaming.control
     long = HostCommand(ctl, "esx1", ["pktcap-uw", "--capture", "Drop", "--proto", "0x01", "-c", "2"])

@@ -97,6 +97,8 @@ def _port(kind, **c):
         "rx_pkts": 0,
         "rx_bytes": 0,
         "rx_drop": 0,
+        "tx_pdrop": 0,
+        "rx_pdrop": 0,
     }
     return {**base, **c}
 
@@ -116,3 +118,27 @@ def test_esxtop_rates_and_drop_percentages():
     assert row["%DRPRX"] == pytest.approx(0.99, abs=0.01) and row["%DRPTX"] == 0
     assert row["TEAM-PNIC"] == "vmnic0" and "PKTTX/s" in format_table([row])
     assert row["PORT-ID"] == 50331749  # ESXi numbers ports in decimal
+
+
+def test_esxtop_counts_the_pipelines_drops_of_what_a_port_sent_within_its_packets():
+    from vlab.ovs import parse_flow_stats
+    from vlab.shell.esxtop import pipeline_drops
+
+    def line(cookie: str, table: int, packets: int, match: str, actions: str) -> str:
+        return (
+            f" cookie={cookie}, duration=3.1s, table={table}, n_packets={packets}, n_bytes={packets * 60},"
+            f" priority=100,{match} actions={actions}"
+        )
+
+    lines = [
+        line("0x2000000000000001", 0, 7, "in_port=200,dl_src=00:50:56:01:00:99", "drop"),
+        line("0x2001000000010064", 1, 3, "in_port=200", "CONTROLLER:65535"),  # a drop a Drop capture copies
+        line("0x2000000000000002", 0, 90, "in_port=200", "goto_table:1"),
+        line("0x2000000000000003", 4, 5, "tunnel_id=5001", "drop"),  # no port to count it by
+        "OFPST_FLOW reply (OF1.3) (xid=0x2):",
+    ]
+    assert pipeline_drops([f for line in lines if (f := parse_flow_stats(line))]) == {200: 10}
+    before = Sample(0.0, {"vm1-eth0": _port("vnic")})
+    after = Sample(1.0, {"vm1-eth0": _port("vnic", tx_pkts=100, tx_pdrop=10, rx_pkts=50)})
+    (row,) = rates(before, after)
+    assert row["%DRPTX"] == 10.0 and row["%DRPRX"] == 0  # 10 of the 100 it sent

@@ -4,7 +4,11 @@ One row per vSwitch port: uplinks (vmnicN), VMkernel adapters and vNICs, with
 esxtop's columns: PKTTX/s, MbTX/s, PKTRX/s, MbRX/s, %DRPTX, %DRPRX and
 TEAM-PNIC (the uplink a port transmits on). Counters come live from each
 bridge's datapath (``ovs-ofctl dump-ports``); rates are differences between
-two samples.
+two samples. %DRPTX and %DRPRX count OVS's port drops and the vSwitch
+pipeline's drop flows (``pipeline_drops``), by the port the frame came in
+by (reverse teaming, a VLAN or destination refused, a DFW rule, ...). OVS adds a
+frame to its flow's count when its revalidator pushes the datapath's
+statistics (about every 0.5 s), so a drop can show an interval late.
 
 Direction is the port's own, as in esxtop: a vmk or vNIC *transmits* what
 the vSwitch receives from it, while an uplink transmits what the vSwitch
@@ -19,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional, TextIO
 
+from controller.dropcapture import EXPOSED
 from vlab.operations import OperationError
 
 from .argv import raising_parser
@@ -59,9 +64,11 @@ def sample(ctl, host: str) -> Sample:
         for b in ctl.bindings(host)
         for p in b.ports
     }
+    ofports = {(b.bridge, p.ofport): p.name for b in ctl.bindings(host) for p in b.ports}
     ports = {}
     t = time.time()
     for bridge in ovs.vsctl("list-br").split():
+        dropped = {ofports.get((bridge, n)): k for n, k in pipeline_drops(ovs.flow_stats(bridge)).items()}
         for name, c in ovs.port_stats(bridge).items():
             kind, number, used_by = ports_of.get(name, (None, 0, name))
             if kind not in ("uplink", "vmk", "vnic"):
@@ -81,18 +88,39 @@ def sample(ctl, host: str) -> Sample:
                 "rx_pkts": c.get(f"{theirs}_pkts", 0),
                 "rx_bytes": c.get(f"{theirs}_bytes", 0),
                 "rx_drop": c.get(f"{theirs}_drop", 0),
+                # What the pipeline dropped of what came in by the port: a
+                # vNIC's or vmk's transmits, an uplink's receives.
+                "rx_pdrop" if uplink else "tx_pdrop": dropped.get(name, 0),
+                "tx_pdrop" if uplink else "rx_pdrop": 0,
             }
     return Sample(t, ports)
 
 
-COUNTERS = ("tx_pkts", "tx_bytes", "tx_drop", "rx_pkts", "rx_bytes", "rx_drop")
+def pipeline_drops(flows) -> dict[int, int]:
+    """Frames the vSwitch pipeline dropped, by the OpenFlow port they came
+    in by: the packet counts of its drop flows (``ovs.flow_stats``), the
+    ones a Drop capture turned into copies for the controller included
+    (the frame is dropped all the same). Every drop flow but the
+    distributed router's no-route matches its frames' port. Not counted
+    yet: a frame no flow takes (a table miss), which is how vs_in_port
+    refuses forged transmits and changed MACs (it has a flow only for the
+    port's own source MAC); the Drop capture sees those."""
+    out: dict[int, int] = {}
+    for cookie, in_port, packets, actions in flows:
+        if in_port is not None and (actions == "drop" or cookie & EXPOSED):
+            out[in_port] = out.get(in_port, 0) + packets
+    return out
+
+
+COUNTERS = ("tx_pkts", "tx_bytes", "tx_drop", "tx_pdrop", "rx_pkts", "rx_bytes", "rx_drop", "rx_pdrop")
 
 
 def counts(before: Sample, after: Sample) -> dict[str, dict[str, int]]:
     """Per port, what each counter grew by between two samples (a port new
     since ``before`` counts from zero)."""
+    # A flow the controller replaced starts its count again: never below zero.
     return {
-        name: {k: a[k] - before.ports.get(name, {}).get(k, 0) for k in COUNTERS}
+        name: {k: max(0, a[k] - before.ports.get(name, {}).get(k, 0)) for k in COUNTERS}
         for name, a in after.ports.items()
     }
 
@@ -114,8 +142,10 @@ def rates(before: Sample, after: Sample) -> list[dict]:
                 "MbTX/s": round(d["tx_bytes"] * 8 / dt / 1e6, 3),
                 "PKTRX/s": round(d["rx_pkts"] / dt, 2),
                 "MbRX/s": round(d["rx_bytes"] * 8 / dt / 1e6, 3),
-                "%DRPTX": _pct(d["tx_drop"], d["tx_pkts"] + d["tx_drop"]),
-                "%DRPRX": _pct(d["rx_drop"], d["rx_pkts"] + d["rx_drop"]),
+                # OVS's own drops are not in its packet counts; the
+                # pipeline's are (the port did pass the frame to the switch).
+                "%DRPTX": _pct(d["tx_drop"] + d["tx_pdrop"], d["tx_pkts"] + d["tx_drop"]),
+                "%DRPRX": _pct(d["rx_drop"] + d["rx_pdrop"], d["rx_pkts"] + d["rx_drop"]),
             }
         )
     return rows

@@ -217,7 +217,10 @@ def _dfw_port(step: Step, names: _Names) -> str:
 def _step_reason(step: Step, names: _Names, lab, view: Optional[View]) -> Optional[str]:
     """Why the frame ended at ``step``, when it ended there (None: it did not)."""
     f = step.frame
-    if step.flow is None:
+    # A port's refused frames have a flow of their own only to be counted
+    # by port; why they are refused is what a miss there would say.
+    refused = step.flow is not None and _band(step.flow) == "refused"
+    if step.flow is None or refused:
         if step.table == Table.INGRESS:
             p = names.port(f.in_port)
             if p is None:

@@ -236,7 +236,9 @@ def add_copies(flows: list[FlowSpec], binding: SwitchBinding, lab: Lab) -> list[
         actions = tuple(a for a in f.actions if not (a[0] == "output" and a[1] in receive_only))
         actions = _with_received_copies(actions, received)
         port = dict(f.match).get("in_port")
-        if f.table == Table.INGRESS and port in sent:
+        # What the port sends and the vSwitch refuses (no actions, no goto)
+        # is not mirrored, as before it had a flow of its own.
+        if f.table == Table.INGRESS and port in sent and (f.actions or f.goto is not None):
             actions = tuple(("clone", tail) for tail in sent[port]) + actions
         out.append(
             f if actions == f.actions else FlowSpec(f.table, f.priority, f.match, actions, f.goto, f.cookie)

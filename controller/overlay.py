@@ -74,6 +74,7 @@ def _ingress(b: SwitchBinding, tables: NsxTables, tunnel: PortBinding) -> list[F
                 goto=Table.DISCOVERY,
             )
         )
+        flows.append(_flow(Table.INGRESS, Priority.INGRESS_REFUSED, {"in_port": p.ofport}))
     return flows
 
 

@@ -79,6 +79,10 @@ class Priority:
     TUNNEL_SNOOP = 110  # DHCP ACKs from the tunnel, copied to the controller
     INGRESS_IP_HASH = 105  # an IP-hash port's IPv4, above its classify flow
     INGRESS_CLASSIFY = 100
+    # What a vNIC or vmk sends that no classify flow takes (a forged source
+    # MAC, a tag on an EST/VST port): dropped by a flow of its own port, so
+    # the drop is counted by port (esxtop's %DRPTX), not a table miss.
+    INGRESS_REFUSED = 1
     # dfw_from_vm and dfw_to_vm_ct: the distributed firewall's verdicts.
     DFW_STATE = 3000  # established / related: pass
     DFW_INVALID = 2900  # not part of any connection we know: drop
@@ -302,6 +306,12 @@ PIPELINE: tuple[Stage, ...] = (
                 "an IP-hash port's IPv4: its hash bucket (src ^ dst) mod N into reg1",
             ),
             _band("classify", Priority.INGRESS_CLASSIFY, "what each port may send, and where it goes next"),
+            _band(
+                "refused",
+                Priority.INGRESS_REFUSED,
+                "what a vNIC or vmk sends that no classify flow takes (forged source, a tag it may not "
+                "send): drop, counted by its port",
+            ),
         ),
     ),
     Stage(

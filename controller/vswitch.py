@@ -336,7 +336,7 @@ def _ingress(v: View) -> list[FlowSpec]:
         untagged = {**match, "vlan_vid": OFPVID_NONE}
         flows.append(_flow(Table.INGRESS, Priority.INGRESS_CLASSIFY, untagged, actions, goto=Table.FORWARD))
         flows += _ip_hash_buckets(v, p, untagged, actions)
-    return flows
+    return flows + [_flow(Table.INGRESS, Priority.INGRESS_REFUSED, {"in_port": p.ofport}) for p in v.locals]
 
 
 def _forward_from(v: View, in_port: int, src: Optional[PortBinding], vlan: int) -> list[FlowSpec]:

@@ -388,6 +388,30 @@ def test_a_killed_pktcap_uw_session_ends_as_if_it_had_closed(nuggets):
     assert rc == 0 and "listening at PortOutput" in err, err
 
 
+def test_esxtop_counts_a_vnics_forged_frames_in_its_drptx(nuggets):
+    """%DRPTX of a vNIC whose forged frames the vSwitch refuses (forged
+    transmits = reject), counted by its own port's refusal flow."""
+    from vlab.shell import esxtop
+    from vlab.waiting import wait_for
+
+    ctl = nuggets.control
+    forged = ("--src", "00:50:56:01:00:99", "--dst", "00:50:56:0e:0e:01", "--count", "20", "--tag", "forged")
+    before = esxtop.sample(ctl, "esx1")
+    guest_tool(nuggets, "strict", "frames", *forged)  # bounded, and sent when it returns
+
+    def counted():
+        # A flow's count grows when OVS's revalidator pushes the datapath's
+        # statistics (about every 0.5 s): the 20 drops appear within seconds.
+        after = esxtop.sample(ctl, "esx1")
+        return after if esxtop.counts(before, after)["strict-eth0"]["tx_pdrop"] >= 20 else None
+
+    after = wait_for(counted, 10, "esxtop counting strict's 20 refused frames")
+    grown = esxtop.counts(before, after)["strict-eth0"]
+    assert grown["tx_pdrop"] == 20 and grown["tx_pkts"] >= 20, grown
+    row = next(r for r in esxtop.rates(before, after) if r["USED-BY"] == "strict")
+    assert row["%DRPTX"] == round(100.0 * 20 / grown["tx_pkts"], 2) and row["%DRPTX"] > 0, row
+
+
 def test_esxtop_counts_the_frames_the_pipeline_drops_in_the_uplinks_drprx(reverse_teaming):
     """%DRPRX of the uplink whose SPAN copies of vm11's echo requests the
     vSwitch drops (reverse teaming: vm12 transmits on the other uplink): the

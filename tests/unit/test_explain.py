@@ -77,7 +77,7 @@ def test_a_delivered_frame_names_every_stage_and_band():
 
 def test_forged_transmits():
     ex = run(nuggets(), "esx1", "strict-eth0", eth_dst=OPEN, eth_src="00:50:56:01:99:99")
-    assert ex.dropped and ex.steps[0].band == "miss"
+    assert ex.dropped and ex.steps[0].band == "refused"
     assert ex.refused == [
         (
             "",

@@ -6,7 +6,8 @@ TEAM-PNIC (the uplink a port transmits on). Counters come live from each
 bridge's datapath (``ovs-ofctl dump-ports``); rates are differences between
 two samples. %DRPTX and %DRPRX count OVS's port drops and the vSwitch
 pipeline's drop flows (``pipeline_drops``), by the port the frame came in
-by (reverse teaming, a VLAN or destination refused, a DFW rule, ...). OVS adds a
+by (forged transmits, reverse teaming, a VLAN or destination refused, a
+DFW rule, ...). OVS adds a
 frame to its flow's count when its revalidator pushes the datapath's
 statistics (about every 0.5 s), so a drop can show an interval late.
 
@@ -101,10 +102,11 @@ def pipeline_drops(flows) -> dict[int, int]:
     in by: the packet counts of its drop flows (``ovs.flow_stats``), the
     ones a Drop capture turned into copies for the controller included
     (the frame is dropped all the same). Every drop flow but the
-    distributed router's no-route matches its frames' port. Not counted
-    yet: a frame no flow takes (a table miss), which is how vs_in_port
-    refuses forged transmits and changed MACs (it has a flow only for the
-    port's own source MAC); the Drop capture sees those."""
+    distributed router's no-route matches its frames' port, vs_in_port's
+    refusals included (forged transmits, a tag a port may not send: band
+    ``refused``). Not counted: a frame no flow takes at all (a table miss,
+    such as a VLAN no port group carries at vs_forward); the Drop capture
+    sees those."""
     out: dict[int, int] = {}
     for cookie, in_port, packets, actions in flows:
         if in_port is not None and (actions == "drop" or cookie & EXPOSED):

@@ -143,17 +143,17 @@ QUERY_SOURCE = "0.0.0.0"  # its source IP, as a querier without an address
 MAX_RESPONSE_S = 10.0  # its max response time: the guest re-reports within this
 
 
-def pid_alive(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
+    """Alive and not a zombie (a child that exited stays in /proc until its
+    parent reaps it, yet has nothing left to do)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def live_sessions(sessions, alive=pid_alive) -> frozenset[str]:
+def live_sessions(sessions, alive=pid_running) -> frozenset[str]:
     """The keys (ports, hosts) of ``desired.json``'s ``captures`` or
     ``drop_captures`` that have a session whose process still runs."""
     if isinstance(sessions, list):  # a run directory written before sessions had PIDs
@@ -167,7 +167,7 @@ def with_session(sessions, key: str, pid: int, open_: bool) -> dict[str, list[in
     out = (
         {}
         if isinstance(sessions, list)
-        else {k: [p for p in v if pid_alive(int(p))] for k, v in (sessions or {}).items()}
+        else {k: [p for p in v if pid_running(int(p))] for k, v in (sessions or {}).items()}
     )
     pids = set(out.get(key, [])) - {pid} | ({pid} if open_ else set())
     out[key] = sorted(pids)

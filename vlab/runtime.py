@@ -18,16 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import naming
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+from .control import pid_running
 
 
 def processes_with_env(entry: str) -> list[int]:
@@ -51,16 +42,6 @@ def processes_of_run(run_id: str) -> list[int]:
     return processes_with_env(f"{naming.RUN_ENV}={run_id}")
 
 
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (a child of ours that exited stays in /proc
-    until its Popen reaps it, yet has nothing left to wait for)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def kill_run_processes(run_id: str, grace: float = 2.0) -> int:
     """SIGTERM and SIGHUP, then SIGKILL after ``grace`` seconds for whatever
     still runs, every process of the run. SIGHUP is for Mininet's node
@@ -75,7 +56,7 @@ def kill_run_processes(run_id: str, grace: float = 2.0) -> int:
             except ProcessLookupError:
                 break
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_running(p) for p in pids):
+    while time.monotonic() < deadline and any(pid_running(p) for p in pids):
         time.sleep(0.02)
     # SIGKILL cannot be ignored: the caller removes the run directory at
     # once, without waiting for the kernel to finish the exits.
@@ -124,7 +105,7 @@ def owner_alive(run: Run) -> bool:
         pid = int((run.dir / "owner.pid").read_text())
     except (OSError, ValueError):
         return False
-    return _alive(pid)
+    return pid_running(pid)
 
 
 def clean_dead_runs(include_live: bool = False) -> list[str]:

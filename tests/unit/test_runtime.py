@@ -5,6 +5,7 @@ import signal
 import subprocess
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -77,14 +78,16 @@ def test_a_signal_just_before_uninterruptible_takes_over_does_not_skip_teardown(
 
 
 def test_a_zombie_is_not_running():
+    from vlab.control import pid_running
+
     child = subprocess.Popen(["true"])
     deadline = time.monotonic() + 10
-    while runtime._running(child.pid):  # exits, stays a zombie until reaped
+    while pid_running(child.pid):  # exits, stays a zombie until reaped
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    assert runtime._alive(child.pid)  # still in /proc
+    assert Path(f"/proc/{child.pid}").exists()  # still in /proc
     child.wait()
-    assert not runtime._running(child.pid)
+    assert not pid_running(child.pid)
 
 
 def test_a_bringup_step_that_blocks_forever_is_interrupted_with_its_name():

@@ -488,10 +488,12 @@ class VSwitchController(app_manager.OSKenApp):
         """vCenter's requests (desired.json), applied as soon as they are seen."""
         desired = self._read_desired()
         if desired is None:
-            # Unchanged, but a capture's process may have died since.
+            # Unchanged, but a capture's process may have died since: apply
+            # only then (an empty apply still recompiles NSX bridges).
             with self.lock:
-                if self._desired is not None:
-                    self._apply(self.state.take_sessions(self._desired))
+                ended = self.state.take_sessions(self._desired) if self._desired is not None else set()
+                if ended:
+                    self._apply(ended)
             return
         with self.lock:
             self._desired = desired
@@ -640,7 +642,8 @@ class VSwitchController(app_manager.OSKenApp):
 
     def _vmotion_arrived(self, dp, port: str, options: dict) -> None:
         """Step 6 of the vMotion protocol (``controller.vmotion``)."""
-        self._event("vmotion_port_up", host=self.state.host_of(dp.id), port=port)
+        arrived = "vnic_connected" if options.get("reason") == "connect" else "vmotion_port_up"
+        self._event(arrived, host=self.state.host_of(dp.id), port=port)
         sent = vmotion.arrival(self.state, dp.id, port, options)
         self._send_notifications(sent.rarps)
         for delay in vmotion.RARP_REPEATS_S:

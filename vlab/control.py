@@ -81,7 +81,8 @@ makes them differ from the configuration), load-based teaming's
 ``events.jsonl`` (controller -> anyone): one JSON object per line, with
 ``t`` (wall clock) and ``event``: ``uplink_down``/``uplink_up`` (host,
 uplink), ``rarp`` (host, uplink, mac, vlan, port, reason), ``vmotion_port_up``
-(host, port), ``igmp_query`` (host, port, source, max_response_s),
+and ``vnic_connected`` (host, port: a moved or reconnected vNIC's port came
+up), ``igmp_query`` (host, port, source, max_response_s),
 ``ip_discovered`` (host, port, method, ip, mac), ``beacon`` (host, vswitch,
 failed, shotgun: beacon probing's new verdict), ``load_balanced`` (host,
 vswitch, port, from_uplink, to_uplink, utilization, target_utilization: a

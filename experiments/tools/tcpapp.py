@@ -135,9 +135,12 @@ def hold(args) -> int:
         ticks = iter(sys.stdin)  # one request per line typed
     else:
         ticks = range(args.count)
+    t0 = time.monotonic()
     for n, _ in enumerate(ticks):
-        if args.count is not None and n:
-            time.sleep(args.every)  # the pace of a user's clicks (model, not polling)
+        if args.count is not None:
+            # Request n starts n * --every after the first, however long the
+            # ones before took (a user's clicks keep their pace).
+            time.sleep(max(0.0, t0 + n * args.every - time.monotonic()))
         try:
             _request(s, args.reply)
             print("ok", flush=True)

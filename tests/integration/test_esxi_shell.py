@@ -443,6 +443,22 @@ def test_esxtop_counts_the_frames_the_pipeline_drops_in_the_uplinks_drprx(revers
     assert rows[other]["%DRPRX"] > 0 and rows[pinned]["%DRPRX"] == 0, rows
 
 
+def test_a_portoutput_session_ending_leaves_another_on_the_same_port_running(reverse_teaming):
+    ctl = reverse_teaming.control
+    argv = ["pktcap-uw", "--switchport", "vm12.eth0", "--capture", "PortOutput", "--proto", "0x01", "-c", "2"]
+    long = HostCommand(ctl, "esx1", argv)
+    try:
+        long.wait_listening()
+        rc, _, err = _run(ctl, "esx1", "pktcap-uw --switchport vm12.eth0 --capture PortOutput --seconds 0.2")
+        assert rc == 0 and "listening at PortOutput" in err
+        reverse_teaming.node("vm11").cmd(PING_VM12)  # after the short session has ended
+    finally:
+        rc, lines = long.finish()
+    # The copy port is shared by the port's sessions: the short one's end left it.
+    assert rc == 0 and sum(" Captured at PortOutput point, " in x for x in lines) == 2, (lines, long.err)
+    assert ctl.desired()["captures"] == {}
+
+
 def test_a_drop_session_ending_leaves_another_on_the_same_host_running(reverse_teaming):
     ctl = reverse_teaming.control
     long = HostCommand(ctl, "esx1", ["pktcap-uw", "--capture", "Drop", "--proto", "0x01", "-c", "2"])

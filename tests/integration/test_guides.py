@@ -162,7 +162,7 @@ def _pcap(path):
     ("arp", op, who-has/is-at address, source MAC, VLAN), ("icmp", type, ttl,
     source MAC, destination MAC, VLAN, source IP, destination IP), ("vxlan",
     vni, outer src IP, outer dst IP, outer src MAC, outer dst MAC, VLAN, inner
-    src MAC, inner dst MAC, inner src IP)."""
+    src MAC, inner dst MAC, inner src IP); ("other", summary) for the rest."""
     from scapy.layers.inet import ICMP, IP, UDP
     from scapy.layers.l2 import ARP, Dot1Q, Ether
     from scapy.layers.vxlan import VXLAN
@@ -192,6 +192,8 @@ def _pcap(path):
             out.append(("arp", a.op, a.pdst if a.op == 1 else a.psrc, f.src, vlan))
         elif f.haslayer(ICMP) and not f.haslayer(UDP):
             out.append(("icmp", f[ICMP].type, f[IP].ttl, f.src, f.dst, vlan, f[IP].src, f[IP].dst))
+        else:
+            out.append(("other", f.summary()))  # so a check of "only these" sees it
     return out
 
 

@@ -390,6 +390,12 @@ def tcpdump(
         ],
         stdout=subprocess.DEVNULL,
         stderr=open(err, "w"),
+        # Its own session: a shell's job-control kill of the pktcap-uw that
+        # started it (``kill %1`` in ``vlab shell``) reaches the pktcap-uw
+        # alone, which then stops the tap so its file is complete. A tap
+        # left behind by a SIGKILLed caller carries the run's marker and
+        # goes with the run.
+        start_new_session=True,
     )
     try:
         wait(
@@ -416,33 +422,39 @@ def tcpdump(
 def _open_port_output(ctl, host: str, port: str, ofport: int) -> str:
     name = naming.capture_port(ofport)
     bridge = next(b for b in _bridges(ctl, host) if port in _ports_of(ctl, host, b))
-    ctl.ovs(host).vsctl(
-        "--may-exist",
-        "add-port",
-        bridge,
-        name,
-        "--",
-        "set",
-        "interface",
-        name,
-        "type=internal",
-        f"ofport_request={CAPTURE_BASE + ofport}",
-    )
-    ctl.sh(host, f"ip link set {name} up")
     me = os.getpid()
-    ctl.request_change(
-        lambda want: want.update(captures=control.with_session(want.get("captures"), port, me, True))
-    )
+
+    def edit(want: dict) -> None:
+        # Under the desired lock, as the last session's close deletes it.
+        ctl.ovs(host).vsctl(
+            "--may-exist",
+            "add-port",
+            bridge,
+            name,
+            "--",
+            "set",
+            "interface",
+            name,
+            "type=internal",
+            f"ofport_request={CAPTURE_BASE + ofport}",
+        )
+        ctl.sh(host, f"ip link set {name} up")
+        want["captures"] = control.with_session(want.get("captures"), port, me, True)
+
+    ctl.request_change(edit)
     return name
 
 
 def _close_port_output(ctl, host: str, port: str, iface: str) -> None:
     me = os.getpid()
-    ctl.request_change(
-        lambda want: want.update(captures=control.with_session(want.get("captures"), port, me, False))
-    )
-    for bridge in _bridges(ctl, host):
-        ctl.ovs(host).vsctl("--if-exists", "del-port", bridge, iface)
+
+    def edit(want: dict) -> None:
+        want["captures"] = control.with_session(want.get("captures"), port, me, False)
+        if port not in want["captures"]:  # the port's last session: its copy port goes
+            for bridge in _bridges(ctl, host):
+                ctl.ovs(host).vsctl("--if-exists", "del-port", bridge, iface)
+
+    ctl.request_change(edit)
 
 
 def _bridges(ctl, host: str) -> list[str]:

@@ -120,8 +120,8 @@ def connect_vnic(ctl, vm_name: str, network: str, vnic: str = "eth0", timeout: f
     probe = ctl.desired()
     place(probe, _journal(ctl, probe, edits, replug=True)[1])
     ctl.ovs(host).vsctl("--if-exists", "del-port", old_switch.name, port)
-    vmotion.forget_cached_paths(ctl)
     try:
+        vmotion.forget_cached_paths(ctl)
         change_config(ctl, edits, timeout, replug=True, also=place)
     except BaseException:
         want = ctl.desired()

@@ -102,6 +102,7 @@ def vmotion(
     # answers at the source, and a connection it completed there must
     # not count as one opened during the move.
     t_stun = time.time()
+    forget_cached_paths(ctl)  # its last frames at the source cannot move its MAC back later
     # 2. The vNIC backends into the destination host.
     for port, _ in ports:
         ctl.sh(src, f"ip link set {port} netns {ctl.pids[dest]}")
@@ -155,8 +156,8 @@ def vmotion(
 
 def forget_cached_paths(ctl: "LabControl") -> None:
     """The physical switches drop their cached datapath flows: called once
-    a vNIC has left its port and before it gets its new one on the same
-    host (reconnect, a new network).
+    a vNIC has left its port and before it gets its new one (vMotion,
+    reconnect, a new network).
 
     A hardware switch learns a source MAC from every frame. An OVS bridge
     learns from a cached flow's frames only when its revalidator pushes

@@ -83,11 +83,10 @@ class EsxiCLI(CLI):
         """``HOST pktcap-uw ... &`` returns to the prompt once the capture
         listens (on ESXi the student would watch for its session lines), so
         the traffic typed next is in it; ``HOST kill %1; wait`` ends it."""
-        out = node.cmd("echo $!").rstrip().splitlines()
-        if out[:-1]:
-            print("\n".join(out[:-1]))  # what the capture printed so far
-        pid = int(out[-1]) if out and out[-1].isdigit() else None
+        # Mininet's sendCmd has the shell print the PID of a line ending in &.
+        pid = node.lastPid
         if pid is None:
+            print("vlab: pktcap-uw's PID is unknown: not waiting for it to listen")
             return
         marker = listening_marker(self.ctl.dir, pid)
         try:

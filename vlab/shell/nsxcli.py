@@ -5,9 +5,10 @@ last wrote (``nsx.json``, ``controller.nsx``).
 
 The controller CLI's Connection-ID column (the host's session with the
 controller) has no counterpart here; the testbed names the host instead.
-A VTEP row marked UTEP is the one its segment's hosts replicate BUM
-traffic through for the other segments (unicast mode), and each ARP
-entry says what taught it (VMware Tools, ARP or DHCP snooping).
+A VTEP row marked UTEP is its segment's replicator (unicast mode): a host
+in another segment sends a broadcast, unknown-unicast or multicast frame
+once to it, and it copies the frame to the rest of its own segment. Each
+ARP entry says what taught it (VMware Tools, ARP or DHCP snooping).
 """
 
 from __future__ import annotations

@@ -401,6 +401,7 @@ def _capture_drops(ctl, host: str, p, a, s: Session, out: TextIO, err: TextIO) -
             shown, why = _follow(fetch, a, out, lambda: False)
     finally:
         _drop_session(ctl, host, False)
+    log.read()  # what the controller wrote since the last poll
     frames = log.frames[: a.count or None]
     if not a.outfile:
         for n, (ts, frame, drop) in enumerate(frames[shown:], start=shown + 1):

@@ -217,8 +217,9 @@ def _dfw_port(step: Step, names: _Names) -> str:
 def _step_reason(step: Step, names: _Names, lab, view: Optional[View]) -> Optional[str]:
     """Why the frame ended at ``step``, when it ended there (None: it did not)."""
     f = step.frame
-    # A port's refused frames have a flow of their own only to be counted
-    # by port; why they are refused is what a miss there would say.
+    # A port's refused frames (vs_in_port, vs_forward) have a flow of their
+    # own only to be counted by port; why they are refused is what a miss
+    # there would say.
     refused = step.flow is not None and _band(step.flow) == "refused"
     if step.flow is None or refused:
         if step.table == Table.INGRESS:
@@ -364,7 +365,12 @@ def explain(
             port = _dfw_port(s, names) if dfw else ""
             ex.refused.append((port, why))
             ended.append(why)
-        if s.table == Table.FORWARD and s.flow is not None and view is not None:
+        if (
+            s.table == Table.FORWARD
+            and s.flow is not None
+            and _band(s.flow) != "refused"
+            and view is not None
+        ):
             ex.refused += _vswitch_reasons(s, view, names, delivered, to)
     if to is not None and to not in ex.delivered and ex.reason_for(to) is None:
         if names.port_named(to) is None:

@@ -83,6 +83,10 @@ class Priority:
     # MAC, a tag on an EST/VST port): dropped by a flow of its own port, so
     # the drop is counted by port (esxtop's %DRPTX), not a table miss.
     INGRESS_REFUSED = 1
+    # vs_forward: what no forwarding flow takes (a VLAN no port group
+    # carries, unknown unicast from an uplink), dropped by a flow of the
+    # port it came in by, for the same reason.
+    FORWARD_REFUSED = 1
     # dfw_from_vm and dfw_to_vm_ct: the distributed firewall's verdicts.
     DFW_STATE = 3000  # established / related: pass
     DFW_INVALID = 2900  # not part of any connection we know: drop
@@ -325,7 +329,15 @@ PIPELINE: tuple[Stage, ...] = (
         goto=frozenset(),
         recirculate=frozenset({Table.DFW_TO_VM}),
         concerns=frozenset({Concern.VSWITCH}),
-        bands=_FORWARDING,
+        bands=(
+            *_FORWARDING,
+            _band(
+                "refused",
+                Priority.FORWARD_REFUSED,
+                "what no flow above delivers (a VLAN no port group carries, unknown unicast from an "
+                "uplink): drop, counted by the port it came in by",
+            ),
+        ),
     ),
     Stage(
         Table.DISCOVERY,

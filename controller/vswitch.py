@@ -432,7 +432,11 @@ def _forward(v: View) -> list[FlowSpec]:
 def compile_vswitch(binding: SwitchBinding) -> list[FlowSpec]:
     """Every flow of one vSwitch bridge, sorted (stable for diffing)."""
     v = View(binding)
-    return sorted(_ingress(v) + _forward(v), key=lambda f: (f.table, -f.priority, repr(f.match)))
+    refused = [
+        _flow(Table.FORWARD, Priority.FORWARD_REFUSED, {"in_port": p.ofport})
+        for p in (*binding.uplink_ports(), *v.locals)
+    ]
+    return sorted(_ingress(v) + _forward(v) + refused, key=lambda f: (f.table, -f.priority, repr(f.match)))
 
 
 def pinning(binding: SwitchBinding) -> dict[str, Optional[str]]:

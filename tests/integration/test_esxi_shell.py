@@ -412,6 +412,38 @@ def test_esxtop_counts_a_vnics_forged_frames_in_its_drptx(nuggets):
     assert row["%DRPTX"] == round(100.0 * 20 / grown["tx_pkts"], 2) and row["%DRPTX"] > 0, row
 
 
+def test_esxtop_counts_frames_in_a_vlan_no_port_group_carries_in_the_uplinks_drprx(nuggets):
+    """The physical switch sends esx1's vmnic0 frames tagged with a VLAN no
+    port group of vSwitch0 carries: vs_forward refuses them, counted by the
+    uplink they came in by."""
+    from vlab.shell import esxtop
+    from vlab.waiting import wait_for
+
+    ctl = nuggets.control
+    fabric_end = ctl.fabric_port("esx1", "vmnic0")  # the cable's switch end
+    frames = (
+        "--iface",
+        fabric_end,
+        "--vlan",
+        "77",
+        "--src",
+        "00:50:56:99:00:77",
+        "--dst",
+        "00:50:56:01:00:11",
+    )
+    before = esxtop.sample(ctl, "esx1")
+    guest_tool(nuggets, "fabric", "frames", *frames, "--count", "10", "--tag", "vlan77")
+
+    def counted():
+        after = esxtop.sample(ctl, "esx1")
+        return after if esxtop.counts(before, after)["vmnic0"]["rx_pdrop"] >= 10 else None
+
+    after = wait_for(counted, 10, "esxtop counting vmnic0's 10 frames in VLAN 77")
+    assert esxtop.counts(before, after)["vmnic0"]["rx_pdrop"] == 10
+    row = next(r for r in esxtop.rates(before, after) if r["USED-BY"] == "vmnic0")
+    assert row["%DRPRX"] > 0, row
+
+
 def test_esxtop_counts_the_frames_the_pipeline_drops_in_the_uplinks_drprx(reverse_teaming):
     """%DRPRX of the uplink whose SPAN copies of vm11's echo requests the
     vSwitch drops (reverse teaming: vm12 transmits on the other uplink): the

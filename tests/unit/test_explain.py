@@ -127,7 +127,7 @@ def test_a_guest_on_a_vst_port_group_may_not_send_tags():
 
 def test_a_vlan_no_port_group_carries():
     ex = run(nuggets(), "esx1", "vmnic0", eth_dst=STRICT, eth_src="00:50:56:99:00:01", vlan=77)
-    assert ex.dropped and ex.steps[-1].stage == "vs_forward" and ex.steps[-1].band == "miss"
+    assert ex.dropped and ex.steps[-1].stage == "vs_forward" and ex.steps[-1].band == "refused"
     assert ex.refused == [("", "VLAN 77: no port group on this vSwitch carries it, and no VGT port")]
 
 

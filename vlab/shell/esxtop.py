@@ -102,11 +102,12 @@ def pipeline_drops(flows) -> dict[int, int]:
     in by: the packet counts of its drop flows (``ovs.flow_stats``), the
     ones a Drop capture turned into copies for the controller included
     (the frame is dropped all the same). Every drop flow but the
-    distributed router's no-route matches its frames' port, vs_in_port's
-    refusals included (forged transmits, a tag a port may not send: band
-    ``refused``). Not counted: a frame no flow takes at all (a table miss,
-    such as a VLAN no port group carries at vs_forward); the Drop capture
-    sees those."""
+    distributed router's no-route matches its frames' port, the refusals of
+    vs_in_port (forged transmits, a tag a port may not send) and vs_forward
+    (a VLAN no port group carries, unknown unicast from an uplink) included:
+    band ``refused``. Not counted: a frame no flow takes at all (a table
+    miss in the NSX stages, such as a VNI no VM of the host is on); the Drop
+    capture sees those."""
     out: dict[int, int] = {}
     for cookie, in_port, packets, actions in flows:
         if in_port is not None and (actions == "drop" or cookie & EXPOSED):

@@ -662,8 +662,11 @@ class VSwitchController(app_manager.OSKenApp):
             )
 
     def _repeat_notifications(self, notes: list[Notification]) -> None:
+        """A RARP's repeats, only while it is still true: a vNIC that has
+        moved again since (a reconnect, another network, a vMotion back)
+        must not be announced on the uplink it has left."""
         with self.lock:
-            self._send_notifications(notes)
+            self._send_notifications(failover.still_true(self.state, notes))
 
     def _event(self, kind: str, **fields) -> None:
         LOG.info("event %s %s", kind, fields)

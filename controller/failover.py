@@ -212,3 +212,16 @@ def link_changed(state: "ControllerState", dpid: int, uplink: str, up: bool) -> 
     after = state.binding(dpid)
     pins = pinning(after)
     return _notes(after, pins, _moved(before, pins), "failback" if up else "failover")
+
+
+def still_true(state: "ControllerState", notes: list[Notification]) -> list[Notification]:
+    """The ``notes`` that would be sent the same now: each port still on its
+    bridge, with the same MAC, VLAN and uplink."""
+    out = []
+    for n in notes:
+        if n.dpid not in state.dpids:
+            continue
+        now = notification(state.binding(n.dpid), n.port, n.reason)
+        if now == n:
+            out.append(n)
+    return out

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import ofdriver, vmotion
+from controller import failover, ofdriver, vmotion
 from controller.app import VSwitchController
 from controller.pipeline import Concern, FlowSpec, Table, cookie
 from tests.unit.fakeswitch import Event, FakeDatapath, Msg, PortDesc
@@ -157,6 +157,32 @@ def test_a_vmotion_leaves_both_hosts_with_their_compiled_flows_and_rarps_on_arri
     assert len(dps[dest].packet_outs) == 1
     events = [e["event"] for e in control.read_events(ctl.run_dir)]
     assert "vmotion_port_up" in events and "rarp" in events
+
+
+def test_a_rarp_repeat_is_not_sent_for_a_vnic_that_moved_again(ctl, monkeypatch):
+    """A vMotion's RARP is repeated later; if the VM has moved back in the
+    meantime, the repeat would teach the physical switch the host it left."""
+    monkeypatch.setattr(vmotion, "RARP_REPEATS_S", ())
+    dps = {d: connect(ctl, d) for d in ctl.state.dpids}
+    for dp in dps.values():
+        answer_barriers(ctl, dp)
+    vm = ctl.lab.vms[0]
+    port = naming.vnic_port(vm.name, vm.vnics[0].name)
+    src = next(d for d in dps if any(p.name == port for p in ctl.state.binding(d).ports))
+    other = next(h.name for h in ctl.lab.esxi_hosts if h.name != vm.host)
+    ofport = ctl.state.binding(src).port(port).ofport
+    there = {port: {"host": other, "ofport": ofport}}
+    ctl._apply(ctl._take_desired({"generation": 1, "placement": there, "moves": {port: {"seq": "1"}}}))
+    dest = next(d for d in dps if any(p.name == port for p in ctl.state.binding(d).ports))
+    ofp = dps[dest].ofproto
+    ctl.on_port_status(Event(Msg(dps[dest], reason=ofp.OFPPR_ADD, desc=PortDesc(port, ofport, 0))))
+    sent = list(dps[dest].packet_outs)
+    assert len(sent) == 1
+    notes = failover.still_true(ctl.state, [failover.notification(ctl.state.binding(dest), port, "vmotion")])
+    assert len(notes) == 1  # still true while it runs there
+    ctl._apply(ctl._take_desired({"generation": 2, "placement": {}, "moves": {port: {"seq": "1"}}}))  # back
+    ctl._repeat_notifications(notes)
+    assert dps[dest].packet_outs == sent  # no repeat from the host it left
 
 
 def test_a_guest_mac_change_is_compiled_and_installed(ctl):

@@ -475,31 +475,32 @@ def test_esxtop_counts_the_frames_the_pipeline_drops_in_the_uplinks_drprx(revers
     assert rows[other]["%DRPRX"] > 0 and rows[pinned]["%DRPRX"] == 0, rows
 
 
-def test_a_portoutput_session_ending_leaves_another_on_the_same_port_running(reverse_teaming):
-    ctl = reverse_teaming.control
-    argv = ["pktcap-uw", "--switchport", "vm12.eth0", "--capture", "PortOutput", "--proto", "0x01", "-c", "2"]
-    long = HostCommand(ctl, "esx1", argv)
+def _a_short_session_inside_a_long_one(net, long_argv: list[str], short_line: str, point: str):
+    """A long session listening, a short one run to its end beside it, then
+    vm11's 4 bounded pings to vm12: (the long one's exit code, its lines)."""
+    long = HostCommand(net.control, "esx1", long_argv)
     try:
         long.wait_listening()
-        rc, _, err = _run(ctl, "esx1", "pktcap-uw --switchport vm12.eth0 --capture PortOutput --seconds 0.2")
-        assert rc == 0 and "listening at PortOutput" in err
-        reverse_teaming.node("vm11").cmd(PING_VM12)  # after the short session has ended
+        rc, _, err = _run(net.control, "esx1", short_line)
+        assert rc == 0 and f"listening at {point}" in err
+        net.node("vm11").cmd(PING_VM12)  # after the short session has ended
     finally:
         rc, lines = long.finish()
+    return rc, lines, long.err
+
+
+def test_a_portoutput_session_ending_leaves_another_on_the_same_port_running(reverse_teaming):
+    argv = ["pktcap-uw", "--switchport", "vm12.eth0", "--capture", "PortOutput", "--proto", "0x01", "-c", "2"]
+    short = "pktcap-uw --switchport vm12.eth0 --capture PortOutput --seconds 0.2"
+    rc, lines, err = _a_short_session_inside_a_long_one(reverse_teaming, argv, short, "PortOutput")
     # The copy port is shared by the port's sessions: the short one's end left it.
-    assert rc == 0 and sum(" Captured at PortOutput point, " in x for x in lines) == 2, (lines, long.err)
-    assert ctl.desired()["captures"] == {}
+    assert rc == 0 and sum(" Captured at PortOutput point, " in x for x in lines) == 2, (lines, err)
+    assert reverse_teaming.control.desired()["captures"] == {}
 
 
 def test_a_drop_session_ending_leaves_another_on_the_same_host_running(reverse_teaming):
-    ctl = reverse_teaming.control
-    long = HostCommand(ctl, "esx1", ["pktcap-uw", "--capture", "Drop", "--proto", "0x01", "-c", "2"])
-    try:
-        long.wait_listening()
-        rc, _, err = _run(ctl, "esx1", "pktcap-uw --capture Drop --ethtype 0x88b5 --seconds 0.2")
-        assert rc == 0 and "listening at Drop" in err
-        reverse_teaming.node("vm11").cmd(PING_VM12)  # after the short session has ended
-    finally:
-        rc, lines = long.finish()
-    assert rc == 0 and len(_drop_lines(lines)) == 2, (lines, long.err)
-    assert ctl.desired()["drop_captures"] == {}
+    argv = ["pktcap-uw", "--capture", "Drop", "--proto", "0x01", "-c", "2"]
+    short = "pktcap-uw --capture Drop --ethtype 0x88b5 --seconds 0.2"
+    rc, lines, err = _a_short_session_inside_a_long_one(reverse_teaming, argv, short, "Drop")
+    assert rc == 0 and len(_drop_lines(lines)) == 2, (lines, err)
+    assert reverse_teaming.control.desired()["drop_captures"] == {}

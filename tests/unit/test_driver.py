@@ -130,8 +130,9 @@ def test_uplinks_already_down_at_connect_are_taken_from_the_port_descriptions(ct
     assert uplink.name in ctl.state.down[dpid] and holds_compiled(ctl, dp)
 
 
-def test_a_vmotion_leaves_both_hosts_with_their_compiled_flows_and_rarps_on_arrival(ctl, monkeypatch):
-    monkeypatch.setattr(vmotion, "RARP_REPEATS_S", ())
+def _synced_with_a_vm_to_move(ctl):
+    """Every bridge connected and synced, and the first VM's port: (the
+    datapaths, the port, its bridge, another host, its OpenFlow number)."""
     dps = {d: connect(ctl, d) for d in ctl.state.dpids}
     for dp in dps.values():
         answer_barriers(ctl, dp)
@@ -139,7 +140,12 @@ def test_a_vmotion_leaves_both_hosts_with_their_compiled_flows_and_rarps_on_arri
     port = naming.vnic_port(vm.name, vm.vnics[0].name)
     src = next(d for d in dps if any(p.name == port for p in ctl.state.binding(d).ports))
     other = next(h.name for h in ctl.lab.esxi_hosts if h.name != vm.host)
-    ofport = ctl.state.binding(src).port(port).ofport
+    return dps, port, src, other, ctl.state.binding(src).port(port).ofport
+
+
+def test_a_vmotion_leaves_both_hosts_with_their_compiled_flows_and_rarps_on_arrival(ctl, monkeypatch):
+    monkeypatch.setattr(vmotion, "RARP_REPEATS_S", ())
+    dps, port, src, other, ofport = _synced_with_a_vm_to_move(ctl)
     desired = {
         "generation": 1,
         "placement": {port: {"host": other, "ofport": ofport}},
@@ -163,14 +169,7 @@ def test_a_rarp_repeat_is_not_sent_for_a_vnic_that_moved_again(ctl, monkeypatch)
     """A vMotion's RARP is repeated later; if the VM has moved back in the
     meantime, the repeat would teach the physical switch the host it left."""
     monkeypatch.setattr(vmotion, "RARP_REPEATS_S", ())
-    dps = {d: connect(ctl, d) for d in ctl.state.dpids}
-    for dp in dps.values():
-        answer_barriers(ctl, dp)
-    vm = ctl.lab.vms[0]
-    port = naming.vnic_port(vm.name, vm.vnics[0].name)
-    src = next(d for d in dps if any(p.name == port for p in ctl.state.binding(d).ports))
-    other = next(h.name for h in ctl.lab.esxi_hosts if h.name != vm.host)
-    ofport = ctl.state.binding(src).port(port).ofport
+    dps, port, src, other, ofport = _synced_with_a_vm_to_move(ctl)
     there = {port: {"host": other, "ofport": ofport}}
     ctl._apply(ctl._take_desired({"generation": 1, "placement": there, "moves": {port: {"seq": "1"}}}))
     dest = next(d for d in dps if any(p.name == port for p in ctl.state.binding(d).ports))

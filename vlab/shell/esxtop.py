@@ -60,12 +60,13 @@ def sample(ctl, host: str) -> Sample:
     # shows uplinks, VMkernel adapters and vNICs, not the bridge's own port,
     # capture ports or tunnel ports.
     # PORT-ID is the port's ESXi number, the one net-stats -l and pktcap-uw use.
+    bindings = ctl.bindings(host)
     ports_of = {
         p.name: (p.kind, b.port_num(p), p.owner if p.kind == "vnic" else p.name)
-        for b in ctl.bindings(host)
+        for b in bindings
         for p in b.ports
     }
-    ofports = {(b.bridge, p.ofport): p.name for b in ctl.bindings(host) for p in b.ports}
+    ofports = {(b.bridge, p.ofport): p.name for b in bindings for p in b.ports}
     ports = {}
     t = time.time()
     for bridge in ovs.vsctl("list-br").split():
